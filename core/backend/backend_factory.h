@@ -1,0 +1,37 @@
+// Backends by name: `--backend=software|emulated` picks one.
+#ifndef IOMMUD_CORE_BACKEND_BACKEND_FACTORY_H_
+#define IOMMUD_CORE_BACKEND_BACKEND_FACTORY_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/backend/iommu_backend.h"
+
+namespace iommud {
+
+// Backend-specific settings, e.g. {"memory_file": "/var/lib/iommud/hw.mem"} for the emulated one.
+// A backend rejects keys it does not know with INVALID_ARGUMENT.
+using BackendOptions = std::map<std::string, std::string>;
+
+using BackendFactory =
+    std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(const BackendOptions&)>;
+
+// Registers `factory` under `name`. ALREADY_EXISTS if the name is taken. Thread-safe.
+absl::Status RegisterBackend(absl::string_view name, BackendFactory factory);
+
+// Creates the backend registered as `name` (the built-in ones are always registered).
+// NOT_FOUND (reason UNKNOWN_BACKEND) for an unknown name.
+absl::StatusOr<std::unique_ptr<IommuBackend>> CreateBackend(absl::string_view name,
+                                                            const BackendOptions& options = {});
+
+// Registered names, sorted.
+std::vector<std::string> BackendNames();
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CORE_BACKEND_BACKEND_FACTORY_H_

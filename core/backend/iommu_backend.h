@@ -1,0 +1,109 @@
+// IommuBackend: the hardware side of iommud.
+//
+// A backend programs what the registry decides: requester ids (RIDs) to domains, domains' page tables,
+// the IOTLB. It knows nothing of groups, devices or owners. The registry is the only caller in the
+// daemon; tests call backends directly (tests/core/backend/ holds the conformance suite every backend
+// must pass).
+//
+// Thread safety: every method may be called from any thread. The registry guarantees that it never
+// issues two concurrent mutating calls for the same RID of a unit, nor for the same domain; Translate
+// and the read-back calls may run concurrently with anything, so an implementation guards its own
+// state.
+//
+// Atomicity: a method that returns an error has changed nothing (Map rolls back what it mapped).
+#ifndef IOMMUD_CORE_BACKEND_IOMMU_BACKEND_H_
+#define IOMMUD_CORE_BACKEND_IOMMU_BACKEND_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/types.h"
+
+namespace iommud {
+
+// What a RID's hardware entry (stream table entry) says, as read back from the hardware.
+struct RidEntry {
+  Rid rid = 0;
+  DomainId domain = 0;  // 0: no valid entry (DMA faults with UNKNOWN_RID)
+};
+
+// Counters of hardware resources, for leak checks ("no page-table pages or domains lost").
+struct BackendStats {
+  uint64_t domains = 0;           // domains allocated in the hardware
+  uint64_t page_table_pages = 0;  // page-table pages in use, roots included
+  uint64_t programmed_rids = 0;   // RIDs with a valid entry
+  uint64_t iotlb_entries = 0;     // cached translations
+};
+
+class IommuBackend {
+ public:
+  virtual ~IommuBackend() = default;
+
+  // The name it is registered under ("software", "emulated").
+  virtual absl::string_view name() const = 0;
+
+  // Adds a hardware unit. ALREADY_EXISTS if `unit` is known; INVALID_ARGUMENT for caps the backend
+  // cannot provide (e.g. a page size its page-table format lacks).
+  virtual absl::Status AddUnit(absl::string_view unit, const UnitCaps& caps) = 0;
+
+  // Creates domain `id` of `type` on `unit` (a page-table root for paging types).
+  // NOT_FOUND for an unknown unit; ALREADY_EXISTS for a known id; RESOURCE_EXHAUSTED when the
+  // page-table memory is full.
+  virtual absl::Status AllocDomain(absl::string_view unit, DomainId id, DomainType type) = 0;
+
+  // Frees domain `id` and every page-table page it holds. NOT_FOUND for an unknown id;
+  // FAILED_PRECONDITION while a RID still points at it.
+  virtual absl::Status FreeDomain(DomainId id) = 0;
+
+  // Points `rid` of `unit` at `domain` (writes the stream table entry and invalidates the cached
+  // config, so the next DMA of `rid` uses `domain`). NOT_FOUND for an unknown unit or domain;
+  // INVALID_ARGUMENT for a RID outside the unit's max_rids or a domain of another unit.
+  virtual absl::Status AttachRid(absl::string_view unit, Rid rid, DomainId domain) = 0;
+
+  // Releases `rid`: its entry becomes invalid (DMA faults with UNKNOWN_RID) and cached config and
+  // translations of it are dropped. Releasing a RID with no entry is OK.
+  virtual absl::Status ReleaseRid(absl::string_view unit, Rid rid) = 0;
+
+  // Maps [iova, iova+size) to [paddr, paddr+size) with `prot`, using the largest page sizes of the
+  // unit's pgsize_bitmap that fit. All-or-nothing. The registry has already checked alignment,
+  // aperture, reserved regions and overlap; a backend still refuses an overlap (ALREADY_EXISTS) and a
+  // non-paging domain (FAILED_PRECONDITION). RESOURCE_EXHAUSTED when page-table memory runs out.
+  virtual absl::Status Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
+                           uint32_t prot) = 0;
+
+  // Clears the page-table entries of [iova, iova+size) and returns the bytes that were mapped.
+  // Does NOT invalidate the IOTLB: until InvalidateIotlb, cached translations may still be used
+  // (as on real hardware). INVALID_ARGUMENT if the range would split a leaf entry.
+  virtual absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size) = 0;
+
+  // Drops cached translations of `domain` overlapping [iova, iova+size) (size 0: the whole domain)
+  // and waits until the hardware has done so.
+  virtual absl::Status InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) = 0;
+
+  // Emulates a DMA by `rid` of `unit`. A fault is also appended to the backend's fault queue.
+  virtual Translation Translate(absl::string_view unit, Rid rid, uint64_t iova,
+                                uint32_t access) = 0;
+
+  // Removes and returns the queued faults, oldest first.
+  virtual std::vector<FaultRecord> DrainFaults() = 0;
+
+  // Read-back, straight from the hardware structures (not from any software shadow the backend keeps
+  // for speed, where the two can differ): what `rid` points at.
+  virtual absl::StatusOr<RidEntry> ReadRid(absl::string_view unit, Rid rid) = 0;
+  // Every RID of `unit` with a valid entry, in RID order.
+  virtual absl::StatusOr<std::vector<RidEntry>> ReadRids(absl::string_view unit) = 0;
+  // Every domain allocated in the hardware, in id order.
+  virtual std::vector<DomainId> ReadDomains() = 0;
+  // The leaf mappings of `domain` by walking its page table, in IOVA order (one entry per leaf page).
+  virtual absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) = 0;
+
+  virtual BackendStats Stats() = 0;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CORE_BACKEND_IOMMU_BACKEND_H_

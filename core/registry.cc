@@ -1,0 +1,1 @@
+#include "core/registry.h"

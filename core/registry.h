@@ -1,0 +1,175 @@
+// Registry: the authoritative state of the host's IOMMU (units, groups, devices, domains) and the
+// only writer of the backend. Semantics: shared/design/SEMANTICS.md; every rule there is implemented
+// here and every failure is an Error() with the reason named there.
+//
+// Locking (the seed's lesson):
+//   map_mu_ (reader/writer, only for lookup/insert/erase of the id maps)
+//     -> Group::mu (held for the whole of every operation touching the group's devices or domain,
+//                   including the backend's release of a device)
+//       -> Domain::mu (attachment count, mappings)
+// Two group mutexes are never held at once, so operations on different groups never wait for each
+// other. Every public method is thread-safe.
+#ifndef IOMMUD_CORE_REGISTRY_H_
+#define IOMMUD_CORE_REGISTRY_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/backend/iommu_backend.h"
+#include "core/registry_observer.h"
+#include "core/types.h"
+
+namespace iommud {
+
+struct RegistryOptions {
+  IommuBackend* backend = nullptr;         // required; not owned; must outlive the Registry
+  RegistryObserver* observer = nullptr;    // optional; not owned; must outlive the Registry
+  DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
+  size_t fault_log_capacity = 1024;        // most recent faults kept for ListFaults
+};
+
+// --- Snapshots returned by the registry (copies: safe to keep after the call). ---
+
+struct UnitInfo {
+  std::string name;
+  std::string backend;
+  UnitCaps caps;
+  uint32_t device_count = 0;
+  uint32_t group_count = 0;
+  uint32_t domain_count = 0;
+};
+
+struct DeviceInfo {
+  std::string name;
+  std::string unit;
+  Rid rid = 0;
+  std::vector<Rid> alias_rids;
+  GroupId group = 0;
+  DriverBinding binding = DriverBinding::kNone;
+  DomainId domain = 0;  // the group's current domain
+};
+
+struct GroupInfo {
+  GroupId id = 0;
+  std::string unit;
+  std::vector<std::string> devices;  // in probe order
+  DomainId domain = 0;
+  DomainId default_domain = 0;
+  DomainId blocking_domain = 0;
+  std::string owner;                 // empty when not owned
+  uint32_t owner_cnt = 0;
+  std::vector<std::string> claimed_devices;  // device-level claims of `owner`, sorted
+};
+
+struct DomainInfo {
+  DomainId id = 0;
+  std::string unit;
+  DomainType type = DomainType::kUnmanaged;
+  std::string owner;     // empty for core-owned domains
+  bool core_owned = false;  // a group's default/blocking domain or a unit's release domain
+  UnitCaps caps;         // pgsize_bitmap / aperture / reserved regions in force
+  std::vector<GroupId> attached_groups;  // sorted
+  uint64_t mapping_count = 0;
+  uint64_t mapped_bytes = 0;
+};
+
+struct ProbeRequest {
+  std::string unit;
+  std::string device;
+  Rid rid = 0;
+  std::vector<Rid> alias_rids;
+  // Default-domain type of a new group: kDma, kDmaFq or kIdentity. Unset: the policy's.
+  std::optional<DomainType> default_domain_type;
+};
+
+struct ReleaseResult {
+  bool leaked_attachment = false;  // see SEMANTICS.md "leaked attachment"
+};
+
+// One disagreement between the registry and the hardware, or an inconsistency inside the registry.
+struct InvariantViolation {
+  std::string what;
+};
+
+class Registry {
+ public:
+  // INVALID_ARGUMENT if options.backend is null.
+  static absl::StatusOr<std::unique_ptr<Registry>> Create(const RegistryOptions& options);
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // --- Units ---
+  // Registers a unit with the backend and creates its release (blocked) domain.
+  // ALREADY_EXISTS (UNIT_EXISTS); INVALID_ARGUMENT (INVALID_UNIT) for an empty name or bad caps.
+  absl::StatusOr<UnitInfo> AddUnit(absl::string_view name, const UnitCaps& caps);
+  std::vector<UnitInfo> ListUnits() const;  // sorted by name
+  absl::StatusOr<UnitInfo> GetUnit(absl::string_view name) const;  // NOT_FOUND (UNIT_NOT_FOUND)
+
+  // --- Inventory (sorted by name / id) ---
+  absl::StatusOr<DeviceInfo> GetDevice(absl::string_view device) const;  // DEVICE_NOT_FOUND
+  std::vector<DeviceInfo> ListDevices() const;
+  absl::StatusOr<GroupInfo> GetGroup(GroupId group) const;               // GROUP_NOT_FOUND
+  std::vector<GroupInfo> ListGroups() const;
+  absl::StatusOr<DomainInfo> GetDomain(DomainId domain) const;           // DOMAIN_NOT_FOUND
+  std::vector<DomainInfo> ListDomains() const;
+  absl::StatusOr<std::vector<Mapping>> ListMappings(DomainId domain) const;  // in IOVA order
+
+  // --- Device lifecycle ---
+  absl::StatusOr<DeviceInfo> ProbeDevice(const ProbeRequest& request);
+  absl::StatusOr<ReleaseResult> ReleaseDevice(absl::string_view device);
+
+  // --- DMA ownership (all return the group after the change) ---
+  absl::StatusOr<GroupInfo> UseDefaultDomain(absl::string_view device);
+  absl::StatusOr<GroupInfo> UnuseDefaultDomain(absl::string_view device);
+  absl::StatusOr<GroupInfo> ClaimOwnership(GroupId group, absl::string_view owner);
+  absl::StatusOr<GroupInfo> ReleaseOwnership(GroupId group, absl::string_view owner);
+  absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner);
+  absl::StatusOr<GroupInfo> ReleaseDeviceOwnership(absl::string_view device,
+                                                   absl::string_view owner);
+
+  // --- Domains and attachment ---
+  absl::StatusOr<DomainInfo> AllocDomain(absl::string_view unit, DomainType type,
+                                         absl::string_view owner);
+  // Returns the domain as it was just before it was freed.
+  absl::StatusOr<DomainInfo> FreeDomain(DomainId domain, absl::string_view owner);
+  absl::StatusOr<GroupInfo> AttachDevice(absl::string_view device, DomainId domain,
+                                         absl::string_view owner);
+  absl::StatusOr<GroupInfo> AttachGroup(GroupId group, DomainId domain, absl::string_view owner);
+  absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner);
+
+  // --- Mappings and DMA ---
+  absl::StatusOr<Mapping> Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
+                              uint32_t prot, absl::string_view owner);
+  // Returns the bytes unmapped (0 for a hole).
+  absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size,
+                                 absl::string_view owner);
+  // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
+  // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.
+  absl::StatusOr<Translation> Translate(absl::string_view device, uint64_t iova, uint32_t access);
+  // Most recent faults first, at most `max_records`; `total` is the count since start.
+  std::vector<FaultRecord> RecentFaults(size_t max_records, uint64_t* total) const;
+
+  // --- Consistency ---
+  // Compares the registry with itself and with the backend's read-back (RIDs, domains, mappings).
+  // Empty at every quiescent point unless something leaked. Takes each group mutex in turn.
+  std::vector<InvariantViolation> CheckInvariants() const;
+
+  IommuBackend* backend() const { return options_.backend; }
+
+ private:
+  explicit Registry(const RegistryOptions& options);
+  struct State;  // defined in registry.cc
+  RegistryOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CORE_REGISTRY_H_
