@@ -1,0 +1,128 @@
+#include "server/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/status_macros.h"
+#include "core/sync.h"
+#include "grpc/health/v1/health.pb.h"
+#include "server/topology.h"
+#include "server/topology_apply.h"
+
+namespace iommud {
+namespace {
+
+// The name health reports for the API service (besides "" for the whole server).
+constexpr char kIommuServiceName[] = "iommu.v1.Iommu";
+
+// Process-wide gRPC settings, before the first ServerBuilder: the default health service, and the
+// reflection plugin. Reflection describes services from the generated descriptor pool; touching the
+// vendored health proto's descriptor links it in so grpc.health.v1.Health can be described too.
+void InitGrpcOnce() {
+  static const bool initialized = [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    (void)grpc::health::v1::HealthCheckRequest::descriptor();
+    return true;
+  }();
+  (void)initialized;
+}
+
+absl::StatusOr<LoadedTopology> LoadTopology(const std::string& topology) {
+  if (topology.empty()) return LoadDemoTopology();
+  if (topology == kNoTopology) return LoadedTopology{};
+  return LoadTopologyFile(topology);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  InitGrpcOnce();
+  std::unique_ptr<Daemon> daemon(new Daemon());
+  daemon->options_ = options;
+  daemon->socket_path_ = options.socket_path.empty()
+                             ? absl::StrCat(options.state_dir, "/iommud.sock")
+                             : options.socket_path;
+
+  RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
+  ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
+  RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
+
+  ASSIGN_OR_RETURN(daemon->backend_, CreateBackend(options.backend, options.backend_options));
+  RegistryOptions registry_options;
+  registry_options.backend = daemon->backend_.get();
+  registry_options.default_domain_type = options.default_domain_type;
+  ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
+  ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
+  RETURN_IF_ERROR(ApplyTopology(topology, daemon->registry_.get()));
+
+  daemon->service_ = std::make_unique<IommuService>(daemon->registry_.get());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
+  if (!options.listen_tcp.empty()) {
+    builder.AddListeningPort(options.listen_tcp, grpc::InsecureServerCredentials(),
+                             &daemon->tcp_port_);
+  }
+  builder.RegisterService(daemon->service_.get());
+  daemon->server_ = builder.BuildAndStart();
+  if (daemon->server_ == nullptr) {
+    return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+                 absl::StrCat("cannot listen on ", daemon->unix_target(),
+                              options.listen_tcp.empty() ? "" : " and " + options.listen_tcp),
+                 {{"socket", daemon->socket_path_}, {"listen_tcp", options.listen_tcp}});
+  }
+  if (!options.listen_tcp.empty() && daemon->tcp_port_ == 0) {
+    return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+                 absl::StrCat("cannot listen on ", options.listen_tcp),
+                 {{"listen_tcp", options.listen_tcp}});
+  }
+  grpc::HealthCheckServiceInterface* health = daemon->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(kIommuServiceName, true);
+  return daemon;
+}
+
+Daemon::~Daemon() {
+  if (server_ == nullptr) return;  // Start failed before serving
+  Shutdown(absl::ZeroDuration());  // returns at once if it already started
+  Wait();
+}
+
+void Daemon::StopServing() {
+  if (server_ == nullptr) return;
+  // Every service NOT_SERVING, and later SetServingStatus calls are ignored.
+  server_->GetHealthCheckService()->Shutdown();
+}
+
+void Daemon::Shutdown(absl::Duration grace) {
+  {
+    MutexLock lock(&mu_);
+    if (shutdown_started_) return;
+    shutdown_started_ = true;
+  }
+  if (server_ != nullptr) {
+    StopServing();
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+    if (unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
+      // Not fatal: the next daemon removes a stale socket itself.
+    }
+  }
+  MutexLock lock(&mu_);
+  shutdown_done_ = true;
+}
+
+void Daemon::Wait() {
+  MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&shutdown_done_));
+  TsanAcquire(&mu_);  // Await re-locked mu_ without the sync.h wrappers
+}
+
+}  // namespace iommud

@@ -1,0 +1,31 @@
+// Helpers turning iommud's command-line flags into DaemonOptions (the flags themselves are defined
+// in main.cc). Errors are INVALID_ARGUMENT (INVALID_FLAG) naming the flag.
+#ifndef IOMMUD_SERVER_DAEMON_FLAGS_H_
+#define IOMMUD_SERVER_DAEMON_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/backend/backend_factory.h"
+#include "core/types.h"
+
+namespace iommud {
+
+// "key=value" entries (--backend_opt) -> BackendOptions. An entry without '=' or with an empty key,
+// or a key given twice, is an error. The value may contain '='.
+absl::StatusOr<BackendOptions> ParseBackendOptions(const std::vector<std::string>& entries);
+
+// --default_domain_type: "DMA", "DMA_FQ" or "IDENTITY" (any case).
+absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value);
+
+// Absl flags keep only the last value of a flag given several times. This removes every occurrence
+// of `--name=VALUE`, `--name VALUE` (and the single-dash forms) from argv, before absl parses it,
+// and returns the values in order. `argc`/`argv` are updated in place; a trailing `--name` without a
+// value is left for absl to report. Stops at "--".
+std::vector<std::string> ExtractRepeatedFlag(absl::string_view name, int* argc, char** argv);
+
+}  // namespace iommud
+
+#endif  // IOMMUD_SERVER_DAEMON_FLAGS_H_

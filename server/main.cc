@@ -1,0 +1,103 @@
+// iommud: the IOMMU control-plane daemon. See DaemonOptions (daemon.h) and `iommud --help`.
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/error.h"
+#include "server/daemon.h"
+#include "server/daemon_flags.h"
+#include "server/termination_signals.h"
+
+ABSL_FLAG(std::string, state_dir, "/run/iommud",
+          "State directory (created 0750 if missing); holds the socket and the lock file.");
+ABSL_FLAG(std::string, socket, "", "Unix socket path; default <state_dir>/iommud.sock.");
+ABSL_FLAG(std::string, listen_tcp, "",
+          "Also listen on TCP, e.g. 127.0.0.1:50051 (port 0 picks one); off by default.");
+ABSL_FLAG(std::string, backend, "software", "Hardware backend: software or emulated.");
+ABSL_FLAG(std::vector<std::string>, backend_opt, {},
+          "Backend option key=value, e.g. memory_file=/var/lib/iommud/hw.mem; repeat the flag for "
+          "several options.");
+ABSL_FLAG(std::string, topology, "",
+          "Text-format iommu.v1.Topology file to start with; empty = the embedded demo topology; "
+          "\"none\" = start with no units or devices.");
+ABSL_FLAG(std::string, default_domain_type, "DMA",
+          "Default-domain type of new groups: DMA, DMA_FQ or IDENTITY.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
+          "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
+
+namespace iommud {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+int Main(int argc, char** argv) {
+  // Before any thread exists, so that only the waiter thread ever receives them.
+  BlockTerminationSignals();
+
+  absl::SetProgramUsageMessage(
+      "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
+      "Usage: iommud [--state_dir=DIR] [--topology=FILE|none] [--backend=software|emulated] ...");
+  std::vector<std::string> backend_opts = ExtractRepeatedFlag("backend_opt", &argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "iommud: unexpected argument '%s' (see --help)\n", positional[1]);
+    return kExitUsage;
+  }
+  if (backend_opts.empty()) backend_opts = absl::GetFlag(FLAGS_backend_opt);
+
+  DaemonOptions options;
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.socket_path = absl::GetFlag(FLAGS_socket);
+  options.listen_tcp = absl::GetFlag(FLAGS_listen_tcp);
+  options.backend = absl::GetFlag(FLAGS_backend);
+  options.topology = absl::GetFlag(FLAGS_topology);
+  absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
+  absl::StatusOr<DomainType> default_type =
+      ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
+  for (const absl::Status& status : {backend_options.status(), default_type.status()}) {
+    if (!status.ok()) {
+      std::fprintf(stderr, "iommud: %s\n", std::string(status.message()).c_str());
+      return kExitUsage;
+    }
+  }
+  options.backend_options = *backend_options;
+  options.default_domain_type = *default_type;
+
+  absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "iommud: cannot start: %s (%s)\n",
+                 std::string(daemon.status().message()).c_str(),
+                 ErrorReason(daemon.status()).c_str());
+    return EXIT_FAILURE;
+  }
+  if ((*daemon)->tcp_port() != 0) {
+    std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());
+  }
+  std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
+  std::fflush(stderr);
+
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  Daemon* running = daemon->get();
+  {
+    TerminationSignalWaiter waiter([running, grace](int signo) {
+      std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
+      running->Shutdown(grace);
+    });
+    running->Wait();
+  }
+  daemon->reset();
+  std::fprintf(stderr, "iommud: stopped\n");
+  return EXIT_SUCCESS;
+}
+
+}  // namespace
+}  // namespace iommud
+
+int main(int argc, char** argv) { return iommud::Main(argc, argv); }

@@ -1,0 +1,314 @@
+#include "server/request_handlers.h"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/pagination.h"
+#include "server/proto_convert.h"
+
+namespace iommud {
+namespace {
+
+// Keeps the elements of `items` for which `keep` is true.
+template <typename T, typename Pred>
+std::vector<T> Filter(std::vector<T> items, Pred keep) {
+  items.erase(std::remove_if(items.begin(), items.end(), [&](const T& item) { return !keep(item); }),
+              items.end());
+  return items;
+}
+
+// Collection names of the page tokens: the list and its filters.
+std::string Collection(absl::string_view list, absl::string_view unit, uint64_t group_id = 0) {
+  return absl::StrCat(list, "?unit=", unit, "&group_id=", group_id);
+}
+
+}  // namespace
+
+RequestHandlers::RequestHandlers(Registry* registry) : registry_(registry) {}
+
+// --- Inventory ---
+
+absl::Status RequestHandlers::ListUnits(const iommu::v1::ListUnitsRequest& request,
+                                        iommu::v1::ListUnitsResponse* response) const {
+  ASSIGN_OR_RETURN(
+      Page<UnitInfo> page,
+      Paginate(registry_->ListUnits(), [](const UnitInfo& unit) { return unit.name; }, "units",
+               request.page_size(), request.page_token()));
+  for (const UnitInfo& unit : page.items) UnitToProto(unit, response->add_units());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListGroups(const iommu::v1::ListGroupsRequest& request,
+                                         iommu::v1::ListGroupsResponse* response) const {
+  if (!request.unit().empty()) RETURN_IF_ERROR(registry_->GetUnit(request.unit()).status());
+  std::vector<GroupInfo> groups = Filter(registry_->ListGroups(), [&](const GroupInfo& group) {
+    return request.unit().empty() || group.unit == request.unit();
+  });
+  ASSIGN_OR_RETURN(
+      Page<GroupInfo> page,
+      Paginate(std::move(groups), [](const GroupInfo& group) { return NumericPageKey(group.id); },
+               Collection("groups", request.unit()), request.page_size(), request.page_token()));
+  for (const GroupInfo& group : page.items) GroupToProto(group, response->add_groups());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::GetGroup(const iommu::v1::GetGroupRequest& request,
+                                       iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->GetGroup(request.group_id()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListDevices(const iommu::v1::ListDevicesRequest& request,
+                                          iommu::v1::ListDevicesResponse* response) const {
+  if (!request.unit().empty()) RETURN_IF_ERROR(registry_->GetUnit(request.unit()).status());
+  if (request.group_id() != 0) RETURN_IF_ERROR(registry_->GetGroup(request.group_id()).status());
+  std::vector<DeviceInfo> devices = Filter(registry_->ListDevices(), [&](const DeviceInfo& device) {
+    return (request.unit().empty() || device.unit == request.unit()) &&
+           (request.group_id() == 0 || device.group == request.group_id());
+  });
+  ASSIGN_OR_RETURN(
+      Page<DeviceInfo> page,
+      Paginate(std::move(devices), [](const DeviceInfo& device) { return device.name; },
+               Collection("devices", request.unit(), request.group_id()), request.page_size(),
+               request.page_token()));
+  for (const DeviceInfo& device : page.items) DeviceToProto(device, response->add_devices());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::GetDevice(const iommu::v1::GetDeviceRequest& request,
+                                        iommu::v1::Device* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(DeviceInfo device, registry_->GetDevice(request.device()));
+  DeviceToProto(device, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListDomains(const iommu::v1::ListDomainsRequest& request,
+                                          iommu::v1::ListDomainsResponse* response) const {
+  if (!request.unit().empty()) RETURN_IF_ERROR(registry_->GetUnit(request.unit()).status());
+  std::vector<DomainInfo> domains = Filter(registry_->ListDomains(), [&](const DomainInfo& domain) {
+    return request.unit().empty() || domain.unit == request.unit();
+  });
+  ASSIGN_OR_RETURN(
+      Page<DomainInfo> page,
+      Paginate(std::move(domains), [](const DomainInfo& domain) { return NumericPageKey(domain.id); },
+               Collection("domains", request.unit()), request.page_size(), request.page_token()));
+  for (const DomainInfo& domain : page.items) DomainToProto(domain, response->add_domains());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::GetDomain(const iommu::v1::GetDomainRequest& request,
+                                        iommu::v1::Domain* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(DomainInfo domain, registry_->GetDomain(request.domain_id()));
+  DomainToProto(domain, response);
+  return absl::OkStatus();
+}
+
+// --- Device lifecycle ---
+
+absl::Status RequestHandlers::ProbeDevice(const iommu::v1::ProbeDeviceRequest& request,
+                                          iommu::v1::Device* response) const {
+  ASSIGN_OR_RETURN(ProbeRequest probe, ProbeRequestFromProto(request));
+  ASSIGN_OR_RETURN(DeviceInfo device, registry_->ProbeDevice(probe));
+  DeviceToProto(device, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ReleaseDevice(const iommu::v1::ReleaseDeviceRequest& request,
+                                            iommu::v1::ReleaseDeviceResponse* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(ReleaseResult result, registry_->ReleaseDevice(request.device()));
+  response->set_leaked_attachment(result.leaked_attachment);
+  return absl::OkStatus();
+}
+
+// --- DMA ownership ---
+
+absl::Status RequestHandlers::UseDefaultDomain(const iommu::v1::UseDefaultDomainRequest& request,
+                                               iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->UseDefaultDomain(request.device()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::UnuseDefaultDomain(
+    const iommu::v1::UnuseDefaultDomainRequest& request, iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->UnuseDefaultDomain(request.device()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ClaimOwnership(const iommu::v1::ClaimOwnershipRequest& request,
+                                             iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->ClaimOwnership(request.group_id(), request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ReleaseOwnership(const iommu::v1::ReleaseOwnershipRequest& request,
+                                               iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->ReleaseOwnership(request.group_id(), request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ClaimDevice(const iommu::v1::ClaimDeviceRequest& request,
+                                          iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->ClaimDevice(request.device(), request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ReleaseDeviceOwnership(
+    const iommu::v1::ReleaseDeviceOwnershipRequest& request, iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->ReleaseDeviceOwnership(request.device(), request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+// --- Domains and attachment ---
+
+absl::Status RequestHandlers::AllocDomain(const iommu::v1::AllocDomainRequest& request,
+                                          iommu::v1::Domain* response) const {
+  RETURN_IF_ERROR(RequireField(request.unit(), "unit"));
+  ASSIGN_OR_RETURN(std::optional<DomainType> type, DomainTypeFromProto(request.type(), "type"));
+  ASSIGN_OR_RETURN(DomainInfo domain,
+                   registry_->AllocDomain(request.unit(), type.value_or(DomainType::kUnmanaged),
+                                          request.owner()));
+  DomainToProto(domain, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::FreeDomain(const iommu::v1::FreeDomainRequest& request,
+                                         iommu::v1::Domain* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(DomainInfo domain, registry_->FreeDomain(request.domain_id(), request.owner()));
+  DomainToProto(domain, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::AttachDevice(const iommu::v1::AttachDeviceRequest& request,
+                                           iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->AttachDevice(request.device(), request.domain_id(),
+                                                            request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::AttachGroup(const iommu::v1::AttachGroupRequest& request,
+                                          iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->AttachGroup(request.group_id(), request.domain_id(),
+                                                           request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& request,
+                                          iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->DetachGroup(request.group_id(), request.domain_id(),
+                                                           request.owner()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+// --- Mappings and DMA ---
+
+absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
+                                  iommu::v1::MapResponse* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(uint32_t prot, ProtFromProto(request.prot(), kProtRead | kProtWrite, "prot"));
+  ASSIGN_OR_RETURN(Mapping mapping,
+                   registry_->Map(request.domain_id(), request.iova(), request.paddr(),
+                                  request.size(), prot, request.owner()));
+  MappingToProto(mapping, response->mutable_mapping());
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::Unmap(const iommu::v1::UnmapRequest& request,
+                                    iommu::v1::UnmapResponse* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(uint64_t bytes, registry_->Unmap(request.domain_id(), request.iova(),
+                                                    request.size(), request.owner()));
+  response->set_bytes_unmapped(bytes);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListMappings(const iommu::v1::ListMappingsRequest& request,
+                                           iommu::v1::ListMappingsResponse* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(std::vector<Mapping> mappings, registry_->ListMappings(request.domain_id()));
+  ASSIGN_OR_RETURN(
+      Page<Mapping> page,
+      Paginate(std::move(mappings), [](const Mapping& mapping) { return NumericPageKey(mapping.iova); },
+               absl::StrCat("mappings?domain_id=", request.domain_id()), request.page_size(),
+               request.page_token()));
+  for (const Mapping& mapping : page.items) MappingToProto(mapping, response->add_mappings());
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::Translate(const iommu::v1::TranslateRequest& request,
+                                        iommu::v1::TranslateResponse* response) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  ASSIGN_OR_RETURN(uint32_t access, ProtFromProto(request.access(), kProtRead, "access"));
+  ASSIGN_OR_RETURN(Translation translation,
+                   registry_->Translate(request.device(), request.iova(), access));
+  response->set_fault(FaultReasonToProto(translation.fault));
+  response->set_paddr(translation.paddr);
+  response->set_domain_id(translation.domain);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListFaults(const iommu::v1::ListFaultsRequest& request,
+                                         iommu::v1::ListFaultsResponse* response) const {
+  const uint32_t max_records = request.max_records() == 0
+                                   ? kDefaultFaultRecords
+                                   : std::min(request.max_records(), kMaxFaultRecords);
+  uint64_t total = 0;
+  std::vector<FaultRecord> faults = registry_->RecentFaults(max_records, &total);
+  // The device behind each faulting RID, by (unit, RID): primary RIDs win over aliases; devices
+  // sharing a RID are reported under the first by name.
+  std::map<std::pair<std::string, Rid>, std::string> device_of;
+  if (!faults.empty()) {
+    const std::vector<DeviceInfo> devices = registry_->ListDevices();
+    for (const DeviceInfo& device : devices) device_of.emplace(std::make_pair(device.unit, device.rid), device.name);
+    for (const DeviceInfo& device : devices) {
+      for (Rid alias : device.alias_rids) device_of.emplace(std::make_pair(device.unit, alias), device.name);
+    }
+  }
+  for (const FaultRecord& fault : faults) {
+    auto it = device_of.find(std::make_pair(fault.unit, fault.rid));
+    FaultToProto(fault, it == device_of.end() ? "" : it->second, response->add_faults());
+  }
+  response->set_total(total);
+  return absl::OkStatus();
+}
+
+}  // namespace iommud

@@ -1,0 +1,86 @@
+// RequestHandlers: every RPC of iommu.v1.Iommu as a plain function of the Registry, without gRPC
+// (so it can be tested in-process). The service (iommu_service.h) only adapts these onto the wire.
+//
+// Each handler validates what belongs to the wire (required fields, unknown enum values, prot bits,
+// page tokens; INVALID_ARGUMENT with reasons MISSING_FIELD, INVALID_ENUM_VALUE, INVALID_PROT,
+// INVALID_PAGE_TOKEN), then makes exactly one registry call per mutation and returns the registry's
+// error unchanged. List calls are paginated (pagination.h); an unknown unit or group in a List filter
+// is NOT_FOUND like in the corresponding Get. On error `response` is unspecified.
+// Thread-safe: the registry is.
+#ifndef IOMMUD_SERVER_REQUEST_HANDLERS_H_
+#define IOMMUD_SERVER_REQUEST_HANDLERS_H_
+
+#include "absl/status/status.h"
+#include "core/registry.h"
+#include "iommu/v1/iommu.pb.h"
+
+namespace iommud {
+
+// Most recent faults ListFaults returns when max_records is 0, and at most.
+inline constexpr uint32_t kDefaultFaultRecords = 100;
+inline constexpr uint32_t kMaxFaultRecords = 1000;
+
+class RequestHandlers {
+ public:
+  explicit RequestHandlers(Registry* registry);  // not owned; must outlive this
+
+  absl::Status ListUnits(const iommu::v1::ListUnitsRequest& request,
+                         iommu::v1::ListUnitsResponse* response) const;
+  absl::Status ListGroups(const iommu::v1::ListGroupsRequest& request,
+                          iommu::v1::ListGroupsResponse* response) const;
+  absl::Status GetGroup(const iommu::v1::GetGroupRequest& request, iommu::v1::Group* response) const;
+  absl::Status ListDevices(const iommu::v1::ListDevicesRequest& request,
+                           iommu::v1::ListDevicesResponse* response) const;
+  absl::Status GetDevice(const iommu::v1::GetDeviceRequest& request,
+                         iommu::v1::Device* response) const;
+  absl::Status ListDomains(const iommu::v1::ListDomainsRequest& request,
+                           iommu::v1::ListDomainsResponse* response) const;
+  absl::Status GetDomain(const iommu::v1::GetDomainRequest& request,
+                         iommu::v1::Domain* response) const;
+
+  absl::Status ProbeDevice(const iommu::v1::ProbeDeviceRequest& request,
+                           iommu::v1::Device* response) const;
+  absl::Status ReleaseDevice(const iommu::v1::ReleaseDeviceRequest& request,
+                             iommu::v1::ReleaseDeviceResponse* response) const;
+
+  absl::Status UseDefaultDomain(const iommu::v1::UseDefaultDomainRequest& request,
+                                iommu::v1::Group* response) const;
+  absl::Status UnuseDefaultDomain(const iommu::v1::UnuseDefaultDomainRequest& request,
+                                  iommu::v1::Group* response) const;
+  absl::Status ClaimOwnership(const iommu::v1::ClaimOwnershipRequest& request,
+                              iommu::v1::Group* response) const;
+  absl::Status ReleaseOwnership(const iommu::v1::ReleaseOwnershipRequest& request,
+                                iommu::v1::Group* response) const;
+  absl::Status ClaimDevice(const iommu::v1::ClaimDeviceRequest& request,
+                           iommu::v1::Group* response) const;
+  absl::Status ReleaseDeviceOwnership(const iommu::v1::ReleaseDeviceOwnershipRequest& request,
+                                      iommu::v1::Group* response) const;
+
+  absl::Status AllocDomain(const iommu::v1::AllocDomainRequest& request,
+                           iommu::v1::Domain* response) const;
+  absl::Status FreeDomain(const iommu::v1::FreeDomainRequest& request,
+                          iommu::v1::Domain* response) const;
+  absl::Status AttachDevice(const iommu::v1::AttachDeviceRequest& request,
+                            iommu::v1::Group* response) const;
+  absl::Status AttachGroup(const iommu::v1::AttachGroupRequest& request,
+                           iommu::v1::Group* response) const;
+  absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request,
+                           iommu::v1::Group* response) const;
+
+  absl::Status Map(const iommu::v1::MapRequest& request, iommu::v1::MapResponse* response) const;
+  absl::Status Unmap(const iommu::v1::UnmapRequest& request,
+                     iommu::v1::UnmapResponse* response) const;
+  absl::Status ListMappings(const iommu::v1::ListMappingsRequest& request,
+                            iommu::v1::ListMappingsResponse* response) const;
+  absl::Status Translate(const iommu::v1::TranslateRequest& request,
+                         iommu::v1::TranslateResponse* response) const;
+  absl::Status ListFaults(const iommu::v1::ListFaultsRequest& request,
+                          iommu::v1::ListFaultsResponse* response) const;
+
+ private:
+  Registry* const registry_;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_SERVER_REQUEST_HANDLERS_H_

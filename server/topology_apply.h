@@ -1,0 +1,19 @@
+// Applying a parsed start-up topology (topology.h) to the Registry.
+#ifndef IOMMUD_SERVER_TOPOLOGY_APPLY_H_
+#define IOMMUD_SERVER_TOPOLOGY_APPLY_H_
+
+#include "absl/status/status.h"
+#include "core/registry.h"
+#include "server/topology.h"
+
+namespace iommud {
+
+// Adds every unit (in order), then probes every device (in order) through `registry`. On the first
+// failure, returns the registry's error (same code and reason) with the entry's "<source>:<line>"
+// and name prepended to the message and added to the metadata ("topology_source",
+// "topology_line"); what was applied before stays applied.
+absl::Status ApplyTopology(const LoadedTopology& loaded, Registry* registry);
+
+}  // namespace iommud
+
+#endif  // IOMMUD_SERVER_TOPOLOGY_APPLY_H_
