@@ -1,7 +1,7 @@
-// Daemon: one running iommud — backend, registry, start-up topology and the gRPC server (iommu.v1.Iommu,
-// grpc.health.v1.Health, server reflection) on a unix socket in its state directory and optionally
-// on TCP. main.cc turns flags into DaemonOptions and signals into Shutdown(); tests can run a Daemon
-// in-process.
+// Daemon: one running iommud — backend, registry, start-up topology and the gRPC server
+// (iommu.v1.Iommu, grpc.health.v1.Health, server reflection) on a unix socket in its state
+// directory and optionally on TCP. main.cc turns flags into DaemonOptions and signals into
+// Shutdown(); tests can run a Daemon in-process.
 #ifndef IOMMUD_SERVER_DAEMON_H_
 #define IOMMUD_SERVER_DAEMON_H_
 
@@ -31,7 +31,8 @@ struct DaemonOptions {
   std::string listen_tcp;                 // "" = no TCP; "127.0.0.1:0" picks a free port
   std::string backend = "software";
   BackendOptions backend_options;
-  std::string topology;                   // "" = the embedded demo; kNoTopology = empty; else a file
+  // "" = the embedded demo topology; kNoTopology = no units or devices; else a text-format file.
+  std::string topology;
   DomainType default_domain_type = DomainType::kDma;
 };
 

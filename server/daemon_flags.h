@@ -22,8 +22,8 @@ absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value);
 
 // Absl flags keep only the last value of a flag given several times. This removes every occurrence
 // of `--name=VALUE`, `--name VALUE` (and the single-dash forms) from argv, before absl parses it,
-// and returns the values in order. `argc`/`argv` are updated in place; a trailing `--name` without a
-// value is left for absl to report. Stops at "--".
+// and returns the values in order. `argc`/`argv` are updated in place; a trailing `--name` without
+// a value is left for absl to report. Stops at "--".
 std::vector<std::string> ExtractRepeatedFlag(absl::string_view name, int* argc, char** argv);
 
 }  // namespace iommud

@@ -4,7 +4,8 @@ namespace iommud {
 
 absl::string_view DemoTopologyText() {
   // Starts on the literal's first line so that line numbers in errors match the .textpb file.
-  static constexpr char kText[] = R"textpb(# iommud demo topology (proto/iommu/v1/topology.proto, text format).
+  static constexpr char kText[] =
+      R"textpb(# iommud demo topology (proto/iommu/v1/topology.proto, text format).
 # The same content is compiled into the daemon (server/demo_topology.cc): `iommud` with no --topology
 # starts with it. Two SMMU-like units; eight PCI functions in six groups:
 #   smmu0: a lone GPU; a multi-function SATA controller whose two functions share one RID (one group);

@@ -19,11 +19,11 @@ grpc::ServerUnaryReactor* FinishCall(grpc::CallbackServerContext* context,
 IommuService::IommuService(Registry* registry) : handlers_(registry) {}
 
 // Each RPC: run its handler to completion, then finish the call.
-#define IOMMUD_UNARY_RPC(method, Request, Response)                                      \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,   \
-                                                 const iommu::v1::Request* request,      \
-                                                 iommu::v1::Response* response) {        \
-    return FinishCall(context, handlers_.method(*request, response));                    \
+#define IOMMUD_UNARY_RPC(method, Request, Response)                                    \
+  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context, \
+                                                 const iommu::v1::Request* request,    \
+                                                 iommu::v1::Response* response) {      \
+    return FinishCall(context, handlers_.method(*request, response));                  \
   }
 
 IOMMUD_UNARY_RPC(ListUnits, ListUnitsRequest, ListUnitsResponse)

@@ -20,55 +20,80 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   explicit IommuService(Registry* registry);  // not owned; must outlive the service
 
   grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
-      const iommu::v1::ListUnitsRequest* request, iommu::v1::ListUnitsResponse* response) override;
+                                      const iommu::v1::ListUnitsRequest* request,
+                                      iommu::v1::ListUnitsResponse* response) override;
   grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* context,
-      const iommu::v1::ListGroupsRequest* request, iommu::v1::ListGroupsResponse* response) override;
+                                       const iommu::v1::ListGroupsRequest* request,
+                                       iommu::v1::ListGroupsResponse* response) override;
   grpc::ServerUnaryReactor* GetGroup(grpc::CallbackServerContext* context,
-      const iommu::v1::GetGroupRequest* request, iommu::v1::Group* response) override;
+                                     const iommu::v1::GetGroupRequest* request,
+                                     iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* context,
-      const iommu::v1::ListDevicesRequest* request, iommu::v1::ListDevicesResponse* response) override;
+                                        const iommu::v1::ListDevicesRequest* request,
+                                        iommu::v1::ListDevicesResponse* response) override;
   grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* context,
-      const iommu::v1::GetDeviceRequest* request, iommu::v1::Device* response) override;
+                                      const iommu::v1::GetDeviceRequest* request,
+                                      iommu::v1::Device* response) override;
   grpc::ServerUnaryReactor* ListDomains(grpc::CallbackServerContext* context,
-      const iommu::v1::ListDomainsRequest* request, iommu::v1::ListDomainsResponse* response) override;
+                                        const iommu::v1::ListDomainsRequest* request,
+                                        iommu::v1::ListDomainsResponse* response) override;
   grpc::ServerUnaryReactor* GetDomain(grpc::CallbackServerContext* context,
-      const iommu::v1::GetDomainRequest* request, iommu::v1::Domain* response) override;
+                                      const iommu::v1::GetDomainRequest* request,
+                                      iommu::v1::Domain* response) override;
   grpc::ServerUnaryReactor* ProbeDevice(grpc::CallbackServerContext* context,
-      const iommu::v1::ProbeDeviceRequest* request, iommu::v1::Device* response) override;
+                                        const iommu::v1::ProbeDeviceRequest* request,
+                                        iommu::v1::Device* response) override;
   grpc::ServerUnaryReactor* ReleaseDevice(grpc::CallbackServerContext* context,
-      const iommu::v1::ReleaseDeviceRequest* request, iommu::v1::ReleaseDeviceResponse* response) override;
+                                          const iommu::v1::ReleaseDeviceRequest* request,
+                                          iommu::v1::ReleaseDeviceResponse* response) override;
   grpc::ServerUnaryReactor* UseDefaultDomain(grpc::CallbackServerContext* context,
-      const iommu::v1::UseDefaultDomainRequest* request, iommu::v1::Group* response) override;
+                                             const iommu::v1::UseDefaultDomainRequest* request,
+                                             iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* UnuseDefaultDomain(grpc::CallbackServerContext* context,
-      const iommu::v1::UnuseDefaultDomainRequest* request, iommu::v1::Group* response) override;
+                                               const iommu::v1::UnuseDefaultDomainRequest* request,
+                                               iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* ClaimOwnership(grpc::CallbackServerContext* context,
-      const iommu::v1::ClaimOwnershipRequest* request, iommu::v1::Group* response) override;
+                                           const iommu::v1::ClaimOwnershipRequest* request,
+                                           iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* ReleaseOwnership(grpc::CallbackServerContext* context,
-      const iommu::v1::ReleaseOwnershipRequest* request, iommu::v1::Group* response) override;
+                                             const iommu::v1::ReleaseOwnershipRequest* request,
+                                             iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* context,
-      const iommu::v1::ClaimDeviceRequest* request, iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ReleaseDeviceOwnership(grpc::CallbackServerContext* context,
-      const iommu::v1::ReleaseDeviceOwnershipRequest* request, iommu::v1::Group* response) override;
+                                        const iommu::v1::ClaimDeviceRequest* request,
+                                        iommu::v1::Group* response) override;
+  grpc::ServerUnaryReactor* ReleaseDeviceOwnership(
+      grpc::CallbackServerContext* context, const iommu::v1::ReleaseDeviceOwnershipRequest* request,
+      iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* AllocDomain(grpc::CallbackServerContext* context,
-      const iommu::v1::AllocDomainRequest* request, iommu::v1::Domain* response) override;
+                                        const iommu::v1::AllocDomainRequest* request,
+                                        iommu::v1::Domain* response) override;
   grpc::ServerUnaryReactor* FreeDomain(grpc::CallbackServerContext* context,
-      const iommu::v1::FreeDomainRequest* request, iommu::v1::Domain* response) override;
+                                       const iommu::v1::FreeDomainRequest* request,
+                                       iommu::v1::Domain* response) override;
   grpc::ServerUnaryReactor* AttachDevice(grpc::CallbackServerContext* context,
-      const iommu::v1::AttachDeviceRequest* request, iommu::v1::Group* response) override;
+                                         const iommu::v1::AttachDeviceRequest* request,
+                                         iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* AttachGroup(grpc::CallbackServerContext* context,
-      const iommu::v1::AttachGroupRequest* request, iommu::v1::Group* response) override;
+                                        const iommu::v1::AttachGroupRequest* request,
+                                        iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* DetachGroup(grpc::CallbackServerContext* context,
-      const iommu::v1::DetachGroupRequest* request, iommu::v1::Group* response) override;
+                                        const iommu::v1::DetachGroupRequest* request,
+                                        iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* Map(grpc::CallbackServerContext* context,
-      const iommu::v1::MapRequest* request, iommu::v1::MapResponse* response) override;
+                                const iommu::v1::MapRequest* request,
+                                iommu::v1::MapResponse* response) override;
   grpc::ServerUnaryReactor* Unmap(grpc::CallbackServerContext* context,
-      const iommu::v1::UnmapRequest* request, iommu::v1::UnmapResponse* response) override;
+                                  const iommu::v1::UnmapRequest* request,
+                                  iommu::v1::UnmapResponse* response) override;
   grpc::ServerUnaryReactor* ListMappings(grpc::CallbackServerContext* context,
-      const iommu::v1::ListMappingsRequest* request, iommu::v1::ListMappingsResponse* response) override;
+                                         const iommu::v1::ListMappingsRequest* request,
+                                         iommu::v1::ListMappingsResponse* response) override;
   grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
-      const iommu::v1::TranslateRequest* request, iommu::v1::TranslateResponse* response) override;
+                                      const iommu::v1::TranslateRequest* request,
+                                      iommu::v1::TranslateResponse* response) override;
   grpc::ServerUnaryReactor* ListFaults(grpc::CallbackServerContext* context,
-      const iommu::v1::ListFaultsRequest* request, iommu::v1::ListFaultsResponse* response) override;
+                                       const iommu::v1::ListFaultsRequest* request,
+                                       iommu::v1::ListFaultsResponse* response) override;
 
  private:
   RequestHandlers handlers_;

@@ -8,6 +8,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/error.h"
@@ -41,6 +43,13 @@ int Main(int argc, char** argv) {
   // Before any thread exists, so that only the waiter thread ever receives them.
   BlockTerminationSignals();
 
+  // --help lists the flags of this file (absl's default looks for a file named like the binary).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
       "Usage: iommud [--state_dir=DIR] [--topology=FILE|none] [--backend=software|emulated] ...");

@@ -54,8 +54,9 @@ absl::StatusOr<Page<T>> Paginate(std::vector<T> items, KeyFn key_of, absl::strin
   std::sort(keys.begin(), keys.end());
   auto it = keys.begin();
   if (!page_token.empty()) {
-    it = std::upper_bound(keys.begin(), keys.end(), after,
-                          [](const std::string& key, const auto& entry) { return key < entry.first; });
+    it = std::upper_bound(
+        keys.begin(), keys.end(), after,
+        [](const std::string& key, const auto& entry) { return key < entry.first; });
   }
   const size_t limit = EffectivePageSize(page_size);
   Page<T> page;

@@ -144,7 +144,8 @@ absl::Status RequireField(absl::string_view value, absl::string_view field) {
 absl::Status RequireId(uint64_t value, absl::string_view field) {
   if (value != 0) return absl::OkStatus();
   return Error(absl::StatusCode::kInvalidArgument, "MISSING_FIELD",
-               absl::StrCat(field, " is required (ids start at 1)"), {{"field", std::string(field)}});
+               absl::StrCat(field, " is required (ids start at 1)"),
+               {{"field", std::string(field)}});
 }
 
 absl::StatusOr<uint32_t> ProtFromProto(uint32_t bits, uint32_t if_zero, absl::string_view field) {

@@ -1,9 +1,10 @@
 // Conversions between the public API protos (proto/iommu/v1/*.proto) and the core's value types.
 //
-// Core -> proto never fails. Proto -> core checks what only the wire can get wrong (an enum value this
-// build does not know, a field left empty) and fails with INVALID_ARGUMENT and a reason
+// Core -> proto never fails. Proto -> core checks what only the wire can get wrong (an enum value
+// this build does not know, a field left empty) and fails with INVALID_ARGUMENT and a reason
 // (INVALID_ENUM_VALUE, MISSING_FIELD) naming the field in the error metadata ("field"). Whether a
-// well-formed value is allowed (e.g. which domain types AllocDomain accepts) is the registry's call.
+// well-formed value is allowed (e.g. which domain types AllocDomain accepts) is the registry's
+// call.
 #ifndef IOMMUD_SERVER_PROTO_CONVERT_H_
 #define IOMMUD_SERVER_PROTO_CONVERT_H_
 
@@ -43,8 +44,8 @@ absl::StatusOr<ProbeRequest> ProbeRequestFromTopology(const iommu::v1::Topology:
 // Fields left at 0/empty take UnitCaps' defaults.
 absl::StatusOr<UnitCaps> UnitCapsFromProto(const iommu::v1::Topology::UnitCaps& caps);
 
-// Prot bits of a request (MapRequest.prot, TranslateRequest.access): 0 -> `if_zero`; bits other than
-// PROT_READ|PROT_WRITE -> INVALID_ARGUMENT (INVALID_PROT) for `field`.
+// Prot bits of a request (MapRequest.prot, TranslateRequest.access): 0 -> `if_zero`; bits other
+// than PROT_READ|PROT_WRITE -> INVALID_ARGUMENT (INVALID_PROT) for `field`.
 absl::StatusOr<uint32_t> ProtFromProto(uint32_t bits, uint32_t if_zero, absl::string_view field);
 
 // INVALID_ARGUMENT (MISSING_FIELD) naming `field` when `value` is empty / zero.

@@ -18,8 +18,9 @@ namespace {
 // Keeps the elements of `items` for which `keep` is true.
 template <typename T, typename Pred>
 std::vector<T> Filter(std::vector<T> items, Pred keep) {
-  items.erase(std::remove_if(items.begin(), items.end(), [&](const T& item) { return !keep(item); }),
-              items.end());
+  items.erase(
+      std::remove_if(items.begin(), items.end(), [&](const T& item) { return !keep(item); }),
+      items.end());
   return items;
 }
 
@@ -36,10 +37,10 @@ RequestHandlers::RequestHandlers(Registry* registry) : registry_(registry) {}
 
 absl::Status RequestHandlers::ListUnits(const iommu::v1::ListUnitsRequest& request,
                                         iommu::v1::ListUnitsResponse* response) const {
-  ASSIGN_OR_RETURN(
-      Page<UnitInfo> page,
-      Paginate(registry_->ListUnits(), [](const UnitInfo& unit) { return unit.name; }, "units",
-               request.page_size(), request.page_token()));
+  ASSIGN_OR_RETURN(Page<UnitInfo> page,
+                   Paginate(
+                       registry_->ListUnits(), [](const UnitInfo& unit) { return unit.name; },
+                       "units", request.page_size(), request.page_token()));
   for (const UnitInfo& unit : page.items) UnitToProto(unit, response->add_units());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -53,8 +54,9 @@ absl::Status RequestHandlers::ListGroups(const iommu::v1::ListGroupsRequest& req
   });
   ASSIGN_OR_RETURN(
       Page<GroupInfo> page,
-      Paginate(std::move(groups), [](const GroupInfo& group) { return NumericPageKey(group.id); },
-               Collection("groups", request.unit()), request.page_size(), request.page_token()));
+      Paginate(
+          std::move(groups), [](const GroupInfo& group) { return NumericPageKey(group.id); },
+          Collection("groups", request.unit()), request.page_size(), request.page_token()));
   for (const GroupInfo& group : page.items) GroupToProto(group, response->add_groups());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -76,11 +78,11 @@ absl::Status RequestHandlers::ListDevices(const iommu::v1::ListDevicesRequest& r
     return (request.unit().empty() || device.unit == request.unit()) &&
            (request.group_id() == 0 || device.group == request.group_id());
   });
-  ASSIGN_OR_RETURN(
-      Page<DeviceInfo> page,
-      Paginate(std::move(devices), [](const DeviceInfo& device) { return device.name; },
-               Collection("devices", request.unit(), request.group_id()), request.page_size(),
-               request.page_token()));
+  ASSIGN_OR_RETURN(Page<DeviceInfo> page,
+                   Paginate(
+                       std::move(devices), [](const DeviceInfo& device) { return device.name; },
+                       Collection("devices", request.unit(), request.group_id()),
+                       request.page_size(), request.page_token()));
   for (const DeviceInfo& device : page.items) DeviceToProto(device, response->add_devices());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -102,8 +104,9 @@ absl::Status RequestHandlers::ListDomains(const iommu::v1::ListDomainsRequest& r
   });
   ASSIGN_OR_RETURN(
       Page<DomainInfo> page,
-      Paginate(std::move(domains), [](const DomainInfo& domain) { return NumericPageKey(domain.id); },
-               Collection("domains", request.unit()), request.page_size(), request.page_token()));
+      Paginate(
+          std::move(domains), [](const DomainInfo& domain) { return NumericPageKey(domain.id); },
+          Collection("domains", request.unit()), request.page_size(), request.page_token()));
   for (const DomainInfo& domain : page.items) DomainToProto(domain, response->add_domains());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -212,8 +215,8 @@ absl::Status RequestHandlers::AttachDevice(const iommu::v1::AttachDeviceRequest&
                                            iommu::v1::Group* response) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->AttachDevice(request.device(), request.domain_id(),
-                                                            request.owner()));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->AttachDevice(request.device(), request.domain_id(), request.owner()));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
@@ -266,9 +269,10 @@ absl::Status RequestHandlers::ListMappings(const iommu::v1::ListMappingsRequest&
   ASSIGN_OR_RETURN(std::vector<Mapping> mappings, registry_->ListMappings(request.domain_id()));
   ASSIGN_OR_RETURN(
       Page<Mapping> page,
-      Paginate(std::move(mappings), [](const Mapping& mapping) { return NumericPageKey(mapping.iova); },
-               absl::StrCat("mappings?domain_id=", request.domain_id()), request.page_size(),
-               request.page_token()));
+      Paginate(
+          std::move(mappings), [](const Mapping& mapping) { return NumericPageKey(mapping.iova); },
+          absl::StrCat("mappings?domain_id=", request.domain_id()), request.page_size(),
+          request.page_token()));
   for (const Mapping& mapping : page.items) MappingToProto(mapping, response->add_mappings());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -298,9 +302,11 @@ absl::Status RequestHandlers::ListFaults(const iommu::v1::ListFaultsRequest& req
   std::map<std::pair<std::string, Rid>, std::string> device_of;
   if (!faults.empty()) {
     const std::vector<DeviceInfo> devices = registry_->ListDevices();
-    for (const DeviceInfo& device : devices) device_of.emplace(std::make_pair(device.unit, device.rid), device.name);
+    for (const DeviceInfo& device : devices)
+      device_of.emplace(std::make_pair(device.unit, device.rid), device.name);
     for (const DeviceInfo& device : devices) {
-      for (Rid alias : device.alias_rids) device_of.emplace(std::make_pair(device.unit, alias), device.name);
+      for (Rid alias : device.alias_rids)
+        device_of.emplace(std::make_pair(device.unit, alias), device.name);
     }
   }
   for (const FaultRecord& fault : faults) {

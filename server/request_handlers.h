@@ -4,8 +4,8 @@
 // Each handler validates what belongs to the wire (required fields, unknown enum values, prot bits,
 // page tokens; INVALID_ARGUMENT with reasons MISSING_FIELD, INVALID_ENUM_VALUE, INVALID_PROT,
 // INVALID_PAGE_TOKEN), then makes exactly one registry call per mutation and returns the registry's
-// error unchanged. List calls are paginated (pagination.h); an unknown unit or group in a List filter
-// is NOT_FOUND like in the corresponding Get. On error `response` is unspecified.
+// error unchanged. List calls are paginated (pagination.h); an unknown unit or group in a List
+// filter is NOT_FOUND like in the corresponding Get. On error `response` is unspecified.
 // Thread-safe: the registry is.
 #ifndef IOMMUD_SERVER_REQUEST_HANDLERS_H_
 #define IOMMUD_SERVER_REQUEST_HANDLERS_H_
@@ -28,7 +28,8 @@ class RequestHandlers {
                          iommu::v1::ListUnitsResponse* response) const;
   absl::Status ListGroups(const iommu::v1::ListGroupsRequest& request,
                           iommu::v1::ListGroupsResponse* response) const;
-  absl::Status GetGroup(const iommu::v1::GetGroupRequest& request, iommu::v1::Group* response) const;
+  absl::Status GetGroup(const iommu::v1::GetGroupRequest& request,
+                        iommu::v1::Group* response) const;
   absl::Status ListDevices(const iommu::v1::ListDevicesRequest& request,
                            iommu::v1::ListDevicesResponse* response) const;
   absl::Status GetDevice(const iommu::v1::GetDeviceRequest& request,

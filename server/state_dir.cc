@@ -41,7 +41,7 @@ absl::Status EnsureStateDir(const std::string& path) {
   }
   if (IsDirectory(path)) return absl::OkStatus();
   // Create each missing component in turn, like mkdir -p.
-  for (size_t slash = path.find('/', 1); ; slash = path.find('/', slash + 1)) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
     const std::string prefix = path.substr(0, slash);
     if (!prefix.empty() && mkdir(prefix.c_str(), kStateDirMode) != 0 && errno != EEXIST) {
       return Unusable(path, "cannot create the state directory", errno);
@@ -97,7 +97,8 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
     return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_PATH_NOT_SOCKET",
-                 absl::StrCat("cannot inspect '", path, "': ", std::strerror(errno)), {{"path", path}});
+                 absl::StrCat("cannot inspect '", path, "': ", std::strerror(errno)),
+                 {{"path", path}});
   }
   if (!S_ISSOCK(st.st_mode)) {
     return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_PATH_NOT_SOCKET",
@@ -125,9 +126,10 @@ absl::Status RemoveStaleSocket(const std::string& path) {
                  {{"path", path}});
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_IN_USE",
-                 absl::StrCat("cannot remove the stale socket '", path, "': ", std::strerror(errno)),
-                 {{"path", path}});
+    return Error(
+        absl::StatusCode::kFailedPrecondition, "SOCKET_IN_USE",
+        absl::StrCat("cannot remove the stale socket '", path, "': ", std::strerror(errno)),
+        {{"path", path}});
   }
   return absl::OkStatus();
 }

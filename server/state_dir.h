@@ -12,7 +12,8 @@
 namespace iommud {
 
 // Creates `path` (and missing parents) with mode 0750. OK if it already is a directory (its mode is
-// left alone); FAILED_PRECONDITION (STATE_DIR_UNUSABLE) if it is something else or cannot be created.
+// left alone); FAILED_PRECONDITION (STATE_DIR_UNUSABLE) if it is something else or cannot be
+// created.
 absl::Status EnsureStateDir(const std::string& path);
 
 // An exclusive advisory lock (flock) on "<state_dir>/iommud.lock", held while the object lives and

@@ -42,8 +42,7 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
   std::string message_;
 };
 
-absl::Status TopologyError(absl::string_view source, int line, int column,
-                           absl::string_view what) {
+absl::Status TopologyError(absl::string_view source, int line, int column, absl::string_view what) {
   return Error(absl::StatusCode::kInvalidArgument, "INVALID_TOPOLOGY",
                absl::StrCat(source, ":", line, ":", column, ": ", what),
                {{"source", std::string(source)}, {"line", absl::StrCat(line)}});
@@ -68,7 +67,8 @@ absl::StatusOr<LoadedTopology> ParseTopology(absl::string_view text, absl::strin
   parser.RecordErrorsTo(&errors);
   parser.WriteLocationsTo(&tree);
   if (!parser.ParseFromString(std::string(text), &loaded.topology)) {
-    if (!errors.has_error()) return TopologyError(source, 1, 1, "not a text-format iommu.v1.Topology");
+    if (!errors.has_error())
+      return TopologyError(source, 1, 1, "not a text-format iommu.v1.Topology");
     return TopologyError(source, errors.line(), errors.column(), errors.message());
   }
   const google::protobuf::Descriptor* descriptor = iommu::v1::Topology::descriptor();

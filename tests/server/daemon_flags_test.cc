@@ -23,8 +23,8 @@ TEST(DaemonFlagsTest, BackendOptions) {
 }
 
 TEST(DaemonFlagsTest, MalformedBackendOptions) {
-  for (const std::vector<std::string>& entries : std::vector<std::vector<std::string>>{
-           {"novalue"}, {"=value"}, {"a=1", "a=2"}}) {
+  for (const std::vector<std::string>& entries :
+       std::vector<std::vector<std::string>>{{"novalue"}, {"=value"}, {"a=1", "a=2"}}) {
     absl::StatusOr<BackendOptions> options = ParseBackendOptions(entries);
     EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument) << entries[0];
     EXPECT_EQ(ErrorReason(options.status()), "INVALID_FLAG");

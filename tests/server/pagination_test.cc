@@ -103,7 +103,8 @@ TEST(PaginationTest, DefaultAndMaximumPageSizes) {
 }
 
 TEST(PaginationTest, EmptyListIsOneEmptyPage) {
-  absl::StatusOr<Page<std::string>> page = Paginate(std::vector<std::string>(), Identity, "things", 0, "");
+  absl::StatusOr<Page<std::string>> page =
+      Paginate(std::vector<std::string>(), Identity, "things", 0, "");
   ASSERT_TRUE(page.ok());
   EXPECT_TRUE(page->items.empty());
   EXPECT_TRUE(page->next_page_token.empty());
@@ -137,14 +138,15 @@ TEST(PaginationTest, NumericKeysSortLikeNumbers) {
     uint64_t id;
   };
   std::vector<Item> items = {{10}, {2}, {33}, {1}};
-  absl::StatusOr<Page<Item>> page =
-      Paginate(items, [](const Item& item) { return NumericPageKey(item.id); }, "ids", 2, "");
+  absl::StatusOr<Page<Item>> page = Paginate(
+      items, [](const Item& item) { return NumericPageKey(item.id); }, "ids", 2, "");
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->items.size(), 2u);
   EXPECT_EQ(page->items[0].id, 1u);
   EXPECT_EQ(page->items[1].id, 2u);
-  page = Paginate(items, [](const Item& item) { return NumericPageKey(item.id); }, "ids", 2,
-                  page->next_page_token);
+  page = Paginate(
+      items, [](const Item& item) { return NumericPageKey(item.id); }, "ids", 2,
+      page->next_page_token);
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->items.size(), 2u);
   EXPECT_EQ(page->items[0].id, 10u);

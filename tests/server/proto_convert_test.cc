@@ -81,8 +81,8 @@ TEST(ProtoConvertTest, UnitToProto) {
 }
 
 TEST(ProtoConvertTest, DeviceToProto) {
-  DeviceInfo device{"0000:03:00.0", "smmu0", 0x300, {0x280, 0x281}, 7,
-                    DriverBinding::kUserOwned, 12};
+  DeviceInfo device{
+      "0000:03:00.0", "smmu0", 0x300, {0x280, 0x281}, 7, DriverBinding::kUserOwned, 12};
   iommu::v1::Device proto;
   DeviceToProto(device, &proto);
   EXPECT_EQ(proto.name(), "0000:03:00.0");
@@ -274,7 +274,8 @@ TEST(ProtoConvertTest, ProtBits) {
   absl::StatusOr<uint32_t> bad = ProtFromProto(kProtRead | 4, kProtRead, "prot");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ErrorReason(bad.status()), "INVALID_PROT");
-  EXPECT_THAT(GetErrorMetadata(bad.status()), ElementsAre(Pair("field", "prot"), Pair("value", "5")));
+  EXPECT_THAT(GetErrorMetadata(bad.status()),
+              ElementsAre(Pair("field", "prot"), Pair("value", "5")));
 }
 
 TEST(ProtoConvertTest, RequiredFields) {

@@ -55,7 +55,7 @@ TEST_F(StateDirTest, CreatesMissingDirectoriesWithMode0750) {
   ASSERT_EQ(stat(dir.c_str(), &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777 & ~0750, 0u);  // never more than 0750 (umask may remove bits)
-  EXPECT_TRUE(EnsureStateDir(dir).ok());      // idempotent
+  EXPECT_TRUE(EnsureStateDir(dir).ok());     // idempotent
 }
 
 TEST_F(StateDirTest, ExistingDirectoryKeepsItsMode) {

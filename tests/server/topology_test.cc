@@ -35,8 +35,8 @@ TEST(TopologyTest, EmbeddedDemoIsTheDeployFile) {
   absl::StatusOr<LoadedTopology> deployed = LoadTopologyFile(kDeployDemo);
   ASSERT_TRUE(embedded.ok()) << embedded.status();
   ASSERT_TRUE(deployed.ok()) << deployed.status();
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(embedded->topology,
-                                                                 deployed->topology));
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(embedded->topology, deployed->topology));
   EXPECT_EQ(embedded->source, kDemoTopologySource);
   EXPECT_EQ(deployed->source, kDeployDemo);
 }
@@ -97,13 +97,15 @@ TEST(TopologyTest, UnknownFieldAndEnumAreErrors) {
   EXPECT_EQ(ErrorReason(loaded.status()), "INVALID_TOPOLOGY");
   EXPECT_THAT(std::string(loaded.status().message()), HasSubstr("colour"));
   loaded = ParseTopology(
-      "\ndevices { unit: \"u\" name: \"d\" default_domain_type: DOMAIN_TYPE_PURPLE }\n", "f.textpb");
+      "\ndevices { unit: \"u\" name: \"d\" default_domain_type: DOMAIN_TYPE_PURPLE }\n",
+      "f.textpb");
   EXPECT_EQ(ErrorReason(loaded.status()), "INVALID_TOPOLOGY");
   EXPECT_THAT(std::string(loaded.status().message()), StartsWith("f.textpb:2:"));
 }
 
 TEST(TopologyTest, UnreadableFile) {
-  for (const std::string& path : {std::string("/nonexistent/topology.textpb"), std::string("/tmp")}) {
+  for (const std::string& path :
+       {std::string("/nonexistent/topology.textpb"), std::string("/tmp")}) {
     absl::StatusOr<LoadedTopology> loaded = LoadTopologyFile(path);
     EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound) << path;
     EXPECT_EQ(ErrorReason(loaded.status()), "TOPOLOGY_UNREADABLE") << path;

@@ -1,0 +1,107 @@
+// Daemon in-process: health through its life, the state-directory lock, the socket's removal.
+#include "server/daemon.h"
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <string>
+
+#include "clients/cpp/iommud_client.h"
+#include "gtest/gtest.h"
+#include "tests/server/daemon_fixture.h"
+#include "tests/server/test_macros.h"
+
+namespace iommud {
+namespace {
+
+using ::grpc::health::v1::HealthCheckResponse;
+using ::iommud::test::TempDir;
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+DaemonOptions OptionsIn(const TempDir& dir) {
+  DaemonOptions options;
+  options.state_dir = dir.path() + "/state";
+  return options;  // the embedded demo topology
+}
+
+TEST(DaemonTest, HealthGoesNotServingBeforeTheServerStops) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir)));
+  ClientOptions client_options;
+  client_options.target = daemon->unix_target();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, IommuClient::Connect(client_options));
+  for (const char* service : {"", "iommu.v1.Iommu"}) {
+    ASSERT_OK_AND_ASSIGN(auto status, client->CheckHealth(service));
+    EXPECT_EQ(status, HealthCheckResponse::SERVING) << service;
+  }
+
+  daemon->StopServing();
+  for (const char* service : {"", "iommu.v1.Iommu"}) {
+    ASSERT_OK_AND_ASSIGN(auto status, client->CheckHealth(service));
+    EXPECT_EQ(status, HealthCheckResponse::NOT_SERVING) << service;
+  }
+  // Still answering while load balancers drain.
+  ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> units, client->ListAllUnits());
+  EXPECT_EQ(units.size(), 2u);
+
+  daemon->Shutdown(absl::Seconds(5));
+  daemon->Wait();
+  EXPECT_FALSE(Exists(daemon->socket_path()));
+  EXPECT_FALSE(client->ListAllUnits().ok());
+  daemon->Shutdown(absl::Seconds(5));  // idempotent
+}
+
+TEST(DaemonTest, SecondDaemonOnTheStateDirIsRefusedAndChangesNothing) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> first, Daemon::Start(OptionsIn(dir)));
+  absl::StatusOr<std::unique_ptr<Daemon>> second = Daemon::Start(OptionsIn(dir));
+  EXPECT_ERROR(second, kFailedPrecondition, "STATE_DIR_LOCKED");
+  EXPECT_TRUE(Exists(first->socket_path()));
+  ClientOptions client_options;
+  client_options.target = first->unix_target();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, IommuClient::Connect(client_options));
+  EXPECT_TRUE(client->ListAllUnits().ok());
+  // After the first one is gone, the directory is free again.
+  first.reset();
+  EXPECT_FALSE(Exists(dir.path() + "/state/iommud.sock"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> third, Daemon::Start(OptionsIn(dir)));
+  EXPECT_TRUE(Exists(third->socket_path()));
+}
+
+TEST(DaemonTest, StartFailuresCarryTheirStepsReason) {
+  TempDir dir;
+  DaemonOptions options = OptionsIn(dir);
+  options.backend = "quantum";
+  EXPECT_ERROR(Daemon::Start(options), kNotFound, "UNKNOWN_BACKEND");
+  options = OptionsIn(dir);
+  options.topology = dir.WriteFile("bad.textpb", "units { name: 3 }\n");
+  EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_TOPOLOGY");
+  options = OptionsIn(dir);
+  options.listen_tcp = "256.0.0.1:1";
+  EXPECT_ERROR(Daemon::Start(options), kUnavailable, "LISTEN_FAILED");
+  // None of them left a socket or the lock behind.
+  EXPECT_FALSE(Exists(dir.path() + "/state/iommud.sock"));
+  options = OptionsIn(dir);
+  options.topology = std::string(kNoTopology);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(options));
+  EXPECT_TRUE(daemon->registry()->ListUnits().empty());
+}
+
+TEST(DaemonTest, TcpPortIsReported) {
+  TempDir dir;
+  DaemonOptions options = OptionsIn(dir);
+  options.listen_tcp = "127.0.0.1:0";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(options));
+  ASSERT_GT(daemon->tcp_port(), 0);
+  ClientOptions client_options;
+  client_options.target = "127.0.0.1:" + std::to_string(daemon->tcp_port());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, IommuClient::Connect(client_options));
+  EXPECT_TRUE(client->ListAllUnits().ok());
+}
+
+}  // namespace
+}  // namespace iommud

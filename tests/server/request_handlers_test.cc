@@ -1,0 +1,325 @@
+// RequestHandlers in-process, on a real registry with the software backend: wire validation (which
+// must reach the registry with nothing), defaults, filters, pagination of mappings and faults.
+#include "server/request_handlers.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend/backend_factory.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/test_macros.h"
+
+namespace iommud {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::SizeIs;
+
+constexpr char kOwner[] = "vmm";
+
+class RequestHandlersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(backend_, CreateBackend("software"));
+    RegistryOptions options;
+    options.backend = backend_.get();
+    ASSERT_OK_AND_ASSIGN(registry_, Registry::Create(options));
+    UnitCaps caps;
+    caps.pgsize_bitmap = kPage4K;
+    caps.iova_bits = 32;
+    ASSERT_TRUE(registry_->AddUnit("u0", caps).ok());
+    ASSERT_TRUE(registry_->AddUnit("u1", UnitCaps()).ok());
+    for (const auto& [unit, name, rid] : std::vector<std::tuple<std::string, std::string, Rid>>{
+             {"u0", "d0", 1}, {"u0", "d1", 2}, {"u0", "d2", 2}, {"u1", "e0", 1}}) {
+      ProbeRequest probe;
+      probe.unit = unit;
+      probe.device = name;
+      probe.rid = rid;
+      ASSERT_TRUE(registry_->ProbeDevice(probe).ok());
+    }
+    handlers_ = std::make_unique<RequestHandlers>(registry_.get());
+  }
+
+  // Everything the registry holds, to check that a failed call changed nothing.
+  std::string Snapshot() const {
+    std::string snapshot;
+    for (const DeviceInfo& d : registry_->ListDevices()) {
+      snapshot += d.name + ":" + std::to_string(d.group) + ":" + std::to_string(d.domain) + ";";
+    }
+    for (const GroupInfo& g : registry_->ListGroups()) {
+      snapshot += std::to_string(g.id) + ":" + g.owner + ":" + std::to_string(g.owner_cnt) + ":" +
+                  std::to_string(g.domain) + ";";
+    }
+    for (const DomainInfo& d : registry_->ListDomains()) {
+      snapshot += std::to_string(d.id) + ":" + std::to_string(d.mapping_count) + ";";
+    }
+    return snapshot;
+  }
+
+  uint64_t GroupOf(const std::string& device) const { return registry_->GetDevice(device)->group; }
+
+  std::unique_ptr<IommuBackend> backend_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<RequestHandlers> handlers_;
+};
+
+TEST_F(RequestHandlersTest, MissingFieldsNeverReachTheRegistry) {
+  const std::string before = Snapshot();
+  iommu::v1::Group group;
+  iommu::v1::Domain domain;
+  iommu::v1::Device device;
+  struct Case {
+    const char* field;
+    std::function<absl::Status()> call;
+  };
+  const std::vector<Case> cases = {
+      {"device", [&] { return handlers_->GetDevice({}, &device); }},
+      {"group_id", [&] { return handlers_->GetGroup({}, &group); }},
+      {"domain_id", [&] { return handlers_->GetDomain({}, &domain); }},
+      {"unit",
+       [&] {
+         iommu::v1::ProbeDeviceRequest r;
+         r.set_device("x");
+         return handlers_->ProbeDevice(r, &device);
+       }},
+      {"device",
+       [&] {
+         iommu::v1::ReleaseDeviceResponse response;
+         return handlers_->ReleaseDevice({}, &response);
+       }},
+      {"device", [&] { return handlers_->UseDefaultDomain({}, &group); }},
+      {"device", [&] { return handlers_->UnuseDefaultDomain({}, &group); }},
+      {"group_id",
+       [&] {
+         iommu::v1::ClaimOwnershipRequest r;
+         r.set_owner(kOwner);
+         return handlers_->ClaimOwnership(r, &group);
+       }},
+      {"group_id", [&] { return handlers_->ReleaseOwnership({}, &group); }},
+      {"device", [&] { return handlers_->ClaimDevice({}, &group); }},
+      {"device", [&] { return handlers_->ReleaseDeviceOwnership({}, &group); }},
+      {"unit", [&] { return handlers_->AllocDomain({}, &domain); }},
+      {"domain_id", [&] { return handlers_->FreeDomain({}, &domain); }},
+      {"domain_id",
+       [&] {
+         iommu::v1::AttachDeviceRequest r;
+         r.set_device("d0");
+         return handlers_->AttachDevice(r, &group);
+       }},
+      {"group_id",
+       [&] {
+         iommu::v1::AttachGroupRequest r;
+         r.set_domain_id(1);
+         return handlers_->AttachGroup(r, &group);
+       }},
+      {"domain_id",
+       [&] {
+         iommu::v1::DetachGroupRequest r;
+         r.set_group_id(1);
+         return handlers_->DetachGroup(r, &group);
+       }},
+      {"domain_id",
+       [&] {
+         iommu::v1::MapResponse response;
+         return handlers_->Map({}, &response);
+       }},
+      {"domain_id",
+       [&] {
+         iommu::v1::UnmapResponse response;
+         return handlers_->Unmap({}, &response);
+       }},
+      {"domain_id",
+       [&] {
+         iommu::v1::ListMappingsResponse response;
+         return handlers_->ListMappings({}, &response);
+       }},
+      {"device",
+       [&] {
+         iommu::v1::TranslateResponse response;
+         return handlers_->Translate({}, &response);
+       }},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    absl::Status status = cases[i].call();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << "case " << i;
+    EXPECT_EQ(ErrorReason(status), "MISSING_FIELD") << "case " << i;
+    EXPECT_EQ(GetErrorMetadata(status)["field"], cases[i].field) << "case " << i;
+  }
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(RequestHandlersTest, UnknownEnumValuesAndProtBitsAreRejected) {
+  const std::string before = Snapshot();
+  iommu::v1::AllocDomainRequest alloc;
+  alloc.set_unit("u0");
+  alloc.set_type(static_cast<iommu::v1::DomainType>(99));
+  iommu::v1::Domain domain;
+  EXPECT_ERROR(handlers_->AllocDomain(alloc, &domain), kInvalidArgument, "INVALID_ENUM_VALUE");
+
+  iommu::v1::ProbeDeviceRequest probe;
+  probe.set_unit("u0");
+  probe.set_device("new");
+  probe.set_default_domain_type(static_cast<iommu::v1::DomainType>(-1));
+  iommu::v1::Device device;
+  EXPECT_ERROR(handlers_->ProbeDevice(probe, &device), kInvalidArgument, "INVALID_ENUM_VALUE");
+  EXPECT_EQ(Snapshot(), before);
+
+  ASSERT_OK_AND_ASSIGN(DomainInfo paging,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  iommu::v1::MapRequest map;
+  map.set_domain_id(paging.id);
+  map.set_size(kPage4K);
+  map.set_prot(kProtRead | 16);
+  map.set_owner(kOwner);
+  iommu::v1::MapResponse mapped;
+  EXPECT_ERROR(handlers_->Map(map, &mapped), kInvalidArgument, "INVALID_PROT");
+  EXPECT_THAT(*registry_->ListMappings(paging.id), SizeIs(0));
+}
+
+TEST_F(RequestHandlersTest, Defaults) {
+  iommu::v1::AllocDomainRequest alloc;
+  alloc.set_unit("u0");
+  alloc.set_owner(kOwner);
+  iommu::v1::Domain domain;
+  ASSERT_TRUE(handlers_->AllocDomain(alloc, &domain).ok());
+  EXPECT_EQ(domain.type(), iommu::v1::DOMAIN_TYPE_UNMANAGED);
+  EXPECT_EQ(domain.owner(), kOwner);
+
+  iommu::v1::MapRequest map;
+  map.set_domain_id(domain.id());
+  map.set_iova(0x10000);
+  map.set_paddr(0x20000);
+  map.set_size(kPage4K);
+  map.set_owner(kOwner);
+  iommu::v1::MapResponse mapped;
+  ASSERT_TRUE(handlers_->Map(map, &mapped).ok());
+  EXPECT_EQ(mapped.mapping().prot(), kProtRead | kProtWrite);
+
+  iommu::v1::ProbeDeviceRequest probe;
+  probe.set_unit("u1");
+  probe.set_device("identity-dev");
+  probe.set_rid(9);
+  probe.set_default_domain_type(iommu::v1::DOMAIN_TYPE_IDENTITY);
+  iommu::v1::Device device;
+  ASSERT_TRUE(handlers_->ProbeDevice(probe, &device).ok());
+  EXPECT_EQ(registry_->GetDomain(device.domain_id())->type, DomainType::kIdentity);
+}
+
+TEST_F(RequestHandlersTest, ListFilters) {
+  iommu::v1::ListDevicesRequest by_group;
+  by_group.set_group_id(GroupOf("d1"));
+  iommu::v1::ListDevicesResponse devices;
+  ASSERT_TRUE(handlers_->ListDevices(by_group, &devices).ok());
+  ASSERT_THAT(devices.devices(), SizeIs(2));
+  EXPECT_EQ(devices.devices(0).name(), "d1");
+  EXPECT_EQ(devices.devices(1).name(), "d2");
+
+  iommu::v1::ListDevicesRequest by_unit;
+  by_unit.set_unit("u1");
+  devices.Clear();
+  ASSERT_TRUE(handlers_->ListDevices(by_unit, &devices).ok());
+  ASSERT_THAT(devices.devices(), SizeIs(1));
+  EXPECT_EQ(devices.devices(0).name(), "e0");
+
+  iommu::v1::ListGroupsRequest groups_on_u0;
+  groups_on_u0.set_unit("u0");
+  iommu::v1::ListGroupsResponse groups;
+  ASSERT_TRUE(handlers_->ListGroups(groups_on_u0, &groups).ok());
+  EXPECT_THAT(groups.groups(), SizeIs(2));
+  for (const auto& group : groups.groups()) EXPECT_EQ(group.unit(), "u0");
+
+  iommu::v1::ListDomainsRequest domains_on_u1;
+  domains_on_u1.set_unit("u1");
+  iommu::v1::ListDomainsResponse domains;
+  ASSERT_TRUE(handlers_->ListDomains(domains_on_u1, &domains).ok());
+  EXPECT_GE(domains.domains_size(), 1);
+  for (const auto& domain : domains.domains()) EXPECT_EQ(domain.unit(), "u1");
+
+  iommu::v1::ListDevicesRequest unknown_group;
+  unknown_group.set_group_id(12345);
+  EXPECT_ERROR(handlers_->ListDevices(unknown_group, &devices), kNotFound, "GROUP_NOT_FOUND");
+  iommu::v1::ListDomainsRequest unknown_unit;
+  unknown_unit.set_unit("u7");
+  EXPECT_ERROR(handlers_->ListDomains(unknown_unit, &domains), kNotFound, "UNIT_NOT_FOUND");
+}
+
+TEST_F(RequestHandlersTest, MappingsPaginateInIovaOrder) {
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK_AND_ASSIGN(DomainInfo other,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  // Mapped out of order; 4K pages only on u0.
+  for (uint64_t page : {7, 1, 5, 3, 9, 2, 8}) {
+    ASSERT_TRUE(
+        registry_->Map(domain.id, page * 0x10000, page * 0x10000, kPage4K, kProtRead, kOwner).ok());
+  }
+  iommu::v1::ListMappingsRequest request;
+  request.set_domain_id(domain.id);
+  request.set_page_size(3);
+  std::vector<uint64_t> iovas;
+  int pages = 0;
+  do {
+    iommu::v1::ListMappingsResponse response;
+    ASSERT_TRUE(handlers_->ListMappings(request, &response).ok());
+    ++pages;
+    for (const auto& mapping : response.mappings()) iovas.push_back(mapping.iova() / 0x10000);
+    if (!response.next_page_token().empty()) {
+      iommu::v1::ListMappingsRequest foreign;
+      foreign.set_domain_id(other.id);
+      foreign.set_page_token(response.next_page_token());
+      iommu::v1::ListMappingsResponse ignored;
+      EXPECT_ERROR(handlers_->ListMappings(foreign, &ignored), kInvalidArgument,
+                   "INVALID_PAGE_TOKEN");
+    }
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_THAT(iovas, ElementsAre(1, 2, 3, 5, 7, 8, 9));
+}
+
+TEST_F(RequestHandlersTest, FaultsNameTheirDeviceAndHonourMaxRecords) {
+  // d0's group on a blocking domain: every DMA faults BLOCKED.
+  ASSERT_TRUE(registry_->ClaimOwnership(GroupOf("d0"), kOwner).ok());
+  for (uint64_t iova : {0x1000, 0x2000, 0x3000}) {
+    iommu::v1::TranslateRequest translate;
+    translate.set_device("d0");
+    translate.set_iova(iova);
+    iommu::v1::TranslateResponse response;
+    ASSERT_TRUE(handlers_->Translate(translate, &response).ok());
+    EXPECT_EQ(response.fault(), iommu::v1::FAULT_REASON_BLOCKED);
+  }
+  iommu::v1::ListFaultsRequest request;
+  request.set_max_records(2);
+  iommu::v1::ListFaultsResponse faults;
+  ASSERT_TRUE(handlers_->ListFaults(request, &faults).ok());
+  ASSERT_THAT(faults.faults(), SizeIs(2));
+  EXPECT_EQ(faults.total(), 3u);
+  EXPECT_EQ(faults.faults(0).iova(), 0x3000u);  // most recent first
+  EXPECT_EQ(faults.faults(1).iova(), 0x2000u);
+  EXPECT_EQ(faults.faults(0).device(), "d0");
+  EXPECT_EQ(faults.faults(0).unit(), "u0");
+  EXPECT_EQ(faults.faults(0).reason(), iommu::v1::FAULT_REASON_BLOCKED);
+
+  faults.Clear();
+  ASSERT_TRUE(handlers_->ListFaults({}, &faults).ok());
+  EXPECT_THAT(faults.faults(), SizeIs(3));
+}
+
+TEST_F(RequestHandlersTest, RegistryErrorsPassThroughUnchanged) {
+  iommu::v1::ClaimOwnershipRequest claim;
+  claim.set_group_id(GroupOf("d0"));
+  claim.set_owner("");
+  iommu::v1::Group group;
+  const absl::Status direct = registry_->ClaimOwnership(GroupOf("d0"), "").status();
+  const absl::Status through = handlers_->ClaimOwnership(claim, &group);
+  EXPECT_EQ(through.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(through.code(), direct.code());
+  EXPECT_EQ(ErrorReason(through), ErrorReason(direct));
+  EXPECT_FALSE(ErrorReason(through).empty());
+}
+
+}  // namespace
+}  // namespace iommud
