@@ -2,17 +2,18 @@
 // only writer of the backend. Semantics: shared/design/SEMANTICS.md; every rule there is implemented
 // here and every failure is an Error() with the reason named there.
 //
-// Locking (the seed's lesson):
-//   map_mu_ (reader/writer, only for lookup/insert/erase of the id maps)
-//     -> Group::mu (held for the whole of every operation touching the group's devices or domain,
-//                   including the backend's release of a device)
-//       -> Domain::mu (attachment count, mappings)
-// Two group mutexes are never held at once, so operations on different groups never wait for each
-// other. Every public method is thread-safe.
+// Locking (the seed's lesson; details in core/registry_state.h):
+//   Group::mu (held for the whole of every operation touching the group's devices or domain,
+//              including the backend's release of a device)
+//     -> Domain::mu (attachments, mappings, the backend's calls for that domain)
+//       -> the id maps' lock (a leaf: held only for lookup/insert/erase, never while waiting)
+// Two group mutexes are never held at once and no registry-wide lock is held across a backend call,
+// so operations on different groups never wait for each other. Every public method is thread-safe.
 #ifndef IOMMUD_CORE_REGISTRY_H_
 #define IOMMUD_CORE_REGISTRY_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +33,22 @@ struct RegistryOptions {
   RegistryObserver* observer = nullptr;    // optional; not owned; must outlive the Registry
   DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
   size_t fault_log_capacity = 1024;        // most recent faults kept for ListFaults
+  // Test hook: called at named points inside operations (see kSyncPoint* below), with the group's
+  // mutex held where the point is inside a group operation. Lets tests force interleavings.
+  std::function<void(absl::string_view point)> sync_point;
 };
+
+// Named points of RegistryOptions::sync_point.
+// ReleaseDevice: the device is off the group's list, its RIDs not yet released in the backend.
+inline constexpr absl::string_view kSyncReleaseRemovedFromGroup = "release_device:removed_from_group";
+// ReleaseDevice: the backend released the device's RIDs (group mutex still held).
+inline constexpr absl::string_view kSyncReleaseBackendReleased = "release_device:backend_released";
+// A group's domain switch programmed one RID and is about to program the next.
+inline constexpr absl::string_view kSyncAttachBetweenRids = "attach:between_rids";
+// ProbeDevice reserved the device name and RIDs and is about to lock the group.
+inline constexpr absl::string_view kSyncProbeReserved = "probe_device:reserved";
+// FreeDomain checked the domain is unattached and is about to free it in the backend.
+inline constexpr absl::string_view kSyncFreeDomainChecked = "free_domain:checked";
 
 // --- Snapshots returned by the registry (copies: safe to keep after the call). ---
 
@@ -163,9 +179,10 @@ class Registry {
 
   IommuBackend* backend() const { return options_.backend; }
 
+  struct State;  // internal: defined in core/registry_state.h, used only by core/registry*.cc
+
  private:
   explicit Registry(const RegistryOptions& options);
-  struct State;  // defined in registry.cc
   RegistryOptions options_;
   std::unique_ptr<State> state_;
 };

@@ -1,0 +1,294 @@
+// Registry: device probe (group formation) and release (hot-unplug), SEMANTICS.md "Device lifecycle".
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/error.h"
+#include "core/group_lock.h"
+#include "core/registry.h"
+#include "core/registry_state.h"
+#include "core/status_macros.h"
+#include "core/sync.h"
+
+namespace iommud {
+
+namespace {
+
+bool IsDefaultDomainType(DomainType type) {
+  return type == DomainType::kDma || type == DomainType::kDmaFq || type == DomainType::kIdentity;
+}
+
+bool SetUpOrDead(GroupState* group) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  return group->initialized || group->dead.load();
+}
+
+// Waits (releasing group.mu meanwhile) until the group's creator finished setting it up or gave up.
+void AwaitSetUp(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  TsanRelease(&group.mu);
+  group.mu.Await(absl::Condition(&SetUpOrDead, &group));
+  TsanAcquire(&group.mu);
+}
+
+// Drops the reservations ProbeDevice made for `device` in the maps. map_mu held.
+void DropReservations(Registry::State& state, const DeviceState& device)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.map_mu) {
+  auto it = state.devices.find(device.name);
+  if (it != state.devices.end() && it->second.get() == &device) state.devices.erase(it);
+  for (Rid rid : device.all_rids) {
+    auto owner = state.rid_owners.find({device.unit->name, rid});
+    if (owner == state.rid_owners.end() || owner->second.group != device.group) continue;
+    if (--owner->second.users == 0) state.rid_owners.erase(owner);
+  }
+}
+
+// Sets a new group up with its first device: default and blocking domains, RIDs on the default.
+absl::Status SetUpGroup(Registry::State& state, GroupState& group,
+                        const std::shared_ptr<DeviceState>& device, DomainType default_type)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  const std::shared_ptr<UnitState>& unit = group.unit;
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainState> default_domain,
+                   state.CreateDomain(unit, default_type, "", /*core_owned=*/true));
+  absl::StatusOr<std::shared_ptr<DomainState>> blocking_domain =
+      state.CreateDomain(unit, Registry::State::BlockingType(unit->caps), "", /*core_owned=*/true);
+  if (!blocking_domain.ok()) {
+    (void)state.DestroyDomain(default_domain);
+    return blocking_domain.status();
+  }
+  group.devices.push_back(device);
+  absl::Status attached = state.SwitchGroupDomain(group, default_domain);
+  if (!attached.ok()) {
+    group.devices.clear();
+    (void)state.DestroyDomain(default_domain);
+    (void)state.DestroyDomain(*blocking_domain);
+    return attached;
+  }
+  group.default_domain = std::move(default_domain);
+  group.blocking_domain = *std::move(blocking_domain);
+  group.initialized = true;
+  return absl::OkStatus();
+}
+
+// Adds `device` to a set-up group: its RIDs the group does not use yet go to the group's domain.
+absl::Status JoinGroup(Registry::State& state, GroupState& group,
+                       const std::shared_ptr<DeviceState>& device)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  const std::vector<Rid> in_use = Registry::State::GroupRids(group);
+  std::vector<Rid> new_rids;
+  for (Rid rid : device->all_rids) {
+    if (!std::binary_search(in_use.begin(), in_use.end(), rid)) new_rids.push_back(rid);
+  }
+  const std::string& unit = group.unit->name;
+  for (size_t i = 0; i < new_rids.size(); ++i) {
+    if (i > 0) state.SyncPoint(kSyncAttachBetweenRids);
+    absl::Status status = state.backend()->AttachRid(unit, new_rids[i], group.domain->id);
+    if (status.ok()) continue;
+    for (size_t j = 0; j < i; ++j) (void)state.backend()->ReleaseRid(unit, new_rids[j]);
+    return BackendError(status, "attach_rid",
+                        {{"device", device->name},
+                         {"group_id", absl::StrCat(group.id)},
+                         {"rid", absl::StrCat(new_rids[i])},
+                         {"unit", unit}});
+  }
+  group.devices.push_back(device);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
+  if (request.device.empty()) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_DEVICE_NAME",
+                 "a device needs a name");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<UnitState> unit, state_->FindUnit(request.unit));
+  std::vector<Rid> rids = request.alias_rids;
+  rids.push_back(request.rid);
+  std::sort(rids.begin(), rids.end());
+  rids.erase(std::unique(rids.begin(), rids.end()), rids.end());
+  for (Rid rid : rids) {
+    if (rid >= unit->caps.max_rids) {
+      return Error(absl::StatusCode::kInvalidArgument, "RID_OUT_OF_RANGE",
+                   absl::StrCat("RID ", rid, " is beyond unit '", unit->name, "' max_rids ",
+                                unit->caps.max_rids),
+                   {{"device", request.device}, {"rid", absl::StrCat(rid)}, {"unit", unit->name}});
+    }
+  }
+  const DomainType type = request.default_domain_type.value_or(options_.default_domain_type);
+  if (!IsDefaultDomainType(type)) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_DEFAULT_DOMAIN_TYPE",
+                 absl::StrCat("a default domain is DMA, DMA_FQ or IDENTITY, not ",
+                              DomainTypeName(type)),
+                 {{"device", request.device}});
+  }
+  if (!unit->caps.Supports(type)) {
+    return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_TYPE_UNSUPPORTED",
+                 absl::StrCat("unit '", unit->name, "' has no ", DomainTypeName(type), " domains"),
+                 {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
+  }
+
+  for (;;) {
+    auto device = std::make_shared<DeviceState>();
+    device->name = request.device;
+    device->unit = unit;
+    device->rid = request.rid;
+    device->alias_rids = request.alias_rids;
+    device->all_rids = rids;
+    bool created = false;
+    // 1. Reserve the name and the RIDs, and find (or create, unpublished) the group.
+    {
+      MutexLock lock(&state_->map_mu);
+      if (state_->devices.count(request.device) != 0) {
+        return Error(absl::StatusCode::kAlreadyExists, "DEVICE_EXISTS",
+                     absl::StrCat("device '", request.device, "' already exists"),
+                     {{"device", request.device}});
+      }
+      std::shared_ptr<GroupState> found;
+      for (Rid rid : rids) {
+        auto it = state_->rid_owners.find({unit->name, rid});
+        if (it == state_->rid_owners.end() || it->second.group->dead.load()) continue;
+        if (found != nullptr && found != it->second.group) {
+          return Error(absl::StatusCode::kFailedPrecondition, "RIDS_SPAN_GROUPS",
+                       absl::StrCat("the RIDs of '", request.device, "' belong to groups ",
+                                    found->id, " and ", it->second.group->id),
+                       {{"device", request.device},
+                        {"group_id", absl::StrCat(found->id)},
+                        {"other_group_id", absl::StrCat(it->second.group->id)}});
+        }
+        found = it->second.group;
+      }
+      if (found == nullptr) {
+        found = std::make_shared<GroupState>();
+        found->id = state_->next_group_id.fetch_add(1);
+        found->unit = unit;
+        state_->groups[found->id] = found;
+        created = true;
+      }
+      device->group = found;
+      state_->devices[device->name] = device;
+      for (Rid rid : rids) {
+        RidOwner& owner = state_->rid_owners[{unit->name, rid}];
+        if (owner.group != found) owner = RidOwner{found, 0};
+        ++owner.users;
+      }
+    }
+    state_->SyncPoint(kSyncProbeReserved);
+
+    // 2. Under the group mutex: set the group up, or join it.
+    GroupState& group = *device->group;
+    absl::Status status;
+    bool group_died = false;
+    DeviceInfo info;
+    {
+      GroupLock lock(&group.mu, state_->observer());
+      if (!created) AwaitSetUp(group);
+      if (group.dead.load()) {
+        group_died = true;
+      } else if (created) {
+        status = SetUpGroup(*state_, group, device, type);
+      } else {
+        status = JoinGroup(*state_, group, device);
+      }
+      if (!group_died && status.ok()) {
+        device->live.store(true, std::memory_order_release);
+        info = State::SnapshotDevice(group, *device);
+      } else if (created) {
+        group.dead.store(true);
+        MutexLock map_lock(&state_->map_mu);
+        state_->groups.erase(group.id);
+      }
+      if (group_died || !status.ok()) {
+        MutexLock map_lock(&state_->map_mu);
+        DropReservations(*state_, *device);
+      }
+    }
+    if (group_died) continue;  // the group emptied meanwhile: probe again into a new group
+    RETURN_IF_ERROR(status);
+    RegistryEvent event;
+    event.kind = RegistryEvent::Kind::kDeviceProbed;
+    event.unit = unit->name;
+    event.group = info.group;
+    event.domain = info.domain;
+    event.device = info.name;
+    event.detail = absl::StrCat("rids=", absl::StrJoin(rids, ","));
+    state_->Emit(event);
+    return info;
+  }
+}
+
+absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  const std::string& unit = device->unit->name;
+  ReleaseResult result;
+  GroupId group_id = group.id;
+  DomainId domain_id = 0;
+  {
+    GroupLock lock(&group.mu, state_->observer());
+    RETURN_IF_ERROR(State::LiveDevice(group, *device));
+    domain_id = group.domain->id;
+
+    // 1. Off the group's list. Its kernel driver is unbound by the unplug; a user claim is not.
+    group.devices.erase(std::find(group.devices.begin(), group.devices.end(), device));
+    device->live.store(false, std::memory_order_release);
+    if (device->binding == DriverBinding::kKernelDriver && group.owner_cnt > 0) --group.owner_cnt;
+    const bool owned_at_release = group.owner_cnt != 0;
+    if (group.claimed_devices.erase(device->name) != 0 && group.owner_cnt > 0) --group.owner_cnt;
+    device->binding = DriverBinding::kNone;
+    state_->SyncPoint(kSyncReleaseRemovedFromGroup);
+
+    // 2. Its RIDs that no other device of the group uses go to the release (blocked) domain and
+    //    are released in the backend. A RID still shared is never reprogrammed.
+    const std::vector<Rid> still_used = State::GroupRids(group);
+    for (Rid rid : device->all_rids) {
+      if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
+      (void)backend()->AttachRid(unit, rid, device->unit->release_domain->id);
+      (void)backend()->ReleaseRid(unit, rid);
+    }
+    state_->SyncPoint(kSyncReleaseBackendReleased);
+
+    // 3. The group emptied: free its domains and the group itself.
+    if (group.devices.empty()) {
+      if (owned_at_release || group.domain != group.default_domain) {
+        result.leaked_attachment = true;
+        state_->RecordLeak({owned_at_release ? LeakReason::kReleasedWhileOwned
+                                             : LeakReason::kReleasedWhileAttached,
+                            unit, group.id, group.domain->id, device->rid, device->name,
+                            group.owner});
+      }
+      {
+        MutexLock domain_lock(&group.domain->mu);
+        group.domain->attached_groups.erase(group.id);
+      }
+      group.domain = nullptr;
+      (void)state_->DestroyDomain(group.default_domain);
+      (void)state_->DestroyDomain(group.blocking_domain);
+      group.owner.clear();
+      group.owner_cnt = 0;
+      group.group_claimed = false;
+      group.claimed_devices.clear();
+      group.dead.store(true, std::memory_order_release);
+    }
+    MutexLock map_lock(&state_->map_mu);
+    if (group.dead.load()) state_->groups.erase(group.id);
+    auto it = state_->devices.find(device->name);
+    if (it != state_->devices.end() && it->second == device) state_->devices.erase(it);
+    for (Rid rid : device->all_rids) {
+      auto owner = state_->rid_owners.find({unit, rid});
+      if (owner == state_->rid_owners.end() || owner->second.group != device->group) continue;
+      if (--owner->second.users == 0) state_->rid_owners.erase(owner);
+    }
+  }
+  RegistryEvent event;
+  event.kind = RegistryEvent::Kind::kDeviceReleased;
+  event.unit = unit;
+  event.group = group_id;
+  event.domain = domain_id;
+  event.device = device->name;
+  event.detail = result.leaked_attachment ? "leaked attachment" : "";
+  state_->Emit(event);
+  return result;
+}
+
+}  // namespace iommud

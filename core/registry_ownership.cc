@@ -1,0 +1,196 @@
+// Registry: DMA ownership, SEMANTICS.md "Ownership" (iommu_device_use_default_domain,
+// iommu_group_claim_dma_owner, iommu_device_claim_dma_owner and their releases).
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/group_lock.h"
+#include "core/registry.h"
+#include "core/registry_state.h"
+#include "core/status_macros.h"
+
+namespace iommud {
+
+namespace {
+
+absl::Status RequireOwnerCookie(absl::string_view owner, const ErrorMetadata& metadata) {
+  if (!owner.empty()) return absl::OkStatus();
+  return Error(absl::StatusCode::kInvalidArgument, "MISSING_OWNER",
+               "an owner cookie (the claiming client's identity) is required", metadata);
+}
+
+ErrorMetadata GroupMetadata(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  return {{"group_id", absl::StrCat(group.id)},
+          {"domain_id", absl::StrCat(group.domain->id)},
+          {"owner_cnt", absl::StrCat(group.owner_cnt)}};
+}
+
+// The group must be on its default domain to be claimed (EBUSY in the kernel).
+absl::Status RequireOnDefault(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  if (group.domain == group.default_domain) return absl::OkStatus();
+  return Error(absl::StatusCode::kFailedPrecondition, "GROUP_BUSY",
+               absl::StrCat("group ", group.id, " is on domain ", group.domain->id,
+                            ", not its default domain ", group.default_domain->id),
+               GroupMetadata(group));
+}
+
+// The caller must be the group's owner: GROUP_NOT_OWNED if nobody owns it, NOT_OWNER otherwise.
+absl::Status RequireOwner(const GroupState& group, absl::string_view owner)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  if (group.owner.empty()) {
+    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_NOT_OWNED",
+                 absl::StrCat("group ", group.id, " is not owned"), GroupMetadata(group));
+  }
+  if (group.owner != owner) {
+    ErrorMetadata metadata = GroupMetadata(group);
+    metadata["owner"] = std::string(owner);
+    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+                 absl::StrCat("group ", group.id, " is owned by another client"), metadata);
+  }
+  return absl::OkStatus();
+}
+
+void EmitOwnership(const Registry::State& state, const GroupState& group,
+                   RegistryEvent::Kind kind, absl::string_view owner, absl::string_view device)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  RegistryEvent event;
+  event.kind = kind;
+  event.unit = group.unit->name;
+  event.group = group.id;
+  event.domain = group.domain->id;
+  event.owner = std::string(owner);
+  event.device = std::string(device);
+  state.Emit(event);
+}
+
+}  // namespace
+
+absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveDevice(group, *device));
+  ErrorMetadata metadata = GroupMetadata(group);
+  metadata["device"] = device->name;
+  if (!group.owner.empty() || group.domain != group.default_domain) {
+    metadata["owner"] = group.owner;
+    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_OWNED",
+                 absl::StrCat("group ", group.id, " of '", name,
+                              "' is owned or off its default domain; a kernel driver cannot bind"),
+                 metadata);
+  }
+  if (device->binding == DriverBinding::kKernelDriver) {
+    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_ALREADY_BOUND",
+                 absl::StrCat("'", name, "' already has a kernel driver bound"), metadata);
+  }
+  device->binding = DriverBinding::kKernelDriver;
+  ++group.owner_cnt;
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveDevice(group, *device));
+  ErrorMetadata metadata = GroupMetadata(group);
+  metadata["device"] = device->name;
+  if (device->binding != DriverBinding::kKernelDriver) {
+    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_NOT_BOUND",
+                 absl::StrCat("'", name, "' has no kernel driver bound"), metadata);
+  }
+  if (group.owner_cnt == 0) {
+    return Error(absl::StatusCode::kFailedPrecondition, "OWNER_COUNT_UNDERFLOW",
+                 absl::StrCat("group ", group.id, " owner_cnt is already 0"), metadata);
+  }
+  device->binding = DriverBinding::kNone;
+  --group.owner_cnt;
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view owner) {
+  RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
+  GroupState& group = *group_ptr;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveGroup(group));
+  if (group.owner_cnt != 0) {
+    ErrorMetadata metadata = GroupMetadata(group);
+    metadata["owner"] = group.owner;
+    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_IN_USE",
+                 absl::StrCat("group ", id, " is in use (owner_cnt ", group.owner_cnt, ")"),
+                 metadata);
+  }
+  RETURN_IF_ERROR(RequireOnDefault(group));
+  RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
+  group.owner = std::string(owner);
+  group.owner_cnt = 1;
+  group.group_claimed = true;
+  for (const auto& device : group.devices) device->binding = DriverBinding::kUserOwned;
+  EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_view owner) {
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
+  GroupState& group = *group_ptr;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveGroup(group));
+  RETURN_IF_ERROR(RequireOwner(group, owner));
+  state_->EndOwnership(group);
+  EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::string_view owner) {
+  RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"device", std::string(name)}}));
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveDevice(group, *device));
+  ErrorMetadata metadata = GroupMetadata(group);
+  metadata["device"] = device->name;
+  if (group.owner_cnt != 0 && group.owner != owner) {
+    metadata["owner"] = group.owner;
+    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_IN_USE",
+                 absl::StrCat("group ", group.id, " of '", name,
+                              "' is in use by a kernel driver or another owner"),
+                 metadata);
+  }
+  if (group.claimed_devices.count(device->name) != 0) {
+    return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_ALREADY_CLAIMED",
+                 absl::StrCat("'", name, "' is already claimed by this owner"), metadata);
+  }
+  if (group.owner_cnt == 0) {
+    RETURN_IF_ERROR(RequireOnDefault(group));
+    RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
+    group.owner = std::string(owner);
+  }
+  ++group.owner_cnt;
+  group.claimed_devices.insert(device->name);
+  device->binding = DriverBinding::kUserOwned;
+  EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, device->name);
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view name,
+                                                           absl::string_view owner) {
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  GroupLock lock(&group.mu, state_->observer());
+  RETURN_IF_ERROR(State::LiveDevice(group, *device));
+  if (group.claimed_devices.count(device->name) == 0) {
+    ErrorMetadata metadata = GroupMetadata(group);
+    metadata["device"] = device->name;
+    return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_NOT_CLAIMED",
+                 absl::StrCat("'", name, "' is not claimed"), metadata);
+  }
+  RETURN_IF_ERROR(RequireOwner(group, owner));
+  group.claimed_devices.erase(device->name);
+  device->binding = DriverBinding::kNone;
+  if (--group.owner_cnt == 0) state_->EndOwnership(group);
+  EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, device->name);
+  return State::SnapshotGroup(group);
+}
+
+}  // namespace iommud

@@ -1,0 +1,306 @@
+// Helpers shared by the Registry's operations (see core/registry_state.h).
+#include "core/registry_state.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/error.h"
+#include "core/status_macros.h"
+#include "core/sync.h"
+
+namespace iommud {
+
+absl::Status BackendError(const absl::Status& status, absl::string_view op,
+                          const ErrorMetadata& metadata) {
+  if (!ErrorReason(status).empty()) return status;
+  ErrorMetadata with_op = metadata;
+  with_op["backend_op"] = std::string(op);
+  return Error(status.code(), "BACKEND_FAILED",
+               absl::StrCat("backend ", op, " failed: ", status.message()), with_op);
+}
+
+void Registry::State::RecordLeak(const LeakRecord& leak) const {
+  if (options.observer == nullptr) return;
+  options.observer->OnLeak(leak);
+  RegistryEvent event;
+  event.kind = RegistryEvent::Kind::kLeakFound;
+  event.unit = leak.unit;
+  event.group = leak.group;
+  event.domain = leak.domain;
+  event.device = leak.device;
+  event.owner = leak.owner;
+  event.detail = std::string(LeakReasonName(leak.reason));
+  options.observer->OnEvent(event);
+}
+
+absl::StatusOr<std::shared_ptr<UnitState>> Registry::State::FindUnit(absl::string_view name) const {
+  ReaderMutexLock lock(&map_mu);
+  auto it = units.find(std::string(name));
+  if (it == units.end()) {
+    return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
+                 absl::StrCat("no IOMMU unit '", name, "'"), {{"unit", std::string(name)}});
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::shared_ptr<DeviceState>> Registry::State::FindDevice(
+    absl::string_view name) const {
+  {
+    ReaderMutexLock lock(&map_mu);
+    auto it = devices.find(std::string(name));
+    if (it != devices.end() && it->second->live.load(std::memory_order_acquire)) return it->second;
+  }
+  return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+               absl::StrCat("no device '", name, "'"), {{"device", std::string(name)}});
+}
+
+absl::StatusOr<std::shared_ptr<GroupState>> Registry::State::FindGroup(GroupId id) const {
+  {
+    ReaderMutexLock lock(&map_mu);
+    auto it = groups.find(id);
+    if (it != groups.end() && !it->second->dead.load(std::memory_order_acquire)) return it->second;
+  }
+  return Error(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND", absl::StrCat("no group ", id),
+               {{"group_id", absl::StrCat(id)}});
+}
+
+absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::FindDomain(DomainId id) const {
+  {
+    ReaderMutexLock lock(&map_mu);
+    auto it = domains.find(id);
+    if (it != domains.end()) return it->second;
+  }
+  return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND", absl::StrCat("no domain ", id),
+               {{"domain_id", absl::StrCat(id)}});
+}
+
+absl::Status Registry::State::LiveDevice(const GroupState& group, const DeviceState& device) {
+  if (device.live.load(std::memory_order_acquire) && !group.dead.load()) return absl::OkStatus();
+  return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+               absl::StrCat("no device '", device.name, "' (released)"), {{"device", device.name}});
+}
+
+absl::Status Registry::State::LiveGroup(const GroupState& group) {
+  if (!group.dead.load(std::memory_order_acquire) && group.initialized) return absl::OkStatus();
+  return Error(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND",
+               absl::StrCat("no group ", group.id, " (released)"),
+               {{"group_id", absl::StrCat(group.id)}});
+}
+
+std::vector<Rid> Registry::State::GroupRids(const GroupState& group) {
+  std::vector<Rid> rids;
+  for (const auto& device : group.devices) {
+    rids.insert(rids.end(), device->all_rids.begin(), device->all_rids.end());
+  }
+  std::sort(rids.begin(), rids.end());
+  rids.erase(std::unique(rids.begin(), rids.end()), rids.end());
+  return rids;
+}
+
+absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
+                                               const std::shared_ptr<DomainState>& to) {
+  const std::shared_ptr<DomainState> from = group.domain;
+  if (from == to) return absl::OkStatus();
+  {
+    MutexLock lock(&to->mu);
+    if (to->freed) {
+      return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND",
+                   absl::StrCat("domain ", to->id, " was freed"),
+                   {{"domain_id", absl::StrCat(to->id)}});
+    }
+    to->attached_groups.insert(group.id);
+  }
+  const std::vector<Rid> rids = GroupRids(group);
+  const std::string& unit = group.unit->name;
+  for (size_t i = 0; i < rids.size(); ++i) {
+    if (i > 0) SyncPoint(kSyncAttachBetweenRids);
+    absl::Status status = backend()->AttachRid(unit, rids[i], to->id);
+    if (status.ok()) continue;
+    // Roll back: the RIDs already switched go back to the old domain (or are released if there
+    // is none, which only happens while a group is being set up).
+    for (size_t j = 0; j < i; ++j) {
+      absl::Status undo = from != nullptr ? backend()->AttachRid(unit, rids[j], from->id)
+                                          : backend()->ReleaseRid(unit, rids[j]);
+      if (!undo.ok()) (void)backend()->ReleaseRid(unit, rids[j]);
+    }
+    {
+      MutexLock lock(&to->mu);
+      to->attached_groups.erase(group.id);
+    }
+    return BackendError(status, "attach_rid",
+                       {{"group_id", absl::StrCat(group.id)},
+                        {"domain_id", absl::StrCat(to->id)},
+                        {"rid", absl::StrCat(rids[i])},
+                        {"unit", unit}});
+  }
+  if (from != nullptr) {
+    MutexLock lock(&from->mu);
+    from->attached_groups.erase(group.id);
+  }
+  group.domain = to;
+  return absl::OkStatus();
+}
+
+void Registry::State::ForceGroupBlocked(GroupState& group) {
+  if (SwitchGroupDomain(group, group.blocking_domain).ok()) return;
+  // The backend refuses even the blocking domain: make the RIDs invalid (DMA faults) instead.
+  for (Rid rid : GroupRids(group)) (void)backend()->ReleaseRid(group.unit->name, rid);
+  if (group.domain != nullptr) {
+    MutexLock lock(&group.domain->mu);
+    group.domain->attached_groups.erase(group.id);
+  }
+  {
+    MutexLock lock(&group.blocking_domain->mu);
+    group.blocking_domain->attached_groups.insert(group.id);
+  }
+  group.domain = group.blocking_domain;
+}
+
+void Registry::State::EndOwnership(GroupState& group) {
+  const std::string owner = group.owner;
+  const DomainId owner_domain = group.domain != nullptr ? group.domain->id : 0;
+  absl::Status restored = SwitchGroupDomain(group, group.default_domain);
+  if (!restored.ok()) {
+    ForceGroupBlocked(group);
+    RecordLeak({LeakReason::kRestoreDefaultFailed, group.unit->name, group.id, owner_domain, 0,
+                "", owner});
+  }
+  group.owner.clear();
+  group.owner_cnt = 0;
+  group.group_claimed = false;
+  group.claimed_devices.clear();
+  for (const auto& device : group.devices) {
+    if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
+  }
+}
+
+DomainType Registry::State::BlockingType(const UnitCaps& caps) {
+  return caps.Supports(DomainType::kBlocked) ? DomainType::kBlocked : DomainType::kUnmanaged;
+}
+
+absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
+    const std::shared_ptr<UnitState>& unit, DomainType type, absl::string_view owner,
+    bool core_owned) {
+  auto domain = std::make_shared<DomainState>();
+  domain->id = next_domain_id.fetch_add(1);
+  domain->unit = unit;
+  domain->type = type;
+  domain->owner = std::string(owner);
+  domain->core_owned = core_owned;
+  absl::Status status = backend()->AllocDomain(unit->name, domain->id, type);
+  if (!status.ok()) {
+    return BackendError(status, "alloc_domain",
+                       {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
+  }
+  {
+    MutexLock lock(&map_mu);
+    domains[domain->id] = domain;
+  }
+  RegistryEvent event;
+  event.kind = RegistryEvent::Kind::kDomainAllocated;
+  event.unit = unit->name;
+  event.domain = domain->id;
+  event.owner = domain->owner;
+  event.detail = std::string(DomainTypeName(type));
+  Emit(event);
+  return domain;
+}
+
+absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& domain) {
+  {
+    MutexLock lock(&domain->mu);
+    if (!domain->attached_groups.empty()) {
+      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_IN_USE",
+                   absl::StrCat("domain ", domain->id, " is attached to ",
+                                domain->attached_groups.size(), " group(s)"),
+                   {{"domain_id", absl::StrCat(domain->id)}});
+    }
+    absl::Status status = backend()->FreeDomain(domain->id);
+    if (!status.ok()) {
+      return BackendError(status, "free_domain", {{"domain_id", absl::StrCat(domain->id)}});
+    }
+    domain->freed = true;
+  }
+  {
+    MutexLock lock(&map_mu);
+    domains.erase(domain->id);
+  }
+  RegistryEvent event;
+  event.kind = RegistryEvent::Kind::kDomainFreed;
+  event.unit = domain->unit->name;
+  event.domain = domain->id;
+  event.owner = domain->owner;
+  Emit(event);
+  return absl::OkStatus();
+}
+
+GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
+  GroupInfo info;
+  info.id = group.id;
+  info.unit = group.unit->name;
+  for (const auto& device : group.devices) info.devices.push_back(device->name);
+  info.domain = group.domain != nullptr ? group.domain->id : 0;
+  info.default_domain = group.default_domain != nullptr ? group.default_domain->id : 0;
+  info.blocking_domain = group.blocking_domain != nullptr ? group.blocking_domain->id : 0;
+  info.owner = group.owner;
+  info.owner_cnt = group.owner_cnt;
+  info.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  return info;
+}
+
+DeviceInfo Registry::State::SnapshotDevice(const GroupState& group, const DeviceState& device) {
+  DeviceInfo info;
+  info.name = device.name;
+  info.unit = device.unit->name;
+  info.rid = device.rid;
+  info.alias_rids = device.alias_rids;
+  info.group = group.id;
+  info.binding = device.binding;
+  info.domain = group.domain != nullptr ? group.domain->id : 0;
+  return info;
+}
+
+DomainInfo Registry::State::SnapshotDomain(const DomainState& domain) {
+  DomainInfo info;
+  info.id = domain.id;
+  info.unit = domain.unit->name;
+  info.type = domain.type;
+  info.owner = domain.owner;
+  info.core_owned = domain.core_owned;
+  info.caps = domain.unit->caps;
+  ReaderMutexLock lock(&domain.mu);
+  info.attached_groups.assign(domain.attached_groups.begin(), domain.attached_groups.end());
+  info.mapping_count = domain.mappings.count();
+  info.mapped_bytes = domain.mappings.bytes();
+  return info;
+}
+
+void Registry::State::CollectFaults() {
+  std::vector<FaultRecord> drained = backend()->DrainFaults();
+  if (drained.empty()) return;
+  const int64_t now = absl::ToUnixNanos(absl::Now());
+  {
+    MutexLock lock(&fault_mu);
+    for (FaultRecord& fault : drained) {
+      if (fault.time_unix_nanos == 0) fault.time_unix_nanos = now;
+      faults.push_back(fault);
+      ++faults_total;
+      while (faults.size() > std::max<size_t>(options.fault_log_capacity, 1)) faults.pop_front();
+    }
+  }
+  if (options.observer == nullptr) return;
+  for (const FaultRecord& fault : drained) {
+    options.observer->OnFault(fault);
+    RegistryEvent event;
+    event.kind = RegistryEvent::Kind::kFault;
+    event.unit = fault.unit;
+    event.iova = fault.iova;
+    event.detail = absl::StrCat(FaultReasonName(fault.reason), " rid=", fault.rid);
+    options.observer->OnEvent(event);
+  }
+}
+
+}  // namespace iommud

@@ -1,0 +1,182 @@
+// Internal state of the Registry (not part of its API; included only by core/registry*.cc).
+//
+// Lock order: GroupState::mu -> DomainState::mu -> State::map_mu.
+//   - map_mu is a leaf: held only to read or change the id maps, never while waiting for another
+//     lock. (The one exception is the try-lock of a group created under it, which cannot wait.)
+//   - A group's mu is held for the whole of every operation on its devices or its domain, including
+//     the backend's release of a device. Two group mutexes are never held at once.
+//   - A domain's mu guards its attachments and mappings, and serializes the backend's mutating
+//     calls for that domain.
+#ifndef IOMMUD_CORE_REGISTRY_STATE_H_
+#define IOMMUD_CORE_REGISTRY_STATE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/backend/iommu_backend.h"
+#include "core/error.h"
+#include "core/mapping_index.h"
+#include "core/registry_observer.h"
+#include "core/registry.h"
+#include "core/types.h"
+
+namespace iommud {
+
+struct DomainState;
+
+// A backend failure as the registry reports it: the backend's own reason if it set one, else
+// BACKEND_FAILED with `op` and `metadata`.
+absl::Status BackendError(const absl::Status& status, absl::string_view op,
+                          const ErrorMetadata& metadata);
+
+struct UnitState {
+  std::string name;
+  UnitCaps caps;
+  std::shared_ptr<DomainState> release_domain;  // blocked; where released RIDs go first
+};
+
+struct DomainState {
+  DomainId id = 0;
+  std::shared_ptr<UnitState> unit;
+  DomainType type = DomainType::kUnmanaged;
+  std::string owner;         // empty for core-owned domains
+  bool core_owned = false;
+
+  mutable absl::Mutex mu;
+  bool freed ABSL_GUARDED_BY(mu) = false;
+  std::set<GroupId> attached_groups ABSL_GUARDED_BY(mu);
+  MappingIndex mappings ABSL_GUARDED_BY(mu);
+};
+
+struct GroupState;
+
+struct DeviceState {
+  std::string name;
+  std::shared_ptr<UnitState> unit;
+  Rid rid = 0;
+  std::vector<Rid> alias_rids;
+  std::vector<Rid> all_rids;  // rid + aliases, sorted, distinct
+  std::shared_ptr<GroupState> group;  // fixed for the device's life
+
+  // Set under group->mu; read without it by listings (a hint) and under it by operations.
+  std::atomic<bool> live{false};
+  // Guarded by group->mu (not expressible as an annotation across objects).
+  DriverBinding binding = DriverBinding::kNone;
+};
+
+struct GroupState {
+  GroupId id = 0;
+  std::shared_ptr<UnitState> unit;
+
+  mutable absl::Mutex mu;
+  // Set under mu when the group's last device is released; monotonic, read as a hint without mu.
+  std::atomic<bool> dead{false};
+  bool initialized ABSL_GUARDED_BY(mu) = false;
+  std::vector<std::shared_ptr<DeviceState>> devices ABSL_GUARDED_BY(mu);  // probe order, live only
+  std::shared_ptr<DomainState> domain ABSL_GUARDED_BY(mu);
+  std::shared_ptr<DomainState> default_domain ABSL_GUARDED_BY(mu);
+  std::shared_ptr<DomainState> blocking_domain ABSL_GUARDED_BY(mu);
+  std::string owner ABSL_GUARDED_BY(mu);
+  uint32_t owner_cnt ABSL_GUARDED_BY(mu) = 0;
+  bool group_claimed ABSL_GUARDED_BY(mu) = false;  // ClaimOwnership (counts 1 in owner_cnt)
+  std::set<std::string> claimed_devices ABSL_GUARDED_BY(mu);  // ClaimDevice by `owner`
+};
+
+// Which group a RID of a unit belongs to, counted by the devices (live or being probed) using it.
+struct RidOwner {
+  std::shared_ptr<GroupState> group;
+  uint32_t users = 0;
+};
+
+struct Registry::State {
+  explicit State(const RegistryOptions& opts) : options(opts) {}
+
+  const RegistryOptions options;
+  IommuBackend* backend() const { return options.backend; }
+  RegistryObserver* observer() const { return options.observer; }
+
+  // --- Helpers shared by core/registry*.cc (core/registry_state.cc). ---
+  void SyncPoint(absl::string_view point) const {
+    if (options.sync_point) options.sync_point(point);
+  }
+  void Emit(RegistryEvent event) const {
+    if (options.observer != nullptr) options.observer->OnEvent(event);
+  }
+  void RecordLeak(const LeakRecord& leak) const;
+
+  // Lookups under map_mu (NOT_FOUND with the reasons of SEMANTICS.md). A device or group found
+  // here may die before the caller locks its group: check LiveDevice / LiveGroup under the lock.
+  absl::StatusOr<std::shared_ptr<UnitState>> FindUnit(absl::string_view name) const;
+  absl::StatusOr<std::shared_ptr<DeviceState>> FindDevice(absl::string_view name) const;
+  absl::StatusOr<std::shared_ptr<GroupState>> FindGroup(GroupId id) const;
+  absl::StatusOr<std::shared_ptr<DomainState>> FindDomain(DomainId id) const;
+  // `group` is device.group.
+  static absl::Status LiveDevice(const GroupState& group, const DeviceState& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  static absl::Status LiveGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // The distinct RIDs of the group's devices, sorted.
+  static std::vector<Rid> GroupRids(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // Points every RID of `group` at `to` (attaching `group` to `to` first, so `to` cannot be freed
+  // meanwhile). On a backend failure re-points the RIDs already switched back to the old domain and
+  // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed.
+  absl::Status SwitchGroupDomain(GroupState& group, const std::shared_ptr<DomainState>& to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Like SwitchGroupDomain to the blocking domain, but never fails: RIDs that cannot be pointed at
+  // it are released in the backend. Used where the operation must complete (leaks).
+  void ForceGroupBlocked(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Returns the group of an owner whose ownership ends to its default domain; if the backend
+  // refuses, forces it to blocked and records a kRestoreDefaultFailed leak. Clears the owner.
+  void EndOwnership(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // Creates domain `id` of `type` in the backend and the registry (the maps too).
+  absl::StatusOr<std::shared_ptr<DomainState>> CreateDomain(const std::shared_ptr<UnitState>& unit,
+                                                            DomainType type,
+                                                            absl::string_view owner,
+                                                            bool core_owned);
+  // Frees a domain nobody is attached to in the backend and erases it from the maps.
+  absl::Status DestroyDomain(const std::shared_ptr<DomainState>& domain);
+  // The type of a blocking (or release) domain on `unit`: BLOCKED, else an empty UNMANAGED one.
+  static DomainType BlockingType(const UnitCaps& caps);
+
+  static GroupInfo SnapshotGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  static DeviceInfo SnapshotDevice(const GroupState& group, const DeviceState& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  static DomainInfo SnapshotDomain(const DomainState& domain);
+
+  // Appends the backend's queued faults to the fault log and tells the observer.
+  void CollectFaults();
+
+  mutable absl::Mutex map_mu;
+  std::map<std::string, std::shared_ptr<UnitState>> units ABSL_GUARDED_BY(map_mu);
+  std::map<std::string, std::shared_ptr<DeviceState>> devices ABSL_GUARDED_BY(map_mu);
+  std::map<GroupId, std::shared_ptr<GroupState>> groups ABSL_GUARDED_BY(map_mu);
+  std::map<DomainId, std::shared_ptr<DomainState>> domains ABSL_GUARDED_BY(map_mu);
+  // (unit name, rid) -> group.
+  std::map<std::pair<std::string, Rid>, RidOwner> rid_owners ABSL_GUARDED_BY(map_mu);
+
+  std::atomic<uint64_t> next_group_id{1};
+  std::atomic<uint64_t> next_domain_id{1};
+
+  mutable absl::Mutex fault_mu;
+  std::deque<FaultRecord> faults ABSL_GUARDED_BY(fault_mu);  // newest at the back
+  uint64_t faults_total ABSL_GUARDED_BY(fault_mu) = 0;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CORE_REGISTRY_STATE_H_
