@@ -236,6 +236,11 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     const bool owned_at_release = group.owner_cnt != 0;
     if (group.claimed_devices.erase(device->name) != 0 && group.owner_cnt > 0) --group.owner_cnt;
     device->binding = DriverBinding::kNone;
+    // Its claim was the owner's last one but devices remain: ownership ends as on
+    // ReleaseDeviceOwnership (the group goes back to its default domain).
+    if (!group.devices.empty() && group.owner_cnt == 0 && !group.owner.empty()) {
+      state_->EndOwnership(group);
+    }
     state_->SyncPoint(kSyncReleaseRemovedFromGroup);
 
     // 2. Its RIDs that no other device of the group uses go to the release (blocked) domain and

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "proto/status_codec.h"
 #include "tests/server/daemon_fixture.h"
-#include "tests/server/test_macros.h"
+#include "tests/testing/status_test_macros.h"
 
 namespace iommud {
 namespace {

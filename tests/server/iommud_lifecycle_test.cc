@@ -16,7 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
-#include "tests/server/test_macros.h"
+#include "tests/testing/status_test_macros.h"
 
 namespace iommud {
 namespace {

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/server/reflection_v1alpha.grpc.pb.h"
-#include "tests/server/test_macros.h"
+#include "tests/testing/status_test_macros.h"
 
 namespace iommud {
 namespace {

@@ -10,7 +10,7 @@
 #include "core/backend/backend_factory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/server/test_macros.h"
+#include "tests/testing/status_test_macros.h"
 
 namespace iommud {
 namespace {

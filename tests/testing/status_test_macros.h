@@ -1,6 +1,6 @@
-// Assertion helpers for absl::Status / absl::StatusOr in the server tests.
-#ifndef IOMMUD_TESTS_SERVER_TEST_MACROS_H_
-#define IOMMUD_TESTS_SERVER_TEST_MACROS_H_
+// Assertion helpers for absl::Status / absl::StatusOr, shared by every test directory.
+#ifndef IOMMUD_TESTS_TESTING_STATUS_TEST_MACROS_H_
+#define IOMMUD_TESTS_TESTING_STATUS_TEST_MACROS_H_
 
 #include <utility>
 
@@ -38,4 +38,4 @@ absl::Status StatusOf(const absl::StatusOr<T>& status_or) {
 }  // namespace test
 }  // namespace iommud
 
-#endif  // IOMMUD_TESTS_SERVER_TEST_MACROS_H_
+#endif  // IOMMUD_TESTS_TESTING_STATUS_TEST_MACROS_H_
