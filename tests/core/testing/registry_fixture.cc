@@ -11,14 +11,6 @@
 namespace iommud {
 namespace test {
 
-std::vector<std::string> BackendsUnderTest() {
-  std::vector<std::string> usable;
-  for (const std::string& name : BackendNames()) {
-    if (CreateBackend(name).ok()) usable.push_back(name);
-  }
-  return usable;
-}
-
 UnitCaps RegistryTest::U0Caps() {
   UnitCaps caps;
   caps.pgsize_bitmap = kPage4K | kPage2M | kPage1G;

@@ -17,6 +17,7 @@
 #include "core/registry.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/testing/backends_under_test.h"
 #include "tests/core/testing/failing_backend.h"
 #include "tests/core/testing/recording_observer.h"
 #include "tests/testing/status_test_macros.h"
@@ -62,9 +63,6 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
   std::function<void(absl::string_view)> hook_ ABSL_GUARDED_BY(hook_mu_);
   void SetHook(std::function<void(absl::string_view)> hook);
 };
-
-// The backends the registry suites run against.
-std::vector<std::string> BackendsUnderTest();
 
 }  // namespace test
 }  // namespace iommud
