@@ -128,7 +128,7 @@ absl::StatusOr<UnitInfo> Registry::GetUnit(absl::string_view name) const {
 absl::StatusOr<DeviceInfo> Registry::GetDevice(absl::string_view name) const {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   return State::SnapshotDevice(group, *device);
 }
@@ -142,7 +142,7 @@ std::vector<DeviceInfo> Registry::ListDevices() const {
   std::vector<DeviceInfo> infos;
   for (const auto& device : devices) {
     GroupState& group = *device->group;
-    GroupLock lock(&group.mu, state_->observer());
+    GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
     if (State::LiveDevice(group, *device).ok()) {
       infos.push_back(State::SnapshotDevice(group, *device));
     }
@@ -152,7 +152,7 @@ std::vector<DeviceInfo> Registry::ListDevices() const {
 
 absl::StatusOr<GroupInfo> Registry::GetGroup(GroupId id) const {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group, state_->FindGroup(id));
-  GroupLock lock(&group->mu, state_->observer());
+  GroupLock lock(&group->mu, &group->lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveGroup(*group));
   return State::SnapshotGroup(*group);
 }
@@ -165,7 +165,7 @@ std::vector<GroupInfo> Registry::ListGroups() const {
   }
   std::vector<GroupInfo> infos;
   for (const auto& group : groups) {
-    GroupLock lock(&group->mu, state_->observer());
+    GroupLock lock(&group->mu, &group->lock_stats, state_->observer());
     if (State::LiveGroup(*group).ok()) infos.push_back(State::SnapshotGroup(*group));
   }
   return infos;

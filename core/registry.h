@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "core/backend/iommu_backend.h"
 #include "core/registry_observer.h"
 #include "core/types.h"
@@ -171,6 +172,31 @@ class Registry {
   absl::StatusOr<Translation> Translate(absl::string_view device, uint64_t iova, uint32_t access);
   // Most recent faults first, at most `max_records`; `total` is the count since start.
   std::vector<FaultRecord> RecentFaults(size_t max_records, uint64_t* total) const;
+
+  // --- Audit (leaked attachments, SEMANTICS.md) ---
+  // Compares the registry with the backend's read-back and returns every leaked attachment found,
+  // one record per leak, with its reason. Changes nothing. Takes each group mutex in turn.
+  std::vector<LeakRecord> Audit() const;
+  struct ReconcileResult {
+    std::vector<LeakRecord> repaired;   // what the audit before the repair found
+    std::vector<LeakRecord> remaining;  // what an audit after the repair still finds
+  };
+  // Repairs what Audit finds: the hardware is forced to what the registry says (or to blocked, or
+  // released, where the registry has nothing); a group without owner goes back to its default
+  // domain; owner_cnt is recomputed from bound drivers and claims; unknown hardware domains are
+  // freed. Emits kLeakRepaired events.
+  ReconcileResult Reconcile();
+
+  // --- Lock contention ---
+  struct GroupContention {
+    GroupId group = 0;
+    std::string unit;
+    uint64_t acquisitions = 0;  // since the group was created
+    uint64_t contended = 0;     // acquisitions that had to wait
+    absl::Duration total_wait;  // summed waits of the contended ones
+  };
+  // The `max_groups` live groups that waited longest in total, most first.
+  std::vector<GroupContention> MostContendedGroups(size_t max_groups) const;
 
   // --- Consistency ---
   // Compares the registry with itself and with the backend's read-back (RIDs, domains, mappings).

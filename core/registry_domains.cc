@@ -176,7 +176,7 @@ absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainI
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.devices.size() != 1) {
     return Error(absl::StatusCode::kFailedPrecondition, "GROUP_HAS_MULTIPLE_DEVICES",
@@ -192,7 +192,7 @@ absl::StatusOr<GroupInfo> Registry::AttachGroup(GroupId id, DomainId domain_id,
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *group_ptr;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveGroup(group));
   return AttachLocked(*state_, group, domain, owner);
 }
@@ -201,7 +201,7 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
                                                 absl::string_view owner) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveGroup(group));
   ErrorMetadata metadata = {{"group_id", absl::StrCat(id)}, {"domain_id", absl::StrCat(domain_id)}};
   if (group.owner.empty() || group.owner != owner) {

@@ -70,7 +70,7 @@ std::vector<InvariantViolation> Registry::CheckInvariants() const {
   std::set<std::pair<std::string, Rid>> live_rids;
   std::set<std::pair<DomainId, GroupId>> group_attachments;
   for (const auto& group : groups) {
-    GroupLock lock(&group->mu, state_->observer());
+    GroupLock lock(&group->mu, &group->lock_stats, state_->observer());
     if (!State::LiveGroup(*group).ok()) continue;
     const std::string& unit = group->unit->name;
     if (group->devices.empty()) violation(absl::StrCat("group ", group->id, " is live but empty"));

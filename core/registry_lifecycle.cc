@@ -181,7 +181,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     bool group_died = false;
     DeviceInfo info;
     {
-      GroupLock lock(&group.mu, state_->observer());
+      GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
       if (!created) AwaitSetUp(group);
       if (group.dead.load()) {
         group_died = true;
@@ -225,7 +225,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
   GroupId group_id = group.id;
   DomainId domain_id = 0;
   {
-    GroupLock lock(&group.mu, state_->observer());
+    GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
     RETURN_IF_ERROR(State::LiveDevice(group, *device));
     domain_id = group.domain->id;
 

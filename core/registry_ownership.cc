@@ -68,7 +68,7 @@ void EmitOwnership(const Registry::State& state, const GroupState& group,
 absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -91,7 +91,7 @@ absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
 absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -112,7 +112,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveGroup(group));
   if (group.owner_cnt != 0) {
     ErrorMetadata metadata = GroupMetadata(group);
@@ -134,7 +134,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
 absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_view owner) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireOwner(group, owner));
   state_->EndOwnership(group);
@@ -146,7 +146,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"device", std::string(name)}}));
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -177,7 +177,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
                                                            absl::string_view owner) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
-  GroupLock lock(&group.mu, state_->observer());
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.claimed_devices.count(device->name) == 0) {
     ErrorMetadata metadata = GroupMetadata(group);

@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "core/backend/iommu_backend.h"
 #include "core/error.h"
+#include "core/group_lock.h"
 #include "core/mapping_index.h"
 #include "core/registry_observer.h"
 #include "core/registry.h"
@@ -82,6 +83,7 @@ struct GroupState {
   std::shared_ptr<UnitState> unit;
 
   mutable absl::Mutex mu;
+  mutable LockStats lock_stats;
   // Set under mu when the group's last device is released; monotonic, read as a hint without mu.
   std::atomic<bool> dead{false};
   bool initialized ABSL_GUARDED_BY(mu) = false;
