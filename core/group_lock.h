@@ -68,6 +68,49 @@ class ABSL_SCOPED_LOCKABLE GroupLock {
   absl::Time acquired_at_;
 };
 
+// Scoped shared / exclusive locks of the registry's id-map lock: try-lock first, and only on
+// contention time the wait and tell the observer (may be null).
+class ABSL_SCOPED_LOCKABLE MapReaderLock {
+ public:
+  MapReaderLock(absl::Mutex* mu, RegistryObserver* observer) ABSL_SHARED_LOCK_FUNCTION(mu)
+      : mu_(mu) {
+    if (mu_->ReaderTryLock()) {
+      TsanAcquire(mu_);
+      return;
+    }
+    const absl::Time start = absl::Now();
+    mu_->ReaderLock();
+    TsanAcquire(mu_);
+    if (observer != nullptr) observer->OnRegistryLockAcquired(absl::Now() - start, true);
+  }
+  ~MapReaderLock() ABSL_UNLOCK_FUNCTION() {
+    TsanRelease(mu_);
+    mu_->ReaderUnlock();
+  }
+  MapReaderLock(const MapReaderLock&) = delete;
+  MapReaderLock& operator=(const MapReaderLock&) = delete;
+
+ private:
+  absl::Mutex* const mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE MapWriterLock {
+ public:
+  MapWriterLock(absl::Mutex* mu, RegistryObserver* observer) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
+      : mu_(mu) {
+    if (TryLockMutex(mu_)) return;
+    const absl::Time start = absl::Now();
+    LockMutex(mu_);
+    if (observer != nullptr) observer->OnRegistryLockAcquired(absl::Now() - start, true);
+  }
+  ~MapWriterLock() ABSL_UNLOCK_FUNCTION() { UnlockMutex(mu_); }
+  MapWriterLock(const MapWriterLock&) = delete;
+  MapWriterLock& operator=(const MapWriterLock&) = delete;
+
+ private:
+  absl::Mutex* const mu_;
+};
+
 }  // namespace iommud
 
 #endif  // IOMMUD_CORE_GROUP_LOCK_H_

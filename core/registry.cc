@@ -37,7 +37,7 @@ Registry::~Registry() {
   // Break the device <-> group reference cycles of live groups.
   std::map<GroupId, std::shared_ptr<GroupState>> groups;
   {
-    MutexLock lock(&state_->map_mu);
+    MapWriterLock lock(&state_->map_mu, state_->observer());
     groups = state_->groups;
   }
   for (auto& [id, group] : groups) {
@@ -75,7 +75,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
   unit->name = std::string(name);
   unit->caps = caps;
   {
-    MutexLock lock(&state_->map_mu);
+    MapWriterLock lock(&state_->map_mu, state_->observer());
     if (state_->units.count(unit->name) != 0) {
       return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
                    absl::StrCat("unit '", name, "' already exists"), {{"unit", unit->name}});
@@ -86,7 +86,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
   ASSIGN_OR_RETURN(unit->release_domain,
                    state_->CreateDomain(unit, State::BlockingType(caps), "", /*core_owned=*/true));
   {
-    MutexLock lock(&state_->map_mu);
+    MapWriterLock lock(&state_->map_mu, state_->observer());
     state_->units[unit->name] = unit;
   }
   return GetUnit(name);
@@ -95,7 +95,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
 std::vector<UnitInfo> Registry::ListUnits() const {
   std::vector<std::string> names;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [name, unit] : state_->units) names.push_back(name);
   }
   std::vector<UnitInfo> units;
@@ -112,7 +112,7 @@ absl::StatusOr<UnitInfo> Registry::GetUnit(absl::string_view name) const {
   info.name = unit->name;
   info.backend = std::string(backend()->name());
   info.caps = unit->caps;
-  ReaderMutexLock lock(&state_->map_mu);
+  MapReaderLock lock(&state_->map_mu, state_->observer());
   for (const auto& [device_name, device] : state_->devices) {
     if (device->unit == unit && device->live.load(std::memory_order_acquire)) ++info.device_count;
   }
@@ -136,7 +136,7 @@ absl::StatusOr<DeviceInfo> Registry::GetDevice(absl::string_view name) const {
 std::vector<DeviceInfo> Registry::ListDevices() const {
   std::vector<std::shared_ptr<DeviceState>> devices;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [name, device] : state_->devices) devices.push_back(device);
   }
   std::vector<DeviceInfo> infos;
@@ -160,7 +160,7 @@ absl::StatusOr<GroupInfo> Registry::GetGroup(GroupId id) const {
 std::vector<GroupInfo> Registry::ListGroups() const {
   std::vector<std::shared_ptr<GroupState>> groups;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [id, group] : state_->groups) groups.push_back(group);
   }
   std::vector<GroupInfo> infos;
@@ -179,7 +179,7 @@ absl::StatusOr<DomainInfo> Registry::GetDomain(DomainId id) const {
 std::vector<DomainInfo> Registry::ListDomains() const {
   std::vector<std::shared_ptr<DomainState>> domains;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [id, domain] : state_->domains) domains.push_back(domain);
   }
   std::vector<DomainInfo> infos;

@@ -23,7 +23,7 @@ struct Snapshot {
 
 Snapshot TakeSnapshot(const Registry::State& state) {
   Snapshot snapshot;
-  ReaderMutexLock lock(&state.map_mu);
+  MapReaderLock lock(&state.map_mu, state.observer());
   for (const auto& [name, unit] : state.units) snapshot.units.push_back(unit);
   for (const auto& [id, group] : state.groups) snapshot.groups.push_back(group);
   for (const auto& [id, domain] : state.domains) snapshot.domains.insert(id);
@@ -167,7 +167,7 @@ Registry::ReconcileResult Registry::Reconcile() {
 std::vector<Registry::GroupContention> Registry::MostContendedGroups(size_t max_groups) const {
   std::vector<std::shared_ptr<GroupState>> groups;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [id, group] : state_->groups) groups.push_back(group);
   }
   std::vector<GroupContention> contention;

@@ -60,7 +60,7 @@ std::vector<InvariantViolation> Registry::CheckInvariants() const {
   std::vector<std::shared_ptr<GroupState>> groups;
   std::vector<std::shared_ptr<DomainState>> domains;
   {
-    ReaderMutexLock lock(&state_->map_mu);
+    MapReaderLock lock(&state_->map_mu, state_->observer());
     for (const auto& [name, unit] : state_->units) units.push_back(unit);
     for (const auto& [id, group] : state_->groups) groups.push_back(group);
     for (const auto& [id, domain] : state_->domains) domains.push_back(domain);

@@ -138,7 +138,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     bool created = false;
     // 1. Reserve the name and the RIDs, and find (or create, unpublished) the group.
     {
-      MutexLock lock(&state_->map_mu);
+      MapWriterLock lock(&state_->map_mu, state_->observer());
       if (state_->devices.count(request.device) != 0) {
         return Error(absl::StatusCode::kAlreadyExists, "DEVICE_EXISTS",
                      absl::StrCat("device '", request.device, "' already exists"),
@@ -195,11 +195,11 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
         info = State::SnapshotDevice(group, *device);
       } else if (created) {
         group.dead.store(true);
-        MutexLock map_lock(&state_->map_mu);
+        MapWriterLock map_lock(&state_->map_mu, state_->observer());
         state_->groups.erase(group.id);
       }
       if (group_died || !status.ok()) {
-        MutexLock map_lock(&state_->map_mu);
+        MapWriterLock map_lock(&state_->map_mu, state_->observer());
         DropReservations(*state_, *device);
       }
     }
@@ -275,7 +275,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       group.claimed_devices.clear();
       group.dead.store(true, std::memory_order_release);
     }
-    MutexLock map_lock(&state_->map_mu);
+    MapWriterLock map_lock(&state_->map_mu, state_->observer());
     if (group.dead.load()) state_->groups.erase(group.id);
     auto it = state_->devices.find(device->name);
     if (it != state_->devices.end() && it->second == device) state_->devices.erase(it);

@@ -63,6 +63,9 @@ class RegistryObserver {
   virtual void OnGroupLockAcquired(absl::Duration wait, bool contended) {}
   // A group mutex was released after being held for `hold`.
   virtual void OnGroupLockReleased(absl::Duration hold) {}
+  // The registry's id-map lock had to wait `wait` (called only when contended: the first try-lock
+  // failed; uncontended acquisitions are not timed).
+  virtual void OnRegistryLockAcquired(absl::Duration wait, bool contended) {}
   virtual void OnEvent(const RegistryEvent& event) {}
   virtual void OnLeak(const LeakRecord& leak) {}
   virtual void OnFault(const FaultRecord& fault) {}

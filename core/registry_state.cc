@@ -37,7 +37,7 @@ void Registry::State::RecordLeak(const LeakRecord& leak) const {
 }
 
 absl::StatusOr<std::shared_ptr<UnitState>> Registry::State::FindUnit(absl::string_view name) const {
-  ReaderMutexLock lock(&map_mu);
+  MapReaderLock lock(&map_mu, observer());
   auto it = units.find(std::string(name));
   if (it == units.end()) {
     return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
@@ -49,7 +49,7 @@ absl::StatusOr<std::shared_ptr<UnitState>> Registry::State::FindUnit(absl::strin
 absl::StatusOr<std::shared_ptr<DeviceState>> Registry::State::FindDevice(
     absl::string_view name) const {
   {
-    ReaderMutexLock lock(&map_mu);
+    MapReaderLock lock(&map_mu, observer());
     auto it = devices.find(std::string(name));
     if (it != devices.end() && it->second->live.load(std::memory_order_acquire)) return it->second;
   }
@@ -59,7 +59,7 @@ absl::StatusOr<std::shared_ptr<DeviceState>> Registry::State::FindDevice(
 
 absl::StatusOr<std::shared_ptr<GroupState>> Registry::State::FindGroup(GroupId id) const {
   {
-    ReaderMutexLock lock(&map_mu);
+    MapReaderLock lock(&map_mu, observer());
     auto it = groups.find(id);
     if (it != groups.end() && !it->second->dead.load(std::memory_order_acquire)) return it->second;
   }
@@ -69,7 +69,7 @@ absl::StatusOr<std::shared_ptr<GroupState>> Registry::State::FindGroup(GroupId i
 
 absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::FindDomain(DomainId id) const {
   {
-    ReaderMutexLock lock(&map_mu);
+    MapReaderLock lock(&map_mu, observer());
     auto it = domains.find(id);
     if (it != domains.end()) return it->second;
   }
@@ -196,7 +196,7 @@ absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
                        {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
   }
   {
-    MutexLock lock(&map_mu);
+    MapWriterLock lock(&map_mu, observer());
     domains[domain->id] = domain;
   }
   RegistryEvent event;
@@ -225,7 +225,7 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
     domain->freed = true;
   }
   {
-    MutexLock lock(&map_mu);
+    MapWriterLock lock(&map_mu, observer());
     domains.erase(domain->id);
   }
   RegistryEvent event;

@@ -13,6 +13,7 @@
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/grpc_metrics_interceptor.h"
 #include "server/topology.h"
 #include "server/topology_apply.h"
 
@@ -55,9 +56,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
 
+  daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
   ASSIGN_OR_RETURN(daemon->backend_, CreateBackend(options.backend, options.backend_options));
+  daemon->instrumented_backend_ =
+      std::make_unique<InstrumentedBackend>(daemon->backend_.get(), daemon->metrics_.get());
   RegistryOptions registry_options;
-  registry_options.backend = daemon->backend_.get();
+  registry_options.backend = daemon->instrumented_backend_.get();
+  registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
@@ -71,6 +76,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                              &daemon->tcp_port_);
   }
   builder.RegisterService(daemon->service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(
+      *daemon->metrics_->registry(),
+      std::vector<std::string>{kIommuServiceName, "grpc.health.v1.Health"}));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   daemon->server_ = builder.BuildAndStart();
   if (daemon->server_ == nullptr) {
     return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
@@ -83,16 +93,67 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                  absl::StrCat("cannot listen on ", options.listen_tcp),
                  {{"listen_tcp", options.listen_tcp}});
   }
+  if (!options.metrics_listen.empty()) {
+    RETURN_IF_ERROR(daemon->StartMetrics(options.metrics_listen));
+  }
+  daemon->AuditNow();
+  if (options.audit_interval > absl::ZeroDuration()) {
+    daemon->audit_thread_ = std::thread([d = daemon.get()] { d->AuditLoop(); });
+  }
   grpc::HealthCheckServiceInterface* health = daemon->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kIommuServiceName, true);
   return daemon;
 }
 
+absl::Status Daemon::StartMetrics(const std::string& listen) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return Error(absl::StatusCode::kUnavailable, "METRICS_LISTEN_FAILED",
+                 absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()),
+                 {{"metrics_listen", listen}});
+  }
+  state_collector_ = std::make_shared<StateCollector>(registry_.get(), &events_);
+  exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(state_collector_);
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  metrics_port_ = ports.empty() ? 0 : ports.front();
+  return absl::OkStatus();
+}
+
+std::vector<LeakRecord> Daemon::AuditNow() {
+  std::vector<LeakRecord> leaks = registry_->Audit();
+  metrics_->CountAudit();
+  metrics_->SetCurrentLeaks(leaks);
+  return leaks;
+}
+
+void Daemon::AuditLoop() {
+  for (;;) {
+    {
+      MutexLock lock(&mu_);
+      TsanRelease(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stop_audits_), options_.audit_interval);
+      TsanAcquire(&mu_);
+      if (stop_audits_) return;
+    }
+    AuditNow();
+  }
+}
+
 Daemon::~Daemon() {
-  if (server_ == nullptr) return;  // Start failed before serving
+  if (server_ == nullptr) {  // Start failed before serving
+    {
+      MutexLock lock(&mu_);
+      stop_audits_ = true;
+    }
+    if (audit_thread_.joinable()) audit_thread_.join();
+    return;
+  }
   Shutdown(absl::ZeroDuration());  // returns at once if it already started
   Wait();
+  exposer_.reset();  // stop scrapes before the registry goes away
 }
 
 void Daemon::StopServing() {
@@ -107,6 +168,11 @@ void Daemon::Shutdown(absl::Duration grace) {
     if (shutdown_started_) return;
     shutdown_started_ = true;
   }
+  {
+    MutexLock lock(&mu_);
+    stop_audits_ = true;
+  }
+  if (audit_thread_.joinable()) audit_thread_.join();
   if (server_ != nullptr) {
     StopServing();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

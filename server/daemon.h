@@ -1,23 +1,32 @@
 // Daemon: one running iommud — backend, registry, start-up topology and the gRPC server
 // (iommu.v1.Iommu, grpc.health.v1.Health, server reflection) on a unix socket in its state
-// directory and optionally on TCP. main.cc turns flags into DaemonOptions and signals into
+// directory and optionally on TCP; Prometheus metrics on their own HTTP listener; the periodic
+// auditor. main.cc turns flags into DaemonOptions and signals into
 // Shutdown(); tests can run a Daemon in-process.
 #ifndef IOMMUD_SERVER_DAEMON_H_
 #define IOMMUD_SERVER_DAEMON_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <prometheus/exposer.h>
+
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
+#include "core/event_bus.h"
 #include "core/registry.h"
 #include "core/types.h"
+#include "server/daemon_metrics.h"
+#include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
+#include "server/state_collector.h"
 #include "server/state_dir.h"
 
 namespace iommud {
@@ -34,6 +43,10 @@ struct DaemonOptions {
   // "" = the embedded demo topology; kNoTopology = no units or devices; else a text-format file.
   std::string topology;
   DomainType default_domain_type = DomainType::kDma;
+  // Prometheus /metrics listener, "host:port" ("127.0.0.1:0" picks a free port); "" = off.
+  std::string metrics_listen = "127.0.0.1:9464";
+  // How often the auditor compares the registry with the hardware; zero = only on demand.
+  absl::Duration audit_interval = absl::Seconds(60);
 };
 
 class Daemon {
@@ -53,6 +66,12 @@ class Daemon {
   std::string unix_target() const { return "unix:" + socket_path_; }
   int tcp_port() const { return tcp_port_; }  // 0 when TCP is off
   Registry* registry() const { return registry_.get(); }
+  EventBus* events() { return &events_; }
+  DaemonMetrics* metrics() const { return metrics_.get(); }
+  int metrics_port() const { return metrics_port_; }  // 0 when metrics are off
+
+  // Runs the auditor now: updates iommud_leaked_attachments and returns what it found.
+  std::vector<LeakRecord> AuditNow();
 
   // Health turns NOT_SERVING for every service (and stays so); calls keep being served. The first
   // step of Shutdown, separate so that load balancers can drain first.
@@ -72,14 +91,25 @@ class Daemon {
   std::string socket_path_;
   int tcp_port_ = 0;
   std::unique_ptr<StateDirLock> lock_;
+  void AuditLoop();
+  absl::Status StartMetrics(const std::string& listen);
+
+  int metrics_port_ = 0;
+  EventBus events_;
+  std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<IommuBackend> backend_;
+  std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps backend_
   std::unique_ptr<Registry> registry_;
+  std::shared_ptr<StateCollector> state_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::thread audit_thread_;
   std::unique_ptr<IommuService> service_;
   std::unique_ptr<grpc::Server> server_;
 
   absl::Mutex mu_;
   bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_audits_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace iommud

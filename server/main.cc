@@ -31,6 +31,10 @@ ABSL_FLAG(std::string, topology, "",
           "\"none\" = start with no units or devices.");
 ABSL_FLAG(std::string, default_domain_type, "DMA",
           "Default-domain type of new groups: DMA, DMA_FQ or IDENTITY.");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus /metrics HTTP listener, host:port (port 0 picks one); empty = off.");
+ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
+          "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
 
@@ -67,6 +71,8 @@ int Main(int argc, char** argv) {
   options.listen_tcp = absl::GetFlag(FLAGS_listen_tcp);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.topology = absl::GetFlag(FLAGS_topology);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
@@ -88,6 +94,10 @@ int Main(int argc, char** argv) {
   }
   if ((*daemon)->tcp_port() != 0) {
     std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());
+  }
+  if ((*daemon)->metrics_port() != 0) {
+    std::fprintf(stderr, "iommud: metrics on http://%s/metrics (port %d)\n",
+                 options.metrics_listen.c_str(), (*daemon)->metrics_port());
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);

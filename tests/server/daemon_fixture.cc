@@ -162,7 +162,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> SpawnDaemon(const TestDaemonOptions&
                                                         const std::string& state_dir,
                                                         const std::string& files_dir,
                                                         absl::string_view log_name) {
-  std::vector<std::string> argv = {IommudBinary(), absl::StrCat("--state_dir=", state_dir)};
+  // Metrics on a free port, so that daemons of tests running in parallel do not collide.
+  std::vector<std::string> argv = {IommudBinary(), absl::StrCat("--state_dir=", state_dir),
+                                   "--metrics_listen=127.0.0.1:0"};
   if (options.topology == kEmptyTopology) {
     argv.push_back("--topology=none");
   } else if (options.topology != kDemoTopology) {
