@@ -53,6 +53,7 @@ struct RegistryEvent {
   uint64_t iova = 0;
   uint64_t size = 0;
   std::string detail;  // human-readable summary
+  int64_t time_unix_nanos = 0;  // when it happened (set by the registry)
 };
 
 class RegistryObserver {

@@ -23,6 +23,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -115,7 +116,9 @@ struct Registry::State {
     if (options.sync_point) options.sync_point(point);
   }
   void Emit(RegistryEvent event) const {
-    if (options.observer != nullptr) options.observer->OnEvent(event);
+    if (options.observer == nullptr) return;
+    if (event.time_unix_nanos == 0) event.time_unix_nanos = absl::ToUnixNanos(absl::Now());
+    options.observer->OnEvent(event);
   }
   void RecordLeak(const LeakRecord& leak) const;
 

@@ -68,7 +68,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
   RETURN_IF_ERROR(ApplyTopology(topology, daemon->registry_.get()));
 
-  daemon->service_ = std::make_unique<IommuService>(daemon->registry_.get());
+  daemon->service_ = std::make_unique<IommuService>(daemon->registry_.get(), &daemon->events_,
+                                                   daemon->metrics_.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {

@@ -1,6 +1,9 @@
 #include "server/iommu_service.h"
 
+#include "core/error.h"
 #include "proto/status_codec.h"
+#include "server/observability_convert.h"
+#include "server/watch_events_reactor.h"
 
 namespace iommud {
 namespace {
@@ -16,7 +19,8 @@ grpc::ServerUnaryReactor* FinishCall(grpc::CallbackServerContext* context,
 
 }  // namespace
 
-IommuService::IommuService(Registry* registry) : handlers_(registry) {}
+IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics)
+    : registry_(registry), events_(events), metrics_(metrics), handlers_(registry) {}
 
 // Each RPC: run its handler to completion, then finish the call.
 #define IOMMUD_UNARY_RPC(method, Request, Response)                                    \
@@ -53,5 +57,59 @@ IOMMUD_UNARY_RPC(Translate, TranslateRequest, TranslateResponse)
 IOMMUD_UNARY_RPC(ListFaults, ListFaultsRequest, ListFaultsResponse)
 
 #undef IOMMUD_UNARY_RPC
+
+grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* context,
+                                              const iommu::v1::AuditRequest* request,
+                                              iommu::v1::AuditResponse* response) {
+  const std::vector<LeakRecord> leaks = registry_->Audit();
+  if (metrics_ != nullptr) {
+    metrics_->CountAudit();
+    metrics_->SetCurrentLeaks(leaks);
+  }
+  for (const LeakRecord& leak : leaks) LeakToProto(leak, response->add_leaks());
+  return FinishCall(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* context,
+                                                  const iommu::v1::ReconcileRequest* request,
+                                                  iommu::v1::ReconcileResponse* response) {
+  const Registry::ReconcileResult result = registry_->Reconcile();
+  if (metrics_ != nullptr) metrics_->SetCurrentLeaks(result.remaining);
+  for (const LeakRecord& leak : result.repaired) LeakToProto(leak, response->add_repaired());
+  for (const LeakRecord& leak : result.remaining) LeakToProto(leak, response->add_remaining());
+  return FinishCall(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
+    grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
+    iommu::v1::ListContendedGroupsResponse* response) {
+  const size_t max_groups = request->max_groups() == 0 ? 10 : request->max_groups();
+  for (const Registry::GroupContention& group : registry_->MostContendedGroups(max_groups)) {
+    ContentionToProto(group, response->add_groups());
+  }
+  return FinishCall(context, absl::OkStatus());
+}
+
+namespace {
+
+// A stream that fails at once (bad request, or no event bus).
+class FailedStream : public grpc::ServerWriteReactor<iommu::v1::Event> {
+ public:
+  explicit FailedStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
+    grpc::CallbackServerContext* context, const iommu::v1::WatchEventsRequest* request) {
+  if (events_ == nullptr) {
+    return new FailedStream(Error(absl::StatusCode::kUnimplemented, "NO_EVENT_STREAM",
+                                  "this server has no event stream"));
+  }
+  absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(*request);
+  if (!spec.ok()) return new FailedStream(spec.status());
+  return new WatchEventsReactor(registry_, events_, *spec);
+}
 
 }  // namespace iommud

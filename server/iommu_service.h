@@ -11,13 +11,18 @@
 
 #include "core/registry.h"
 #include "iommu/v1/iommu.grpc.pb.h"
+#include "core/event_bus.h"
+#include "server/daemon_metrics.h"
 #include "server/request_handlers.h"
 
 namespace iommud {
 
 class IommuService final : public iommu::v1::Iommu::CallbackService {
  public:
-  explicit IommuService(Registry* registry);  // not owned; must outlive the service
+  // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
+  // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
+  explicit IommuService(Registry* registry, EventBus* events = nullptr,
+                        DaemonMetrics* metrics = nullptr);
 
   grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
                                       const iommu::v1::ListUnitsRequest* request,
@@ -95,7 +100,23 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
                                        const iommu::v1::ListFaultsRequest* request,
                                        iommu::v1::ListFaultsResponse* response) override;
 
+  grpc::ServerUnaryReactor* Audit(grpc::CallbackServerContext* context,
+                                  const iommu::v1::AuditRequest* request,
+                                  iommu::v1::AuditResponse* response) override;
+  grpc::ServerUnaryReactor* Reconcile(grpc::CallbackServerContext* context,
+                                      const iommu::v1::ReconcileRequest* request,
+                                      iommu::v1::ReconcileResponse* response) override;
+  grpc::ServerUnaryReactor* ListContendedGroups(
+      grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
+      iommu::v1::ListContendedGroupsResponse* response) override;
+  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
+      grpc::CallbackServerContext* context,
+      const iommu::v1::WatchEventsRequest* request) override;
+
  private:
+  Registry* const registry_;
+  EventBus* const events_;
+  DaemonMetrics* const metrics_;
   RequestHandlers handlers_;
 };
 
