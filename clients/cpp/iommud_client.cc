@@ -1,0 +1,140 @@
+#include "clients/cpp/iommud_client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "proto/status_codec.h"
+
+namespace iommud {
+
+absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOptions& options) {
+  if (options.target.empty()) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_TARGET",
+                 "no target: give unix:/path/to/iommud.sock or host:port");
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
+    return Error(absl::StatusCode::kUnavailable, "CONNECT_FAILED",
+                 absl::StrCat("cannot connect to ", options.target, " within ",
+                              absl::FormatDuration(options.connect_timeout),
+                              " (is iommud running?)"),
+                 {{"target", options.target}});
+  }
+  return std::make_unique<IommuClient>(std::move(channel), options.rpc_timeout);
+}
+
+IommuClient::IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout)
+    : channel_(std::move(channel)),
+      rpc_timeout_(rpc_timeout),
+      stub_(iommu::v1::Iommu::NewStub(channel_)),
+      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+std::unique_ptr<grpc::ClientContext> IommuClient::NewContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (rpc_timeout_ != absl::InfiniteDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+  }
+  return context;
+}
+
+#define IOMMUD_CLIENT_RPC(Method, Request, Response)                                   \
+  absl::StatusOr<iommu::v1::Response> IommuClient::Method(                             \
+      const iommu::v1::Request& request) {                                             \
+    std::unique_ptr<grpc::ClientContext> context = NewContext();                       \
+    iommu::v1::Response response;                                                      \
+    const grpc::Status status = stub_->Method(context.get(), request, &response);      \
+    if (!status.ok()) return FromGrpcStatus(status);                                   \
+    return response;                                                                   \
+  }
+#include "clients/cpp/iommu_rpcs.inc"
+#undef IOMMUD_CLIENT_RPC
+
+namespace {
+
+// Calls `list` page after page and collects `items` of each response.
+template <typename Item, typename Request, typename Response, typename List, typename Items>
+absl::StatusOr<std::vector<Item>> FollowPages(List list, Items items) {
+  std::vector<Item> all;
+  Request request;
+  request.set_page_size(500);
+  for (;;) {
+    absl::StatusOr<Response> page = list(request);
+    if (!page.ok()) return page.status();
+    for (const Item& item : items(*page)) all.push_back(item);
+    if (page->next_page_token().empty()) return all;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<iommu::v1::IommuUnit>> IommuClient::ListAllUnits() {
+  return FollowPages<iommu::v1::IommuUnit, iommu::v1::ListUnitsRequest,
+                     iommu::v1::ListUnitsResponse>(
+      [this](const iommu::v1::ListUnitsRequest& r) { return ListUnits(r); },
+      [](const iommu::v1::ListUnitsResponse& r) { return r.units(); });
+}
+
+absl::StatusOr<std::vector<iommu::v1::Group>> IommuClient::ListAllGroups() {
+  return FollowPages<iommu::v1::Group, iommu::v1::ListGroupsRequest,
+                     iommu::v1::ListGroupsResponse>(
+      [this](const iommu::v1::ListGroupsRequest& r) { return ListGroups(r); },
+      [](const iommu::v1::ListGroupsResponse& r) { return r.groups(); });
+}
+
+absl::StatusOr<std::vector<iommu::v1::Device>> IommuClient::ListAllDevices() {
+  return FollowPages<iommu::v1::Device, iommu::v1::ListDevicesRequest,
+                     iommu::v1::ListDevicesResponse>(
+      [this](const iommu::v1::ListDevicesRequest& r) { return ListDevices(r); },
+      [](const iommu::v1::ListDevicesResponse& r) { return r.devices(); });
+}
+
+absl::StatusOr<std::vector<iommu::v1::Domain>> IommuClient::ListAllDomains() {
+  return FollowPages<iommu::v1::Domain, iommu::v1::ListDomainsRequest,
+                     iommu::v1::ListDomainsResponse>(
+      [this](const iommu::v1::ListDomainsRequest& r) { return ListDomains(r); },
+      [](const iommu::v1::ListDomainsResponse& r) { return r.domains(); });
+}
+
+absl::Status IommuClient::WatchEvents(
+    const iommu::v1::WatchEventsRequest& request,
+    const std::function<bool(const iommu::v1::Event&)>& on_event, absl::Duration timeout) {
+  grpc::ClientContext context;
+  if (timeout != absl::InfiniteDuration()) {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+  std::unique_ptr<grpc::ClientReader<iommu::v1::Event>> reader =
+      stub_->WatchEvents(&context, request);
+  iommu::v1::Event event;
+  bool stopped = false;
+  bool received = false;
+  while (reader->Read(&event)) {
+    received = true;
+    if (!on_event(event)) {
+      stopped = true;
+      context.TryCancel();
+      break;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (stopped) return absl::OkStatus();
+  if (received && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::OkStatus();
+  }
+  return FromGrpcStatus(status);
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> IommuClient::CheckHealth(
+    const std::string& service) {
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = health_->Check(context.get(), request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response.status();
+}
+
+}  // namespace iommud

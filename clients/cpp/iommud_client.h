@@ -1,0 +1,76 @@
+// IommuClient: a small synchronous C++ client of iommud (iommu.v1.Iommu), the library iommuctl,
+// the load generator and the integration tests are built on.
+//
+// Every call has a deadline (ClientOptions::rpc_timeout). Errors come back as absl::Status built
+// by FromGrpcStatus (proto/status_codec.h), so iommud::ErrorReason(status) is the
+// google.rpc.ErrorInfo reason the daemon sent (e.g. "GROUP_IN_USE"). Thread-safe: one client may
+// be shared by threads (gRPC channels and stubs are).
+#ifndef IOMMUD_CLIENTS_CPP_IOMMUD_CLIENT_H_
+#define IOMMUD_CLIENTS_CPP_IOMMUD_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "iommu/v1/iommu.grpc.pb.h"
+
+namespace iommud {
+
+struct ClientOptions {
+  std::string target;                              // "unix:/path/iommud.sock" or "host:port"
+  absl::Duration rpc_timeout = absl::Seconds(10);  // deadline of each call
+  absl::Duration connect_timeout = absl::Seconds(5);
+};
+
+class IommuClient {
+ public:
+  // Creates the channel and waits until it is READY: UNAVAILABLE (reason CONNECT_FAILED)
+  // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target.
+  static absl::StatusOr<std::unique_ptr<IommuClient>> Connect(const ClientOptions& options);
+  IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout);
+
+#define IOMMUD_CLIENT_RPC(Method, Request, Response) \
+  absl::StatusOr<iommu::v1::Response> Method(const iommu::v1::Request& request);
+#include "clients/cpp/iommu_rpcs.inc"
+#undef IOMMUD_CLIENT_RPC
+
+  // The List* calls followed through every page.
+  absl::StatusOr<std::vector<iommu::v1::IommuUnit>> ListAllUnits();
+  absl::StatusOr<std::vector<iommu::v1::Group>> ListAllGroups();
+  absl::StatusOr<std::vector<iommu::v1::Device>> ListAllDevices();
+  absl::StatusOr<std::vector<iommu::v1::Domain>> ListAllDomains();
+
+  // WatchEvents: calls `on_event` for each event until it returns false, the stream ends, or
+  // `timeout` (no deadline when infinite) passes; returns the stream's final status (OK when
+  // `on_event` stopped it or the deadline passed after at least one event).
+  absl::Status WatchEvents(const iommu::v1::WatchEventsRequest& request,
+                           const std::function<bool(const iommu::v1::Event&)>& on_event,
+                           absl::Duration timeout = absl::InfiniteDuration());
+
+  // grpc.health.v1.Health/Check of `service` ("" = the whole server).
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
+      const std::string& service = "");
+
+  iommu::v1::Iommu::Stub* stub() { return stub_.get(); }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+
+ private:
+  // A context with this client's deadline.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  absl::Duration rpc_timeout_;
+  std::unique_ptr<iommu::v1::Iommu::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CLIENTS_CPP_IOMMUD_CLIENT_H_

@@ -1,0 +1,50 @@
+// iommuctl's subcommands, one per RPC of iommu.v1.Iommu, separated from main() so that tests can
+// run them against any server and capture their output.
+#ifndef IOMMUD_CLIENTS_IOMMUCTL_COMMANDS_H_
+#define IOMMUD_CLIENTS_IOMMUCTL_COMMANDS_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "clients/cpp/iommud_client.h"
+
+namespace iommud {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRpcError = 1;  // the daemon refused or could not be reached
+inline constexpr int kExitUsage = 2;     // bad command line
+
+struct CliOptions {
+  std::string target;  // default: $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock
+  absl::Duration timeout = absl::Seconds(10);
+  std::string owner;   // default: "uid:<getuid()>"
+  bool json = false;
+};
+
+// Splits the command line into global options (before the subcommand, or --json anywhere) and
+// the subcommand with its arguments. `*command` is empty when none was given.
+// INVALID_ARGUMENT (USAGE) for an unknown global option or a missing value.
+absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions* options,
+                                std::vector<std::string>* command);
+
+// The help text: every subcommand with its arguments.
+std::string Usage();
+// Whether `name` is a subcommand (help included).
+bool IsCommand(const std::string& name);
+
+// Runs `command` (command[0] is the subcommand) through `client`; prints results to `out` (a table,
+// or JSON with options.json) and errors to `err` as
+//   iommuctl: <CODE> <REASON>: <message> (key=value ...)
+// Returns kExitOk, kExitRpcError or kExitUsage.
+int RunCommand(IommuClient& client, const CliOptions& options,
+               const std::vector<std::string>& command, std::ostream& out, std::ostream& err);
+
+// The error line of a failed status (without the trailing newline).
+std::string FormatError(const absl::Status& status);
+
+}  // namespace iommud
+
+#endif  // IOMMUD_CLIENTS_IOMMUCTL_COMMANDS_H_

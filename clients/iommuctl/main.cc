@@ -1,0 +1,45 @@
+// iommuctl: the command-line client of iommud. See `iommuctl help`.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "clients/cpp/iommud_client.h"
+#include "clients/iommuctl/commands.h"
+
+int main(int argc, char** argv) {
+  iommud::CliOptions options;
+  const char* env_target = std::getenv("IOMMUD_TARGET");
+  options.target = env_target != nullptr && *env_target != '\0' ? env_target
+                                                                  : "unix:/run/iommud/iommud.sock";
+  options.owner = absl::StrCat("uid:", getuid());
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> command;
+  absl::Status parsed = iommud::ParseGlobalOptions(args, &options, &command);
+  if (!parsed.ok()) {
+    std::cerr << iommud::FormatError(parsed) << "\n";
+    return iommud::kExitUsage;
+  }
+  if (command.empty() || command[0] == "help") {
+    std::cout << iommud::Usage();
+    return command.empty() ? iommud::kExitUsage : iommud::kExitOk;
+  }
+  if (!iommud::IsCommand(command[0])) {
+    std::cerr << "iommuctl: unknown command '" << command[0] << "' (see iommuctl help)\n";
+    return iommud::kExitUsage;
+  }
+  iommud::ClientOptions client_options;
+  client_options.target = options.target;
+  client_options.rpc_timeout = options.timeout;
+  client_options.connect_timeout = std::min(options.timeout, absl::Seconds(5));
+  absl::StatusOr<std::unique_ptr<iommud::IommuClient>> client =
+      iommud::IommuClient::Connect(client_options);
+  if (!client.ok()) {
+    std::cerr << iommud::FormatError(client.status()) << "\n";
+    return iommud::kExitRpcError;
+  }
+  return iommud::RunCommand(**client, options, command, std::cout, std::cerr);
+}
