@@ -43,8 +43,9 @@ struct DaemonOptions {
   // "" = the embedded demo topology; kNoTopology = no units or devices; else a text-format file.
   std::string topology;
   DomainType default_domain_type = DomainType::kDma;
-  // Prometheus /metrics listener, "host:port" ("127.0.0.1:0" picks a free port); "" = off.
-  std::string metrics_listen = "127.0.0.1:9464";
+  // Prometheus /metrics listener, "host:port" ("127.0.0.1:0" picks a free port); "" = off (the
+  // iommud binary's --metrics_listen defaults to 127.0.0.1:9464).
+  std::string metrics_listen;
   // How often the auditor compares the registry with the hardware; zero = only on demand.
   absl::Duration audit_interval = absl::Seconds(60);
 };

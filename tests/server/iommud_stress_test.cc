@@ -37,7 +37,7 @@ std::string DeviceName(int walker, int k) { return absl::StrCat("0000:", 10 + wa
 // One unit; kWalkers x kGroupsPerWalker single-device groups, plus a shared group "0000:99:00.0".
 std::string Topology() {
   std::string text = R"(units { name: "u0" caps { pgsize_bitmap: 0x201000 iova_bits: 39 } })";
-  Rid rid = 0x100;
+  uint32_t rid = 0x100;
   for (int w = 0; w < kWalkers; ++w) {
     for (int k = 0; k < kGroupsPerWalker; ++k) {
       absl::StrAppend(&text, "\ndevices { unit: \"u0\" name: \"", DeviceName(w, k),

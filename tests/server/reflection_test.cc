@@ -10,7 +10,7 @@
 #include "google/protobuf/descriptor.pb.h"
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
-#include "tests/server/reflection_v1alpha.grpc.pb.h"
+#include "reflection_v1alpha.grpc.pb.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
