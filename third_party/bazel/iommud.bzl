@@ -1,0 +1,45 @@
+"""Build helpers shared by the BUILD.bazel files (the counterparts of the CMake functions)."""
+
+def iommud_grpc_proto(name, srcs, grpc = True, deps = [], testonly = False):
+    """C++ (and gRPC) code of `srcs` generated with Debian's protoc and grpc_cpp_plugin.
+
+    The protos import each other relative to this package's directory, and the library exports
+    the generated headers the same way (e.g. "iommu/v1/iommu.pb.h" from //proto).
+    """
+    outs = []
+    for src in srcs:
+        base = src[:-len(".proto")]
+        outs += [base + ".pb.h", base + ".pb.cc"]
+        if grpc:
+            outs += [base + ".grpc.pb.h", base + ".grpc.pb.cc"]
+    package = native.package_name()
+    out_root = "$(GENDIR)/" + package
+    grpc_flags = ""
+    if grpc:
+        grpc_flags = " --grpc_out=%s --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin" % out_root
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = outs,
+        testonly = testonly,
+        cmd = ("/usr/bin/protoc -I%s -I/usr/include --cpp_out=%s%s " %
+               (package, out_root, grpc_flags)) +
+              " ".join(["%s/%s" % (package, src) for src in srcs]),
+    )
+    native.cc_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".cc")],
+        hdrs = [o for o in outs if o.endswith(".h")],
+        includes = ["."],
+        testonly = testonly,
+        deps = deps + ["//third_party/bazel:grpc"],
+    )
+
+def iommud_cc_test(name, srcs, deps = [], **kwargs):
+    """A GoogleTest binary with gmock and gtest_main, like CMake's iommud_test()."""
+    native.cc_test(
+        name = name,
+        srcs = srcs,
+        deps = deps + ["//third_party/bazel:gtest_main"],
+        **kwargs
+    )
