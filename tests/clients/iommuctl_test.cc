@@ -1,0 +1,160 @@
+// iommuctl's commands against an in-process iommud (the real Daemon on a unix socket): the VMM
+// walkthrough in tables and JSON, argument validation (exit 2 before anything is sent), and the
+// error line format of refused calls (exit 1).
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "clients/cpp/iommud_client.h"
+#include "clients/iommuctl/commands.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/daemon.h"
+
+namespace iommud {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class IommuctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/iommuctl-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    state_dir_ = dir;
+    DaemonOptions options;
+    options.state_dir = state_dir_;
+    options.audit_interval = absl::ZeroDuration();
+    absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);  // demo topology
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = std::move(*daemon);
+    ClientOptions client_options;
+    client_options.target = daemon_->unix_target();
+    absl::StatusOr<std::unique_ptr<IommuClient>> client = IommuClient::Connect(client_options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    options_.owner = "vmm-1";
+  }
+  void TearDown() override {
+    daemon_.reset();
+    (void)std::system(absl::StrCat("rm -rf '", state_dir_, "'").c_str());
+  }
+
+  struct Result {
+    int exit_code;
+    std::string out;
+    std::string err;
+  };
+  Result Run(const std::string& command_line) {
+    std::vector<std::string> command = absl::StrSplit(command_line, ' ', absl::SkipEmpty());
+    std::ostringstream out, err;
+    const int code = RunCommand(*client_, options_, command, out, err);
+    return {code, out.str(), err.str()};
+  }
+  // Runs and expects success; returns stdout.
+  std::string Ok(const std::string& command_line) {
+    Result result = Run(command_line);
+    EXPECT_EQ(result.exit_code, kExitOk) << command_line << "\n" << result.err;
+    return result.out;
+  }
+
+  std::string state_dir_;
+  std::unique_ptr<Daemon> daemon_;
+  std::unique_ptr<IommuClient> client_;
+  CliOptions options_;
+};
+
+TEST_F(IommuctlTest, TheVmmWalkthrough) {
+  EXPECT_THAT(Ok("units"), HasSubstr("smmu0  software  4K|2M|1G"));
+  std::string probed = Ok("probe smmu0 0000:07:00.0 0x700");
+  EXPECT_THAT(probed, HasSubstr("0000:07:00.0  smmu0  0x700"));
+  const DeviceInfo device = daemon_->registry()->GetDevice("0000:07:00.0").value();
+  const std::string group = absl::StrCat(device.group);
+  EXPECT_THAT(Ok("claim " + group), HasSubstr("vmm-1"));
+  Ok("alloc smmu0");
+  DomainId domain = 0;
+  for (const DomainInfo& info : daemon_->registry()->ListDomains()) {
+    if (info.owner == "vmm-1") domain = info.id;
+  }
+  ASSERT_NE(domain, 0u);
+  const std::string d = absl::StrCat(domain);
+  Ok(absl::StrCat("attach ", group, " ", d));
+  EXPECT_EQ(Ok(absl::StrCat("map ", d, " 0x100000 0x80000000 2M")),
+            "mapped 0x100000 -> 0x80000000 size 2M rw\n");
+  EXPECT_THAT(Ok("mappings " + d), HasSubstr("0x100000  0x80000000  2M    rw"));
+  EXPECT_EQ(Ok("translate 0000:07:00.0 0x100040"),
+            absl::StrCat("0x100040 -> 0x80000040 (domain ", d, ")\n"));
+  EXPECT_EQ(Ok(absl::StrCat("unmap ", d, " 0x100000 2M")), "unmapped 2M\n");
+  EXPECT_EQ(Ok("translate 0000:07:00.0 0x100040 --access rw"),
+            absl::StrCat("fault NO_MAPPING at 0x100040 (domain ", d, ")\n"));
+  Ok(absl::StrCat("detach ", group, " ", d));
+  Ok("free " + d);
+  Ok("release-ownership " + group);
+  EXPECT_EQ(Ok("release 0000:07:00.0"), "released 0000:07:00.0\n");
+  EXPECT_THAT(Ok("faults"), HasSubstr("NO_MAPPING"));
+  EXPECT_THAT(Ok("audit"), HasSubstr("0 leaked attachment(s)"));
+}
+
+TEST_F(IommuctlTest, JsonOutputIsTheResponseMessage) {
+  options_.json = true;
+  const std::string json = Ok("device 0000:00:02.0");
+  EXPECT_THAT(json, HasSubstr("\"name\": \"0000:00:02.0\""));
+  EXPECT_THAT(json, HasSubstr("\"binding\": \"DRIVER_BINDING_NONE\""));
+  EXPECT_THAT(Ok("groups"), HasSubstr("\"groups\": ["));
+  EXPECT_THAT(Ok("health"), HasSubstr("\"status\": \"SERVING\""));
+}
+
+TEST_F(IommuctlTest, RefusedCallsPrintCodeReasonAndMetadata) {
+  Result result = Run("device 0000:99:00.0");
+  EXPECT_EQ(result.exit_code, kExitRpcError);
+  EXPECT_EQ(result.out, "");
+  EXPECT_EQ(result.err,
+            "iommuctl: NOT_FOUND DEVICE_NOT_FOUND: no device '0000:99:00.0' "
+            "(device=0000:99:00.0)\n");
+  result = Run("free 3");  // a default domain
+  EXPECT_EQ(result.exit_code, kExitRpcError);
+  EXPECT_THAT(result.err, StartsWith("iommuctl: FAILED_PRECONDITION CORE_DOMAIN: "));
+}
+
+TEST_F(IommuctlTest, BadArgumentsAreUsageErrorsAndSendNothing) {
+  const size_t devices = daemon_->registry()->ListDevices().size();
+  for (const std::string& bad :
+       {"probe smmu0 0000:07:00.0 0xZZ", "probe smmu0 0000:07:00.0", "probe smmu0 a 1 --alias x",
+        "map 1 2 3", "map 1 0x1000 0x1000 4K --prot x", "alloc smmu0 --type SIDEWAYS",
+        "group twelve", "frobnicate", "units --bogus 1", "watch --kind NOPE"}) {
+    Result result = Run(bad);
+    EXPECT_EQ(result.exit_code, kExitUsage) << bad;
+    EXPECT_THAT(result.err, StartsWith("iommuctl: INVALID_ARGUMENT ")) << bad;
+  }
+  EXPECT_EQ(daemon_->registry()->ListDevices().size(), devices);
+  EXPECT_THAT(Run("help").out, HasSubstr("release-device-ownership"));
+}
+
+TEST_F(IommuctlTest, GlobalOptionsAreParsed) {
+  CliOptions options;
+  std::vector<std::string> command;
+  ASSERT_TRUE(ParseGlobalOptions({"--target", "unix:/x.sock", "--owner=me", "--timeout", "3s",
+                                  "map", "1", "--prot", "r", "--json"},
+                                 &options, &command)
+                  .ok());
+  EXPECT_EQ(options.target, "unix:/x.sock");
+  EXPECT_EQ(options.owner, "me");
+  EXPECT_EQ(options.timeout, absl::Seconds(3));
+  EXPECT_TRUE(options.json);
+  EXPECT_EQ(command, (std::vector<std::string>{"map", "1", "--prot", "r"}));
+  EXPECT_FALSE(ParseGlobalOptions({"--timeout", "soon", "units"}, &options, &command).ok());
+  EXPECT_FALSE(ParseGlobalOptions({"--color=always", "units"}, &options, &command).ok());
+  EXPECT_FALSE(ParseGlobalOptions({"--target"}, &options, &command).ok());
+}
+
+TEST_F(IommuctlTest, WatchPrintsTheSnapshotThenChanges) {
+  const std::string out = Ok("watch --count 2 --device 0000:00:02.0");
+  EXPECT_THAT(out, HasSubstr("SNAPSHOT_GROUP unit=smmu0 group="));
+  EXPECT_THAT(out, HasSubstr("SNAPSHOT_DEVICE unit=smmu0"));
+}
+
+}  // namespace
+}  // namespace iommud
