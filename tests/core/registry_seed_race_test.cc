@@ -127,7 +127,9 @@ TEST_P(SeedRaceTest, EveryOrderOfTheFourOperationsLeavesNoRidOnAFreedDomain) {
       }
       EXPECT_EQ(Hw(kSharedRid), 0u);
       EXPECT_ERROR(registry_->GetGroup(group_), kNotFound, "GROUP_NOT_FOUND");
-      if (!freed) EXPECT_TRUE(registry_->FreeDomain(domain_, kOwner).ok());
+      if (!freed) {
+        EXPECT_TRUE(registry_->FreeDomain(domain_, kOwner).ok());
+      }
       EXPECT_THAT(hardware_->ReadRids("u0").value(), IsEmpty());
     } while (std::next_permutation(ops.begin(), ops.end()));
   }
