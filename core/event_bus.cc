@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/time/clock.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -29,14 +30,12 @@ EventSubscription::Next EventSubscription::Poll(RegistryEvent* event) {
 }
 
 EventSubscription::Next EventSubscription::Wait(absl::Duration timeout, RegistryEvent* event) {
+  const absl::Time deadline = absl::Now() + timeout;
   {
     MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return overflowed_ || closed_ || !queue_.empty();
-    };
-    TsanRelease(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    TsanAcquire(&mu_);
+    while (!overflowed_ && !closed_ && queue_.empty()) {
+      if (WaitWithDeadline(&ready_, &mu_, deadline)) break;
+    }
   }
   return Poll(event);
 }
@@ -53,6 +52,7 @@ void EventSubscription::Close() {
     if (closed_) return;
     closed_ = true;
     notify = notify_;
+    ready_.SignalAll();
   }
   if (notify) notify();
 }
@@ -74,11 +74,14 @@ std::function<void()> EventSubscription::Offer(const RegistryEvent& event) {
     dropped_ += queue_.size() + 1;
     queue_.clear();
     overflowed_ = true;
+    ready_.SignalAll();
     return notify_;
   }
   const bool was_empty = queue_.empty();
   queue_.push_back(event);
-  return was_empty ? notify_ : nullptr;
+  if (!was_empty) return nullptr;
+  ready_.SignalAll();
+  return notify_;
 }
 
 std::shared_ptr<EventSubscription> EventBus::Subscribe(EventFilter filter, size_t capacity) {

@@ -59,6 +59,7 @@ class EventSubscription {
   const EventFilter filter_;
   const size_t capacity_;
   mutable absl::Mutex mu_;
+  absl::CondVar ready_;  // signalled on a new event, an overflow and Close
   std::deque<RegistryEvent> queue_ ABSL_GUARDED_BY(mu_);
   bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

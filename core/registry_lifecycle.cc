@@ -20,15 +20,11 @@ bool IsDefaultDomainType(DomainType type) {
   return type == DomainType::kDma || type == DomainType::kDmaFq || type == DomainType::kIdentity;
 }
 
-bool SetUpOrDead(GroupState* group) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  return group->initialized || group->dead.load();
-}
-
 // Waits (releasing group.mu meanwhile) until the group's creator finished setting it up or gave up.
 void AwaitSetUp(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
-  TsanRelease(&group.mu);
-  group.mu.Await(absl::Condition(&SetUpOrDead, &group));
-  TsanAcquire(&group.mu);
+  while (!group.initialized && !group.dead.load()) {
+    WaitWithDeadline(&group.set_up, &group.mu, absl::InfiniteFuture());
+  }
 }
 
 // Drops the reservations ProbeDevice made for `device` in the maps. map_mu held.
@@ -190,6 +186,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
       } else {
         status = JoinGroup(*state_, group, device);
       }
+      if (created) group.set_up.SignalAll();  // set up, or about to be marked dead below
       if (!group_died && status.ok()) {
         device->live.store(true, std::memory_order_release);
         info = State::SnapshotDevice(group, *device);

@@ -88,6 +88,7 @@ struct GroupState {
   // Set under mu when the group's last device is released; monotonic, read as a hint without mu.
   std::atomic<bool> dead{false};
   bool initialized ABSL_GUARDED_BY(mu) = false;
+  absl::CondVar set_up;  // signalled when `initialized` or `dead` is set by the group's creator
   std::vector<std::shared_ptr<DeviceState>> devices ABSL_GUARDED_BY(mu);  // probe order, live only
   std::shared_ptr<DomainState> domain ABSL_GUARDED_BY(mu);
   std::shared_ptr<DomainState> default_domain ABSL_GUARDED_BY(mu);

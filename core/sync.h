@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define IOMMUD_TSAN 1
@@ -56,6 +57,18 @@ inline bool TryLockMutex(absl::Mutex* mu) ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true, 
 inline void UnlockMutex(absl::Mutex* mu) ABSL_UNLOCK_FUNCTION(mu) {
   TsanRelease(mu);
   mu->Unlock();
+}
+
+// Waits on `cv` until it is signalled or `deadline` passes, with `mu` held (released while
+// waiting), like absl::CondVar::WaitWithDeadline plus the TSan edges. Returns true on timeout.
+// Callers loop on their own condition, evaluated in their own code with `mu` held: never use
+// absl::Mutex::Await with a Condition here, whose evaluation TSan cannot attribute to the lock.
+inline bool WaitWithDeadline(absl::CondVar* cv, absl::Mutex* mu, absl::Time deadline)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  TsanRelease(mu);
+  const bool timed_out = cv->WaitWithDeadline(mu, deadline);
+  TsanAcquire(mu);
+  return timed_out;
 }
 
 class ABSL_SCOPED_LOCKABLE MutexLock {

@@ -134,9 +134,9 @@ void Daemon::AuditLoop() {
   for (;;) {
     {
       MutexLock lock(&mu_);
-      TsanRelease(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_audits_), options_.audit_interval);
-      TsanAcquire(&mu_);
+      const absl::Time next = absl::Now() + options_.audit_interval;
+      while (!stop_audits_ && !WaitWithDeadline(&changed_, &mu_, next)) {
+      }
       if (stop_audits_) return;
     }
     AuditNow();
@@ -148,6 +148,7 @@ Daemon::~Daemon() {
     {
       MutexLock lock(&mu_);
       stop_audits_ = true;
+      changed_.SignalAll();
     }
     if (audit_thread_.joinable()) audit_thread_.join();
     return;
@@ -172,6 +173,7 @@ void Daemon::Shutdown(absl::Duration grace) {
   {
     MutexLock lock(&mu_);
     stop_audits_ = true;
+    changed_.SignalAll();
   }
   if (audit_thread_.joinable()) audit_thread_.join();
   if (server_ != nullptr) {
@@ -184,12 +186,12 @@ void Daemon::Shutdown(absl::Duration grace) {
   }
   MutexLock lock(&mu_);
   shutdown_done_ = true;
+  changed_.SignalAll();
 }
 
 void Daemon::Wait() {
   MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&shutdown_done_));
-  TsanAcquire(&mu_);  // Await re-locked mu_ without the sync.h wrappers
+  while (!shutdown_done_) WaitWithDeadline(&changed_, &mu_, absl::InfiniteFuture());
 }
 
 }  // namespace iommud

@@ -108,6 +108,7 @@ class Daemon {
   std::unique_ptr<grpc::Server> server_;
 
   absl::Mutex mu_;
+  absl::CondVar changed_;  // signalled when shutdown_done_ or stop_audits_ is set
   bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_audits_ ABSL_GUARDED_BY(mu_) = false;

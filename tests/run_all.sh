@@ -49,12 +49,12 @@ build_and_test "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo --
 
 if [ "$sanitizers" -eq 1 ]; then
   # Sanitizer builds use clang (also checks the -Wthread-safety annotations) and skip benchmarks.
-  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   step "ThreadSanitizer build + core tests"
   CC=clang CXX=clang++ build_and_test "$root/build-tsan" -DIOMMUD_SANITIZE=thread \
-    -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -- -L core
+    -DIOMMUD_CORE_ONLY=ON -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo --
   step "AddressSanitizer + UBSan build + ctest"
   CC=clang CXX=clang++ build_and_test "$root/build-asan" -DIOMMUD_SANITIZE=address \
     -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo --

@@ -43,7 +43,8 @@ class BackendConformanceTest : public ::testing::TestWithParam<std::string> {
   }
   std::vector<uint64_t> LeafSizes(DomainId domain = kPaging) {
     std::vector<uint64_t> sizes;
-    for (const Mapping& leaf : backend_->ReadMappings(domain).value()) sizes.push_back(leaf.size);
+    const std::vector<Mapping> leaves = backend_->ReadMappings(domain).value();
+    for (const Mapping& leaf : leaves) sizes.push_back(leaf.size);
     return sizes;
   }
 
