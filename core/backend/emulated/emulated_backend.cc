@@ -1,12 +1,478 @@
 #include "core/backend/emulated/emulated_backend.h"
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/backend/emulated/emulated_device.h"
+#include "core/backend/emulated/emulated_format.h"
+#include "core/backend/emulated/emulated_memory.h"
+#include "core/backend/emulated/emulated_page_table.h"
 #include "core/error.h"
+#include "core/sync.h"
 
 namespace iommud {
+namespace {
 
-// PLACEHOLDER: replaced by the real implementation.
-absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& options) {
-  return Error(absl::StatusCode::kUnimplemented, "UNIMPLEMENTED", "emulated backend not built yet");
+using namespace emu;  // NOLINT: the format's constants
+
+constexpr uint64_t kSupportedPageSizes = kPage4K | kPage2M | kPage1G;
+
+struct Options {
+  std::string memory_file;
+  uint64_t memory_bytes = uint64_t{256} << 20;
+  size_t iotlb_entries = 4096;
+  bool skip_invalidation = false;
+};
+
+absl::Status BadOption(const std::string& key, const std::string& why) {
+  return Error(absl::StatusCode::kInvalidArgument, "INVALID_BACKEND_OPTION",
+               absl::StrCat("emulated backend option ", key, ": ", why), {{"option", key}});
+}
+
+absl::StatusOr<uint64_t> ParseBytes(const std::string& key, std::string text) {
+  uint64_t shift = 0;
+  if (!text.empty()) {
+    switch (absl::ascii_toupper(text.back())) {
+      case 'K': shift = 10; break;
+      case 'M': shift = 20; break;
+      case 'G': shift = 30; break;
+      default: break;
+    }
+    if (shift != 0) text.pop_back();
+  }
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value == 0) return BadOption(key, "expected a size");
+  return value << shift;
+}
+
+absl::StatusOr<Options> ParseOptions(const BackendOptions& given) {
+  Options options;
+  for (const auto& [key, value] : given) {
+    if (key == "memory_file") {
+      options.memory_file = value;
+    } else if (key == "memory_bytes") {
+      absl::StatusOr<uint64_t> bytes = ParseBytes(key, value);
+      if (!bytes.ok()) return bytes.status();
+      if (*bytes < kAllocArea + 64 * kPage) return BadOption(key, "too small");
+      options.memory_bytes = *bytes;
+    } else if (key == "iotlb_entries") {
+      if (!absl::SimpleAtoi(value, &options.iotlb_entries) || options.iotlb_entries == 0) {
+        return BadOption(key, "expected a positive integer");
+      }
+    } else if (key == "test_skip_invalidation") {
+      if (value != "true" && value != "false") return BadOption(key, "expected true or false");
+      options.skip_invalidation = value == "true";
+    } else {
+      return BadOption(key, "unknown option");
+    }
+  }
+  return options;
+}
+
+std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
+
+class EmulatedBackend : public IommuBackend {
+ public:
+  EmulatedBackend(std::unique_ptr<EmulatedMemory> memory, const Options& options)
+      : memory_(std::move(memory)),
+        pool_(memory_.get()),
+        device_(memory_.get(), options.iotlb_entries),
+        skip_invalidation_(options.skip_invalidation) {}
+
+  // Formats fresh memory, or re-attaches to what a previous daemon left. DATA_LOSS when the
+  // memory holds something that is not this format.
+  absl::Status Start(bool existed) {
+    MutexLock lock(&mu_);
+    const uint64_t magic = memory_->Read64(kHdrMagic);
+    if (existed && magic != 0) {
+      if (magic != kMagic || memory_->Read64(kHdrVersion) != kVersion ||
+          memory_->Read64(kHdrSize) > memory_->size() ||
+          memory_->Read64(kHdrBump) < kAllocArea ||
+          memory_->Read64(kHdrBump) > memory_->size()) {
+        return Error(absl::StatusCode::kDataLoss, "CORRUPT_MEMORY_FILE",
+                     "the emulated IOMMU memory file has an invalid header; refusing to "
+                     "reinitialize it (remove it to start fresh)");
+      }
+      for (uint64_t i = 0; i < kMaxUnits; ++i) {
+        if (memory_->Read64(UnitAddr(i)) & 1) units_[UnitName(i)] = i;
+      }
+      for (uint64_t slot = 0; slot < kMaxDomains; ++slot) {
+        const DomainId id = memory_->Read64(DomainAddr(slot));
+        if (id != 0) domains_[id] = slot;
+      }
+      device_.ConsumeCommands();  // whatever the previous driver left in the queue
+      return absl::OkStatus();
+    }
+    memory_->Zero(0, kAllocArea);
+    memory_->Write64(kHdrMagic, kMagic);
+    memory_->Write64(kHdrVersion, kVersion);
+    memory_->Write64(kHdrSize, memory_->size());
+    memory_->Write64(kHdrBump, kAllocArea);
+    memory_->Sync();
+    return absl::OkStatus();
+  }
+
+  absl::string_view name() const override { return "emulated"; }
+
+  absl::Status AddUnit(absl::string_view name, const UnitCaps& caps) override {
+    if ((caps.pgsize_bitmap & ~kSupportedPageSizes) != 0 || caps.pgsize_bitmap == 0 ||
+        caps.iova_bits > kInputBits || name.empty() || name.size() >= kUnitNameBytes ||
+        caps.max_rids == 0) {
+      return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_CAPS",
+                   absl::StrCat("unit '", name, "': page sizes ", Hex(caps.pgsize_bitmap),
+                                " (4K|2M|1G only), iova_bits ", caps.iova_bits,
+                                " (<= 48), a name of 1..23 bytes"),
+                   {{"unit", std::string(name)}});
+    }
+    MutexLock lock(&mu_);
+    if (units_.count(std::string(name)) != 0) {
+      return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
+                   absl::StrCat("unit '", name, "' exists"), {{"unit", std::string(name)}});
+    }
+    uint64_t index = 0;
+    while (index < kMaxUnits && (memory_->Read64(UnitAddr(index)) & 1)) ++index;
+    if (index == kMaxUnits) {
+      return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_UNITS",
+                   absl::StrCat("at most ", kMaxUnits, " units"));
+    }
+    const uint64_t pages = (uint64_t{caps.max_rids} * kSteBytes + kPage - 1) / kPage;
+    absl::StatusOr<uint64_t> stream_table = pool_.AllocContiguous(pages);
+    if (!stream_table.ok()) return stream_table.status();
+    const uint64_t entry = UnitAddr(index);
+    memory_->Write64(entry + 0x08, caps.pgsize_bitmap);
+    memory_->Write64(entry + 0x10, caps.iova_bits);
+    memory_->Write64(entry + 0x18, caps.max_rids);
+    memory_->Write64(entry + 0x20, *stream_table);
+    char padded[kUnitNameBytes] = {};
+    std::copy(name.begin(), name.end(), padded);
+    memory_->WriteBytes(entry + 0x28, padded, kUnitNameBytes);
+    memory_->Write64(entry, 1);  // valid last
+    units_[std::string(name)] = index;
+    return absl::OkStatus();
+  }
+
+  absl::Status AllocDomain(absl::string_view unit_name, DomainId id, DomainType type) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) return unit.status();
+    if (id == 0 || domains_.count(id) != 0) {
+      return Error(absl::StatusCode::kAlreadyExists, "DOMAIN_EXISTS",
+                   absl::StrCat("domain ", id, " exists"), {{"domain_id", absl::StrCat(id)}});
+    }
+    uint64_t slot = 0;
+    while (slot < kMaxDomains && memory_->Read64(DomainAddr(slot)) != 0) ++slot;
+    if (slot == kMaxDomains) {
+      return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_DOMAINS",
+                   absl::StrCat("the domain table holds ", kMaxDomains, " domains"));
+    }
+    uint64_t root = 0;
+    if (IsPaging(type)) {
+      absl::StatusOr<uint64_t> page = pool_.Alloc();
+      if (!page.ok()) return page.status();
+      root = *page;
+    }
+    const uint64_t entry = DomainAddr(slot);
+    memory_->Write64(entry + 0x08, *unit | static_cast<uint64_t>(type) << 8);
+    memory_->Write64(entry + 0x10, root);
+    memory_->Write64(entry + 0x18, 0);
+    memory_->Write64(entry, id);
+    domains_[id] = slot;
+    return absl::OkStatus();
+  }
+
+  absl::Status FreeDomain(DomainId id) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> entry = DomainEntry(id);
+    if (!entry.ok()) return entry.status();
+    if (memory_->Read64(*entry + 0x18) != 0) {
+      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_IN_USE",
+                   absl::StrCat("domain ", id, " is used by ", memory_->Read64(*entry + 0x18),
+                                " stream table entr(ies)"),
+                   {{"domain_id", absl::StrCat(id)}});
+    }
+    if (const uint64_t root = memory_->Read64(*entry + 0x10); root != 0) {
+      EmulatedPageTable(memory_.get(), &pool_, root, 0).FreeAll();
+    }
+    memory_->Zero(*entry, kDomainEntry);
+    domains_.erase(id);
+    if (!skip_invalidation_) Command(kTlbiDomain, id, 0, 0);
+    Sync();
+    return absl::OkStatus();
+  }
+
+  absl::Status AttachRid(absl::string_view unit_name, Rid rid, DomainId domain) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) return unit.status();
+    absl::StatusOr<uint64_t> ste = SteAddr(*unit, rid);
+    if (!ste.ok()) return ste.status();
+    absl::StatusOr<uint64_t> entry = DomainEntry(domain);
+    if (!entry.ok()) return entry.status();
+    const uint64_t info = memory_->Read64(*entry + 0x08);
+    if ((info & 0xff) != *unit) {
+      return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_OF_OTHER_UNIT",
+                   absl::StrCat("domain ", domain, " belongs to another unit"),
+                   {{"domain_id", absl::StrCat(domain)}, {"unit", std::string(unit_name)}});
+    }
+    const DomainType type = static_cast<DomainType>(info >> 8);
+    const uint64_t config = type == DomainType::kBlocked    ? kAbort
+                            : type == DomainType::kIdentity ? kBypass
+                                                            : kTranslate;
+    DropSteReference(*ste);
+    memory_->Write64(*ste + 8, domain);
+    memory_->Write64(*ste + 16, memory_->Read64(*entry + 0x10));
+    memory_->Write64(*ste, kSteValid | config << 1);
+    memory_->Write64(*entry + 0x18, memory_->Read64(*entry + 0x18) + 1);
+    if (!skip_invalidation_) Command(kCfgiSte, *unit, rid, 0);
+    Sync();
+    return absl::OkStatus();
+  }
+
+  absl::Status ReleaseRid(absl::string_view unit_name, Rid rid) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) return unit.status();
+    absl::StatusOr<uint64_t> ste = SteAddr(*unit, rid);
+    if (!ste.ok()) return ste.status();
+    if (!(memory_->Read64(*ste) & kSteValid)) return absl::OkStatus();
+    DropSteReference(*ste);
+    memory_->Zero(*ste, kSteBytes);
+    if (!skip_invalidation_) Command(kCfgiSte, *unit, rid, 0);
+    Sync();
+    return absl::OkStatus();
+  }
+
+  absl::Status Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
+                   uint32_t prot) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<EmulatedPageTable> table = PageTableOf(domain);
+    if (!table.ok()) return table.status();
+    return table->Map(iova, paddr, size, prot);
+  }
+
+  absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<EmulatedPageTable> table = PageTableOf(domain);
+    if (!table.ok()) return table.status();
+    return table->Unmap(iova, size);  // no TLBI: the caller invalidates
+  }
+
+  absl::Status InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> entry = DomainEntry(domain);
+    if (!entry.ok()) return entry.status();
+    if (!skip_invalidation_) {
+      if (size == 0) {
+        Command(kTlbiDomain, domain, 0, 0);
+      } else {
+        Command(kTlbiRange, domain, iova, size);
+      }
+    }
+    Sync();
+    return absl::OkStatus();
+  }
+
+  Translation Translate(absl::string_view unit_name, Rid rid, uint64_t iova,
+                        uint32_t access) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) {
+      Translation translation;
+      translation.fault = FaultReason::kUnknownRid;
+      return translation;
+    }
+    return device_.Translate(*unit, rid, iova, access);
+  }
+
+  std::vector<FaultRecord> DrainFaults() override {
+    MutexLock lock(&mu_);
+    std::vector<FaultRecord> faults;
+    uint64_t cons = memory_->Read64(kHdrEvtqCons);
+    const uint64_t prod = memory_->Read64(kHdrEvtqProd);
+    for (; cons != prod; ++cons) {
+      const uint64_t entry = kEvtq + (cons % kEvtqEntries) * kQueueEntry;
+      const uint64_t word = memory_->Read64(entry);
+      FaultRecord fault;
+      fault.unit = UnitName(word & 0xff);
+      fault.reason = static_cast<FaultReason>((word >> 8) & 0xff);
+      fault.access = static_cast<uint32_t>((word >> 16) & 0xff);
+      fault.rid = static_cast<Rid>(memory_->Read64(entry + 8));
+      fault.iova = memory_->Read64(entry + 16);
+      fault.time_unix_nanos = static_cast<int64_t>(memory_->Read64(entry + 24));
+      faults.push_back(std::move(fault));
+    }
+    memory_->Write64(kHdrEvtqCons, cons);
+    return faults;
+  }
+
+  absl::StatusOr<RidEntry> ReadRid(absl::string_view unit_name, Rid rid) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) return unit.status();
+    absl::StatusOr<uint64_t> ste = SteAddr(*unit, rid);
+    if (!ste.ok()) return ste.status();
+    return RidEntry{rid, (memory_->Read64(*ste) & kSteValid) ? memory_->Read64(*ste + 8) : 0};
+  }
+
+  absl::StatusOr<std::vector<RidEntry>> ReadRids(absl::string_view unit_name) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
+    if (!unit.ok()) return unit.status();
+    return ValidStes(*unit);
+  }
+
+  std::vector<DomainId> ReadDomains() override {
+    MutexLock lock(&mu_);
+    std::vector<DomainId> ids;
+    for (uint64_t slot = 0; slot < kMaxDomains; ++slot) {
+      if (const DomainId id = memory_->Read64(DomainAddr(slot)); id != 0) ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override {
+    MutexLock lock(&mu_);
+    absl::StatusOr<uint64_t> entry = DomainEntry(domain);
+    if (!entry.ok()) return entry.status();
+    const uint64_t root = memory_->Read64(*entry + 0x10);
+    if (root == 0) return std::vector<Mapping>();
+    return EmulatedPageTable(memory_.get(), &pool_, root, 0).Leaves();
+  }
+
+  BackendStats Stats() override {
+    MutexLock lock(&mu_);
+    BackendStats stats;
+    stats.domains = domains_.size();
+    stats.page_table_pages = pool_.in_use();
+    for (const auto& [name, unit] : units_) stats.programmed_rids += ValidStes(unit).size();
+    stats.iotlb_entries = device_.iotlb_entries();
+    return stats;
+  }
+
+ private:
+  std::string UnitName(uint64_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    char name[kUnitNameBytes] = {};
+    memory_->ReadBytes(UnitAddr(index) + 0x28, name, kUnitNameBytes - 1);
+    return name;
+  }
+
+  absl::StatusOr<uint64_t> UnitIndex(absl::string_view name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = units_.find(std::string(name));
+    if (it != units_.end()) return it->second;
+    return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
+                 absl::StrCat("no unit '", name, "' in the hardware"),
+                 {{"unit", std::string(name)}});
+  }
+
+  absl::StatusOr<uint64_t> DomainEntry(DomainId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = domains_.find(id);
+    if (it != domains_.end()) return DomainAddr(it->second);
+    return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND",
+                 absl::StrCat("no domain ", id, " in the hardware"),
+                 {{"domain_id", absl::StrCat(id)}});
+  }
+
+  absl::StatusOr<uint64_t> SteAddr(uint64_t unit, Rid rid) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t max_rids = memory_->Read64(UnitAddr(unit) + 0x18);
+    if (rid >= max_rids) {
+      return Error(absl::StatusCode::kInvalidArgument, "RID_OUT_OF_RANGE",
+                   absl::StrCat("RID ", rid, " is beyond max_rids ", max_rids),
+                   {{"rid", absl::StrCat(rid)}});
+    }
+    return memory_->Read64(UnitAddr(unit) + 0x20) + uint64_t{rid} * kSteBytes;
+  }
+
+  std::vector<RidEntry> ValidStes(uint64_t unit) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<RidEntry> entries;
+    const uint64_t base = memory_->Read64(UnitAddr(unit) + 0x20);
+    const uint64_t max_rids = memory_->Read64(UnitAddr(unit) + 0x18);
+    for (uint64_t rid = 0; rid < max_rids; ++rid) {
+      const uint64_t ste = base + rid * kSteBytes;
+      if (memory_->Read64(ste) & kSteValid) {
+        entries.push_back({static_cast<Rid>(rid), memory_->Read64(ste + 8)});
+      }
+    }
+    return entries;
+  }
+
+  // Drops the domain reference of a valid STE (before it is rewritten or cleared).
+  void DropSteReference(uint64_t ste) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!(memory_->Read64(ste) & kSteValid)) return;
+    auto it = domains_.find(memory_->Read64(ste + 8));
+    if (it == domains_.end()) return;
+    const uint64_t refs = DomainAddr(it->second) + 0x18;
+    memory_->Write64(refs, memory_->Read64(refs) - 1);
+  }
+
+  absl::StatusOr<EmulatedPageTable> PageTableOf(DomainId domain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<uint64_t> entry = DomainEntry(domain);
+    if (!entry.ok()) return entry.status();
+    const uint64_t root = memory_->Read64(*entry + 0x10);
+    if (root == 0) {
+      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_PAGING",
+                   absl::StrCat("domain ", domain, " has no page table"),
+                   {{"domain_id", absl::StrCat(domain)}});
+    }
+    const uint64_t unit = memory_->Read64(*entry + 0x08) & 0xff;
+    return EmulatedPageTable(memory_.get(), &pool_, root,
+                             memory_->Read64(UnitAddr(unit) + 0x08));
+  }
+
+  // Appends a command to the queue (making room by letting the device consume when full).
+  void Command(uint64_t opcode, uint64_t arg0, uint64_t arg1, uint64_t arg2)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint64_t prod = memory_->Read64(kHdrCmdqProd);
+    if (prod - memory_->Read64(kHdrCmdqCons) >= kCmdqEntries) device_.ConsumeCommands();
+    const uint64_t entry = kCmdq + (prod % kCmdqEntries) * kQueueEntry;
+    memory_->Write64(entry, opcode);
+    memory_->Write64(entry + 8, arg0);
+    memory_->Write64(entry + 16, arg1);
+    memory_->Write64(entry + 24, arg2);
+    memory_->Write64(kHdrCmdqProd, prod + 1);
+  }
+
+  // CMD_SYNC: returns once the device has consumed every command before it.
+  void Sync() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Command(kSync, ++sync_sequence_, 0, 0);
+    device_.ConsumeCommands();
+  }
+
+  mutable absl::Mutex mu_;
+  const std::unique_ptr<EmulatedMemory> memory_;
+  PagePool pool_ ABSL_GUARDED_BY(mu_);
+  EmulatedDevice device_ ABSL_GUARDED_BY(mu_);
+  const bool skip_invalidation_;
+  std::map<std::string, uint64_t> units_ ABSL_GUARDED_BY(mu_);        // name -> unit index
+  absl::flat_hash_map<DomainId, uint64_t> domains_ ABSL_GUARDED_BY(mu_);  // id -> slot
+  uint64_t sync_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& given) {
+  absl::StatusOr<Options> options = ParseOptions(given);
+  if (!options.ok()) return options.status();
+  bool existed = false;
+  absl::StatusOr<std::unique_ptr<EmulatedMemory>> memory =
+      EmulatedMemory::Open(options->memory_file, options->memory_bytes, &existed);
+  if (!memory.ok()) return memory.status();
+  auto backend = std::make_unique<EmulatedBackend>(*std::move(memory), *options);
+  absl::Status started = backend->Start(existed);
+  if (!started.ok()) return started;
+  return std::unique_ptr<IommuBackend>(std::move(backend));
 }
 
 }  // namespace iommud
