@@ -26,7 +26,15 @@ int PageTable::IndexAt(uint64_t iova, int level) {
 
 std::unique_ptr<PageTable::Table> PageTable::NewTable() {
   if (table_pages_ != nullptr) table_pages_->fetch_add(1, std::memory_order_relaxed);
-  return std::make_unique<Table>();
+  if (spare_.empty()) return std::make_unique<Table>();
+  std::unique_ptr<Table> table = std::move(spare_.back());
+  spare_.pop_back();
+  return table;
+}
+
+void PageTable::RecycleTable(std::unique_ptr<Table> table) {
+  if (table_pages_ != nullptr) table_pages_->fetch_sub(1, std::memory_order_relaxed);
+  if (spare_.size() < kSpareTables) spare_.push_back(std::move(table));
 }
 
 void PageTable::FreeTable(std::unique_ptr<Table> table) {
@@ -77,7 +85,7 @@ bool PageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
   --table->used;
   for (int level = leaf_level - 1; level >= 0 && table->used == 0; --level) {
     Entry& parent = path[level]->entries[IndexAt(iova, level)];
-    FreeTable(std::move(parent.table));
+    RecycleTable(std::move(parent.table));  // empty: its children were pruned before it
     parent = Entry();
     --path[level]->used;
     table = path[level];

@@ -67,6 +67,8 @@ class PageTable {
   static uint64_t SpanOf(int level);  // bytes one entry at `level` covers
   std::unique_ptr<Table> NewTable();
   void FreeTable(std::unique_ptr<Table> table);
+  // A table that became empty: kept for reuse (it is all-empty already), up to kSpareTables.
+  void RecycleTable(std::unique_ptr<Table> table);
   // Installs one leaf; ALREADY_EXISTS if anything is in the way.
   absl::Status MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, uint32_t prot);
   // Removes the leaf at exactly (iova, leaf_level), pruning empty tables; false if none.
@@ -78,6 +80,10 @@ class PageTable {
 
   const uint64_t pgsize_bitmap_;
   std::atomic<uint64_t>* const table_pages_;
+  // Empty tables pruned by Unmap, reused by Map: map/unmap churn allocates nothing. Not counted in
+  // table_pages (they hold no entries). Declared before root_, which NewTable() initializes.
+  static constexpr size_t kSpareTables = 16;
+  std::vector<std::unique_ptr<Table>> spare_;
   std::unique_ptr<Table> root_;
 };
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Turns Google Benchmark JSON into the README's performance table (figures and ratios to targets)."""
+import json
+import os
+import sys
+
+
+def load(paths):
+    runs, context = {}, {}
+    for path in paths:
+        data = json.load(open(path))
+        context = data.get("context", context)
+        for run in data["benchmarks"]:
+            if run.get("run_type", "iteration") == "iteration" and not run.get("error_occurred"):
+                runs[run["name"]] = run
+    return runs, context
+
+
+def rate(runs, name):
+    run = runs.get(name)
+    return run["items_per_second"] if run and "items_per_second" in run else None
+
+
+def seconds(runs, name):
+    run = runs.get(name)
+    if not run:
+        return None
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[run["time_unit"]]
+    return run["real_time"] * scale
+
+
+def fmt_rate(value):
+    if value is None:
+        return "n/a"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= div:
+            return f"{value / div:.2f}{unit}/s"
+    return f"{value:.0f}/s"
+
+
+def main():
+    runs, context = load(sys.argv[1:])
+    threads = max([int(n.split("threads:")[1]) for n in runs if "BM_UseUnuse/distinct_groups" in n
+                   and "threads:" in n] or [1])
+    rows = []
+
+    def row(what, value_text, ratio, target):
+        rows.append((what, value_text, "n/a" if ratio is None else f"{ratio:.2f}", target))
+
+    ad = rate(runs, "BM_AttachDetach/real_time/threads:1")
+    row("core attach/detach, 1 thread (ops/s)", fmt_rate(ad), ad and ad / 1e6, ">= 1.00 (1M ops/s)")
+    for backend in ("software", "emulated"):
+        mu = rate(runs, f"BM_MapUnmap/{backend}_4K")
+        row(f"{backend} backend 4K map+unmap (pages/s)", fmt_rate(mu),
+            mu and mu / 5e6 if backend == "software" else None,
+            ">= 1.00 (5M pages/s)" if backend == "software" else "(no target)")
+    for backend in ("software", "emulated"):
+        t = seconds(runs, f"BM_Map1GiBWith2MPages/{backend}")
+        row(f"{backend} backend 1 GiB map with 2M pages", "n/a" if t is None else f"{t * 1e6:.0f} us",
+            t and 1e-3 / t if backend == "software" else None,
+            ">= 1.00 (< 1 ms)" if backend == "software" else "(no target)")
+    rm = rate(runs, "BM_RegistryMapUnmap4K")
+    row("registry 4K map+unmap incl. IOTLB invalidation (pages/s)", fmt_rate(rm), None, "(context)")
+    pr = rate(runs, "BM_ProbeRelease")
+    row("probe+release (ops/s)", fmt_rate(pr), None, "(context)")
+    one = rate(runs, f"BM_UseUnuse/one_group/real_time/threads:{threads}")
+    many = rate(runs, f"BM_UseUnuse/distinct_groups/real_time/threads:{threads}")
+    single = rate(runs, "BM_UseUnuse/distinct_groups/real_time/threads:1")
+    row(f"group isolation: {threads} threads on distinct groups vs 1 thread", fmt_rate(many),
+        many and single and many / single, f"scales with cores ({os.cpu_count()} here)")
+    row(f"group isolation: {threads} threads on one group vs 1 thread", fmt_rate(one),
+        one and single and one / single, "serializes, does not collapse (>= 0.5)")
+    for backend in ("software", "emulated"):
+        hit = rate(runs, f"BM_Translate/{backend}_iotlb_hit")
+        miss = rate(runs, f"BM_Translate/{backend}_iotlb_miss")
+        row(f"{backend} translate: IOTLB miss vs hit", f"{fmt_rate(miss)} vs {fmt_rate(hit)}",
+            miss and hit and miss / hit, "(context)")
+
+    print(f"Measured {context.get('date', '')} on {context.get('num_cpus', '?')} CPUs "
+          f"at {context.get('mhz_per_cpu', '?')} MHz (build: {context.get('library_build_type', '?')}).\n")
+    print("| figure | measured | ratio | target |")
+    print("|---|---|---|---|")
+    for what, value, ratio, target in rows:
+        print(f"| {what} | {value} | {ratio} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
