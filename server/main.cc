@@ -31,8 +31,10 @@ ABSL_FLAG(std::string, topology, "",
           "\"none\" = start with no units or devices.");
 ABSL_FLAG(std::string, default_domain_type, "DMA",
           "Default-domain type of new groups: DMA, DMA_FQ or IDENTITY.");
-ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
-          "Prometheus /metrics HTTP listener, host:port (port 0 picks one); empty = off.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
+          "Address of the Prometheus /metrics HTTP listener (loopback by default).");
+ABSL_FLAG(int, metrics_port, 9464,
+          "Port of the Prometheus /metrics listener; 0 = off; -1 = any free port (tests).");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -71,7 +73,15 @@ int Main(int argc, char** argv) {
   options.listen_tcp = absl::GetFlag(FLAGS_listen_tcp);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.topology = absl::GetFlag(FLAGS_topology);
-  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (metrics_port < -1 || metrics_port > 65535) {
+    std::fprintf(stderr, "iommud: --metrics_port must be in [-1, 65535]\n");
+    return kExitUsage;
+  }
+  if (metrics_port != 0) {
+    options.metrics_listen = absl::StrCat(absl::GetFlag(FLAGS_metrics_address), ":",
+                                          metrics_port == -1 ? 0 : metrics_port);
+  }
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
@@ -96,8 +106,9 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());
   }
   if ((*daemon)->metrics_port() != 0) {
-    std::fprintf(stderr, "iommud: metrics on http://%s/metrics (port %d)\n",
-                 options.metrics_listen.c_str(), (*daemon)->metrics_port());
+    std::fprintf(stderr, "iommud: metrics on http://%s:%d/metrics (port %d)\n",
+                 absl::GetFlag(FLAGS_metrics_address).c_str(), (*daemon)->metrics_port(),
+                 (*daemon)->metrics_port());
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);

@@ -10,7 +10,7 @@ deploy="$root/deploy"
 iommud=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --iommud) iommud="$2"; shift 2 ;;
+    --iommud) iommud="$(realpath "$2")"; shift 2 ;;
     *) echo "usage: validate.sh [--iommud PATH]" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +66,7 @@ iommud_backend_op_seconds iommud_devices iommud_groups iommud_owned_groups iommu
 iommud_mappings iommud_mapped_bytes iommud_domains iommud_event_watchers"
 if [ -n "$iommud" ]; then
   state="$(mktemp -d)"
-  "$iommud" --state_dir="$state" --metrics_listen=127.0.0.1:0 --audit_interval=0 2>"$state/log" &
+  "$iommud" --state_dir="$state" --metrics_port=-1 --audit_interval=0 2>"$state/log" &
   pid=$!
   for _ in $(seq 100); do grep -q "serving on" "$state/log" 2>/dev/null && break; sleep 0.1; done
   port="$(sed -n 's/.*metrics on .* (port \([0-9]*\)).*/\1/p' "$state/log")"

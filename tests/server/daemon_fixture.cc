@@ -164,7 +164,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> SpawnDaemon(const TestDaemonOptions&
                                                         absl::string_view log_name) {
   // Metrics on a free port, so that daemons of tests running in parallel do not collide.
   std::vector<std::string> argv = {IommudBinary(), absl::StrCat("--state_dir=", state_dir),
-                                   "--metrics_listen=127.0.0.1:0"};
+                                   "--metrics_port=-1"};
   if (options.topology == kEmptyTopology) {
     argv.push_back("--topology=none");
   } else if (options.topology != kDemoTopology) {

@@ -74,7 +74,7 @@ double Sample(const std::string& metrics, const std::string& series) {
 class ObservabilityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    TestDaemonOptions options;  // the fixture adds --metrics_listen=127.0.0.1:0
+    TestDaemonOptions options;  // the fixture adds --metrics_port=-1
     ASSERT_OK_AND_ASSIGN(daemon_, TestDaemon::Start(options));
     std::smatch match;
     const std::string log = daemon_->Log();
