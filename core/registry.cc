@@ -34,16 +34,19 @@ Registry::Registry(const RegistryOptions& options)
     : options_(options), state_(std::make_unique<State>(options)) {}
 
 Registry::~Registry() {
-  // Break the device <-> group reference cycles of live groups.
+  // Break the reference cycles: device <-> group of live groups, unit <-> its release domain.
   std::map<GroupId, std::shared_ptr<GroupState>> groups;
+  std::map<std::string, std::shared_ptr<UnitState>> units;
   {
     MapWriterLock lock(&state_->map_mu, state_->observer());
     groups = state_->groups;
+    units = state_->units;
   }
   for (auto& [id, group] : groups) {
     MutexLock lock(&group->mu);
     group->devices.clear();
   }
+  for (auto& [name, unit] : units) unit->release_domain.reset();
 }
 
 namespace {
