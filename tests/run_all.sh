@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The whole iommud test suite (the README's test command; .ci/run calls it):
-#   1. installs the Debian packages it needs (deploy/install-deps.sh),
-#   2. CMake build + ctest (every unit, conformance, registry, server-integration and stress test),
-#   3. ThreadSanitizer build of the core and its concurrency tests, AddressSanitizer+UBSan build of
-#      the suite,
-#   4. Bazel build + test of the same targets, offline,
-#   5. a short benchmark smoke run so the benchmarks keep working.
+#   1. installs the Debian packages it needs (deploy/install-deps.sh);
+#   2. CMake build of everything with AddressSanitizer + UBSan (clang, so the -Wthread-safety
+#      annotations are checked too) and the whole ctest suite: unit, conformance (both backends),
+#      registry, seed race, stress, server integration against the real daemon, iommuctl, deploy
+#      (promtool, a real Prometheus scraping iommud);
+#   3. ThreadSanitizer build of core/ and its tests (gRPC from Debian is not TSan-instrumented);
+#   4. Bazel (offline) build + test of the same targets, with gcc;
+#   5. a short benchmark run (Release core build) so the benchmarks keep working.
 # Any failure, sanitizer report included, fails the run.
 #
-# Flags: --quick (step 2 only), --soak (long stress/soak runs as well; off by default, hours not
-# minutes), --no-bazel, --no-sanitizers.
+# Flags: --quick (plain CMake build + ctest only), --soak (long stress runs as well, hours not
+# minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips step 3).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -25,7 +27,9 @@ for arg in "$@"; do
   esac
 done
 jobs="$(nproc)"
-export IOMMUD_SOAK="$soak"
+if [ "$soak" -eq 1 ]; then
+  export IOMMUD_STRESS_OPS=200000 IOMMUD_STRESS_ROUNDS=2000
+fi
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
@@ -43,21 +47,20 @@ build_and_test() {  # build_and_test DIR [cmake args...] -- [ctest args...]
   (cd "$dir" && ctest --output-on-failure -j "$jobs" "${ctest_args[@]}")
 }
 
-step "CMake build + ctest"
-build_and_test "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo --
-[ "$quick" -eq 1 ] && exit 0
-
-if [ "$sanitizers" -eq 1 ]; then
-  # Sanitizer builds use clang (also checks the -Wthread-safety annotations) and skip benchmarks.
-  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp"
+if [ "$quick" -eq 1 ] || [ "$sanitizers" -eq 0 ]; then
+  step "CMake build + ctest"
+  build_and_test "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIOMMUD_BUILD_BENCHMARKS=OFF --
+  [ "$quick" -eq 1 ] && { step "quick run passed"; exit 0; }
+else
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  step "CMake build (clang, AddressSanitizer + UBSan) + the whole ctest suite"
+  CC=clang CXX=clang++ build_and_test "$root/build-asan" -DIOMMUD_SANITIZE=address \
+    -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=Debug --
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp"
   step "ThreadSanitizer build + core tests"
   CC=clang CXX=clang++ build_and_test "$root/build-tsan" -DIOMMUD_SANITIZE=thread \
     -DIOMMUD_CORE_ONLY=ON -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo --
-  step "AddressSanitizer + UBSan build + ctest"
-  CC=clang CXX=clang++ build_and_test "$root/build-asan" -DIOMMUD_SANITIZE=address \
-    -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo --
 fi
 
 if [ "$bazel" -eq 1 ]; then
@@ -65,8 +68,8 @@ if [ "$bazel" -eq 1 ]; then
   bazel test //... --jobs="$jobs"
 fi
 
-if [ -x "$root/tests/bench/run.sh" ]; then
-  step "benchmark smoke run"
-  "$root/tests/bench/run.sh" --short --build-dir "$root/build"
-fi
+step "benchmark smoke run"
+cmake -S "$root" -B "$root/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release -DIOMMUD_CORE_ONLY=ON \
+  >/dev/null
+"$root/tests/bench/run.sh" --short --build-dir "$root/build-bench"
 step "all tests passed"

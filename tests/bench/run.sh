@@ -17,7 +17,8 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$build_dir" ]; then
   build_dir="$root/build-bench"
-  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DIOMMUD_CORE_ONLY=ON \
+    >/dev/null
 fi
 cmake --build "$build_dir" -j "$(nproc)" --target backend_bench registry_bench
 min_time=1.0
