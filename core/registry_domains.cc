@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
@@ -177,6 +178,7 @@ absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainI
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.devices.size() != 1) {
     return Error(absl::StatusCode::kFailedPrecondition, "GROUP_HAS_MULTIPLE_DEVICES",
@@ -193,6 +195,7 @@ absl::StatusOr<GroupInfo> Registry::AttachGroup(GroupId id, DomainId domain_id,
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   return AttachLocked(*state_, group, domain, owner);
 }
@@ -202,6 +205,7 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   ErrorMetadata metadata = {{"group_id", absl::StrCat(id)}, {"domain_id", absl::StrCat(domain_id)}};
   if (group.owner.empty() || group.owner != owner) {
@@ -310,10 +314,12 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
       if (bytes.ok()) continue;
       // Put back what this call removed so that nothing changed.
       for (size_t j = 0; j < i; ++j) {
-        (void)backend()->Map(id, covered[j].iova, covered[j].paddr, covered[j].size,
-                             covered[j].prot);
+        (void)TwiceIfNeeded([&] {
+          return backend()->Map(id, covered[j].iova, covered[j].paddr, covered[j].size,
+                                covered[j].prot);
+        });
       }
-      (void)backend()->InvalidateIotlb(id, iova, size);
+      (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, iova, size); });
       return BackendError(bytes.status(), "unmap",
                           {{"domain_id", absl::StrCat(id)}, {"iova", Hex(covered[i].iova)},
                            {"size", Hex(covered[i].size)}});
@@ -325,7 +331,9 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
     // No device may translate an unmapped IOVA once this call returns.
     if (!covered.empty()) {
       absl::Status invalidated = backend()->InvalidateIotlb(id, iova, size);
-      if (!invalidated.ok()) (void)backend()->InvalidateIotlb(id, 0, 0);
+      if (!invalidated.ok()) {
+        (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, 0, 0); });
+      }
     }
   }
   if (unmapped != 0) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
@@ -80,7 +81,9 @@ absl::Status JoinGroup(Registry::State& state, GroupState& group,
     if (i > 0) state.SyncPoint(kSyncAttachBetweenRids);
     absl::Status status = state.backend()->AttachRid(unit, new_rids[i], group.domain->id);
     if (status.ok()) continue;
-    for (size_t j = 0; j < i; ++j) (void)state.backend()->ReleaseRid(unit, new_rids[j]);
+    for (size_t j = 0; j < i; ++j) {
+      (void)TwiceIfNeeded([&] { return state.backend()->ReleaseRid(unit, new_rids[j]); });
+    }
     return BackendError(status, "attach_rid",
                         {{"device", device->name},
                          {"group_id", absl::StrCat(group.id)},
@@ -178,6 +181,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     DeviceInfo info;
     {
       GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+      ScopedFaultScope fault_scope(group.id, device->name);
       if (!created) AwaitSetUp(group);
       if (group.dead.load()) {
         group_died = true;
@@ -223,6 +227,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
   DomainId domain_id = 0;
   {
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+    ScopedFaultScope fault_scope(group.id, device->name);
     RETURN_IF_ERROR(State::LiveDevice(group, *device));
     domain_id = group.domain->id;
 
@@ -246,7 +251,12 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     for (Rid rid : device->all_rids) {
       if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
       (void)backend()->AttachRid(unit, rid, device->unit->release_domain->id);
-      (void)backend()->ReleaseRid(unit, rid);
+      if (!TwiceIfNeeded([&] { return backend()->ReleaseRid(unit, rid); }).ok()) {
+        // The RID stays on the release (blocked) domain: DMA is blocked, but the hardware keeps
+        // an entry the registry no longer accounts for. Recorded for the auditor.
+        state_->RecordLeak({LeakReason::kReleasedRidTranslates, unit, group.id,
+                            device->unit->release_domain->id, rid, device->name, group.owner});
+      }
     }
     state_->SyncPoint(kSyncReleaseBackendReleased);
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
@@ -69,6 +70,7 @@ absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -92,6 +94,7 @@ absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -113,6 +116,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   if (group.owner_cnt != 0) {
     ErrorMetadata metadata = GroupMetadata(group);
@@ -135,6 +139,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_vi
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireOwner(group, owner));
   state_->EndOwnership(group);
@@ -147,6 +152,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -178,6 +184,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.claimed_devices.count(device->name) == 0) {
     ErrorMetadata metadata = GroupMetadata(group);

@@ -13,6 +13,11 @@
 
 namespace iommud {
 
+absl::Status TwiceIfNeeded(const std::function<absl::Status()>& call) {
+  absl::Status status = call();
+  return status.ok() ? status : call();
+}
+
 absl::Status BackendError(const absl::Status& status, absl::string_view op,
                           const ErrorMetadata& metadata) {
   if (!ErrorReason(status).empty()) return status;
@@ -122,8 +127,10 @@ absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
     // Roll back: the RIDs already switched go back to the old domain (or are released if there
     // is none, which only happens while a group is being set up).
     for (size_t j = 0; j < i; ++j) {
-      absl::Status undo = from != nullptr ? backend()->AttachRid(unit, rids[j], from->id)
-                                          : backend()->ReleaseRid(unit, rids[j]);
+      absl::Status undo = TwiceIfNeeded([&] {
+        return from != nullptr ? backend()->AttachRid(unit, rids[j], from->id)
+                               : backend()->ReleaseRid(unit, rids[j]);
+      });
       if (!undo.ok()) (void)backend()->ReleaseRid(unit, rids[j]);
     }
     {
@@ -147,7 +154,9 @@ absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
 void Registry::State::ForceGroupBlocked(GroupState& group) {
   if (SwitchGroupDomain(group, group.blocking_domain).ok()) return;
   // The backend refuses even the blocking domain: make the RIDs invalid (DMA faults) instead.
-  for (Rid rid : GroupRids(group)) (void)backend()->ReleaseRid(group.unit->name, rid);
+  for (Rid rid : GroupRids(group)) {
+    (void)TwiceIfNeeded([&] { return backend()->ReleaseRid(group.unit->name, rid); });
+  }
   if (group.domain != nullptr) {
     MutexLock lock(&group.domain->mu);
     group.domain->attached_groups.erase(group.id);
@@ -162,7 +171,9 @@ void Registry::State::ForceGroupBlocked(GroupState& group) {
 void Registry::State::EndOwnership(GroupState& group) {
   const std::string owner = group.owner;
   const DomainId owner_domain = group.domain != nullptr ? group.domain->id : 0;
+  // Must succeed: a transient backend failure is retried before the group is forced to blocked.
   absl::Status restored = SwitchGroupDomain(group, group.default_domain);
+  if (!restored.ok()) restored = SwitchGroupDomain(group, group.default_domain);
   if (!restored.ok()) {
     ForceGroupBlocked(group);
     RecordLeak({LeakReason::kRestoreDefaultFailed, group.unit->name, group.id, owner_domain, 0,
@@ -190,7 +201,7 @@ absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
   domain->type = type;
   domain->owner = std::string(owner);
   domain->core_owned = core_owned;
-  absl::Status status = backend()->AllocDomain(unit->name, domain->id, type);
+  absl::Status status = backend()->AllocDomain(unit->name, domain->id, type);  // may fail: caller
   if (!status.ok()) {
     return BackendError(status, "alloc_domain",
                        {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
@@ -218,7 +229,7 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
                                 domain->attached_groups.size(), " group(s)"),
                    {{"domain_id", absl::StrCat(domain->id)}});
     }
-    absl::Status status = backend()->FreeDomain(domain->id);
+    absl::Status status = TwiceIfNeeded([&] { return backend()->FreeDomain(domain->id); });
     if (!status.ok()) {
       return BackendError(status, "free_domain", {{"domain_id", absl::StrCat(domain->id)}});
     }

@@ -39,6 +39,10 @@ namespace iommud {
 
 struct DomainState;
 
+// Runs a backend call that must not be left undone (a rollback, a release during hot-unplug, a
+// cleanup) and retries it once if it fails; returns the last status.
+absl::Status TwiceIfNeeded(const std::function<absl::Status()>& call);
+
 // A backend failure as the registry reports it: the backend's own reason if it set one, else
 // BACKEND_FAILED with `op` and `metadata`.
 absl::Status BackendError(const absl::Status& status, absl::string_view op,

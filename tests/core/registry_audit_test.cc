@@ -88,7 +88,7 @@ TEST_P(RegistryAuditTest, ARidNoDeviceUsesThatStillTranslatesIsFoundAndReleased)
 TEST_P(RegistryAuditTest, AGroupLeftOffItsDefaultAfterItsOwnerLeftIsFoundAndRepaired) {
   const GroupId group = Probe("a", 0x100).group;
   ClaimAndAttach("a");
-  backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
+  backend_->FailNext(FailingBackend::Op::kAttachRid, 2);  // the restore and its retry
   ASSERT_TRUE(registry_->ReleaseOwnership(group, kOwner).ok());  // restore failed: blocked
   const std::vector<LeakRecord> leaks = Found(LeakReason::kOwnerGone);
   ASSERT_THAT(leaks, SizeIs(1));

@@ -98,7 +98,7 @@ TEST_P(RegistryOwnershipTest, ReleaseOwnershipReturnsTheGroupToItsDefaultDomain)
 
 TEST_P(RegistryOwnershipTest, ReleaseOwnershipThatCannotRestoreTheDefaultGoesBlockedAndLeaks) {
   const DomainId owned = ClaimAndAttach("a");
-  backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
+  backend_->FailNext(FailingBackend::Op::kAttachRid, 2);  // the restore and its retry
   ASSERT_OK_AND_ASSIGN(GroupInfo group, registry_->ReleaseOwnership(group_, kOwner));
   EXPECT_EQ(group.owner, "");
   EXPECT_EQ(group.domain, group.blocking_domain);
@@ -144,7 +144,7 @@ TEST_P(RegistryOwnershipTest, DeviceClaimsOfOneOwnerCountUp) {
 TEST_P(RegistryOwnershipTest, ClaimOnAnotherDomainIsGroupBusy) {
   // Only a group on its default domain can be claimed: after a failed restore it is not.
   ClaimAndAttach("a");
-  backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
+  backend_->FailNext(FailingBackend::Op::kAttachRid, 2);  // the restore and its retry
   ASSERT_TRUE(registry_->ReleaseOwnership(group_, kOwner).ok());
   backend_->Clear();
   const std::string before = Snapshot();

@@ -9,6 +9,14 @@ void FailingBackend::FailNth(Op op, int nth, absl::Status error) {
   plans_[op] = Plan{nth, false, std::move(error)};
 }
 
+void FailingBackend::FailNext(Op op, int count, absl::Status error) {
+  MutexLock lock(&mu_);
+  Plan plan;
+  plan.next = count;
+  plan.error = std::move(error);
+  plans_[op] = plan;
+}
+
 void FailingBackend::FailAll(Op op, absl::Status error) {
   MutexLock lock(&mu_);
   plans_[op] = Plan{0, true, std::move(error)};
@@ -32,6 +40,10 @@ absl::Status FailingBackend::Check(Op op) {
   if (it == plans_.end()) return absl::OkStatus();
   Plan& plan = it->second;
   if (plan.always) return plan.error;
+  if (plan.next > 0) {
+    --plan.next;
+    return plan.error;
+  }
   if (plan.countdown <= 0) return absl::OkStatus();
   if (--plan.countdown == 0) return plan.error;
   return absl::OkStatus();

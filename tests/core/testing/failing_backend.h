@@ -27,6 +27,8 @@ class FailingBackend : public IommuBackend {
 
   // The `nth` (1-based) next call of `op` fails with `error` (default: an INTERNAL error).
   void FailNth(Op op, int nth, absl::Status error = absl::InternalError("injected failure"));
+  // The next `count` calls of `op` fail (e.g. an operation and its retry).
+  void FailNext(Op op, int count, absl::Status error = absl::InternalError("injected failure"));
   // Every further call of `op` fails, until Clear.
   void FailAll(Op op, absl::Status error = absl::InternalError("injected failure"));
   void Clear();
@@ -64,6 +66,7 @@ class FailingBackend : public IommuBackend {
     int countdown = 0;  // fail when it reaches 0 on a call; < 0: no failure planned
     bool always = false;
     absl::Status error;
+    int next = 0;  // the next `next` calls fail
   };
   // Counts the call; returns the error to inject, or OK to forward it.
   absl::Status Check(Op op);
