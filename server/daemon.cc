@@ -58,8 +58,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 
   daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
   ASSIGN_OR_RETURN(daemon->backend_, CreateBackend(options.backend, options.backend_options));
+  IommuBackend* hardware = daemon->backend_.get();
+  if (options.allow_fault_injection) {
+    DaemonMetrics* metrics = daemon->metrics_.get();
+    daemon->injector_.SetOnInjected(
+        [metrics](absl::string_view point) { metrics->CountInjectedFault(point); });
+    daemon->injecting_backend_ =
+        std::make_unique<FaultInjectingBackend>(hardware, &daemon->injector_);
+    hardware = daemon->injecting_backend_.get();
+  }
   daemon->instrumented_backend_ =
-      std::make_unique<InstrumentedBackend>(daemon->backend_.get(), daemon->metrics_.get());
+      std::make_unique<InstrumentedBackend>(hardware, daemon->metrics_.get());
   RegistryOptions registry_options;
   registry_options.backend = daemon->instrumented_backend_.get();
   registry_options.observer = daemon->metrics_.get();
@@ -68,8 +77,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
   RETURN_IF_ERROR(ApplyTopology(topology, daemon->registry_.get()));
 
-  daemon->service_ = std::make_unique<IommuService>(daemon->registry_.get(), &daemon->events_,
-                                                   daemon->metrics_.get());
+  daemon->service_ = std::make_unique<IommuService>(
+      daemon->registry_.get(), &daemon->events_, daemon->metrics_.get(),
+      options.allow_fault_injection ? &daemon->injector_ : nullptr);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {

@@ -20,7 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
+#include "core/backend/fault_injecting_backend.h"
 #include "core/event_bus.h"
+#include "core/fault_injector.h"
 #include "core/registry.h"
 #include "core/types.h"
 #include "server/daemon_metrics.h"
@@ -48,6 +50,8 @@ struct DaemonOptions {
   std::string metrics_listen;
   // How often the auditor compares the registry with the hardware; zero = only on demand.
   absl::Duration audit_interval = absl::Seconds(60);
+  // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
+  bool allow_fault_injection = false;
 };
 
 class Daemon {
@@ -99,7 +103,9 @@ class Daemon {
   EventBus events_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<IommuBackend> backend_;
-  std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps backend_
+  FaultInjector injector_;
+  std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
+  std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
   std::shared_ptr<StateCollector> state_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "core/fault_injector.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -87,6 +88,13 @@ DaemonMetrics::DaemonMetrics(EventBus* events)
     translation_faults_[reason] =
         &faults.Add({{"reason", absl::AsciiStrToLower(FaultReasonName(reason))}});
   }
+  auto& injected = prometheus::BuildCounter()
+                       .Name("iommud_faults_injected_total")
+                       .Help("Faults injected (--allow_fault_injection), by injection point.")
+                       .Register(*registry_);
+  for (const std::string& point : FaultPoints()) {
+    faults_injected_[point] = &injected.Add({{"point", point}});
+  }
   auto& backend = prometheus::BuildHistogram()
                       .Name("iommud_backend_op_seconds")
                       .Help("Duration of backend (hardware) operations, by op.")
@@ -134,5 +142,10 @@ prometheus::Histogram& DaemonMetrics::BackendOpHistogram(absl::string_view op) {
 }
 
 void DaemonMetrics::CountAudit() { audits_->Increment(); }
+
+void DaemonMetrics::CountInjectedFault(absl::string_view point) {
+  auto it = faults_injected_.find(point);
+  if (it != faults_injected_.end()) it->second->Increment();
+}
 
 }  // namespace iommud

@@ -44,6 +44,8 @@ class DaemonMetrics : public RegistryObserver {
   static const std::vector<std::string>& BackendOps();
   // iommud_audits_total.
   void CountAudit();
+  // iommud_faults_injected_total{point}.
+  void CountInjectedFault(absl::string_view point);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -58,6 +60,7 @@ class DaemonMetrics : public RegistryObserver {
   std::map<LeakReason, prometheus::Counter*> leaks_detected_;
   std::map<FaultReason, prometheus::Counter*> translation_faults_;
   std::map<std::string, prometheus::Histogram*, std::less<>> backend_ops_;
+  std::map<std::string, prometheus::Counter*, std::less<>> faults_injected_;
 };
 
 // Every LeakReason, for label pre-creation and tests.

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "proto/status_codec.h"
+#include "server/fault_injection_convert.h"
 #include "server/observability_convert.h"
 #include "server/watch_events_reactor.h"
 
@@ -19,8 +20,13 @@ grpc::ServerUnaryReactor* FinishCall(grpc::CallbackServerContext* context,
 
 }  // namespace
 
-IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics)
-    : registry_(registry), events_(events), metrics_(metrics), handlers_(registry) {}
+IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
+                           FaultInjector* injector)
+    : registry_(registry),
+      events_(events),
+      metrics_(metrics),
+      injector_(injector),
+      handlers_(registry) {}
 
 // Each RPC: run its handler to completion, then finish the call.
 #define IOMMUD_UNARY_RPC(method, Request, Response)                                    \
@@ -87,6 +93,45 @@ grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
   for (const Registry::GroupContention& group : registry_->MostContendedGroups(max_groups)) {
     ContentionToProto(group, response->add_groups());
   }
+  return FinishCall(context, absl::OkStatus());
+}
+
+namespace {
+
+absl::Status InjectionDisabled() {
+  return Error(absl::StatusCode::kFailedPrecondition, "FAULT_INJECTION_DISABLED",
+               "fault injection is off: start iommud with --allow_fault_injection");
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext* context,
+                                                    const iommu::v1::InjectFaultRequest* request,
+                                                    iommu::v1::InjectFaultResponse* response) {
+  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
+  absl::StatusOr<FaultSpec> spec = FaultSpecFromProto(request->spec());
+  if (!spec.ok()) return FinishCall(context, spec.status());
+  absl::StatusOr<uint64_t> id = injector_->Add(*spec);
+  if (id.ok()) response->set_fault_id(*id);
+  return FinishCall(context, id.status());
+}
+
+grpc::ServerUnaryReactor* IommuService::ListInjectedFaults(
+    grpc::CallbackServerContext* context, const iommu::v1::ListInjectedFaultsRequest* request,
+    iommu::v1::ListInjectedFaultsResponse* response) {
+  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
+  for (const FaultState& fault : injector_->List()) {
+    FaultStateToProto(fault, response->add_faults());
+  }
+  for (const std::string& point : FaultPoints()) response->add_points(point);
+  return FinishCall(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IommuService::ClearInjectedFaults(
+    grpc::CallbackServerContext* context, const iommu::v1::ClearInjectedFaultsRequest* request,
+    iommu::v1::ClearInjectedFaultsResponse* response) {
+  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
+  response->set_cleared(injector_->Clear());
   return FinishCall(context, absl::OkStatus());
 }
 

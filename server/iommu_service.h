@@ -12,6 +12,7 @@
 #include "core/registry.h"
 #include "iommu/v1/iommu.grpc.pb.h"
 #include "core/event_bus.h"
+#include "core/fault_injector.h"
 #include "server/daemon_metrics.h"
 #include "server/request_handlers.h"
 
@@ -21,8 +22,9 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
  public:
   // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
   // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
+  // `injector` null: the fault-injection RPCs are refused (FAULT_INJECTION_DISABLED).
   explicit IommuService(Registry* registry, EventBus* events = nullptr,
-                        DaemonMetrics* metrics = nullptr);
+                        DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr);
 
   grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
                                       const iommu::v1::ListUnitsRequest* request,
@@ -109,6 +111,15 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   grpc::ServerUnaryReactor* ListContendedGroups(
       grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
       iommu::v1::ListContendedGroupsResponse* response) override;
+  grpc::ServerUnaryReactor* InjectFault(grpc::CallbackServerContext* context,
+                                        const iommu::v1::InjectFaultRequest* request,
+                                        iommu::v1::InjectFaultResponse* response) override;
+  grpc::ServerUnaryReactor* ListInjectedFaults(
+      grpc::CallbackServerContext* context, const iommu::v1::ListInjectedFaultsRequest* request,
+      iommu::v1::ListInjectedFaultsResponse* response) override;
+  grpc::ServerUnaryReactor* ClearInjectedFaults(
+      grpc::CallbackServerContext* context, const iommu::v1::ClearInjectedFaultsRequest* request,
+      iommu::v1::ClearInjectedFaultsResponse* response) override;
   grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
       grpc::CallbackServerContext* context,
       const iommu::v1::WatchEventsRequest* request) override;
@@ -117,6 +128,7 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   Registry* const registry_;
   EventBus* const events_;
   DaemonMetrics* const metrics_;
+  FaultInjector* const injector_;
   RequestHandlers handlers_;
 };
 

@@ -37,6 +37,8 @@ ABSL_FLAG(int, metrics_port, 9464,
           "Port of the Prometheus /metrics listener; 0 = off; -1 = any free port (tests).");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
+ABSL_FLAG(bool, allow_fault_injection, false,
+          "Serve InjectFault/ListInjectedFaults/ClearInjectedFaults (test hosts only).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
 
@@ -83,6 +85,7 @@ int Main(int argc, char** argv) {
                                           metrics_port == -1 ? 0 : metrics_port);
   }
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
+  options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
