@@ -1,0 +1,73 @@
+"""The Python client's scenarios against the real iommud (started here with fault injection)."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+SCENARIOS = os.path.join(os.path.dirname(__file__), "../../../clients/python/scenarios")
+sys.path.insert(0, SCENARIOS)
+
+import fail_third_attach  # noqa: E402
+import owner_dies  # noqa: E402
+import unplug_while_owned  # noqa: E402
+from iommud import Client, IommudError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    state = tempfile.mkdtemp(prefix="iommud-py-")
+    log = open(os.path.join(state, "log"), "w+")
+    process = subprocess.Popen(
+        [os.environ["IOMMUD_BINARY"], f"--state_dir={state}", "--metrics_port=0",
+         "--audit_interval=0", "--allow_fault_injection"], stderr=log)
+    for _ in range(200):
+        log.seek(0)
+        if "serving on" in log.read():
+            break
+        time.sleep(0.05)
+    target = f"unix:{state}/iommud.sock"
+    yield target
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+@pytest.fixture
+def client(daemon):
+    c = Client(daemon)
+    yield c
+    c.call("ClearInjectedFaults")
+    c.close()
+
+
+def test_fail_third_attach(client):
+    assert fail_third_attach.run(client)
+
+
+def test_unplug_while_owned(client):
+    assert unplug_while_owned.run(client)
+
+
+def test_owner_dies(client, daemon):
+    assert owner_dies.run(client, daemon)
+
+
+def test_errors_carry_the_reason(client):
+    with pytest.raises(IommudError) as error:
+        client.call("GetDevice", device="0000:ff:00.0")
+    assert error.value.code == "NOT_FOUND"
+    assert error.value.reason == "DEVICE_NOT_FOUND"
+    assert error.value.metadata == {"device": "0000:ff:00.0"}
+    with pytest.raises(IommudError) as bad:
+        client.inject("backend.nowhere")
+    assert bad.value.reason == "INVALID_FAULT"
+
+
+def test_injected_faults_are_listed_and_counted(client):
+    fault = client.inject("backend.map", nth=2)
+    listed = client.call("ListInjectedFaults")
+    assert [f.fault_id for f in listed.faults] == [fault]
+    assert "backend.attach" in listed.points
+    assert client.call("ClearInjectedFaults").cleared == 1
