@@ -121,7 +121,7 @@ TEST_F(IommuctlTest, RefusedCallsPrintCodeReasonAndMetadata) {
 
 TEST_F(IommuctlTest, BadArgumentsAreUsageErrorsAndSendNothing) {
   const size_t devices = daemon_->registry()->ListDevices().size();
-  for (const std::string& bad :
+  for (const char* bad :
        {"probe smmu0 0000:07:00.0 0xZZ", "probe smmu0 0000:07:00.0", "probe smmu0 a 1 --alias x",
         "map 1 2 3", "map 1 0x1000 0x1000 4K --prot x", "alloc smmu0 --type SIDEWAYS",
         "group twelve", "frobnicate", "units --bogus 1", "watch --kind NOPE"}) {
