@@ -39,7 +39,9 @@ def fmt_rate(value):
 
 
 def main():
-    runs, context = load(sys.argv[1:])
+    results = sys.argv[1]
+    runs, context = load([os.path.join(results, f) for f in ("backend_bench.json",
+                                                             "registry_bench.json")])
     threads = max([int(n.split("threads:")[1]) for n in runs if "BM_UseUnuse/distinct_groups" in n
                    and "threads:" in n] or [1])
     rows = []
@@ -75,6 +77,27 @@ def main():
         miss = rate(runs, f"BM_Translate/{backend}_iotlb_miss")
         row(f"{backend} translate: IOTLB miss vs hit", f"{fmt_rate(miss)} vs {fmt_rate(hit)}",
             miss and hit and miss / hit, "(context)")
+
+    memory = json.load(open(os.path.join(results, "memory.json")))
+    row(f"memory per device ({memory['devices']} devices)", f"{memory['bytes_per_device']:.0f} B",
+        None, "(context)")
+    row(f"memory per 4K mapping ({memory['pages']} pages)",
+        f"{memory['bytes_per_4k_mapping']:.1f} B", None, "(context)")
+    rpc_path = os.path.join(results, "rpc.jsonl")
+    if os.path.exists(rpc_path):
+        rpc = {}
+        for line in open(rpc_path):
+            entry = json.loads(line)
+            rpc[entry["run"]] = entry["result"]
+        health, ad = rpc["health"]["ops_per_second"], rpc["attach_detach"]["ops_per_second"]
+        row("RPC floor: attach+detach vs health Check (4 conns x 8 in flight)",
+            f"{ad:.0f}/s vs {health:.0f}/s", ad / health, ">= 0.80")
+        many, one = rpc["distinct_groups"]["ops_per_second"], rpc["one_group"]["ops_per_second"]
+        row("over RPC: 64 distinct groups vs 1 group (4 conns x 16 in flight)",
+            f"{many:.0f}/s vs {one:.0f}/s", many / one, "one group serializes, does not collapse")
+        idle, loaded = rpc["light_idle"]["p99_us"], rpc["light_under_load"]["p99_us"]
+        row("light client p99 on group A: under a heavy client on group B vs idle",
+            f"{loaded:.0f} us vs {idle:.0f} us", loaded / idle if idle else None, "<= 1.50")
 
     print(f"Measured {context.get('date', '')} on {context.get('num_cpus', '?')} CPUs "
           f"at {context.get('mhz_per_cpu', '?')} MHz (build: {context.get('library_build_type', '?')}).\n")

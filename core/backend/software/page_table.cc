@@ -14,7 +14,7 @@ std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 }  // namespace
 
 PageTable::PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages)
-    : pgsize_bitmap_(pgsize_bitmap), table_pages_(table_pages), root_(NewTable()) {}
+    : pgsize_bitmap_(pgsize_bitmap), table_pages_(table_pages) {}
 
 PageTable::~PageTable() { FreeTable(std::move(root_)); }
 
@@ -44,6 +44,7 @@ void PageTable::FreeTable(std::unique_ptr<Table> table) {
 }
 
 absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, uint32_t prot) {
+  if (root_ == nullptr) root_ = NewTable();  // an unused domain costs no table
   Table* table = root_.get();
   for (int level = 0; level < leaf_level; ++level) {
     Entry& entry = table->entries[IndexAt(iova, level)];
@@ -73,6 +74,7 @@ bool PageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
   // Remember the path to prune tables that become empty.
   std::array<Table*, kLevels> path{};
   Table* table = root_.get();
+  if (table == nullptr) return false;
   for (int level = 0; level < leaf_level; ++level) {
     path[level] = table;
     Entry& entry = table->entries[IndexAt(iova, level)];
@@ -90,6 +92,7 @@ bool PageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
     --path[level]->used;
     table = path[level];
   }
+  if (root_->used == 0) RecycleTable(std::move(root_));  // an empty table holds no pages
   return true;
 }
 
@@ -146,7 +149,7 @@ void PageTable::ForEachLeaf(const Table& table, int level, uint64_t base, uint64
 }
 
 absl::StatusOr<uint64_t> PageTable::Unmap(uint64_t iova, uint64_t size) {
-  if (size == 0 || iova >= kInputLimit) return 0;
+  if (size == 0 || iova >= kInputLimit || root_ == nullptr) return 0;
   const uint64_t end = size > kInputLimit - iova ? kInputLimit : iova + size;
   std::vector<std::pair<uint64_t, int>> leaves;
   bool splits = false;
@@ -172,7 +175,7 @@ absl::StatusOr<uint64_t> PageTable::Unmap(uint64_t iova, uint64_t size) {
 }
 
 std::optional<Mapping> PageTable::Lookup(uint64_t iova) const {
-  if (iova >= kInputLimit) return std::nullopt;
+  if (iova >= kInputLimit || root_ == nullptr) return std::nullopt;
   const Table* table = root_.get();
   for (int level = 0; level < kLevels; ++level) {
     const Entry& entry = table->entries[IndexAt(iova, level)];
@@ -188,6 +191,7 @@ std::optional<Mapping> PageTable::Lookup(uint64_t iova) const {
 
 std::vector<Mapping> PageTable::Leaves() const {
   std::vector<Mapping> leaves;
+  if (root_ == nullptr) return leaves;
   ForEachLeaf(*root_, 0, 0, 0, kInputLimit, [&](uint64_t iova, int level, const Entry& entry) {
     leaves.push_back(Mapping{iova, entry.paddr, LeafSize(level), entry.prot});
   });

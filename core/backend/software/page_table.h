@@ -23,7 +23,8 @@ class PageTable {
   static constexpr uint32_t kInputBits = 48;
 
   // `pgsize_bitmap`: the page sizes Map may use (a subset of 4K|2M|1G).
-  // `table_pages`: counts the table pages in use (this table's included); may be null.
+  // `table_pages`: counts the table pages in use (the root too, allocated with the first
+  // mapping and freed with the last); may be null.
   PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages);
   ~PageTable();
   PageTable(const PageTable&) = delete;
@@ -81,10 +82,10 @@ class PageTable {
   const uint64_t pgsize_bitmap_;
   std::atomic<uint64_t>* const table_pages_;
   // Empty tables pruned by Unmap, reused by Map: map/unmap churn allocates nothing. Not counted in
-  // table_pages (they hold no entries). Declared before root_, which NewTable() initializes.
+  // table_pages (they hold no entries).
   static constexpr size_t kSpareTables = 16;
   std::vector<std::unique_ptr<Table>> spare_;
-  std::unique_ptr<Table> root_;
+  std::unique_ptr<Table> root_;  // null while the table maps nothing
 };
 
 }  // namespace iommud

@@ -59,7 +59,8 @@ TEST(PageTableTest, LeavesAndTablePagesAreAccounted) {
   std::atomic<uint64_t> pages{0};
   {
     PageTable table(kPage4K | kPage2M | kPage1G, &pages);
-    EXPECT_EQ(pages.load(), 1u);  // the root
+    EXPECT_EQ(pages.load(), 0u);  // no root until something is mapped
+    EXPECT_FALSE(table.Lookup(0).has_value());
     ASSERT_TRUE(table.Map(kPage1G, 0, kPage1G, kProtRead).ok());
     EXPECT_EQ(pages.load(), 2u);  // root + one level-1 table holding the 1G block
     ASSERT_TRUE(table.Map(0x1000, 0x1000, kPage4K, kProtRead).ok());
@@ -71,6 +72,9 @@ TEST(PageTableTest, LeavesAndTablePagesAreAccounted) {
               absl::StatusCode::kOutOfRange);
     EXPECT_EQ(table.Unmap(0, kPage1G).value(), kPage4K);
     EXPECT_EQ(pages.load(), 2u);  // the emptied tables were freed
+    EXPECT_EQ(table.Unmap(kPage1G, kPage1G).value(), kPage1G);
+    EXPECT_EQ(pages.load(), 0u);  // the root too, once empty
+    ASSERT_TRUE(table.Map(0x1000, 0x1000, kPage4K, kProtRead).ok());
   }
   EXPECT_EQ(pages.load(), 0u);  // everything freed with the table
 }

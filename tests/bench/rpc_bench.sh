@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The RPC figures of the performance table, over the daemon's unix socket with clients/loadgen:
+#   rpc_bench.sh BUILD_DIR SECONDS   -> one JSON line per run, for report.py
+# BUILD_DIR holds server/iommud and clients/loadgen/loadgen. Unix socket only.
+set -euo pipefail
+build="$1"
+seconds="${2:-5}"
+state="$(mktemp -d)"
+cat > "$state/topology.textpb" <<'TOPO'
+units { name: "smmu0" caps { pgsize_bitmap: 0x40201000 iova_bits: 48 max_rids: 65536 } }
+TOPO
+"$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
+  --topology="$state/topology.textpb" 2>"$state/log" &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$state"' EXIT
+for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
+target="unix:$state/iommud.sock"
+loadgen="$build/clients/loadgen/loadgen"
+run() {  # run NAME loadgen-args...
+  local name="$1"; shift
+  printf '{"run": "%s", "result": %s}\n' "$name" \
+    "$("$loadgen" --target="$target" --json --duration="${seconds}s" "$@")"
+}
+# RPC floor: the same connections and calls in flight, health checks vs attach+detach.
+run health --mix=health --channels=4 --outstanding=8
+run attach_detach --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
+# Group isolation: 64 distinct groups vs 1 group, same clients.
+run distinct_groups --mix=use_unuse --channels=4 --outstanding=16 --groups=64 --rid_base=0x2000
+run one_group --mix=use_unuse --channels=4 --outstanding=16 --groups=1 --rid_base=0x3000
+# A light client on group A, idle and while a heavy client hammers group B.
+run light_idle --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base=0x4000
+"$loadgen" --target="$target" --json --duration="$((seconds + 2))s" --mix=use_unuse --channels=4 \
+  --outstanding=16 --groups=1 --rid_base=0x5000 >/dev/null &
+heavy=$!
+sleep 1
+run light_under_load --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base=0x6000
+wait "$heavy"
