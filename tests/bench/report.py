@@ -66,12 +66,14 @@ def main():
     pr = rate(runs, "BM_ProbeRelease")
     row("probe+release (ops/s)", fmt_rate(pr), None, "(context)")
     one = rate(runs, f"BM_UseUnuse/one_group/real_time/threads:{threads}")
+    one_single = rate(runs, "BM_UseUnuse/one_group/real_time/threads:1")
     many = rate(runs, f"BM_UseUnuse/distinct_groups/real_time/threads:{threads}")
     single = rate(runs, "BM_UseUnuse/distinct_groups/real_time/threads:1")
-    row(f"group isolation: {threads} threads on distinct groups vs 1 thread", fmt_rate(many),
-        many and single and many / single, f"scales with cores ({os.cpu_count()} here)")
-    row(f"group isolation: {threads} threads on one group vs 1 thread", fmt_rate(one),
-        one and single and one / single, "serializes, does not collapse (>= 0.5)")
+    row(f"group isolation in-process: {threads} threads on distinct groups vs 1 thread",
+        fmt_rate(many), many and single and many / single,
+        f"scales with cores ({os.cpu_count()} here)")
+    row(f"group isolation in-process: {threads} threads on one group vs 1 thread", fmt_rate(one),
+        one and one_single and one / one_single, "serializes, does not collapse (>= 0.5)")
     for backend in ("software", "emulated"):
         hit = rate(runs, f"BM_Translate/{backend}_iotlb_hit")
         miss = rate(runs, f"BM_Translate/{backend}_iotlb_miss")
