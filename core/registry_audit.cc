@@ -150,15 +150,7 @@ Registry::ReconcileResult Registry::Reconcile() {
     if (snapshot.domains.count(id) == 0) (void)backend()->FreeDomain(id);
   }
   for (const LeakRecord& leak : result.repaired) {
-    RegistryEvent event;
-    event.kind = RegistryEvent::Kind::kLeakRepaired;
-    event.unit = leak.unit;
-    event.group = leak.group;
-    event.domain = leak.domain;
-    event.device = leak.device;
-    event.owner = leak.owner;
-    event.detail = std::string(LeakReasonName(leak.reason));
-    state_->Emit(event);
+    state_->EmitLeak(RegistryEvent::Kind::kLeakRepaired, leak);
   }
   result.remaining = Audit();
   return result;

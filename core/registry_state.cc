@@ -30,15 +30,19 @@ absl::Status BackendError(const absl::Status& status, absl::string_view op,
 void Registry::State::RecordLeak(const LeakRecord& leak) const {
   if (options.observer == nullptr) return;
   options.observer->OnLeak(leak);
+  EmitLeak(RegistryEvent::Kind::kLeakFound, leak);
+}
+
+void Registry::State::EmitLeak(RegistryEvent::Kind kind, const LeakRecord& leak) const {
   RegistryEvent event;
-  event.kind = RegistryEvent::Kind::kLeakFound;
+  event.kind = kind;
   event.unit = leak.unit;
   event.group = leak.group;
   event.domain = leak.domain;
   event.device = leak.device;
   event.owner = leak.owner;
   event.detail = std::string(LeakReasonName(leak.reason));
-  options.observer->OnEvent(event);
+  Emit(event);
 }
 
 absl::StatusOr<std::shared_ptr<UnitState>> Registry::State::FindUnit(absl::string_view name) const {

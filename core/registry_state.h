@@ -125,7 +125,10 @@ struct Registry::State {
     if (event.time_unix_nanos == 0) event.time_unix_nanos = absl::ToUnixNanos(absl::Now());
     options.observer->OnEvent(event);
   }
+  // Tells the observer of a leak (OnLeak) and emits its kLeakFound event.
   void RecordLeak(const LeakRecord& leak) const;
+  // The event of `leak` (kLeakFound or kLeakRepaired).
+  void EmitLeak(RegistryEvent::Kind kind, const LeakRecord& leak) const;
 
   // Lookups under map_mu (NOT_FOUND with the reasons of SEMANTICS.md). A device or group found
   // here may die before the caller locks its group: check LiveDevice / LiveGroup under the lock.

@@ -24,7 +24,7 @@ class ScopedTimer {
 }  // namespace
 
 InstrumentedBackend::InstrumentedBackend(IommuBackend* wrapped, DaemonMetrics* metrics)
-    : wrapped_(wrapped),
+    : ForwardingBackend(wrapped),
       add_unit_(metrics->BackendOpHistogram("add_unit")),
       alloc_domain_(metrics->BackendOpHistogram("alloc_domain")),
       free_domain_(metrics->BackendOpHistogram("free_domain")),
@@ -38,71 +38,71 @@ InstrumentedBackend::InstrumentedBackend(IommuBackend* wrapped, DaemonMetrics* m
 
 absl::Status InstrumentedBackend::AddUnit(absl::string_view unit, const UnitCaps& caps) {
   ScopedTimer timer(add_unit_);
-  return wrapped_->AddUnit(unit, caps);
+  return wrapped()->AddUnit(unit, caps);
 }
 
 absl::Status InstrumentedBackend::AllocDomain(absl::string_view unit, DomainId id,
                                               DomainType type) {
   ScopedTimer timer(alloc_domain_);
-  return wrapped_->AllocDomain(unit, id, type);
+  return wrapped()->AllocDomain(unit, id, type);
 }
 
 absl::Status InstrumentedBackend::FreeDomain(DomainId id) {
   ScopedTimer timer(free_domain_);
-  return wrapped_->FreeDomain(id);
+  return wrapped()->FreeDomain(id);
 }
 
 absl::Status InstrumentedBackend::AttachRid(absl::string_view unit, Rid rid, DomainId domain) {
   ScopedTimer timer(attach_rid_);
-  return wrapped_->AttachRid(unit, rid, domain);
+  return wrapped()->AttachRid(unit, rid, domain);
 }
 
 absl::Status InstrumentedBackend::ReleaseRid(absl::string_view unit, Rid rid) {
   ScopedTimer timer(release_rid_);
-  return wrapped_->ReleaseRid(unit, rid);
+  return wrapped()->ReleaseRid(unit, rid);
 }
 
 absl::Status InstrumentedBackend::Map(DomainId domain, uint64_t iova, uint64_t paddr,
                                       uint64_t size, uint32_t prot) {
   ScopedTimer timer(map_);
-  return wrapped_->Map(domain, iova, paddr, size, prot);
+  return wrapped()->Map(domain, iova, paddr, size, prot);
 }
 
 absl::StatusOr<uint64_t> InstrumentedBackend::Unmap(DomainId domain, uint64_t iova,
                                                     uint64_t size) {
   ScopedTimer timer(unmap_);
-  return wrapped_->Unmap(domain, iova, size);
+  return wrapped()->Unmap(domain, iova, size);
 }
 
 absl::Status InstrumentedBackend::InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) {
   ScopedTimer timer(invalidate_);
-  return wrapped_->InvalidateIotlb(domain, iova, size);
+  return wrapped()->InvalidateIotlb(domain, iova, size);
 }
 
 Translation InstrumentedBackend::Translate(absl::string_view unit, Rid rid, uint64_t iova,
                                            uint32_t access) {
   ScopedTimer timer(translate_);
-  return wrapped_->Translate(unit, rid, iova, access);
+  return wrapped()->Translate(unit, rid, iova, access);
 }
 
 absl::StatusOr<RidEntry> InstrumentedBackend::ReadRid(absl::string_view unit, Rid rid) {
   ScopedTimer timer(read_back_);
-  return wrapped_->ReadRid(unit, rid);
+  return wrapped()->ReadRid(unit, rid);
 }
 
 absl::StatusOr<std::vector<RidEntry>> InstrumentedBackend::ReadRids(absl::string_view unit) {
   ScopedTimer timer(read_back_);
-  return wrapped_->ReadRids(unit);
+  return wrapped()->ReadRids(unit);
 }
 
 std::vector<DomainId> InstrumentedBackend::ReadDomains() {
   ScopedTimer timer(read_back_);
-  return wrapped_->ReadDomains();
+  return wrapped()->ReadDomains();
 }
 
 absl::StatusOr<std::vector<Mapping>> InstrumentedBackend::ReadMappings(DomainId domain) {
   ScopedTimer timer(read_back_);
-  return wrapped_->ReadMappings(domain);
+  return wrapped()->ReadMappings(domain);
 }
 
 }  // namespace iommud

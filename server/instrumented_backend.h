@@ -7,17 +7,16 @@
 
 #include <vector>
 
-#include "core/backend/iommu_backend.h"
+#include "core/backend/forwarding_backend.h"
 #include "server/daemon_metrics.h"
 
 namespace iommud {
 
-class InstrumentedBackend : public IommuBackend {
+class InstrumentedBackend : public ForwardingBackend {
  public:
   // Neither is owned; both must outlive this.
   InstrumentedBackend(IommuBackend* wrapped, DaemonMetrics* metrics);
 
-  absl::string_view name() const override { return wrapped_->name(); }
   absl::Status AddUnit(absl::string_view unit, const UnitCaps& caps) override;
   absl::Status AllocDomain(absl::string_view unit, DomainId id, DomainType type) override;
   absl::Status FreeDomain(DomainId id) override;
@@ -28,15 +27,12 @@ class InstrumentedBackend : public IommuBackend {
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size) override;
   absl::Status InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) override;
   Translation Translate(absl::string_view unit, Rid rid, uint64_t iova, uint32_t access) override;
-  std::vector<FaultRecord> DrainFaults() override { return wrapped_->DrainFaults(); }
   absl::StatusOr<RidEntry> ReadRid(absl::string_view unit, Rid rid) override;
   absl::StatusOr<std::vector<RidEntry>> ReadRids(absl::string_view unit) override;
   std::vector<DomainId> ReadDomains() override;
   absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override;
-  BackendStats Stats() override { return wrapped_->Stats(); }
 
  private:
-  IommuBackend* const wrapped_;
   prometheus::Histogram& add_unit_;
   prometheus::Histogram& alloc_domain_;
   prometheus::Histogram& free_domain_;

@@ -3,10 +3,10 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "core/backend/backend_factory.h"
 #include "core/backend/iommu_backend.h"
+#include "tests/bench/bench_main.h"
 
 namespace iommud {
 namespace {
@@ -89,11 +89,4 @@ IOMMUD_BACKEND_BENCHES(emulated)
 }  // namespace
 }  // namespace iommud
 
-int main(int argc, char** argv) {
-  // As in iommud: Abseil's debug lock-order graph costs a hash lookup per lock (see README).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+IOMMUD_BENCHMARK_MAIN()

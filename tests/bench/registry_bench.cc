@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "core/backend/backend_factory.h"
 #include "core/registry.h"
+#include "tests/bench/bench_main.h"
 
 namespace iommud {
 namespace {
@@ -163,11 +163,4 @@ BENCHMARK(BM_RegistryMapUnmap4K);
 }  // namespace
 }  // namespace iommud
 
-int main(int argc, char** argv) {
-  // As in iommud: Abseil's debug lock-order graph costs a hash lookup per lock (see README).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+IOMMUD_BENCHMARK_MAIN()

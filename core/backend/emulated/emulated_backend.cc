@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,6 +80,10 @@ absl::StatusOr<Options> ParseOptions(const BackendOptions& given) {
   return options;
 }
 
+uint64_t SteConfigOf(DomainType type) {
+  return type == DomainType::kBlocked ? kAbort : type == DomainType::kIdentity ? kBypass : kTranslate;
+}
+
 std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 
 class EmulatedBackend : public IommuBackend {
@@ -88,19 +94,17 @@ class EmulatedBackend : public IommuBackend {
         device_(memory_.get(), options.iotlb_entries),
         skip_invalidation_(options.skip_invalidation) {}
 
-  // Formats fresh memory, or re-attaches to what a previous daemon left. DATA_LOSS when the
-  // memory holds something that is not this format.
+  // Formats fresh memory (anonymous, a new file, or a file whose header area is all zero), or
+  // re-attaches to what a previous daemon left. DATA_LOSS (CORRUPT_MEMORY_FILE) when the memory
+  // holds something that is not a consistent image of this format; it is never reinitialized.
   absl::Status Start(bool existed) {
     MutexLock lock(&mu_);
-    const uint64_t magic = memory_->Read64(kHdrMagic);
-    if (existed && magic != 0) {
-      if (magic != kMagic || memory_->Read64(kHdrVersion) != kVersion ||
-          memory_->Read64(kHdrSize) > memory_->size() ||
-          memory_->Read64(kHdrBump) < kAllocArea ||
-          memory_->Read64(kHdrBump) > memory_->size()) {
+    if (existed && !HeaderAreaIsZero()) {
+      if (const std::string problem = ImageProblem(); !problem.empty()) {
         return Error(absl::StatusCode::kDataLoss, "CORRUPT_MEMORY_FILE",
-                     "the emulated IOMMU memory file has an invalid header; refusing to "
-                     "reinitialize it (remove it to start fresh)");
+                     absl::StrCat("the emulated IOMMU memory file is corrupt (", problem,
+                                  "); refusing to reinitialize it (remove it to start fresh)"),
+                     {{"problem", problem}});
       }
       for (uint64_t i = 0; i < kMaxUnits; ++i) {
         if (memory_->Read64(UnitAddr(i)) & 1) units_[UnitName(i)] = i;
@@ -113,10 +117,10 @@ class EmulatedBackend : public IommuBackend {
       return absl::OkStatus();
     }
     memory_->Zero(0, kAllocArea);
-    memory_->Write64(kHdrMagic, kMagic);
     memory_->Write64(kHdrVersion, kVersion);
     memory_->Write64(kHdrSize, memory_->size());
     memory_->Write64(kHdrBump, kAllocArea);
+    memory_->Write64(kHdrMagic, kMagic);  // last: a crash while formatting leaves no magic
     memory_->Sync();
     return absl::OkStatus();
   }
@@ -223,10 +227,7 @@ class EmulatedBackend : public IommuBackend {
                    absl::StrCat("domain ", domain, " belongs to another unit"),
                    {{"domain_id", absl::StrCat(domain)}, {"unit", std::string(unit_name)}});
     }
-    const DomainType type = static_cast<DomainType>(info >> 8);
-    const uint64_t config = type == DomainType::kBlocked    ? kAbort
-                            : type == DomainType::kIdentity ? kBypass
-                                                            : kTranslate;
+    const uint64_t config = SteConfigOf(static_cast<DomainType>(info >> 8));
     DropSteReference(*ste);
     memory_->Write64(*ste + 8, domain);
     memory_->Write64(*ste + 16, memory_->Read64(*entry + 0x10));
@@ -360,6 +361,108 @@ class EmulatedBackend : public IommuBackend {
   }
 
  private:
+  bool HeaderAreaIsZero() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (uint64_t pa = 0; pa < kAllocArea; pa += 8) {
+      if (memory_->Read64(pa) != 0) return false;
+    }
+    return true;
+  }
+
+  // What makes the image in memory unusable ("" if nothing): every pointer the driver and the
+  // device follow without checking (queue indices, stream table bases, domain roots, the page
+  // allocator's state) must lie inside the allocation area in use.
+  std::string ImageProblem() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (memory_->Read64(kHdrMagic) != kMagic) return "bad magic";
+    if (memory_->Read64(kHdrVersion) != kVersion) return "unknown format version";
+    if (memory_->Read64(kHdrSize) > memory_->size()) return "memory smaller than formatted";
+    const uint64_t bump = memory_->Read64(kHdrBump);
+    if (bump < kAllocArea || bump > memory_->size() || bump % kPage != 0) {
+      return "page allocator out of range";
+    }
+    auto allocated_page = [&](uint64_t pa) {
+      return pa >= kAllocArea && pa < bump && pa % kPage == 0;
+    };
+    const uint64_t free_head = memory_->Read64(kHdrFreeList);
+    if (free_head != 0 && !allocated_page(free_head)) return "free list out of range";
+    if (memory_->Read64(kHdrPagesInUse) > (bump - kAllocArea) / kPage) {
+      return "page count out of range";
+    }
+    const auto ring_ok = [&](uint64_t prod_field, uint64_t cons_field, uint64_t entries) {
+      const uint64_t prod = memory_->Read64(prod_field), cons = memory_->Read64(cons_field);
+      return cons <= prod && prod - cons <= entries;
+    };
+    if (!ring_ok(kHdrCmdqProd, kHdrCmdqCons, kCmdqEntries)) return "command queue indices";
+    if (!ring_ok(kHdrEvtqProd, kHdrEvtqCons, kEvtqEntries)) return "event queue indices";
+    std::set<std::string> names;
+    for (uint64_t i = 0; i < kMaxUnits; ++i) {
+      const uint64_t unit = UnitAddr(i);
+      const uint64_t flags = memory_->Read64(unit);
+      if (flags == 0) continue;
+      const uint64_t max_rids = memory_->Read64(unit + 0x18);
+      const uint64_t table = memory_->Read64(unit + 0x20);
+      const std::string name = UnitName(i);
+      if (flags != 1 || (memory_->Read64(unit + 0x08) & ~kSupportedPageSizes) != 0 ||
+          max_rids == 0 || max_rids > (bump - kAllocArea) / kSteBytes ||
+          !allocated_page(table) || table + max_rids * kSteBytes > bump || name.empty() ||
+          !names.insert(name).second) {
+        return absl::StrCat("unit entry ", i);
+      }
+    }
+    std::map<DomainId, uint64_t> ids;  // -> slot
+    for (uint64_t slot = 0; slot < kMaxDomains; ++slot) {
+      const uint64_t entry = DomainAddr(slot);
+      const DomainId id = memory_->Read64(entry);
+      if (id == 0) continue;
+      const uint64_t info = memory_->Read64(entry + 0x08);
+      const uint64_t type = info >> 8, root = memory_->Read64(entry + 0x10);
+      const bool paging =
+          type <= static_cast<uint64_t>(DomainType::kDmaFq) && IsPaging(static_cast<DomainType>(type));
+      if ((info & 0xff) >= kMaxUnits || !(memory_->Read64(UnitAddr(info & 0xff)) & 1) ||
+          type > static_cast<uint64_t>(DomainType::kDmaFq) ||
+          (paging ? !allocated_page(root) : root != 0) || !ids.emplace(id, slot).second) {
+        return absl::StrCat("domain table slot ", slot);
+      }
+    }
+    uint64_t table_pages = 0;
+    for (const auto& [id, slot] : ids) {
+      const uint64_t root = memory_->Read64(DomainAddr(slot) + 0x10);
+      if (root == 0) continue;
+      const std::optional<uint64_t> pages =
+          EmulatedPageTable(memory_.get(), nullptr, root, 0).CountTablePages(kAllocArea, bump);
+      if (!pages.has_value()) return absl::StrCat("page table of domain ", id);
+      table_pages += *pages;
+    }
+    if (table_pages != memory_->Read64(kHdrPagesInUse)) return "page-table page count";
+    // Every valid STE names a domain of its unit with that domain's root and config, and each
+    // domain's reference count is its number of STEs.
+    std::map<DomainId, uint64_t> references;
+    for (uint64_t i = 0; i < kMaxUnits; ++i) {
+      if (!(memory_->Read64(UnitAddr(i)) & 1)) continue;
+      const uint64_t base = memory_->Read64(UnitAddr(i) + 0x20);
+      const uint64_t max_rids = memory_->Read64(UnitAddr(i) + 0x18);
+      for (uint64_t rid = 0; rid < max_rids; ++rid) {
+        const uint64_t ste = base + rid * kSteBytes;
+        const uint64_t control = memory_->Read64(ste);
+        if (!(control & kSteValid)) continue;
+        const auto domain = ids.find(memory_->Read64(ste + 8));
+        if (domain == ids.end()) return absl::StrCat("unit ", i, " RID ", rid);
+        const uint64_t entry = DomainAddr(domain->second);
+        const uint64_t info = memory_->Read64(entry + 0x08);
+        if ((info & 0xff) != i || memory_->Read64(ste + 16) != memory_->Read64(entry + 0x10) ||
+            control != (kSteValid | SteConfigOf(static_cast<DomainType>(info >> 8)) << 1)) {
+          return absl::StrCat("unit ", i, " RID ", rid);
+        }
+        ++references[domain->first];
+      }
+    }
+    for (const auto& [id, slot] : ids) {
+      if (memory_->Read64(DomainAddr(slot) + 0x18) != references[id]) {
+        return absl::StrCat("reference count of domain ", id);
+      }
+    }
+    return "";
+  }
+
   std::string UnitName(uint64_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     char name[kUnitNameBytes] = {};
     memory_->ReadBytes(UnitAddr(index) + 0x28, name, kUnitNameBytes - 1);

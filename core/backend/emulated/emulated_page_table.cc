@@ -71,16 +71,33 @@ bool EmulatedPageTable::TableEmpty(uint64_t table) const {
 absl::Status EmulatedPageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level,
                                         uint32_t prot) {
   uint64_t table = root_;
+  // The first table this call creates, so that a failure takes the new subtree back out.
+  uint64_t created_parent = 0, created_index = 0, created_table = 0;
+  int created_level = 0;
+  auto undo = [&](absl::Status status) {
+    if (created_table != 0) {
+      SetEntry(created_parent, created_index, 0);
+      FreeTable(created_table, created_level);
+    }
+    return status;
+  };
   for (int level = 0; level < leaf_level; ++level) {
     const uint64_t index = IndexAt(iova, level);
     uint64_t pte = Entry(table, index);
     if (IsLeaf(pte, level)) {
-      return Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
-                   absl::StrCat(Hex(iova), " is inside a mapped block"), {{"iova", Hex(iova)}});
+      return undo(Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+                        absl::StrCat(Hex(iova), " is inside a mapped block"),
+                        {{"iova", Hex(iova)}}));
     }
     if (!(pte & kPteValid)) {
       absl::StatusOr<uint64_t> page = pool_->Alloc();
-      if (!page.ok()) return page.status();
+      if (!page.ok()) return undo(page.status());
+      if (created_table == 0) {
+        created_parent = table;
+        created_index = index;
+        created_table = *page;
+        created_level = level + 1;
+      }
       pte = *page | kPteTable | kPteValid;
       SetEntry(table, index, pte);
     }
@@ -88,8 +105,8 @@ absl::Status EmulatedPageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_
   }
   const uint64_t index = IndexAt(iova, leaf_level);
   if (Entry(table, index) & kPteValid) {
-    return Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
-                 absl::StrCat(Hex(iova), " is already mapped"), {{"iova", Hex(iova)}});
+    return undo(Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+                      absl::StrCat(Hex(iova), " is already mapped"), {{"iova", Hex(iova)}}));
   }
   SetEntry(table, index,
            (paddr & kPteAddrMask) | ProtBits(prot) | kPteValid |
@@ -221,5 +238,29 @@ void EmulatedPageTable::FreeTable(uint64_t table, int level) {
 }
 
 void EmulatedPageTable::FreeAll() { FreeTable(root_, 0); }
+
+bool EmulatedPageTable::CountTables(uint64_t table, int level, uint64_t begin, uint64_t end,
+                                    uint64_t* pages) const {
+  if (table < begin || table >= end || table % kPage != 0) return false;
+  ++*pages;
+  for (uint64_t i = 0; i < 512; ++i) {
+    const uint64_t pte = Entry(table, i);
+    if (!(pte & kPteValid)) continue;
+    const uint64_t address = pte & kPteAddrMask;
+    if (IsLeaf(pte, level)) {
+      // No 512G blocks in this format; a block's output is aligned to its size.
+      if (level == 0 || address % SpanOf(level) != 0) return false;
+      continue;
+    }
+    if (!CountTables(address, level + 1, begin, end, pages)) return false;
+  }
+  return true;
+}
+
+std::optional<uint64_t> EmulatedPageTable::CountTablePages(uint64_t begin, uint64_t end) const {
+  uint64_t pages = 0;
+  if (!CountTables(root_, 0, begin, end, &pages)) return std::nullopt;
+  return pages;
+}
 
 }  // namespace iommud

@@ -46,6 +46,10 @@ class EmulatedPageTable {
   std::vector<Mapping> Leaves() const;
   // Frees every page of the table, the root included.
   void FreeAll();
+  // Checks an image read from a memory file before anything walks it: every table page must be
+  // a page of [begin, end), no leaf at level 0, every block aligned to its size. Returns the number of table pages (root
+  // included), or nullopt if a descriptor points elsewhere.
+  std::optional<uint64_t> CountTablePages(uint64_t begin, uint64_t end) const;
 
  private:
   uint64_t Entry(uint64_t table, uint64_t index) const { return memory_->Read64(table + 8 * index); }
@@ -59,6 +63,8 @@ class EmulatedPageTable {
   void ForEachLeaf(uint64_t table, int level, uint64_t base, uint64_t start, uint64_t end,
                    Visit&& visit) const;
   void FreeTable(uint64_t table, int level);
+  bool CountTables(uint64_t table, int level, uint64_t begin, uint64_t end,
+                   uint64_t* pages) const;
 
   EmulatedMemory* const memory_;
   PagePool* const pool_;

@@ -51,44 +51,44 @@ absl::Status FailingBackend::Check(Op op) {
 
 absl::Status FailingBackend::AddUnit(absl::string_view unit, const UnitCaps& caps) {
   absl::Status injected = Check(Op::kAddUnit);
-  return injected.ok() ? wrapped_->AddUnit(unit, caps) : injected;
+  return injected.ok() ? wrapped()->AddUnit(unit, caps) : injected;
 }
 
 absl::Status FailingBackend::AllocDomain(absl::string_view unit, DomainId id, DomainType type) {
   absl::Status injected = Check(Op::kAllocDomain);
-  return injected.ok() ? wrapped_->AllocDomain(unit, id, type) : injected;
+  return injected.ok() ? wrapped()->AllocDomain(unit, id, type) : injected;
 }
 
 absl::Status FailingBackend::FreeDomain(DomainId id) {
   absl::Status injected = Check(Op::kFreeDomain);
-  return injected.ok() ? wrapped_->FreeDomain(id) : injected;
+  return injected.ok() ? wrapped()->FreeDomain(id) : injected;
 }
 
 absl::Status FailingBackend::AttachRid(absl::string_view unit, Rid rid, DomainId domain) {
   absl::Status injected = Check(Op::kAttachRid);
-  return injected.ok() ? wrapped_->AttachRid(unit, rid, domain) : injected;
+  return injected.ok() ? wrapped()->AttachRid(unit, rid, domain) : injected;
 }
 
 absl::Status FailingBackend::ReleaseRid(absl::string_view unit, Rid rid) {
   absl::Status injected = Check(Op::kReleaseRid);
-  return injected.ok() ? wrapped_->ReleaseRid(unit, rid) : injected;
+  return injected.ok() ? wrapped()->ReleaseRid(unit, rid) : injected;
 }
 
 absl::Status FailingBackend::Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
                                  uint32_t prot) {
   absl::Status injected = Check(Op::kMap);
-  return injected.ok() ? wrapped_->Map(domain, iova, paddr, size, prot) : injected;
+  return injected.ok() ? wrapped()->Map(domain, iova, paddr, size, prot) : injected;
 }
 
 absl::StatusOr<uint64_t> FailingBackend::Unmap(DomainId domain, uint64_t iova, uint64_t size) {
   absl::Status injected = Check(Op::kUnmap);
   if (!injected.ok()) return injected;
-  return wrapped_->Unmap(domain, iova, size);
+  return wrapped()->Unmap(domain, iova, size);
 }
 
 absl::Status FailingBackend::InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) {
   absl::Status injected = Check(Op::kInvalidateIotlb);
-  return injected.ok() ? wrapped_->InvalidateIotlb(domain, iova, size) : injected;
+  return injected.ok() ? wrapped()->InvalidateIotlb(domain, iova, size) : injected;
 }
 
 }  // namespace iommud

@@ -14,16 +14,16 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "core/backend/iommu_backend.h"
+#include "core/backend/forwarding_backend.h"
 
 namespace iommud {
 
-class FailingBackend : public IommuBackend {
+class FailingBackend : public ForwardingBackend {
  public:
   enum class Op { kAddUnit, kAllocDomain, kFreeDomain, kAttachRid, kReleaseRid, kMap, kUnmap,
                   kInvalidateIotlb };
 
-  explicit FailingBackend(IommuBackend* wrapped) : wrapped_(wrapped) {}
+  explicit FailingBackend(IommuBackend* wrapped) : ForwardingBackend(wrapped) {}
 
   // The `nth` (1-based) next call of `op` fails with `error` (default: an INTERNAL error).
   void FailNth(Op op, int nth, absl::Status error = absl::InternalError("injected failure"));
@@ -35,7 +35,6 @@ class FailingBackend : public IommuBackend {
   // Calls of `op` that reached this decorator (failed ones included).
   int calls(Op op) const;
 
-  absl::string_view name() const override { return wrapped_->name(); }
   absl::Status AddUnit(absl::string_view unit, const UnitCaps& caps) override;
   absl::Status AllocDomain(absl::string_view unit, DomainId id, DomainType type) override;
   absl::Status FreeDomain(DomainId id) override;
@@ -45,21 +44,6 @@ class FailingBackend : public IommuBackend {
                    uint32_t prot) override;
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size) override;
   absl::Status InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) override;
-  Translation Translate(absl::string_view unit, Rid rid, uint64_t iova, uint32_t access) override {
-    return wrapped_->Translate(unit, rid, iova, access);
-  }
-  std::vector<FaultRecord> DrainFaults() override { return wrapped_->DrainFaults(); }
-  absl::StatusOr<RidEntry> ReadRid(absl::string_view unit, Rid rid) override {
-    return wrapped_->ReadRid(unit, rid);
-  }
-  absl::StatusOr<std::vector<RidEntry>> ReadRids(absl::string_view unit) override {
-    return wrapped_->ReadRids(unit);
-  }
-  std::vector<DomainId> ReadDomains() override { return wrapped_->ReadDomains(); }
-  absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override {
-    return wrapped_->ReadMappings(domain);
-  }
-  BackendStats Stats() override { return wrapped_->Stats(); }
 
  private:
   struct Plan {
@@ -71,7 +55,6 @@ class FailingBackend : public IommuBackend {
   // Counts the call; returns the error to inject, or OK to forward it.
   absl::Status Check(Op op);
 
-  IommuBackend* const wrapped_;
   mutable absl::Mutex mu_;
   std::map<Op, Plan> plans_ ABSL_GUARDED_BY(mu_);
   std::map<Op, int> calls_ ABSL_GUARDED_BY(mu_);

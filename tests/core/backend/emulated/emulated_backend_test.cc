@@ -8,9 +8,15 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/backend/emulated/emulated_format.h"
+#include "core/backend/emulated/emulated_memory.h"
+#include "core/backend/emulated/emulated_page_table.h"
 #include "core/error.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -41,6 +47,31 @@ class TempFile {
 
  private:
   std::string dir_, path_;
+};
+
+// Raw access to a memory file, to check the documented format from outside the backend.
+class FileWords {
+ public:
+  explicit FileWords(const std::string& path) : fd_(open(path.c_str(), O_RDWR)) {
+    EXPECT_GE(fd_, 0) << path;
+  }
+  ~FileWords() { close(fd_); }
+  uint64_t Read(uint64_t pa) const {
+    uint64_t value = 0;
+    EXPECT_EQ(pread(fd_, &value, sizeof(value), pa), 8) << pa;
+    return value;
+  }
+  void Write(uint64_t pa, uint64_t value) {
+    EXPECT_EQ(pwrite(fd_, &value, sizeof(value), pa), 8) << pa;
+  }
+  std::string All() const {
+    std::string bytes(lseek(fd_, 0, SEEK_END), '\0');
+    EXPECT_EQ(pread(fd_, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    return bytes;
+  }
+
+ private:
+  const int fd_;
 };
 
 void SetUpUnit(IommuBackend& backend) {
@@ -172,6 +203,202 @@ TEST(EmulatedBackendTest, MemoryRunsOutCleanly) {
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(ErrorReason(status), "HW_MEMORY_FULL");
   EXPECT_EQ(backend->ReadDomains().size(), id - 1);
+}
+
+TEST(EmulatedFormatTest, PageTableDescriptorsAreEncodedAsDocumented) {
+  bool existed = true;
+  std::unique_ptr<EmulatedMemory> memory = EmulatedMemory::Open("", 4 << 20, &existed).value();
+  EXPECT_FALSE(existed);
+  memory->Write64(emu::kHdrBump, emu::kAllocArea);
+  PagePool pool(memory.get());
+  const uint64_t root = pool.Alloc().value();
+  EmulatedPageTable table(memory.get(), &pool, root, kPage4K | kPage2M | kPage1G);
+  // 1G block at 1G, 2M block at 2G, 4K page at 2G+2M+4K.
+  ASSERT_TRUE(table.Map(kPage1G, 0x40000000, kPage1G, kProtRead).ok());
+  ASSERT_TRUE(table.Map(2 * kPage1G, 0x80000000, kPage2M, kRW).ok());
+  ASSERT_TRUE(table.Map(2 * kPage1G + kPage2M + kPage4K, 0x12345000, kPage4K, kProtWrite).ok());
+  EXPECT_EQ(pool.in_use(), 4u);  // root, one level-1 table, one level-2, one level-3
+
+  const uint64_t l1 = memory->Read64(root + 8 * 0);
+  EXPECT_EQ(l1 & 0xfff, emu::kPteValid | emu::kPteTable);
+  const uint64_t l1_table = l1 & emu::kPteAddrMask;
+  EXPECT_EQ(memory->Read64(l1_table + 8 * 1), 0x40000000 | emu::kPteValid | emu::kPteRead);
+  const uint64_t l2 = memory->Read64(l1_table + 8 * 2);
+  EXPECT_EQ(l2 & 0xfff, emu::kPteValid | emu::kPteTable);
+  const uint64_t l2_table = l2 & emu::kPteAddrMask;
+  EXPECT_EQ(memory->Read64(l2_table + 8 * 0),
+            0x80000000 | emu::kPteValid | emu::kPteRead | emu::kPteWrite);
+  const uint64_t l3_table = memory->Read64(l2_table + 8 * 1) & emu::kPteAddrMask;
+  EXPECT_EQ(memory->Read64(l3_table + 8 * 1),
+            0x12345000 | emu::kPteValid | emu::kPteTable | emu::kPteWrite);  // level-3 "page"
+
+  // Decoding gives back what was encoded.
+  const std::vector<Mapping> leaves = table.Leaves();
+  ASSERT_THAT(leaves, SizeIs(3));
+  EXPECT_EQ(leaves[0].iova, kPage1G);
+  EXPECT_EQ(leaves[0].size, kPage1G);
+  EXPECT_EQ(leaves[0].prot, static_cast<uint32_t>(kProtRead));
+  EXPECT_EQ(leaves[1].paddr, 0x80000000u);
+  EXPECT_EQ(leaves[1].size, kPage2M);
+  EXPECT_EQ(leaves[2].iova, 2 * kPage1G + kPage2M + kPage4K);
+  EXPECT_EQ(leaves[2].prot, static_cast<uint32_t>(kProtWrite));
+  const std::optional<Mapping> walked = table.Walk(kPage1G + 0x123456);
+  ASSERT_TRUE(walked.has_value());
+  EXPECT_EQ(walked->iova, kPage1G);
+  EXPECT_EQ(walked->paddr, 0x40000000u);
+  EXPECT_EQ(table.CountTablePages(emu::kAllocArea, memory->size()), 4u);
+
+  // Unmapping the page frees its now-empty level-3 table, and the pool hands it out again.
+  ASSERT_EQ(table.Unmap(2 * kPage1G + kPage2M + kPage4K, kPage4K).value(), kPage4K);
+  EXPECT_EQ(memory->Read64(l2_table + 8 * 1), 0u);
+  EXPECT_EQ(pool.in_use(), 3u);
+  EXPECT_EQ(pool.Alloc().value(), l3_table);
+}
+
+TEST(EmulatedFormatTest, StreamAndDomainTablesAreEncodedAsDocumented) {
+  TempFile file;
+  std::unique_ptr<IommuBackend> backend =
+      NewBackend({{"memory_file", file.path()}, {"memory_bytes", "4M"}});
+  SetUpUnit(*backend);
+  ASSERT_TRUE(backend->AttachRid("smmu0", 5, 1).ok());
+  ASSERT_TRUE(backend->AttachRid("smmu0", 6, 2).ok());
+  ASSERT_TRUE(backend->AttachRid("smmu0", 7, 3).ok());
+  ASSERT_TRUE(backend->AttachRid("smmu0", 8, 3).ok());
+  FileWords words(file.path());  // MAP_SHARED: the file shows the hardware's memory as it is
+  EXPECT_EQ(words.Read(emu::kHdrMagic), emu::kMagic);
+  EXPECT_EQ(words.Read(emu::kHdrVersion), emu::kVersion);
+  EXPECT_EQ(words.Read(emu::kHdrSize), uint64_t{4} << 20);
+  const uint64_t unit = emu::UnitAddr(0);
+  EXPECT_EQ(words.Read(unit), 1u);
+  EXPECT_EQ(words.Read(unit + 0x18), 1024u);
+  EXPECT_EQ(words.Read(unit + 0x28), 0x30756d6d73u);  // "smmu0" little-endian, NUL-padded
+  const uint64_t stream_table = words.Read(unit + 0x20);
+  EXPECT_GE(stream_table, emu::kAllocArea);
+  const auto ste = [&](Rid rid, uint64_t word) {
+    return words.Read(stream_table + rid * emu::kSteBytes + 8 * word);
+  };
+  EXPECT_EQ(ste(4, 0), 0u);                                  // never attached: invalid
+  EXPECT_EQ(ste(5, 0), emu::kSteValid | emu::kAbort << 1);   // blocked
+  EXPECT_EQ(ste(6, 0), emu::kSteValid | emu::kBypass << 1);  // identity
+  EXPECT_EQ(ste(7, 0), emu::kSteValid | emu::kTranslate << 1);
+  EXPECT_EQ(ste(5, 1), 1u);
+  EXPECT_EQ(ste(7, 1), 3u);
+  EXPECT_EQ(ste(5, 2), 0u);  // no page table
+  // Domain 3 (slot 2): unit 0, UNMANAGED, its root is what the STEs point at, two STEs use it.
+  const uint64_t domain = emu::DomainAddr(2);
+  EXPECT_EQ(words.Read(domain), 3u);
+  EXPECT_EQ(words.Read(domain + 8), static_cast<uint64_t>(DomainType::kUnmanaged) << 8);
+  EXPECT_NE(words.Read(domain + 0x10), 0u);
+  EXPECT_EQ(ste(7, 2), words.Read(domain + 0x10));
+  EXPECT_EQ(ste(8, 2), words.Read(domain + 0x10));
+  EXPECT_EQ(words.Read(domain + 0x18), 2u);
+  // Each attach was one CFGI_STE + SYNC, all consumed.
+  EXPECT_EQ(words.Read(emu::kHdrCmdqProd), 8u);
+  EXPECT_EQ(words.Read(emu::kHdrCmdqCons), 8u);
+  EXPECT_EQ(words.Read(emu::kCmdq + 6 * emu::kQueueEntry), emu::kCfgiSte);
+  EXPECT_EQ(words.Read(emu::kCmdq + 6 * emu::kQueueEntry + 16), 8u);  // the RID
+  EXPECT_EQ(words.Read(emu::kCmdq + 7 * emu::kQueueEntry), emu::kSync);
+}
+
+TEST(EmulatedBackendTest, ARangeInvalidationDropsOnlyThatRange) {
+  std::unique_ptr<IommuBackend> backend = NewBackend();
+  SetUpUnit(*backend);
+  ASSERT_TRUE(backend->AttachRid("smmu0", 9, 3).ok());
+  ASSERT_TRUE(backend->Map(3, 0x10000, 0x70000000, 2 * kPage4K, kRW).ok());
+  EXPECT_EQ(backend->Translate("smmu0", 9, 0x10000, kProtRead).paddr, 0x70000000u);
+  EXPECT_EQ(backend->Translate("smmu0", 9, 0x11000, kProtRead).paddr, 0x70001000u);
+  EXPECT_EQ(backend->Stats().iotlb_entries, 2u);
+  ASSERT_EQ(backend->Unmap(3, 0x10000, 2 * kPage4K).value(), 2 * kPage4K);
+  ASSERT_TRUE(backend->InvalidateIotlb(3, 0x10000, kPage4K).ok());
+  EXPECT_EQ(backend->Translate("smmu0", 9, 0x10000, kProtRead).fault, FaultReason::kNoMapping);
+  EXPECT_EQ(backend->Translate("smmu0", 9, 0x11000, kProtRead).paddr, 0x70001000u);  // stale
+  ASSERT_TRUE(backend->InvalidateIotlb(3, 0, 0).ok());  // the whole domain
+  EXPECT_EQ(backend->Translate("smmu0", 9, 0x11000, kProtRead).fault, FaultReason::kNoMapping);
+  EXPECT_EQ(backend->Stats().iotlb_entries, 0u);
+}
+
+TEST(EmulatedBackendTest, AMapThatRunsOutOfMemoryMidWalkFreesTheTablesItCreated) {
+  std::unique_ptr<IommuBackend> backend = NewBackend({{"memory_bytes", "1M"}});
+  UnitCaps caps;
+  caps.max_rids = 256;
+  ASSERT_TRUE(backend->AddUnit("u", caps).ok());
+  DomainId id = 1;
+  while (backend->AllocDomain("u", id, DomainType::kUnmanaged).ok()) ++id;
+  ASSERT_GE(id, 3u);
+  ASSERT_TRUE(backend->FreeDomain(id - 1).ok());  // exactly one free page left
+  const uint64_t pages = backend->Stats().page_table_pages;
+  // A 4K page needs three new tables (levels 1-3): the second allocation fails.
+  const absl::Status status = backend->Map(1, 0x1000, 0x1000, kPage4K, kRW);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ErrorReason(status), "HW_MEMORY_FULL");
+  EXPECT_EQ(backend->Stats().page_table_pages, pages);
+  EXPECT_THAT(backend->ReadMappings(1).value(), IsEmpty());
+  // The page came back: a 1G block needs one table and fits.
+  EXPECT_TRUE(backend->Map(1, kPage1G, 0, kPage1G, kRW).ok());
+  EXPECT_EQ(backend->Stats().page_table_pages, pages + 1);
+}
+
+TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
+  TempFile file;
+  const int fd = open(file.path().c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+  close(fd);
+  std::unique_ptr<IommuBackend> backend =
+      NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
+  ASSERT_NE(backend, nullptr);
+  EXPECT_TRUE(backend->AddUnit("u", UnitCaps()).ok());
+  EXPECT_EQ(FileWords(file.path()).Read(emu::kHdrMagic), emu::kMagic);
+}
+
+// Each corruption of an image that was valid is refused with DATA_LOSS, and the file is left as
+// it was (nothing is reinitialized or repaired behind the operator's back).
+TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
+  struct Corruption {
+    std::string name;
+    std::function<void(FileWords&)> apply;
+  };
+  const auto root_of_domain_3 = [](FileWords& w) { return w.Read(emu::DomainAddr(2) + 0x10); };
+  const auto stream_table = [](FileWords& w) { return w.Read(emu::UnitAddr(0) + 0x20); };
+  const std::vector<Corruption> corruptions = {
+      {"magic zeroed", [](FileWords& w) { w.Write(emu::kHdrMagic, 0); }},
+      {"version", [](FileWords& w) { w.Write(emu::kHdrVersion, 2); }},
+      {"bump beyond memory", [](FileWords& w) { w.Write(emu::kHdrBump, uint64_t{1} << 40); }},
+      {"free list outside", [](FileWords& w) { w.Write(emu::kHdrFreeList, 0x10); }},
+      {"command queue", [](FileWords& w) { w.Write(emu::kHdrCmdqCons, 1000); }},
+      {"event queue", [](FileWords& w) { w.Write(emu::kHdrEvtqProd, 5000); }},
+      {"stream table base", [](FileWords& w) { w.Write(emu::UnitAddr(0) + 0x20, 0x100); }},
+      {"max rids", [](FileWords& w) { w.Write(emu::UnitAddr(0) + 0x18, uint64_t{1} << 40); }},
+      {"domain's unit", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 8, 9); }},
+      {"domain root", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 0x10, 0x3000); }},
+      {"reference count", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 0x18, 7); }},
+      {"STE names no domain",
+       [&](FileWords& w) { w.Write(stream_table(w) + 0x42 * emu::kSteBytes + 8, 99); }},
+      {"STE config",
+       [&](FileWords& w) { w.Write(stream_table(w) + 0x42 * emu::kSteBytes, emu::kSteValid); }},
+      {"PTE points outside", [&](FileWords& w) {
+         w.Write(root_of_domain_3(w), (uint64_t{1} << 39) | emu::kPteValid | emu::kPteTable);
+       }},
+      {"page count", [](FileWords& w) { w.Write(emu::kHdrPagesInUse, 1); }},
+  };
+  for (const Corruption& corruption : corruptions) {
+    SCOPED_TRACE(corruption.name);
+    TempFile file;
+    const BackendOptions options = {{"memory_file", file.path()}, {"memory_bytes", "4M"}};
+    {
+      std::unique_ptr<IommuBackend> backend = NewBackend(options);
+      SetUpUnit(*backend);
+      ASSERT_TRUE(backend->AttachRid("smmu0", 0x42, 3).ok());
+      ASSERT_TRUE(backend->Map(3, 0, 0, kPage4K, kRW).ok());
+    }
+    FileWords words(file.path());
+    corruption.apply(words);
+    const std::string before = words.All();
+    absl::StatusOr<std::unique_ptr<IommuBackend>> backend = NewEmulatedBackend(options);
+    EXPECT_EQ(backend.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_EQ(ErrorReason(backend.status()), "CORRUPT_MEMORY_FILE");
+    EXPECT_TRUE(words.All() == before) << "the file was modified";
+  }
 }
 
 }  // namespace
