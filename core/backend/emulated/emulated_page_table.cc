@@ -18,7 +18,10 @@ uint64_t ProtBits(uint32_t prot) {
   return ((prot & kProtRead) ? kPteRead : 0) | ((prot & kProtWrite) ? kPteWrite : 0);
 }
 uint32_t ProtOf(uint64_t pte) {
-  return ((pte & kPteRead) ? kProtRead : 0) | ((pte & kPteWrite) ? kProtWrite : 0);
+  uint32_t prot = 0;
+  if (pte & kPteRead) prot |= kProtRead;
+  if (pte & kPteWrite) prot |= kProtWrite;
+  return prot;
 }
 bool IsLeaf(uint64_t pte, int level) {
   return (pte & kPteValid) && (level == kLevels - 1 || !(pte & kPteTable));

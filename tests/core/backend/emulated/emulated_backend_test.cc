@@ -347,7 +347,9 @@ TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
   std::unique_ptr<IommuBackend> backend =
       NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
   ASSERT_NE(backend, nullptr);
-  EXPECT_TRUE(backend->AddUnit("u", UnitCaps()).ok());
+  UnitCaps caps;
+  caps.max_rids = 256;
+  EXPECT_TRUE(backend->AddUnit("u", caps).ok());
   EXPECT_EQ(FileWords(file.path()).Read(emu::kHdrMagic), emu::kMagic);
 }
 
