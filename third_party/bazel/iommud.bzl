@@ -43,3 +43,19 @@ def iommud_cc_test(name, srcs, deps = [], **kwargs):
         deps = deps + ["//third_party/bazel:gtest_main"],
         **kwargs
     )
+
+def iommud_tests(prefix, deps = [], overrides = {}, exclude = []):
+    """One GoogleTest binary per `*_test.cc` of this package (glob: new suites are picked up).
+
+    Each test is named `<prefix><file name without .cc>` (e.g. "core_" + "error_test" gives
+    core_error_test, the CMake name) and links `deps`. `overrides` maps a file name to attributes
+    that replace the defaults for that one test (a CMake name that differs, narrower deps, data).
+    """
+    for src in native.glob(["*_test.cc"], exclude = exclude):
+        attrs = {
+            "name": prefix + src[:-len(".cc")],
+            "srcs": [src],
+            "deps": deps,
+        }
+        attrs.update(overrides.get(src, {}))
+        iommud_cc_test(**attrs)
