@@ -33,7 +33,7 @@ struct RegistryOptions {
   IommuBackend* backend = nullptr;         // required; not owned; must outlive the Registry
   RegistryObserver* observer = nullptr;    // optional; not owned; must outlive the Registry
   DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
-  size_t fault_log_capacity = 1024;        // most recent faults kept for ListFaults
+  size_t fault_log_capacity = 1024;        // most recent faults kept for ListTranslationFaults
   // Test hook: called at named points inside operations (see kSyncPoint* below), with the group's
   // mutex held where the point is inside a group operation. Lets tests force interleavings.
   std::function<void(absl::string_view point)> sync_point;

@@ -60,7 +60,7 @@ IOMMUD_UNARY_RPC(Map, MapRequest, MapResponse)
 IOMMUD_UNARY_RPC(Unmap, UnmapRequest, UnmapResponse)
 IOMMUD_UNARY_RPC(ListMappings, ListMappingsRequest, ListMappingsResponse)
 IOMMUD_UNARY_RPC(Translate, TranslateRequest, TranslateResponse)
-IOMMUD_UNARY_RPC(ListFaults, ListFaultsRequest, ListFaultsResponse)
+IOMMUD_UNARY_RPC(ListTranslationFaults, ListTranslationFaultsRequest, ListTranslationFaultsResponse)
 
 #undef IOMMUD_UNARY_RPC
 
@@ -116,9 +116,9 @@ grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext*
   return FinishCall(context, id.status());
 }
 
-grpc::ServerUnaryReactor* IommuService::ListInjectedFaults(
-    grpc::CallbackServerContext* context, const iommu::v1::ListInjectedFaultsRequest* request,
-    iommu::v1::ListInjectedFaultsResponse* response) {
+grpc::ServerUnaryReactor* IommuService::ListFaults(
+    grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
+    iommu::v1::ListFaultsResponse* response) {
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
   for (const FaultState& fault : injector_->List()) {
     FaultStateToProto(fault, response->add_faults());
@@ -127,9 +127,9 @@ grpc::ServerUnaryReactor* IommuService::ListInjectedFaults(
   return FinishCall(context, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* IommuService::ClearInjectedFaults(
-    grpc::CallbackServerContext* context, const iommu::v1::ClearInjectedFaultsRequest* request,
-    iommu::v1::ClearInjectedFaultsResponse* response) {
+grpc::ServerUnaryReactor* IommuService::ClearFaults(
+    grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
+    iommu::v1::ClearFaultsResponse* response) {
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
   response->set_cleared(injector_->Clear());
   return FinishCall(context, absl::OkStatus());

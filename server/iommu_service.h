@@ -98,9 +98,9 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
                                       const iommu::v1::TranslateRequest* request,
                                       iommu::v1::TranslateResponse* response) override;
-  grpc::ServerUnaryReactor* ListFaults(grpc::CallbackServerContext* context,
-                                       const iommu::v1::ListFaultsRequest* request,
-                                       iommu::v1::ListFaultsResponse* response) override;
+  grpc::ServerUnaryReactor* ListTranslationFaults(grpc::CallbackServerContext* context,
+                                       const iommu::v1::ListTranslationFaultsRequest* request,
+                                       iommu::v1::ListTranslationFaultsResponse* response) override;
 
   grpc::ServerUnaryReactor* Audit(grpc::CallbackServerContext* context,
                                   const iommu::v1::AuditRequest* request,
@@ -114,12 +114,12 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   grpc::ServerUnaryReactor* InjectFault(grpc::CallbackServerContext* context,
                                         const iommu::v1::InjectFaultRequest* request,
                                         iommu::v1::InjectFaultResponse* response) override;
-  grpc::ServerUnaryReactor* ListInjectedFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ListInjectedFaultsRequest* request,
-      iommu::v1::ListInjectedFaultsResponse* response) override;
-  grpc::ServerUnaryReactor* ClearInjectedFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ClearInjectedFaultsRequest* request,
-      iommu::v1::ClearInjectedFaultsResponse* response) override;
+  grpc::ServerUnaryReactor* ListFaults(
+      grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
+      iommu::v1::ListFaultsResponse* response) override;
+  grpc::ServerUnaryReactor* ClearFaults(
+      grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
+      iommu::v1::ClearFaultsResponse* response) override;
   grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
       grpc::CallbackServerContext* context,
       const iommu::v1::WatchEventsRequest* request) override;

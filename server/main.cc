@@ -39,7 +39,7 @@ ABSL_FLAG(int, metrics_port, 9464,
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(bool, allow_fault_injection, false,
-          "Serve InjectFault/ListInjectedFaults/ClearInjectedFaults (test hosts only).");
+          "Serve InjectFault/ListFaults/ClearFaults (test hosts only).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
 

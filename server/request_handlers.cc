@@ -290,8 +290,8 @@ absl::Status RequestHandlers::Translate(const iommu::v1::TranslateRequest& reque
   return absl::OkStatus();
 }
 
-absl::Status RequestHandlers::ListFaults(const iommu::v1::ListFaultsRequest& request,
-                                         iommu::v1::ListFaultsResponse* response) const {
+absl::Status RequestHandlers::ListTranslationFaults(const iommu::v1::ListTranslationFaultsRequest& request,
+                                         iommu::v1::ListTranslationFaultsResponse* response) const {
   const uint32_t max_records = request.max_records() == 0
                                    ? kDefaultFaultRecords
                                    : std::min(request.max_records(), kMaxFaultRecords);

@@ -16,7 +16,7 @@
 
 namespace iommud {
 
-// Most recent faults ListFaults returns when max_records is 0, and at most.
+// Most recent faults ListTranslationFaults returns when max_records is 0, and at most.
 inline constexpr uint32_t kDefaultFaultRecords = 100;
 inline constexpr uint32_t kMaxFaultRecords = 1000;
 
@@ -75,8 +75,8 @@ class RequestHandlers {
                             iommu::v1::ListMappingsResponse* response) const;
   absl::Status Translate(const iommu::v1::TranslateRequest& request,
                          iommu::v1::TranslateResponse* response) const;
-  absl::Status ListFaults(const iommu::v1::ListFaultsRequest& request,
-                          iommu::v1::ListFaultsResponse* response) const;
+  absl::Status ListTranslationFaults(const iommu::v1::ListTranslationFaultsRequest& request,
+                          iommu::v1::ListTranslationFaultsResponse* response) const;
 
  private:
   Registry* const registry_;

@@ -380,12 +380,12 @@ std::map<std::string, Command> BuildCommands() {
   });
   add("faults", "[--max N]", "recent translation faults, newest first", 0, 0, {"max"},
       [](Context& ctx, const Args& a) {
-        iommu::v1::ListFaultsRequest request;
+        iommu::v1::ListTranslationFaultsRequest request;
         if (!a.Option("max").empty()) {
           request.set_max_records(static_cast<uint32_t>(Number(a.Option("max"), "--max")));
         }
-        return Print<iommu::v1::ListFaultsResponse>(
-            ctx, ctx.client.ListFaults(request), [&](const iommu::v1::ListFaultsResponse& r) {
+        return Print<iommu::v1::ListTranslationFaultsResponse>(
+            ctx, ctx.client.ListTranslationFaults(request), [&](const iommu::v1::ListTranslationFaultsResponse& r) {
               Table table({"TIME", "UNIT", "DEVICE", "RID", "IOVA", "ACCESS", "REASON"});
               for (const auto& f : r.faults()) {
                 table.AddRow({absl::FormatTime("%H:%M:%E3S", absl::FromUnixNanos(f.time_unix_nanos()),
@@ -655,9 +655,9 @@ std::map<std::string, Command> BuildCommands() {
       [](Context& ctx, const Args& a) {
         const std::string& action = a.positional[0];
         if (action == "list") {
-          return Print<iommu::v1::ListInjectedFaultsResponse>(
-              ctx, ctx.client.ListInjectedFaults(iommu::v1::ListInjectedFaultsRequest()),
-              [&](const iommu::v1::ListInjectedFaultsResponse& r) {
+          return Print<iommu::v1::ListFaultsResponse>(
+              ctx, ctx.client.ListFaults(iommu::v1::ListFaultsRequest()),
+              [&](const iommu::v1::ListFaultsResponse& r) {
                 Table table({"ID", "POINT", "MODE", "N/P", "CODE", "LATENCY", "SCOPE", "HITS",
                              "INJECTED"});
                 for (const auto& f : r.faults()) {
@@ -677,9 +677,9 @@ std::map<std::string, Command> BuildCommands() {
               });
         }
         if (action == "clear") {
-          return Print<iommu::v1::ClearInjectedFaultsResponse>(
-              ctx, ctx.client.ClearInjectedFaults(iommu::v1::ClearInjectedFaultsRequest()),
-              [&](const iommu::v1::ClearInjectedFaultsResponse& r) {
+          return Print<iommu::v1::ClearFaultsResponse>(
+              ctx, ctx.client.ClearFaults(iommu::v1::ClearFaultsRequest()),
+              [&](const iommu::v1::ClearFaultsResponse& r) {
                 ctx.out << "cleared " << r.cleared() << " fault(s)\n";
               });
         }

@@ -249,8 +249,8 @@ TEST_F(IommudIntegrationTest, FullWalkthrough) {
   ASSERT_OK_AND_ASSIGN(iommu::v1::TranslateResponse miss,
                        Translate("0000:03:00.0", kIova + 0x1234));
   EXPECT_EQ(miss.fault(), iommu::v1::FAULT_REASON_NO_MAPPING);
-  ASSERT_OK_AND_ASSIGN(iommu::v1::ListFaultsResponse faults,
-                       client_->ListFaults(iommu::v1::ListFaultsRequest()));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::ListTranslationFaultsResponse faults,
+                       client_->ListTranslationFaults(iommu::v1::ListTranslationFaultsRequest()));
   ASSERT_GE(faults.faults_size(), 2);
   EXPECT_GE(faults.total(), 2u);
   EXPECT_EQ(faults.faults(0).device(), "0000:03:00.0");  // most recent first

@@ -291,10 +291,10 @@ TEST_F(RequestHandlersTest, FaultsNameTheirDeviceAndHonourMaxRecords) {
     ASSERT_TRUE(handlers_->Translate(translate, &response).ok());
     EXPECT_EQ(response.fault(), iommu::v1::FAULT_REASON_BLOCKED);
   }
-  iommu::v1::ListFaultsRequest request;
+  iommu::v1::ListTranslationFaultsRequest request;
   request.set_max_records(2);
-  iommu::v1::ListFaultsResponse faults;
-  ASSERT_TRUE(handlers_->ListFaults(request, &faults).ok());
+  iommu::v1::ListTranslationFaultsResponse faults;
+  ASSERT_TRUE(handlers_->ListTranslationFaults(request, &faults).ok());
   ASSERT_THAT(faults.faults(), SizeIs(2));
   EXPECT_EQ(faults.total(), 3u);
   EXPECT_EQ(faults.faults(0).iova(), 0x3000u);  // most recent first
@@ -304,7 +304,7 @@ TEST_F(RequestHandlersTest, FaultsNameTheirDeviceAndHonourMaxRecords) {
   EXPECT_EQ(faults.faults(0).reason(), iommu::v1::FAULT_REASON_BLOCKED);
 
   faults.Clear();
-  ASSERT_TRUE(handlers_->ListFaults({}, &faults).ok());
+  ASSERT_TRUE(handlers_->ListTranslationFaults({}, &faults).ok());
   EXPECT_THAT(faults.faults(), SizeIs(3));
 }
 

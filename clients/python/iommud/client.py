@@ -38,7 +38,7 @@ class Client:
         self.timeout = timeout
 
     def call(self, method, **fields):
-        request_type = getattr(iommu_pb2, _request_name(method))
+        request_type = getattr(iommu_pb2, method + "Request")
         try:
             return getattr(self.stub, method)(request_type(**fields), timeout=self.timeout)
         except grpc.RpcError as error:
@@ -58,8 +58,3 @@ class Client:
         spec = iommu_pb2.FaultSpec(point=point, mode=iommu_pb2.FaultSpec.NTH, n=nth, code=code,
                                    **extra)
         return self.call("InjectFault", spec=spec).fault_id
-
-
-def _request_name(method):
-    special = {"ListInjectedFaults": "ListInjectedFaultsRequest"}
-    return special.get(method, method + "Request")

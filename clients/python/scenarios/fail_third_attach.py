@@ -25,7 +25,7 @@ def run(client, unit="smmu0", base=0x3000):
           f"(blocking {still.blocking_domain_id})")
     ok &= still.domain_id == still.blocking_domain_id
     ok &= report(client)
-    client.call("ClearInjectedFaults")
+    client.call("ClearFaults")
     attached = client.call("AttachGroup", group_id=group, domain_id=domain, owner="vmm")
     print(f"retry without injection: group {group} on domain {attached.domain_id}")
     ok &= attached.domain_id == domain

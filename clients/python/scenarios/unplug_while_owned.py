@@ -16,7 +16,7 @@ def run(client, unit="smmu0", rid=0x3100):
     client.call("AttachGroup", group_id=group, domain_id=domain, owner="vmm")
     released = client.call("ReleaseDevice", device=name)
     print(f"release while owned: leaked_attachment={released.leaked_attachment}")
-    faults_before = client.call("ListFaults").total
+    faults_before = client.call("ListTranslationFaults").total
     ok = released.leaked_attachment
     info = client.call("GetDomain", domain_id=domain)
     print(f"domain {domain} attached groups after the unplug: {list(info.attached_group_ids)}")

@@ -38,7 +38,7 @@ def daemon():
 def client(daemon):
     c = Client(daemon)
     yield c
-    c.call("ClearInjectedFaults")
+    c.call("ClearFaults")
     c.close()
 
 
@@ -67,7 +67,7 @@ def test_errors_carry_the_reason(client):
 
 def test_injected_faults_are_listed_and_counted(client):
     fault = client.inject("backend.map", nth=2)
-    listed = client.call("ListInjectedFaults")
+    listed = client.call("ListFaults")
     assert [f.fault_id for f in listed.faults] == [fault]
     assert "backend.attach" in listed.points
-    assert client.call("ClearInjectedFaults").cleared == 1
+    assert client.call("ClearFaults").cleared == 1
