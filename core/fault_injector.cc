@@ -13,12 +13,21 @@ namespace iommud {
 namespace {
 thread_local GroupId current_group = 0;
 thread_local std::string current_device;
+std::atomic<FaultInjector*> backend_injector{nullptr};
 }  // namespace
+
+void SetBackendFaultInjector(FaultInjector* injector) { backend_injector.store(injector); }
+
+absl::Status HitBackendPoint(absl::string_view point) {
+  FaultInjector* injector = backend_injector.load(std::memory_order_acquire);
+  return injector == nullptr ? absl::OkStatus() : injector->Hit(point);
+}
 
 const std::vector<std::string>& FaultPoints() {
   static const std::vector<std::string> points = {
       "backend.add_unit", "backend.alloc_domain", "backend.free_domain", "backend.attach",
-      "backend.release",  "backend.map",          "backend.unmap",       "backend.invalidate"};
+      "backend.release",  "backend.map",          "backend.unmap",       "backend.invalidate",
+      "pgtable.alloc",    "cmdq.sync_timeout"};
   return points;
 }
 

@@ -28,6 +28,14 @@ namespace iommud {
 // The injection points the core and backends provide.
 const std::vector<std::string>& FaultPoints();
 
+class FaultInjector;
+// The injector that the backends' internal points consult (pgtable.alloc in both page tables,
+// cmdq.sync_timeout in the emulated backend); null, the default, disables them. Set by the daemon
+// with --allow_fault_injection, and by tests (who reset it to null). Thread-safe.
+void SetBackendFaultInjector(FaultInjector* injector);
+// Hit `point` on the backend injector, if one is set (OK otherwise).
+absl::Status HitBackendPoint(absl::string_view point);
+
 struct FaultSpec {
   enum class Mode { kNth, kEveryKth, kProbability };
   std::string point;  // one of FaultPoints(), or "*" for every point

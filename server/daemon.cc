@@ -65,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
         [metrics](absl::string_view point) { metrics->CountInjectedFault(point); });
     daemon->injecting_backend_ =
         std::make_unique<FaultInjectingBackend>(hardware, &daemon->injector_);
+    SetBackendFaultInjector(&daemon->injector_);  // pgtable.alloc, cmdq.sync_timeout
     hardware = daemon->injecting_backend_.get();
   }
   daemon->instrumented_backend_ =
@@ -154,6 +155,7 @@ void Daemon::AuditLoop() {
 }
 
 Daemon::~Daemon() {
+  if (options_.allow_fault_injection) SetBackendFaultInjector(nullptr);
   if (server_ == nullptr) {  // Start failed before serving
     {
       MutexLock lock(&mu_);

@@ -19,6 +19,8 @@
 #include "core/backend/emulated/emulated_memory.h"
 #include "core/backend/emulated/emulated_page_table.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
+#include "core/status_macros.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -203,13 +205,14 @@ class EmulatedBackend : public IommuBackend {
                                 " stream table entr(ies)"),
                    {{"domain_id", absl::StrCat(id)}});
     }
+    // Its translations leave the IOTLB before its page tables are reused.
+    if (!skip_invalidation_) Command(kTlbiDomain, id, 0, 0);
+    RETURN_IF_ERROR(Sync());
     if (const uint64_t root = memory_->Read64(*entry + 0x10); root != 0) {
       EmulatedPageTable(memory_.get(), &pool_, root, 0).FreeAll();
     }
     memory_->Zero(*entry, kDomainEntry);
     domains_.erase(id);
-    if (!skip_invalidation_) Command(kTlbiDomain, id, 0, 0);
-    Sync();
     return absl::OkStatus();
   }
 
@@ -228,13 +231,17 @@ class EmulatedBackend : public IommuBackend {
                    {{"domain_id", absl::StrCat(domain)}, {"unit", std::string(unit_name)}});
     }
     const uint64_t config = SteConfigOf(static_cast<DomainType>(info >> 8));
+    const SavedSte saved = SaveSte(*ste);
     DropSteReference(*ste);
     memory_->Write64(*ste + 8, domain);
     memory_->Write64(*ste + 16, memory_->Read64(*entry + 0x10));
     memory_->Write64(*ste, kSteValid | config << 1);
     memory_->Write64(*entry + 0x18, memory_->Read64(*entry + 0x18) + 1);
     if (!skip_invalidation_) Command(kCfgiSte, *unit, rid, 0);
-    Sync();
+    if (absl::Status synced = Sync(); !synced.ok()) {
+      RestoreSte(*unit, rid, *ste, saved);
+      return synced;
+    }
     return absl::OkStatus();
   }
 
@@ -245,10 +252,14 @@ class EmulatedBackend : public IommuBackend {
     absl::StatusOr<uint64_t> ste = SteAddr(*unit, rid);
     if (!ste.ok()) return ste.status();
     if (!(memory_->Read64(*ste) & kSteValid)) return absl::OkStatus();
+    const SavedSte saved = SaveSte(*ste);
     DropSteReference(*ste);
     memory_->Zero(*ste, kSteBytes);
     if (!skip_invalidation_) Command(kCfgiSte, *unit, rid, 0);
-    Sync();
+    if (absl::Status synced = Sync(); !synced.ok()) {
+      RestoreSte(*unit, rid, *ste, saved);
+      return synced;
+    }
     return absl::OkStatus();
   }
 
@@ -278,8 +289,7 @@ class EmulatedBackend : public IommuBackend {
         Command(kTlbiRange, domain, iova, size);
       }
     }
-    Sync();
-    return absl::OkStatus();
+    return Sync();
   }
 
   Translation Translate(absl::string_view unit_name, Rid rid, uint64_t iova,
@@ -547,9 +557,43 @@ class EmulatedBackend : public IommuBackend {
     memory_->Write64(kHdrCmdqProd, prod + 1);
   }
 
-  // CMD_SYNC: returns once the device has consumed every command before it.
-  void Sync() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // CMD_SYNC: returns once the device has consumed every command before it. The
+  // cmdq.sync_timeout injection point makes the device not answer: the commands stay queued (the
+  // next SYNC consumes them) and the caller undoes what it wrote. UNAVAILABLE (SYNC_TIMEOUT).
+  absl::Status Sync() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Command(kSync, ++sync_sequence_, 0, 0);
+    if (absl::Status timeout = HitBackendPoint("cmdq.sync_timeout"); !timeout.ok()) {
+      return Error(absl::StatusCode::kUnavailable, "SYNC_TIMEOUT",
+                   absl::StrCat("the emulated IOMMU did not complete CMD_SYNC: ",
+                                timeout.message()),
+                   {{"sync", absl::StrCat(sync_sequence_)}});
+    }
+    device_.ConsumeCommands();
+    return absl::OkStatus();
+  }
+
+  // Puts back an STE saved before a change whose SYNC timed out, with the domain references, and
+  // makes the device re-read it.
+  struct SavedSte {
+    uint64_t words[4];
+  };
+  SavedSte SaveSte(uint64_t ste) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    SavedSte saved;
+    for (int i = 0; i < 4; ++i) saved.words[i] = memory_->Read64(ste + 8 * i);
+    return saved;
+  }
+  void RestoreSte(uint64_t unit, Rid rid, uint64_t ste, const SavedSte& saved)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DropSteReference(ste);
+    for (int i = 0; i < 4; ++i) memory_->Write64(ste + 8 * i, saved.words[i]);
+    if (saved.words[0] & kSteValid) {
+      auto it = domains_.find(saved.words[1]);
+      if (it != domains_.end()) {
+        const uint64_t refs = DomainAddr(it->second) + 0x18;
+        memory_->Write64(refs, memory_->Read64(refs) + 1);
+      }
+    }
+    Command(kCfgiSte, unit, rid, 0);
     device_.ConsumeCommands();
   }
 

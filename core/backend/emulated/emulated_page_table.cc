@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/backend/emulated/emulated_format.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
+#include "core/status_macros.h"
 
 namespace iommud {
 
@@ -29,6 +31,7 @@ bool IsLeaf(uint64_t pte, int level) {
 }  // namespace
 
 absl::StatusOr<uint64_t> PagePool::Alloc() {
+  RETURN_IF_ERROR(HitBackendPoint("pgtable.alloc"));
   uint64_t page = memory_->Read64(kHdrFreeList);
   if (page != 0) {
     memory_->Write64(kHdrFreeList, memory_->Read64(page));

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/fault_injector.h"
+#include "core/status_macros.h"
 
 namespace iommud {
 
@@ -44,7 +46,24 @@ void PageTable::FreeTable(std::unique_ptr<Table> table) {
 }
 
 absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, uint32_t prot) {
-  if (root_ == nullptr) root_ = NewTable();  // an unused domain costs no table
+  // Tables this call creates, so that a failed allocation leaves the table as it was.
+  std::array<std::pair<Table*, int>, kLevels> created_in{};  // (parent table, its level)
+  int created = 0;
+  auto undo = [&](absl::Status status) {
+    for (int i = created - 1; i >= 0; --i) {
+      auto [parent, level] = created_in[i];
+      Entry& entry = parent->entries[IndexAt(iova, level)];
+      RecycleTable(std::move(entry.table));
+      entry = Entry();
+      --parent->used;
+    }
+    if (root_ != nullptr && root_->used == 0) RecycleTable(std::move(root_));
+    return status;
+  };
+  if (root_ == nullptr) {  // an unused domain costs no table
+    RETURN_IF_ERROR(HitBackendPoint("pgtable.alloc"));
+    root_ = NewTable();
+  }
   Table* table = root_.get();
   for (int level = 0; level < leaf_level; ++level) {
     Entry& entry = table->entries[IndexAt(iova, level)];
@@ -53,8 +72,12 @@ absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, u
                    absl::StrCat(Hex(iova), " is inside a mapped block"), {{"iova", Hex(iova)}});
     }
     if (entry.table == nullptr) {
+      if (absl::Status status = HitBackendPoint("pgtable.alloc"); !status.ok()) {
+        return undo(status);
+      }
       entry.table = NewTable();
       ++table->used;
+      created_in[created++] = {table, level};
     }
     table = entry.table.get();
   }

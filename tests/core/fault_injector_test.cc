@@ -1,0 +1,172 @@
+// FaultInjector policies and scopes, and the injection points inside the backends.
+#include "core/fault_injector.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "core/backend/backend_factory.h"
+#include "core/error.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace iommud {
+namespace {
+
+FaultSpec Spec(const std::string& point, FaultSpec::Mode mode = FaultSpec::Mode::kNth,
+               uint64_t n = 1) {
+  FaultSpec spec;
+  spec.point = point;
+  spec.mode = mode;
+  spec.n = n;
+  return spec;
+}
+
+std::vector<bool> Fails(FaultInjector& injector, const std::string& point, int hits) {
+  std::vector<bool> fails;
+  for (int i = 0; i < hits; ++i) fails.push_back(!injector.Hit(point).ok());
+  return fails;
+}
+
+TEST(FaultInjectorTest, NthAndEveryKth) {
+  FaultInjector injector;
+  ASSERT_TRUE(injector.Add(Spec("backend.map", FaultSpec::Mode::kNth, 3)).ok());
+  EXPECT_EQ(Fails(injector, "backend.map", 5),
+            (std::vector<bool>{false, false, true, false, false}));
+  EXPECT_EQ(Fails(injector, "backend.unmap", 3), (std::vector<bool>{false, false, false}));
+  injector.Clear();
+  ASSERT_TRUE(injector.Add(Spec("*", FaultSpec::Mode::kEveryKth, 2)).ok());
+  EXPECT_EQ(Fails(injector, "backend.attach", 4), (std::vector<bool>{false, true, false, true}));
+  const std::vector<FaultState> listed = injector.List();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].hits, 4u);
+  EXPECT_EQ(listed[0].injected, 2u);
+}
+
+TEST(FaultInjectorTest, TheInjectedErrorCarriesCodeReasonAndPoint) {
+  FaultInjector injector;
+  FaultSpec spec = Spec("backend.attach");
+  spec.code = absl::StatusCode::kResourceExhausted;
+  ASSERT_TRUE(injector.Add(spec).ok());
+  std::vector<std::string> seen;
+  injector.SetOnInjected([&](absl::string_view point) { seen.emplace_back(point); });
+  const absl::Status status = injector.Hit("backend.attach");
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ErrorReason(status), "INJECTED_FAULT");
+  EXPECT_EQ(GetErrorMetadata(status).at("point"), "backend.attach");
+  EXPECT_EQ(seen, (std::vector<std::string>{"backend.attach"}));
+}
+
+TEST(FaultInjectorTest, ProbabilityIsSeededAndRepeatable) {
+  auto run = [](uint64_t seed) {
+    FaultInjector injector;
+    FaultSpec spec = Spec("backend.map", FaultSpec::Mode::kProbability);
+    spec.probability = 0.3;
+    spec.seed = seed;
+    EXPECT_TRUE(injector.Add(spec).ok());
+    return Fails(injector, "backend.map", 200);
+  };
+  const std::vector<bool> first = run(7);
+  EXPECT_EQ(first, run(7));
+  EXPECT_NE(first, run(8));
+  const int failures = std::count(first.begin(), first.end(), true);
+  EXPECT_GT(failures, 30);
+  EXPECT_LT(failures, 90);
+}
+
+TEST(FaultInjectorTest, LatencyOnlyDelaysWithoutFailing) {
+  FaultInjector injector;
+  FaultSpec spec = Spec("backend.map");
+  spec.fail = false;
+  spec.latency = absl::Milliseconds(20);
+  ASSERT_TRUE(injector.Add(spec).ok());
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(injector.Hit("backend.map").ok());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(20));
+}
+
+TEST(FaultInjectorTest, ScopedToAGroupOrADevice) {
+  FaultInjector injector;
+  FaultSpec by_group = Spec("backend.attach", FaultSpec::Mode::kEveryKth, 1);
+  by_group.group = 7;
+  FaultSpec by_device = Spec("backend.release", FaultSpec::Mode::kEveryKth, 1);
+  by_device.device = "0000:03:00.0";
+  ASSERT_TRUE(injector.Add(by_group).ok());
+  ASSERT_TRUE(injector.Add(by_device).ok());
+  EXPECT_TRUE(injector.Hit("backend.attach").ok());  // no scope: no group 7
+  {
+    ScopedFaultScope scope(7, "0000:01:00.0");
+    EXPECT_FALSE(injector.Hit("backend.attach").ok());
+    EXPECT_TRUE(injector.Hit("backend.release").ok());
+    {
+      ScopedFaultScope inner(8, "0000:03:00.0");
+      EXPECT_TRUE(injector.Hit("backend.attach").ok());
+      EXPECT_FALSE(injector.Hit("backend.release").ok());
+    }
+    EXPECT_FALSE(injector.Hit("backend.attach").ok());  // the outer scope is back
+  }
+  EXPECT_TRUE(injector.Hit("backend.attach").ok());
+}
+
+TEST(FaultInjectorTest, BadSpecsAreRefused) {
+  FaultInjector injector;
+  FaultSpec probability = Spec("backend.map", FaultSpec::Mode::kProbability);
+  probability.probability = 1.5;
+  FaultSpec no_effect = Spec("backend.map");
+  no_effect.fail = false;
+  FaultSpec ok_code = Spec("backend.map");
+  ok_code.code = absl::StatusCode::kOk;
+  for (const FaultSpec& bad : {Spec("backend.nowhere"), Spec("backend.map", FaultSpec::Mode::kNth, 0),
+                               probability, no_effect, ok_code}) {
+    EXPECT_EQ(ErrorReason(injector.Add(bad).status()), "INVALID_FAULT") << bad.point;
+  }
+  EXPECT_TRUE(injector.List().empty());
+}
+
+class BackendPointsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    SetBackendFaultInjector(&injector_);
+    backend_ = CreateBackend(GetParam()).value();
+    ASSERT_TRUE(backend_->AddUnit("u0", UnitCaps()).ok());
+    ASSERT_TRUE(backend_->AllocDomain("u0", 1, DomainType::kUnmanaged).ok());
+    ASSERT_TRUE(backend_->AllocDomain("u0", 2, DomainType::kBlocked).ok());
+  }
+  void TearDown() override { SetBackendFaultInjector(nullptr); }
+  FaultInjector injector_;
+  std::unique_ptr<IommuBackend> backend_;
+};
+
+TEST_P(BackendPointsTest, PageTableAllocationFailureChangesNothing) {
+  ASSERT_TRUE(backend_->Map(1, 0x1000, 0x1000, kPage4K, kProtRead).ok());
+  const uint64_t pages = backend_->Stats().page_table_pages;
+  // A map far away needs new tables at every level; fail the 2nd table allocation.
+  ASSERT_TRUE(injector_.Add(Spec("pgtable.alloc", FaultSpec::Mode::kNth, 2)).ok());
+  const absl::Status status = backend_->Map(1, uint64_t{1} << 40, 0, kPage4K, kProtRead);
+  EXPECT_EQ(ErrorReason(status), "INJECTED_FAULT");
+  EXPECT_EQ(backend_->Stats().page_table_pages, pages);
+  EXPECT_EQ(backend_->ReadMappings(1).value().size(), 1u);
+  injector_.Clear();
+  EXPECT_TRUE(backend_->Map(1, uint64_t{1} << 40, 0, kPage4K, kProtRead).ok());
+}
+
+TEST_P(BackendPointsTest, ASyncTimeoutLeavesTheStreamTableAsItWas) {
+  ASSERT_TRUE(backend_->AttachRid("u0", 5, 2).ok());
+  ASSERT_TRUE(injector_.Add(Spec("cmdq.sync_timeout")).ok());
+  const absl::Status status = backend_->AttachRid("u0", 5, 1);
+  injector_.Clear();
+  if (GetParam() != "emulated") {
+    EXPECT_TRUE(status.ok());  // only the emulated backend has a command queue
+    return;
+  }
+  EXPECT_EQ(ErrorReason(status), "SYNC_TIMEOUT");
+  EXPECT_EQ(backend_->ReadRid("u0", 5)->domain, 2u);
+  EXPECT_EQ(backend_->Translate("u0", 5, 0, kProtRead).fault, FaultReason::kBlocked);
+  EXPECT_EQ(backend_->FreeDomain(1).code(), absl::StatusCode::kOk);  // no reference was left
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendPointsTest, ::testing::Values("software", "emulated"));
+
+}  // namespace
+}  // namespace iommud
