@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/backend/emulated/emulated_format.h"
+#include "core/backend/leaf_mapping.h"
 #include "core/error.h"
 #include "core/fault_injector.h"
 #include "core/status_macros.h"
@@ -145,30 +146,10 @@ absl::Status EmulatedPageTable::Map(uint64_t iova, uint64_t paddr, uint64_t size
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") is beyond the 48-bit table"),
                  {{"iova", Hex(iova)}, {"size", Hex(size)}});
   }
-  std::vector<std::pair<uint64_t, int>> installed;
-  for (uint64_t done = 0; done < size;) {
-    const uint64_t at = iova + done, to = paddr + done;
-    int leaf_level = -1;
-    for (int level = 1; level < kLevels; ++level) {
-      const uint64_t page = SpanOf(level);
-      if ((pgsize_bitmap_ & page) && at % page == 0 && to % page == 0 && size - done >= page) {
-        leaf_level = level;
-        break;
-      }
-    }
-    absl::Status status =
-        leaf_level < 0
-            ? Error(absl::StatusCode::kInvalidArgument, "UNALIGNED",
-                    absl::StrCat("no allowed page size fits at ", Hex(at)), {{"iova", Hex(at)}})
-            : MapLeaf(at, to, leaf_level, prot);
-    if (!status.ok()) {
-      for (const auto& [leaf_iova, level] : installed) UnmapLeaf(leaf_iova, level);
-      return status;
-    }
-    installed.emplace_back(at, leaf_level);
-    done += SpanOf(leaf_level);
-  }
-  return absl::OkStatus();
+  return MapAsLeaves(
+      pgsize_bitmap_, iova, paddr, size,
+      [&](uint64_t at, uint64_t to, int level) { return MapLeaf(at, to, level, prot); },
+      [&](uint64_t at, int level) { UnmapLeaf(at, level); });
 }
 
 template <typename Visit>
