@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End to end through the iommuctl binary against a real iommud (demo topology, software backend):
+# the VMM walkthrough, --json, IOMMUD_TARGET, exit codes (0 ok, 1 refused/unreachable, 2 usage)
+# and the "iommuctl: CODE REASON: message (k=v)" error line.
+# Usage: iommuctl_daemon_test.sh IOMMUD_BINARY IOMMUCTL_BINARY
+set -euo pipefail
+iommud="$1"
+iommuctl="$2"
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; echo "--- iommud log" >&2; cat "$work/iommud.log" >&2 || true; exit 1; }
+
+"$iommud" --state_dir="$work/state" --metrics_port=-1 2>"$work/iommud.log" &
+pid=$!
+for _ in $(seq 100); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "iommud: serving on unix:$work/state/iommud.sock" "$work/iommud.log" || fail "iommud did not start"
+
+export IOMMUD_TARGET="unix:$work/state/iommud.sock"
+ctl() { "$iommuctl" --owner vmm-1 "$@"; }
+# run EXPECTED_EXIT ARGS...: runs iommuctl, stdout -> $work/out, stderr -> $work/err.
+run() {
+  local want="$1"; shift
+  local got=0
+  ctl "$@" >"$work/out" 2>"$work/err" || got=$?
+  [ "$got" = "$want" ] || fail "iommuctl $*: exit $got, want $want; stderr: $(cat "$work/err")"
+}
+# json_field FIELD: the field of the JSON object in $work/out.
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/out" "$1"; }
+
+run 0 --help
+for sub in units groups devices domains mappings faults health probe release use-default \
+           unuse-default claim release-ownership claim-device release-device-ownership alloc free \
+           attach-device attach detach map unmap translate; do
+  grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
+done
+
+run 0 units
+grep -q "smmu0" "$work/out" || fail "units: no smmu0 in $(cat "$work/out")"
+run 0 health
+grep -q "SERVING" "$work/out" || fail "health: $(cat "$work/out")"
+
+run 0 probe smmu0 0000:07:00.0 0x700
+run 0 --json device 0000:07:00.0
+group="$(json_field group_id)"
+[ -n "$group" ] || fail "device has no group"
+run 0 claim "$group"
+grep -q "vmm-1" "$work/out" || fail "claim: owner not shown: $(cat "$work/out")"
+run 0 --json alloc smmu0 --type UNMANAGED
+domain="$(json_field id)"
+run 0 attach "$group" "$domain"
+run 0 map "$domain" 0x100000 0x80000000 2M --prot rw
+run 0 mappings "$domain"
+grep -q "0x100000" "$work/out" || fail "mappings: $(cat "$work/out")"
+run 0 translate 0000:07:00.0 0x100040
+grep -q "0x80000040" "$work/out" || fail "translate: $(cat "$work/out")"
+
+# Refused: freeing an attached domain; the error line has code, reason, message.
+run 1 free "$domain"
+grep -Eq '^iommuctl: FAILED_PRECONDITION [A-Z_]+: ' "$work/err" || fail "error line: $(cat "$work/err")"
+run 1 device 0000:99:00.0
+[ "$(cat "$work/err")" = "iommuctl: NOT_FOUND DEVICE_NOT_FOUND: no device '0000:99:00.0' (device=0000:99:00.0)" ] ||
+  fail "not-found line: $(cat "$work/err")"
+[ ! -s "$work/out" ] || fail "a refused call printed to stdout"
+
+# Usage errors exit 2.
+run 2 map "$domain" 0x1000 0x1000 4K --prot x
+run 2 frobnicate
+run 2 --timeout soon units
+
+run 0 unmap "$domain" 0x100000 2M
+run 0 translate 0000:07:00.0 0x100040
+grep -q "NO_MAPPING" "$work/out" || fail "translate after unmap: $(cat "$work/out")"
+run 0 detach "$group" "$domain"
+run 0 free "$domain"
+run 0 release-ownership "$group"
+run 0 release 0000:07:00.0
+run 1 device 0000:07:00.0
+
+# Unreachable daemon: UNAVAILABLE CONNECT_FAILED, exit 1.
+got=0
+"$iommuctl" --target "unix:$work/nobody.sock" --timeout 1s units >/dev/null 2>"$work/err" || got=$?
+[ "$got" = 1 ] || fail "unreachable: exit $got"
+grep -q "^iommuctl: UNAVAILABLE CONNECT_FAILED: " "$work/err" || fail "unreachable: $(cat "$work/err")"
+
+kill -TERM "$pid"
+wait "$pid" || fail "iommud exited with $? after SIGTERM"
+pid=""
+echo PASS
