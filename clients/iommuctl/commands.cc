@@ -746,13 +746,16 @@ std::string Usage() {
       "COMMAND [ARGS]\n"
       "  --target   default $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock\n"
       "  --owner    owner cookie for claim/alloc/attach/map...; default uid:<your uid>\n"
+      "  --timeout  deadline of the call (and of connecting, at most 5s)\n"
+      "  --json     print the response message as protobuf JSON instead of a table\n"
       "Numbers: decimal, 0x hex, or sizes 4K 2M 1G.\n\ncommands:\n";
-  Table table({"COMMAND", "ARGS", "WHAT"});
+  // Two lines per command rather than a table: some argument lists are long.
   for (const auto& [name, command] : Commands()) {
-    table.AddRow({name, command.usage, command.help});
+    absl::StrAppend(&text, "  ", name, command.usage.empty() ? "" : " ", command.usage, "\n      ",
+                    command.help, "\n");
   }
-  table.AddRow({"help", "", "this text"});
-  return text + table.Render();
+  absl::StrAppend(&text, "  help\n      this text\n");
+  return text;
 }
 
 bool IsCommand(const std::string& name) { return name == "help" || Commands().count(name) != 0; }
