@@ -88,6 +88,14 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
   if (!added.ok()) return BackendError(added, "add_unit", {{"unit", unit->name}});
   ASSIGN_OR_RETURN(unit->release_domain,
                    state_->CreateDomain(unit, State::BlockingType(caps), "", /*core_owned=*/true));
+  StoreBatch batch;
+  batch.put_units.push_back(State::UnitRecordOf(*unit));
+  batch.put_domains.push_back(State::DomainRecordOf(*unit->release_domain));
+  if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
+    // The backend keeps the (empty) unit: it has no remove; a retry adopts it.
+    (void)state_->DestroyDomain(unit->release_domain);
+    return committed;
+  }
   {
     MapWriterLock lock(&state_->map_mu, state_->observer());
     state_->units[unit->name] = unit;

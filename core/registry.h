@@ -24,7 +24,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/backend/iommu_backend.h"
+#include "core/clock.h"
 #include "core/registry_observer.h"
+#include "core/store/state_store.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -32,6 +34,11 @@ namespace iommud {
 struct RegistryOptions {
   IommuBackend* backend = nullptr;         // required; not owned; must outlive the Registry
   RegistryObserver* observer = nullptr;    // optional; not owned; must outlive the Registry
+  // Optional; not owned; must outlive the Registry. When set, every successful mutation is
+  // committed to it (one StoreBatch, under the lock of what it changes) before the call returns;
+  // a mutation the store refuses is undone and fails with UNAVAILABLE (STORE_WRITE_FAILED).
+  StateStore* store = nullptr;
+  Clock* clock = nullptr;                  // optional; not owned; null = Clock::Real()
   DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
   size_t fault_log_capacity = 1024;        // most recent faults kept for ListTranslationFaults
   // Test hook: called at named points inside operations (see kSyncPoint* below), with the group's
@@ -114,6 +121,24 @@ struct InvariantViolation {
   std::string what;
 };
 
+// What Registry::Recover found and did.
+struct RecoveryReport {
+  size_t units = 0;
+  size_t devices = 0;
+  size_t groups = 0;
+  size_t domains = 0;
+  size_t mappings = 0;
+  // Hardware that already held the state (a backend whose memory outlived the daemon): domains
+  // adopted as they were, and domains whose page tables disagreed and were rewritten.
+  size_t domains_adopted = 0;
+  size_t domains_rewritten = 0;
+  // The reconcile after loading: what disagreed with the store (repaired toward it) and what an
+  // audit still finds after the repair.
+  std::vector<LeakRecord> repaired;
+  std::vector<LeakRecord> remaining;
+  absl::Duration elapsed;
+};
+
 class Registry {
  public:
   // INVALID_ARGUMENT if options.backend is null.
@@ -121,6 +146,19 @@ class Registry {
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
+
+  // --- Durability ---
+  // Rebuilds a fresh registry from options.store: units, domains (with their mappings), groups and
+  // devices as last committed; programs the backend with them (hardware that already has a unit or
+  // domain — memory that outlived the daemon — is adopted, and page tables that disagree are
+  // rewritten); then Reconcile()s, so hardware the store does not know is blocked/released and
+  // reported. Call once, before any other call. An empty store gives an empty report.
+  // FAILED_PRECONDITION (NO_STATE_STORE) without a store, (REGISTRY_NOT_EMPTY) on a used registry;
+  // the store's errors (DATA_LOSS STATE_CORRUPT...) and backend errors otherwise.
+  absl::StatusOr<RecoveryReport> Recover();
+  // Commits that failed where the change could not be undone (a device release, a reconcile
+  // repair): the store may lag the registry until the next commit of the same records.
+  uint64_t unrecorded_changes() const;
 
   // --- Units ---
   // Registers a unit with the backend and creates its release (blocked) domain.

@@ -115,6 +115,7 @@ Registry::ReconcileResult Registry::Reconcile() {
     GroupState& group = *group_ptr;
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
     if (!State::LiveGroup(group).ok()) continue;
+    const GroupRecord before = State::GroupRecordOf(group);
     const uint32_t accounted = AccountedOwners(group);
     if (accounted != group.owner_cnt) {
       group.owner_cnt = accounted;
@@ -124,6 +125,13 @@ Registry::ReconcileResult Registry::Reconcile() {
       if (!state_->SwitchGroupDomain(group, group.default_domain).ok()) {
         state_->ForceGroupBlocked(group);
       }
+    }
+    const GroupRecord after = State::GroupRecordOf(group);
+    if (after.domain != before.domain || after.owner != before.owner ||
+        after.owner_cnt != before.owner_cnt) {
+      StoreBatch batch;
+      State::AddGroup(group, &batch);
+      state_->CommitOrCount(std::move(batch));  // the hardware was already repaired
     }
     const std::string& unit = group.unit->name;
     for (Rid rid : State::GroupRids(group)) {

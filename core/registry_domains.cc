@@ -119,7 +119,9 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
                               ": detach it first"),
                  metadata);
   }
+  const GroupUndo undo = Registry::State::SaveGroup(group);
   RETURN_IF_ERROR(state.SwitchGroupDomain(group, domain));
+  RETURN_IF_ERROR(state.CommitGroup(group, undo));
   RegistryEvent event;
   event.kind = RegistryEvent::Kind::kAttached;
   event.unit = group.unit->name;
@@ -155,6 +157,12 @@ absl::StatusOr<DomainInfo> Registry::AllocDomain(absl::string_view unit_name, Do
   }
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain,
                    state_->CreateDomain(unit, type, owner, /*core_owned=*/false));
+  StoreBatch batch;
+  batch.put_domains.push_back(State::DomainRecordOf(*domain));
+  if (absl::Status committed = state_->Commit(std::move(batch), domain->id); !committed.ok()) {
+    (void)state_->DestroyDomain(domain);
+    return committed;
+  }
   return State::SnapshotDomain(*domain);
 }
 
@@ -168,7 +176,7 @@ absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view o
   RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
   DomainInfo info = State::SnapshotDomain(*domain);
   state_->SyncPoint(kSyncFreeDomainChecked);
-  RETURN_IF_ERROR(state_->DestroyDomain(domain));
+  RETURN_IF_ERROR(state_->DestroyDomain(domain, /*durable=*/true));
   return info;
 }
 
@@ -218,7 +226,9 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
     return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_ATTACHED",
                  absl::StrCat("group ", id, " is not attached to domain ", domain_id), metadata);
   }
+  const GroupUndo undo = State::SaveGroup(group);
   RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   RegistryEvent event;
   event.kind = RegistryEvent::Kind::kDetached;
   event.unit = group.unit->name;
@@ -275,6 +285,13 @@ absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr
                           {{"domain_id", absl::StrCat(id)}, {"iova", Hex(iova)},
                            {"size", Hex(size)}});
     }
+    StoreBatch batch;
+    batch.put_mappings.push_back({id, mapping});
+    if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
+      (void)TwiceIfNeeded([&] { return backend()->Unmap(id, iova, size).status(); });
+      (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, iova, size); });
+      return committed;
+    }
     domain->mappings.Insert(mapping);
   }
   RegistryEvent event;
@@ -309,25 +326,36 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
                                 ") cuts through a mapping; unmap whole mappings"),
                    metadata);
     }
-    for (size_t i = 0; i < covered.size(); ++i) {
-      absl::StatusOr<uint64_t> bytes = backend()->Unmap(id, covered[i].iova, covered[i].size);
-      if (bytes.ok()) continue;
-      // Put back what this call removed so that nothing changed.
-      for (size_t j = 0; j < i; ++j) {
+    // Puts back the first `count` mappings this call removed, so that nothing changed.
+    auto put_back = [&](size_t count) {
+      for (size_t j = 0; j < count; ++j) {
         (void)TwiceIfNeeded([&] {
           return backend()->Map(id, covered[j].iova, covered[j].paddr, covered[j].size,
                                 covered[j].prot);
         });
       }
       (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, iova, size); });
+    };
+    StoreBatch batch;
+    for (size_t i = 0; i < covered.size(); ++i) {
+      absl::StatusOr<uint64_t> bytes = backend()->Unmap(id, covered[i].iova, covered[i].size);
+      if (bytes.ok()) {
+        batch.delete_mappings.push_back({id, covered[i].iova});
+        unmapped += covered[i].size;
+        continue;
+      }
+      put_back(i);
       return BackendError(bytes.status(), "unmap",
                           {{"domain_id", absl::StrCat(id)}, {"iova", Hex(covered[i].iova)},
                            {"size", Hex(covered[i].size)}});
     }
-    for (const Mapping& mapping : covered) {
-      domain->mappings.Erase(mapping.iova);
-      unmapped += mapping.size;
+    if (!batch.empty()) {
+      if (absl::Status committed = state_->Commit(std::move(batch), unmapped); !committed.ok()) {
+        put_back(covered.size());
+        return committed;
+      }
     }
+    for (const Mapping& mapping : covered) domain->mappings.Erase(mapping.iova);
     // No device may translate an unmapped IOVA once this call returns.
     if (!covered.empty()) {
       absl::Status invalidated = backend()->InvalidateIotlb(id, iova, size);

@@ -16,7 +16,8 @@ namespace {
 
 std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 
-// The page table's leaves must cover exactly the registered mappings, page by page.
+}  // namespace
+
 void CheckMappings(DomainId id, const std::vector<Mapping>& registered,
                    const std::vector<Mapping>& leaves, std::vector<InvariantViolation>* out) {
   size_t leaf = 0;
@@ -49,8 +50,6 @@ void CheckMappings(DomainId id, const std::vector<Mapping>& registered,
                                  " belongs to no mapping")});
   }
 }
-
-}  // namespace
 
 std::vector<InvariantViolation> Registry::CheckInvariants() const {
   std::vector<InvariantViolation> violations;

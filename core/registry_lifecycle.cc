@@ -94,6 +94,41 @@ absl::Status JoinGroup(Registry::State& state, GroupState& group,
   return absl::OkStatus();
 }
 
+// Commits a successful probe of `device` (a new group's domains too). If the store refuses it,
+// undoes the probe in the backend and the group (the caller then drops the reservations and, for
+// a new group, the group) and returns the error.
+absl::Status CommitProbe(Registry::State& state, GroupState& group,
+                         const std::shared_ptr<DeviceState>& device, bool created)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  StoreBatch batch;
+  Registry::State::AddGroup(group, &batch);
+  if (created) {
+    batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.default_domain));
+    batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.blocking_domain));
+  }
+  absl::Status committed = state.Commit(std::move(batch));
+  if (committed.ok()) return committed;
+  group.devices.erase(std::find(group.devices.begin(), group.devices.end(), device));
+  const std::vector<Rid> still_used = Registry::State::GroupRids(group);
+  const std::string& unit = group.unit->name;
+  for (Rid rid : device->all_rids) {
+    if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
+    (void)TwiceIfNeeded([&] { return state.backend()->ReleaseRid(unit, rid); });
+  }
+  if (created) {
+    {
+      MutexLock lock(&group.domain->mu);
+      group.domain->attached_groups.erase(group.id);
+    }
+    group.domain = nullptr;
+    (void)state.DestroyDomain(group.default_domain);
+    (void)state.DestroyDomain(group.blocking_domain);
+    group.default_domain = nullptr;
+    group.blocking_domain = nullptr;
+  }
+  return committed;
+}
+
 }  // namespace
 
 absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
@@ -134,6 +169,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     device->rid = request.rid;
     device->alias_rids = request.alias_rids;
     device->all_rids = rids;
+    device->probe_seq = state_->next_probe_seq.fetch_add(1);
     bool created = false;
     // 1. Reserve the name and the RIDs, and find (or create, unpublished) the group.
     {
@@ -190,6 +226,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
       } else {
         status = JoinGroup(*state_, group, device);
       }
+      if (!group_died && status.ok()) status = CommitProbe(*state_, group, device, created);
       if (created) group.set_up.SignalAll();  // set up, or about to be marked dead below
       if (!group_died && status.ok()) {
         device->live.store(true, std::memory_order_release);
@@ -259,6 +296,8 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       }
     }
     state_->SyncPoint(kSyncReleaseBackendReleased);
+    StoreBatch batch;  // committed below, once the group's end (if it ends) is known
+    batch.delete_devices.push_back(device->name);
 
     // 3. The group emptied: free its domains and the group itself.
     if (group.devices.empty()) {
@@ -281,7 +320,14 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       group.group_claimed = false;
       group.claimed_devices.clear();
       group.dead.store(true, std::memory_order_release);
+      batch.delete_groups.push_back(group.id);
+      batch.delete_domains.push_back(group.default_domain->id);
+      batch.delete_domains.push_back(group.blocking_domain->id);
+    } else {
+      State::AddGroup(group, &batch);
     }
+    // The device is gone whatever the store says: a refusal cannot be undone, only counted.
+    state_->CommitOrCount(std::move(batch));
     MapWriterLock map_lock(&state_->map_mu, state_->observer());
     if (group.dead.load()) state_->groups.erase(group.id);
     auto it = state_->devices.find(device->name);

@@ -85,8 +85,10 @@ absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
     return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_ALREADY_BOUND",
                  absl::StrCat("'", name, "' already has a kernel driver bound"), metadata);
   }
+  const GroupUndo undo = State::SaveGroup(group);
   device->binding = DriverBinding::kKernelDriver;
   ++group.owner_cnt;
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   return State::SnapshotGroup(group);
 }
 
@@ -106,8 +108,10 @@ absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
     return Error(absl::StatusCode::kFailedPrecondition, "OWNER_COUNT_UNDERFLOW",
                  absl::StrCat("group ", group.id, " owner_cnt is already 0"), metadata);
   }
+  const GroupUndo undo = State::SaveGroup(group);
   device->binding = DriverBinding::kNone;
   --group.owner_cnt;
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   return State::SnapshotGroup(group);
 }
 
@@ -126,11 +130,13 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
                  metadata);
   }
   RETURN_IF_ERROR(RequireOnDefault(group));
+  const GroupUndo undo = State::SaveGroup(group);
   RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
   group.owner = std::string(owner);
   group.owner_cnt = 1;
   group.group_claimed = true;
   for (const auto& device : group.devices) device->binding = DriverBinding::kUserOwned;
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
   return State::SnapshotGroup(group);
 }
@@ -142,7 +148,9 @@ absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_vi
   ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireOwner(group, owner));
+  const GroupUndo undo = State::SaveGroup(group);
   state_->EndOwnership(group);
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
   return State::SnapshotGroup(group);
 }
@@ -167,6 +175,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
     return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_ALREADY_CLAIMED",
                  absl::StrCat("'", name, "' is already claimed by this owner"), metadata);
   }
+  const GroupUndo undo = State::SaveGroup(group);
   if (group.owner_cnt == 0) {
     RETURN_IF_ERROR(RequireOnDefault(group));
     RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
@@ -175,6 +184,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   ++group.owner_cnt;
   group.claimed_devices.insert(device->name);
   device->binding = DriverBinding::kUserOwned;
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, device->name);
   return State::SnapshotGroup(group);
 }
@@ -193,9 +203,11 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
                  absl::StrCat("'", name, "' is not claimed"), metadata);
   }
   RETURN_IF_ERROR(RequireOwner(group, owner));
+  const GroupUndo undo = State::SaveGroup(group);
   group.claimed_devices.erase(device->name);
   device->binding = DriverBinding::kNone;
   if (--group.owner_cnt == 0) state_->EndOwnership(group);
+  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, device->name);
   return State::SnapshotGroup(group);
 }

@@ -224,7 +224,8 @@ absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
   return domain;
 }
 
-absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& domain) {
+absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& domain,
+                                            bool durable) {
   {
     MutexLock lock(&domain->mu);
     if (!domain->attached_groups.empty()) {
@@ -233,8 +234,21 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
                                 domain->attached_groups.size(), " group(s)"),
                    {{"domain_id", absl::StrCat(domain->id)}});
     }
+    if (durable) {
+      StoreBatch batch;
+      batch.delete_domains.push_back(domain->id);
+      RETURN_IF_ERROR(Commit(std::move(batch)));
+    }
     absl::Status status = TwiceIfNeeded([&] { return backend()->FreeDomain(domain->id); });
     if (!status.ok()) {
+      if (durable) {  // put the domain and its mappings back in the store
+        StoreBatch batch;
+        batch.put_domains.push_back(DomainRecordOf(*domain));
+        for (const Mapping& mapping : domain->mappings.All()) {
+          batch.put_mappings.push_back({domain->id, mapping});
+        }
+        CommitOrCount(std::move(batch));
+      }
       return BackendError(status, "free_domain", {{"domain_id", absl::StrCat(domain->id)}});
     }
     domain->freed = true;

@@ -33,6 +33,8 @@
 #include "core/mapping_index.h"
 #include "core/registry_observer.h"
 #include "core/registry.h"
+#include "core/store/state_records.h"
+#include "core/store/state_store.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -76,6 +78,7 @@ struct DeviceState {
   std::vector<Rid> alias_rids;
   std::vector<Rid> all_rids;  // rid + aliases, sorted, distinct
   std::shared_ptr<GroupState> group;  // fixed for the device's life
+  uint64_t probe_seq = 0;  // orders the devices of a group across restarts (DeviceRecord)
 
   // Set under group->mu; read without it by listings (a hint) and under it by operations.
   std::atomic<bool> live{false};
@@ -102,6 +105,22 @@ struct GroupState {
   bool group_claimed ABSL_GUARDED_BY(mu) = false;  // ClaimOwnership (counts 1 in owner_cnt)
   std::set<std::string> claimed_devices ABSL_GUARDED_BY(mu);  // ClaimDevice by `owner`
 };
+
+// The mutable fields of a group (and its devices' bindings), saved before an operation so that a
+// mutation the store refuses can be undone (Registry::State::RestoreGroup).
+struct GroupUndo {
+  std::shared_ptr<DomainState> domain;
+  std::string owner;
+  uint32_t owner_cnt = 0;
+  bool group_claimed = false;
+  std::set<std::string> claimed_devices;
+  std::vector<std::pair<std::shared_ptr<DeviceState>, DriverBinding>> bindings;
+};
+
+// The page table's leaves must cover exactly the registered mappings, page by page; appends one
+// violation per disagreement (core/registry_invariants.cc).
+void CheckMappings(DomainId id, const std::vector<Mapping>& registered,
+                   const std::vector<Mapping>& leaves, std::vector<InvariantViolation>* out);
 
 // Which group a RID of a unit belongs to, counted by the devices (live or being probed) using it.
 struct RidOwner {
@@ -161,8 +180,10 @@ struct Registry::State {
                                                             DomainType type,
                                                             absl::string_view owner,
                                                             bool core_owned);
-  // Frees a domain nobody is attached to in the backend and erases it from the maps.
-  absl::Status DestroyDomain(const std::shared_ptr<DomainState>& domain);
+  // Frees a domain nobody is attached to in the backend and erases it from the maps. `durable`:
+  // its deletion is committed to the store first (a refusal changes nothing); callers that commit
+  // the domain's end in a batch of their own pass false.
+  absl::Status DestroyDomain(const std::shared_ptr<DomainState>& domain, bool durable = false);
   // The type of a blocking (or release) domain on `unit`: BLOCKED, else an empty UNMANAGED one.
   static DomainType BlockingType(const UnitCaps& caps);
 
@@ -174,6 +195,33 @@ struct Registry::State {
   // Appends the backend's queued faults to the fault log and tells the observer.
   void CollectFaults();
 
+  // --- Durability (core/registry_store.cc) ---
+  StateStore* store() const { return options.store; }
+  Clock* clock() const { return options.clock != nullptr ? options.clock : Clock::Real(); }
+  static GroupRecord GroupRecordOf(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  static DeviceRecord DeviceRecordOf(const GroupState& group, const DeviceState& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  static DomainRecord DomainRecordOf(const DomainState& domain);
+  static UnitRecord UnitRecordOf(const UnitState& unit);
+  // Adds the group's record and its live devices' records to `batch`.
+  static void AddGroup(const GroupState& group, StoreBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Commits `batch` with the id counters and the thread's pending request record (result_ref set
+  // to `result_ref`). OK without a store. UNAVAILABLE (STORE_WRITE_FAILED) if the store refuses;
+  // then nothing was written. Called with the locks of what the batch describes held.
+  absl::Status Commit(StoreBatch batch, uint64_t result_ref = 0);
+  // Commit for changes that cannot be undone (the hardware already moved on: a release, a repair):
+  // retried once; a failure is counted in unrecorded_changes.
+  void CommitOrCount(StoreBatch batch, uint64_t result_ref = 0);
+  static GroupUndo SaveGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Puts the group back as `undo` says, the hardware first (if that fails the group is forced to
+  // blocked and a kRestoreDefaultFailed leak recorded, as EndOwnership does).
+  void RestoreGroup(GroupState& group, const GroupUndo& undo)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Commits the group (plus `extra`); if the store refuses, restores `undo` and returns the error.
+  absl::Status CommitGroup(GroupState& group, const GroupUndo& undo, StoreBatch extra = {},
+                           uint64_t result_ref = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
   mutable absl::Mutex map_mu;
   std::map<std::string, std::shared_ptr<UnitState>> units ABSL_GUARDED_BY(map_mu);
   std::map<std::string, std::shared_ptr<DeviceState>> devices ABSL_GUARDED_BY(map_mu);
@@ -184,6 +232,8 @@ struct Registry::State {
 
   std::atomic<uint64_t> next_group_id{1};
   std::atomic<uint64_t> next_domain_id{1};
+  std::atomic<uint64_t> next_probe_seq{1};
+  std::atomic<uint64_t> unrecorded_changes{0};
 
   mutable absl::Mutex fault_mu;
   std::deque<FaultRecord> faults ABSL_GUARDED_BY(fault_mu);  // newest at the back

@@ -21,12 +21,14 @@ ScopedRequestContext::~ScopedRequestContext() {
 
 RequestRecord* ScopedRequestContext::Current() { return current_record; }
 
-RequestRecord* ScopedRequestContext::TakeCurrent() {
-  if (current_record == nullptr || current_taken) return nullptr;
-  current_taken = true;
-  return current_record;
+RequestRecord* ScopedRequestContext::Pending() {
+  return current_taken ? nullptr : current_record;
 }
 
-bool ScopedRequestContext::CurrentTaken() { return current_record != nullptr && current_taken; }
+void ScopedRequestContext::MarkCommitted() {
+  if (current_record != nullptr) current_taken = true;
+}
+
+bool ScopedRequestContext::Committed() { return current_record != nullptr && current_taken; }
 
 }  // namespace iommud

@@ -26,6 +26,18 @@
     EXPECT_EQ(::iommud::ErrorReason(_iommud_status), expected_reason) << _iommud_status;   \
   } while (0)
 
+// ASSERT_OK(expr) / EXPECT_OK(expr): `expr` (an absl::Status or absl::StatusOr) is OK.
+#define ASSERT_OK(expr)                                                   \
+  do {                                                                    \
+    const ::absl::Status _iommud_status = ::iommud::test::StatusOf(expr); \
+    ASSERT_TRUE(_iommud_status.ok()) << _iommud_status;                   \
+  } while (0)
+#define EXPECT_OK(expr)                                                   \
+  do {                                                                    \
+    const ::absl::Status _iommud_status = ::iommud::test::StatusOf(expr); \
+    EXPECT_TRUE(_iommud_status.ok()) << _iommud_status;                   \
+  } while (0)
+
 namespace iommud {
 namespace test {
 

@@ -1,0 +1,369 @@
+// Registry: durability. How the registry's state becomes StoreBatch-es (committed under the lock
+// of what they describe, undone if the store refuses them) and how Recover rebuilds a registry and
+// its hardware from a StoreSnapshot.
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/group_lock.h"
+#include "core/registry.h"
+#include "core/registry_state.h"
+#include "core/status_macros.h"
+#include "core/store/request_context.h"
+#include "core/sync.h"
+
+namespace iommud {
+
+GroupRecord Registry::State::GroupRecordOf(const GroupState& group) {
+  GroupRecord record;
+  record.id = group.id;
+  record.unit = group.unit->name;
+  record.domain = group.domain != nullptr ? group.domain->id : 0;
+  record.default_domain = group.default_domain != nullptr ? group.default_domain->id : 0;
+  record.blocking_domain = group.blocking_domain != nullptr ? group.blocking_domain->id : 0;
+  record.owner = group.owner;
+  record.owner_cnt = group.owner_cnt;
+  record.group_claimed = group.group_claimed;
+  record.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  return record;
+}
+
+DeviceRecord Registry::State::DeviceRecordOf(const GroupState& group, const DeviceState& device) {
+  DeviceRecord record;
+  record.name = device.name;
+  record.unit = device.unit->name;
+  record.rid = device.rid;
+  record.alias_rids = device.alias_rids;
+  record.group = group.id;
+  record.probe_seq = device.probe_seq;
+  record.binding = device.binding;
+  return record;
+}
+
+DomainRecord Registry::State::DomainRecordOf(const DomainState& domain) {
+  return DomainRecord{domain.id, domain.unit->name, domain.type, domain.owner, domain.core_owned};
+}
+
+UnitRecord Registry::State::UnitRecordOf(const UnitState& unit) {
+  return UnitRecord{unit.name, unit.caps,
+                    unit.release_domain != nullptr ? unit.release_domain->id : 0};
+}
+
+void Registry::State::AddGroup(const GroupState& group, StoreBatch* batch) {
+  batch->put_groups.push_back(GroupRecordOf(group));
+  for (const auto& device : group.devices) {
+    batch->put_devices.push_back(DeviceRecordOf(group, *device));
+  }
+}
+
+absl::Status Registry::State::Commit(StoreBatch batch, uint64_t result_ref) {
+  if (store() == nullptr) return absl::OkStatus();
+  if (RequestRecord* request = ScopedRequestContext::Pending()) {
+    batch.request = *request;
+    batch.request->result_ref = result_ref;
+    if (batch.request->time_unix_nanos == 0) {
+      batch.request->time_unix_nanos = absl::ToUnixNanos(clock()->Now());
+    }
+  }
+  batch.next_group_id = next_group_id.load();
+  batch.next_domain_id = next_domain_id.load();
+  absl::Status status = store()->Commit(batch);
+  if (status.ok()) {
+    if (batch.request.has_value()) ScopedRequestContext::MarkCommitted();
+    return status;
+  }
+  if (!ErrorReason(status).empty()) return status;
+  return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
+               absl::StrCat("the state store refused the change: ", status.message()));
+}
+
+void Registry::State::CommitOrCount(StoreBatch batch, uint64_t result_ref) {
+  if (Commit(batch, result_ref).ok() || Commit(batch, result_ref).ok()) return;
+  unrecorded_changes.fetch_add(1);
+}
+
+GroupUndo Registry::State::SaveGroup(const GroupState& group) {
+  GroupUndo undo;
+  undo.domain = group.domain;
+  undo.owner = group.owner;
+  undo.owner_cnt = group.owner_cnt;
+  undo.group_claimed = group.group_claimed;
+  undo.claimed_devices = group.claimed_devices;
+  for (const auto& device : group.devices) undo.bindings.push_back({device, device->binding});
+  return undo;
+}
+
+void Registry::State::RestoreGroup(GroupState& group, const GroupUndo& undo) {
+  if (undo.domain != nullptr && group.domain != undo.domain) {
+    absl::Status back = SwitchGroupDomain(group, undo.domain);
+    if (!back.ok()) back = SwitchGroupDomain(group, undo.domain);
+    if (!back.ok()) {
+      ForceGroupBlocked(group);
+      RecordLeak({LeakReason::kRestoreDefaultFailed, group.unit->name, group.id,
+                  undo.domain->id, 0, "", undo.owner});
+    }
+  }
+  group.owner = undo.owner;
+  group.owner_cnt = undo.owner_cnt;
+  group.group_claimed = undo.group_claimed;
+  group.claimed_devices = undo.claimed_devices;
+  for (const auto& [device, binding] : undo.bindings) device->binding = binding;
+}
+
+absl::Status Registry::State::CommitGroup(GroupState& group, const GroupUndo& undo,
+                                          StoreBatch extra, uint64_t result_ref) {
+  AddGroup(group, &extra);
+  absl::Status status = Commit(std::move(extra), result_ref);
+  if (!status.ok()) RestoreGroup(group, undo);
+  return status;
+}
+
+uint64_t Registry::unrecorded_changes() const { return state_->unrecorded_changes.load(); }
+
+// --- Recover ---
+
+namespace {
+
+absl::Status Corrupt(absl::string_view what) {
+  return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+               absl::StrCat("the state store is inconsistent: ", what));
+}
+
+// Makes the backend hold `domain` with exactly `mappings`: allocates it if the hardware does not
+// have it, else adopts it, rewriting a page table that disagrees.
+absl::Status ProgramDomain(IommuBackend* backend, const DomainState& domain,
+                           const std::vector<Mapping>& mappings, bool in_hardware,
+                           RecoveryReport* report) {
+  if (in_hardware) {
+    bool agrees = true;
+    if (IsPaging(domain.type)) {
+      absl::StatusOr<std::vector<Mapping>> leaves = backend->ReadMappings(domain.id);
+      std::vector<InvariantViolation> differences;
+      if (leaves.ok()) CheckMappings(domain.id, mappings, *leaves, &differences);
+      agrees = leaves.ok() && differences.empty();
+    }
+    if (agrees) {
+      ++report->domains_adopted;
+      return absl::OkStatus();
+    }
+    // Unmap whatever the page table holds, then map what the store says (below).
+    ++report->domains_rewritten;
+    const uint64_t end = domain.unit->caps.aperture_end();
+    absl::StatusOr<std::vector<Mapping>> leaves = backend->ReadMappings(domain.id);
+    if (leaves.ok()) {
+      for (const Mapping& leaf : *leaves) (void)backend->Unmap(domain.id, leaf.iova, leaf.size);
+    }
+    (void)backend->InvalidateIotlb(domain.id, 0, end);
+  } else {
+    absl::Status allocated = backend->AllocDomain(domain.unit->name, domain.id, domain.type);
+    if (!allocated.ok()) {
+      return BackendError(allocated, "alloc_domain", {{"domain_id", absl::StrCat(domain.id)}});
+    }
+  }
+  for (const Mapping& mapping : mappings) {
+    absl::Status mapped =
+        backend->Map(domain.id, mapping.iova, mapping.paddr, mapping.size, mapping.prot);
+    if (!mapped.ok()) {
+      return BackendError(mapped, "map", {{"domain_id", absl::StrCat(domain.id)}});
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RecoveryReport> Registry::Recover() {
+  const absl::Time start = absl::Now();
+  if (state_->store() == nullptr) {
+    return Error(absl::StatusCode::kFailedPrecondition, "NO_STATE_STORE",
+                 "Recover needs RegistryOptions.store");
+  }
+  {
+    MapReaderLock lock(&state_->map_mu, state_->observer());
+    if (!state_->units.empty() || !state_->domains.empty() || !state_->groups.empty()) {
+      return Error(absl::StatusCode::kFailedPrecondition, "REGISTRY_NOT_EMPTY",
+                   "Recover runs once, on a registry nothing was added to");
+    }
+  }
+  ASSIGN_OR_RETURN(StoreSnapshot snapshot, state_->store()->Load());
+  RecoveryReport report;
+  if (snapshot.empty()) {
+    state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, 1));
+    state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, 1));
+    report.elapsed = absl::Now() - start;
+    return report;
+  }
+
+  // 1. Rebuild the registry's objects (nothing published until all of them check out).
+  std::map<std::string, std::shared_ptr<UnitState>> units;
+  std::map<std::string, bool> unit_in_hardware;
+  for (const UnitRecord& record : snapshot.units) {
+    auto unit = std::make_shared<UnitState>();
+    unit->name = record.name;
+    unit->caps = record.caps;
+    units[record.name] = unit;
+  }
+  std::map<DomainId, std::shared_ptr<DomainState>> domains;
+  for (const DomainRecord& record : snapshot.domains) {
+    auto unit = units.find(record.unit);
+    if (unit == units.end()) {
+      return Corrupt(absl::StrCat("domain ", record.id, " is on unknown unit '", record.unit, "'"));
+    }
+    auto domain = std::make_shared<DomainState>();
+    domain->id = record.id;
+    domain->unit = unit->second;
+    domain->type = record.type;
+    domain->owner = record.owner;
+    domain->core_owned = record.core_owned;
+    domains[record.id] = domain;
+  }
+  auto find_domain = [&](DomainId id) -> std::shared_ptr<DomainState> {
+    auto it = domains.find(id);
+    return it == domains.end() ? nullptr : it->second;
+  };
+  std::map<DomainId, std::vector<Mapping>> mappings;
+  for (const MappingRecord& record : snapshot.mappings) {
+    if (domains.count(record.domain) == 0) {
+      return Corrupt(absl::StrCat("a mapping of unknown domain ", record.domain));
+    }
+    mappings[record.domain].push_back(record.mapping);
+  }
+  for (const UnitRecord& record : snapshot.units) {
+    units[record.name]->release_domain = find_domain(record.release_domain);
+    if (units[record.name]->release_domain == nullptr) {
+      return Corrupt(absl::StrCat("unit '", record.name, "' has no release domain"));
+    }
+  }
+  std::map<GroupId, std::shared_ptr<GroupState>> groups;
+  for (const GroupRecord& record : snapshot.groups) {
+    auto unit = units.find(record.unit);
+    auto group = std::make_shared<GroupState>();
+    group->id = record.id;
+    if (unit == units.end()) return Corrupt(absl::StrCat("group ", record.id, " has no unit"));
+    group->unit = unit->second;
+    MutexLock lock(&group->mu);
+    group->domain = find_domain(record.domain);
+    group->default_domain = find_domain(record.default_domain);
+    group->blocking_domain = find_domain(record.blocking_domain);
+    if (group->domain == nullptr || group->default_domain == nullptr ||
+        group->blocking_domain == nullptr) {
+      return Corrupt(absl::StrCat("group ", record.id, " names a domain that is not stored"));
+    }
+    group->owner = record.owner;
+    group->owner_cnt = record.owner_cnt;
+    group->group_claimed = record.group_claimed;
+    group->claimed_devices.insert(record.claimed_devices.begin(), record.claimed_devices.end());
+    group->initialized = true;
+    groups[record.id] = group;
+  }
+  std::vector<DeviceRecord> device_records = snapshot.devices;
+  std::sort(device_records.begin(), device_records.end(),
+            [](const DeviceRecord& a, const DeviceRecord& b) { return a.probe_seq < b.probe_seq; });
+  std::map<std::string, std::shared_ptr<DeviceState>> devices;
+  std::map<std::pair<std::string, Rid>, RidOwner> rid_owners;
+  uint64_t max_probe_seq = 0;
+  for (const DeviceRecord& record : device_records) {
+    auto group = groups.find(record.group);
+    if (group == groups.end() || units.count(record.unit) == 0) {
+      return Corrupt(absl::StrCat("device '", record.name, "' has no group or unit"));
+    }
+    auto device = std::make_shared<DeviceState>();
+    device->name = record.name;
+    device->unit = units[record.unit];
+    device->rid = record.rid;
+    device->alias_rids = record.alias_rids;
+    device->all_rids = record.alias_rids;
+    device->all_rids.push_back(record.rid);
+    std::sort(device->all_rids.begin(), device->all_rids.end());
+    device->all_rids.erase(std::unique(device->all_rids.begin(), device->all_rids.end()),
+                           device->all_rids.end());
+    device->group = group->second;
+    device->probe_seq = record.probe_seq;
+    device->binding = record.binding;
+    device->live.store(true);
+    max_probe_seq = std::max(max_probe_seq, record.probe_seq);
+    {
+      MutexLock lock(&group->second->mu);
+      group->second->devices.push_back(device);
+    }
+    for (Rid rid : device->all_rids) {
+      RidOwner& owner = rid_owners[{record.unit, rid}];
+      owner.group = group->second;
+      ++owner.users;
+    }
+    devices[record.name] = device;
+  }
+  for (auto& [id, group] : groups) {
+    MutexLock lock(&group->mu);
+    if (group->devices.empty()) return Corrupt(absl::StrCat("group ", id, " has no devices"));
+    MutexLock domain_lock(&group->domain->mu);
+    group->domain->attached_groups.insert(id);
+  }
+  for (auto& [id, domain] : domains) {
+    MutexLock lock(&domain->mu);
+    for (const Mapping& mapping : mappings[id]) domain->mappings.Insert(mapping);
+  }
+
+  // 2. Program (or adopt) the hardware: units, domains with their page tables, RIDs.
+  const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
+  const std::set<DomainId> in_hardware(hardware_domains.begin(), hardware_domains.end());
+  for (const auto& [name, unit] : units) {
+    absl::Status added = backend()->AddUnit(name, unit->caps);
+    if (!added.ok() && added.code() != absl::StatusCode::kAlreadyExists) {
+      return BackendError(added, "add_unit", {{"unit", name}});
+    }
+  }
+  for (const auto& [id, domain] : domains) {
+    RETURN_IF_ERROR(
+        ProgramDomain(backend(), *domain, mappings[id], in_hardware.count(id) != 0, &report));
+  }
+  for (const auto& [id, group] : groups) {
+    MutexLock lock(&group->mu);
+    for (Rid rid : State::GroupRids(*group)) {
+      absl::StatusOr<RidEntry> entry = backend()->ReadRid(group->unit->name, rid);
+      // A RID already on its domain is adopted; one the hardware lost is programmed here, and one
+      // on another domain is left for the reconcile below to find, report and repair.
+      if (entry.ok() && entry->domain != 0) continue;
+      absl::Status attached = backend()->AttachRid(group->unit->name, rid, group->domain->id);
+      if (!attached.ok()) {
+        return BackendError(attached, "attach_rid",
+                            {{"group_id", absl::StrCat(id)}, {"rid", absl::StrCat(rid)}});
+      }
+    }
+  }
+
+  // 3. Publish, then reconcile against what the hardware holds beyond the store.
+  {
+    MapWriterLock lock(&state_->map_mu, state_->observer());
+    state_->units = std::move(units);
+    state_->domains = std::move(domains);
+    state_->groups = std::move(groups);
+    state_->devices = std::move(devices);
+    state_->rid_owners = std::move(rid_owners);
+    report.units = state_->units.size();
+    report.domains = state_->domains.size();
+    report.groups = state_->groups.size();
+    report.devices = state_->devices.size();
+  }
+  report.mappings = snapshot.mappings.size();
+  GroupId max_group = 0;
+  DomainId max_domain = 0;
+  for (const GroupRecord& record : snapshot.groups) max_group = std::max(max_group, record.id);
+  for (const DomainRecord& record : snapshot.domains) max_domain = std::max(max_domain, record.id);
+  for (DomainId id : hardware_domains) max_domain = std::max(max_domain, id);
+  state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, max_group + 1));
+  state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
+  state_->next_probe_seq.store(max_probe_seq + 1);
+  ReconcileResult reconciled = Reconcile();
+  report.repaired = std::move(reconciled.repaired);
+  report.remaining = std::move(reconciled.remaining);
+  report.elapsed = absl::Now() - start;
+  return report;
+}
+
+}  // namespace iommud

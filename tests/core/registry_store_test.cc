@@ -1,0 +1,309 @@
+// The registry over a StateStore: every mutation is committed (and undone when the store refuses
+// it), and Recover rebuilds the registry and the hardware from what was committed.
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/error.h"
+#include "core/backend/backend_factory.h"
+#include "core/store/in_memory_state_store.h"
+#include "core/store/request_context.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/core/testing/registry_fixture.h"
+#include "tests/testing/status_test_macros.h"
+
+namespace iommud {
+namespace test {
+namespace {
+
+using ::testing::IsEmpty;
+
+// An in-memory store that refuses commits on demand (nothing of a refused batch is kept).
+class RefusingStore : public InMemoryStateStore {
+ public:
+  absl::Status Commit(const StoreBatch& batch) override {
+    if (refuse_) return absl::UnavailableError("disk full");
+    return InMemoryStateStore::Commit(batch);
+  }
+  void set_refuse(bool refuse) { refuse_ = refuse; }
+
+ private:
+  bool refuse_ = false;  // set only while no operation runs
+};
+
+std::string Dump(const StoreSnapshot& snapshot) {
+  std::string out;
+  for (const UnitRecord& unit : snapshot.units) {
+    absl::StrAppend(&out, "unit ", unit.name, " release=", unit.release_domain, "\n");
+  }
+  for (const DomainRecord& domain : snapshot.domains) {
+    absl::StrAppend(&out, "domain ", domain.id, " ", domain.unit, " ", DomainTypeName(domain.type),
+                    " owner=", domain.owner, " core=", domain.core_owned, "\n");
+  }
+  for (const DeviceRecord& device : snapshot.devices) {
+    absl::StrAppend(&out, "device ", device.name, " group=", device.group, " seq=",
+                    device.probe_seq, " ", DriverBindingName(device.binding), "\n");
+  }
+  for (const GroupRecord& group : snapshot.groups) {
+    absl::StrAppend(&out, "group ", group.id, " domain=", group.domain, " owner=", group.owner,
+                    " cnt=", group.owner_cnt, " claimed=", group.group_claimed, "/",
+                    absl::StrJoin(group.claimed_devices, ","), "\n");
+  }
+  for (const MappingRecord& mapping : snapshot.mappings) {
+    absl::StrAppend(&out, "mapping ", mapping.domain, " ", mapping.mapping.iova, " ",
+                    mapping.mapping.paddr, " ", mapping.mapping.size, "\n");
+  }
+  return out;
+}
+
+class RegistryStoreTest : public RegistryTest {
+ protected:
+  void SetUp() override {
+    Recreate([this](RegistryOptions* options) { options->store = &store_; });
+  }
+
+  std::string StoreDump() {
+    absl::StatusOr<StoreSnapshot> snapshot = store_.Load();
+    EXPECT_TRUE(snapshot.ok()) << snapshot.status();
+    return snapshot.ok() ? Dump(*snapshot) : "";
+  }
+
+  // A workload touching every kind of record: groups with shared RIDs, ownership, user domains
+  // with mappings, a kernel driver, a release that empties a group.
+  void Workload() {
+    Probe("a", 0x10);
+    Probe("b", 0x20, {0x21});
+    Probe("c", 0x21);  // joins b's group through the alias
+    Probe("d", 0x30);
+    Probe("e", 0x40, {}, "u1");
+    domain_ = ClaimAndAttach("a");
+    ASSERT_OK(registry_->Map(domain_, 0x100000, 0x800000, 0x4000, kProtRead, kOwner));
+    ASSERT_OK(registry_->Map(domain_, 0x200000, 0x200000, kPage2M, kProtRead | kProtWrite,
+                             kOwner));
+    ASSERT_OK(registry_->Unmap(domain_, 0x100000, 0x4000, kOwner));
+    ASSERT_OK(registry_->ClaimDevice("d", kOther));
+    ASSERT_OK(registry_->UseDefaultDomain("e"));
+    ASSERT_OK(registry_->AllocDomain("u1", DomainType::kUnmanaged, kOther));
+    Probe("f", 0x50);
+    ASSERT_OK(registry_->ReleaseDevice("f"));
+  }
+
+  // Replaces the registry with one recovered from the store, over the same hardware (memory that
+  // outlived the daemon) or over fresh hardware (a software IOMMU after a restart).
+  RecoveryReport RecoverInto(bool same_hardware) {
+    registry_.reset();
+    if (!same_hardware) {
+      auto hardware = CreateBackend(GetParam());
+      EXPECT_TRUE(hardware.ok()) << hardware.status();
+      hardware_ = *std::move(hardware);
+    }
+    backend_ = std::make_unique<FailingBackend>(hardware_.get());
+    RegistryOptions options;
+    options.backend = backend_.get();
+    options.observer = &observer_;
+    options.store = &store_;
+    auto registry = Registry::Create(options);
+    EXPECT_TRUE(registry.ok()) << registry.status();
+    registry_ = *std::move(registry);
+    absl::StatusOr<RecoveryReport> report = registry_->Recover();
+    EXPECT_TRUE(report.ok()) << report.status();
+    return report.ok() ? *std::move(report) : RecoveryReport{};
+  }
+
+  RefusingStore store_;
+  DomainId domain_ = 0;
+};
+
+TEST_P(RegistryStoreTest, EveryMutationIsCommitted) {
+  Workload();
+  const std::string dump = StoreDump();
+  // The store holds exactly what the registry shows.
+  for (const DeviceInfo& device : registry_->ListDevices()) {
+    EXPECT_THAT(dump, ::testing::HasSubstr(absl::StrCat("device ", device.name, " group=",
+                                                        device.group)));
+  }
+  EXPECT_THAT(dump, ::testing::Not(::testing::HasSubstr("device f ")));
+  EXPECT_THAT(dump, ::testing::HasSubstr(absl::StrCat("mapping ", domain_, " 2097152 2097152 ",
+                                                      kPage2M)));
+  EXPECT_THAT(dump, ::testing::Not(::testing::HasSubstr(absl::StrCat("mapping ", domain_,
+                                                                     " 1048576"))));
+  EXPECT_THAT(dump, ::testing::HasSubstr("KERNEL_DRIVER"));
+  EXPECT_THAT(dump, ::testing::HasSubstr(absl::StrCat("owner=", kOther, " cnt=1 claimed=0/d")));
+}
+
+TEST_P(RegistryStoreTest, RecoverOnFreshHardwareRebuildsEverything) {
+  Workload();
+  const std::string before = Snapshot();
+  const size_t domains = registry_->ListDomains().size();
+  const RecoveryReport report = RecoverInto(/*same_hardware=*/false);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(report.domains, domains);
+  EXPECT_EQ(report.devices, 5u);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.domains_adopted, 0u);
+  EXPECT_THAT(report.repaired, IsEmpty());
+  EXPECT_THAT(report.remaining, IsEmpty());
+  EXPECT_THAT(registry_->Audit(), IsEmpty());
+  // The recovered registry goes on where the old one stopped: new ids do not collide.
+  const DeviceInfo g = Probe("g", 0x60);
+  EXPECT_GT(g.group, registry_->GetDevice("e")->group);
+  ASSERT_OK(registry_->ReleaseOwnership(GroupOf("a").id, kOwner).status());
+  EXPECT_EQ(Hw(0x10), GroupOf("a").default_domain);
+}
+
+TEST_P(RegistryStoreTest, RecoverOnSurvivingHardwareAdoptsIt) {
+  Workload();
+  const std::string before = Snapshot();
+  const size_t domains = registry_->ListDomains().size();
+  const RecoveryReport report = RecoverInto(/*same_hardware=*/true);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(report.domains_adopted, domains);
+  EXPECT_EQ(report.domains_rewritten, 0u);
+  EXPECT_THAT(report.repaired, IsEmpty());
+}
+
+TEST_P(RegistryStoreTest, RecoverRepairsHardwareTowardTheStore) {
+  Workload();
+  const std::string before = Snapshot();
+  const GroupInfo a = GroupOf("a");
+  // The daemon "crashed" after programming things it never committed.
+  ASSERT_OK(hardware_->AllocDomain("u0", 900, DomainType::kUnmanaged));
+  ASSERT_OK(hardware_->AttachRid("u0", 0x10, a.blocking_domain));  // a's RID moved
+  ASSERT_OK(hardware_->AttachRid("u0", 0x70, 900));                // a RID nobody probed
+  ASSERT_OK(hardware_->Map(domain_, 0x40000000, 0x1000, 0x1000, kProtRead));  // stray mapping
+  const RecoveryReport report = RecoverInto(/*same_hardware=*/true);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(report.domains_rewritten, 1u);
+  std::vector<LeakReason> reasons;
+  for (const LeakRecord& leak : report.repaired) reasons.push_back(leak.reason);
+  EXPECT_THAT(reasons, ::testing::UnorderedElementsAre(LeakReason::kRidOnWrongDomain,
+                                                       LeakReason::kRidOnUnknownDomain,
+                                                       LeakReason::kOrphanDomain));
+  EXPECT_THAT(report.remaining, IsEmpty());
+  EXPECT_EQ(Hw(0x70), 0u);
+  // The orphan's id is never handed out again.
+  absl::StatusOr<DomainInfo> next = registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
+  ASSERT_OK(next.status());
+  EXPECT_GT(next->id, 900u);
+}
+
+TEST_P(RegistryStoreTest, RefusedCommitsChangeNothing) {
+  Probe("a", 0x10);
+  Probe("b", 0x20);
+  Probe("k", 0x30);
+  const DomainId domain = ClaimAndAttach("a");
+  ASSERT_OK(registry_->Map(domain, 0x100000, 0x100000, 0x2000, kProtRead, kOwner));
+  ASSERT_OK(registry_->UseDefaultDomain("k"));
+  const GroupId a = GroupOf("a").id;
+  const GroupId b = GroupOf("b").id;
+  std::string registry_before = Snapshot();
+  const std::string store_before = StoreDump();
+  store_.set_refuse(true);
+  auto refused = [&](const absl::Status& status, const char* what) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << what << ": " << status;
+    EXPECT_EQ(ErrorReason(status), "STORE_WRITE_FAILED") << what;
+    EXPECT_EQ(Snapshot(), registry_before) << what;
+  };
+  ProbeRequest probe;
+  probe.unit = "u0";
+  probe.device = "new";
+  probe.rid = 0x40;
+  refused(registry_->ProbeDevice(probe).status(), "probe into a new group");
+  probe.rid = 0x20;
+  probe.alias_rids = {0x22};
+  refused(registry_->ProbeDevice(probe).status(), "probe into b's group");
+  refused(registry_->ClaimOwnership(b, kOther).status(), "claim");
+  refused(registry_->ClaimDevice("b", kOther).status(), "claim device");
+  refused(registry_->UseDefaultDomain("b").status(), "use default");
+  refused(registry_->UnuseDefaultDomain("k").status(), "unuse default");
+  refused(registry_->DetachGroup(a, domain, kOwner).status(), "detach");
+  refused(registry_->ReleaseOwnership(a, kOwner).status(), "release ownership");
+  refused(registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner).status(), "alloc");
+  refused(registry_->Map(domain, 0x400000, 0x400000, 0x1000, kProtRead, kOwner).status(), "map");
+  refused(registry_->Unmap(domain, 0x100000, 0x2000, kOwner).status(), "unmap");
+  refused(registry_->AddUnit("u9", U0Caps()).status(), "add unit");
+  store_.set_refuse(false);
+  EXPECT_EQ(StoreDump(), store_before);
+  ASSERT_OK(registry_->DetachGroup(a, domain, kOwner));
+  registry_before = Snapshot();
+  store_.set_refuse(true);
+  refused(registry_->FreeDomain(domain, kOwner).status(), "free domain");
+  store_.set_refuse(false);
+  ExpectConsistent();
+  EXPECT_THAT(registry_->Audit(), IsEmpty());
+}
+
+TEST_P(RegistryStoreTest, ARefusedReleaseIsCountedNotUndone) {
+  Probe("a", 0x10);
+  store_.set_refuse(true);
+  ASSERT_OK(registry_->ReleaseDevice("a"));
+  store_.set_refuse(false);
+  EXPECT_EQ(registry_->unrecorded_changes(), 1u);
+  EXPECT_THAT(registry_->ListDevices(), IsEmpty());
+}
+
+TEST_P(RegistryStoreTest, TheRequestRecordIsCommittedWithTheChange) {
+  Probe("a", 0x10);
+  RequestRecord record;
+  record.request_id = "req-1";
+  record.method = "AllocDomain";
+  record.fingerprint = "f1";
+  absl::StatusOr<DomainInfo> domain;
+  {
+    ScopedRequestContext context(&record);
+    domain = registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
+    ASSERT_OK(domain.status());
+    EXPECT_TRUE(ScopedRequestContext::Committed());
+  }
+  absl::StatusOr<std::optional<RequestRecord>> found = store_.FindRequest("req-1");
+  ASSERT_OK(found.status());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->result_ref, domain->id);
+  EXPECT_EQ((*found)->method, "AllocDomain");
+
+  // A failed request leaves no record.
+  RequestRecord failed = record;
+  failed.request_id = "req-2";
+  {
+    ScopedRequestContext context(&failed);
+    EXPECT_FALSE(registry_->AllocDomain("u0", DomainType::kDma, kOwner).ok());
+    EXPECT_FALSE(ScopedRequestContext::Committed());
+  }
+  found = store_.FindRequest("req-2");
+  ASSERT_OK(found.status());
+  EXPECT_FALSE(found->has_value());
+}
+
+TEST_P(RegistryStoreTest, RecoverRefusesMisuse) {
+  absl::StatusOr<RecoveryReport> again = registry_->Recover();
+  EXPECT_EQ(ErrorReason(again.status()), "REGISTRY_NOT_EMPTY");
+  RegistryOptions options;
+  options.backend = backend_.get();
+  auto bare = Registry::Create(options);
+  ASSERT_OK(bare.status());
+  EXPECT_EQ(ErrorReason((*bare)->Recover().status()), "NO_STATE_STORE");
+}
+
+TEST_P(RegistryStoreTest, AnInconsistentStoreIsDataLoss) {
+  StoreBatch bad;
+  bad.put_mappings.push_back({777, Mapping{0, 0, 0x1000, kProtRead}});
+  ASSERT_OK(store_.Commit(bad));
+  registry_.reset();
+  RegistryOptions options;
+  options.backend = backend_.get();
+  options.store = &store_;
+  auto registry = Registry::Create(options);
+  ASSERT_OK(registry.status());
+  absl::StatusOr<RecoveryReport> report = (*registry)->Recover();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ErrorReason(report.status()), "STATE_CORRUPT");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RegistryStoreTest, ::testing::ValuesIn(BackendsUnderTest()));
+
+}  // namespace
+}  // namespace test
+}  // namespace iommud
