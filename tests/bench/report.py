@@ -41,7 +41,8 @@ def fmt_rate(value):
 def main():
     results = sys.argv[1]
     runs, context = load([os.path.join(results, f) for f in ("backend_bench.json",
-                                                             "registry_bench.json")])
+                                                             "registry_bench.json",
+                                                             "recovery_bench.json")])
     threads = max([int(n.split("threads:")[1]) for n in runs if "BM_UseUnuse/distinct_groups" in n
                    and "threads:" in n] or [1])
     rows = []
@@ -79,6 +80,15 @@ def main():
         miss = rate(runs, f"BM_Translate/{backend}_iotlb_miss")
         row(f"{backend} translate: IOTLB miss vs hit", f"{fmt_rate(miss)} vs {fmt_rate(hit)}",
             miss and hit and miss / hit, "(context)")
+
+    for how in ("fresh_hardware", "surviving_hardware"):
+        t = seconds(runs, f"BM_Recover/{how}/10000/real_time")
+        row(f"recovery of 10k devices / 1k domains / 10k mappings, {how.replace('_', ' ')}",
+            "n/a" if t is None else f"{t * 1e3:.0f} ms", None, "(context)")
+    plain = rate(runs, "BM_AttachDetachCommitted/no_store")
+    committed = rate(runs, "BM_AttachDetachCommitted/memory_store")
+    row("attach+detach committing every change (memory store) vs no store", fmt_rate(committed),
+        committed and plain and committed / plain, "(context: the cost of building batches)")
 
     memory = json.load(open(os.path.join(results, "memory.json")))
     row(f"memory per device ({memory['devices']} devices)", f"{memory['bytes_per_device']:.0f} B",
