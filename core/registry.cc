@@ -94,6 +94,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
   if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
     // The backend keeps the (empty) unit: it has no remove; a retry adopts it.
     (void)state_->DestroyDomain(unit->release_domain);
+    unit->release_domain.reset();  // breaks the unit <-> release domain cycle
     return committed;
   }
   {
