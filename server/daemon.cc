@@ -52,6 +52,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                              ? absl::StrCat(options.state_dir, "/iommud.sock")
                              : options.socket_path;
 
+  // The policy first: a bad file is a start-up error before anything is created.
+  ASSIGN_OR_RETURN(Policy policy, options.policy_file.empty()
+                                      ? absl::StatusOr<Policy>(Policy::Default(getuid()))
+                                      : Policy::Load(options.policy_file));
   RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
   ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
@@ -78,9 +82,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
   RETURN_IF_ERROR(ApplyTopology(topology, daemon->registry_.get()));
 
+  Authorizer::Options authz;
+  authz.policy = std::move(policy);
+  authz.identity.unix_peer_fallback_to_daemon_uid = options.unix_peer_fallback_to_daemon_uid;
+  authz.identity.daemon_uid = getuid();
+  authz.identity.daemon_gid = getgid();
+  authz.identity.insecure_tcp = !options.listen_tcp.empty();
+  authz.metrics = daemon->metrics_->registry().get();
+  daemon->authorizer_ = std::make_unique<Authorizer>(std::move(authz));
+
   daemon->service_ = std::make_unique<IommuService>(
       daemon->registry_.get(), &daemon->events_, daemon->metrics_.get(),
-      options.allow_fault_injection ? &daemon->injector_ : nullptr);
+      options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {

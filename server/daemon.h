@@ -25,6 +25,7 @@
 #include "core/fault_injector.h"
 #include "core/registry.h"
 #include "core/types.h"
+#include "server/authorizer.h"
 #include "server/daemon_metrics.h"
 #include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
@@ -52,13 +53,19 @@ struct DaemonOptions {
   absl::Duration audit_interval = absl::Seconds(60);
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
+  // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
+  // are admin, nobody else has a role).
+  std::string policy_file;
+  // Identify a unix peer without peer-credential properties as the daemon's own uid (tests, and
+  // hosts whose listener cannot read SO_PEERCRED). Off: such a peer is unidentified and refused.
+  bool unix_peer_fallback_to_daemon_uid = false;
 };
 
 class Daemon {
  public:
   // Prepares the state directory (creates it, locks it: STATE_DIR_LOCKED if another daemon uses it,
   // clears a stale socket: SOCKET_IN_USE if one is live), creates the backend and the registry,
-  // applies the topology, then starts serving; health is SERVING for "" and "iommu.v1.Iommu" when
+  // loads the policy (INVALID_POLICY / POLICY_UNREADABLE), applies the topology, then starts serving; health is SERVING for "" and "iommu.v1.Iommu" when
   // this returns. Errors carry the failing step's reason; nothing is left listening on failure.
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options);
 
@@ -110,6 +117,7 @@ class Daemon {
   std::shared_ptr<StateCollector> state_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::thread audit_thread_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<IommuService> service_;
   std::unique_ptr<grpc::Server> server_;
 

@@ -1,6 +1,7 @@
 #include "server/iommu_service.h"
 
 #include "core/error.h"
+#include "core/status_macros.h"
 #include "proto/status_codec.h"
 #include "server/fault_injection_convert.h"
 #include "server/observability_convert.h"
@@ -18,22 +19,70 @@ grpc::ServerUnaryReactor* FinishCall(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// Whether a request message has an `owner` field (then the authorizer rewrites it).
+template <typename T, typename = void>
+struct HasOwnerField : std::false_type {};
+template <typename T>
+struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::string()))>>
+    : std::true_type {};
+
 }  // namespace
 
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
-                           FaultInjector* injector)
+                           FaultInjector* injector, const Authorizer* authorizer)
     : registry_(registry),
       events_(events),
       metrics_(metrics),
       injector_(injector),
+      authorizer_(authorizer),
       handlers_(registry) {}
 
-// Each RPC: run its handler to completion, then finish the call.
-#define IOMMUD_UNARY_RPC(method, Request, Response)                                    \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context, \
-                                                 const iommu::v1::Request* request,    \
-                                                 iommu::v1::Response* response) {      \
-    return FinishCall(context, handlers_.method(*request, response));                  \
+template <typename Request>
+absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
+                                                           absl::string_view method,
+                                                           const Request* request,
+                                                           Request* rewritten) const {
+  if (authorizer_ == nullptr) return request;
+  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  RETURN_IF_ERROR(CheckTarget(caller, method, *request));
+  if constexpr (HasOwnerField<Request>::value) {
+    ASSIGN_OR_RETURN(std::string owner,
+                     authorizer_->EffectiveOwner(caller, method, request->owner()));
+    *rewritten = *request;
+    rewritten->set_owner(std::move(owner));
+    return rewritten;
+  }
+  return request;
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::ReleaseDeviceRequest& request) const {
+  if (caller.role >= Role::kAdmin) return absl::OkStatus();
+  absl::StatusOr<DeviceInfo> device = registry_->GetDevice(request.device());
+  if (!device.ok()) return absl::OkStatus();  // the handler reports it
+  absl::StatusOr<GroupInfo> group = registry_->GetGroup(device->group);
+  if (!group.ok()) return absl::OkStatus();
+  // Racy by design: an owner that claims the group after this check and before the release is
+  // treated like one that claimed it just after (the release records the leak either way).
+  return authorizer_->CheckMayTouch(caller, method, group->owner);
+}
+
+absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
+                                           absl::string_view method) const {
+  if (authorizer_ == nullptr) return absl::OkStatus();
+  return authorizer_->Authorize(context, method).status();
+}
+
+// Each RPC: authorize it (and rewrite its owner), run its handler to completion, finish the call.
+#define IOMMUD_UNARY_RPC(method, Request, Response)                                          \
+  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,       \
+                                                 const iommu::v1::Request* request,          \
+                                                 iommu::v1::Response* response) {            \
+    iommu::v1::Request rewritten;                                                            \
+    absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
+        AuthorizeCall(*context, #method, request, &rewritten);                               \
+    if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
+    return FinishCall(context, handlers_.method(**authorized, response));                    \
   }
 
 IOMMUD_UNARY_RPC(ListUnits, ListUnitsRequest, ListUnitsResponse)
@@ -67,6 +116,9 @@ IOMMUD_UNARY_RPC(ListTranslationFaults, ListTranslationFaultsRequest, ListTransl
 grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* context,
                                               const iommu::v1::AuditRequest* request,
                                               iommu::v1::AuditResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "Audit"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   const std::vector<LeakRecord> leaks = registry_->Audit();
   if (metrics_ != nullptr) {
     metrics_->CountAudit();
@@ -79,6 +131,9 @@ grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* conte
 grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* context,
                                                   const iommu::v1::ReconcileRequest* request,
                                                   iommu::v1::ReconcileResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "Reconcile"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   const Registry::ReconcileResult result = registry_->Reconcile();
   if (metrics_ != nullptr) metrics_->SetCurrentLeaks(result.remaining);
   for (const LeakRecord& leak : result.repaired) LeakToProto(leak, response->add_repaired());
@@ -89,6 +144,9 @@ grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
     grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
     iommu::v1::ListContendedGroupsResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "ListContendedGroups"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   const size_t max_groups = request->max_groups() == 0 ? 10 : request->max_groups();
   for (const Registry::GroupContention& group : registry_->MostContendedGroups(max_groups)) {
     ContentionToProto(group, response->add_groups());
@@ -108,6 +166,9 @@ absl::Status InjectionDisabled() {
 grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext* context,
                                                     const iommu::v1::InjectFaultRequest* request,
                                                     iommu::v1::InjectFaultResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "InjectFault"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
   absl::StatusOr<FaultSpec> spec = FaultSpecFromProto(request->spec());
   if (!spec.ok()) return FinishCall(context, spec.status());
@@ -119,6 +180,9 @@ grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* IommuService::ListFaults(
     grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
     iommu::v1::ListFaultsResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "ListFaults"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
   for (const FaultState& fault : injector_->List()) {
     FaultStateToProto(fault, response->add_faults());
@@ -130,6 +194,9 @@ grpc::ServerUnaryReactor* IommuService::ListFaults(
 grpc::ServerUnaryReactor* IommuService::ClearFaults(
     grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
     iommu::v1::ClearFaultsResponse* response) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "ClearFaults"); !allowed.ok()) {
+    return FinishCall(context, allowed);
+  }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
   response->set_cleared(injector_->Clear());
   return FinishCall(context, absl::OkStatus());
@@ -148,6 +215,9 @@ class FailedStream : public grpc::ServerWriteReactor<iommu::v1::Event> {
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
     grpc::CallbackServerContext* context, const iommu::v1::WatchEventsRequest* request) {
+  if (absl::Status allowed = AuthorizeMethod(*context, "WatchEvents"); !allowed.ok()) {
+    return new FailedStream(allowed);
+  }
   if (events_ == nullptr) {
     return new FailedStream(Error(absl::StatusCode::kUnimplemented, "NO_EVENT_STREAM",
                                   "this server has no event stream"));

@@ -2,6 +2,10 @@
 // adapter of RequestHandlers onto the wire. Every reply's status goes through ToGrpcStatus
 // (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo with its reason.
 //
+// Every RPC is first authorized (authorizer.h): the caller's role must allow the method, and the
+// owner field of a request is replaced by the caller's effective owner before the handler sees it;
+// a denial finishes the call with PERMISSION_DENIED and changes nothing.
+//
 // Handlers run on gRPC's callback threads; they may block briefly on a group mutex (the registry
 // never holds one across anything slow). Thread-safe.
 #ifndef IOMMUD_SERVER_IOMMU_SERVICE_H_
@@ -9,10 +13,16 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/statusor.h"
 #include "core/registry.h"
 #include "iommu/v1/iommu.grpc.pb.h"
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
+#include "server/authorizer.h"
 #include "server/daemon_metrics.h"
 #include "server/request_handlers.h"
 
@@ -23,8 +33,11 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
   // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
   // `injector` null: the fault-injection RPCs are refused (FAULT_INJECTION_DISABLED).
+  // `authorizer` null: no authorization and owners are passed through unchanged (in-process tests
+  // of the service only; the daemon always has one).
   explicit IommuService(Registry* registry, EventBus* events = nullptr,
-                        DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr);
+                        DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr,
+                        const Authorizer* authorizer = nullptr);
 
   grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
                                       const iommu::v1::ListUnitsRequest* request,
@@ -125,10 +138,29 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
       const iommu::v1::WatchEventsRequest* request) override;
 
  private:
+  // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
+  // `rewritten` (a copy of `request` with the effective owner); otherwise `request`.
+  template <typename Request>
+  absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
+                                               absl::string_view method, const Request* request,
+                                               Request* rewritten) const;
+  // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
+  // owns needs admin. Other requests: nothing.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::ReleaseDeviceRequest& request) const;
+  template <typename Request>
+  absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
+    return absl::OkStatus();
+  }
+  // The role check alone, for the hand-written RPCs (no owner field).
+  absl::Status AuthorizeMethod(const grpc::ServerContextBase& context,
+                               absl::string_view method) const;
+
   Registry* const registry_;
   EventBus* const events_;
   DaemonMetrics* const metrics_;
   FaultInjector* const injector_;
+  const Authorizer* const authorizer_;
   RequestHandlers handlers_;
 };
 

@@ -1,4 +1,6 @@
 // iommud: the IOMMU control-plane daemon. See DaemonOptions (daemon.h) and `iommud --help`.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -40,6 +42,13 @@ ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(bool, allow_fault_injection, false,
           "Serve InjectFault/ListFaults/ClearFaults (test hosts only).");
+ABSL_FLAG(std::string, policy_file, "",
+          "Roles of principals, one '<role> <principal>' per line (roles viewer, operator, admin; "
+          "principals uid:N, gid:N, x509:SUBJECT, x509-cn:NAME, insecure); empty = root and the "
+          "daemon's own uid are admin, nobody else has a role.");
+ABSL_FLAG(bool, unix_peer_fallback_to_daemon_uid, false,
+          "Treat a unix-socket caller whose peer credentials are unknown as the daemon's own uid "
+          "(tests only); off: such callers are refused.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
 
@@ -91,6 +100,8 @@ int Main(int argc, char** argv) {
   }
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
+  options.policy_file = absl::GetFlag(FLAGS_policy_file);
+  options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
@@ -117,6 +128,12 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "iommud: metrics on http://%s:%d/metrics (port %d)\n",
                  absl::GetFlag(FLAGS_metrics_address).c_str(), (*daemon)->metrics_port(),
                  (*daemon)->metrics_port());
+  }
+  if (options.unix_peer_fallback_to_daemon_uid) {
+    std::fprintf(stderr,
+                 "iommud: WARNING: unix callers without peer credentials act as uid %u "
+                 "(--unix_peer_fallback_to_daemon_uid)\n",
+                 static_cast<unsigned>(getuid()));
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);

@@ -1,20 +1,71 @@
 #include "clients/cpp/iommud_client.h"
 
+#include <fstream>
+#include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/status_macros.h"
 #include "proto/status_codec.h"
 
 namespace iommud {
+
+namespace {
+
+absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  if (file) text << file.rdbuf();
+  if (!file || text.str().empty()) {
+    return Error(absl::StatusCode::kInvalidArgument, "TLS_FILE_UNREADABLE",
+                 absl::StrCat("cannot read ", flag, " file '", path, "'"),
+                 {{"path", path}});
+  }
+  return text.str();
+}
+
+absl::Status InvalidTls(absl::string_view message) {
+  return Error(absl::StatusCode::kInvalidArgument, "INVALID_TLS_OPTIONS", message);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientOptions& options, grpc::ChannelArguments* arguments) {
+  const bool tls = !options.tls_ca.empty() || !options.tls_cert.empty() ||
+                   !options.tls_key.empty() || !options.tls_server_name.empty();
+  if (!tls) return grpc::InsecureChannelCredentials();
+  if (absl::StartsWith(options.target, "unix:")) {
+    return InvalidTls("TLS options apply to host:port targets, not unix sockets");
+  }
+  if (options.tls_ca.empty()) return InvalidTls("TLS needs the CA of the daemon's certificate");
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return InvalidTls("a client certificate needs its key and the other way round");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile("CA", options.tls_ca));
+  if (!options.tls_cert.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPemFile("certificate", options.tls_cert));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPemFile("key", options.tls_key));
+  }
+  if (!options.tls_server_name.empty()) {
+    arguments->SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::SslCredentials(ssl);
+}
 
 absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOptions& options) {
   if (options.target.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, "INVALID_TARGET",
                  "no target: give unix:/path/to/iommud.sock or host:port");
   }
+  grpc::ChannelArguments arguments;
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   ChannelCredentialsFor(options, &arguments));
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+      grpc::CreateCustomChannel(options.target, credentials, arguments);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
     return Error(absl::StatusCode::kUnavailable, "CONNECT_FAILED",
                  absl::StrCat("cannot connect to ", options.target, " within ",

@@ -27,7 +27,20 @@ struct ClientOptions {
   std::string target;                              // "unix:/path/iommud.sock" or "host:port"
   absl::Duration rpc_timeout = absl::Seconds(10);  // deadline of each call
   absl::Duration connect_timeout = absl::Seconds(5);
+  // TLS for host:port targets (iommud's TCP listener requires mTLS): PEM files of the CA that
+  // signed the daemon's certificate, and this client's certificate and key. All empty: plaintext
+  // (unix sockets, or a daemon started with --insecure-tcp).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;  // checked against the daemon's certificate instead of the host
 };
+
+// The channel credentials and arguments `options` ask for: TLS when any tls_* field is set (then
+// tls_ca is required, tls_cert and tls_key go together, and the target must not be unix:),
+// else insecure. INVALID_ARGUMENT (INVALID_TLS_OPTIONS, TLS_FILE_UNREADABLE) otherwise.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientOptions& options, grpc::ChannelArguments* arguments);
 
 class IommuClient {
  public:

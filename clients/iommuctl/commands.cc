@@ -745,8 +745,11 @@ std::string Usage() {
       "usage: iommuctl [--target unix:PATH|HOST:PORT] [--owner OWNER] [--timeout 10s] [--json] "
       "COMMAND [ARGS]\n"
       "  --target   default $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock\n"
-      "  --owner    owner cookie for claim/alloc/attach/map...; default uid:<your uid>\n"
+      "  --owner    owner for claim/alloc/attach/map...: NAME becomes <your identity>/NAME;\n"
+      "             default: your identity (uid:<your uid> on the unix socket)\n"
       "  --timeout  deadline of the call (and of connecting, at most 5s)\n"
+      "  --tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-server-name NAME]\n"
+      "             mTLS for a HOST:PORT target (iommud's TCP listener requires it)\n"
       "  --json     print the response message as protobuf JSON instead of a table\n"
       "Numbers: decimal, 0x hex, or sizes 4K 2M 1G.\n\ncommands:\n";
   // Two lines per command rather than a table: some argument lists are long.
@@ -800,6 +803,14 @@ absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions
       options->target = value;
     } else if (name == "owner") {
       options->owner = value;
+    } else if (name == "tls-ca") {
+      options->tls_ca = value;
+    } else if (name == "tls-cert") {
+      options->tls_cert = value;
+    } else if (name == "tls-key") {
+      options->tls_key = value;
+    } else if (name == "tls-server-name") {
+      options->tls_server_name = value;
     } else if (name == "timeout") {
       if (!absl::ParseDuration(value, &options->timeout)) {
         return UsageError(absl::StrCat("--timeout takes a duration like 10s, not '", value, "'"));

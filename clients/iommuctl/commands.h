@@ -20,8 +20,13 @@ inline constexpr int kExitUsage = 2;     // bad command line
 struct CliOptions {
   std::string target;  // default: $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock
   absl::Duration timeout = absl::Seconds(10);
-  std::string owner;   // default: "uid:<getuid()>"
+  std::string owner;   // default: "" = the caller's identity (the daemon prefixes others with it)
   bool json = false;
+  // mTLS for host:port targets: PEM files (see ClientOptions).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
 
 // Splits the command line into global options (before the subcommand, or --json anywhere) and

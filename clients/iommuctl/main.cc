@@ -1,12 +1,10 @@
 // iommuctl: the command-line client of iommud. See `iommuctl help`.
-#include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "clients/cpp/iommud_client.h"
 #include "clients/iommuctl/commands.h"
 
@@ -15,7 +13,7 @@ int main(int argc, char** argv) {
   const char* env_target = std::getenv("IOMMUD_TARGET");
   options.target = env_target != nullptr && *env_target != '\0' ? env_target
                                                                   : "unix:/run/iommud/iommud.sock";
-  options.owner = absl::StrCat("uid:", getuid());
+  // Empty: the daemon uses the caller's own identity (uid:<n> on the unix socket).
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> command;
   absl::Status parsed = iommud::ParseGlobalOptions(args, &options, &command);
@@ -34,6 +32,10 @@ int main(int argc, char** argv) {
   iommud::ClientOptions client_options;
   client_options.target = options.target;
   client_options.rpc_timeout = options.timeout;
+  client_options.tls_ca = options.tls_ca;
+  client_options.tls_cert = options.tls_cert;
+  client_options.tls_key = options.tls_key;
+  client_options.tls_server_name = options.tls_server_name;
   client_options.connect_timeout = std::min(options.timeout, absl::Seconds(5));
   absl::StatusOr<std::unique_ptr<iommud::IommuClient>> client =
       iommud::IommuClient::Connect(client_options);

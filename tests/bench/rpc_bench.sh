@@ -9,7 +9,7 @@ state="$(mktemp -d)"
 cat > "$state/topology.textpb" <<'TOPO'
 units { name: "smmu0" caps { pgsize_bitmap: 0x40201000 iova_bits: 48 max_rids: 65536 } }
 TOPO
-"$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
+"$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 --unix_peer_fallback_to_daemon_uid \
   --topology="$state/topology.textpb" 2>"$state/log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$state"' EXIT

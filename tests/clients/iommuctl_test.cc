@@ -1,6 +1,8 @@
 // iommuctl's commands against an in-process iommud (the real Daemon on a unix socket): the VMM
 // walkthrough in tables and JSON, argument validation (exit 2 before anything is sent), and the
 // error line format of refused calls (exit 1).
+#include <unistd.h>
+
 #include <sstream>
 #include <string>
 #include <vector>
@@ -28,6 +30,7 @@ class IommuctlTest : public ::testing::Test {
     DaemonOptions options;
     options.state_dir = state_dir_;
     options.audit_interval = absl::ZeroDuration();
+    options.unix_peer_fallback_to_daemon_uid = true;  // the test's uid: admin by default
     absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);  // demo topology
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = std::move(*daemon);
@@ -77,7 +80,7 @@ TEST_F(IommuctlTest, TheVmmWalkthrough) {
   Ok("alloc smmu0");
   DomainId domain = 0;
   for (const DomainInfo& info : daemon_->registry()->ListDomains()) {
-    if (info.owner == "vmm-1") domain = info.id;
+    if (info.owner == absl::StrCat("uid:", getuid(), "/vmm-1")) domain = info.id;
   }
   ASSERT_NE(domain, 0u);
   const std::string d = absl::StrCat(domain);
@@ -137,12 +140,16 @@ TEST_F(IommuctlTest, GlobalOptionsAreParsed) {
   CliOptions options;
   std::vector<std::string> command;
   ASSERT_TRUE(ParseGlobalOptions({"--target", "unix:/x.sock", "--owner=me", "--timeout", "3s",
+                                  "--tls-ca", "ca.pem", "--tls-cert=c.pem", "--tls-key", "k.pem",
                                   "map", "1", "--prot", "r", "--json"},
                                  &options, &command)
                   .ok());
   EXPECT_EQ(options.target, "unix:/x.sock");
   EXPECT_EQ(options.owner, "me");
   EXPECT_EQ(options.timeout, absl::Seconds(3));
+  EXPECT_EQ(options.tls_ca, "ca.pem");
+  EXPECT_EQ(options.tls_cert, "c.pem");
+  EXPECT_EQ(options.tls_key, "k.pem");
   EXPECT_TRUE(options.json);
   EXPECT_EQ(command, (std::vector<std::string>{"map", "1", "--prot", "r"}));
   EXPECT_FALSE(ParseGlobalOptions({"--timeout", "soon", "units"}, &options, &command).ok());

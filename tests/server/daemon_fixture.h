@@ -75,6 +75,10 @@ class Subprocess {
   int exit_status_ = -1;
 };
 
+// The full owner cookie the daemon gives a request of this process naming owner `name`: callers
+// are identified as this process's uid, so "uid:<getuid()>/<name>" (server/authorizer.h).
+std::string OwnOwner(absl::string_view name);
+
 // TestDaemonOptions::topology values besides a topology's text.
 inline constexpr char kEmptyTopology[] = "none";   // --topology=none
 inline constexpr char kDemoTopology[] = "<demo>";  // no --topology: the embedded demo topology

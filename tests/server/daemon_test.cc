@@ -25,6 +25,7 @@ bool Exists(const std::string& path) {
 DaemonOptions OptionsIn(const TempDir& dir) {
   DaemonOptions options;
   options.state_dir = dir.path() + "/state";
+  options.unix_peer_fallback_to_daemon_uid = true;  // callers are this test's uid: admin
   return options;  // the embedded demo topology
 }
 
@@ -95,6 +96,7 @@ TEST(DaemonTest, TcpPortIsReported) {
   TempDir dir;
   DaemonOptions options = OptionsIn(dir);
   options.listen_tcp = "127.0.0.1:0";
+  options.policy_file = dir.WriteFile("policy.txt", "viewer insecure\n");  // TCP callers may read
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(options));
   ASSERT_GT(daemon->tcp_port(), 0);
   ClientOptions client_options;

@@ -206,7 +206,7 @@ TEST_F(IommudIntegrationTest, FullWalkthrough) {
 
   // A VMM claims the group: it moves to the blocking domain.
   ASSERT_OK_AND_ASSIGN(group, Claim(group_id, kOwner));
-  EXPECT_EQ(group.owner(), kOwner);
+  EXPECT_EQ(group.owner(), test::OwnOwner(kOwner));
   EXPECT_EQ(group.owner_cnt(), 1u);
   EXPECT_EQ(group.domain_id(), group.blocking_domain_id());
   EXPECT_EQ(Device("0000:03:00.0").binding(), iommu::v1::DRIVER_BINDING_USER_OWNED);
@@ -216,7 +216,7 @@ TEST_F(IommudIntegrationTest, FullWalkthrough) {
   // Its own paging domain, attached.
   ASSERT_OK_AND_ASSIGN(iommu::v1::Domain domain, Alloc("u0", kOwner));
   EXPECT_EQ(domain.type(), iommu::v1::DOMAIN_TYPE_UNMANAGED);
-  EXPECT_EQ(domain.owner(), kOwner);
+  EXPECT_EQ(domain.owner(), test::OwnOwner(kOwner));
   EXPECT_FALSE(domain.core_owned());
   ASSERT_OK_AND_ASSIGN(group, AttachDevice("0000:03:00.0", domain.id(), kOwner));
   EXPECT_EQ(group.domain_id(), domain.id());
@@ -333,7 +333,7 @@ TEST_F(IommudIntegrationTest, ReleaseByAnotherOwnerIsPermissionDenied) {
   ASSERT_TRUE(Claim(group_id, kOwner).ok());
   EXPECT_ERROR(Claim(group_id, kOther), kFailedPrecondition, "GROUP_IN_USE");
   EXPECT_ERROR(Release(group_id, kOther), kPermissionDenied, "NOT_OWNER");
-  EXPECT_EQ(Group(group_id).owner(), kOwner);
+  EXPECT_EQ(Group(group_id).owner(), test::OwnOwner(kOwner));
   ASSERT_TRUE(Release(group_id, kOwner).ok());
   EXPECT_ERROR(Release(group_id, kOwner), kFailedPrecondition, "GROUP_NOT_OWNED");
 }

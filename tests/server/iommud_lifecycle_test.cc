@@ -175,7 +175,10 @@ TEST(IommudLifecycleTest, ExplicitSocketPathAndTcp) {
   TestDaemonOptions options;
   options.state_dir = dir.path() + "/state";
   const std::string socket_path = dir.path() + "/elsewhere.sock";
-  options.flags = {absl::StrCat("--socket=", socket_path), "--listen_tcp=127.0.0.1:0"};
+  options.flags = {absl::StrCat("--socket=", socket_path), "--listen_tcp=127.0.0.1:0",
+                   absl::StrCat("--policy_file=",
+                                dir.WriteFile("policy.txt", absl::StrCat("admin uid:", getuid(),
+                                                                         "\nviewer insecure\n")))};
   TempDir logs;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Subprocess> process,
                        SpawnDaemon(options, options.state_dir, logs.path(), "iommud.log"));

@@ -149,7 +149,7 @@ class IommudStressTest : public ::testing::Test {
         continue;
       }
       wins->fetch_add(1);
-      EXPECT_EQ(claimed->owner(), owner);
+      EXPECT_EQ(claimed->owner(), test::OwnOwner(owner));
       iommu::v1::ReleaseOwnershipRequest release;
       release.set_group_id(group);
       release.set_owner(owner);

@@ -34,7 +34,8 @@ def run(client, target, unit="smmu0", rid=0x3200):
     print(f"the VMM was killed (exit {vmm.returncode}) holding domain {domain}")
     group = client.call("GetGroup", group_id=client.device(name).group_id)
     print(f"group {group.id}: owner '{group.owner}', domain {group.domain_id}")
-    ok = group.owner == "vmm-dying" and group.domain_id == domain
+    # The daemon prefixes owners with the caller's identity (uid:<n>/...).
+    ok = group.owner == f"uid:{os.getuid()}/vmm-dying" and group.domain_id == domain
     ok &= report(client)
     client.call("ReleaseOwnership", group_id=group.id, owner="vmm-dying")
     client.call("FreeDomain", domain_id=domain, owner="vmm-dying")

@@ -1,0 +1,159 @@
+#include "server/authorizer.h"
+
+#include <cstdio>
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+
+namespace iommud {
+namespace {
+
+const std::map<std::string, Role, std::less<>>& RoleTable() {
+  static const auto* table = new std::map<std::string, Role, std::less<>>{
+      // Reads.
+      {"ListUnits", Role::kViewer},
+      {"ListGroups", Role::kViewer},
+      {"GetGroup", Role::kViewer},
+      {"ListDevices", Role::kViewer},
+      {"GetDevice", Role::kViewer},
+      {"ListDomains", Role::kViewer},
+      {"GetDomain", Role::kViewer},
+      {"ListMappings", Role::kViewer},
+      {"ListTranslationFaults", Role::kViewer},
+      {"Audit", Role::kViewer},
+      {"ListContendedGroups", Role::kViewer},
+      {"WatchEvents", Role::kViewer},
+      // Mutations on what the caller owns, and emulated DMA.
+      {"ProbeDevice", Role::kOperator},
+      {"ReleaseDevice", Role::kOperator},
+      {"UseDefaultDomain", Role::kOperator},
+      {"UnuseDefaultDomain", Role::kOperator},
+      {"ClaimOwnership", Role::kOperator},
+      {"ReleaseOwnership", Role::kOperator},
+      {"ClaimDevice", Role::kOperator},
+      {"ReleaseDeviceOwnership", Role::kOperator},
+      {"AllocDomain", Role::kOperator},
+      {"FreeDomain", Role::kOperator},
+      {"AttachDevice", Role::kOperator},
+      {"AttachGroup", Role::kOperator},
+      {"DetachGroup", Role::kOperator},
+      {"Map", Role::kOperator},
+      {"Unmap", Role::kOperator},
+      {"Translate", Role::kOperator},
+      // Host-wide repair and fault injection.
+      {"Reconcile", Role::kAdmin},
+      {"InjectFault", Role::kAdmin},
+      {"ListFaults", Role::kAdmin},
+      {"ClearFaults", Role::kAdmin},
+  };
+  return *table;
+}
+
+void WriteAuditLineToStderr(const std::string& line) {
+  std::fprintf(stderr, "iommud: audit: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+Role RequiredRole(absl::string_view method) {
+  const auto& table = RoleTable();
+  auto it = table.find(method);
+  return it == table.end() ? Role::kAdmin : it->second;
+}
+
+bool IsOwnerOf(absl::string_view principal, absl::string_view owner) {
+  if (principal.empty()) return false;
+  if (!absl::StartsWith(owner, principal)) return false;
+  return owner.size() == principal.size() || owner[principal.size()] == '/';
+}
+
+bool NamesPrincipal(absl::string_view owner) {
+  for (absl::string_view scheme : {"uid:", "gid:", "x509:", "x509-cn:", "insecure:"}) {
+    if (absl::StartsWith(owner, scheme)) return true;
+  }
+  return owner == "insecure";
+}
+
+Authorizer::Authorizer(Options options) : options_(std::move(options)) {
+  if (!options_.audit_log) options_.audit_log = WriteAuditLineToStderr;
+  if (options_.metrics != nullptr) {
+    denied_ = &prometheus::BuildCounter()
+                   .Name("iommud_authz_denied_total")
+                   .Help("Calls refused by authorization, by method and cause.")
+                   .Register(*options_.metrics);
+  }
+}
+
+absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
+                              absl::string_view method, Role required, absl::string_view cause,
+                              absl::string_view detail) const {
+  options_.audit_log(absl::StrCat("denied ", method, " to ", identity.Describe(), " role ",
+                                  RoleName(role), " (requires ", RoleName(required), "): ", cause,
+                                  detail.empty() ? "" : ": ", detail));
+  if (denied_ != nullptr) {
+    denied_->Add({{"method", std::string(method)}, {"reason", std::string(cause)}}).Increment();
+  }
+  return Error(absl::StatusCode::kPermissionDenied, "PERMISSION_DENIED",
+               absl::StrCat(identity.identified() ? identity.principal : "an unidentified caller",
+                            " may not call ", method, ": ",
+                            detail.empty() ? std::string(cause) : std::string(detail)),
+               {{"principal", identity.principal},
+                {"method", std::string(method)},
+                {"required_role", std::string(RoleName(required))},
+                {"role", std::string(RoleName(role))},
+                {"cause", std::string(cause)}});
+}
+
+absl::StatusOr<AuthorizedCaller> Authorizer::Authorize(const grpc::ServerContextBase& context,
+                                                       absl::string_view method) const {
+  return AuthorizeIdentity(IdentifyCaller(context, options_.identity), method);
+}
+
+absl::StatusOr<AuthorizedCaller> Authorizer::AuthorizeIdentity(CallerIdentity identity,
+                                                               absl::string_view method) const {
+  const Role required = RequiredRole(method);
+  if (!identity.identified()) {
+    return Deny(identity, Role::kNone, method, required, "unidentified",
+                "the transport established no identity");
+  }
+  const Role role = options_.policy.RoleOf(identity);
+  if (role == Role::kNone) {
+    return Deny(identity, role, method, required, "no_role",
+                absl::StrCat("no role in ", options_.policy.source()));
+  }
+  if (role < required) {
+    return Deny(identity, role, method, required, "role_too_low",
+                absl::StrCat("role ", RoleName(role), ", requires ", RoleName(required)));
+  }
+  return AuthorizedCaller{std::move(identity), role};
+}
+
+absl::StatusOr<std::string> Authorizer::EffectiveOwner(const AuthorizedCaller& caller,
+                                                       absl::string_view method,
+                                                       absl::string_view requested) const {
+  const std::string& principal = caller.identity.principal;
+  if (requested.empty()) return principal;
+  if (IsOwnerOf(principal, requested)) return std::string(requested);
+  if (NamesPrincipal(requested)) {
+    if (caller.role >= Role::kAdmin) return std::string(requested);
+    return Deny(caller.identity, caller.role, method, Role::kAdmin, "foreign_owner",
+                absl::StrCat("owner '", requested, "' belongs to another principal"));
+  }
+  return absl::StrCat(principal, "/", requested);
+}
+
+absl::Status Authorizer::CheckMayTouch(const AuthorizedCaller& caller, absl::string_view method,
+                                       absl::string_view current_owner) const {
+  if (current_owner.empty() || caller.role >= Role::kAdmin ||
+      IsOwnerOf(caller.identity.principal, current_owner)) {
+    return absl::OkStatus();
+  }
+  return Deny(caller.identity, caller.role, method, Role::kAdmin, "foreign_owner",
+              absl::StrCat("owned by '", current_owner, "'"));
+}
+
+}  // namespace iommud

@@ -1,0 +1,100 @@
+// Authorizer: decides whether the caller of an iommu.v1.Iommu RPC may make it, and whose name it
+// acts in (the owner cookie).
+//
+// Roles (policy.h) per RPC (RequiredRole): viewer for reads (List*/Get*, ListMappings,
+// ListTranslationFaults, Audit, ListContendedGroups, WatchEvents); operator for every mutation of
+// devices, ownership, domains and mappings, and for Translate (an emulated DMA, which records
+// faults); admin for Reconcile and fault injection (InjectFault/ListFaults/ClearFaults). A method
+// missing from the table needs admin (fail closed). grpc.health.v1.Health and reflection are not
+// authorized (anyone who can connect may ask).
+//
+// Owner cookies come from the caller's identity: the effective owner of a request is
+//   request.owner empty                          -> <principal>
+//   <principal> or <principal>/<name>            -> unchanged (the caller's own full owner)
+//   another principal's ("uid:", "x509:", "insecure:" ...) -> admin: unchanged (acting for it, e.g.
+//                                                   a force release); others: PERMISSION_DENIED
+//   any other <name>                             -> <principal>/<name>
+// so one identity (a VMM orchestrator) can run several owners (VMs) but never act for another.
+//
+// Every denial is PERMISSION_DENIED with reason PERMISSION_DENIED and metadata {principal, method,
+// required_role, role, cause}, is logged as an audit line, and counts in
+// iommud_authz_denied_total{method,reason} (reason = cause: unidentified, no_role, role_too_low,
+// foreign_owner). Thread-safe.
+#ifndef IOMMUD_SERVER_AUTHORIZER_H_
+#define IOMMUD_SERVER_AUTHORIZER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/caller_identity.h"
+#include "server/policy.h"
+
+namespace iommud {
+
+// The role `method` (an iommu.v1.Iommu method name, e.g. "ClaimOwnership") requires.
+Role RequiredRole(absl::string_view method);
+
+// True when `owner` is `principal` itself or one of its owners ("<principal>/<name>").
+bool IsOwnerOf(absl::string_view principal, absl::string_view owner);
+
+// True when `owner` starts with a principal scheme ("uid:", "x509:", "insecure:").
+bool NamesPrincipal(absl::string_view owner);
+
+struct AuthorizedCaller {
+  CallerIdentity identity;
+  Role role = Role::kNone;
+};
+
+class Authorizer {
+ public:
+  struct Options {
+    Policy policy = Policy::Default(0);
+    IdentityOptions identity;
+    // iommud_authz_denied_total is registered here (not owned; may be null: not counted).
+    prometheus::Registry* metrics = nullptr;
+    // Receives one audit line per denial; null: written to stderr as "iommud: audit: ...".
+    std::function<void(const std::string&)> audit_log;
+  };
+
+  explicit Authorizer(Options options);
+
+  // Identifies the caller of `context` and checks its role against RequiredRole(method).
+  absl::StatusOr<AuthorizedCaller> Authorize(const grpc::ServerContextBase& context,
+                                             absl::string_view method) const;
+  // The same for an already established identity.
+  absl::StatusOr<AuthorizedCaller> AuthorizeIdentity(CallerIdentity identity,
+                                                     absl::string_view method) const;
+
+  // The effective owner of a request of `caller` naming `requested` (see the header comment).
+  absl::StatusOr<std::string> EffectiveOwner(const AuthorizedCaller& caller,
+                                             absl::string_view method,
+                                             absl::string_view requested) const;
+
+  // For operations on something that has an owner but whose request names none (ReleaseDevice of
+  // a device in an owned group): OK when `current_owner` is empty, the caller's, or the caller is
+  // admin; else a denial (foreign_owner).
+  absl::Status CheckMayTouch(const AuthorizedCaller& caller, absl::string_view method,
+                             absl::string_view current_owner) const;
+
+  const Policy& policy() const { return options_.policy; }
+  const IdentityOptions& identity_options() const { return options_.identity; }
+
+ private:
+  absl::Status Deny(const CallerIdentity& identity, Role role, absl::string_view method,
+                    Role required, absl::string_view cause, absl::string_view detail) const;
+
+  Options options_;
+  prometheus::Family<prometheus::Counter>* denied_ = nullptr;
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_SERVER_AUTHORIZER_H_
