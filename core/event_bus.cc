@@ -139,6 +139,7 @@ absl::string_view EventKindName(RegistryEvent::Kind kind) {
     case Kind::kFault: return "FAULT";
     case Kind::kLeakFound: return "LEAK_FOUND";
     case Kind::kLeakRepaired: return "LEAK_REPAIRED";
+    case Kind::kLeaseExpired: return "LEASE_EXPIRED";
   }
   return "UNKNOWN";
 }

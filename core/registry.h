@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -58,6 +59,11 @@ inline constexpr absl::string_view kSyncProbeReserved = "probe_device:reserved";
 // FreeDomain checked the domain is unattached and is about to free it in the backend.
 inline constexpr absl::string_view kSyncFreeDomainChecked = "free_domain:checked";
 
+// Bounds of an ownership lease's TTL (ClaimOwnership, RenewLease); others are refused with
+// INVALID_ARGUMENT (LEASE_TTL_OUT_OF_RANGE).
+inline constexpr absl::Duration kMinLeaseTtl = absl::Seconds(1);
+inline constexpr absl::Duration kMaxLeaseTtl = absl::Hours(24);
+
 // --- Snapshots returned by the registry (copies: safe to keep after the call). ---
 
 struct UnitInfo {
@@ -89,6 +95,27 @@ struct GroupInfo {
   std::string owner;                 // empty when not owned
   uint32_t owner_cnt = 0;
   std::vector<std::string> claimed_devices;  // device-level claims of `owner`, sorted
+  // The ownership lease (ClaimOwnership with a TTL): zero TTL = none. `lease_expiry` is wall-clock
+  // time (RegistryOptions::clock), meaningful only with a lease.
+  absl::Duration lease_ttl = absl::ZeroDuration();
+  absl::Time lease_expiry = absl::InfinitePast();
+};
+
+// An ownership whose lease lapsed and that Registry::ExpireLeases released.
+struct ExpiredLease {
+  GroupId group = 0;
+  std::string unit;
+  std::string owner;
+  absl::Time expiry;
+  DomainId domain = 0;  // the group's domain when it expired (before the release)
+};
+
+// What one Registry::ExpireLeases pass did.
+struct LeaseReapResult {
+  std::vector<ExpiredLease> expired;
+  // Lapsed leases whose release the store refused: undone, the lease stays (retried next pass).
+  std::vector<std::pair<ExpiredLease, absl::Status>> failed;
+  size_t active = 0;  // leases still held after the pass (failed ones included)
 };
 
 struct DomainInfo {
@@ -183,11 +210,30 @@ class Registry {
   // --- DMA ownership (all return the group after the change) ---
   absl::StatusOr<GroupInfo> UseDefaultDomain(absl::string_view device);
   absl::StatusOr<GroupInfo> UnuseDefaultDomain(absl::string_view device);
-  absl::StatusOr<GroupInfo> ClaimOwnership(GroupId group, absl::string_view owner);
+  // `lease_ttl` zero: no lease; else in [kMinLeaseTtl, kMaxLeaseTtl] (LEASE_TTL_OUT_OF_RANGE):
+  // the ownership lasts until now + lease_ttl unless RenewLease extends it, then ExpireLeases
+  // releases it like ReleaseOwnership.
+  absl::StatusOr<GroupInfo> ClaimOwnership(GroupId group, absl::string_view owner,
+                                           absl::Duration lease_ttl = absl::ZeroDuration());
   absl::StatusOr<GroupInfo> ReleaseOwnership(GroupId group, absl::string_view owner);
   absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner);
   absl::StatusOr<GroupInfo> ReleaseDeviceOwnership(absl::string_view device,
                                                    absl::string_view owner);
+
+  // --- Ownership leases (device-level claims carry none; a group claim's lease covers the
+  // owner's device claims of that group too, since its expiry ends the whole ownership) ---
+  // Extends the group's lease to now + TTL (`lease_ttl` if given, which also becomes the lease's
+  // TTL; else the lease's own) and commits it. Errors: GROUP_NOT_FOUND; GROUP_NOT_OWNED
+  // (FAILED_PRECONDITION); NOT_OWNER (PERMISSION_DENIED); NO_LEASE (FAILED_PRECONDITION: claimed
+  // without a lease); LEASE_EXPIRED (FAILED_PRECONDITION: it lapsed; the next ExpireLeases
+  // releases it); LEASE_TTL_OUT_OF_RANGE; STORE_WRITE_FAILED. A failure changes nothing.
+  absl::StatusOr<GroupInfo> RenewLease(GroupId group, absl::string_view owner,
+                                       std::optional<absl::Duration> lease_ttl = std::nullopt);
+  // Releases every ownership whose lease lapsed (clock now >= expiry), each exactly as
+  // ReleaseOwnership does (under its group's mutex, one store commit, undone if the store
+  // refuses), and emits kLeaseExpired then kOwnershipReleased for it. Takes each leased group's
+  // mutex in turn (groups without a lapsed lease are skipped without locking).
+  LeaseReapResult ExpireLeases();
 
   // --- Domains and attachment ---
   absl::StatusOr<DomainInfo> AllocDomain(absl::string_view unit, DomainType type,

@@ -319,6 +319,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       group.owner_cnt = 0;
       group.group_claimed = false;
       group.claimed_devices.clear();
+      State::SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
       group.dead.store(true, std::memory_order_release);
       batch.delete_groups.push_back(group.id);
       batch.delete_domains.push_back(group.default_domain->id);

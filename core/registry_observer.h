@@ -43,6 +43,7 @@ struct RegistryEvent {
   enum class Kind {
     kDeviceProbed, kDeviceReleased, kOwnershipClaimed, kOwnershipReleased, kDomainAllocated,
     kDomainFreed, kAttached, kDetached, kMapped, kUnmapped, kFault, kLeakFound, kLeakRepaired,
+    kLeaseExpired,  // an ownership lease lapsed; a kOwnershipReleased for the group follows
   };
   Kind kind;
   std::string unit;
@@ -53,6 +54,7 @@ struct RegistryEvent {
   uint64_t iova = 0;
   uint64_t size = 0;
   std::string detail;  // human-readable summary
+  int64_t lease_expiry_unix_nanos = 0;  // kLeaseExpired: when the lease lapsed
   int64_t time_unix_nanos = 0;  // when it happened (set by the registry)
 };
 

@@ -35,21 +35,6 @@ absl::Status RequireOnDefault(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQU
                GroupMetadata(group));
 }
 
-// The caller must be the group's owner: GROUP_NOT_OWNED if nobody owns it, NOT_OWNER otherwise.
-absl::Status RequireOwner(const GroupState& group, absl::string_view owner)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
-  if (group.owner.empty()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_NOT_OWNED",
-                 absl::StrCat("group ", group.id, " is not owned"), GroupMetadata(group));
-  }
-  if (group.owner != owner) {
-    ErrorMetadata metadata = GroupMetadata(group);
-    metadata["owner"] = std::string(owner);
-    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
-                 absl::StrCat("group ", group.id, " is owned by another client"), metadata);
-  }
-  return absl::OkStatus();
-}
 
 void EmitOwnership(const Registry::State& state, const GroupState& group,
                    RegistryEvent::Kind kind, absl::string_view owner, absl::string_view device)
@@ -65,6 +50,20 @@ void EmitOwnership(const Registry::State& state, const GroupState& group,
 }
 
 }  // namespace
+
+absl::Status RequireGroupOwner(const GroupState& group, absl::string_view owner) {
+  if (group.owner.empty()) {
+    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_NOT_OWNED",
+                 absl::StrCat("group ", group.id, " is not owned"), GroupMetadata(group));
+  }
+  if (group.owner != owner) {
+    ErrorMetadata metadata = GroupMetadata(group);
+    metadata["owner"] = std::string(owner);
+    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+                 absl::StrCat("group ", group.id, " is owned by another client"), metadata);
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
@@ -115,8 +114,12 @@ absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
   return State::SnapshotGroup(group);
 }
 
-absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view owner) {
+absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view owner,
+                                                   absl::Duration lease_ttl) {
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
+  if (lease_ttl != absl::ZeroDuration()) {
+    RETURN_IF_ERROR(CheckLeaseTtl(lease_ttl, {{"group_id", absl::StrCat(id)}}));
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
@@ -136,6 +139,9 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   group.owner_cnt = 1;
   group.group_claimed = true;
   for (const auto& device : group.devices) device->binding = DriverBinding::kUserOwned;
+  if (lease_ttl != absl::ZeroDuration()) {
+    State::SetLease(group, state_->clock()->Now() + lease_ttl, lease_ttl);
+  }
   RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
   return State::SnapshotGroup(group);
@@ -147,7 +153,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_vi
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
-  RETURN_IF_ERROR(RequireOwner(group, owner));
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   const GroupUndo undo = State::SaveGroup(group);
   state_->EndOwnership(group);
   RETURN_IF_ERROR(state_->CommitGroup(group, undo));
@@ -202,7 +208,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
     return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_NOT_CLAIMED",
                  absl::StrCat("'", name, "' is not claimed"), metadata);
   }
-  RETURN_IF_ERROR(RequireOwner(group, owner));
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   const GroupUndo undo = State::SaveGroup(group);
   group.claimed_devices.erase(device->name);
   device->binding = DriverBinding::kNone;

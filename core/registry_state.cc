@@ -187,9 +187,19 @@ void Registry::State::EndOwnership(GroupState& group) {
   group.owner_cnt = 0;
   group.group_claimed = false;
   group.claimed_devices.clear();
+  SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
   for (const auto& device : group.devices) {
     if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
   }
+}
+
+void Registry::State::SetLease(GroupState& group, absl::Time expiry, absl::Duration ttl) {
+  const bool leased = ttl != absl::ZeroDuration();
+  group.lease_ttl = ttl;
+  group.lease_expiry = leased ? expiry : absl::InfinitePast();
+  // A lease that expires at the epoch or before is still a lease: the hint is at least 1.
+  group.lease_expiry_hint.store(leased ? std::max<int64_t>(absl::ToUnixNanos(expiry), 1) : 0,
+                                std::memory_order_release);
 }
 
 DomainType Registry::State::BlockingType(const UnitCaps& caps) {
@@ -277,6 +287,8 @@ GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
   info.owner = group.owner;
   info.owner_cnt = group.owner_cnt;
   info.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  info.lease_ttl = group.lease_ttl;
+  info.lease_expiry = group.lease_expiry;
   return info;
 }
 

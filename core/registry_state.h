@@ -104,6 +104,11 @@ struct GroupState {
   uint32_t owner_cnt ABSL_GUARDED_BY(mu) = 0;
   bool group_claimed ABSL_GUARDED_BY(mu) = false;  // ClaimOwnership (counts 1 in owner_cnt)
   std::set<std::string> claimed_devices ABSL_GUARDED_BY(mu);  // ClaimDevice by `owner`
+  // Ownership lease (zero TTL: none); set only through Registry::State::SetLease.
+  absl::Duration lease_ttl ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
+  absl::Time lease_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  // lease_expiry in unix nanos, 0 without a lease: read without mu by ExpireLeases to skip groups.
+  std::atomic<int64_t> lease_expiry_hint{0};
 };
 
 // The mutable fields of a group (and its devices' bindings), saved before an operation so that a
@@ -114,8 +119,19 @@ struct GroupUndo {
   uint32_t owner_cnt = 0;
   bool group_claimed = false;
   std::set<std::string> claimed_devices;
+  absl::Duration lease_ttl = absl::ZeroDuration();
+  absl::Time lease_expiry = absl::InfinitePast();
   std::vector<std::pair<std::shared_ptr<DeviceState>, DriverBinding>> bindings;
 };
+
+// The caller must be the group's owner: FAILED_PRECONDITION (GROUP_NOT_OWNED) if nobody owns it,
+// PERMISSION_DENIED (NOT_OWNER) otherwise (core/registry_ownership.cc).
+absl::Status RequireGroupOwner(const GroupState& group, absl::string_view owner)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+// INVALID_ARGUMENT (LEASE_TTL_OUT_OF_RANGE) unless kMinLeaseTtl <= ttl <= kMaxLeaseTtl
+// (core/registry_leases.cc).
+absl::Status CheckLeaseTtl(absl::Duration ttl, ErrorMetadata metadata);
 
 // The page table's leaves must cover exactly the registered mappings, page by page; appends one
 // violation per disagreement (core/registry_invariants.cc).
@@ -174,6 +190,9 @@ struct Registry::State {
   // Returns the group of an owner whose ownership ends to its default domain; if the backend
   // refuses, forces it to blocked and records a kRestoreDefaultFailed leak. Clears the owner.
   void EndOwnership(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Sets the group's lease (zero `ttl`: none, and `expiry` is ignored) and its hint.
+  static void SetLease(GroupState& group, absl::Time expiry, absl::Duration ttl)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
   // Creates domain `id` of `type` in the backend and the registry (the maps too).
   absl::StatusOr<std::shared_ptr<DomainState>> CreateDomain(const std::shared_ptr<UnitState>& unit,

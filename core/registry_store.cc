@@ -30,6 +30,10 @@ GroupRecord Registry::State::GroupRecordOf(const GroupState& group) {
   record.owner_cnt = group.owner_cnt;
   record.group_claimed = group.group_claimed;
   record.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  if (group.lease_ttl != absl::ZeroDuration()) {
+    record.lease_expiry_unix_nanos = absl::ToUnixNanos(group.lease_expiry);
+    record.lease_ttl_nanos = absl::ToInt64Nanoseconds(group.lease_ttl);
+  }
   return record;
 }
 
@@ -94,6 +98,8 @@ GroupUndo Registry::State::SaveGroup(const GroupState& group) {
   undo.owner_cnt = group.owner_cnt;
   undo.group_claimed = group.group_claimed;
   undo.claimed_devices = group.claimed_devices;
+  undo.lease_ttl = group.lease_ttl;
+  undo.lease_expiry = group.lease_expiry;
   for (const auto& device : group.devices) undo.bindings.push_back({device, device->binding});
   return undo;
 }
@@ -112,6 +118,7 @@ void Registry::State::RestoreGroup(GroupState& group, const GroupUndo& undo) {
   group.owner_cnt = undo.owner_cnt;
   group.group_claimed = undo.group_claimed;
   group.claimed_devices = undo.claimed_devices;
+  SetLease(group, undo.lease_expiry, undo.lease_ttl);
   for (const auto& [device, binding] : undo.bindings) device->binding = binding;
 }
 
@@ -201,6 +208,14 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
 
   // 1. Rebuild the registry's objects (nothing published until all of them check out).
   std::map<std::string, std::shared_ptr<UnitState>> units;
+  // A unit and its release domain point at each other: a refusal below must break that cycle
+  // (once published, `units` is moved from and this does nothing).
+  struct BreakUnitCycles {
+    std::map<std::string, std::shared_ptr<UnitState>>* units;
+    ~BreakUnitCycles() {
+      for (auto& [name, unit] : *units) unit->release_domain.reset();
+    }
+  } break_unit_cycles{&units};
   std::map<std::string, bool> unit_in_hardware;
   for (const UnitRecord& record : snapshot.units) {
     auto unit = std::make_shared<UnitState>();
@@ -258,6 +273,15 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     group->owner_cnt = record.owner_cnt;
     group->group_claimed = record.group_claimed;
     group->claimed_devices.insert(record.claimed_devices.begin(), record.claimed_devices.end());
+    if (record.lease_ttl_nanos != 0) {
+      // A lease that lapsed while the daemon was down is kept as it was: the first ExpireLeases
+      // after the start releases it.
+      if (record.owner.empty() || record.lease_ttl_nanos < 0) {
+        return Corrupt(absl::StrCat("group ", record.id, " has a lease without an owner or TTL"));
+      }
+      State::SetLease(*group, absl::FromUnixNanos(record.lease_expiry_unix_nanos),
+                      absl::Nanoseconds(record.lease_ttl_nanos));
+    }
     group->initialized = true;
     groups[record.id] = group;
   }
@@ -341,6 +365,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   {
     MapWriterLock lock(&state_->map_mu, state_->observer());
     state_->units = std::move(units);
+    units.clear();  // published: nothing for break_unit_cycles to do
     state_->domains = std::move(domains);
     state_->groups = std::move(groups);
     state_->devices = std::move(devices);

@@ -125,7 +125,12 @@ std::string RegistryTest::Snapshot() {
                     absl::StrJoin(group.devices, ","), "] domain=", group.domain,
                     " default=", group.default_domain, " blocking=", group.blocking_domain,
                     " owner=", group.owner, " cnt=", group.owner_cnt, " claimed=[",
-                    absl::StrJoin(group.claimed_devices, ","), "]\n");
+                    absl::StrJoin(group.claimed_devices, ","), "]");
+    if (group.lease_ttl != absl::ZeroDuration()) {
+      absl::StrAppend(&out, " lease=", absl::FormatDuration(group.lease_ttl), "@",
+                      absl::ToUnixNanos(group.lease_expiry));
+    }
+    absl::StrAppend(&out, "\n");
   }
   for (const DeviceInfo& device : registry_->ListDevices()) {
     absl::StrAppend(&out, "device ", device.name, " group=", device.group,
