@@ -27,7 +27,7 @@ const std::vector<std::string>& FaultPoints() {
   static const std::vector<std::string> points = {
       "backend.add_unit", "backend.alloc_domain", "backend.free_domain", "backend.attach",
       "backend.release",  "backend.map",          "backend.unmap",       "backend.invalidate",
-      "pgtable.alloc",    "cmdq.sync_timeout"};
+      "pgtable.alloc",    "cmdq.sync_timeout",    "store.write"};
   return points;
 }
 

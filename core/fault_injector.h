@@ -25,7 +25,8 @@
 
 namespace iommud {
 
-// The injection points the core and backends provide.
+// The injection points the core, the backends and the state store provide (store.write: see
+// core/store/fault_injecting_state_store.h).
 const std::vector<std::string>& FaultPoints();
 
 class FaultInjector;

@@ -1,0 +1,19 @@
+#include "core/store/fault_injecting_state_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+
+namespace iommud {
+
+absl::Status FaultInjectingStateStore::Commit(const StoreBatch& batch) {
+  if (batch.empty()) return wrapped_->Commit(batch);
+  const absl::Status injected = injector_->Hit(kPoint);
+  if (!injected.ok()) {
+    return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
+                 absl::StrCat("the state store write failed: ", injected.message()),
+                 GetErrorMetadata(injected));
+  }
+  return wrapped_->Commit(batch);
+}
+
+}  // namespace iommud
