@@ -1,18 +1,22 @@
 // The registry over a StateStore: every mutation is committed (and undone when the store refuses
-// it), and Recover rebuilds the registry and the hardware from what was committed.
+// it), and Recover rebuilds the registry and the hardware from what was committed. Parameterized by
+// backend and store kind ("software/sqlite", ...): over sqlite, Recover reads a reopened file.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "core/error.h"
 #include "core/backend/backend_factory.h"
-#include "core/store/in_memory_state_store.h"
 #include "core/store/request_context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/testing/registry_fixture.h"
+#include "tests/core/testing/test_state_store.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
@@ -21,18 +25,42 @@ namespace {
 
 using ::testing::IsEmpty;
 
-// An in-memory store that refuses commits on demand (nothing of a refused batch is kept).
-class RefusingStore : public InMemoryStateStore {
+// The store under test, refusing commits on demand (nothing of a refused batch is kept). Forwards
+// to whatever store `store` holds now (a reopened sqlite store is a new object).
+class RefusingStore : public StateStore {
  public:
+  explicit RefusingStore(const TestStateStore* store) : store_(store) {}
+  absl::string_view kind() const override { return store_->get()->kind(); }
+  StoreDurability durability() const override { return store_->get()->durability(); }
   absl::Status Commit(const StoreBatch& batch) override {
     if (refuse_) return absl::UnavailableError("disk full");
-    return InMemoryStateStore::Commit(batch);
+    return store_->get()->Commit(batch);
+  }
+  absl::StatusOr<StoreSnapshot> Load() override { return store_->get()->Load(); }
+  absl::StatusOr<std::optional<RequestRecord>> FindRequest(absl::string_view id) override {
+    return store_->get()->FindRequest(id);
+  }
+  absl::Status SetRequestResponse(absl::string_view id, const std::string& response) override {
+    return store_->get()->SetRequestResponse(id, response);
+  }
+  absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff) override {
+    return store_->get()->ExpireRequests(cutoff);
   }
   void set_refuse(bool refuse) { refuse_ = refuse; }
 
  private:
+  const TestStateStore* const store_;
   bool refuse_ = false;  // set only while no operation runs
 };
+
+// Parameters: "<backend>/<store kind>".
+std::vector<std::string> BackendsAndStores() {
+  std::vector<std::string> params;
+  for (const std::string& backend : BackendsUnderTest()) {
+    for (const std::string& store : StoreKindsUnderTest()) params.push_back(backend + "/" + store);
+  }
+  return params;
+}
 
 std::string Dump(const StoreSnapshot& snapshot) {
   std::string out;
@@ -61,6 +89,14 @@ std::string Dump(const StoreSnapshot& snapshot) {
 
 class RegistryStoreTest : public RegistryTest {
  protected:
+  RegistryStoreTest()
+      : test_store_(std::vector<std::string>(absl::StrSplit(GetParam(), '/'))[1]),
+        store_(&test_store_) {}
+
+  std::string BackendName() const override {
+    return std::vector<std::string>(absl::StrSplit(GetParam(), '/'))[0];
+  }
+
   void SetUp() override {
     Recreate([this](RegistryOptions* options) { options->store = &store_; });
   }
@@ -91,12 +127,14 @@ class RegistryStoreTest : public RegistryTest {
     ASSERT_OK(registry_->ReleaseDevice("f"));
   }
 
-  // Replaces the registry with one recovered from the store, over the same hardware (memory that
-  // outlived the daemon) or over fresh hardware (a software IOMMU after a restart).
+  // Replaces the registry with one recovered from the store (sqlite: the file reopened, as a
+  // restarted daemon reads it), over the same hardware (memory that outlived the daemon) or over
+  // fresh hardware (a software IOMMU after a restart).
   RecoveryReport RecoverInto(bool same_hardware) {
     registry_.reset();
+    test_store_.Reopen();
     if (!same_hardware) {
-      auto hardware = CreateBackend(GetParam());
+      auto hardware = CreateBackend(BackendName());
       EXPECT_TRUE(hardware.ok()) << hardware.status();
       hardware_ = *std::move(hardware);
     }
@@ -113,7 +151,8 @@ class RegistryStoreTest : public RegistryTest {
     return report.ok() ? *std::move(report) : RecoveryReport{};
   }
 
-  RefusingStore store_;
+  TestStateStore test_store_;
+  RefusingStore store_;  // what the registry uses
   DomainId domain_ = 0;
 };
 
@@ -302,7 +341,13 @@ TEST_P(RegistryStoreTest, AnInconsistentStoreIsDataLoss) {
   EXPECT_EQ(ErrorReason(report.status()), "STATE_CORRUPT");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, RegistryStoreTest, ::testing::ValuesIn(BackendsUnderTest()));
+INSTANTIATE_TEST_SUITE_P(BackendsAndStores, RegistryStoreTest,
+                         ::testing::ValuesIn(BackendsAndStores()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace test

@@ -29,7 +29,7 @@ void RegistryTest::SetUp() { Recreate([](RegistryOptions*) {}); }
 
 void RegistryTest::Recreate(const std::function<void(RegistryOptions*)>& tweak) {
   registry_.reset();
-  auto hardware = CreateBackend(GetParam());
+  auto hardware = CreateBackend(BackendName());
   ASSERT_TRUE(hardware.ok()) << hardware.status();
   hardware_ = *std::move(hardware);
   backend_ = std::make_unique<FailingBackend>(hardware_.get());

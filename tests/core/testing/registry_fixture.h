@@ -33,6 +33,9 @@ class RegistryTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override;
   void TearDown() override;
 
+  // The backend under test: the parameter (a suite with more dimensions overrides it).
+  virtual std::string BackendName() const { return GetParam(); }
+
   // Recreates the registry with `options` changes applied (backend/observer/hook are set here).
   void Recreate(const std::function<void(RegistryOptions*)>& tweak);
 
