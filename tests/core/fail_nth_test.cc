@@ -5,17 +5,25 @@
 // registry equals the hardware's read-back); then, with injection cleared, the failed step and the
 // rest of the sequence succeed, and at the end no domain or page-table page is left in the
 // hardware. Both backends.
+//
+// The same sequences also run over a state store with the store's write failing at commit
+// n = 1, 2, ... (store.write): the registry undoes the change (or, for a device release, retries
+// it), and after every run registry, hardware and store agree: the auditor finds nothing, and a
+// registry recovered from a copy of the store's snapshot onto fresh hardware equals the live one.
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/backend/backend_factory.h"
 #include "core/backend/fault_injecting_backend.h"
 #include "core/error.h"
 #include "core/fault_injector.h"
 #include "core/registry.h"
+#include "core/store/fault_injecting_state_store.h"
+#include "core/store/in_memory_state_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/testing/backends_under_test.h"
@@ -34,6 +42,8 @@ struct World {
   std::unique_ptr<IommuBackend> hardware;
   FaultInjector injector;
   std::unique_ptr<FaultInjectingBackend> backend;
+  InMemoryStateStore store;  // used with `with_store`, through `faulty_store`
+  FaultInjectingStateStore faulty_store{&store, &injector};
   std::unique_ptr<Registry> registry;
   GroupId group = 0;
   DomainId domain = 0;
@@ -108,12 +118,13 @@ std::vector<Sequence> Sequences() {
   };
 }
 
-std::unique_ptr<World> NewWorld(const std::string& backend) {
+std::unique_ptr<World> NewWorld(const std::string& backend, bool with_store = false) {
   auto world = std::make_unique<World>();
   world->hardware = CreateBackend(backend).value();
   world->backend = std::make_unique<FaultInjectingBackend>(world->hardware.get(), &world->injector);
   RegistryOptions options;
   options.backend = world->backend.get();
+  if (with_store) options.store = &world->faulty_store;
   world->registry = Registry::Create(options).value();
   EXPECT_TRUE(world->registry->AddUnit("u0", UnitCaps()).ok());
   return world;
@@ -130,7 +141,109 @@ std::vector<std::string> Problems(World& w) {
   return problems;
 }
 
+// Everything a registry shows, mappings included (ids too: a recovered registry keeps them).
+std::string Dump(const Registry& registry) {
+  std::string out;
+  for (const GroupInfo& group : registry.ListGroups()) {
+    absl::StrAppend(&out, "group ", group.id, " [", absl::StrJoin(group.devices, ","), "] domain=",
+                    group.domain, " default=", group.default_domain, " blocking=",
+                    group.blocking_domain, " owner=", group.owner, " cnt=", group.owner_cnt,
+                    " claimed=[", absl::StrJoin(group.claimed_devices, ","), "]\n");
+  }
+  for (const DeviceInfo& device : registry.ListDevices()) {
+    absl::StrAppend(&out, "device ", device.name, " group=", device.group, " ",
+                    DriverBindingName(device.binding), " domain=", device.domain, "\n");
+  }
+  for (const DomainInfo& domain : registry.ListDomains()) {
+    absl::StrAppend(&out, "domain ", domain.id, " ", DomainTypeName(domain.type), " owner=",
+                    domain.owner, " groups=[", absl::StrJoin(domain.attached_groups, ","), "]");
+    absl::StatusOr<std::vector<Mapping>> mappings = registry.ListMappings(domain.id);
+    if (mappings.ok()) {
+      for (const Mapping& m : *mappings) absl::StrAppend(&out, " ", m.iova, "+", m.size);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  return out;
+}
+
+// Recovers a registry from a copy of `w`'s store onto fresh hardware and returns its Dump (and the
+// hardware's counts), or the error.
+std::string RecoveredFromTheStore(World& w, const std::string& backend) {
+  absl::StatusOr<StoreSnapshot> snapshot = w.store.Load();
+  if (!snapshot.ok()) return snapshot.status().ToString();
+  InMemoryStateStore copy;
+  StoreBatch batch;
+  batch.put_units = snapshot->units;
+  batch.put_domains = snapshot->domains;
+  batch.put_devices = snapshot->devices;
+  batch.put_groups = snapshot->groups;
+  batch.put_mappings = snapshot->mappings;
+  batch.next_group_id = snapshot->next_group_id;
+  batch.next_domain_id = snapshot->next_domain_id;
+  if (absl::Status status = copy.Commit(batch); !status.ok()) return status.ToString();
+  std::unique_ptr<IommuBackend> hardware = CreateBackend(backend).value();
+  RegistryOptions options;
+  options.backend = hardware.get();
+  options.store = &copy;
+  std::unique_ptr<Registry> registry = Registry::Create(options).value();
+  absl::StatusOr<RecoveryReport> report = registry->Recover();
+  if (!report.ok()) return report.status().ToString();
+  const BackendStats stats = hardware->Stats();
+  return absl::StrCat(Dump(*registry), "hw domains=", stats.domains, " rids=",
+                      stats.programmed_rids, "\n");
+}
+
+std::string Live(World& w) {
+  const BackendStats stats = w.hardware->Stats();
+  return absl::StrCat(Dump(*w.registry), "hw domains=", stats.domains, " rids=",
+                      stats.programmed_rids, "\n");
+}
+
 class FailNthTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FailNthTest, EveryStoreWriteFailureLeavesRegistryHardwareAndStoreAgreeing) {
+  for (const Sequence& sequence : Sequences()) {
+    int runs = 0;
+    for (uint64_t n = 1;; ++n) {
+      SCOPED_TRACE(absl::StrCat(sequence.name, " store.write n=", n));
+      ASSERT_LT(n, 500u) << "the sweep does not terminate";
+      std::unique_ptr<World> w = NewWorld(GetParam(), /*with_store=*/true);
+      ASSERT_EQ(RecoveredFromTheStore(*w, GetParam()), Live(*w));
+      FaultSpec spec;
+      spec.point = "store.write";
+      spec.n = n;
+      spec.code = absl::StatusCode::kUnavailable;
+      ASSERT_TRUE(w->injector.Add(spec).ok());
+      size_t failed = sequence.steps.size();
+      for (size_t i = 0; i < sequence.steps.size(); ++i) {
+        const absl::Status status = sequence.steps[i](*w);
+        if (status.ok()) continue;
+        EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+        EXPECT_EQ(ErrorReason(status), "STORE_WRITE_FAILED") << status;
+        failed = i;
+        break;
+      }
+      const bool fired = w->injector.List()[0].injected > 0;
+      w->injector.Clear();
+      if (!fired) {
+        EXPECT_EQ(failed, sequence.steps.size());
+        break;  // n is past the sequence's last commit: the sweep is complete
+      }
+      ++runs;
+      EXPECT_THAT(Problems(*w), IsEmpty()) << "after the failed commit at step " << failed;
+      EXPECT_EQ(w->registry->unrecorded_changes(), 0u);  // a release retries its commit
+      EXPECT_EQ(RecoveredFromTheStore(*w, GetParam()), Live(*w))
+          << "after the failed commit at step " << failed;
+      for (size_t i = failed; i < sequence.steps.size(); ++i) {
+        const absl::Status status = sequence.steps[i](*w);
+        EXPECT_TRUE(status.ok()) << "step " << i << " after clearing injection: " << status;
+      }
+      EXPECT_THAT(Problems(*w), IsEmpty());
+      EXPECT_EQ(RecoveredFromTheStore(*w, GetParam()), Live(*w));
+    }
+    EXPECT_GE(runs, static_cast<int>(sequence.steps.size())) << sequence.name;
+  }
+}
 
 TEST_P(FailNthTest, EveryFailureRollsBackAndTheSequenceThenSucceeds) {
   for (const Sequence& sequence : Sequences()) {
