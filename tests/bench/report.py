@@ -42,7 +42,8 @@ def main():
     results = sys.argv[1]
     runs, context = load([os.path.join(results, f) for f in ("backend_bench.json",
                                                              "registry_bench.json",
-                                                             "recovery_bench.json")])
+                                                             "recovery_bench.json",
+                                                             "store_bench.json")])
     threads = max([int(n.split("threads:")[1]) for n in runs if "BM_UseUnuse/distinct_groups" in n
                    and "threads:" in n] or [1])
     rows = []
@@ -89,6 +90,12 @@ def main():
     committed = rate(runs, "BM_AttachDetachCommitted/memory_store")
     row("attach+detach committing every change (memory store) vs no store", fmt_rate(committed),
         committed and plain and committed / plain, "(context: the cost of building batches)")
+    for kind, label in (("memory", "memory store"), ("sqlite_normal", "SQLite NORMAL, kill -9 safe"),
+                        ("sqlite_full", "SQLite FULL, power-loss safe")):
+        commits = rate(runs, f"BM_CommitAttachBatch/{kind}/real_time")
+        ops = rate(runs, f"BM_AttachDetachDurable/{kind}/real_time")
+        row(f"attach batch commits ({label}); registry attach+detach over it",
+            f"{fmt_rate(commits)}; {fmt_rate(ops)}", None, "(context: store_bench)")
 
     memory = json.load(open(os.path.join(results, "memory.json")))
     row(f"memory per device ({memory['devices']} devices)", f"{memory['bytes_per_device']:.0f} B",

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: tests/bench/run.sh [--short] [--build-dir DIR] [--out FILE.md]" >&2; exit 2 ;;
   esac
 done
-targets=(backend_bench registry_bench recovery_bench memory_bench)
+targets=(backend_bench registry_bench recovery_bench store_bench memory_bench)
 if [ -z "$build_dir" ]; then
   build_dir="$root/build-bench"
   core_only=OFF
@@ -31,7 +31,7 @@ min_time=1.0 devices=100000 pages=10000000 rpc_seconds=5
 [ "$short" -eq 1 ] && { min_time=0.01; devices=2000; pages=100000; rpc_seconds=1; }
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
-for bench in backend_bench registry_bench recovery_bench; do
+for bench in backend_bench registry_bench recovery_bench store_bench; do
   "$build_dir/tests/bench/$bench" --benchmark_min_time="$min_time" \
     --benchmark_out="$results/$bench.json" --benchmark_out_format=json >/dev/null
 done
