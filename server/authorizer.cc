@@ -35,6 +35,7 @@ const std::map<std::string, Role, std::less<>>& RoleTable() {
       {"ReleaseOwnership", Role::kOperator},
       {"ClaimDevice", Role::kOperator},
       {"ReleaseDeviceOwnership", Role::kOperator},
+      {"RenewLease", Role::kOperator},
       {"AllocDomain", Role::kOperator},
       {"FreeDomain", Role::kOperator},
       {"AttachDevice", Role::kOperator},

@@ -122,6 +122,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     RETURN_IF_ERROR(daemon->StartMetrics(options.metrics_listen));
   }
   daemon->AuditNow();
+  daemon->lease_reaper_ = std::make_unique<LeaseReaper>(
+      daemon->registry_.get(), options.lease_reap_interval, daemon->metrics_->registry().get());
+  daemon->lease_reaper_->Start();
   if (options.audit_interval > absl::ZeroDuration()) {
     daemon->audit_thread_ = std::thread([d = daemon.get()] { d->AuditLoop(); });
   }
@@ -201,6 +204,7 @@ void Daemon::Shutdown(absl::Duration grace) {
     changed_.SignalAll();
   }
   if (audit_thread_.joinable()) audit_thread_.join();
+  if (lease_reaper_ != nullptr) lease_reaper_->Stop();
   if (server_ != nullptr) {
     StopServing();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

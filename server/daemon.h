@@ -29,6 +29,7 @@
 #include "server/daemon_metrics.h"
 #include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
+#include "server/lease_reaper.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 
@@ -51,6 +52,8 @@ struct DaemonOptions {
   std::string metrics_listen;
   // How often the auditor compares the registry with the hardware; zero = only on demand.
   absl::Duration audit_interval = absl::Seconds(60);
+  // How often lapsed ownership leases are released (server/lease_reaper.h); zero = never.
+  absl::Duration lease_reap_interval = absl::Seconds(1);
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
@@ -114,6 +117,7 @@ class Daemon {
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<LeaseReaper> lease_reaper_;  // before registry_ in destruction
   std::shared_ptr<StateCollector> state_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::thread audit_thread_;

@@ -81,6 +81,9 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* context,
                                         const iommu::v1::ClaimDeviceRequest* request,
                                         iommu::v1::Group* response) override;
+  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context,
+                                       const iommu::v1::RenewLeaseRequest* request,
+                                       iommu::v1::Group* response) override;
   grpc::ServerUnaryReactor* ReleaseDeviceOwnership(
       grpc::CallbackServerContext* context, const iommu::v1::ReleaseDeviceOwnershipRequest* request,
       iommu::v1::Group* response) override;

@@ -40,6 +40,8 @@ ABSL_FLAG(int, metrics_port, 9464,
           "Port of the Prometheus /metrics listener; 0 = off; -1 = any free port (tests).");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
+ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
+          "How often ownerships whose lease lapsed are released (0 = never).");
 ABSL_FLAG(bool, allow_fault_injection, false,
           "Serve InjectFault/ListFaults/ClearFaults (test hosts only).");
 ABSL_FLAG(std::string, policy_file, "",
@@ -99,6 +101,7 @@ int Main(int argc, char** argv) {
                                           metrics_port == -1 ? 0 : metrics_port);
   }
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
+  options.lease_reap_interval = absl::GetFlag(FLAGS_lease_reap_interval);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);

@@ -31,6 +31,7 @@ constexpr KindPair kKinds[] = {
     {RegistryEvent::Kind::kFault, iommu::v1::EVENT_KIND_FAULT},
     {RegistryEvent::Kind::kLeakFound, iommu::v1::EVENT_KIND_LEAK_FOUND},
     {RegistryEvent::Kind::kLeakRepaired, iommu::v1::EVENT_KIND_LEAK_REPAIRED},
+    {RegistryEvent::Kind::kLeaseExpired, iommu::v1::EVENT_KIND_LEASE_EXPIRED},
 };
 
 }  // namespace
@@ -72,6 +73,7 @@ void EventToProto(const RegistryEvent& event, iommu::v1::Event* out) {
   out->set_size(event.size);
   out->set_detail(event.detail);
   out->set_time_unix_nanos(event.time_unix_nanos);
+  out->set_lease_expiry_unix_nanos(event.lease_expiry_unix_nanos);
 }
 
 absl::StatusOr<WatchSpec> WatchSpecFromProto(const iommu::v1::WatchEventsRequest& request) {

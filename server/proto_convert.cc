@@ -100,6 +100,10 @@ void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
   out->set_owner(group.owner);
   out->set_owner_cnt(group.owner_cnt);
   for (const std::string& device : group.claimed_devices) out->add_claimed_devices(device);
+  if (group.lease_ttl != absl::ZeroDuration()) {
+    out->set_lease_ttl_millis(absl::ToInt64Milliseconds(group.lease_ttl));
+    out->set_lease_expiry_unix_nanos(absl::ToUnixNanos(group.lease_expiry));
+  }
 }
 
 void DomainToProto(const DomainInfo& domain, iommu::v1::Domain* out) {

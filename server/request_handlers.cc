@@ -29,6 +29,14 @@ std::string Collection(absl::string_view list, absl::string_view unit, uint64_t 
   return absl::StrCat(list, "?unit=", unit, "&group_id=", group_id);
 }
 
+// A wire lease TTL (0 = none); anything beyond what a Duration holds becomes infinite, which the
+// registry refuses like any TTL out of its range.
+absl::Duration LeaseTtlFromProto(uint64_t millis) {
+  constexpr uint64_t kMaxMillis = uint64_t{1} << 62;
+  return millis > kMaxMillis ? absl::InfiniteDuration()
+                             : absl::Milliseconds(static_cast<int64_t>(millis));
+}
+
 }  // namespace
 
 RequestHandlers::RequestHandlers(Registry* registry) : registry_(registry) {}
@@ -159,7 +167,19 @@ absl::Status RequestHandlers::UnuseDefaultDomain(
 absl::Status RequestHandlers::ClaimOwnership(const iommu::v1::ClaimOwnershipRequest& request,
                                              iommu::v1::Group* response) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->ClaimOwnership(request.group_id(), request.owner()));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->ClaimOwnership(request.group_id(), request.owner(),
+                                             LeaseTtlFromProto(request.lease_ttl_millis())));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::RenewLease(const iommu::v1::RenewLeaseRequest& request,
+                                         iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  std::optional<absl::Duration> ttl;
+  if (request.lease_ttl_millis() != 0) ttl = LeaseTtlFromProto(request.lease_ttl_millis());
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->RenewLease(request.group_id(), request.owner(), ttl));
   GroupToProto(group, response);
   return absl::OkStatus();
 }

@@ -56,6 +56,8 @@ class RequestHandlers {
                            iommu::v1::Group* response) const;
   absl::Status ReleaseDeviceOwnership(const iommu::v1::ReleaseDeviceOwnershipRequest& request,
                                       iommu::v1::Group* response) const;
+  absl::Status RenewLease(const iommu::v1::RenewLeaseRequest& request,
+                          iommu::v1::Group* response) const;
 
   absl::Status AllocDomain(const iommu::v1::AllocDomainRequest& request,
                            iommu::v1::Domain* response) const;

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -83,6 +84,24 @@ std::string ProtName(uint32_t prot) {
   return name.empty() ? "-" : name;
 }
 std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
+// A group's lease: "-" or its expiry (UTC) and TTL, e.g. "12:00:30Z (30s)".
+std::string LeaseText(const iommu::v1::Group& group) {
+  if (group.lease_ttl_millis() == 0) return "-";
+  return absl::StrCat(absl::FormatTime("%H:%M:%SZ",
+                                       absl::FromUnixNanos(group.lease_expiry_unix_nanos()),
+                                       absl::UTCTimeZone()),
+                      " (",
+                      absl::FormatDuration(absl::Milliseconds(
+                          static_cast<int64_t>(group.lease_ttl_millis()))),
+                      ")");
+}
+// --lease DURATION (already validated: positive) in milliseconds, at least 1 (the daemon judges
+// the range); 0 when not given.
+uint64_t LeaseMillis(const std::string& text) {
+  absl::Duration lease;
+  if (text.empty() || !absl::ParseDuration(text, &lease)) return 0;
+  return static_cast<uint64_t>(std::max<int64_t>(absl::ToInt64Milliseconds(lease), 1));
+}
 
 // Conversions of arguments RunCommand has already validated (ValidateArgs), so they cannot fail.
 absl::StatusOr<uint64_t> CheckNumber(const std::string& text, const std::string& what) {
@@ -171,6 +190,12 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
       status = CheckEventKind(value).status();
     } else if (name == "for" || name == "latency") {
       status = CheckDuration(value, "--" + name);
+    } else if (name == "lease") {
+      status = CheckDuration(value, "--lease");
+      absl::Duration lease;
+      if (status.ok() && absl::ParseDuration(value, &lease) && lease <= absl::ZeroDuration()) {
+        status = UsageError(absl::StrCat("--lease takes a positive duration, not '", value, "'"));
+      }
     } else if (name == "probability") {
       double p = 0;
       if (!absl::SimpleAtod(value, &p)) status = UsageError("--probability takes a number");
@@ -185,11 +210,13 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
 // --- Output of resources ---
 
 void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups) {
-  Table table({"ID", "UNIT", "DOMAIN", "DEFAULT", "BLOCKING", "OWNER", "OWNER_CNT", "DEVICES"});
+  Table table({"ID", "UNIT", "DOMAIN", "DEFAULT", "BLOCKING", "OWNER", "OWNER_CNT", "DEVICES",
+               "LEASE"});
   for (const auto& g : groups) {
     table.AddRow({absl::StrCat(g.id()), g.unit(), absl::StrCat(g.domain_id()),
                   absl::StrCat(g.default_domain_id()), absl::StrCat(g.blocking_domain_id()),
-                  OrDash(g.owner()), absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ",")});
+                  OrDash(g.owner()), absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","),
+                  LeaseText(g)});
   }
   ctx.out << table.Render();
 }
@@ -453,12 +480,23 @@ std::map<std::string, Command> BuildCommands() {
         request.set_device(a.positional[0]);
         return PrintGroup(ctx, ctx.client.UnuseDefaultDomain(request));
       });
-  add("claim", "GROUP", "take DMA ownership of a group (--owner)", 1, 1, {},
-      [](Context& ctx, const Args& a) {
+  add("claim", "GROUP [--lease 30s]",
+      "take DMA ownership of a group (--owner); with --lease it lapses unless renewed", 1, 1,
+      {"lease"}, [](Context& ctx, const Args& a) {
         iommu::v1::ClaimOwnershipRequest request;
         request.set_group_id(Number(a.positional[0], "GROUP"));
         request.set_owner(ctx.options.owner);
+        request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
         return PrintGroup(ctx, ctx.client.ClaimOwnership(request));
+      });
+  add("renew", "GROUP [--lease 30s]",
+      "renew the ownership lease of a group (--lease: a new TTL; default: the lease's own)", 1, 1,
+      {"lease"}, [](Context& ctx, const Args& a) {
+        iommu::v1::RenewLeaseRequest request;
+        request.set_group_id(Number(a.positional[0], "GROUP"));
+        request.set_owner(ctx.options.owner);
+        request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
+        return PrintGroup(ctx, ctx.client.RenewLease(request));
       });
   add("release-ownership", "GROUP", "give a group back to its default domain", 1, 1, {},
       [](Context& ctx, const Args& a) {

@@ -34,7 +34,7 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 
 run 0 --help
 for sub in units groups devices domains mappings faults health probe release use-default \
-           unuse-default claim release-ownership claim-device release-device-ownership alloc free \
+           unuse-default claim renew release-ownership claim-device release-device-ownership alloc free \
            attach-device attach detach map unmap translate; do
   grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
 done
@@ -78,6 +78,21 @@ grep -q "NO_MAPPING" "$work/out" || fail "translate after unmap: $(cat "$work/ou
 run 0 detach "$group" "$domain"
 run 0 free "$domain"
 run 0 release-ownership "$group"
+
+# Ownership leases: claim with one, renew it with a new TTL; an unleased claim has none to renew.
+run 0 --json claim "$group" --lease 1m
+[ "$(json_field lease_ttl_millis)" = "60000" ] || fail "claim --lease: $(cat "$work/out")"
+run 0 renew "$group" --lease 2m
+grep -q "(2m)" "$work/out" || fail "renew: lease not shown: $(cat "$work/out")"
+run 0 release-ownership "$group"
+run 0 claim "$group"
+run 1 renew "$group"
+grep -q "^iommuctl: FAILED_PRECONDITION NO_LEASE: " "$work/err" || fail "renew: $(cat "$work/err")"
+run 0 release-ownership "$group"
+run 2 claim "$group" --lease soon
+run 2 claim "$group" --lease -5s
+run 1 claim "$group" --lease 100ms
+grep -q "LEASE_TTL_OUT_OF_RANGE" "$work/err" || fail "claim --lease 100ms: $(cat "$work/err")"
 run 0 release 0000:07:00.0
 run 1 device 0000:07:00.0
 

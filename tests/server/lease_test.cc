@@ -1,0 +1,158 @@
+// Ownership leases through the real daemon: ClaimOwnership with lease_ttl_millis, RenewLease
+// keeping the ownership past its first expiry, and the reaper releasing it (LEASE_EXPIRED on
+// WatchEvents) once the renewals stop.
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "clients/cpp/iommud_client.h"
+#include "core/error.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/daemon_fixture.h"
+#include "tests/testing/status_test_macros.h"
+
+namespace iommud {
+namespace {
+
+using ::iommud::test::OwnOwner;
+using ::iommud::test::TestDaemon;
+using ::iommud::test::TestDaemonOptions;
+
+constexpr char kSingle[] = "0000:01:00.0";  // alone in its group on u0 (daemon_fixture.h)
+
+class LeaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TestDaemonOptions options;
+    options.flags.push_back("--lease_reap_interval=50ms");
+    ASSERT_OK_AND_ASSIGN(daemon_, TestDaemon::Start(options));
+    ASSERT_OK_AND_ASSIGN(client_, daemon_->Connect());
+    iommu::v1::GetDeviceRequest request;
+    request.set_device(kSingle);
+    ASSERT_OK_AND_ASSIGN(iommu::v1::Device device, client_->GetDevice(request));
+    group_ = device.group_id();
+  }
+  void TearDown() override {
+    if (daemon_ == nullptr) return;
+    absl::StatusOr<int> exit_status = daemon_->Stop();
+    ASSERT_TRUE(exit_status.ok()) << exit_status.status();
+    EXPECT_EQ(*exit_status, 0) << daemon_->Log();
+  }
+
+  absl::StatusOr<iommu::v1::Group> Claim(const std::string& owner, uint64_t lease_millis) {
+    iommu::v1::ClaimOwnershipRequest request;
+    request.set_group_id(group_);
+    request.set_owner(owner);
+    request.set_lease_ttl_millis(lease_millis);
+    return client_->ClaimOwnership(request);
+  }
+  absl::StatusOr<iommu::v1::Group> Renew(const std::string& owner, uint64_t lease_millis = 0) {
+    iommu::v1::RenewLeaseRequest request;
+    request.set_group_id(group_);
+    request.set_owner(owner);
+    request.set_lease_ttl_millis(lease_millis);
+    return client_->RenewLease(request);
+  }
+  iommu::v1::Group Group() {
+    iommu::v1::GetGroupRequest request;
+    request.set_group_id(group_);
+    return client_->GetGroup(request).value();
+  }
+
+  std::unique_ptr<TestDaemon> daemon_;
+  std::unique_ptr<IommuClient> client_;
+  uint64_t group_ = 0;
+};
+
+TEST_F(LeaseTest, RenewalsKeepTheOwnershipAndItExpiresWhenTheyStop) {
+  // Watch for the expiry first (the snapshot's end says the stream is live).
+  absl::Notification watching;
+  std::vector<iommu::v1::Event> expired;  // the watcher's until it is joined
+  std::atomic<int> expiries{0};
+  absl::Status watch_status;
+  std::thread watcher([&] {
+    iommu::v1::WatchEventsRequest request;
+    request.add_kinds(iommu::v1::EVENT_KIND_LEASE_EXPIRED);
+    request.set_group_id(group_);
+    watch_status = client_->WatchEvents(
+        request,
+        [&](const iommu::v1::Event& event) {
+          if (event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_END) watching.Notify();
+          if (event.kind() != iommu::v1::EVENT_KIND_LEASE_EXPIRED) return true;
+          expired.push_back(event);
+          expiries.fetch_add(1);
+          return false;
+        },
+        absl::Seconds(60));
+  });
+  ASSERT_TRUE(watching.WaitForNotificationWithTimeout(absl::Seconds(30)));
+
+  // Nothing may ASSERT before the watcher is joined: a failure only ends the renewals early.
+  const absl::Time claimed_at = absl::Now();
+  absl::StatusOr<iommu::v1::Group> claimed = Claim("vm-1", 2000);
+  EXPECT_TRUE(claimed.ok()) << claimed.status();
+  int64_t last_expiry = 0;
+  if (claimed.ok()) {
+    EXPECT_EQ(claimed->owner(), OwnOwner("vm-1"));
+    EXPECT_EQ(claimed->lease_ttl_millis(), 2000u);
+    EXPECT_GE(claimed->lease_expiry_unix_nanos(),
+              absl::ToUnixNanos(claimed_at + absl::Seconds(2)));
+    last_expiry = claimed->lease_expiry_unix_nanos();
+    // Renew every 400ms until well past the first expiry: the ownership stays.
+    while (absl::Now() < claimed_at + absl::Seconds(3)) {
+      absl::SleepFor(absl::Milliseconds(400));  // the client's keepalive cadence, not a wait
+      absl::StatusOr<iommu::v1::Group> renewed = Renew("vm-1");
+      if (!renewed.ok()) {
+        ADD_FAILURE() << "renewal refused: " << renewed.status();
+        break;
+      }
+      EXPECT_GT(renewed->lease_expiry_unix_nanos(), last_expiry);
+      last_expiry = renewed->lease_expiry_unix_nanos();
+    }
+    EXPECT_EQ(Group().owner(), OwnOwner("vm-1"));
+    EXPECT_EQ(expiries.load(), 0);
+  }
+
+  // Stop renewing: the reaper releases it and says so.
+  watcher.join();
+  ASSERT_TRUE(watch_status.ok()) << watch_status;
+  ASSERT_EQ(expired.size(), 1u) << "no LEASE_EXPIRED within the deadline";
+  EXPECT_EQ(expired[0].group_id(), group_);
+  EXPECT_EQ(expired[0].owner(), OwnOwner("vm-1"));
+  EXPECT_EQ(expired[0].lease_expiry_unix_nanos(), last_expiry);
+  EXPECT_GE(expired[0].time_unix_nanos(), last_expiry);
+  const iommu::v1::Group released = Group();
+  EXPECT_EQ(released.owner(), "");
+  EXPECT_EQ(released.domain_id(), released.default_domain_id());
+  EXPECT_EQ(released.lease_ttl_millis(), 0u);
+  EXPECT_ERROR(Renew("vm-1"), kFailedPrecondition, "GROUP_NOT_OWNED");
+}
+
+TEST_F(LeaseTest, RenewAndClaimErrorsOverRpc) {
+  EXPECT_ERROR(Claim("vm-1", 500), kInvalidArgument, "LEASE_TTL_OUT_OF_RANGE");
+  EXPECT_EQ(Group().owner(), "");
+  EXPECT_ERROR(Renew("vm-1"), kFailedPrecondition, "GROUP_NOT_OWNED");
+  ASSERT_OK(Claim("vm-1", 0));  // no lease
+  EXPECT_ERROR(Renew("vm-1"), kFailedPrecondition, "NO_LEASE");
+  EXPECT_EQ(Group().lease_ttl_millis(), 0u);
+  iommu::v1::ReleaseOwnershipRequest release;
+  release.set_group_id(group_);
+  release.set_owner("vm-1");
+  ASSERT_OK(client_->ReleaseOwnership(release));
+
+  ASSERT_OK(Claim("vm-1", 60000));
+  EXPECT_ERROR(Renew("vm-2"), kPermissionDenied, "NOT_OWNER");
+  EXPECT_ERROR(Renew("vm-1", 25 * 3600 * 1000), kInvalidArgument, "LEASE_TTL_OUT_OF_RANGE");
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group renewed, Renew("vm-1", 120000));
+  EXPECT_EQ(renewed.lease_ttl_millis(), 120000u);
+  EXPECT_EQ(Group().lease_expiry_unix_nanos(), renewed.lease_expiry_unix_nanos());
+  iommu::v1::RenewLeaseRequest no_group;
+  EXPECT_ERROR(client_->RenewLease(no_group), kInvalidArgument, "MISSING_FIELD");
+}
+
+}  // namespace
+}  // namespace iommud
