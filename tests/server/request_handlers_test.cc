@@ -321,5 +321,44 @@ TEST_F(RequestHandlersTest, RegistryErrorsPassThroughUnchanged) {
   EXPECT_FALSE(ErrorReason(through).empty());
 }
 
+TEST_F(RequestHandlersTest, LeaseTtlsCrossTheWireInMilliseconds) {
+  const std::string before = Snapshot();
+  iommu::v1::ClaimOwnershipRequest claim;
+  claim.set_group_id(GroupOf("d0"));
+  claim.set_owner(kOwner);
+  iommu::v1::Group group;
+  for (uint64_t millis : {uint64_t{999}, uint64_t{24} * 3600 * 1000 + 1, ~uint64_t{0}}) {
+    claim.set_lease_ttl_millis(millis);
+    EXPECT_ERROR(handlers_->ClaimOwnership(claim, &group), kInvalidArgument,
+                 "LEASE_TTL_OUT_OF_RANGE");
+  }
+  EXPECT_EQ(Snapshot(), before);
+
+  claim.set_lease_ttl_millis(1500);
+  ASSERT_OK(handlers_->ClaimOwnership(claim, &group));
+  EXPECT_EQ(group.lease_ttl_millis(), 1500u);
+  EXPECT_GT(group.lease_expiry_unix_nanos(), 0);
+
+  iommu::v1::RenewLeaseRequest renew;
+  renew.set_group_id(GroupOf("d0"));
+  renew.set_owner(kOwner);
+  ASSERT_OK(handlers_->RenewLease(renew, &group));  // 0: keep the lease's TTL
+  EXPECT_EQ(group.lease_ttl_millis(), 1500u);
+  renew.set_lease_ttl_millis(60000);
+  ASSERT_OK(handlers_->RenewLease(renew, &group));
+  EXPECT_EQ(group.lease_ttl_millis(), 60000u);
+  renew.set_lease_ttl_millis(~uint64_t{0});
+  EXPECT_ERROR(handlers_->RenewLease(renew, &group), kInvalidArgument, "LEASE_TTL_OUT_OF_RANGE");
+  renew.set_group_id(0);
+  EXPECT_ERROR(handlers_->RenewLease(renew, &group), kInvalidArgument, "MISSING_FIELD");
+
+  // A claim without a lease shows none.
+  claim.set_group_id(GroupOf("e0"));
+  claim.set_lease_ttl_millis(0);
+  ASSERT_OK(handlers_->ClaimOwnership(claim, &group));
+  EXPECT_EQ(group.lease_ttl_millis(), 0u);
+  EXPECT_EQ(group.lease_expiry_unix_nanos(), 0);
+}
+
 }  // namespace
 }  // namespace iommud
