@@ -35,7 +35,6 @@ absl::Status RequireOnDefault(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQU
                GroupMetadata(group));
 }
 
-
 void EmitOwnership(const Registry::State& state, const GroupState& group,
                    RegistryEvent::Kind kind, absl::string_view owner, absl::string_view device)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A VMM claims a group, attaches and maps, then dies without releasing (its process is killed).
-Without client leases (not built yet) the daemon keeps the group owned: the state is consistent
+Claimed without a lease (see lease_owner_dies.py), the group stays owned: the state is consistent
 (the auditor finds nothing) but held by a dead owner. The orchestrator's recovery: release the
 ownership with the dead VMM's cookie, which detaches and returns the group to its default domain."""
 import os

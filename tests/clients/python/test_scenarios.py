@@ -11,6 +11,7 @@ SCENARIOS = os.path.join(os.path.dirname(__file__), "../../../clients/python/sce
 sys.path.insert(0, SCENARIOS)
 
 import fail_third_attach  # noqa: E402
+import lease_owner_dies  # noqa: E402
 import owner_dies  # noqa: E402
 import unplug_while_owned  # noqa: E402
 from iommud import Client, IommudError  # noqa: E402
@@ -53,6 +54,10 @@ def test_unplug_while_owned(client):
 
 def test_owner_dies(client, daemon):
     assert owner_dies.run(client, daemon)
+
+
+def test_lease_owner_dies(client, daemon):
+    assert lease_owner_dies.run(client, daemon)
 
 
 def test_errors_carry_the_reason(client):
