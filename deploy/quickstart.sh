@@ -2,7 +2,8 @@
 # The README's first command: installs the Debian packages, builds iommud (CMake, Release) and starts
 # the daemon in the foreground with its embedded defaults: software backend, state under
 # /run/iommud when run as root, else $XDG_RUNTIME_DIR/iommud (or $IOMMUD_STATE_DIR in either case),
-# the embedded demo topology. Ctrl-C stops it gracefully. Packages are installed with sudo when not
+# the embedded demo topology applied to a new state file <state_dir>/state.db on the first start (a
+# restart recovers the registry from that file instead). Ctrl-C stops it gracefully. Packages are installed with sudo when not
 # run as root.
 # Extra arguments are passed to iommud (e.g. --backend=emulated).
 set -euo pipefail

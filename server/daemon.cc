@@ -14,8 +14,8 @@
 #include "core/sync.h"
 #include "grpc/health/v1/health.pb.h"
 #include "server/grpc_metrics_interceptor.h"
+#include "server/recovery_metrics.h"
 #include "server/topology.h"
-#include "server/topology_apply.h"
 
 namespace iommud {
 namespace {
@@ -38,8 +38,24 @@ void InitGrpcOnce() {
 
 absl::StatusOr<LoadedTopology> LoadTopology(const std::string& topology) {
   if (topology.empty()) return LoadDemoTopology();
-  if (topology == kNoTopology) return LoadedTopology{};
+  if (topology == kNoTopology) {
+    LoadedTopology none;
+    none.source = "none";
+    return none;
+  }
   return LoadTopologyFile(topology);
+}
+
+// The store options of `options`, with the emulated backend's memory file as evidence of state.
+StateStoreOptions StoreOptionsOf(const DaemonOptions& options) {
+  StateStoreOptions store = options.state;
+  if (options.backend == "emulated") {
+    auto memory_file = options.backend_options.find("memory_file");
+    if (memory_file != options.backend_options.end() && !memory_file->second.empty()) {
+      store.previous_state_evidence.push_back(memory_file->second);
+    }
+  }
+  return store;
 }
 
 }  // namespace
@@ -59,6 +75,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
   ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
+  // A bad topology file is a start-up error even when the store makes it unnecessary.
+  ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
+  ASSIGN_OR_RETURN(OpenedStateStore opened, OpenStateStore(StoreOptionsOf(options),
+                                                           options.state_dir));
+  daemon->store_ = std::move(opened.store);
+  daemon->state_file_ = opened.path;
+  if (opened.created && !opened.path.empty()) {
+    RETURN_IF_ERROR(WriteTopologyPendingMarker(opened.path));
+  }
 
   daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
   ASSIGN_OR_RETURN(daemon->backend_, CreateBackend(options.backend, options.backend_options));
@@ -78,9 +103,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   registry_options.backend = daemon->instrumented_backend_.get();
   registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
+  registry_options.store = daemon->store_.get();
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
-  ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
-  RETURN_IF_ERROR(ApplyTopology(topology, daemon->registry_.get()));
 
   Authorizer::Options authz;
   authz.policy = std::move(policy);
@@ -94,6 +118,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->service_ = std::make_unique<IommuService>(
       daemon->registry_.get(), &daemon->events_, daemon->metrics_.get(),
       options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get());
+  daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {
@@ -107,6 +132,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       std::vector<std::string>{kIommuServiceName, "grpc.health.v1.Health"}));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   daemon->server_ = builder.BuildAndStart();
+  if (daemon->server_ != nullptr) {
+    // The default health service starts with "" SERVING: not until the registry is recovered.
+    grpc::HealthCheckServiceInterface* health = daemon->server_->GetHealthCheckService();
+    health->SetServingStatus("", false);
+    health->SetServingStatus(kIommuServiceName, false);
+  }
   if (daemon->server_ == nullptr) {
     return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
                  absl::StrCat("cannot listen on ", daemon->unix_target(),
@@ -118,6 +149,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                  absl::StrCat("cannot listen on ", options.listen_tcp),
                  {{"listen_tcp", options.listen_tcp}});
   }
+  if (options.while_recovering) options.while_recovering();
+  ASSIGN_OR_RETURN(daemon->startup_, RecoverOrApplyTopology(daemon->registry_.get(), topology,
+                                                            daemon->state_file_));
+  ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
+  daemon->service_->SetRecovering(false);
   if (!options.metrics_listen.empty()) {
     RETURN_IF_ERROR(daemon->StartMetrics(options.metrics_listen));
   }

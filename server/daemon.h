@@ -10,6 +10,7 @@
 
 #include <prometheus/exposer.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
 #include "core/registry.h"
+#include "core/store/state_store.h"
 #include "core/types.h"
 #include "server/authorizer.h"
 #include "server/daemon_metrics.h"
@@ -32,6 +34,8 @@
 #include "server/lease_reaper.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
+#include "server/state_recovery.h"
+#include "server/state_store_factory.h"
 
 namespace iommud {
 
@@ -62,14 +66,23 @@ struct DaemonOptions {
   // Identify a unix peer without peer-credential properties as the daemon's own uid (tests, and
   // hosts whose listener cannot read SO_PEERCRED). Off: such a peer is unidentified and refused.
   bool unix_peer_fallback_to_daemon_uid = false;
+  // The registry's durable state (--state, --state_file, --state_sync, --init_state). With the
+  // emulated backend, its memory file counts as evidence of previous state (STATE_MISSING).
+  StateStoreOptions state;
+  // Test hook: called during Start while the registry is being recovered (the server listens,
+  // health is NOT_SERVING, iommu.v1.Iommu calls fail with UNAVAILABLE RECOVERING).
+  std::function<void()> while_recovering;
 };
 
 class Daemon {
  public:
-  // Prepares the state directory (creates it, locks it: STATE_DIR_LOCKED if another daemon uses it,
-  // clears a stale socket: SOCKET_IN_USE if one is live), creates the backend and the registry,
-  // loads the policy (INVALID_POLICY / POLICY_UNREADABLE), applies the topology, then starts serving; health is SERVING for "" and "iommu.v1.Iommu" when
-  // this returns. Errors carry the failing step's reason; nothing is left listening on failure.
+  // Loads the policy (INVALID_POLICY / POLICY_UNREADABLE), prepares the state directory (creates it,
+  // locks it: STATE_DIR_LOCKED if another daemon uses it, clears a stale socket: SOCKET_IN_USE if
+  // one is live), opens the state store (STATE_MISSING, STATE_EXISTS, STATE_CORRUPT, STATE_LOCKED:
+  // state_store_factory.h), creates the backend and the registry, starts listening with health
+  // NOT_SERVING, recovers the registry from the store or applies the topology to an empty store
+  // (state_recovery.h), then turns health SERVING for "" and "iommu.v1.Iommu" and returns.
+  // Errors carry the failing step's reason; nothing is left listening on failure.
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options);
 
   // Shutdown(absl::ZeroDuration()) unless it already ran.
@@ -84,6 +97,10 @@ class Daemon {
   EventBus* events() { return &events_; }
   DaemonMetrics* metrics() const { return metrics_.get(); }
   int metrics_port() const { return metrics_port_; }  // 0 when metrics are off
+  StateStore* store() const { return store_.get(); }
+  const std::string& state_file() const { return state_file_; }  // "" for the in-memory store
+  // What the start-up did with the store (recovery report, topology applied or not, log lines).
+  const StartupOutcome& startup() const { return startup_; }
 
   // Runs the auditor now: updates iommud_leaked_attachments and returns what it found.
   std::vector<LeakRecord> AuditNow();
@@ -106,6 +123,9 @@ class Daemon {
   std::string socket_path_;
   int tcp_port_ = 0;
   std::unique_ptr<StateDirLock> lock_;
+  std::unique_ptr<StateStore> store_;  // outlives registry_ (declared before it)
+  std::string state_file_;
+  StartupOutcome startup_;
   void AuditLoop();
   absl::Status StartMetrics(const std::string& listen);
 

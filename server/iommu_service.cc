@@ -37,11 +37,18 @@ IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* 
       authorizer_(authorizer),
       handlers_(registry) {}
 
+absl::Status IommuService::CheckReady() const {
+  if (!recovering_.load()) return absl::OkStatus();
+  return Error(absl::StatusCode::kUnavailable, "RECOVERING",
+               "iommud is recovering its registry from the state store; retry shortly");
+}
+
 template <typename Request>
 absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
                                                            absl::string_view method,
                                                            const Request* request,
                                                            Request* rewritten) const {
+  RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return request;
   ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
   RETURN_IF_ERROR(CheckTarget(caller, method, *request));
@@ -69,6 +76,7 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
 
 absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
                                            absl::string_view method) const {
+  RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return absl::OkStatus();
   return authorizer_->Authorize(context, method).status();
 }

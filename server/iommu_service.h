@@ -13,6 +13,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -38,6 +39,10 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   explicit IommuService(Registry* registry, EventBus* events = nullptr,
                         DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr,
                         const Authorizer* authorizer = nullptr);
+
+  // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
+  // still loading the registry from its state store. Thread-safe.
+  void SetRecovering(bool recovering) { recovering_.store(recovering); }
 
   grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
                                       const iommu::v1::ListUnitsRequest* request,
@@ -159,6 +164,10 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status AuthorizeMethod(const grpc::ServerContextBase& context,
                                absl::string_view method) const;
 
+  // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
+  absl::Status CheckReady() const;
+
+  std::atomic<bool> recovering_{false};
   Registry* const registry_;
   EventBus* const events_;
   DaemonMetrics* const metrics_;

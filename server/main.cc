@@ -21,7 +21,21 @@
 #include "server/termination_signals.h"
 
 ABSL_FLAG(std::string, state_dir, "/run/iommud",
-          "State directory (created 0750 if missing); holds the socket and the lock file.");
+          "State directory (created 0750 if missing); holds the socket, the lock file and, unless "
+          "--state_file says otherwise, the state store state.db.");
+ABSL_FLAG(std::string, state, "sqlite",
+          "Where the registry lives durably: sqlite (a file, see --state_file; a restart recovers "
+          "the registry from it) or memory (nothing survives the process: tests).");
+ABSL_FLAG(std::string, state_file, "",
+          "The SQLite state file; default <state_dir>/state.db. Created on the first start only "
+          "when nothing suggests earlier state (else STATE_MISSING: see --init_state).");
+ABSL_FLAG(std::string, state_sync, "normal",
+          "normal: every acknowledged change survives a crash or kill -9 of iommud (SQLite WAL, "
+          "synchronous=NORMAL); a power loss or kernel crash may lose the last changes. full: "
+          "acknowledged changes survive a power loss too (synchronous=FULL: an fsync per change).");
+ABSL_FLAG(bool, init_state, false,
+          "Create a new, empty state file (refused with STATE_EXISTS if it exists): needed when "
+          "the file is missing but hardware state survived (the emulated backend's memory_file).");
 ABSL_FLAG(std::string, socket, "", "Unix socket path; default <state_dir>/iommud.sock.");
 ABSL_FLAG(std::string, listen_tcp, "",
           "Also listen on TCP, e.g. 127.0.0.1:50051 (port 0 picks one); off by default.");
@@ -76,7 +90,7 @@ int Main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
-      "Usage: iommud [--state_dir=DIR] [--topology=FILE|none] [--backend=software|emulated] ...");
+      "Usage: iommud [--state_dir=DIR] [--state=sqlite|memory] [--topology=FILE|none] [--backend=software|emulated] ...");
   std::vector<std::string> backend_opts = ExtractRepeatedFlag("backend_opt", &argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
@@ -108,7 +122,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
-  for (const absl::Status& status : {backend_options.status(), default_type.status()}) {
+  absl::StatusOr<StateKind> state_kind = ParseStateKind(absl::GetFlag(FLAGS_state));
+  absl::StatusOr<StateSync> state_sync = ParseStateSync(absl::GetFlag(FLAGS_state_sync));
+  for (const absl::Status& status : {backend_options.status(), default_type.status(),
+                                     state_kind.status(), state_sync.status()}) {
     if (!status.ok()) {
       std::fprintf(stderr, "iommud: %s\n", std::string(status.message()).c_str());
       return kExitUsage;
@@ -116,6 +133,10 @@ int Main(int argc, char** argv) {
   }
   options.backend_options = *backend_options;
   options.default_domain_type = *default_type;
+  options.state.kind = *state_kind;
+  options.state.sync = *state_sync;
+  options.state.path = absl::GetFlag(FLAGS_state_file);
+  options.state.init = absl::GetFlag(FLAGS_init_state);
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
   if (!daemon.ok()) {
@@ -123,6 +144,16 @@ int Main(int argc, char** argv) {
                  std::string(daemon.status().message()).c_str(),
                  ErrorReason(daemon.status()).c_str());
     return EXIT_FAILURE;
+  }
+  std::fprintf(stderr, "iommud: state: %s\n",
+               (*daemon)->state_file().empty()
+                   ? "memory (nothing survives a restart)"
+                   : absl::StrCat((*daemon)->state_file(),
+                                  options.state.sync == StateSync::kFull ? " (sync=full)"
+                                                                         : " (sync=normal)")
+                         .c_str());
+  for (const std::string& line : (*daemon)->startup().log) {
+    std::fprintf(stderr, "iommud: %s\n", line.c_str());
   }
   if ((*daemon)->tcp_port() != 0) {
     std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());

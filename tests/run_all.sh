@@ -28,7 +28,7 @@ for arg in "$@"; do
 done
 jobs="$(nproc)"
 if [ "$soak" -eq 1 ]; then
-  export IOMMUD_STRESS_OPS=200000 IOMMUD_STRESS_ROUNDS=2000
+  export IOMMUD_STRESS_OPS=200000 IOMMUD_STRESS_ROUNDS=2000 IOMMUD_CRASH_ROUNDS=2000
 fi
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
