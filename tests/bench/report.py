@@ -114,6 +114,11 @@ def main():
         many, one = rpc["distinct_groups"]["ops_per_second"], rpc["one_group"]["ops_per_second"]
         row("over RPC: 64 distinct groups vs 1 group (4 conns x 16 in flight)",
             f"{many:.0f}/s vs {one:.0f}/s", many / one, "one group serializes, does not collapse")
+        for sync in ("normal", "full"):
+            durable = rpc.get(f"attach_detach_sqlite_{sync}", {}).get("ops_per_second")
+            row(f"durable attach+detach RPC/s: sqlite sync={sync} vs --state=memory",
+                "n/a" if durable is None else f"{durable:.0f}/s vs {ad:.0f}/s",
+                durable and durable / ad, "(context: the cost of a commit per change)")
         idle, loaded = rpc["light_idle"]["p99_us"], rpc["light_under_load"]["p99_us"]
         row("light client p99 on group A: under a heavy client on group B vs idle",
             f"{loaded:.0f} us vs {idle:.0f} us", loaded / idle if idle else None, "<= 1.50")

@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # The RPC figures of the performance table, over the daemon's unix socket with clients/loadgen:
 #   rpc_bench.sh BUILD_DIR SECONDS   -> one JSON line per run, for report.py
-# BUILD_DIR holds server/iommud and clients/loadgen/loadgen. Unix socket only.
+# BUILD_DIR holds server/iommud and clients/loadgen/loadgen. Unix socket only. The main daemon keeps
+# its state in memory (--state=memory: the RPC path alone); the durable runs repeat attach+detach
+# against daemons on an SQLite state file (--state_sync=normal, then full).
 set -euo pipefail
 build="$1"
 seconds="${2:-5}"
-state="$(mktemp -d)"
-cat > "$state/topology.textpb" <<'TOPO'
+work="$(mktemp -d)"
+daemons=()
+trap 'for d in "${daemons[@]}"; do kill "$d" 2>/dev/null; wait "$d" 2>/dev/null; done; rm -rf "$work"' EXIT
+cat > "$work/topology.textpb" <<'TOPO'
 units { name: "smmu0" caps { pgsize_bitmap: 0x40201000 iova_bits: 48 max_rids: 65536 } }
 TOPO
-"$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 --unix_peer_fallback_to_daemon_uid \
-  --topology="$state/topology.textpb" 2>"$state/log" &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$state"' EXIT
-for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
-target="unix:$state/iommud.sock"
 loadgen="$build/clients/loadgen/loadgen"
+start_daemon() {  # start_daemon NAME iommud-flags... ; sets $target
+  local state="$work/$1"; shift
+  mkdir -p "$state"
+  "$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
+    --unix_peer_fallback_to_daemon_uid --topology="$work/topology.textpb" "$@" 2>"$state/log" &
+  daemons+=($!)
+  for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
+  target="unix:$state/iommud.sock"
+}
 run() {  # run NAME loadgen-args...
   local name="$1"; shift
   printf '{"run": "%s", "result": %s}\n' "$name" \
     "$("$loadgen" --target="$target" --json --duration="${seconds}s" "$@")"
 }
+start_daemon memory --state=memory
 # RPC floor: the same connections and calls in flight, health checks vs attach+detach.
 run health --mix=health --channels=4 --outstanding=8
 run attach_detach --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
@@ -35,3 +43,8 @@ heavy=$!
 sleep 1
 run light_under_load --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base=0x6000
 wait "$heavy"
+# Durable attach+detach: every change committed to the SQLite file before the reply.
+start_daemon sqlite_normal --state=sqlite --state_sync=normal
+run attach_detach_sqlite_normal --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
+start_daemon sqlite_full --state=sqlite --state_sync=full
+run attach_detach_sqlite_full --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
