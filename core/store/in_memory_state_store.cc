@@ -3,12 +3,13 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/sync.h"
 
 namespace iommud {
 
 absl::Status InMemoryStateStore::Commit(const StoreBatch& batch) {
   if (batch.empty()) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (DomainId id : batch.delete_domains) {
     domains_.erase(id);
     mappings_.erase(mappings_.lower_bound({id, 0}), mappings_.upper_bound({id, ~uint64_t{0}}));
@@ -31,7 +32,7 @@ absl::Status InMemoryStateStore::Commit(const StoreBatch& batch) {
 }
 
 absl::StatusOr<StoreSnapshot> InMemoryStateStore::Load() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   StoreSnapshot snapshot;
   for (const auto& [name, unit] : units_) snapshot.units.push_back(unit);
   for (const auto& [id, domain] : domains_) snapshot.domains.push_back(domain);
@@ -45,7 +46,7 @@ absl::StatusOr<StoreSnapshot> InMemoryStateStore::Load() {
 
 absl::StatusOr<std::optional<RequestRecord>> InMemoryStateStore::FindRequest(
     absl::string_view request_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = requests_.find(std::string(request_id));
   if (it == requests_.end()) return std::optional<RequestRecord>();
   return std::optional<RequestRecord>(it->second);
@@ -53,7 +54,7 @@ absl::StatusOr<std::optional<RequestRecord>> InMemoryStateStore::FindRequest(
 
 absl::Status InMemoryStateStore::SetRequestResponse(absl::string_view request_id,
                                                     const std::string& response) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = requests_.find(std::string(request_id));
   if (it == requests_.end()) {
     return Error(absl::StatusCode::kNotFound, "REQUEST_NOT_FOUND",
@@ -64,7 +65,7 @@ absl::Status InMemoryStateStore::SetRequestResponse(absl::string_view request_id
 }
 
 absl::StatusOr<uint64_t> InMemoryStateStore::ExpireRequests(int64_t cutoff_unix_nanos) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t expired = 0;
   for (auto it = requests_.begin(); it != requests_.end();) {
     if (it->second.time_unix_nanos < cutoff_unix_nanos) {
@@ -78,7 +79,7 @@ absl::StatusOr<uint64_t> InMemoryStateStore::ExpireRequests(int64_t cutoff_unix_
 }
 
 uint64_t InMemoryStateStore::commits() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return commits_;
 }
 
