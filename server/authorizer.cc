@@ -36,6 +36,7 @@ const std::map<std::string, Role, std::less<>>& RoleTable() {
       {"ClaimDevice", Role::kOperator},
       {"ReleaseDeviceOwnership", Role::kOperator},
       {"RenewLease", Role::kOperator},
+      {"KeepLease", Role::kOperator},
       {"AllocDomain", Role::kOperator},
       {"FreeDomain", Role::kOperator},
       {"AttachDevice", Role::kOperator},

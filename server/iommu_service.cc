@@ -4,6 +4,7 @@
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
 #include "server/fault_injection_convert.h"
+#include "server/keep_lease_reactor.h"
 #include "server/observability_convert.h"
 #include "server/watch_events_reactor.h"
 
@@ -221,6 +222,21 @@ class FailedStream : public grpc::ServerWriteReactor<iommu::v1::Event> {
 };
 
 }  // namespace
+
+grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* IommuService::KeepLease(
+    grpc::CallbackServerContext* context) {
+  KeepLeaseReactor::OwnerOf owner_of = [](const std::string& owner) -> absl::StatusOr<std::string> {
+    return owner;
+  };
+  if (authorizer_ != nullptr) {
+    absl::StatusOr<AuthorizedCaller> caller = authorizer_->Authorize(*context, "KeepLease");
+    if (!caller.ok()) return KeepLeaseReactor::Failed(caller.status());
+    owner_of = [authorizer = authorizer_, caller = *caller](const std::string& owner) {
+      return authorizer->EffectiveOwner(caller, "KeepLease", owner);
+    };
+  }
+  return new KeepLeaseReactor(&handlers_, std::move(owner_of));
+}
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
     grpc::CallbackServerContext* context, const iommu::v1::WatchEventsRequest* request) {

@@ -141,6 +141,8 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   grpc::ServerUnaryReactor* ClearFaults(
       grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
       iommu::v1::ClearFaultsResponse* response) override;
+  grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLease(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
       grpc::CallbackServerContext* context,
       const iommu::v1::WatchEventsRequest* request) override;

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "clients/cpp/iommud_client.h"
 #include "core/error.h"
+#include "proto/status_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
@@ -152,6 +153,57 @@ TEST_F(LeaseTest, RenewAndClaimErrorsOverRpc) {
   EXPECT_EQ(Group().lease_expiry_unix_nanos(), renewed.lease_expiry_unix_nanos());
   iommu::v1::RenewLeaseRequest no_group;
   EXPECT_ERROR(client_->RenewLease(no_group), kInvalidArgument, "MISSING_FIELD");
+}
+
+TEST_F(LeaseTest, AKeepLeaseStreamRenewsAndEndingItReleasesNothing) {
+  ASSERT_OK(Claim("vm-1", 1000));
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    auto stream = client_->stub()->KeepLease(&context);
+    iommu::v1::KeepLeaseRequest keep;
+    keep.set_group_id(group_);
+    keep.set_owner("vm-1");
+    // Renew every 250ms for twice the TTL, then once more with a long TTL so that what follows
+    // does not race the reaper.
+    const absl::Time start = absl::Now();
+    int64_t last_expiry = 0;
+    for (bool last = false; !last;) {
+      last = absl::Now() >= start + absl::Seconds(2);
+      if (last) {
+        keep.set_lease_ttl_millis(600000);
+      } else {
+        absl::SleepFor(absl::Milliseconds(250));  // the keepalive cadence, not a wait
+      }
+      ASSERT_TRUE(stream->Write(keep));
+      iommu::v1::Group group;
+      ASSERT_TRUE(stream->Read(&group));
+      EXPECT_EQ(group.owner(), OwnOwner("vm-1"));
+      EXPECT_GT(group.lease_expiry_unix_nanos(), last_expiry);
+      last_expiry = group.lease_expiry_unix_nanos();
+    }
+    ASSERT_TRUE(stream->WritesDone());
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    const iommu::v1::Group group = Group();
+    EXPECT_EQ(group.owner(), OwnOwner("vm-1"));
+    EXPECT_EQ(group.lease_ttl_millis(), 600000u);
+    EXPECT_EQ(group.lease_expiry_unix_nanos(), last_expiry);
+  }
+  {
+    // The first refusal ends the stream with its error.
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    auto stream = client_->stub()->KeepLease(&context);
+    iommu::v1::KeepLeaseRequest keep;
+    keep.set_group_id(group_);
+    keep.set_owner("vm-2");
+    stream->Write(keep);  // may fail once the server has finished the call
+    iommu::v1::Group group;
+    EXPECT_FALSE(stream->Read(&group));
+    EXPECT_ERROR(FromGrpcStatus(stream->Finish()), kPermissionDenied, "NOT_OWNER");
+  }
+  EXPECT_EQ(Group().owner(), OwnOwner("vm-1"));
 }
 
 }  // namespace
