@@ -2,6 +2,8 @@
 // keeping the ownership past its first expiry, and the reaper releasing it (LEASE_EXPIRED on
 // WatchEvents) once the renewals stop.
 #include <atomic>
+#include <csignal>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -204,6 +206,77 @@ TEST_F(LeaseTest, AKeepLeaseStreamRenewsAndEndingItReleasesNothing) {
     EXPECT_ERROR(FromGrpcStatus(stream->Finish()), kPermissionDenied, "NOT_OWNER");
   }
   EXPECT_EQ(Group().owner(), OwnOwner("vm-1"));
+}
+
+// Over the daemon's state file: a lease outlives a restart, and one that lapsed while the daemon
+// was down is released right after it starts again.
+TEST(LeaseRestartTest, LeasesSurviveARestartAndLapseAfterIt) {
+  test::TempDir dir;
+  TestDaemonOptions options;
+  options.state_dir = dir.path() + "/state";
+  options.flags.push_back("--lease_reap_interval=50ms");
+  uint64_t short_group = 0;
+  uint64_t long_group = 0;
+  int64_t short_expiry = 0;
+  int64_t long_expiry = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start(options));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, daemon->Connect());
+    auto claim = [&](const std::string& device, uint64_t millis, uint64_t* group,
+                     int64_t* expiry) {
+      iommu::v1::GetDeviceRequest get;
+      get.set_device(device);
+      ASSERT_OK_AND_ASSIGN(iommu::v1::Device found, client->GetDevice(get));
+      iommu::v1::ClaimOwnershipRequest request;
+      request.set_group_id(found.group_id());
+      request.set_owner("vm-1");
+      request.set_lease_ttl_millis(millis);
+      ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, client->ClaimOwnership(request));
+      *group = claimed.id();
+      *expiry = claimed.lease_expiry_unix_nanos();
+    };
+    claim(kSingle, 1000, &short_group, &short_expiry);
+    claim("0000:81:00.0", 3600 * 1000, &long_group, &long_expiry);
+    client.reset();
+    ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGTERM));
+    ASSERT_EQ(exit_status, 0) << daemon->Log();
+  }
+  // Down until the short lease has lapsed (a known instant, not a condition to poll).
+  const absl::Duration left = absl::FromUnixNanos(short_expiry) - absl::Now();
+  if (left > absl::ZeroDuration()) absl::SleepFor(left + absl::Milliseconds(10));
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start(options));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, daemon->Connect());
+  // Released either before the watch starts (its snapshot shows the group unowned) or after it
+  // (LEASE_EXPIRED arrives).
+  bool released = false;
+  iommu::v1::WatchEventsRequest watch;
+  watch.add_kinds(iommu::v1::EVENT_KIND_LEASE_EXPIRED);
+  watch.set_group_id(short_group);
+  ASSERT_OK(client->WatchEvents(
+      watch,
+      [&](const iommu::v1::Event& event) {
+        if (event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_GROUP && event.group().owner().empty()) {
+          released = true;
+        }
+        if (event.kind() == iommu::v1::EVENT_KIND_LEASE_EXPIRED) released = true;
+        return !released;
+      },
+      absl::Seconds(60)));
+  ASSERT_TRUE(released) << daemon->Log();
+  iommu::v1::GetGroupRequest get;
+  get.set_group_id(short_group);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group short_now, client->GetGroup(get));
+  EXPECT_EQ(short_now.owner(), "");
+  EXPECT_EQ(short_now.domain_id(), short_now.default_domain_id());
+  get.set_group_id(long_group);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group long_now, client->GetGroup(get));
+  EXPECT_EQ(long_now.owner(), OwnOwner("vm-1"));
+  EXPECT_EQ(long_now.lease_ttl_millis(), 3600u * 1000);
+  EXPECT_EQ(long_now.lease_expiry_unix_nanos(), long_expiry);
+  client.reset();
+  ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGTERM));
+  EXPECT_EQ(exit_status, 0) << daemon->Log();
 }
 
 }  // namespace
