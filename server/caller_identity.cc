@@ -118,7 +118,9 @@ CallerIdentity IdentifyPeer(const PeerFacts& facts, const IdentityOptions& optio
     return IdentifyUnix(facts, options);
   }
   const std::string* security = Property(facts, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
-  if (security != nullptr && *security == GRPC_SSL_TRANSPORT_SECURITY_TYPE) {
+  // "ssl" from SslServerCredentials, "tls" from TlsServerCredentials (the daemon's listener).
+  if (security != nullptr && (*security == GRPC_SSL_TRANSPORT_SECURITY_TYPE ||
+                              *security == GRPC_TLS_TRANSPORT_SECURITY_TYPE)) {
     return IdentifyTls(facts);
   }
   CallerIdentity identity;

@@ -7,7 +7,7 @@
 //                                      "CN=vmm,O=example"; '%' and '/' escaped as %25 and %2F so
 //                                      that '/' only ever separates a principal from an owner name);
 //                                      "x509:CN=<cn>" when gRPC reports only the common name;
-//   plain TCP     "insecure:<address>" the peer's address without its port (--insecure-tcp only,
+//   plain TCP     "insecure:<address>" the peer's address without its port (--insecure_tcp only,
 //                                      loopback only).
 // A caller with none of these is unidentified (empty principal) and authorized for nothing.
 //
@@ -42,7 +42,7 @@ struct IdentityOptions {
   bool unix_peer_fallback_to_daemon_uid = false;
   uint32_t daemon_uid = 0;  // getuid()/getgid() of the daemon; set by the daemon
   uint32_t daemon_gid = 0;
-  // Whether a plaintext TCP listener exists (--insecure-tcp). When false, a TCP peer without TLS
+  // Whether a plaintext TCP listener exists (--insecure_tcp). When false, a TCP peer without TLS
   // is unidentified rather than "insecure:...".
   bool insecure_tcp = false;
 };

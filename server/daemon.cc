@@ -15,6 +15,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "server/grpc_metrics_interceptor.h"
 #include "server/recovery_metrics.h"
+#include "server/tls_credentials.h"
 #include "server/topology.h"
 
 namespace iommud {
@@ -72,6 +73,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(Policy policy, options.policy_file.empty()
                                       ? absl::StatusOr<Policy>(Policy::Default(getuid()))
                                       : Policy::Load(options.policy_file));
+  // So are bad TCP options and TLS files.
+  const TcpSecurityOptions tcp{options.listen_tcp,    options.tls_cert,
+                               options.tls_key,       options.tls_client_ca,
+                               options.tls_refresh_interval, options.insecure_tcp};
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  if (WantsTcp(tcp)) {
+    ASSIGN_OR_RETURN(tcp_credentials, TcpServerCredentials(tcp));
+  }
   RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
   ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
@@ -111,7 +120,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   authz.identity.unix_peer_fallback_to_daemon_uid = options.unix_peer_fallback_to_daemon_uid;
   authz.identity.daemon_uid = getuid();
   authz.identity.daemon_gid = getgid();
-  authz.identity.insecure_tcp = !options.listen_tcp.empty();
+  authz.identity.insecure_tcp = options.insecure_tcp;
   authz.metrics = daemon->metrics_->registry().get();
   daemon->authorizer_ = std::make_unique<Authorizer>(std::move(authz));
 
@@ -122,8 +131,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {
-    builder.AddListeningPort(options.listen_tcp, grpc::InsecureServerCredentials(),
-                             &daemon->tcp_port_);
+    builder.AddListeningPort(options.listen_tcp, tcp_credentials, &daemon->tcp_port_);
   }
   builder.RegisterService(daemon->service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;

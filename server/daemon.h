@@ -45,7 +45,15 @@ inline constexpr absl::string_view kNoTopology = "none";
 struct DaemonOptions {
   std::string state_dir = "/run/iommud";  // created 0750 if missing
   std::string socket_path;                // empty: <state_dir>/iommud.sock
-  std::string listen_tcp;                 // "" = no TCP; "127.0.0.1:0" picks a free port
+  // TCP listener, "host:port" ("127.0.0.1:0" picks a free port); "" = no TCP. Mutual TLS from the
+  // tls_* files (all three required, re-read every tls_refresh_interval), or plaintext with
+  // insecure_tcp on a loopback address only (server/tls_credentials.h).
+  std::string listen_tcp;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  absl::Duration tls_refresh_interval = absl::Seconds(60);
+  bool insecure_tcp = false;
   std::string backend = "software";
   BackendOptions backend_options;
   // "" = the embedded demo topology; kNoTopology = no units or devices; else a text-format file.
@@ -76,13 +84,15 @@ struct DaemonOptions {
 
 class Daemon {
  public:
-  // Loads the policy (INVALID_POLICY / POLICY_UNREADABLE), prepares the state directory (creates it,
-  // locks it: STATE_DIR_LOCKED if another daemon uses it, clears a stale socket: SOCKET_IN_USE if
-  // one is live), opens the state store (STATE_MISSING, STATE_EXISTS, STATE_CORRUPT, STATE_LOCKED:
-  // state_store_factory.h), creates the backend and the registry, starts listening with health
-  // NOT_SERVING, recovers the registry from the store or applies the topology to an empty store
-  // (state_recovery.h), then turns health SERVING for "" and "iommu.v1.Iommu" and returns.
-  // Errors carry the failing step's reason; nothing is left listening on failure.
+  // Loads the policy (INVALID_POLICY / POLICY_UNREADABLE), checks the TCP options and TLS files
+  // (TLS_REQUIRED, INSECURE_TCP_NOT_LOOPBACK, INVALID_TLS_FILE ...: tls_credentials.h), prepares
+  // the state directory (creates it, locks it: STATE_DIR_LOCKED if another daemon uses it, clears
+  // a stale socket: SOCKET_IN_USE if one is live), opens the state store (STATE_MISSING,
+  // STATE_EXISTS, STATE_CORRUPT, STATE_LOCKED: state_store_factory.h), creates the backend and the
+  // registry, starts listening with health NOT_SERVING, recovers the registry from the store or
+  // applies the topology to an empty store (state_recovery.h), then turns health SERVING for ""
+  // and "iommu.v1.Iommu" and returns. Errors carry the failing step's reason; nothing is left
+  // listening on failure.
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options);
 
   // Shutdown(absl::ZeroDuration()) unless it already ran.

@@ -38,7 +38,20 @@ ABSL_FLAG(bool, init_state, false,
           "the file is missing but hardware state survived (the emulated backend's memory_file).");
 ABSL_FLAG(std::string, socket, "", "Unix socket path; default <state_dir>/iommud.sock.");
 ABSL_FLAG(std::string, listen_tcp, "",
-          "Also listen on TCP, e.g. 127.0.0.1:50051 (port 0 picks one); off by default.");
+          "Also listen on TCP, e.g. 10.0.0.5:50051 (port 0 picks one); off by default. Serves "
+          "mutual TLS: needs --tls_cert, --tls_key and --tls_client_ca (or --insecure_tcp).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) the TCP listener presents; re-read every --tls_refresh_interval.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle that TCP clients' certificates must chain to (client certificates are "
+          "required); re-read every --tls_refresh_interval.");
+ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(60),
+          "How often the TLS files are re-read, so that replacing them rotates the certificates "
+          "without a restart (at least 1s).");
+ABSL_FLAG(bool, insecure_tcp, false,
+          "Serve --listen_tcp as plaintext without client authentication (tests only); refused "
+          "unless the address is loopback (127.0.0.0/8, [::1], localhost).");
 ABSL_FLAG(std::string, backend, "software", "Hardware backend: software or emulated.");
 ABSL_FLAG(std::vector<std::string>, backend_opt, {},
           "Backend option key=value, e.g. memory_file=/var/lib/iommud/hw.mem; repeat the flag for "
@@ -103,6 +116,11 @@ int Main(int argc, char** argv) {
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.socket_path = absl::GetFlag(FLAGS_socket);
   options.listen_tcp = absl::GetFlag(FLAGS_listen_tcp);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls_refresh_interval = absl::GetFlag(FLAGS_tls_refresh_interval);
+  options.insecure_tcp = absl::GetFlag(FLAGS_insecure_tcp);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.topology = absl::GetFlag(FLAGS_topology);
   const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
@@ -157,6 +175,12 @@ int Main(int argc, char** argv) {
   }
   if ((*daemon)->tcp_port() != 0) {
     std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());
+    if (options.insecure_tcp) {
+      std::fprintf(stderr,
+                   "iommud: WARNING: tcp port %d is plaintext, callers unauthenticated "
+                   "(--insecure_tcp)\n",
+                   (*daemon)->tcp_port());
+    }
   }
   if ((*daemon)->metrics_port() != 0) {
     std::fprintf(stderr, "iommud: metrics on http://%s:%d/metrics (port %d)\n",

@@ -9,7 +9,7 @@
 //   gid:<n>            a unix peer with that primary gid (SO_PEERCRED reports only the primary one)
 //   x509:<subject>     a TLS peer whose certificate subject is exactly <subject> ("CN=a,O=b")
 //   x509-cn:<cn>       a TLS peer whose certificate common name is <cn>
-//   insecure           any peer of the --insecure-tcp loopback listener
+//   insecure           any peer of the --insecure_tcp loopback listener
 // A caller gets the highest role of all lines that match it; one that matches none has no role
 // and is refused everything. A file replaces the default policy entirely (uid:0 is not implicit).
 //

@@ -56,6 +56,7 @@ class AuthorizationTest : public ::testing::Test {
     options.audit_interval = absl::ZeroDuration();
     options.unix_peer_fallback_to_daemon_uid = true;
     options.listen_tcp = "127.0.0.1:0";
+    options.insecure_tcp = true;
     if (!policy.empty()) options.policy_file = dir_.WriteFile("policy.txt", policy);
     ASSERT_OK_AND_ASSIGN(daemon_, Daemon::Start(options));
     ClientOptions unix_options;

@@ -85,6 +85,10 @@ TEST(CallerIdentityTest, TlsPeerIsItsSubjectWithSlashesEscaped) {
   EXPECT_EQ(IdentifyPeer(TlsPeer("CN=a/b,O=100%", "a/b"), {}).principal,
             "x509:CN=a%2Fb,O=100%25");
   EXPECT_EQ(IdentifyPeer(TlsPeer("", "only-cn"), {}).principal, "x509:CN=only-cn");
+  // TlsServerCredentials (the daemon's listener) reports "tls", SslServerCredentials "ssl".
+  PeerFacts tls = TlsPeer("CN=vmm,O=example", "vmm");
+  tls.properties["transport_security_type"] = "tls";
+  EXPECT_EQ(IdentifyPeer(tls, {}).principal, "x509:CN=vmm,O=example");
   const CallerIdentity none = IdentifyPeer(TlsPeer("", ""), {});
   EXPECT_FALSE(none.identified());
   EXPECT_EQ(none.transport, CallerTransport::kTls);

@@ -85,7 +85,7 @@ inline constexpr char kDemoTopology[] = "<demo>";  // no --topology: the embedde
 
 struct TestDaemonOptions {
   std::string topology = kTestTopology;  // text of the --topology file, or one of the above
-  std::vector<std::string> flags;        // extra flags, e.g. "--listen_tcp=127.0.0.1:0"
+  std::vector<std::string> flags;        // extra flags, e.g. "--allow_fault_injection"
   std::string state_dir;                 // empty: a fresh directory, removed with the TestDaemon
 };
 

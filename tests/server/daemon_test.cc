@@ -82,7 +82,8 @@ TEST(DaemonTest, StartFailuresCarryTheirStepsReason) {
   options.topology = dir.WriteFile("bad.textpb", "units { name: 3 }\n");
   EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_TOPOLOGY");
   options = OptionsIn(dir);
-  options.listen_tcp = "256.0.0.1:1";
+  options.listen_tcp = "127.0.0.1:no-such-port";
+  options.insecure_tcp = true;
   EXPECT_ERROR(Daemon::Start(options), kUnavailable, "LISTEN_FAILED");
   // None of them left a socket or the lock behind.
   EXPECT_FALSE(Exists(dir.path() + "/state/iommud.sock"));
@@ -96,6 +97,7 @@ TEST(DaemonTest, TcpPortIsReported) {
   TempDir dir;
   DaemonOptions options = OptionsIn(dir);
   options.listen_tcp = "127.0.0.1:0";
+  options.insecure_tcp = true;
   options.policy_file = dir.WriteFile("policy.txt", "viewer insecure\n");  // TCP callers may read
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(options));
   ASSERT_GT(daemon->tcp_port(), 0);

@@ -176,6 +176,7 @@ TEST(IommudLifecycleTest, ExplicitSocketPathAndTcp) {
   options.state_dir = dir.path() + "/state";
   const std::string socket_path = dir.path() + "/elsewhere.sock";
   options.flags = {absl::StrCat("--socket=", socket_path), "--listen_tcp=127.0.0.1:0",
+                   "--insecure_tcp",
                    absl::StrCat("--policy_file=",
                                 dir.WriteFile("policy.txt", absl::StrCat("admin uid:", getuid(),
                                                                          "\nviewer insecure\n")))};
@@ -312,7 +313,8 @@ TEST(IommudLifecycleTest, HelpListsTheFlags) {
   (void)exit_status;  // absl's --help exits 1 by design
   const std::string help = process->Log();
   for (const char* flag : {"--state_dir", "--socket", "--listen_tcp", "--backend", "--backend_opt",
-                           "--topology", "--default_domain_type"}) {
+                           "--topology", "--default_domain_type", "--tls_cert", "--tls_key",
+                           "--tls_client_ca", "--tls_refresh_interval", "--insecure_tcp"}) {
     EXPECT_THAT(help, HasSubstr(flag)) << help;
   }
   EXPECT_THAT(help, Not(HasSubstr("serving on")));

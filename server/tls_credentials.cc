@@ -1,0 +1,236 @@
+#include "server/tls_credentials.h"
+
+#include <arpa/inet.h>
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/status_macros.h"
+
+namespace iommud {
+namespace {
+
+// One file named by a flag.
+struct TlsFile {
+  const char* flag;  // "tls_cert", ...
+  const std::string& path;
+};
+
+absl::Status FileError(absl::string_view reason, const TlsFile& file, absl::string_view why) {
+  return Error(absl::StatusCode::kFailedPrecondition, reason,
+               absl::StrCat("--", file.flag, "=", file.path, ": ", why),
+               {{"flag", file.flag}, {"path", file.path}});
+}
+
+absl::StatusOr<std::string> ReadTlsFile(const TlsFile& file) {
+  std::ifstream in(file.path, std::ios::binary);
+  if (!in) return FileError("TLS_FILE_UNREADABLE", file, std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return FileError("TLS_FILE_UNREADABLE", file, "read failed");
+  return text.str();
+}
+
+// OpenSSL's most recent error as text (and clears the queue), "" when there is none.
+std::string OpenSslError() {
+  const unsigned long code = ERR_get_error();  // NOLINT(runtime/int): OpenSSL's type
+  ERR_clear_error();
+  if (code == 0) return "";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+struct X509Deleter {
+  void operator()(X509* cert) const { X509_free(cert); }
+};
+struct PkeyDeleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+using UniqueBio = std::unique_ptr<BIO, BioDeleter>;
+using UniqueX509 = std::unique_ptr<X509, X509Deleter>;
+using UniquePkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+
+UniqueBio BioOf(const std::string& text) {
+  return UniqueBio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
+
+// Every PEM certificate of `file`: at least one, and nothing that fails to parse.
+absl::StatusOr<std::vector<UniqueX509>> ParseCertificates(const TlsFile& file) {
+  ASSIGN_OR_RETURN(const std::string text, ReadTlsFile(file));
+  UniqueBio bio = BioOf(text);
+  std::vector<UniqueX509> certs;
+  ERR_clear_error();
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    certs.emplace_back(cert);
+  }
+  // The loop ends at the end of the input (PEM_R_NO_START_LINE) or at a block that is broken.
+  const unsigned long last = ERR_peek_last_error();  // NOLINT(runtime/int)
+  const bool clean_end =
+      ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
+  if (!certs.empty() && !clean_end && last != 0) {
+    return FileError("INVALID_TLS_FILE", file,
+                     absl::StrCat("certificate ", certs.size() + 1,
+                                  " does not parse: ", OpenSslError()));
+  }
+  ERR_clear_error();
+  if (certs.empty()) {
+    return FileError("INVALID_TLS_FILE", file, "no PEM certificate (-----BEGIN CERTIFICATE-----)");
+  }
+  return certs;
+}
+
+// Never prompts for a passphrase (OpenSSL's default callback would read the terminal).
+int NoPassphrase(char*, int, int, void*) { return 0; }
+
+absl::StatusOr<UniquePkey> ParsePrivateKey(const TlsFile& file) {
+  ASSIGN_OR_RETURN(const std::string text, ReadTlsFile(file));
+  UniqueBio bio = BioOf(text);
+  ERR_clear_error();
+  UniquePkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
+  if (key == nullptr) {
+    return FileError("INVALID_TLS_FILE", file,
+                     absl::StrCat("no unencrypted PEM private key: ", OpenSslError()));
+  }
+  return key;
+}
+
+absl::Status InvalidOptions(absl::string_view reason, absl::string_view message,
+                            const ErrorMetadata& metadata = {}) {
+  return Error(absl::StatusCode::kInvalidArgument, reason, message, metadata);
+}
+
+bool AnyTlsFile(const TcpSecurityOptions& options) {
+  return !options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_client_ca.empty();
+}
+
+absl::Status CheckOptions(const TcpSecurityOptions& options) {
+  if (options.listen.empty()) {
+    return InvalidOptions("TCP_OPTIONS_WITHOUT_LISTENER",
+                          "--tls_cert/--tls_key/--tls_client_ca/--insecure_tcp need --listen_tcp");
+  }
+  if (options.insecure_tcp) {
+    if (AnyTlsFile(options)) {
+      return InvalidOptions("TLS_CONFLICT",
+                            "--insecure_tcp serves plaintext: drop it to use --tls_cert/--tls_key/"
+                            "--tls_client_ca, or drop those",
+                            {{"listen_tcp", options.listen}});
+    }
+    if (!IsLoopbackListenAddress(options.listen)) {
+      return InvalidOptions(
+          "INSECURE_TCP_NOT_LOOPBACK",
+          absl::StrCat("--insecure_tcp serves plaintext (tests only) and only on a loopback address "
+                       "(127.0.0.0/8, [::1], localhost), not on ",
+                       options.listen),
+          {{"listen_tcp", options.listen}});
+    }
+    return absl::OkStatus();
+  }
+  std::vector<std::string> missing;
+  if (options.tls_cert.empty()) missing.push_back("--tls_cert");
+  if (options.tls_key.empty()) missing.push_back("--tls_key");
+  if (options.tls_client_ca.empty()) missing.push_back("--tls_client_ca");
+  if (!missing.empty()) {
+    std::string names;
+    for (const std::string& name : missing) absl::StrAppend(&names, names.empty() ? "" : " ", name);
+    return InvalidOptions(
+        "TLS_REQUIRED",
+        absl::StrCat("--listen_tcp=", options.listen,
+                     " serves mutual TLS and needs --tls_cert, --tls_key and --tls_client_ca "
+                     "(missing: ",
+                     names, "); plaintext TCP is --insecure_tcp on loopback, for tests"),
+        {{"listen_tcp", options.listen}, {"missing", names}});
+  }
+  if (options.tls_refresh_interval < absl::Seconds(1)) {
+    return InvalidOptions("INVALID_FLAG",
+                          absl::StrCat("--tls_refresh_interval=",
+                                       absl::FormatDuration(options.tls_refresh_interval),
+                                       ": must be at least 1s"),
+                          {{"flag", "tls_refresh_interval"}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool WantsTcp(const TcpSecurityOptions& options) {
+  return !options.listen.empty() || options.insecure_tcp || AnyTlsFile(options);
+}
+
+bool IsLoopbackListenAddress(absl::string_view listen) {
+  absl::string_view host;
+  if (!listen.empty() && listen.front() == '[') {
+    const size_t close = listen.find(']');
+    if (close == absl::string_view::npos) return false;
+    host = listen.substr(1, close - 1);
+  } else {
+    const size_t colon = listen.rfind(':');
+    host = colon == absl::string_view::npos ? listen : listen.substr(0, colon);
+  }
+  if (host.empty()) return false;  // ":50051" is every interface
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  const std::string text(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+absl::Status CheckTlsFiles(const TcpSecurityOptions& options) {
+  RETURN_IF_ERROR(CheckOptions(options));
+  if (options.insecure_tcp) return absl::OkStatus();
+  const TlsFile cert_file{"tls_cert", options.tls_cert};
+  const TlsFile key_file{"tls_key", options.tls_key};
+  ASSIGN_OR_RETURN(const std::vector<UniqueX509> chain, ParseCertificates(cert_file));
+  ASSIGN_OR_RETURN(const UniquePkey key, ParsePrivateKey(key_file));
+  ERR_clear_error();
+  if (X509_check_private_key(chain.front().get(), key.get()) != 1) {
+    return Error(absl::StatusCode::kFailedPrecondition, "INVALID_TLS_FILE",
+                 absl::StrCat("--tls_key=", options.tls_key, " is not the key of --tls_cert=",
+                              options.tls_cert, " (", OpenSslError(), ")"),
+                 {{"flag", "tls_key"}, {"path", options.tls_key}, {"cert", options.tls_cert}});
+  }
+  ASSIGN_OR_RETURN(const std::vector<UniqueX509> cas,
+                   ParseCertificates(TlsFile{"tls_client_ca", options.tls_client_ca}));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpServerCredentials(
+    const TcpSecurityOptions& options) {
+  RETURN_IF_ERROR(CheckTlsFiles(options));
+  if (options.insecure_tcp) return grpc::InsecureServerCredentials();
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      options.tls_key, options.tls_cert, options.tls_client_ca,
+      static_cast<unsigned int>(absl::ToInt64Seconds(options.tls_refresh_interval)));
+  grpc::experimental::TlsServerCredentialsOptions tls(std::move(provider));
+  tls.watch_identity_key_cert_pairs();
+  tls.watch_root_certs();
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
+}  // namespace iommud
