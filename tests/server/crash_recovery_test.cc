@@ -3,7 +3,7 @@
 // A client thread runs a seeded random workload of mutating RPCs (probe/release devices,
 // claim/release ownership, alloc/free domains, attach/detach, map/unmap) and keeps a model of the
 // state every acknowledged call left. The test waits for a random number of acknowledged calls,
-// waits a random few hundred microseconds more (so that calls are in flight) and SIGKILLs the
+// waits a random 0-2 ms more (so that calls are in flight) and SIGKILLs the
 // daemon, then restarts it on the same state directory (and, for the emulated backend, the same
 // memory file: the hardware outlives the daemon) and checks:
 //   - the daemon state equals the model, or the model with the one call that was in flight applied
@@ -495,7 +495,7 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
     {
       absl::MutexLock lock(&progress.mu);
       progress.kill_after = progress.acknowledged + 1 + workload.Pick(40);
-      delay = absl::Microseconds(workload.Pick(500));
+      delay = absl::Microseconds(workload.Pick(2000));
     }
     progress.killing = false;
     std::thread worker(RunWorkload, client.get(), &workload, &progress);
