@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/backend/emulated/emulated_backend_for_testing.h"
 #include "core/backend/emulated/emulated_device.h"
 #include "core/backend/emulated/emulated_format.h"
 #include "core/backend/emulated/emulated_memory.h"
@@ -617,6 +618,19 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOp
       EmulatedMemory::Open(options->memory_file, options->memory_bytes, &existed);
   if (!memory.ok()) return memory.status();
   auto backend = std::make_unique<EmulatedBackend>(*std::move(memory), *options);
+  absl::Status started = backend->Start(existed);
+  if (!started.ok()) return started;
+  return std::unique_ptr<IommuBackend>(std::move(backend));
+}
+
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackendOnMemoryForTesting(
+    std::unique_ptr<EmulatedMemory> memory, bool existed, const BackendOptions& given) {
+  if (given.count("memory_file") != 0 || given.count("memory_bytes") != 0) {
+    return BadOption("memory_file", "the memory is given");
+  }
+  absl::StatusOr<Options> options = ParseOptions(given);
+  if (!options.ok()) return options.status();
+  auto backend = std::make_unique<EmulatedBackend>(std::move(memory), *options);
   absl::Status started = backend->Start(existed);
   if (!started.ok()) return started;
   return std::unique_ptr<IommuBackend>(std::move(backend));

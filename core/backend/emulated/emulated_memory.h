@@ -6,6 +6,7 @@
 #ifndef IOMMUD_CORE_BACKEND_EMULATED_EMULATED_MEMORY_H_
 #define IOMMUD_CORE_BACKEND_EMULATED_EMULATED_MEMORY_H_
 
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -25,21 +26,33 @@ class EmulatedMemory {
   EmulatedMemory(const EmulatedMemory&) = delete;
   EmulatedMemory& operator=(const EmulatedMemory&) = delete;
 
+  // Accesses must lie inside the memory (checked by assert in debug builds: an access outside is
+  // a bug of the backend, e.g. a pointer from an image it failed to validate).
   uint64_t size() const { return size_; }
   uint64_t Read64(uint64_t pa) const {
     uint64_t value;
-    std::memcpy(&value, base_ + pa, sizeof(value));
+    std::memcpy(&value, At(pa, sizeof(value)), sizeof(value));
     return value;
   }
-  void Write64(uint64_t pa, uint64_t value) { std::memcpy(base_ + pa, &value, sizeof(value)); }
-  void Zero(uint64_t pa, uint64_t bytes) { std::memset(base_ + pa, 0, bytes); }
-  void ReadBytes(uint64_t pa, void* out, uint64_t bytes) const { std::memcpy(out, base_ + pa, bytes); }
-  void WriteBytes(uint64_t pa, const void* in, uint64_t bytes) { std::memcpy(base_ + pa, in, bytes); }
+  void Write64(uint64_t pa, uint64_t value) {
+    std::memcpy(At(pa, sizeof(value)), &value, sizeof(value));
+  }
+  void Zero(uint64_t pa, uint64_t bytes) { std::memset(At(pa, bytes), 0, bytes); }
+  void ReadBytes(uint64_t pa, void* out, uint64_t bytes) const {
+    std::memcpy(out, At(pa, bytes), bytes);
+  }
+  void WriteBytes(uint64_t pa, const void* in, uint64_t bytes) {
+    std::memcpy(At(pa, bytes), in, bytes);
+  }
   // Flushes a file-backed memory to its file (msync); no-op for anonymous memory.
   void Sync();
 
  private:
   EmulatedMemory(uint8_t* base, uint64_t size, int fd) : base_(base), size_(size), fd_(fd) {}
+  uint8_t* At(uint64_t pa, uint64_t bytes) const {
+    assert(pa <= size_ && bytes <= size_ - pa);
+    return base_ + pa;
+  }
   uint8_t* const base_;
   const uint64_t size_;
   const int fd_;  // -1 for anonymous memory
