@@ -83,6 +83,9 @@ absl::StatusOr<Options> ParseOptions(const BackendOptions& given) {
   return options;
 }
 
+// Pages of a stream table of `max_rids` entries (allocated contiguously, never freed).
+uint64_t StreamTablePages(uint64_t max_rids) { return (max_rids * kSteBytes + kPage - 1) / kPage; }
+
 uint64_t SteConfigOf(DomainType type) {
   return type == DomainType::kBlocked ? kAbort : type == DomainType::kIdentity ? kBypass : kTranslate;
 }
@@ -151,8 +154,7 @@ class EmulatedBackend : public IommuBackend {
       return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_UNITS",
                    absl::StrCat("at most ", kMaxUnits, " units"));
     }
-    const uint64_t pages = (uint64_t{caps.max_rids} * kSteBytes + kPage - 1) / kPage;
-    absl::StatusOr<uint64_t> stream_table = pool_.AllocContiguous(pages);
+    absl::StatusOr<uint64_t> stream_table = pool_.AllocContiguous(StreamTablePages(caps.max_rids));
     if (!stream_table.ok()) return stream_table.status();
     const uint64_t entry = UnitAddr(index);
     memory_->Write64(entry + 0x08, caps.pgsize_bitmap);
@@ -313,10 +315,19 @@ class EmulatedBackend : public IommuBackend {
     for (; cons != prod; ++cons) {
       const uint64_t entry = kEvtq + (cons % kEvtqEntries) * kQueueEntry;
       const uint64_t word = memory_->Read64(entry);
+      const uint64_t unit = word & 0xff, reason = (word >> 8) & 0xff, access = (word >> 16) & 0xff;
+      // An entry the device cannot have written (a memory file changed behind its back) is
+      // skipped: no unit, reason or access bits that would reach a client unchecked.
+      if (unit >= kMaxUnits || !(memory_->Read64(UnitAddr(unit)) & 1) ||
+          reason < static_cast<uint64_t>(FaultReason::kUnknownRid) ||
+          reason > static_cast<uint64_t>(FaultReason::kPermission) ||
+          (access & ~uint64_t{kProtRead | kProtWrite}) != 0) {
+        continue;
+      }
       FaultRecord fault;
-      fault.unit = UnitName(word & 0xff);
-      fault.reason = static_cast<FaultReason>((word >> 8) & 0xff);
-      fault.access = static_cast<uint32_t>((word >> 16) & 0xff);
+      fault.unit = UnitName(unit);
+      fault.reason = static_cast<FaultReason>(reason);
+      fault.access = static_cast<uint32_t>(access);
       fault.rid = static_cast<Rid>(memory_->Read64(entry + 8));
       fault.iova = memory_->Read64(entry + 16);
       fault.time_unix_nanos = static_cast<int64_t>(memory_->Read64(entry + 24));
@@ -381,7 +392,10 @@ class EmulatedBackend : public IommuBackend {
 
   // What makes the image in memory unusable ("" if nothing): every pointer the driver and the
   // device follow without checking (queue indices, stream table bases, domain roots, the page
-  // allocator's state) must lie inside the allocation area in use.
+  // allocator's state) must lie inside the allocation area in use, and every page there has at
+  // most one use — a unit's stream table, a table of one domain's page table, or a free page — so
+  // that writing one never corrupts another (a free page handed out while still in use, a table
+  // freed twice, a free-list link leading outside the memory).
   std::string ImageProblem() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (memory_->Read64(kHdrMagic) != kMagic) return "bad magic";
     if (memory_->Read64(kHdrVersion) != kVersion) return "unknown format version";
@@ -404,6 +418,12 @@ class EmulatedBackend : public IommuBackend {
     };
     if (!ring_ok(kHdrCmdqProd, kHdrCmdqCons, kCmdqEntries)) return "command queue indices";
     if (!ring_ok(kHdrEvtqProd, kHdrEvtqCons, kEvtqEntries)) return "event queue indices";
+    std::vector<bool> used((bump - kAllocArea) / kPage);
+    auto claim = [&](uint64_t pa) {
+      if (!allocated_page(pa) || used[(pa - kAllocArea) / kPage]) return false;
+      used[(pa - kAllocArea) / kPage] = true;
+      return true;
+    };
     std::set<std::string> names;
     for (uint64_t i = 0; i < kMaxUnits; ++i) {
       const uint64_t unit = UnitAddr(i);
@@ -417,6 +437,9 @@ class EmulatedBackend : public IommuBackend {
           !allocated_page(table) || table + max_rids * kSteBytes > bump || name.empty() ||
           !names.insert(name).second) {
         return absl::StrCat("unit entry ", i);
+      }
+      for (uint64_t page = 0; page < StreamTablePages(max_rids); ++page) {
+        if (!claim(table + page * kPage)) return absl::StrCat("stream table of unit entry ", i);
       }
     }
     std::map<DomainId, uint64_t> ids;  // -> slot
@@ -439,11 +462,14 @@ class EmulatedBackend : public IommuBackend {
       const uint64_t root = memory_->Read64(DomainAddr(slot) + 0x10);
       if (root == 0) continue;
       const std::optional<uint64_t> pages =
-          EmulatedPageTable(memory_.get(), nullptr, root, 0).CountTablePages(kAllocArea, bump);
+          EmulatedPageTable(memory_.get(), nullptr, root, 0).ClaimTablePages(claim);
       if (!pages.has_value()) return absl::StrCat("page table of domain ", id);
       table_pages += *pages;
     }
     if (table_pages != memory_->Read64(kHdrPagesInUse)) return "page-table page count";
+    for (uint64_t page = free_head; page != 0; page = memory_->Read64(page)) {
+      if (!claim(page)) return "free list";  // outside, in use, or a cycle
+    }
     // Every valid STE names a domain of its unit with that domain's root and config, and each
     // domain's reference count is its number of STEs.
     std::map<DomainId, uint64_t> references;

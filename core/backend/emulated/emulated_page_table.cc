@@ -1,6 +1,7 @@
 #include "core/backend/emulated/emulated_page_table.h"
 
 #include <array>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -226,9 +227,10 @@ void EmulatedPageTable::FreeTable(uint64_t table, int level) {
 
 void EmulatedPageTable::FreeAll() { FreeTable(root_, 0); }
 
-bool EmulatedPageTable::CountTables(uint64_t table, int level, uint64_t begin, uint64_t end,
+bool EmulatedPageTable::ClaimTables(uint64_t table, int level,
+                                    const std::function<bool(uint64_t)>& claim,
                                     uint64_t* pages) const {
-  if (table < begin || table >= end || table % kPage != 0) return false;
+  if (!claim(table)) return false;
   ++*pages;
   for (uint64_t i = 0; i < 512; ++i) {
     const uint64_t pte = Entry(table, i);
@@ -239,15 +241,23 @@ bool EmulatedPageTable::CountTables(uint64_t table, int level, uint64_t begin, u
       if (level == 0 || address % SpanOf(level) != 0) return false;
       continue;
     }
-    if (!CountTables(address, level + 1, begin, end, pages)) return false;
+    if (!ClaimTables(address, level + 1, claim, pages)) return false;
   }
   return true;
 }
 
-std::optional<uint64_t> EmulatedPageTable::CountTablePages(uint64_t begin, uint64_t end) const {
+std::optional<uint64_t> EmulatedPageTable::ClaimTablePages(
+    const std::function<bool(uint64_t page)>& claim) const {
   uint64_t pages = 0;
-  if (!CountTables(root_, 0, begin, end, &pages)) return std::nullopt;
+  if (!ClaimTables(root_, 0, claim, &pages)) return std::nullopt;
   return pages;
+}
+
+std::optional<uint64_t> EmulatedPageTable::CountTablePages(uint64_t begin, uint64_t end) const {
+  std::set<uint64_t> seen;
+  return ClaimTablePages([&](uint64_t page) {
+    return page >= begin && page < end && page % kPage == 0 && seen.insert(page).second;
+  });
 }
 
 }  // namespace iommud

@@ -4,6 +4,7 @@
 #define IOMMUD_CORE_BACKEND_EMULATED_EMULATED_PAGE_TABLE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -46,9 +47,13 @@ class EmulatedPageTable {
   std::vector<Mapping> Leaves() const;
   // Frees every page of the table, the root included.
   void FreeAll();
-  // Checks an image read from a memory file before anything walks it: every table page must be
-  // a page of [begin, end), no leaf at level 0, every block aligned to its size. Returns the number of table pages (root
-  // included), or nullopt if a descriptor points elsewhere.
+  // Checks an image read from a memory file before anything walks it: no leaf at level 0, every
+  // block aligned to its size, and every table page (root included) accepted by `claim`, which is
+  // offered a page once per descriptor pointing at it (so a claim that accepts each page once
+  // refuses tables shared within or between page tables). Returns the number of table pages, or
+  // nullopt at the first refusal or bad descriptor.
+  std::optional<uint64_t> ClaimTablePages(const std::function<bool(uint64_t page)>& claim) const;
+  // ClaimTablePages accepting each page-aligned page of [begin, end) once.
   std::optional<uint64_t> CountTablePages(uint64_t begin, uint64_t end) const;
 
  private:
@@ -63,7 +68,7 @@ class EmulatedPageTable {
   void ForEachLeaf(uint64_t table, int level, uint64_t base, uint64_t start, uint64_t end,
                    Visit&& visit) const;
   void FreeTable(uint64_t table, int level);
-  bool CountTables(uint64_t table, int level, uint64_t begin, uint64_t end,
+  bool ClaimTables(uint64_t table, int level, const std::function<bool(uint64_t)>& claim,
                    uint64_t* pages) const;
 
   EmulatedMemory* const memory_;

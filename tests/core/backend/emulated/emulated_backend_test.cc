@@ -382,6 +382,28 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
          w.Write(root_of_domain_3(w), (uint64_t{1} << 39) | emu::kPteValid | emu::kPteTable);
        }},
       {"page count", [](FileWords& w) { w.Write(emu::kHdrPagesInUse, 1); }},
+      // Found by tests/fuzz/emulated_queue_fuzzer: the free list's links were not checked, nor
+      // whether a page had two uses; each of these was accepted, and the next allocations wrote
+      // outside the memory or handed out a page still in use.
+      {"free list link outside", [](FileWords& w) {
+         w.Write(w.Read(emu::kHdrFreeList), uint64_t{1} << 40);
+       }},
+      {"free list cycle", [](FileWords& w) {
+         const uint64_t head = w.Read(emu::kHdrFreeList);
+         w.Write(w.Read(head), head);
+       }},
+      {"free page in use by a page table",
+       [&](FileWords& w) { w.Write(emu::kHdrFreeList, root_of_domain_3(w)); }},
+      {"stream table on a free page", [](FileWords& w) {
+         w.Write(emu::UnitAddr(0) + 0x20, w.Read(emu::kHdrFreeList));
+         w.Write(emu::UnitAddr(0) + 0x18, 128);
+         w.Write(emu::DomainAddr(2) + 0x18, 0);  // its STE is gone with the old table
+       }},
+      {"table shared by two domains", [&](FileWords& w) {
+         // Domain 4's root points at domain 3's level-1 table (3 pages counted twice).
+         w.Write(w.Read(emu::DomainAddr(3) + 0x10), w.Read(root_of_domain_3(w)));
+         w.Write(emu::kHdrPagesInUse, w.Read(emu::kHdrPagesInUse) + 3);
+       }},
   };
   for (const Corruption& corruption : corruptions) {
     SCOPED_TRACE(corruption.name);
@@ -392,6 +414,10 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
       SetUpUnit(*backend);
       ASSERT_TRUE(backend->AttachRid("smmu0", 0x42, 3).ok());
       ASSERT_TRUE(backend->Map(3, 0, 0, kPage4K, kRW).ok());
+      ASSERT_TRUE(backend->AllocDomain("smmu0", 4, DomainType::kUnmanaged).ok());
+      // Two tables freed again: the free list holds two pages.
+      ASSERT_TRUE(backend->Map(3, kPage1G, kPage1G, kPage4K, kRW).ok());
+      ASSERT_EQ(backend->Unmap(3, kPage1G, kPage4K).value(), kPage4K);
     }
     FileWords words(file.path());
     corruption.apply(words);
@@ -401,6 +427,37 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
     EXPECT_EQ(ErrorReason(backend.status()), "CORRUPT_MEMORY_FILE");
     EXPECT_TRUE(words.All() == before) << "the file was modified";
   }
+}
+
+// Event queue entries the device cannot have written (a memory file changed behind its back) are
+// skipped by DrainFaults rather than handed on with an unknown unit, reason or access.
+TEST(EmulatedBackendTest, EventsTheDeviceCannotHaveWrittenAreSkipped) {
+  TempFile file;
+  const BackendOptions options = {{"memory_file", file.path()}, {"memory_bytes", "4M"}};
+  {
+    std::unique_ptr<IommuBackend> backend = NewBackend(options);
+    SetUpUnit(*backend);
+    EXPECT_EQ(backend->Translate("smmu0", 7, 0x1000, kProtRead).fault, FaultReason::kUnknownRid);
+  }
+  {
+    FileWords words(file.path());
+    uint64_t prod = words.Read(emu::kHdrEvtqProd);
+    for (const uint64_t word : {uint64_t{9} | uint64_t{1} << 8,        // no unit 9
+                                uint64_t{0} | uint64_t{77} << 8,       // unknown reason
+                                uint64_t{0} | uint64_t{0} << 8,        // reason NONE
+                                uint64_t{0} | uint64_t{1} << 8 | uint64_t{4} << 16}) {  // access
+      words.Write(emu::kEvtq + (prod % emu::kEvtqEntries) * emu::kQueueEntry, word);
+      words.Write(emu::kHdrEvtqProd, ++prod);
+    }
+  }
+  std::unique_ptr<IommuBackend> backend = NewBackend(options);
+  ASSERT_NE(backend, nullptr);
+  const std::vector<FaultRecord> faults = backend->DrainFaults();
+  ASSERT_THAT(faults, SizeIs(1));
+  EXPECT_EQ(faults[0].unit, "smmu0");
+  EXPECT_EQ(faults[0].rid, 7u);
+  EXPECT_EQ(faults[0].reason, FaultReason::kUnknownRid);
+  EXPECT_THAT(backend->DrainFaults(), IsEmpty());
 }
 
 }  // namespace
