@@ -6,12 +6,13 @@
 #      registry, seed race, stress, server integration against the real daemon, iommuctl, deploy
 #      (promtool, a real Prometheus scraping iommud);
 #   3. ThreadSanitizer build of core/ and its tests (gRPC from Debian is not TSan-instrumented);
-#   4. Bazel (offline) build + test of the same targets, with gcc;
-#   5. a short benchmark run (Release core build) so the benchmarks keep working.
+#   4. the libFuzzer targets (tests/fuzz/run_fuzzers.sh): 30 s each, 20 min each with --soak;
+#   5. Bazel (offline) build + test of the same targets, with gcc;
+#   6. a short benchmark run (Release core build) so the benchmarks keep working.
 # Any failure, sanitizer report included, fails the run.
 #
 # Flags: --quick (plain CMake build + ctest only), --soak (long stress runs as well, hours not
-# minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips step 3).
+# minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips steps 3-4).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,6 +62,13 @@ else
   step "ThreadSanitizer build + core tests"
   CC=clang CXX=clang++ build_and_test "$root/build-tsan" -DIOMMUD_SANITIZE=thread \
     -DIOMMUD_CORE_ONLY=ON -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo --
+fi
+
+if [ "$sanitizers" -eq 1 ]; then
+  step "libFuzzer targets (clang, ASan+UBSan)"
+  fuzz_seconds=30
+  [ "$soak" -eq 1 ] && fuzz_seconds=1200
+  "$root/tests/fuzz/run_fuzzers.sh" --seconds "$fuzz_seconds"
 fi
 
 if [ "$bazel" -eq 1 ]; then
