@@ -105,6 +105,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
         std::make_unique<FaultInjectingBackend>(hardware, &daemon->injector_);
     SetBackendFaultInjector(&daemon->injector_);  // pgtable.alloc, cmdq.sync_timeout
     hardware = daemon->injecting_backend_.get();
+    daemon->injecting_store_ =  // store.write
+        std::make_unique<FaultInjectingStateStore>(daemon->store_.get(), &daemon->injector_);
   }
   daemon->instrumented_backend_ =
       std::make_unique<InstrumentedBackend>(hardware, daemon->metrics_.get());
@@ -112,7 +114,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   registry_options.backend = daemon->instrumented_backend_.get();
   registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
-  registry_options.store = daemon->store_.get();
+  registry_options.store = daemon->injecting_store_ != nullptr ? daemon->injecting_store_.get()
+                                                               : daemon->store_.get();
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
 
   Authorizer::Options authz;

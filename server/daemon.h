@@ -25,6 +25,7 @@
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
 #include "core/registry.h"
+#include "core/store/fault_injecting_state_store.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
 #include "server/authorizer.h"
@@ -145,6 +146,7 @@ class Daemon {
   std::unique_ptr<IommuBackend> backend_;
   FaultInjector injector_;
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
+  std::unique_ptr<FaultInjectingStateStore> injecting_store_;  // wraps store_ when allowed
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<LeaseReaper> lease_reaper_;  // before registry_ in destruction

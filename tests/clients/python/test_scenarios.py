@@ -77,3 +77,20 @@ def test_injected_faults_are_listed_and_counted(client):
     assert [f.fault_id for f in listed.faults] == [fault]
     assert "backend.attach" in listed.points
     assert client.call("ClearFaults").cleared == 1
+
+
+def test_a_failed_state_write_changes_nothing(client):
+    client.call("ProbeDevice", unit="smmu0", device="store-write", rid=0x5000)
+    group = client.device("store-write").group_id
+    before = client.call("GetGroup", group_id=group)
+    client.inject("store.write")
+    with pytest.raises(IommudError) as error:
+        client.call("ClaimOwnership", group_id=group, owner="vmm")
+    assert error.value.code == "UNAVAILABLE"
+    assert error.value.reason == "STORE_WRITE_FAILED"
+    assert "store.write" in client.call("ListFaults").points
+    client.call("ClearFaults")
+    assert client.call("GetGroup", group_id=group) == before
+    client.call("ClaimOwnership", group_id=group, owner="vmm")
+    client.call("ReleaseOwnership", group_id=group, owner="vmm")
+    client.call("ReleaseDevice", device="store-write")
