@@ -16,6 +16,7 @@
 #include "server/grpc_metrics_interceptor.h"
 #include "server/recovery_metrics.h"
 #include "server/tls_credentials.h"
+#include "server/tls_file_stager.h"
 #include "server/topology.h"
 
 namespace iommud {
@@ -76,13 +77,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   // So are bad TCP options and TLS files.
   const TcpSecurityOptions tcp{options.listen_tcp,    options.tls_cert,
                                options.tls_key,       options.tls_client_ca,
-                               options.tls_refresh_interval, options.insecure_tcp};
-  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
-  if (WantsTcp(tcp)) {
-    ASSIGN_OR_RETURN(tcp_credentials, TcpServerCredentials(tcp));
-  }
+                               options.tls_refresh_interval, options.insecure_tcp,
+                               absl::StrCat(options.state_dir, "/tls")};
+  if (WantsTcp(tcp)) RETURN_IF_ERROR(CheckTlsFiles(tcp));
   RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
   ASSIGN_OR_RETURN(daemon->lock_, StateDirLock::Acquire(options.state_dir));
+  if (WantsTcp(tcp)) {  // stages the checked TLS files under the state directory
+    ASSIGN_OR_RETURN(daemon->tcp_, TcpServerCredentials(tcp));
+  }
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
   // A bad topology file is a start-up error even when the store makes it unnecessary.
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
@@ -134,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   grpc::ServerBuilder builder;
   builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
   if (!options.listen_tcp.empty()) {
-    builder.AddListeningPort(options.listen_tcp, tcp_credentials, &daemon->tcp_port_);
+    builder.AddListeningPort(options.listen_tcp, daemon->tcp_.credentials, &daemon->tcp_port_);
   }
   builder.RegisterService(daemon->service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;

@@ -37,6 +37,7 @@
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
 #include "server/state_store_factory.h"
+#include "server/tls_credentials.h"
 
 namespace iommud {
 
@@ -104,6 +105,7 @@ class Daemon {
   const std::string& socket_path() const { return socket_path_; }
   std::string unix_target() const { return "unix:" + socket_path_; }
   int tcp_port() const { return tcp_port_; }  // 0 when TCP is off
+  const TcpCredentials& tcp_credentials() const { return tcp_; }  // its stager (TLS), for tests
   Registry* registry() const { return registry_.get(); }
   EventBus* events() { return &events_; }
   DaemonMetrics* metrics() const { return metrics_.get(); }
@@ -155,6 +157,7 @@ class Daemon {
   std::thread audit_thread_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<IommuService> service_;
+  TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files
   std::unique_ptr<grpc::Server> server_;
 
   absl::Mutex mu_;

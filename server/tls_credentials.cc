@@ -13,7 +13,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -21,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/status_macros.h"
+#include "server/tls_file_stager.h"
 
 namespace iommud {
 namespace {
@@ -73,9 +77,10 @@ UniqueBio BioOf(const std::string& text) {
   return UniqueBio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
 }
 
-// Every PEM certificate of `file`: at least one, and nothing that fails to parse.
-absl::StatusOr<std::vector<UniqueX509>> ParseCertificates(const TlsFile& file) {
-  ASSIGN_OR_RETURN(const std::string text, ReadTlsFile(file));
+// Every PEM certificate of `text` (the contents of `file`): at least one, and nothing that fails
+// to parse.
+absl::StatusOr<std::vector<UniqueX509>> ParseCertificates(const TlsFile& file,
+                                                          const std::string& text) {
   UniqueBio bio = BioOf(text);
   std::vector<UniqueX509> certs;
   ERR_clear_error();
@@ -101,8 +106,7 @@ absl::StatusOr<std::vector<UniqueX509>> ParseCertificates(const TlsFile& file) {
 // Never prompts for a passphrase (OpenSSL's default callback would read the terminal).
 int NoPassphrase(char*, int, int, void*) { return 0; }
 
-absl::StatusOr<UniquePkey> ParsePrivateKey(const TlsFile& file) {
-  ASSIGN_OR_RETURN(const std::string text, ReadTlsFile(file));
+absl::StatusOr<UniquePkey> ParsePrivateKey(const TlsFile& file, const std::string& text) {
   UniqueBio bio = BioOf(text);
   ERR_clear_error();
   UniquePkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
@@ -171,6 +175,11 @@ absl::Status CheckOptions(const TcpSecurityOptions& options) {
 
 }  // namespace
 
+TcpCredentials::TcpCredentials() = default;
+TcpCredentials::~TcpCredentials() = default;
+TcpCredentials::TcpCredentials(TcpCredentials&&) = default;
+TcpCredentials& TcpCredentials::operator=(TcpCredentials&&) = default;
+
 bool WantsTcp(const TcpSecurityOptions& options) {
   return !options.listen.empty() || options.insecure_tcp || AnyTlsFile(options);
 }
@@ -200,13 +209,19 @@ bool IsLoopbackListenAddress(absl::string_view listen) {
   return false;
 }
 
-absl::Status CheckTlsFiles(const TcpSecurityOptions& options) {
-  RETURN_IF_ERROR(CheckOptions(options));
-  if (options.insecure_tcp) return absl::OkStatus();
+absl::StatusOr<TlsFileContents> ReadTlsFiles(const TcpSecurityOptions& options) {
+  TlsFileContents contents;
+  ASSIGN_OR_RETURN(contents.cert, ReadTlsFile(TlsFile{"tls_cert", options.tls_cert}));
+  ASSIGN_OR_RETURN(contents.key, ReadTlsFile(TlsFile{"tls_key", options.tls_key}));
+  ASSIGN_OR_RETURN(contents.client_ca, ReadTlsFile(TlsFile{"tls_client_ca", options.tls_client_ca}));
+  return contents;
+}
+
+absl::Status CheckTlsContents(const TcpSecurityOptions& options, const TlsFileContents& contents) {
   const TlsFile cert_file{"tls_cert", options.tls_cert};
   const TlsFile key_file{"tls_key", options.tls_key};
-  ASSIGN_OR_RETURN(const std::vector<UniqueX509> chain, ParseCertificates(cert_file));
-  ASSIGN_OR_RETURN(const UniquePkey key, ParsePrivateKey(key_file));
+  ASSIGN_OR_RETURN(const std::vector<UniqueX509> chain, ParseCertificates(cert_file, contents.cert));
+  ASSIGN_OR_RETURN(const UniquePkey key, ParsePrivateKey(key_file, contents.key));
   ERR_clear_error();
   if (X509_check_private_key(chain.front().get(), key.get()) != 1) {
     return Error(absl::StatusCode::kFailedPrecondition, "INVALID_TLS_FILE",
@@ -214,23 +229,45 @@ absl::Status CheckTlsFiles(const TcpSecurityOptions& options) {
                               options.tls_cert, " (", OpenSslError(), ")"),
                  {{"flag", "tls_key"}, {"path", options.tls_key}, {"cert", options.tls_cert}});
   }
-  ASSIGN_OR_RETURN(const std::vector<UniqueX509> cas,
-                   ParseCertificates(TlsFile{"tls_client_ca", options.tls_client_ca}));
+  ASSIGN_OR_RETURN(
+      const std::vector<UniqueX509> cas,
+      ParseCertificates(TlsFile{"tls_client_ca", options.tls_client_ca}, contents.client_ca));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpServerCredentials(
-    const TcpSecurityOptions& options) {
+absl::Status CheckTlsFiles(const TcpSecurityOptions& options) {
+  RETURN_IF_ERROR(CheckOptions(options));
+  if (options.insecure_tcp) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const TlsFileContents contents, ReadTlsFiles(options));
+  return CheckTlsContents(options, contents);
+}
+
+absl::StatusOr<TcpCredentials> TcpServerCredentials(const TcpSecurityOptions& options) {
   RETURN_IF_ERROR(CheckTlsFiles(options));
-  if (options.insecure_tcp) return grpc::InsecureServerCredentials();
+  TcpCredentials out;
+  if (options.insecure_tcp) {
+    out.credentials = grpc::InsecureServerCredentials();
+    return out;
+  }
+  std::string identity_path = options.tls_cert;
+  std::string key_path = options.tls_key;
+  std::string client_ca_path = options.tls_client_ca;
+  if (!options.staging_dir.empty()) {
+    ASSIGN_OR_RETURN(out.stager, TlsFileStager::Start(options, options.staging_dir));
+    identity_path = key_path = out.stager->identity_path();
+    client_ca_path = out.stager->client_ca_path();
+  }
+  // gRPC takes whole seconds; an infinite interval (tests) re-reads about never.
+  const int64_t seconds = std::min<int64_t>(absl::ToInt64Seconds(options.tls_refresh_interval),
+                                            std::numeric_limits<int32_t>::max());
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      options.tls_key, options.tls_cert, options.tls_client_ca,
-      static_cast<unsigned int>(absl::ToInt64Seconds(options.tls_refresh_interval)));
+      key_path, identity_path, client_ca_path, static_cast<unsigned int>(seconds));
   grpc::experimental::TlsServerCredentialsOptions tls(std::move(provider));
   tls.watch_identity_key_cert_pairs();
   tls.watch_root_certs();
   tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  return grpc::experimental::TlsServerCredentials(tls);
+  out.credentials = grpc::experimental::TlsServerCredentials(tls);
+  return out;
 }
 
 }  // namespace iommud

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "server/daemon.h"
 #include "server/tls_credentials.h"
+#include "server/tls_file_stager.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/testing/status_test_macros.h"
 #include "tests/testing/test_pki.h"
@@ -267,6 +268,27 @@ TEST_F(TlsTest, ReplacedCertificateFilesAreServedWithoutARestart) {
   EXPECT_EQ(ListUnitsWith({ca_->files().cert, operator_}).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ListUnitsWith({next_ca->files().cert, operator_}).code(),
             absl::StatusCode::kUnavailable);
+}
+
+TEST_F(TlsTest, BrokenReplacementsAreIgnoredAndTheLastGoodFilesServed) {
+  Start();
+  TlsFileStager* stager = daemon_->tcp_credentials().stager.get();
+  ASSERT_NE(stager, nullptr);
+  // A truncated certificate, then half a rotation (a new certificate with the old key).
+  ASSERT_OK_AND_ASSIGN(const CertFiles next, ca_->IssueServer("next-server", "iommud-2"));
+  for (const std::string& replacement :
+       {std::string("-----BEGIN CERTIFICATE-----\nMIIB"), ReadTextFile(next.cert)}) {
+    const int64_t refused = stager->rejected_versions();
+    ASSERT_OK(ReplaceFile(conf_cert_, replacement));
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);  // the stager polls every 1s
+    while (stager->rejected_versions() == refused && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_GT(stager->rejected_versions(), refused);
+    // New connections still get the last good certificate.
+    EXPECT_EQ(ServerSubjectSeenBy({ca_->files().cert, operator_}), server_.subject);
+  }
+  EXPECT_EQ(stager->staged_versions(), 0);
 }
 
 TEST_F(TlsTest, StartUpRefusesTcpWithoutTls) {
