@@ -21,6 +21,5 @@ state_dir="${IOMMUD_STATE_DIR:-$default_state_dir}"
 echo "quickstart: in another terminal try:"
 echo "  export IOMMUD_TARGET=unix:$state_dir/iommud.sock"
 echo "  $root/build-release/clients/iommuctl/iommuctl groups"
-# Callers whose unix peer credentials are unknown act as this user (a development set-up; the
-# systemd unit does not do this).
-exec "$root/build-release/server/iommud" --state_dir="$state_dir" --unix_peer_fallback_to_daemon_uid "$@"
+# Callers are identified by their uid (SO_PEERCRED); this user is admin under the default policy.
+exec "$root/build-release/server/iommud" --state_dir="$state_dir" "$@"

@@ -134,7 +134,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get());
   daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(daemon->unix_target(), grpc::InsecureServerCredentials());
+  PeerCredListenerOptions unix_options = options.unix_listener;
+  unix_options.socket_path = daemon->socket_path_;
+  if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;
+  unix_options.metrics = daemon->metrics_->registry().get();
+  ASSIGN_OR_RETURN(daemon->unix_listener_, PeerCredListener::Create(unix_options, &builder));
   if (!options.listen_tcp.empty()) {
     builder.AddListeningPort(options.listen_tcp, daemon->tcp_.credentials, &daemon->tcp_port_);
   }
@@ -157,6 +161,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                               options.listen_tcp.empty() ? "" : " and " + options.listen_tcp),
                  {{"socket", daemon->socket_path_}, {"listen_tcp", options.listen_tcp}});
   }
+  daemon->unix_listener_->Start();
   if (!options.listen_tcp.empty() && daemon->tcp_port_ == 0) {
     return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
                  absl::StrCat("cannot listen on ", options.listen_tcp),
@@ -256,11 +261,9 @@ void Daemon::Shutdown(absl::Duration grace) {
   if (lease_reaper_ != nullptr) lease_reaper_->Stop();
   if (server_ != nullptr) {
     StopServing();
+    unix_listener_->Stop();  // no new connections, socket unlinked; before the server's shutdown
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
-    if (unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
-      // Not fatal: the next daemon removes a stale socket itself.
-    }
   }
   MutexLock lock(&mu_);
   shutdown_done_ = true;

@@ -33,6 +33,7 @@
 #include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
+#include "server/peer_cred_listener.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
@@ -73,8 +74,9 @@ struct DaemonOptions {
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
   // are admin, nobody else has a role).
   std::string policy_file;
-  // Identify a unix peer without peer-credential properties as the daemon's own uid (tests, and
-  // hosts whose listener cannot read SO_PEERCRED). Off: such a peer is unidentified and refused.
+  // Identify a unix peer without peer-credential properties as the daemon's own uid. The daemon's
+  // own listener identifies every peer by SO_PEERCRED, so this no longer changes anything on its
+  // socket; kept (deprecated) so that existing command lines still start.
   bool unix_peer_fallback_to_daemon_uid = false;
   // The registry's durable state (--state, --state_file, --state_sync, --init_state). With the
   // emulated backend, its memory file counts as evidence of previous state (STATE_MISSING).
@@ -82,6 +84,9 @@ struct DaemonOptions {
   // Test hook: called during Start while the registry is being recovered (the server listens,
   // health is NOT_SERVING, iommu.v1.Iommu calls fail with UNAVAILABLE RECOVERING).
   std::function<void()> while_recovering;
+  // The unix socket's owner/group and which peers may connect (server/peer_cred_listener.h); the
+  // daemon fills in socket_path, group_dir (the state dir, for the default socket) and metrics.
+  PeerCredListenerOptions unix_listener;
 };
 
 class Daemon {
@@ -158,6 +163,7 @@ class Daemon {
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<IommuService> service_;
   TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files
+  std::unique_ptr<PeerCredListener> unix_listener_;  // accepts for server_; stopped before it
   std::unique_ptr<grpc::Server> server_;
 
   absl::Mutex mu_;

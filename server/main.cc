@@ -19,6 +19,7 @@
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
 #include "server/termination_signals.h"
+#include "server/unix_ids.h"
 
 ABSL_FLAG(std::string, state_dir, "/run/iommud",
           "State directory (created 0750 if missing); holds the socket, the lock file and, unless "
@@ -76,8 +77,19 @@ ABSL_FLAG(std::string, policy_file, "",
           "principals uid:N, gid:N, x509:SUBJECT, x509-cn:NAME, insecure); empty = root and the "
           "daemon's own uid are admin, nobody else has a role.");
 ABSL_FLAG(bool, unix_peer_fallback_to_daemon_uid, false,
-          "Treat a unix-socket caller whose peer credentials are unknown as the daemon's own uid "
-          "(tests only); off: such callers are refused.");
+          "Deprecated, no effect: unix-socket callers are always identified by SO_PEERCRED.");
+ABSL_FLAG(std::string, socket_owner, "", "Owner (user name or uid) of the unix socket (mode 0660).");
+ABSL_FLAG(std::string, socket_group, "",
+          "Group (name or gid) of the unix socket and, for the default socket, of the state dir.");
+ABSL_FLAG(std::string, allow_uids, "",
+          "Comma-separated users (names or uids) that may connect to the unix socket; with "
+          "--allow_gids: either list admits. Both empty = anyone who can open the socket.");
+ABSL_FLAG(std::string, allow_gids, "",
+          "Comma-separated groups (names or gids) whose members (primary or supplementary group) "
+          "may connect to the unix socket.");
+ABSL_FLAG(int, max_unix_peer_identities, 64,
+          "How many distinct uid/gid pairs the unix socket tells apart over the daemon's life; a "
+          "further pair is refused.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long calls in flight may take before they are cancelled.");
 
@@ -137,19 +149,28 @@ int Main(int argc, char** argv) {
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);
+  options.unix_listener.socket_owner = absl::GetFlag(FLAGS_socket_owner);
+  options.unix_listener.socket_group = absl::GetFlag(FLAGS_socket_group);
+  options.unix_listener.max_identities = absl::GetFlag(FLAGS_max_unix_peer_identities);
+  absl::StatusOr<std::vector<uint32_t>> allow_uids = ResolveUserList(absl::GetFlag(FLAGS_allow_uids));
+  absl::StatusOr<std::vector<uint32_t>> allow_gids =
+      ResolveGroupList(absl::GetFlag(FLAGS_allow_gids));
   absl::StatusOr<BackendOptions> backend_options = ParseBackendOptions(backend_opts);
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
   absl::StatusOr<StateKind> state_kind = ParseStateKind(absl::GetFlag(FLAGS_state));
   absl::StatusOr<StateSync> state_sync = ParseStateSync(absl::GetFlag(FLAGS_state_sync));
   for (const absl::Status& status : {backend_options.status(), default_type.status(),
-                                     state_kind.status(), state_sync.status()}) {
+                                     state_kind.status(), state_sync.status(),
+                                     allow_uids.status(), allow_gids.status()}) {
     if (!status.ok()) {
       std::fprintf(stderr, "iommud: %s\n", std::string(status.message()).c_str());
       return kExitUsage;
     }
   }
   options.backend_options = *backend_options;
+  options.unix_listener.allow_uids = *allow_uids;
+  options.unix_listener.allow_gids = *allow_gids;
   options.default_domain_type = *default_type;
   options.state.kind = *state_kind;
   options.state.sync = *state_sync;
@@ -189,9 +210,8 @@ int Main(int argc, char** argv) {
   }
   if (options.unix_peer_fallback_to_daemon_uid) {
     std::fprintf(stderr,
-                 "iommud: WARNING: unix callers without peer credentials act as uid %u "
-                 "(--unix_peer_fallback_to_daemon_uid)\n",
-                 static_cast<unsigned>(getuid()));
+                 "iommud: --unix_peer_fallback_to_daemon_uid is deprecated and has no effect: "
+                 "unix callers are identified by SO_PEERCRED\n");
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);

@@ -18,7 +18,7 @@ start_daemon() {  # start_daemon NAME iommud-flags... ; sets $target
   local state="$work/$1"; shift
   mkdir -p "$state"
   "$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
-    --unix_peer_fallback_to_daemon_uid --topology="$work/topology.textpb" "$@" 2>"$state/log" &
+    --topology="$work/topology.textpb" "$@" 2>"$state/log" &
   daemons+=($!)
   for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
   target="unix:$state/iommud.sock"

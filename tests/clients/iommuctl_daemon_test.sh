@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; echo "--- iommud log" >&2; cat "$work/iommud.log" >&2 || true; exit 1; }
 
-"$iommud" --state_dir="$work/state" --metrics_port=-1 --unix_peer_fallback_to_daemon_uid 2>"$work/iommud.log" &
+"$iommud" --state_dir="$work/state" --metrics_port=-1 2>"$work/iommud.log" &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "iommud: serving on unix:$work/state/iommud.sock" "$work/iommud.log" || fail "iommud did not start"

@@ -30,7 +30,7 @@ class IommuctlTest : public ::testing::Test {
     DaemonOptions options;
     options.state_dir = state_dir_;
     options.audit_interval = absl::ZeroDuration();
-    options.unix_peer_fallback_to_daemon_uid = true;  // the test's uid: admin by default
+    // Callers are the test's uid (SO_PEERCRED): admin under the default policy.
     absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);  // demo topology
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = std::move(*daemon);

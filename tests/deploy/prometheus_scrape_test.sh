@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; echo "--- iommud log"; cat "$work/iommud.log" >&2 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-"$iommud" --state_dir="$work/state" --metrics_port=-1 --audit_interval=1s --unix_peer_fallback_to_daemon_uid \
+"$iommud" --state_dir="$work/state" --metrics_port=-1 --audit_interval=1s \
   2>"$work/iommud.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done

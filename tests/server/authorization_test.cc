@@ -1,5 +1,5 @@
 // Authorization end to end on an in-process Daemon with two identities: this process over the unix
-// socket ("uid:<me>", by the test-only fallback) and over loopback plaintext TCP ("insecure:...").
+// socket ("uid:<me>", from SO_PEERCRED) and over loopback plaintext TCP ("insecure:...").
 // Viewers cannot mutate, operators cannot touch another identity's groups, admins can force a
 // release, owners are prefixed with the caller's principal, bad policies are start-up errors.
 // Every refused call is checked to have changed nothing.
@@ -54,7 +54,6 @@ class AuthorizationTest : public ::testing::Test {
     options.state_dir = dir_.path() + "/state";
     options.topology = dir_.WriteFile("topology.textpb", test::kTestTopology);
     options.audit_interval = absl::ZeroDuration();
-    options.unix_peer_fallback_to_daemon_uid = true;
     options.listen_tcp = "127.0.0.1:0";
     options.insecure_tcp = true;
     if (!policy.empty()) options.policy_file = dir_.WriteFile("policy.txt", policy);

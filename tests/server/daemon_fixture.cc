@@ -166,9 +166,9 @@ absl::StatusOr<std::unique_ptr<Subprocess>> SpawnDaemon(const TestDaemonOptions&
                                                         absl::string_view log_name) {
   // Metrics on a free port, so that daemons of tests running in parallel do not collide.
   std::vector<std::string> argv = {IommudBinary(), absl::StrCat("--state_dir=", state_dir),
-                                   "--metrics_port=-1",
-                                   // Callers are this test process: the daemon's uid, admin.
-                                   "--unix_peer_fallback_to_daemon_uid"};
+                                   // Callers are this test process (SO_PEERCRED): the daemon's
+                                   // uid, admin under the default policy.
+                                   "--metrics_port=-1"};
   if (options.topology == kEmptyTopology) {
     argv.push_back("--topology=none");
   } else if (options.topology != kDemoTopology) {

@@ -25,7 +25,7 @@ bool Exists(const std::string& path) {
 DaemonOptions OptionsIn(const TempDir& dir) {
   DaemonOptions options;
   options.state_dir = dir.path() + "/state";
-  options.unix_peer_fallback_to_daemon_uid = true;  // callers are this test's uid: admin
+  // Callers are this test's uid (SO_PEERCRED): admin under the default policy.
   return options;  // the embedded demo topology
 }
 

@@ -23,7 +23,6 @@ def daemon():
     log = open(os.path.join(state, "log"), "w+")
     process = subprocess.Popen(
         [os.environ["IOMMUD_BINARY"], f"--state_dir={state}", "--metrics_port=0",
-         "--unix_peer_fallback_to_daemon_uid",
          "--audit_interval=0", "--allow_fault_injection"], stderr=log)
     for _ in range(200):
         log.seek(0)

@@ -1,0 +1,343 @@
+#include "server/peer_cred_listener.h"
+
+#include <fcntl.h>
+#include <grpcpp/security/auth_metadata_processor.h>
+#include <grpcpp/security/server_credentials.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/error.h"
+#include "server/caller_identity.h"
+#include "server/unix_ids.h"
+
+namespace iommud {
+namespace {
+
+constexpr mode_t kSocketMode = 0660;
+// How long the accept loop pauses when the process is out of descriptors or memory.
+constexpr int kAcceptBackoffMs = 100;
+
+absl::Status ListenFailed(const std::string& path, absl::string_view step, int error) {
+  return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+               absl::StrCat("cannot listen on unix:", path, ": ", step, ": ", std::strerror(error)),
+               {{"socket", path}});
+}
+
+void LogLine(const std::string& line) {
+  std::fprintf(stderr, "iommud: %s\n", line.c_str());
+}
+
+bool Contains(const std::vector<uint32_t>& ids, uint32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+// The (uid, gid) each identity slot stands for. Bound on a pair's first connection, never unbound.
+class PeerIdentitySlots {
+ public:
+  explicit PeerIdentitySlots(int count) : identities_(count) {}
+
+  // The slot of (uid, gid), binding a free one on first use; -1 when all are bound to others.
+  int Bind(uint32_t uid, uint32_t gid) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto it = index_.find({uid, gid});
+    if (it != index_.end()) return it->second;
+    if (index_.size() >= identities_.size()) return -1;
+    const int slot = static_cast<int>(index_.size());
+    identities_[slot] = Identity{true, uid, gid};
+    index_.emplace(std::make_pair(uid, gid), slot);
+    return slot;
+  }
+
+  // The pair slot `index` is bound to; false while it is free.
+  bool Get(int index, uint32_t* uid, uint32_t* gid) const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    const Identity& identity = identities_[index];
+    *uid = identity.uid;
+    *gid = identity.gid;
+    return identity.bound;
+  }
+
+  int bound() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(index_.size());
+  }
+
+  // Serializes the check-then-stamp of auth contexts: gRPC hands every call of a connection the
+  // connection's one auth context, and calls on one connection may be processed concurrently.
+  absl::Mutex stamp_mu;
+
+ private:
+  struct Identity {
+    bool bound = false;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+  };
+  mutable absl::Mutex mu_;
+  std::vector<Identity> identities_ ABSL_GUARDED_BY(mu_);  // fixed size
+  std::map<std::pair<uint32_t, uint32_t>, int> index_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+
+// Runs for every call on a connection handed to slot `index`'s acceptor: adds iommud.peer_uid and
+// iommud.peer_gid to the connection's auth context (once) from the slot's pair.
+class SlotProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  SlotProcessor(std::shared_ptr<PeerIdentitySlots> slots, int index) : slots_(std::move(slots)), index_(index) {}
+
+  bool IsBlocking() const override { return false; }  // no I/O: run inline
+
+  grpc::Status Process(const InputMetadata& /*auth_metadata*/, grpc::AuthContext* context,
+                       OutputMetadata* /*consumed_auth_metadata*/,
+                       OutputMetadata* /*response_metadata*/) override {
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    if (!slots_->Get(index_, &uid, &gid)) {
+      // Cannot happen: a connection only reaches a bound slot's acceptor.
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no peer credentials");
+    }
+    absl::MutexLock lock(&slots_->stamp_mu);
+    if (context->FindPropertyValues(kPeerUidProperty).empty()) {
+      context->AddProperty(kPeerUidProperty, absl::StrCat(uid));
+      context->AddProperty(kPeerGidProperty, absl::StrCat(gid));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::shared_ptr<PeerIdentitySlots> slots_;
+  const int index_;
+};
+
+}  // namespace
+
+PeerCredListener::PeerCredListener(PeerCredListenerOptions options)
+    : options_(std::move(options)), slots_(std::make_shared<PeerIdentitySlots>(options_.max_identities)) {}
+
+absl::StatusOr<std::unique_ptr<PeerCredListener>> PeerCredListener::Create(
+    const PeerCredListenerOptions& options, grpc::ServerBuilder* builder) {
+  if (options.max_identities < 1 || options.max_identities > kMaxPeerIdentitiesLimit) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+                 absl::StrCat("--max_unix_peer_identities must be in [1, ", kMaxPeerIdentitiesLimit,
+                              "], not ", options.max_identities),
+                 {{"flag", "max_unix_peer_identities"}});
+  }
+  std::unique_ptr<PeerCredListener> listener(new PeerCredListener(options));
+  if (absl::Status listening = listener->Listen(); !listening.ok()) return listening;
+  for (int i = 0; i < options.max_identities; ++i) {
+    std::shared_ptr<grpc::ServerCredentials> credentials =
+        grpc::experimental::LocalServerCredentials(UDS);
+    credentials->SetAuthMetadataProcessor(std::make_shared<SlotProcessor>(listener->slots_, i));
+    listener->acceptors_.push_back(builder->experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        std::move(credentials)));
+  }
+  if (options.metrics != nullptr) {
+    listener->refused_ = &prometheus::BuildCounter()
+                              .Name("iommud_unix_peers_refused_total")
+                              .Help("Unix-socket connections closed at accept, by reason "
+                                    "(not_allowed, no_credentials, identity_slots_exhausted).")
+                              .Register(*options.metrics);
+    listener->accepted_ = &prometheus::BuildCounter()
+                               .Name("iommud_unix_peers_accepted_total")
+                               .Help("Unix-socket connections admitted and handed to gRPC.")
+                               .Register(*options.metrics)
+                               .Add({});
+  }
+  return listener;
+}
+
+absl::Status PeerCredListener::Listen() {
+  const std::string& path = options_.socket_path;
+  sockaddr_un address = {};
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    return Error(absl::StatusCode::kInvalidArgument, "SOCKET_PATH_TOO_LONG",
+                 absl::StrCat("unix socket path '", path, "' must have 1 to ",
+                              sizeof(address.sun_path) - 1, " bytes"),
+                 {{"path", path}});
+  }
+  int owner = -1;
+  int group = -1;
+  if (!options_.socket_owner.empty()) {
+    absl::StatusOr<uint32_t> uid = ResolveUser(options_.socket_owner);
+    if (!uid.ok()) return uid.status();
+    owner = static_cast<int>(*uid);
+  }
+  if (!options_.socket_group.empty()) {
+    absl::StatusOr<uint32_t> gid = ResolveGroup(options_.socket_group);
+    if (!gid.ok()) return gid.status();
+    group = static_cast<int>(*gid);
+  }
+  if (pipe2(wake_fds_, O_CLOEXEC) != 0) return ListenFailed(path, "pipe", errno);
+  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return ListenFailed(path, "socket", errno);
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    // Nothing of ours to remove: the path was someone else's.
+    return ListenFailed(path, "bind", errno);
+  }
+  // Not listening yet, so nobody can connect while the mode and owner are still the defaults.
+  auto fail = [&](absl::Status status) {
+    unlink(path.c_str());
+    return status;
+  };
+  if (chmod(path.c_str(), kSocketMode) != 0) {
+    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHMOD_FAILED",
+                      absl::StrCat("cannot set mode 0660 on '", path, "': ", std::strerror(errno)),
+                      {{"path", path}}));
+  }
+  if ((owner != -1 || group != -1) && chown(path.c_str(), owner, group) != 0) {
+    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHOWN_FAILED",
+                      absl::StrCat("cannot give '", path, "' owner '", options_.socket_owner,
+                                   "' group '", options_.socket_group, "': ", std::strerror(errno)),
+                      {{"path", path},
+                       {"socket_owner", options_.socket_owner},
+                       {"socket_group", options_.socket_group}}));
+  }
+  if (group != -1 && !options_.group_dir.empty() &&
+      chown(options_.group_dir.c_str(), -1, group) != 0) {
+    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHOWN_FAILED",
+                      absl::StrCat("cannot give '", options_.group_dir, "' group '",
+                                   options_.socket_group, "': ", std::strerror(errno)),
+                      {{"path", options_.group_dir}, {"socket_group", options_.socket_group}}));
+  }
+  if (listen(listen_fd_, SOMAXCONN) != 0) return fail(ListenFailed(path, "listen", errno));
+  return absl::OkStatus();
+}
+
+PeerCredListener::~PeerCredListener() {
+  Stop();
+  for (int& fd : wake_fds_) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+}
+
+void PeerCredListener::Start() {
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
+}
+
+void PeerCredListener::Stop() {
+  absl::MutexLock lock(&stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  if (accept_thread_.joinable()) {
+    const char byte = 0;
+    while (write(wake_fds_[1], &byte, 1) < 0 && errno == EINTR) {
+    }
+    accept_thread_.join();
+  }
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+    unlink(options_.socket_path.c_str());
+  }
+}
+
+int PeerCredListener::bound_identities() const { return slots_->bound(); }
+
+void PeerCredListener::AcceptLoop() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      LogLine(absl::StrCat("unix listener: poll: ", std::strerror(errno)));
+      return;
+    }
+    if (fds[1].revents != 0) return;  // Stop()
+    if (fds[0].revents == 0) continue;
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int error = errno;
+      if (error == EINTR || error == EAGAIN || error == ECONNABORTED) continue;
+      LogLine(absl::StrCat("unix listener: accept: ", std::strerror(error)));
+      // Out of descriptors or memory: give the server time to close some, unless stopping.
+      pollfd wake = {wake_fds_[0], POLLIN, 0};
+      if (poll(&wake, 1, kAcceptBackoffMs) > 0) return;
+      continue;
+    }
+    HandleConnection(fd);
+  }
+}
+
+void PeerCredListener::HandleConnection(int fd) {
+  ucred credentials = {};
+  socklen_t length = sizeof(credentials);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+    Refuse(fd, nullptr, "no_credentials", absl::StrCat("SO_PEERCRED: ", std::strerror(errno)));
+    return;
+  }
+  Peer peer;
+  peer.uid = credentials.uid;
+  peer.gid = credentials.gid;
+  peer.pid = credentials.pid;
+  if (!options_.allow_gids.empty()) {
+    std::vector<gid_t> groups(32);
+    for (;;) {
+      socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
+        groups.resize(size / sizeof(gid_t));
+        peer.groups.assign(groups.begin(), groups.end());
+        break;
+      }
+      if (errno != ERANGE || size / sizeof(gid_t) <= groups.size()) break;  // primary gid only
+      groups.resize(size / sizeof(gid_t));
+    }
+  }
+  if (!Allowed(peer)) {
+    Refuse(fd, &peer, "not_allowed", "not in --allow_uids / --allow_gids");
+    return;
+  }
+  const int slot = slots_->Bind(peer.uid, peer.gid);
+  if (slot < 0) {
+    Refuse(fd, &peer, "identity_slots_exhausted",
+           absl::StrCat("all ", options_.max_identities,
+                        " identity slots are taken by other uid/gid pairs "
+                        "(--max_unix_peer_identities)"));
+    return;
+  }
+  if (accepted_ != nullptr) accepted_->Increment();  // before the client can see its first reply
+  grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters parameters;
+  parameters.listener_fd = listen_fd_;
+  parameters.fd = fd;  // gRPC owns it from here
+  acceptors_[slot]->HandleNewConnection(&parameters);
+}
+
+bool PeerCredListener::Allowed(const Peer& peer) const {
+  if (options_.allow_uids.empty() && options_.allow_gids.empty()) return true;
+  if (Contains(options_.allow_uids, peer.uid)) return true;
+  if (Contains(options_.allow_gids, peer.gid)) return true;
+  for (uint32_t gid : peer.groups) {
+    if (Contains(options_.allow_gids, gid)) return true;
+  }
+  return false;
+}
+
+void PeerCredListener::Refuse(int fd, const Peer* peer, const char* reason,
+                              const std::string& why) {
+  // Logged and counted before the close, so that a client which sees its connection end can
+  // already see why.
+  LogLine(peer == nullptr
+              ? absl::StrCat("refused a unix peer: ", reason, ": ", why)
+              : absl::StrCat("refused unix peer uid ", peer->uid, " gid ", peer->gid, " pid ",
+                             peer->pid, ": ", reason, ": ", why));
+  if (refused_ != nullptr) refused_->Add({{"reason", reason}}).Increment();
+  close(fd);
+}
+
+}  // namespace iommud
