@@ -1,8 +1,9 @@
 // Who is calling: the caller's principal, derived only from what the transport proved.
 //
 // Principals (the strings policies, audit lines and owner cookies use):
-//   unix socket   "uid:<n>"            from the auth-context properties iommud.peer_uid/_gid/_pid,
-//                                      which the unix listener stamps from SO_PEERCRED;
+//   unix socket   "uid:<n>"            from the auth-context properties iommud.peer_uid/_gid (and
+//                                      _pid, not stamped today), which the unix listener
+//                                      (server/peer_cred_listener.h) stamps from SO_PEERCRED;
 //   TLS (mTLS)    "x509:<subject>"     the verified client certificate's subject (RFC 2253, e.g.
 //                                      "CN=vmm,O=example"; '%' and '/' escaped as %25 and %2F so
 //                                      that '/' only ever separates a principal from an owner name);
@@ -11,10 +12,11 @@
 //                                      loopback only).
 // A caller with none of these is unidentified (empty principal) and authorized for nothing.
 //
-// A unix peer without credential properties (the listener did not stamp them) is identified as the
-// daemon's own uid/gid ONLY when IdentityOptions::unix_peer_fallback_to_daemon_uid is set (the
-// --unix_peer_fallback_to_daemon_uid flag, for tests and hosts whose listener cannot read peer
-// credentials); such identities are marked `fallback` and audit lines say so.
+// A unix peer without credential properties (the listener did not stamp them; the daemon's own
+// listener always does) is identified as the daemon's own uid/gid ONLY when
+// IdentityOptions::unix_peer_fallback_to_daemon_uid is set (the deprecated
+// --unix_peer_fallback_to_daemon_uid flag); such identities are marked `fallback` and audit lines
+// say so.
 #ifndef IOMMUD_SERVER_CALLER_IDENTITY_H_
 #define IOMMUD_SERVER_CALLER_IDENTITY_H_
 

@@ -249,18 +249,23 @@ TEST_F(AuthorizationTest, AdminCanForceReleaseAnotherIdentitysGroup) {
   EXPECT_TRUE(Unplug(*unix_, kOtherDevice).ok());
 }
 
-TEST_F(AuthorizationTest, UnixCallersWithoutCredentialsAreRefusedWithoutTheFallback) {
+// Unix callers carry the credentials the daemon's listener read (SO_PEERCRED): no fallback needed,
+// and a policy that does not name this uid refuses it as itself, not as an unidentified caller.
+TEST_F(AuthorizationTest, UnixCallersAreIdentifiedByTheirPeerCredentials) {
   DaemonOptions options;
   options.state_dir = dir_.path() + "/state";
   options.audit_interval = absl::ZeroDuration();
+  options.policy_file = dir_.WriteFile("policy.txt", absl::StrCat("admin uid:", getuid() + 1, "\n"));
   ASSERT_OK_AND_ASSIGN(daemon_, Daemon::Start(options));
   ClientOptions client_options;
   client_options.target = daemon_->unix_target();
   ASSERT_OK_AND_ASSIGN(unix_, IommuClient::Connect(client_options));
   absl::StatusOr<std::vector<iommu::v1::IommuUnit>> units = unix_->ListAllUnits();
   EXPECT_ERROR(units, kPermissionDenied, "PERMISSION_DENIED");
-  EXPECT_EQ(GetErrorMetadata(units.status()).at("cause"), "unidentified");
-  EXPECT_EQ(DeniedMetric("ListUnits", "unidentified"), 1);
+  EXPECT_EQ(GetErrorMetadata(units.status()).at("cause"), "no_role");
+  EXPECT_EQ(GetErrorMetadata(units.status()).at("principal"), Me());
+  EXPECT_EQ(DeniedMetric("ListUnits", "no_role"), 1);
+  EXPECT_EQ(DeniedMetric("ListUnits", "unidentified"), 0);
 }
 
 TEST_F(AuthorizationTest, BadPolicyIsAStartUpErrorAndNothingListens) {
