@@ -34,7 +34,7 @@ DaemonOptions OptionsIn(const TempDir& dir, StateKind kind = StateKind::kSqlite)
   DaemonOptions options;
   options.state_dir = dir.path() + "/state";
   options.topology = dir.WriteFile("topology.textpb", kTestTopology);
-  options.unix_peer_fallback_to_daemon_uid = true;  // callers are this test's uid: admin
+  // Callers are this test's uid (SO_PEERCRED): admin under the default policy.
   options.metrics_listen = "";
   options.audit_interval = absl::ZeroDuration();
   options.state.kind = kind;
