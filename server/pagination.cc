@@ -22,9 +22,10 @@ absl::Status InvalidToken(absl::string_view collection, absl::string_view why) {
 
 }  // namespace
 
-uint32_t EffectivePageSize(uint32_t requested) {
-  if (requested == 0) return kDefaultPageSize;
-  return std::min(requested, kMaxPageSize);
+uint32_t EffectivePageSize(uint32_t requested, uint32_t max_page_size) {
+  max_page_size = std::max<uint32_t>(max_page_size, 1);
+  if (requested == 0) return std::min(kDefaultPageSize, max_page_size);
+  return std::min(requested, max_page_size);
 }
 
 std::string EncodePageToken(absl::string_view collection, absl::string_view last_key) {

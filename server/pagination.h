@@ -23,8 +23,9 @@ namespace iommud {
 inline constexpr uint32_t kDefaultPageSize = 100;
 inline constexpr uint32_t kMaxPageSize = 1000;
 
-// 0 -> kDefaultPageSize; larger than kMaxPageSize -> kMaxPageSize.
-uint32_t EffectivePageSize(uint32_t requested);
+// 0 -> kDefaultPageSize; larger than `max_page_size` -> `max_page_size` (AIP-158: a page_size
+// above the maximum is coerced down, not refused). The default is capped by the maximum too.
+uint32_t EffectivePageSize(uint32_t requested, uint32_t max_page_size = kMaxPageSize);
 
 std::string EncodePageToken(absl::string_view collection, absl::string_view last_key);
 // The last key of a token made by EncodePageToken for `collection`; INVALID_PAGE_TOKEN otherwise.

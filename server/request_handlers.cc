@@ -39,7 +39,12 @@ absl::Duration LeaseTtlFromProto(uint64_t millis) {
 
 }  // namespace
 
-RequestHandlers::RequestHandlers(Registry* registry) : registry_(registry) {}
+RequestHandlers::RequestHandlers(Registry* registry, RequestBounds bounds)
+    : registry_(registry), bounds_(bounds) {}
+
+uint32_t RequestHandlers::PageSize(uint32_t requested) const {
+  return EffectivePageSize(requested, bounds_.max_page_size);
+}
 
 // --- Inventory ---
 
@@ -48,7 +53,7 @@ absl::Status RequestHandlers::ListUnits(const iommu::v1::ListUnitsRequest& reque
   ASSIGN_OR_RETURN(Page<UnitInfo> page,
                    Paginate(
                        registry_->ListUnits(), [](const UnitInfo& unit) { return unit.name; },
-                       "units", request.page_size(), request.page_token()));
+                       "units", PageSize(request.page_size()), request.page_token()));
   for (const UnitInfo& unit : page.items) UnitToProto(unit, response->add_units());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -64,7 +69,7 @@ absl::Status RequestHandlers::ListGroups(const iommu::v1::ListGroupsRequest& req
       Page<GroupInfo> page,
       Paginate(
           std::move(groups), [](const GroupInfo& group) { return NumericPageKey(group.id); },
-          Collection("groups", request.unit()), request.page_size(), request.page_token()));
+          Collection("groups", request.unit()), PageSize(request.page_size()), request.page_token()));
   for (const GroupInfo& group : page.items) GroupToProto(group, response->add_groups());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -90,7 +95,7 @@ absl::Status RequestHandlers::ListDevices(const iommu::v1::ListDevicesRequest& r
                    Paginate(
                        std::move(devices), [](const DeviceInfo& device) { return device.name; },
                        Collection("devices", request.unit(), request.group_id()),
-                       request.page_size(), request.page_token()));
+                       PageSize(request.page_size()), request.page_token()));
   for (const DeviceInfo& device : page.items) DeviceToProto(device, response->add_devices());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -114,7 +119,7 @@ absl::Status RequestHandlers::ListDomains(const iommu::v1::ListDomainsRequest& r
       Page<DomainInfo> page,
       Paginate(
           std::move(domains), [](const DomainInfo& domain) { return NumericPageKey(domain.id); },
-          Collection("domains", request.unit()), request.page_size(), request.page_token()));
+          Collection("domains", request.unit()), PageSize(request.page_size()), request.page_token()));
   for (const DomainInfo& domain : page.items) DomainToProto(domain, response->add_domains());
   response->set_next_page_token(page.next_page_token);
   return absl::OkStatus();
@@ -266,6 +271,7 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
 absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
                                   iommu::v1::MapResponse* response) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  RETURN_IF_ERROR(CheckMapSize(request.size(), bounds_));
   ASSIGN_OR_RETURN(uint32_t prot, ProtFromProto(request.prot(), kProtRead | kProtWrite, "prot"));
   ASSIGN_OR_RETURN(Mapping mapping,
                    registry_->Map(request.domain_id(), request.iova(), request.paddr(),
@@ -291,7 +297,7 @@ absl::Status RequestHandlers::ListMappings(const iommu::v1::ListMappingsRequest&
       Page<Mapping> page,
       Paginate(
           std::move(mappings), [](const Mapping& mapping) { return NumericPageKey(mapping.iova); },
-          absl::StrCat("mappings?domain_id=", request.domain_id()), request.page_size(),
+          absl::StrCat("mappings?domain_id=", request.domain_id()), PageSize(request.page_size()),
           request.page_token()));
   for (const Mapping& mapping : page.items) MappingToProto(mapping, response->add_mappings());
   response->set_next_page_token(page.next_page_token);

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "core/registry.h"
 #include "iommu/v1/iommu.pb.h"
+#include "server/request_bounds.h"
 
 namespace iommud {
 
@@ -22,7 +23,9 @@ inline constexpr uint32_t kMaxFaultRecords = 1000;
 
 class RequestHandlers {
  public:
-  explicit RequestHandlers(Registry* registry);  // not owned; must outlive this
+  // `registry` is not owned and must outlive this. `bounds`: page sizes are clamped to
+  // max_page_size, a Map larger than max_map_bytes is REQUEST_TOO_LARGE (request_bounds.h).
+  explicit RequestHandlers(Registry* registry, RequestBounds bounds = {});
 
   absl::Status ListUnits(const iommu::v1::ListUnitsRequest& request,
                          iommu::v1::ListUnitsResponse* response) const;
@@ -81,7 +84,11 @@ class RequestHandlers {
                           iommu::v1::ListTranslationFaultsResponse* response) const;
 
  private:
+  // A List request's page_size clamped to bounds_.max_page_size (0 stays "the default").
+  uint32_t PageSize(uint32_t requested) const;
+
   Registry* const registry_;
+  const RequestBounds bounds_;
 };
 
 }  // namespace iommud
