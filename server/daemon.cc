@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(Policy policy, options.policy_file.empty()
                                       ? absl::StatusOr<Policy>(Policy::Default(getuid()))
                                       : Policy::Load(options.policy_file));
+  RETURN_IF_ERROR(options.limits.Validate());
   // So are bad TCP options and TLS files.
   const TcpSecurityOptions tcp{options.listen_tcp,    options.tls_cert,
                                options.tls_key,       options.tls_client_ca,
@@ -129,11 +130,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   authz.metrics = daemon->metrics_->registry().get();
   daemon->authorizer_ = std::make_unique<Authorizer>(std::move(authz));
 
+  daemon->limiter_ = std::make_unique<ClientLimiter>(options.limits, Clock::Real(),
+                                                     daemon->metrics_->registry().get());
   daemon->service_ = std::make_unique<IommuService>(
       daemon->registry_.get(), &daemon->events_, daemon->metrics_.get(),
-      options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get());
+      options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get(),
+      daemon->limiter_.get());
   daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
+  ApplyTransportLimits(options.limits, &builder);
   PeerCredListenerOptions unix_options = options.unix_listener;
   unix_options.socket_path = daemon->socket_path_;
   if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;

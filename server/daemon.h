@@ -34,6 +34,7 @@
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
+#include "server/limits.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
@@ -87,6 +88,8 @@ struct DaemonOptions {
   // The unix socket's owner/group and which peers may connect (server/peer_cred_listener.h); the
   // daemon fills in socket_path, group_dir (the state dir, for the default socket) and metrics.
   PeerCredListenerOptions unix_listener;
+  // Message sizes, streams, per-client rate/calls/watchers, request bounds (server/limits.h).
+  Limits limits;
 };
 
 class Daemon {
@@ -161,6 +164,7 @@ class Daemon {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::thread audit_thread_;
   std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<ClientLimiter> limiter_;  // outlives the service and its watch streams
   std::unique_ptr<IommuService> service_;
   TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files
   std::unique_ptr<PeerCredListener> unix_listener_;  // accepts for server_; stopped before it

@@ -30,13 +30,28 @@ struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::s
 }  // namespace
 
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
-                           FaultInjector* injector, const Authorizer* authorizer)
+                           FaultInjector* injector, const Authorizer* authorizer,
+                           ClientLimiter* limiter)
     : registry_(registry),
       events_(events),
       metrics_(metrics),
       injector_(injector),
       authorizer_(authorizer),
-      handlers_(registry) {}
+      limiter_(limiter),
+      handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}) {}
+
+template <typename Request>
+absl::Status IommuService::Admit(const AuthorizedCaller& caller, const Request& request,
+                                 ClientLimiter::Permit* permit) const {
+  if (limiter_ == nullptr) return absl::OkStatus();
+  const std::string& principal = caller.identity.principal;
+  if constexpr (std::is_same_v<Request, iommu::v1::WatchEventsRequest>) {
+    ASSIGN_OR_RETURN(*permit, limiter_->AdmitWatcher(principal));
+  } else {
+    ASSIGN_OR_RETURN(*permit, limiter_->AdmitCall(principal));
+  }
+  return limiter_->CheckRequest(principal, request);
+}
 
 absl::Status IommuService::CheckReady() const {
   if (!recovering_.load()) return absl::OkStatus();
@@ -48,10 +63,12 @@ template <typename Request>
 absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
                                                            absl::string_view method,
                                                            const Request* request,
-                                                           Request* rewritten) const {
+                                                           Request* rewritten,
+                                                           ClientLimiter::Permit* permit) const {
   RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return request;
   ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  RETURN_IF_ERROR(Admit(caller, *request, permit));
   RETURN_IF_ERROR(CheckTarget(caller, method, *request));
   if constexpr (HasOwnerField<Request>::value) {
     ASSIGN_OR_RETURN(std::string owner,
@@ -75,11 +92,14 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
   return authorizer_->CheckMayTouch(caller, method, group->owner);
 }
 
+template <typename Request>
 absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
-                                           absl::string_view method) const {
+                                           absl::string_view method, const Request& request,
+                                           ClientLimiter::Permit* permit) const {
   RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return absl::OkStatus();
-  return authorizer_->Authorize(context, method).status();
+  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  return Admit(caller, request, permit);
 }
 
 // Each RPC: authorize it (and rewrite its owner), run its handler to completion, finish the call.
@@ -88,8 +108,9 @@ absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& contex
                                                  const iommu::v1::Request* request,          \
                                                  iommu::v1::Response* response) {            \
     iommu::v1::Request rewritten;                                                            \
+    ClientLimiter::Permit permit; /* held until the handler returns */                       \
     absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
-        AuthorizeCall(*context, #method, request, &rewritten);                               \
+        AuthorizeCall(*context, #method, request, &rewritten, &permit);                      \
     if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
     return FinishCall(context, handlers_.method(**authorized, response));                    \
   }
@@ -126,7 +147,9 @@ IOMMUD_UNARY_RPC(ListTranslationFaults, ListTranslationFaultsRequest, ListTransl
 grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* context,
                                               const iommu::v1::AuditRequest* request,
                                               iommu::v1::AuditResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "Audit"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "Audit", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   const std::vector<LeakRecord> leaks = registry_->Audit();
@@ -141,7 +164,9 @@ grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* conte
 grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* context,
                                                   const iommu::v1::ReconcileRequest* request,
                                                   iommu::v1::ReconcileResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "Reconcile"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "Reconcile", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   const Registry::ReconcileResult result = registry_->Reconcile();
@@ -154,7 +179,9 @@ grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
     grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
     iommu::v1::ListContendedGroupsResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "ListContendedGroups"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "ListContendedGroups", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   const size_t max_groups = request->max_groups() == 0 ? 10 : request->max_groups();
@@ -176,7 +203,9 @@ absl::Status InjectionDisabled() {
 grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext* context,
                                                     const iommu::v1::InjectFaultRequest* request,
                                                     iommu::v1::InjectFaultResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "InjectFault"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "InjectFault", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
@@ -190,7 +219,9 @@ grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* IommuService::ListFaults(
     grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
     iommu::v1::ListFaultsResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "ListFaults"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "ListFaults", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
@@ -204,7 +235,9 @@ grpc::ServerUnaryReactor* IommuService::ListFaults(
 grpc::ServerUnaryReactor* IommuService::ClearFaults(
     grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
     iommu::v1::ClearFaultsResponse* response) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "ClearFaults"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "ClearFaults", *request, &permit);
+      !allowed.ok()) {
     return FinishCall(context, allowed);
   }
   if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
@@ -240,7 +273,9 @@ grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* IommuSer
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
     grpc::CallbackServerContext* context, const iommu::v1::WatchEventsRequest* request) {
-  if (absl::Status allowed = AuthorizeMethod(*context, "WatchEvents"); !allowed.ok()) {
+  ClientLimiter::Permit permit;
+  if (absl::Status allowed = AuthorizeMethod(*context, "WatchEvents", *request, &permit);
+      !allowed.ok()) {
     return new FailedStream(allowed);
   }
   if (events_ == nullptr) {
@@ -249,7 +284,7 @@ grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
   }
   absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(*request);
   if (!spec.ok()) return new FailedStream(spec.status());
-  return new WatchEventsReactor(registry_, events_, *spec);
+  return new WatchEventsReactor(registry_, events_, *spec, std::move(permit));
 }
 
 }  // namespace iommud

@@ -4,7 +4,10 @@
 //
 // Every RPC is first authorized (authorizer.h): the caller's role must allow the method, and the
 // owner field of a request is replaced by the caller's effective owner before the handler sees it;
-// a denial finishes the call with PERMISSION_DENIED and changes nothing.
+// a denial finishes the call with PERMISSION_DENIED and changes nothing. Then the caller's
+// principal is admitted by the ClientLimiter (limits.h: rate, calls in flight, watchers, request
+// bounds); a refusal finishes the call with RESOURCE_EXHAUSTED (or INVALID_ARGUMENT for an
+// oversized field) and changes nothing.
 //
 // Handlers run on gRPC's callback threads; they may block briefly on a group mutex (the registry
 // never holds one across anything slow). Thread-safe.
@@ -25,6 +28,7 @@
 #include "core/fault_injector.h"
 #include "server/authorizer.h"
 #include "server/daemon_metrics.h"
+#include "server/limits.h"
 #include "server/request_handlers.h"
 
 namespace iommud {
@@ -38,7 +42,8 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   // of the service only; the daemon always has one).
   explicit IommuService(Registry* registry, EventBus* events = nullptr,
                         DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr,
-                        const Authorizer* authorizer = nullptr);
+                        const Authorizer* authorizer = nullptr,
+                        ClientLimiter* limiter = nullptr);
 
   // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
   // still loading the registry from its state store. Thread-safe.
@@ -149,11 +154,17 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
 
  private:
   // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
-  // `rewritten` (a copy of `request` with the effective owner); otherwise `request`.
+  // `rewritten` (a copy of `request` with the effective owner); otherwise `request`. The call's
+  // admission by the limiter is held by `permit` until it is destroyed.
   template <typename Request>
   absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
                                                absl::string_view method, const Request* request,
-                                               Request* rewritten) const;
+                                               Request* rewritten,
+                                               ClientLimiter::Permit* permit) const;
+  // The limiter's admission of one call (or, for WatchEvents, one watcher) of `caller`.
+  template <typename Request>
+  absl::Status Admit(const AuthorizedCaller& caller, const Request& request,
+                     ClientLimiter::Permit* permit) const;
   // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
   // owns needs admin. Other requests: nothing.
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
@@ -162,9 +173,10 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();
   }
-  // The role check alone, for the hand-written RPCs (no owner field).
-  absl::Status AuthorizeMethod(const grpc::ServerContextBase& context,
-                               absl::string_view method) const;
+  // The role check and the admission, for the hand-written RPCs (no owner field).
+  template <typename Request>
+  absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
+                               const Request& request, ClientLimiter::Permit* permit) const;
 
   // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
   absl::Status CheckReady() const;
@@ -175,6 +187,7 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   DaemonMetrics* const metrics_;
   FaultInjector* const injector_;
   const Authorizer* const authorizer_;
+  ClientLimiter* const limiter_;
   RequestHandlers handlers_;
 };
 

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
+#include "server/limits_flags.h"
 #include "server/termination_signals.h"
 #include "server/unix_ids.h"
 
@@ -109,7 +110,8 @@ int Main(int argc, char** argv) {
   // --help lists the flags of this file (absl's default looks for a file named like the binary).
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "server/main.cc");
+    return absl::EndsWith(file, "server/main.cc") ||
+           absl::EndsWith(file, "server/limits_flags.cc");
   };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
   absl::SetFlagsUsageConfig(usage_config);
@@ -160,9 +162,11 @@ int Main(int argc, char** argv) {
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
   absl::StatusOr<StateKind> state_kind = ParseStateKind(absl::GetFlag(FLAGS_state));
   absl::StatusOr<StateSync> state_sync = ParseStateSync(absl::GetFlag(FLAGS_state_sync));
+  absl::StatusOr<Limits> limits = LimitsFromFlags();
   for (const absl::Status& status : {backend_options.status(), default_type.status(),
                                      state_kind.status(), state_sync.status(),
-                                     allow_uids.status(), allow_gids.status()}) {
+                                     allow_uids.status(), allow_gids.status(),
+                                     limits.status()}) {
     if (!status.ok()) {
       std::fprintf(stderr, "iommud: %s\n", std::string(status.message()).c_str());
       return kExitUsage;
@@ -176,6 +180,7 @@ int Main(int argc, char** argv) {
   options.state.sync = *state_sync;
   options.state.path = absl::GetFlag(FLAGS_state_file);
   options.state.init = absl::GetFlag(FLAGS_init_state);
+  options.limits = *limits;
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
   if (!daemon.ok()) {

@@ -9,8 +9,11 @@
 namespace iommud {
 
 WatchEventsReactor::WatchEventsReactor(const Registry* registry, EventBus* bus,
-                                       const WatchSpec& spec)
-    : registry_(registry), spec_(spec), link_(std::make_shared<Link>()) {
+                                       const WatchSpec& spec, ClientLimiter::Permit permit)
+    : registry_(registry),
+      spec_(spec),
+      permit_(std::move(permit)),
+      link_(std::make_shared<Link>()) {
   // Subscribe before the snapshot: an event may then appear in both, but none is lost.
   subscription_ = bus->Subscribe(spec_.filter, spec_.queue_size);
   std::shared_ptr<Link> link = link_;

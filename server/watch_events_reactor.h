@@ -16,14 +16,17 @@
 #include "core/event_bus.h"
 #include "core/registry.h"
 #include "iommu/v1/iommu.pb.h"
+#include "server/limits.h"
 #include "server/observability_convert.h"
 
 namespace iommud {
 
 class WatchEventsReactor : public grpc::ServerWriteReactor<iommu::v1::Event> {
  public:
-  // Starts the stream; `registry` and `bus` must outlive it.
-  WatchEventsReactor(const Registry* registry, EventBus* bus, const WatchSpec& spec);
+  // Starts the stream; `registry` and `bus` must outlive it. `permit` (the stream's watcher slot,
+  // limits.h) is held until the stream is done.
+  WatchEventsReactor(const Registry* registry, EventBus* bus, const WatchSpec& spec,
+                     ClientLimiter::Permit permit = {});
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -48,6 +51,7 @@ class WatchEventsReactor : public grpc::ServerWriteReactor<iommu::v1::Event> {
 
   const Registry* const registry_;
   const WatchSpec spec_;
+  ClientLimiter::Permit permit_;
   std::shared_ptr<Link> link_;
   std::shared_ptr<EventSubscription> subscription_;
   // Guarded by link_->mu:
