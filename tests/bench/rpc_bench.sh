@@ -18,7 +18,8 @@ start_daemon() {  # start_daemon NAME iommud-flags... ; sets $target
   local state="$work/$1"; shift
   mkdir -p "$state"
   "$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
-    --topology="$work/topology.textpb" "$@" 2>"$state/log" &
+    --topology="$work/topology.textpb" \
+    --rate_per_client=0 "$@" 2>"$state/log" &  # no per-client rate: measure gRPC, not the limit
   daemons+=($!)
   for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
   target="unix:$state/iommud.sock"
