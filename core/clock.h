@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/sync.h"
 
 namespace iommud {
 
@@ -22,11 +23,11 @@ class ManualClock : public Clock {
  public:
   explicit ManualClock(absl::Time start = absl::FromUnixSeconds(1700000000)) : now_(start) {}
   absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return now_;
   }
   void Advance(absl::Duration by) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     now_ += by;
   }
 
