@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -75,6 +76,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                                       ? absl::StatusOr<Policy>(Policy::Default(getuid()))
                                       : Policy::Load(options.policy_file));
   RETURN_IF_ERROR(options.limits.Validate());
+  if (options.request_id_window <= absl::ZeroDuration()) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+                 absl::StrCat("--request_id_window must be positive, not ",
+                              absl::FormatDuration(options.request_id_window)),
+                 {{"flag", "request_id_window"}});
+  }
   // So are bad TCP options and TLS files.
   const TcpSecurityOptions tcp{options.listen_tcp,    options.tls_cert,
                                options.tls_key,       options.tls_client_ca,
@@ -132,10 +139,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 
   daemon->limiter_ = std::make_unique<ClientLimiter>(options.limits, Clock::Real(),
                                                      daemon->metrics_->registry().get());
+  daemon->idempotency_ = std::make_unique<IdempotencyKeeper>(
+      registry_options.store, Clock::Real(), options.request_id_window,
+      daemon->metrics_->registry().get());
   daemon->service_ = std::make_unique<IommuService>(
       daemon->registry_.get(), &daemon->events_, daemon->metrics_.get(),
       options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get(),
-      daemon->limiter_.get());
+      daemon->limiter_.get(), daemon->idempotency_.get());
   daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);
@@ -184,6 +194,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->lease_reaper_ = std::make_unique<LeaseReaper>(
       daemon->registry_.get(), options.lease_reap_interval, daemon->metrics_->registry().get());
   daemon->lease_reaper_->Start();
+  daemon->idempotency_->Start(std::min(options.request_id_window, absl::Minutes(1)));
   if (options.audit_interval > absl::ZeroDuration()) {
     daemon->audit_thread_ = std::thread([d = daemon.get()] { d->AuditLoop(); });
   }
@@ -264,6 +275,7 @@ void Daemon::Shutdown(absl::Duration grace) {
   }
   if (audit_thread_.joinable()) audit_thread_.join();
   if (lease_reaper_ != nullptr) lease_reaper_->Stop();
+  if (idempotency_ != nullptr) idempotency_->Stop();
   if (server_ != nullptr) {
     StopServing();
     unix_listener_->Stop();  // no new connections, socket unlinked; before the server's shutdown

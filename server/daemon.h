@@ -30,6 +30,7 @@
 #include "core/types.h"
 #include "server/authorizer.h"
 #include "server/daemon_metrics.h"
+#include "server/idempotency.h"
 #include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
@@ -70,6 +71,8 @@ struct DaemonOptions {
   absl::Duration audit_interval = absl::Seconds(60);
   // How often lapsed ownership leases are released (server/lease_reaper.h); zero = never.
   absl::Duration lease_reap_interval = absl::Seconds(1);
+  // How long a request_id is remembered (server/idempotency.h); must be positive.
+  absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
@@ -165,6 +168,7 @@ class Daemon {
   std::thread audit_thread_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<ClientLimiter> limiter_;  // outlives the service and its watch streams
+  std::unique_ptr<IdempotencyKeeper> idempotency_;  // outlives the service
   std::unique_ptr<IommuService> service_;
   TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files
   std::unique_ptr<PeerCredListener> unix_listener_;  // accepts for server_; stopped before it

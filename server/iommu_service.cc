@@ -6,6 +6,7 @@
 #include "server/fault_injection_convert.h"
 #include "server/keep_lease_reactor.h"
 #include "server/observability_convert.h"
+#include "server/rebuilt_replies.h"
 #include "server/watch_events_reactor.h"
 
 namespace iommud {
@@ -31,13 +32,14 @@ struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::s
 
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
                            FaultInjector* injector, const Authorizer* authorizer,
-                           ClientLimiter* limiter)
+                           ClientLimiter* limiter, IdempotencyKeeper* idempotency)
     : registry_(registry),
       events_(events),
       metrics_(metrics),
       injector_(injector),
       authorizer_(authorizer),
       limiter_(limiter),
+      idempotency_(idempotency),
       handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}) {}
 
 template <typename Request>
@@ -64,10 +66,12 @@ absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerCon
                                                            absl::string_view method,
                                                            const Request* request,
                                                            Request* rewritten,
-                                                           ClientLimiter::Permit* permit) const {
+                                                           ClientLimiter::Permit* permit,
+                                                           std::string* principal) const {
   RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return request;
   ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  *principal = caller.identity.principal;
   RETURN_IF_ERROR(Admit(caller, *request, permit));
   RETURN_IF_ERROR(CheckTarget(caller, method, *request));
   if constexpr (HasOwnerField<Request>::value) {
@@ -92,6 +96,21 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
   return authorizer_->CheckMayTouch(caller, method, group->owner);
 }
 
+template <typename Request, typename Response, typename Handler>
+absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
+                                       const Request& request, Response* response,
+                                       Handler handler) const {
+  if (idempotency_ == nullptr) {
+    RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+    return handler(request, response);
+  }
+  return idempotency_->Run<Request, Response>(
+      method, principal, request, response, handler,
+      [&](uint64_t result_ref, Response* out) {
+        return RebuildReply(handlers_, request, result_ref, out);
+      });
+}
+
 template <typename Request>
 absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
                                            absl::string_view method, const Request& request,
@@ -109,10 +128,26 @@ absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& contex
                                                  iommu::v1::Response* response) {            \
     iommu::v1::Request rewritten;                                                            \
     ClientLimiter::Permit permit; /* held until the handler returns */                       \
+    std::string principal;                                                                   \
     absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
-        AuthorizeCall(*context, #method, request, &rewritten, &permit);                      \
+        AuthorizeCall(*context, #method, request, &rewritten, &permit, &principal);          \
     if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
     return FinishCall(context, handlers_.method(**authorized, response));                    \
+  }
+
+// A mutating RPC: the same, with the handler run through the IdempotencyKeeper.
+#define IOMMUD_MUTATING_RPC(method, Request, Response)                                       \
+  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,       \
+                                                 const iommu::v1::Request* request,          \
+                                                 iommu::v1::Response* response) {            \
+    iommu::v1::Request rewritten;                                                            \
+    ClientLimiter::Permit permit; /* held until the handler returns */                       \
+    std::string principal;                                                                   \
+    absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
+        AuthorizeCall(*context, #method, request, &rewritten, &permit, &principal);          \
+    if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
+    return FinishCall(context, RunMutating(#method, principal, **authorized, response,      \
+                    [this](const auto& r, auto* out) { return handlers_.method(r, out); })); \
   }
 
 IOMMUD_UNARY_RPC(ListUnits, ListUnitsRequest, ListUnitsResponse)
@@ -122,27 +157,28 @@ IOMMUD_UNARY_RPC(ListDevices, ListDevicesRequest, ListDevicesResponse)
 IOMMUD_UNARY_RPC(GetDevice, GetDeviceRequest, Device)
 IOMMUD_UNARY_RPC(ListDomains, ListDomainsRequest, ListDomainsResponse)
 IOMMUD_UNARY_RPC(GetDomain, GetDomainRequest, Domain)
-IOMMUD_UNARY_RPC(ProbeDevice, ProbeDeviceRequest, Device)
-IOMMUD_UNARY_RPC(ReleaseDevice, ReleaseDeviceRequest, ReleaseDeviceResponse)
-IOMMUD_UNARY_RPC(UseDefaultDomain, UseDefaultDomainRequest, Group)
-IOMMUD_UNARY_RPC(UnuseDefaultDomain, UnuseDefaultDomainRequest, Group)
-IOMMUD_UNARY_RPC(ClaimOwnership, ClaimOwnershipRequest, Group)
-IOMMUD_UNARY_RPC(ReleaseOwnership, ReleaseOwnershipRequest, Group)
-IOMMUD_UNARY_RPC(ClaimDevice, ClaimDeviceRequest, Group)
-IOMMUD_UNARY_RPC(ReleaseDeviceOwnership, ReleaseDeviceOwnershipRequest, Group)
-IOMMUD_UNARY_RPC(RenewLease, RenewLeaseRequest, Group)
-IOMMUD_UNARY_RPC(AllocDomain, AllocDomainRequest, Domain)
-IOMMUD_UNARY_RPC(FreeDomain, FreeDomainRequest, Domain)
-IOMMUD_UNARY_RPC(AttachDevice, AttachDeviceRequest, Group)
-IOMMUD_UNARY_RPC(AttachGroup, AttachGroupRequest, Group)
-IOMMUD_UNARY_RPC(DetachGroup, DetachGroupRequest, Group)
-IOMMUD_UNARY_RPC(Map, MapRequest, MapResponse)
-IOMMUD_UNARY_RPC(Unmap, UnmapRequest, UnmapResponse)
+IOMMUD_MUTATING_RPC(ProbeDevice, ProbeDeviceRequest, Device)
+IOMMUD_MUTATING_RPC(ReleaseDevice, ReleaseDeviceRequest, ReleaseDeviceResponse)
+IOMMUD_MUTATING_RPC(UseDefaultDomain, UseDefaultDomainRequest, Group)
+IOMMUD_MUTATING_RPC(UnuseDefaultDomain, UnuseDefaultDomainRequest, Group)
+IOMMUD_MUTATING_RPC(ClaimOwnership, ClaimOwnershipRequest, Group)
+IOMMUD_MUTATING_RPC(ReleaseOwnership, ReleaseOwnershipRequest, Group)
+IOMMUD_MUTATING_RPC(ClaimDevice, ClaimDeviceRequest, Group)
+IOMMUD_MUTATING_RPC(ReleaseDeviceOwnership, ReleaseDeviceOwnershipRequest, Group)
+IOMMUD_MUTATING_RPC(RenewLease, RenewLeaseRequest, Group)
+IOMMUD_MUTATING_RPC(AllocDomain, AllocDomainRequest, Domain)
+IOMMUD_MUTATING_RPC(FreeDomain, FreeDomainRequest, Domain)
+IOMMUD_MUTATING_RPC(AttachDevice, AttachDeviceRequest, Group)
+IOMMUD_MUTATING_RPC(AttachGroup, AttachGroupRequest, Group)
+IOMMUD_MUTATING_RPC(DetachGroup, DetachGroupRequest, Group)
+IOMMUD_MUTATING_RPC(Map, MapRequest, MapResponse)
+IOMMUD_MUTATING_RPC(Unmap, UnmapRequest, UnmapResponse)
 IOMMUD_UNARY_RPC(ListMappings, ListMappingsRequest, ListMappingsResponse)
 IOMMUD_UNARY_RPC(Translate, TranslateRequest, TranslateResponse)
 IOMMUD_UNARY_RPC(ListTranslationFaults, ListTranslationFaultsRequest, ListTranslationFaultsResponse)
 
 #undef IOMMUD_UNARY_RPC
+#undef IOMMUD_MUTATING_RPC
 
 grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* context,
                                               const iommu::v1::AuditRequest* request,

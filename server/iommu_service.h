@@ -7,7 +7,8 @@
 // a denial finishes the call with PERMISSION_DENIED and changes nothing. Then the caller's
 // principal is admitted by the ClientLimiter (limits.h: rate, calls in flight, watchers, request
 // bounds); a refusal finishes the call with RESOURCE_EXHAUSTED (or INVALID_ARGUMENT for an
-// oversized field) and changes nothing.
+// oversized field) and changes nothing. A mutating request with a request_id then goes through the
+// IdempotencyKeeper (idempotency.h): a retry is answered with the original reply, not run again.
 //
 // Handlers run on gRPC's callback threads; they may block briefly on a group mutex (the registry
 // never holds one across anything slow). Thread-safe.
@@ -28,6 +29,7 @@
 #include "core/fault_injector.h"
 #include "server/authorizer.h"
 #include "server/daemon_metrics.h"
+#include "server/idempotency.h"
 #include "server/limits.h"
 #include "server/request_handlers.h"
 
@@ -40,10 +42,12 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   // `injector` null: the fault-injection RPCs are refused (FAULT_INJECTION_DISABLED).
   // `authorizer` null: no authorization and owners are passed through unchanged (in-process tests
   // of the service only; the daemon always has one).
+  // `idempotency` null: request ids are validated but not remembered (every request runs).
   explicit IommuService(Registry* registry, EventBus* events = nullptr,
                         DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr,
                         const Authorizer* authorizer = nullptr,
-                        ClientLimiter* limiter = nullptr);
+                        ClientLimiter* limiter = nullptr,
+                        IdempotencyKeeper* idempotency = nullptr);
 
   // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
   // still loading the registry from its state store. Thread-safe.
@@ -155,12 +159,13 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
  private:
   // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
   // `rewritten` (a copy of `request` with the effective owner); otherwise `request`. The call's
-  // admission by the limiter is held by `permit` until it is destroyed.
+  // admission by the limiter is held by `permit` until it is destroyed. `principal` gets the
+  // caller's identity ("" without an authorizer).
   template <typename Request>
   absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
                                                absl::string_view method, const Request* request,
-                                               Request* rewritten,
-                                               ClientLimiter::Permit* permit) const;
+                                               Request* rewritten, ClientLimiter::Permit* permit,
+                                               std::string* principal) const;
   // The limiter's admission of one call (or, for WatchEvents, one watcher) of `caller`.
   template <typename Request>
   absl::Status Admit(const AuthorizedCaller& caller, const Request& request,
@@ -178,6 +183,12 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
                                const Request& request, ClientLimiter::Permit* permit) const;
 
+  // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
+  // retry with the same request_id gets the original reply), else after checking the id's form.
+  template <typename Request, typename Response, typename Handler>
+  absl::Status RunMutating(absl::string_view method, absl::string_view principal,
+                           const Request& request, Response* response, Handler handler) const;
+
   // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
   absl::Status CheckReady() const;
 
@@ -188,6 +199,7 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   FaultInjector* const injector_;
   const Authorizer* const authorizer_;
   ClientLimiter* const limiter_;
+  IdempotencyKeeper* const idempotency_;
   RequestHandlers handlers_;
 };
 

@@ -71,6 +71,8 @@ ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
           "How often ownerships whose lease lapsed are released (0 = never).");
+ABSL_FLAG(absl::Duration, request_id_window, iommud::kDefaultRequestIdWindow,
+          "How long the reply of a mutating request with a request_id is kept for its retries.");
 ABSL_FLAG(bool, allow_fault_injection, false,
           "Serve InjectFault/ListFaults/ClearFaults (test hosts only).");
 ABSL_FLAG(std::string, policy_file, "",
@@ -148,6 +150,7 @@ int Main(int argc, char** argv) {
   }
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
   options.lease_reap_interval = absl::GetFlag(FLAGS_lease_reap_interval);
+  options.request_id_window = absl::GetFlag(FLAGS_request_id_window);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);

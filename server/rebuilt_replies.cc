@@ -1,0 +1,136 @@
+#include "server/rebuilt_replies.h"
+
+#include "core/status_macros.h"
+
+namespace iommud {
+namespace {
+
+absl::Status GroupById(const RequestHandlers& handlers, uint64_t group_id,
+                       iommu::v1::Group* reply) {
+  iommu::v1::GetGroupRequest get;
+  get.set_group_id(group_id);
+  return handlers.GetGroup(get, reply);
+}
+
+absl::Status GroupOfDevice(const RequestHandlers& handlers, const std::string& device,
+                           iommu::v1::Group* reply) {
+  iommu::v1::GetDeviceRequest get;
+  get.set_device(device);
+  iommu::v1::Device found;
+  RETURN_IF_ERROR(handlers.GetDevice(get, &found));
+  return GroupById(handlers, found.group_id(), reply);
+}
+
+}  // namespace
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ProbeDeviceRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Device* reply) {
+  iommu::v1::GetDeviceRequest get;
+  get.set_device(request.device());
+  return handlers.GetDevice(get, reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
+                          const iommu::v1::ReleaseDeviceRequest& /*request*/,
+                          uint64_t /*result_ref*/, iommu::v1::ReleaseDeviceResponse* reply) {
+  reply->Clear();
+  return absl::OkStatus();
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::UseDefaultDomainRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::UnuseDefaultDomainRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ClaimOwnershipRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ReleaseOwnershipRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ClaimDeviceRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ReleaseDeviceOwnershipRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::RenewLeaseRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::AllocDomainRequest& /*request*/, uint64_t result_ref,
+                          iommu::v1::Domain* reply) {
+  iommu::v1::GetDomainRequest get;
+  get.set_domain_id(result_ref);
+  return handlers.GetDomain(get, reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
+                          const iommu::v1::FreeDomainRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Domain* reply) {
+  reply->Clear();
+  reply->set_id(request.domain_id());
+  return absl::OkStatus();
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::AttachDeviceRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::AttachGroupRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::DetachGroupRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/, const iommu::v1::MapRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::MapResponse* reply) {
+  iommu::v1::Mapping* mapping = reply->mutable_mapping();
+  mapping->set_iova(request.iova());
+  mapping->set_paddr(request.paddr());
+  mapping->set_size(request.size());
+  mapping->set_prot(request.prot() != 0
+                        ? request.prot()
+                        : iommu::v1::PROT_READ | iommu::v1::PROT_WRITE);  // the default
+  return absl::OkStatus();
+}
+
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
+                          const iommu::v1::UnmapRequest& /*request*/, uint64_t result_ref,
+                          iommu::v1::UnmapResponse* reply) {
+  reply->set_bytes_unmapped(result_ref);
+  return absl::OkStatus();
+}
+
+}  // namespace iommud
