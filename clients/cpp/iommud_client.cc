@@ -1,11 +1,15 @@
 #include "clients/cpp/iommud_client.h"
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/error.h"
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
@@ -73,7 +77,7 @@ absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOp
                               " (is iommud running?)"),
                  {{"target", options.target}});
   }
-  return std::make_unique<IommuClient>(std::move(channel), options.rpc_timeout);
+  return std::make_unique<IommuClient>(std::move(channel), options);
 }
 
 IommuClient::IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout)
@@ -81,6 +85,13 @@ IommuClient::IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration 
       rpc_timeout_(rpc_timeout),
       stub_(iommu::v1::Iommu::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+IommuClient::IommuClient(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options)
+    : IommuClient(std::move(channel), options.rpc_timeout) {
+  request_id_ = options.request_id;
+  retry_mutations_ = std::max(options.retry_mutations, 0);
+  retry_backoff_ = options.retry_backoff;
+}
 
 std::unique_ptr<grpc::ClientContext> IommuClient::NewContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -90,14 +101,66 @@ std::unique_ptr<grpc::ClientContext> IommuClient::NewContext() const {
   return context;
 }
 
+namespace {
+
+template <typename T, typename = void>
+struct HasRequestId : std::false_type {};
+template <typename T>
+struct HasRequestId<T, std::void_t<decltype(std::declval<T&>().set_request_id(std::string()))>>
+    : std::true_type {};
+
+// "c-" and 32 random hex digits.
+std::string RandomRequestId() {
+  thread_local std::mt19937_64 random(std::random_device{}() ^
+                                      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  return absl::StrCat("c-", absl::Hex(random(), absl::kZeroPad16),
+                      absl::Hex(random(), absl::kZeroPad16));
+}
+
+bool Retryable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         (status.code() == absl::StatusCode::kAborted &&
+          ErrorReason(status) == "REQUEST_IN_PROGRESS");
+}
+
+}  // namespace
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> IommuClient::Unary(
+    grpc::Status (iommu::v1::Iommu::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                   Response*),
+    const Request& request) {
+  auto call = [&](const Request& sent) -> absl::StatusOr<Response> {
+    std::unique_ptr<grpc::ClientContext> context = NewContext();
+    Response response;
+    const grpc::Status status = (stub_.get()->*method)(context.get(), sent, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response;
+  };
+  if constexpr (HasRequestId<Request>::value) {
+    if (retry_mutations_ == 0 && (!request.request_id().empty() || request_id_.empty())) {
+      return call(request);  // nothing to add: sent as it is
+    }
+    Request sent = request;
+    if (sent.request_id().empty()) {
+      sent.set_request_id(!request_id_.empty() ? request_id_ : RandomRequestId());
+    }
+    absl::StatusOr<Response> result = call(sent);
+    for (int attempt = 1; attempt <= retry_mutations_ && !result.ok() && Retryable(result.status());
+         ++attempt) {
+      absl::SleepFor(retry_backoff_ * attempt);
+      result = call(sent);
+    }
+    return result;
+  } else {
+    return call(request);
+  }
+}
+
 #define IOMMUD_CLIENT_RPC(Method, Request, Response)                                   \
   absl::StatusOr<iommu::v1::Response> IommuClient::Method(                             \
       const iommu::v1::Request& request) {                                             \
-    std::unique_ptr<grpc::ClientContext> context = NewContext();                       \
-    iommu::v1::Response response;                                                      \
-    const grpc::Status status = stub_->Method(context.get(), request, &response);      \
-    if (!status.ok()) return FromGrpcStatus(status);                                   \
-    return response;                                                                   \
+    return Unary(&iommu::v1::Iommu::Stub::Method, request);                            \
   }
 #include "clients/cpp/iommu_rpcs.inc"
 #undef IOMMUD_CLIENT_RPC

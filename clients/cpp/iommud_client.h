@@ -34,6 +34,15 @@ struct ClientOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;  // checked against the daemon's certificate instead of the host
+  // Mutating calls (those whose request has a request_id field; see iommu.proto's "Request ids"):
+  // a request sent without an id gets `request_id` when it is set, else, when retry_mutations > 0,
+  // a random one ("c-" and 32 hex digits). A call that fails with UNAVAILABLE (the daemon
+  // restarting or RECOVERING, a dropped connection) or ABORTED REQUEST_IN_PROGRESS is sent again
+  // with the same id, up to `retry_mutations` more times, `retry_backoff` x attempt apart: the
+  // daemon acts on it at most once. 0 = no retries, and ids only when the caller sets them.
+  std::string request_id;
+  int retry_mutations = 0;
+  absl::Duration retry_backoff = absl::Milliseconds(200);
 };
 
 // The channel credentials and arguments `options` ask for: TLS when any tls_* field is set (then
@@ -48,6 +57,8 @@ class IommuClient {
   // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target.
   static absl::StatusOr<std::unique_ptr<IommuClient>> Connect(const ClientOptions& options);
   IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout);
+  // With the request-id and retry options of `options` (its target and TLS fields are unused).
+  IommuClient(std::shared_ptr<grpc::Channel> channel, const ClientOptions& options);
 
 #define IOMMUD_CLIENT_RPC(Method, Request, Response) \
   absl::StatusOr<iommu::v1::Response> Method(const iommu::v1::Request& request);
@@ -77,9 +88,18 @@ class IommuClient {
  private:
   // A context with this client's deadline.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // One unary call; a mutating one gets its request id and retries (ClientOptions).
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Unary(
+      grpc::Status (iommu::v1::Iommu::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                     Response*),
+      const Request& request);
 
   std::shared_ptr<grpc::Channel> channel_;
   absl::Duration rpc_timeout_;
+  std::string request_id_;
+  int retry_mutations_ = 0;
+  absl::Duration retry_backoff_;
   std::unique_ptr<iommu::v1::Iommu::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };

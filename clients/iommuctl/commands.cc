@@ -788,6 +788,10 @@ std::string Usage() {
       "  --timeout  deadline of the call (and of connecting, at most 5s)\n"
       "  --tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-server-name NAME]\n"
       "             mTLS for a HOST:PORT target (iommud's TCP listener requires it)\n"
+      "  --request-id ID  idempotency key of a mutating command: a retry with the same ID is\n"
+      "             answered with the first reply and acts once\n"
+      "  --retries N  resend a mutating command up to N times while the daemon is unavailable,\n"
+      "             with the same request id (random unless --request-id)\n"
       "  --json     print the response message as protobuf JSON instead of a table\n"
       "Numbers: decimal, 0x hex, or sizes 4K 2M 1G.\n\ncommands:\n";
   // Two lines per command rather than a table: some argument lists are long.
@@ -849,6 +853,13 @@ absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions
       options->tls_key = value;
     } else if (name == "tls-server-name") {
       options->tls_server_name = value;
+    } else if (name == "request-id") {
+      options->request_id = value;
+    } else if (name == "retries") {
+      if (!absl::SimpleAtoi(value, &options->retries) || options->retries < 0 ||
+          options->retries > 100) {
+        return UsageError(absl::StrCat("--retries takes a count 0..100, not '", value, "'"));
+      }
     } else if (name == "timeout") {
       if (!absl::ParseDuration(value, &options->timeout)) {
         return UsageError(absl::StrCat("--timeout takes a duration like 10s, not '", value, "'"));

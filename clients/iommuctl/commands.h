@@ -27,6 +27,10 @@ struct CliOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;
+  // --request-id ID: the id of the (mutating) call; --retries N: resend it on UNAVAILABLE up to N
+  // times with the same id (a random one when --request-id is not given). See ClientOptions.
+  std::string request_id;
+  int retries = 0;
 };
 
 // Splits the command line into global options (before the subcommand, or --json anywhere) and

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   client_options.tls_cert = options.tls_cert;
   client_options.tls_key = options.tls_key;
   client_options.tls_server_name = options.tls_server_name;
+  client_options.request_id = options.request_id;
+  client_options.retry_mutations = options.retries;
   client_options.connect_timeout = std::min(options.timeout, absl::Seconds(5));
   absl::StatusOr<std::unique_ptr<iommud::IommuClient>> client =
       iommud::IommuClient::Connect(client_options);

@@ -94,6 +94,22 @@ run 2 claim "$group" --lease soon
 run 2 claim "$group" --lease -5s
 run 1 claim "$group" --lease 100ms
 grep -q "LEASE_TTL_OUT_OF_RANGE" "$work/err" || fail "claim --lease 100ms: $(cat "$work/err")"
+# Request ids: a retried alloc with the same --request-id is answered with the first domain and
+# allocates nothing more; the id reused for other fields is refused; a bad id is refused.
+run 0 --json --request-id alloc-7 alloc smmu0 --type UNMANAGED
+first="$(json_field id)"
+run 0 --json --request-id alloc-7 --retries 2 alloc smmu0 --type UNMANAGED
+[ "$(json_field id)" = "$first" ] || fail "retried alloc: $(cat "$work/out"), first was $first"
+run 0 --json domains
+[ "$(grep -o "\"owner\": *\"[^\"]*vmm-1\"" "$work/out" | wc -l)" = 1 ] ||
+  fail "a retried alloc allocated twice: $(cat "$work/out")"
+run 1 --request-id alloc-7 alloc smmu0 --type IDENTITY
+grep -q "^iommuctl: INVALID_ARGUMENT REQUEST_ID_REUSED: " "$work/err" || fail "reused id: $(cat "$work/err")"
+run 1 --request-id "has space" alloc smmu0
+grep -q "^iommuctl: INVALID_ARGUMENT INVALID_REQUEST_ID: " "$work/err" || fail "bad id: $(cat "$work/err")"
+run 2 --retries many units
+run 0 free "$first"
+
 run 0 release 0000:07:00.0
 run 1 device 0000:07:00.0
 
