@@ -9,6 +9,8 @@
 //   - the daemon state equals the model, or the model with the one call that was in flight applied
 //     completely (never a part of it);
 //   - registry and hardware agree: Audit finds no leak and Reconcile has nothing to repair;
+//   - the call in flight, retried with its request_id, succeeds and leaves the model with that call
+//     applied exactly once (replayed if it had been applied before the kill, run if not);
 // then continues the workload. IOMMUD_CRASH_ROUNDS sets the kills per backend (default 15),
 // IOMMUD_CRASH_SEED the seed (default: random, printed).
 #include <algorithm>
@@ -154,10 +156,11 @@ struct Op {
   uint64_t domain = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
+  std::string request_id;  // every call carries one: its retry after a kill must not act twice
 
   std::string DebugString() const {
-    return absl::StrFormat("op %d device=%s domain=%d iova=%#x size=%#x", kind, device, domain,
-                           iova, size);
+    return absl::StrFormat("op %d device=%s domain=%d iova=%#x size=%#x id=%s", kind, device,
+                           domain, iova, size, request_id);
   }
 
   // Applies the op to `model`; `allocated` is the id of an allocated domain.
@@ -292,6 +295,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
   switch (op.kind) {
     case Op::kProbe: {
       iommu::v1::ProbeDeviceRequest request;
+      request.set_request_id(op.request_id);
       request.set_unit("u0");
       request.set_device(op.device);
       int index = 0;
@@ -302,6 +306,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
     }
     case Op::kRelease: {
       iommu::v1::ReleaseDeviceRequest request;
+      request.set_request_id(op.request_id);
       request.set_device(op.device);
       RETURN_IF_ERROR(client.ReleaseDevice(request).status());
       return 0;
@@ -311,11 +316,13 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
       ASSIGN_OR_RETURN(uint64_t group, group_of(op.device));
       if (op.kind == Op::kClaim) {
         iommu::v1::ClaimOwnershipRequest request;
+      request.set_request_id(op.request_id);
         request.set_group_id(group);
         request.set_owner(kOwner);
         RETURN_IF_ERROR(client.ClaimOwnership(request).status());
       } else {
         iommu::v1::ReleaseOwnershipRequest request;
+      request.set_request_id(op.request_id);
         request.set_group_id(group);
         request.set_owner(kOwner);
         RETURN_IF_ERROR(client.ReleaseOwnership(request).status());
@@ -324,6 +331,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
     }
     case Op::kAlloc: {
       iommu::v1::AllocDomainRequest request;
+      request.set_request_id(op.request_id);
       request.set_unit("u0");
       request.set_owner(kOwner);
       ASSIGN_OR_RETURN(iommu::v1::Domain domain, client.AllocDomain(request));
@@ -331,6 +339,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
     }
     case Op::kFree: {
       iommu::v1::FreeDomainRequest request;
+      request.set_request_id(op.request_id);
       request.set_domain_id(op.domain);
       request.set_owner(kOwner);
       RETURN_IF_ERROR(client.FreeDomain(request).status());
@@ -341,12 +350,14 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
       ASSIGN_OR_RETURN(uint64_t group, group_of(op.device));
       if (op.kind == Op::kAttach) {
         iommu::v1::AttachGroupRequest request;
+      request.set_request_id(op.request_id);
         request.set_group_id(group);
         request.set_domain_id(op.domain);
         request.set_owner(kOwner);
         RETURN_IF_ERROR(client.AttachGroup(request).status());
       } else {
         iommu::v1::DetachGroupRequest request;
+      request.set_request_id(op.request_id);
         request.set_group_id(group);
         request.set_domain_id(op.domain);
         request.set_owner(kOwner);
@@ -356,6 +367,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
     }
     case Op::kMap: {
       iommu::v1::MapRequest request;
+      request.set_request_id(op.request_id);
       request.set_domain_id(op.domain);
       request.set_iova(op.iova);
       request.set_paddr(PaddrOf(op.iova));
@@ -366,6 +378,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
     }
     case Op::kUnmap: {
       iommu::v1::UnmapRequest request;
+      request.set_request_id(op.request_id);
       request.set_domain_id(op.domain);
       request.set_iova(op.iova);
       request.set_size(op.size);
@@ -387,6 +400,7 @@ struct Progress {
   Model model ABSL_GUARDED_BY(mu);
   std::optional<Op> in_flight ABSL_GUARDED_BY(mu);  // sent, not acknowledged
   uint64_t acknowledged ABSL_GUARDED_BY(mu) = 0;
+  uint64_t sent ABSL_GUARDED_BY(mu) = 0;            // names the calls' request ids
   uint64_t kill_after ABSL_GUARDED_BY(mu) = 0;      // acknowledged calls before the kill
   std::string unexpected ABSL_GUARDED_BY(mu);       // an error a live daemon must not give
   bool stopped ABSL_GUARDED_BY(mu) = false;         // the loop ended (a call failed)
@@ -401,6 +415,7 @@ void RunWorkload(IommuClient* client, Workload* workload, Progress* progress) {
     {
       absl::MutexLock lock(&progress->mu);
       op = workload->Next(progress->model);
+      op.request_id = absl::StrCat("op-", ++progress->sent);
       progress->in_flight = op;
       model = progress->model;
     }
@@ -445,6 +460,7 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
   absl::Duration recovery_total;
   int in_flight_applied = 0;  // kills after which the call in flight turned out applied
   int in_flight_lost = 0;     // ... and not applied
+  int retried = 0;            // calls in flight retried with their request_id after the restart
   for (int round = 0; round <= rounds; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
     const absl::Time start = absl::Now();
@@ -458,8 +474,12 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
 
     // 1. The state is the model, or the model with the call in flight applied whole.
     ASSERT_OK_AND_ASSIGN(Model actual, ReadModel(*client));
+    std::optional<Op> retry;   // the call in flight at the kill
+    Model acknowledged_model;  // the state every acknowledged call left
     {
       absl::MutexLock lock(&progress.mu);
+      retry = progress.in_flight;
+      acknowledged_model = progress.model;
       bool matches = actual == progress.model;
       if (matches && progress.in_flight.has_value()) ++in_flight_lost;
       if (!matches && progress.in_flight.has_value()) {
@@ -481,6 +501,23 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
                            << actual.DebugString() << "log:\n" << daemon->Log();
       progress.in_flight.reset();
       progress.stopped = false;
+    }
+    // 1b. The call in flight, retried with its request_id, acts once in all: the state is the
+    // acknowledged model with that call applied exactly once (a second run would allocate a
+    // second domain, fail an overlapping Map, unmap nothing, ...).
+    if (retry.has_value()) {
+      absl::StatusOr<uint64_t> result = Send(*client, *retry, acknowledged_model);
+      ASSERT_TRUE(result.ok()) << retry->DebugString() << ": " << result.status()
+                               << "\nlog:\n" << daemon->Log();
+      Model expected = acknowledged_model;
+      retry->Apply(expected, *result);
+      ASSERT_OK_AND_ASSIGN(Model after_retry, ReadModel(*client));
+      ASSERT_TRUE(after_retry == expected)
+          << "retry of " << retry->DebugString() << "\nexpected:\n" << expected.DebugString()
+          << "actual:\n" << after_retry.DebugString();
+      ++retried;
+      absl::MutexLock lock(&progress.mu);
+      progress.model = expected;
     }
     // 2. Registry and hardware agree.
     ASSERT_OK_AND_ASSIGN(iommu::v1::AuditResponse audit, client->Audit(iommu::v1::AuditRequest()));
@@ -518,9 +555,10 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
   absl::MutexLock lock(&progress.mu);
   std::printf(
       "crash test (%s): %llu calls acknowledged; the call in flight at a kill was applied %d "
-      "times, not applied %d times; mean restart-to-serving %s\n",
+      "times, not applied %d times, retried with its request id %d times; mean "
+      "restart-to-serving %s\n",
       GetParam().c_str(), static_cast<unsigned long long>(progress.acknowledged),
-      in_flight_applied, in_flight_lost,
+      in_flight_applied, in_flight_lost, retried,
       absl::FormatDuration(recovery_total / std::max(rounds, 1)).c_str());
 }
 
