@@ -39,6 +39,18 @@ absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value) {
   return InvalidFlag("default_domain_type", value, "expected DMA, DMA_FQ or IDENTITY");
 }
 
+void NormalizeFlagNames(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (arg[0] != '-' || arg[1] != '-') continue;
+    if (arg[2] == '\0') return;  // "--": the rest is not flags
+    if (!absl::ascii_isalpha(static_cast<unsigned char>(arg[2]))) continue;
+    for (char* c = arg + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
+
 std::vector<std::string> ExtractRepeatedFlag(absl::string_view name, int* argc, char** argv) {
   std::vector<std::string> values;
   int out = 1;

@@ -20,6 +20,12 @@ absl::StatusOr<BackendOptions> ParseBackendOptions(const std::vector<std::string
 // --default_domain_type: "DMA", "DMA_FQ" or "IDENTITY" (any case).
 absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value);
 
+// Lets every flag be spelled with dashes as well as underscores (--insecure-tcp = --insecure_tcp,
+// --state-dir = --state_dir): rewrites, in place, '-' to '_' in the name part (up to '=') of each
+// argument that starts with "--" and a letter, before absl parses argv. Values given as separate
+// arguments, and everything after "--", are left alone.
+void NormalizeFlagNames(int argc, char** argv);
+
 // Absl flags keep only the last value of a flag given several times. This removes every occurrence
 // of `--name=VALUE`, `--name VALUE` (and the single-dash forms) from argv, before absl parses it,
 // and returns the values in order. `argc`/`argv` are updated in place; a trailing `--name` without

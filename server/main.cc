@@ -120,6 +120,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
       "Usage: iommud [--state_dir=DIR] [--state=sqlite|memory] [--topology=FILE|none] [--backend=software|emulated] ...");
+  NormalizeFlagNames(argc, argv);  // --insecure-tcp works like --insecure_tcp
   std::vector<std::string> backend_opts = ExtractRepeatedFlag("backend_opt", &argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {

@@ -62,6 +62,16 @@ std::vector<std::string> Remaining(int argc, char** argv) {
   return std::vector<std::string>(argv, argv + argc);
 }
 
+TEST(DaemonFlagsTest, FlagNamesMaySpellUnderscoresAsDashes) {
+  Argv args({"iommud", "--insecure-tcp", "--state-dir=/tmp/a-b", "--tls-cert", "/x/my-cert.pem",
+             "--backend_opt=memory-file=/m-f", "-5s", "--", "--not-a-flag"});
+  NormalizeFlagNames(args.argc(), args.argv());
+  EXPECT_THAT(Remaining(args.argc(), args.argv()),
+              ElementsAre("iommud", "--insecure_tcp", "--state_dir=/tmp/a-b", "--tls_cert",
+                          "/x/my-cert.pem", "--backend_opt=memory-file=/m-f", "-5s", "--",
+                          "--not-a-flag"));
+}
+
 TEST(DaemonFlagsTest, ExtractRepeatedFlagKeepsEveryValueInOrder) {
   Argv args({"iommud", "--backend_opt=a=1", "--state_dir=/tmp/x", "--backend_opt", "b=2",
              "-backend_opt=c=3", "--backend=emulated"});
