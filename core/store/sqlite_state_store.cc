@@ -285,6 +285,13 @@ absl::Status CreateStoreFile(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
     unlink(absl::StrCat(temp, suffix).c_str());
   }
+  // Private from the start (the state directory may be group-readable, --socket_group): SQLite
+  // opens the empty file as a new database and gives its -wal and -shm files the same mode.
+  const int created = open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (created < 0) {
+    return OpenFailed(path, absl::StrCat("creating ", temp, ": ", std::strerror(errno)));
+  }
+  close(created);
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(temp.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -106,6 +106,22 @@ TEST_F(SqliteStateStoreTest, CreateIfMissingCreatesAnEmptyStoreOnlyOnce) {
   EXPECT_EQ(access(absl::StrCat(path_, ".init-", getpid()).c_str(), F_OK), -1);
 }
 
+TEST_F(SqliteStateStoreTest, TheFileAndItsWalArePrivateWhateverTheUmask) {
+  const mode_t old_umask = umask(0);
+  std::unique_ptr<SqliteStateStore> store = Create();
+  umask(old_umask);
+  ASSERT_NE(store, nullptr);
+  StoreBatch batch;  // the first commit creates the -wal and -shm files
+  batch.put_domains = {DomainRecord{1, "u0", DomainType::kDma, "x", false}};
+  ASSERT_OK(store->Commit(batch));
+  // (No -shm file: the store holds SQLite's exclusive lock, so the WAL index is in memory.)
+  for (const std::string& file : {path_, path_ + "-wal"}) {
+    struct stat st;
+    ASSERT_EQ(stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << file;
+  }
+}
+
 TEST_F(SqliteStateStoreTest, DurabilityFollowsTheSyncMode) {
   SqliteStateStoreOptions options = Options(/*create=*/true);
   {
