@@ -1,5 +1,7 @@
 #include "server/limits.h"
 
+#include <grpcpp/resource_quota.h>
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -29,6 +31,7 @@ absl::Status Limits::Validate() const {
            {"max_message_bytes", max_message_bytes},
            {"max_send_message_bytes", max_send_message_bytes},
            {"max_concurrent_streams", max_concurrent_streams},
+           {"max_grpc_memory_bytes", max_grpc_memory_bytes},
            {"max_calls_per_client", max_calls_per_client},
            {"max_watchers", max_watchers},
            {"max_watchers_per_client", max_watchers_per_client},
@@ -54,6 +57,9 @@ void ApplyTransportLimits(const Limits& limits, grpc::ServerBuilder* builder) {
   builder->SetMaxReceiveMessageSize(limits.max_message_bytes);
   builder->SetMaxSendMessageSize(limits.max_send_message_bytes);
   builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams);
+  grpc::ResourceQuota quota("iommud");
+  quota.Resize(static_cast<size_t>(limits.max_grpc_memory_bytes));
+  builder->SetResourceQuota(quota);
 }
 
 // --- Permit ---

@@ -8,7 +8,10 @@
 //   max_send_message_bytes  a response larger than this fails its call (the C++ client's own
 //                           receive limit is 4 MiB);
 //   max_concurrent_streams  HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of each connection (calls
-//                           beyond it queue in the client).
+//                           beyond it queue in the client);
+//   max_grpc_memory_bytes   gRPC's ResourceQuota: the memory all connections' buffers may take;
+//                           under pressure gRPC shrinks read buffers and refuses new
+//                           connections and streams rather than growing.
 // Per principal (the caller's identity, caller_identity.h), by ClientLimiter:
 //   rate_per_client/burst_per_client  a token bucket over every iommu.v1.Iommu call and watch
 //                           start (RATE_LIMITED; rate 0 = unlimited);
@@ -56,6 +59,7 @@ struct Limits {
   int max_message_bytes = 1 << 20;       // 1 MiB (requests are < 1 KiB)
   int max_send_message_bytes = 4 << 20;  // 4 MiB
   int max_concurrent_streams = 256;
+  int64_t max_grpc_memory_bytes = int64_t{256} << 20;  // 256 MiB
   double rate_per_client = 20000;  // calls/s; 0 = unlimited
   double burst_per_client = 40000;
   int max_calls_per_client = 256;

@@ -15,6 +15,9 @@ ABSL_FLAG(int32_t, max_send_message_bytes, kDefaults.max_send_message_bytes,
 ABSL_FLAG(int32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
           "Calls in flight per connection (HTTP/2 MAX_CONCURRENT_STREAMS); more wait in the "
           "client.");
+ABSL_FLAG(int64_t, max_grpc_memory_bytes, kDefaults.max_grpc_memory_bytes,
+          "Memory gRPC may use for all connections' buffers (its ResourceQuota); under pressure "
+          "new connections and streams are refused.");
 ABSL_FLAG(double, rate_per_client, kDefaults.rate_per_client,
           "Calls per second each principal may make (token bucket; 0 = unlimited); beyond it "
           "RESOURCE_EXHAUSTED RATE_LIMITED.");
@@ -45,6 +48,7 @@ absl::StatusOr<Limits> LimitsFromFlags() {
   limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   limits.max_send_message_bytes = absl::GetFlag(FLAGS_max_send_message_bytes);
   limits.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  limits.max_grpc_memory_bytes = absl::GetFlag(FLAGS_max_grpc_memory_bytes);
   limits.rate_per_client = absl::GetFlag(FLAGS_rate_per_client);
   limits.burst_per_client = absl::GetFlag(FLAGS_burst_per_client);
   limits.max_calls_per_client = absl::GetFlag(FLAGS_max_calls_per_client);

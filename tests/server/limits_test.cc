@@ -235,6 +235,7 @@ TEST(LimitsTest, ValidateNamesTheFlag) {
   const std::vector<std::pair<std::function<void(Limits*)>, std::string>> cases = {
       {[](Limits* l) { l->max_message_bytes = 0; }, "max_message_bytes"},
       {[](Limits* l) { l->max_concurrent_streams = -1; }, "max_concurrent_streams"},
+      {[](Limits* l) { l->max_grpc_memory_bytes = 0; }, "max_grpc_memory_bytes"},
       {[](Limits* l) { l->max_calls_per_client = 0; }, "max_calls_per_client"},
       {[](Limits* l) { l->max_watchers = 0; }, "max_watchers"},
       {[](Limits* l) { l->max_tracked_clients = 0; }, "max_tracked_clients"},
