@@ -240,6 +240,36 @@ absl::Status IommuClient::WatchEvents(
   return FromGrpcStatus(status);
 }
 
+absl::Status IommuClient::KeepLease(
+    const iommu::v1::KeepLeaseRequest& request, absl::Duration every,
+    const std::function<bool(const iommu::v1::Group&)>& on_renewed, absl::Duration duration) {
+  if (every <= absl::ZeroDuration()) {
+    return Error(absl::StatusCode::kInvalidArgument, "INVALID_ARGUMENT",
+                 "KeepLease needs a positive renewal interval");
+  }
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<iommu::v1::KeepLeaseRequest, iommu::v1::Group>> stream =
+      stub_->KeepLease(&context);
+  const absl::Time end = duration == absl::InfiniteDuration() ? absl::InfiniteFuture()
+                                                              : absl::Now() + duration;
+  iommu::v1::Group group;
+  for (;;) {
+    if (!stream->Write(request) || !stream->Read(&group)) break;  // the daemon ended the stream
+    if (!on_renewed(group)) {
+      stream->WritesDone();
+      return FromGrpcStatus(stream->Finish());
+    }
+    const absl::Time next = absl::Now() + every;
+    if (next >= end) {
+      absl::SleepFor(std::max(end - absl::Now(), absl::ZeroDuration()));
+      stream->WritesDone();
+      return FromGrpcStatus(stream->Finish());
+    }
+    absl::SleepFor(every);
+  }
+  return FromGrpcStatus(stream->Finish());
+}
+
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> IommuClient::CheckHealth(
     const std::string& service) {
   std::unique_ptr<grpc::ClientContext> context = NewContext();

@@ -78,6 +78,15 @@ class IommuClient {
                            const std::function<bool(const iommu::v1::Event&)>& on_event,
                            absl::Duration timeout = absl::InfiniteDuration());
 
+  // KeepLease: keeps the ownership lease of `request.group_id()` alive over one keepalive stream,
+  // sending `request` every `every` (so `every` must be well below the lease's TTL) and calling
+  // `on_renewed` with each answer, until it returns false (OK), `duration` passes (OK; no limit
+  // when infinite) or the daemon refuses a renewal (its error: NOT_OWNER, LEASE_EXPIRED, ...).
+  // Ending the stream releases nothing: without renewals the lease then lapses.
+  absl::Status KeepLease(const iommu::v1::KeepLeaseRequest& request, absl::Duration every,
+                         const std::function<bool(const iommu::v1::Group&)>& on_renewed,
+                         absl::Duration duration = absl::InfiniteDuration());
+
   // grpc.health.v1.Health/Check of `service` ("" = the whole server).
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
       const std::string& service = "");

@@ -190,11 +190,13 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
       status = CheckEventKind(value).status();
     } else if (name == "for" || name == "latency") {
       status = CheckDuration(value, "--" + name);
-    } else if (name == "lease") {
-      status = CheckDuration(value, "--lease");
-      absl::Duration lease;
-      if (status.ok() && absl::ParseDuration(value, &lease) && lease <= absl::ZeroDuration()) {
-        status = UsageError(absl::StrCat("--lease takes a positive duration, not '", value, "'"));
+    } else if (name == "lease" || name == "interval") {
+      status = CheckDuration(value, "--" + name);
+      absl::Duration positive;
+      if (status.ok() && absl::ParseDuration(value, &positive) &&
+          positive <= absl::ZeroDuration()) {
+        status = UsageError(
+            absl::StrCat("--", name, " takes a positive duration, not '", value, "'"));
       }
     } else if (name == "probability") {
       double p = 0;
@@ -497,6 +499,42 @@ std::map<std::string, Command> BuildCommands() {
         request.set_owner(ctx.options.owner);
         request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
         return PrintGroup(ctx, ctx.client.RenewLease(request));
+      });
+  add("keep-lease", "GROUP [--interval 10s] [--for 1m] [--lease 30s]",
+      "keep a group's lease alive over one KeepLease stream: a renewal every --interval (default "
+      "a third of the lease's TTL) until --for passes or ^C (the lease then lapses on its own)",
+      1, 1, {"interval", "for", "lease"}, [](Context& ctx, const Args& a) -> absl::Status {
+        iommu::v1::KeepLeaseRequest request;
+        request.set_group_id(Number(a.positional[0], "GROUP"));
+        request.set_owner(ctx.options.owner);
+        request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
+        absl::Duration every, duration = absl::InfiniteDuration();
+        if (!a.Option("for").empty()) absl::ParseDuration(a.Option("for"), &duration);
+        if (!a.Option("interval").empty()) {
+          absl::ParseDuration(a.Option("interval"), &every);
+        } else {
+          iommu::v1::GetGroupRequest get;
+          get.set_group_id(request.group_id());
+          absl::StatusOr<iommu::v1::Group> group = ctx.client.GetGroup(get);
+          if (!group.ok()) return group.status();
+          const uint64_t ttl = request.lease_ttl_millis() != 0 ? request.lease_ttl_millis()
+                                                               : group->lease_ttl_millis();
+          every = std::max(absl::Milliseconds(static_cast<int64_t>(ttl)) / 3,
+                           absl::Milliseconds(100));
+        }
+        return ctx.client.KeepLease(
+            request, every,
+            [&](const iommu::v1::Group& group) {
+              if (ctx.options.json) {
+                ctx.out << Json(group) << "\n";
+              } else {
+                ctx.out << "renewed group " << group.id() << ": lease until " << LeaseText(group)
+                        << "\n";
+              }
+              ctx.out.flush();
+              return true;
+            },
+            duration);
       });
   add("release-ownership", "GROUP", "give a group back to its default domain", 1, 1, {},
       [](Context& ctx, const Args& a) {

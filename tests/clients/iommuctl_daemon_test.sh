@@ -35,7 +35,7 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 
 run 0 --help
 for sub in units groups devices domains mappings faults health probe release use-default \
-           unuse-default claim renew release-ownership claim-device release-device-ownership alloc free \
+           unuse-default claim renew keep-lease release-ownership claim-device release-device-ownership alloc free \
            attach-device attach detach map unmap translate; do
   grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
 done
@@ -90,6 +90,22 @@ run 0 claim "$group"
 run 1 renew "$group"
 grep -q "^iommuctl: FAILED_PRECONDITION NO_LEASE: " "$work/err" || fail "renew: $(cat "$work/err")"
 run 0 release-ownership "$group"
+# keep-lease: one KeepLease stream keeps a 1s lease past its TTL; once it ends the lease lapses
+# and the daemon releases the group; keeping a lease of a group not owned is refused.
+run 0 claim "$group" --lease 1s
+run 0 keep-lease "$group" --interval 300ms --for 2500ms
+[ "$(grep -c "^renewed group $group: lease until " "$work/out")" -ge 5 ] || fail "keep-lease: $(cat "$work/out")"
+run 0 --json group "$group"
+grep -q "vmm-1" "$work/out" || fail "keep-lease did not keep the group owned: $(cat "$work/out")"
+for _ in $(seq 40); do
+  run 0 --json group "$group"
+  grep -q "vmm-1" "$work/out" || break
+  sleep 0.1
+done
+grep -q "vmm-1" "$work/out" && fail "the lease did not lapse after keep-lease ended: $(cat "$work/out")"
+run 1 keep-lease "$group" --interval 1s
+grep -q "^iommuctl: FAILED_PRECONDITION GROUP_NOT_OWNED: " "$work/err" || fail "keep-lease of an unowned group: $(cat "$work/err")"
+run 2 keep-lease "$group" --interval 0s
 run 2 claim "$group" --lease soon
 run 2 claim "$group" --lease -5s
 run 1 claim "$group" --lease 100ms
