@@ -20,6 +20,7 @@ ABSL_FLAG(int, groups, 0, "use_unuse: groups the devices share (0: one per call 
 ABSL_FLAG(std::string, unit, "smmu0", "unit to probe the run's devices on");
 ABSL_FLAG(uint32_t, rid_base, 0xa000, "first RID of the run's devices");
 ABSL_FLAG(bool, json, false, "print JSON instead of a table");
+ABSL_FLAG(bool, request_ids, false, "give every mutating call a fresh request_id");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("load generator for iommud; see --help");
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   options.groups = absl::GetFlag(FLAGS_groups);
   options.unit = absl::GetFlag(FLAGS_unit);
   options.rid_base = absl::GetFlag(FLAGS_rid_base);
+  options.request_ids = absl::GetFlag(FLAGS_request_ids);
   absl::StatusOr<iommud::LatencySummary> summary = iommud::RunLoad(options);
   if (!summary.ok()) {
     std::fprintf(stderr, "loadgen: %s (%s)\n", std::string(summary.status().message()).c_str(),

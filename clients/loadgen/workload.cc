@@ -133,6 +133,7 @@ class LoadRun {
   struct Call {
     int index = 0;
     bool second_half = false;  // attach vs detach, use vs unuse, map vs unmap
+    uint64_t sent = 0;         // names the request ids (--request_ids)
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<iommu::v1::Iommu::Stub> iommu;
     std::unique_ptr<grpc::health::v1::Health::Stub> health;
@@ -176,6 +177,8 @@ class LoadRun {
     };
     const SlotResources& slot = resources_[call.index];
     grpc::ClientContext* context = call.context.get();
+    const std::string request_id =
+        options_.request_ids ? absl::StrCat("lg-", call.index, "-", ++call.sent) : "";
     switch (options_.mix) {
       case Mix::kHealth:
         call.health->async()->Check(context, &call.health_request, &call.health_response, done);
@@ -189,20 +192,24 @@ class LoadRun {
           call.attach.set_group_id(slot.group);
           call.attach.set_domain_id(slot.domain);
           call.attach.set_owner(options_.owner);
+          call.attach.set_request_id(request_id);
           call.iommu->async()->AttachGroup(context, &call.attach, &call.group, done);
         } else {
           call.detach.set_group_id(slot.group);
           call.detach.set_domain_id(slot.domain);
           call.detach.set_owner(options_.owner);
+          call.detach.set_request_id(request_id);
           call.iommu->async()->DetachGroup(context, &call.detach, &call.group, done);
         }
         break;
       case Mix::kUseUnuse:
         if (!call.second_half) {
           call.use.set_device(slot.device);
+          call.use.set_request_id(request_id);
           call.iommu->async()->UseDefaultDomain(context, &call.use, &call.group, done);
         } else {
           call.unuse.set_device(slot.device);
+          call.unuse.set_request_id(request_id);
           call.iommu->async()->UnuseDefaultDomain(context, &call.unuse, &call.group, done);
         }
         break;
@@ -213,12 +220,14 @@ class LoadRun {
           call.map.set_paddr(0x100000);
           call.map.set_size(4096);
           call.map.set_owner(options_.owner);
+          call.map.set_request_id(request_id);
           call.iommu->async()->Map(context, &call.map, &call.map_response, done);
         } else {
           call.unmap.set_domain_id(slot.domain);
           call.unmap.set_iova(0x100000);
           call.unmap.set_size(4096);
           call.unmap.set_owner(options_.owner);
+          call.unmap.set_request_id(request_id);
           call.iommu->async()->Unmap(context, &call.unmap, &call.unmap_response, done);
         }
         break;

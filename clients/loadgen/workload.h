@@ -35,6 +35,9 @@ struct LoadOptions {
   std::string unit = "smmu0";    // where the run probes its devices
   uint32_t rid_base = 0xa000;    // RIDs rid_base.. are the run's
   std::string owner = "loadgen";
+  // Give every mutating call a fresh request_id (what a client that retries safely sends): the
+  // daemon then also stores each call's reply (server/idempotency.h).
+  bool request_ids = false;
 };
 
 // INVALID_ARGUMENT for bad options; the setup's error if the daemon refuses it.

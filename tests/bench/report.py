@@ -119,6 +119,12 @@ def main():
             row(f"durable attach+detach RPC/s: sqlite sync={sync} vs --state=memory",
                 "n/a" if durable is None else f"{durable:.0f}/s vs {ad:.0f}/s",
                 durable and durable / ad, "(context: the cost of a commit per change)")
+        plain = rpc.get("attach_detach_sqlite_normal", {}).get("ops_per_second")
+        with_ids = rpc.get("attach_detach_sqlite_normal_ids", {}).get("ops_per_second")
+        if plain and with_ids:
+            row("durable attach+detach RPC/s (sync=normal): every call with a request_id vs none",
+                f"{with_ids:.0f}/s vs {plain:.0f}/s", with_ids / plain,
+                "(context: the cost of storing each reply)")
         idle, loaded = rpc["light_idle"]["p99_us"], rpc["light_under_load"]["p99_us"]
         row("light client p99 on group A: under a heavy client on group B vs idle",
             f"{loaded:.0f} us vs {idle:.0f} us", loaded / idle if idle else None, "<= 1.50")

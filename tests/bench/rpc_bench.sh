@@ -47,5 +47,8 @@ wait "$heavy"
 # Durable attach+detach: every change committed to the SQLite file before the reply.
 start_daemon sqlite_normal --state=sqlite --state_sync=normal
 run attach_detach_sqlite_normal --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
+# The same with a request id on every call (its record and reply are stored too).
+run attach_detach_sqlite_normal_ids --mix=attach_detach --channels=4 --outstanding=8 \
+  --rid_base=0x1000 --request_ids
 start_daemon sqlite_full --state=sqlite --state_sync=full
 run attach_detach_sqlite_full --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
