@@ -328,7 +328,8 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       State::AddGroup(group, &batch);
     }
     // The device is gone whatever the store says: a refusal cannot be undone, only counted.
-    state_->CommitOrCount(std::move(batch));
+    // result_ref: whether the release leaked an attachment (the reply of a retried request id).
+    state_->CommitOrCount(std::move(batch), result.leaked_attachment ? 1 : 0);
     MapWriterLock map_lock(&state_->map_mu, state_->observer());
     if (group.dead.load()) state_->groups.erase(group.id);
     auto it = state_->devices.find(device->name);

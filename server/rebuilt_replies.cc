@@ -32,9 +32,10 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
 }
 
 absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
-                          const iommu::v1::ReleaseDeviceRequest& /*request*/,
-                          uint64_t /*result_ref*/, iommu::v1::ReleaseDeviceResponse* reply) {
+                          const iommu::v1::ReleaseDeviceRequest& /*request*/, uint64_t result_ref,
+                          iommu::v1::ReleaseDeviceResponse* reply) {
   reply->Clear();
+  reply->set_leaked_attachment(result_ref != 0);
   return absl::OkStatus();
 }
 

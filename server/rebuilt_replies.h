@@ -1,11 +1,11 @@
 // RebuildReply: the reply of a mutating request whose change is durable but whose reply was never
 // stored (the daemon stopped between the two; server/idempotency.h), rebuilt from the state now and
-// the request record's result_ref (AllocDomain: the domain id; Unmap: the bytes unmapped).
+// the request record's result_ref (AllocDomain: the domain id; Unmap: the bytes unmapped;
+// ReleaseDevice: whether it leaked an attachment).
 //
 // Best effort by nature: the reply shows the object the request named as it is now (a later
-// request may have changed it since), a FreeDomain reply only carries the freed domain's id, and a
-// ReleaseDevice reply cannot tell whether the release leaked an attachment (leaked_attachment is
-// false; the leak itself is in the registry's leak records). Errors are the lookups' errors.
+// request may have changed it since) and a FreeDomain reply only carries the freed domain's id.
+// Errors are the lookups' errors.
 #ifndef IOMMUD_SERVER_REBUILT_REPLIES_H_
 #define IOMMUD_SERVER_REBUILT_REPLIES_H_
 

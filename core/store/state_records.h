@@ -64,7 +64,8 @@ struct RequestRecord {
   std::string method;       // e.g. "AttachGroup"
   std::string fingerprint;  // a hash of the request's fields: a reused id with other fields is refused
   // The one number the response needs that the state after the request cannot give (the id of an
-  // allocated domain, the bytes an Unmap removed); 0 otherwise.
+  // allocated domain, the bytes an Unmap removed, 1 if a ReleaseDevice leaked an attachment); 0
+  // otherwise.
   uint64_t result_ref = 0;
   // The serialized response, filled in (SetRequestResponse) once the server has built it.
   std::optional<std::string> response;

@@ -342,6 +342,34 @@ TEST_F(IdempotencyTest, AReplyLostBeforeItWasStoredIsRebuiltFromTheState) {
   EXPECT_EQ(Outcome("replayed"), 1);
 }
 
+TEST_F(IdempotencyTest, ARebuiltReleaseReplyStillTellsOfTheLeakedAttachment) {
+  ASSERT_OK(registry_->ClaimOwnership(Group0(), "vm").status());
+  iommu::v1::ReleaseDeviceRequest release;
+  release.set_device("d0");
+  release.set_request_id("unplug-1");
+  auto run_release = [&](iommu::v1::ReleaseDeviceResponse* reply) {
+    return keeper_->Run<iommu::v1::ReleaseDeviceRequest, iommu::v1::ReleaseDeviceResponse>(
+        "ReleaseDevice", "uid:1", release, reply,
+        [&](const iommu::v1::ReleaseDeviceRequest& r, iommu::v1::ReleaseDeviceResponse* out) {
+          ++handler_runs_;
+          return handlers_->ReleaseDevice(r, out);
+        },
+        [&](uint64_t result_ref, iommu::v1::ReleaseDeviceResponse* out) {
+          return RebuildReply(*handlers_, release, result_ref, out);
+        });
+  };
+  spy_->drop_replies = true;
+  iommu::v1::ReleaseDeviceResponse first;
+  ASSERT_OK(run_release(&first));
+  EXPECT_TRUE(first.leaked_attachment());  // released while owned
+  spy_->drop_replies = false;
+  iommu::v1::ReleaseDeviceResponse retry;
+  ASSERT_OK(run_release(&retry));  // the device is gone: a re-run would be DEVICE_NOT_FOUND
+  EXPECT_EQ(handler_runs_, 1);
+  EXPECT_TRUE(retry.leaked_attachment());
+  EXPECT_EQ(Outcome("rebuilt"), 1);
+}
+
 TEST_F(IdempotencyTest, ASuccessThatChangedNothingIsRememberedToo) {
   Domain domain;
   ASSERT_OK(Alloc("uid:1", AllocRequest(""), &domain));
