@@ -121,33 +121,42 @@ absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& contex
   return Admit(caller, request, permit);
 }
 
+template <typename Request, typename Response, typename Run>
+grpc::ServerUnaryReactor* IommuService::Serve(grpc::CallbackServerContext* context,
+                                              absl::string_view method, const Request* request,
+                                              Response* response, Run run) {
+  Request rewritten;
+  ClientLimiter::Permit permit;  // held until the handler returns
+  std::string principal;
+  absl::StatusOr<const Request*> authorized =
+      AuthorizeCall(*context, method, request, &rewritten, &permit, &principal);
+  if (!authorized.ok()) return FinishCall(context, authorized.status());
+  return FinishCall(context, run(principal, **authorized, response));
+}
+
 // Each RPC: authorize it (and rewrite its owner), run its handler to completion, finish the call.
-#define IOMMUD_UNARY_RPC(method, Request, Response)                                          \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,       \
-                                                 const iommu::v1::Request* request,          \
-                                                 iommu::v1::Response* response) {            \
-    iommu::v1::Request rewritten;                                                            \
-    ClientLimiter::Permit permit; /* held until the handler returns */                       \
-    std::string principal;                                                                   \
-    absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
-        AuthorizeCall(*context, #method, request, &rewritten, &permit, &principal);          \
-    if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
-    return FinishCall(context, handlers_.method(**authorized, response));                    \
+#define IOMMUD_UNARY_RPC(method, Request, Response)                                              \
+  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,           \
+                                                 const iommu::v1::Request* request,              \
+                                                 iommu::v1::Response* response) {                \
+    return Serve(context, #method, request, response,                                            \
+                 [this](const std::string& /*principal*/, const auto& authorized, auto* out) {   \
+                   return handlers_.method(authorized, out);                                     \
+                 });                                                                             \
   }
 
 // A mutating RPC: the same, with the handler run through the IdempotencyKeeper.
-#define IOMMUD_MUTATING_RPC(method, Request, Response)                                       \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,       \
-                                                 const iommu::v1::Request* request,          \
-                                                 iommu::v1::Response* response) {            \
-    iommu::v1::Request rewritten;                                                            \
-    ClientLimiter::Permit permit; /* held until the handler returns */                       \
-    std::string principal;                                                                   \
-    absl::StatusOr<const iommu::v1::Request*> authorized =                                   \
-        AuthorizeCall(*context, #method, request, &rewritten, &permit, &principal);          \
-    if (!authorized.ok()) return FinishCall(context, authorized.status());                   \
-    return FinishCall(context, RunMutating(#method, principal, **authorized, response,      \
-                    [this](const auto& r, auto* out) { return handlers_.method(r, out); })); \
+#define IOMMUD_MUTATING_RPC(method, Request, Response)                                           \
+  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,           \
+                                                 const iommu::v1::Request* request,              \
+                                                 iommu::v1::Response* response) {                \
+    return Serve(context, #method, request, response,                                            \
+                 [this](const std::string& principal, const auto& authorized, auto* out) {       \
+                   return RunMutating(#method, principal, authorized, out,                       \
+                                      [this](const auto& r, auto* o) {                           \
+                                        return handlers_.method(r, o);                           \
+                                      });                                                        \
+                 });                                                                             \
   }
 
 IOMMUD_UNARY_RPC(ListUnits, ListUnitsRequest, ListUnitsResponse)

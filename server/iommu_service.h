@@ -183,6 +183,11 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
                                const Request& request, ClientLimiter::Permit* permit) const;
 
+  // One unary call: authorizes it (AuthorizeCall), then finishes it with
+  // run(principal, authorized request, response).
+  template <typename Request, typename Response, typename Run>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context, absl::string_view method,
+                                  const Request* request, Response* response, Run run);
   // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
   // retry with the same request_id gets the original reply), else after checking the id's form.
   template <typename Request, typename Response, typename Handler>
