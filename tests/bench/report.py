@@ -124,7 +124,7 @@ def main():
         if plain and with_ids:
             row("durable attach+detach RPC/s (sync=normal): every call with a request_id vs none",
                 f"{with_ids:.0f}/s vs {plain:.0f}/s", with_ids / plain,
-                "(context: the cost of storing each reply)")
+                "(context: a request record stored and looked up per call)")
         idle, loaded = rpc["light_idle"]["p99_us"], rpc["light_under_load"]["p99_us"]
         row("light client p99 on group A: under a heavy client on group B vs idle",
             f"{loaded:.0f} us vs {idle:.0f} us", loaded / idle if idle else None, "<= 1.50")
