@@ -35,11 +35,13 @@ struct ClientOptions {
   std::string tls_key;
   std::string tls_server_name;  // checked against the daemon's certificate instead of the host
   // Mutating calls (those whose request has a request_id field; see iommu.proto's "Request ids"):
-  // a request sent without an id gets `request_id` when it is set, else, when retry_mutations > 0,
-  // a random one ("c-" and 32 hex digits). A call that fails with UNAVAILABLE (the daemon
-  // restarting or RECOVERING, a dropped connection) or ABORTED REQUEST_IN_PROGRESS is sent again
-  // with the same id, up to `retry_mutations` more times, `retry_backoff` x attempt apart: the
-  // daemon acts on it at most once. 0 = no retries, and ids only when the caller sets them.
+  // a request sent without an id gets `request_id` when it is set (so set it only for a client
+  // that makes one mutating call, like iommuctl: a second call under the same id with other
+  // fields is REQUEST_ID_REUSED), else, when retry_mutations > 0, a random one ("c-" and 32 hex
+  // digits). A call that fails with UNAVAILABLE (the daemon restarting or RECOVERING, a dropped
+  // connection) or ABORTED REQUEST_IN_PROGRESS is sent again with the same id, up to
+  // `retry_mutations` more times, `retry_backoff` x attempt apart: the daemon acts on it at most
+  // once. 0 = no retries, and ids only when the caller sets them.
   std::string request_id;
   int retry_mutations = 0;
   absl::Duration retry_backoff = absl::Milliseconds(200);
