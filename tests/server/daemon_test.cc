@@ -85,6 +85,9 @@ TEST(DaemonTest, StartFailuresCarryTheirStepsReason) {
   options.listen_tcp = "127.0.0.1:no-such-port";
   options.insecure_tcp = true;
   EXPECT_ERROR(Daemon::Start(options), kUnavailable, "LISTEN_FAILED");
+  options = OptionsIn(dir);
+  options.request_id_window = absl::ZeroDuration();
+  EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_FLAG");
   // None of them left a socket or the lock behind.
   EXPECT_FALSE(Exists(dir.path() + "/state/iommud.sock"));
   options = OptionsIn(dir);
