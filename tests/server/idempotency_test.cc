@@ -98,29 +98,30 @@ class IdempotencyTest : public ::testing::Test {
     keeper_ = std::make_unique<IdempotencyKeeper>(spy_.get(), &clock_, absl::Hours(1), &metrics_);
   }
 
-  absl::Status Alloc(const std::string& principal, const AllocDomainRequest& request,
-                     Domain* reply) {
-    return keeper_->Run<AllocDomainRequest, Domain>(
-        "AllocDomain", principal, request, reply,
-        [&](const AllocDomainRequest& r, Domain* out) {
+  // `request` through the keeper as the service runs it: `handler` (counted in handler_runs_),
+  // replies rebuilt by RebuildReply.
+  template <typename Request, typename Response>
+  absl::Status Run(absl::string_view method, const std::string& principal, const Request& request,
+                   Response* reply,
+                   absl::Status (RequestHandlers::*handler)(const Request&, Response*) const) {
+    return keeper_->Run<Request, Response>(
+        method, principal, request, reply,
+        [&](const Request& r, Response* out) {
           ++handler_runs_;
-          return handlers_->AllocDomain(r, out);
+          return (handlers_.get()->*handler)(r, out);
         },
-        [&](uint64_t result_ref, Domain* out) {
+        [&](uint64_t result_ref, Response* out) {
           return RebuildReply(*handlers_, request, result_ref, out);
         });
   }
 
+  absl::Status Alloc(const std::string& principal, const AllocDomainRequest& request,
+                     Domain* reply) {
+    return Run("AllocDomain", principal, request, reply, &RequestHandlers::AllocDomain);
+  }
+
   absl::Status Claim(const ClaimOwnershipRequest& request, Group* reply) {
-    return keeper_->Run<ClaimOwnershipRequest, Group>(
-        "ClaimOwnership", "uid:1", request, reply,
-        [&](const ClaimOwnershipRequest& r, Group* out) {
-          ++handler_runs_;
-          return handlers_->ClaimOwnership(r, out);
-        },
-        [&](uint64_t result_ref, Group* out) {
-          return RebuildReply(*handlers_, request, result_ref, out);
-        });
+    return Run("ClaimOwnership", "uid:1", request, reply, &RequestHandlers::ClaimOwnership);
   }
 
   static AllocDomainRequest AllocRequest(const std::string& id, const std::string& owner = "vm") {
@@ -348,15 +349,7 @@ TEST_F(IdempotencyTest, ARebuiltReleaseReplyStillTellsOfTheLeakedAttachment) {
   release.set_device("d0");
   release.set_request_id("unplug-1");
   auto run_release = [&](iommu::v1::ReleaseDeviceResponse* reply) {
-    return keeper_->Run<iommu::v1::ReleaseDeviceRequest, iommu::v1::ReleaseDeviceResponse>(
-        "ReleaseDevice", "uid:1", release, reply,
-        [&](const iommu::v1::ReleaseDeviceRequest& r, iommu::v1::ReleaseDeviceResponse* out) {
-          ++handler_runs_;
-          return handlers_->ReleaseDevice(r, out);
-        },
-        [&](uint64_t result_ref, iommu::v1::ReleaseDeviceResponse* out) {
-          return RebuildReply(*handlers_, release, result_ref, out);
-        });
+    return Run("ReleaseDevice", "uid:1", release, reply, &RequestHandlers::ReleaseDevice);
   };
   spy_->drop_replies = true;
   iommu::v1::ReleaseDeviceResponse first;
@@ -380,15 +373,7 @@ TEST_F(IdempotencyTest, ASuccessThatChangedNothingIsRememberedToo) {
   unmap.set_owner("vm");
   unmap.set_request_id("unmap-1");
   auto run_unmap = [&](iommu::v1::UnmapResponse* reply) {
-    return keeper_->Run<iommu::v1::UnmapRequest, iommu::v1::UnmapResponse>(
-        "Unmap", "uid:1", unmap, reply,
-        [&](const iommu::v1::UnmapRequest& r, iommu::v1::UnmapResponse* out) {
-          ++handler_runs_;
-          return handlers_->Unmap(r, out);
-        },
-        [&](uint64_t result_ref, iommu::v1::UnmapResponse* out) {
-          return RebuildReply(*handlers_, unmap, result_ref, out);
-        });
+    return Run("Unmap", "uid:1", unmap, reply, &RequestHandlers::Unmap);
   };
   iommu::v1::UnmapResponse first;
   ASSERT_OK(run_unmap(&first));
