@@ -72,7 +72,9 @@ absl::Status ValidateCaps(absl::string_view name, const UnitCaps& caps) {
 
 }  // namespace
 
-absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCaps& caps) {
+absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCaps& caps,
+                                           bool* adopted) {
+  if (adopted != nullptr) *adopted = false;
   RETURN_IF_ERROR(ValidateCaps(name, caps));
   auto unit = std::make_shared<UnitState>();
   unit->name = std::string(name);
@@ -85,14 +87,18 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
     }
   }
   absl::Status added = backend()->AddUnit(name, caps);
-  if (!added.ok()) return BackendError(added, "add_unit", {{"unit", unit->name}});
+  // The hardware already holds the unit with these caps but the registry does not: a start that
+  // died between programming the unit and committing it. Adopt it; the release domain allocated
+  // then is an orphan the next Reconcile frees.
+  const bool adopt = added.code() == absl::StatusCode::kAlreadyExists;
+  if (!added.ok() && !adopt) return BackendError(added, "add_unit", {{"unit", unit->name}});
   ASSIGN_OR_RETURN(unit->release_domain,
                    state_->CreateDomain(unit, State::BlockingType(caps), "", /*core_owned=*/true));
   StoreBatch batch;
   batch.put_units.push_back(State::UnitRecordOf(*unit));
   batch.put_domains.push_back(State::DomainRecordOf(*unit->release_domain));
   if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
-    // The backend keeps the (empty) unit: it has no remove; a retry adopts it.
+    // The backend keeps the (empty) unit: it has no remove; a retry adopts it (above).
     (void)state_->DestroyDomain(unit->release_domain);
     unit->release_domain.reset();  // breaks the unit <-> release domain cycle
     return committed;
@@ -101,6 +107,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
     MapWriterLock lock(&state_->map_mu, state_->observer());
     state_->units[unit->name] = unit;
   }
+  if (adopted != nullptr) *adopted = adopt;
   return GetUnit(name);
 }
 

@@ -159,6 +159,12 @@ struct RecoveryReport {
   // adopted as they were, and domains whose page tables disagreed and were rewritten.
   size_t domains_adopted = 0;
   size_t domains_rewritten = 0;
+  // Units the hardware already held: those of the store, and (counted by the start-up, see
+  // server/state_recovery.h) those a crashed first start programmed but never committed.
+  size_t units_adopted = 0;
+  // Domains the hardware held when the store was empty (a first start that died after programming
+  // some): ids are allocated past them, and the start-up's Reconcile frees them.
+  size_t hardware_domains_unknown = 0;
   // The reconcile after loading: what disagreed with the store (repaired toward it) and what an
   // audit still finds after the repair.
   std::vector<LeakRecord> repaired;
@@ -188,9 +194,14 @@ class Registry {
   uint64_t unrecorded_changes() const;
 
   // --- Units ---
-  // Registers a unit with the backend and creates its release (blocked) domain.
-  // ALREADY_EXISTS (UNIT_EXISTS); INVALID_ARGUMENT (INVALID_UNIT) for an empty name or bad caps.
-  absl::StatusOr<UnitInfo> AddUnit(absl::string_view name, const UnitCaps& caps);
+  // Registers a unit with the backend and creates its release (blocked) domain. A unit the
+  // hardware already holds with the same caps (one a crashed start programmed but never committed)
+  // is adopted, and `*adopted` (optional) says so; Reconcile() then frees what that start left.
+  // ALREADY_EXISTS (UNIT_EXISTS) for a unit the registry has; INVALID_ARGUMENT (INVALID_UNIT) for
+  // an empty name or bad caps; FAILED_PRECONDITION (UNIT_CAPS_MISMATCH) for a unit the hardware
+  // holds with other caps.
+  absl::StatusOr<UnitInfo> AddUnit(absl::string_view name, const UnitCaps& caps,
+                                   bool* adopted = nullptr);
   std::vector<UnitInfo> ListUnits() const;  // sorted by name
   absl::StatusOr<UnitInfo> GetUnit(absl::string_view name) const;  // NOT_FOUND (UNIT_NOT_FOUND)
 

@@ -200,8 +200,14 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   ASSIGN_OR_RETURN(StoreSnapshot snapshot, state_->store()->Load());
   RecoveryReport report;
   if (snapshot.empty()) {
+    // The hardware may still be ahead of an empty store (a first start killed before its first
+    // commit): never reuse the ids of the domains it holds.
+    const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
+    report.hardware_domains_unknown = hardware_domains.size();
+    DomainId max_domain = 0;
+    for (DomainId id : hardware_domains) max_domain = std::max(max_domain, id);
     state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, 1));
-    state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, 1));
+    state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
     report.elapsed = absl::Now() - start;
     return report;
   }
@@ -338,7 +344,9 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   const std::set<DomainId> in_hardware(hardware_domains.begin(), hardware_domains.end());
   for (const auto& [name, unit] : units) {
     absl::Status added = backend()->AddUnit(name, unit->caps);
-    if (!added.ok() && added.code() != absl::StatusCode::kAlreadyExists) {
+    if (added.code() == absl::StatusCode::kAlreadyExists) {
+      ++report.units_adopted;
+    } else if (!added.ok()) {
       return BackendError(added, "add_unit", {{"unit", name}});
     }
   }

@@ -96,16 +96,31 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
   // A bad topology file is a start-up error even when the store makes it unnecessary.
   ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
+  DurableStepHook before_durable_step;  // null unless a crash point is set
+  if (options.test_crash_before_step != 0) {
+    daemon->crash_points_ =
+        std::make_unique<CrashPoints>(options.test_crash_before_step, options.test_crash_phase);
+    before_durable_step = daemon->crash_points_->Hook();
+  }
   ASSIGN_OR_RETURN(OpenedStateStore opened, OpenStateStore(StoreOptionsOf(options),
                                                            options.state_dir));
   daemon->store_ = std::move(opened.store);
   daemon->state_file_ = opened.path;
+  StateStore* store = daemon->store_.get();
+  if (before_durable_step) {
+    daemon->crash_point_store_ = std::make_unique<DurableStepStateStore>(store, before_durable_step);
+    store = daemon->crash_point_store_.get();
+  }
   if (opened.created && !opened.path.empty()) {
+    if (before_durable_step) before_durable_step("topology marker");
     RETURN_IF_ERROR(WriteTopologyPendingMarker(opened.path));
   }
 
   daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
-  ASSIGN_OR_RETURN(daemon->backend_, CreateBackend(options.backend, options.backend_options));
+  BackendHooks backend_hooks;
+  backend_hooks.before_durable_write = before_durable_step;
+  ASSIGN_OR_RETURN(daemon->backend_,
+                   CreateBackend(options.backend, options.backend_options, backend_hooks));
   IommuBackend* hardware = daemon->backend_.get();
   if (options.allow_fault_injection) {
     DaemonMetrics* metrics = daemon->metrics_.get();
@@ -116,7 +131,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     SetBackendFaultInjector(&daemon->injector_);  // pgtable.alloc, cmdq.sync_timeout
     hardware = daemon->injecting_backend_.get();
     daemon->injecting_store_ =  // store.write
-        std::make_unique<FaultInjectingStateStore>(daemon->store_.get(), &daemon->injector_);
+        std::make_unique<FaultInjectingStateStore>(store, &daemon->injector_);
+    store = daemon->injecting_store_.get();
   }
   daemon->instrumented_backend_ =
       std::make_unique<InstrumentedBackend>(hardware, daemon->metrics_.get());
@@ -124,8 +140,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   registry_options.backend = daemon->instrumented_backend_.get();
   registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
-  registry_options.store = daemon->injecting_store_ != nullptr ? daemon->injecting_store_.get()
-                                                               : daemon->store_.get();
+  registry_options.store = store;
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
 
   Authorizer::Options authz;
@@ -184,7 +199,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
   if (options.while_recovering) options.while_recovering();
   ASSIGN_OR_RETURN(daemon->startup_, RecoverOrApplyTopology(daemon->registry_.get(), topology,
-                                                            daemon->state_file_));
+                                                            daemon->state_file_,
+                                                            before_durable_step));
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
   daemon->service_->SetRecovering(false);
   if (!options.metrics_listen.empty()) {
@@ -197,6 +213,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->idempotency_->Start(std::min(options.request_id_window, absl::Minutes(1)));
   if (options.audit_interval > absl::ZeroDuration()) {
     daemon->audit_thread_ = std::thread([d = daemon.get()] { d->AuditLoop(); });
+  }
+  if (daemon->crash_points_ != nullptr) {
+    daemon->crash_points_->Reached(CrashPoints::Phase::kServing);
   }
   grpc::HealthCheckServiceInterface* health = daemon->server_->GetHealthCheckService();
   health->SetServingStatus("", true);

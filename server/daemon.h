@@ -22,9 +22,11 @@
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
 #include "core/backend/fault_injecting_backend.h"
+#include "core/crash_points.h"
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
 #include "core/registry.h"
+#include "core/store/durable_step_state_store.h"
 #include "core/store/fault_injecting_state_store.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
@@ -85,6 +87,10 @@ struct DaemonOptions {
   // The registry's durable state (--state, --state_file, --state_sync, --init_state). With the
   // emulated backend, its memory file counts as evidence of previous state (STATE_MISSING).
   StateStoreOptions state;
+  // Crash-point sweep (core/crash_points.h; test hosts only): when non-zero, the daemon kills
+  // itself (SIGKILL) just before its N-th durable step counted from `test_crash_phase`.
+  uint64_t test_crash_before_step = 0;
+  CrashPoints::Phase test_crash_phase = CrashPoints::Phase::kStart;
   // Test hook: called during Start while the registry is being recovered (the server listens,
   // health is NOT_SERVING, iommu.v1.Iommu calls fail with UNAVAILABLE RECOVERING).
   std::function<void()> while_recovering;
@@ -123,6 +129,8 @@ class Daemon {
   int metrics_port() const { return metrics_port_; }  // 0 when metrics are off
   StateStore* store() const { return store_.get(); }
   const std::string& state_file() const { return state_file_; }  // "" for the in-memory store
+  // The crash-point counter (options.test_crash_before_step), or null when none is set.
+  const CrashPoints* crash_points() const { return crash_points_.get(); }
   // What the start-up did with the store (recovery report, topology applied or not, log lines).
   const StartupOutcome& startup() const { return startup_; }
 
@@ -147,7 +155,9 @@ class Daemon {
   std::string socket_path_;
   int tcp_port_ = 0;
   std::unique_ptr<StateDirLock> lock_;
+  std::unique_ptr<CrashPoints> crash_points_;  // set with options.test_crash_before_step
   std::unique_ptr<StateStore> store_;  // outlives registry_ (declared before it)
+  std::unique_ptr<DurableStepStateStore> crash_point_store_;  // wraps store_ with crash_points_
   std::string state_file_;
   StartupOutcome startup_;
   void AuditLoop();

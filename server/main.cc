@@ -75,6 +75,13 @@ ABSL_FLAG(absl::Duration, request_id_window, iommud::kDefaultRequestIdWindow,
           "How long the reply of a mutating request with a request_id is kept for its retries.");
 ABSL_FLAG(bool, allow_fault_injection, false,
           "Serve InjectFault/ListFaults/ClearFaults (test hosts only).");
+ABSL_FLAG(uint64_t, test_crash_before_step, 0,
+          "Test hosts only: kill the daemon (SIGKILL) just before its N-th durable step (a store "
+          "write, an emulated-memory write, the topology marker), counted from "
+          "--test_crash_phase; 0 = never. For the crash-point sweep.");
+ABSL_FLAG(std::string, test_crash_phase, "start",
+          "Where --test_crash_before_step starts counting: start (the daemon's start-up) or "
+          "serving (once it serves).");
 ABSL_FLAG(std::string, policy_file, "",
           "Roles of principals, one '<role> <principal>' per line (roles viewer, operator, admin; "
           "principals uid:N, gid:N, x509:SUBJECT, x509-cn:NAME, insecure); empty = root and the "
@@ -167,10 +174,12 @@ int Main(int argc, char** argv) {
   absl::StatusOr<StateKind> state_kind = ParseStateKind(absl::GetFlag(FLAGS_state));
   absl::StatusOr<StateSync> state_sync = ParseStateSync(absl::GetFlag(FLAGS_state_sync));
   absl::StatusOr<Limits> limits = LimitsFromFlags();
+  absl::StatusOr<CrashPoints::Phase> crash_phase =
+      ParseCrashPhase(absl::GetFlag(FLAGS_test_crash_phase));
   for (const absl::Status& status : {backend_options.status(), default_type.status(),
                                      state_kind.status(), state_sync.status(),
                                      allow_uids.status(), allow_gids.status(),
-                                     limits.status()}) {
+                                     limits.status(), crash_phase.status()}) {
     if (!status.ok()) {
       std::fprintf(stderr, "iommud: %s\n", std::string(status.message()).c_str());
       return kExitUsage;
@@ -185,6 +194,8 @@ int Main(int argc, char** argv) {
   options.state.path = absl::GetFlag(FLAGS_state_file);
   options.state.init = absl::GetFlag(FLAGS_init_state);
   options.limits = *limits;
+  options.test_crash_before_step = absl::GetFlag(FLAGS_test_crash_before_step);
+  options.test_crash_phase = *crash_phase;
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
   if (!daemon.ok()) {
@@ -233,6 +244,11 @@ int Main(int argc, char** argv) {
       running->Shutdown(grace);
     });
     running->Wait();
+  }
+  if (const CrashPoints* crash_points = running->crash_points(); crash_points != nullptr) {
+    // The crash-point sweep learns how many steps a path has from this line.
+    std::fprintf(stderr, "iommud: durable steps counted: %llu\n",
+                 static_cast<unsigned long long>(crash_points->steps()));
   }
   daemon->reset();
   std::fprintf(stderr, "iommud: stopped\n");

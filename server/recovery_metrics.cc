@@ -32,6 +32,13 @@ void ExportRecoveryMetrics(const RecoveryReport& report, DaemonMetrics* metrics)
                        .Register(registry);
   hardware.Add({{"outcome", "adopted"}}).Set(report.domains_adopted);
   hardware.Add({{"outcome", "rewritten"}}).Set(report.domains_rewritten);
+  prometheus::BuildGauge()
+      .Name("iommud_recovery_hardware_units_adopted")
+      .Help("Units the start-up found already in the hardware and adopted (those of the store, "
+            "and those a first start that died had programmed but not committed).")
+      .Register(registry)
+      .Add({})
+      .Set(static_cast<double>(report.units_adopted));
   auto& repaired = prometheus::BuildCounter()
                        .Name("iommud_recovery_repaired_total")
                        .Help("Disagreements between hardware and store the recovery repaired, by "

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -82,7 +83,8 @@ absl::Status WriteTopologyPendingMarker(const std::string& state_file) {
 
 absl::StatusOr<StartupOutcome> RecoverOrApplyTopology(Registry* registry,
                                                       const LoadedTopology& topology,
-                                                      const std::string& state_file) {
+                                                      const std::string& state_file,
+                                                      const DurableStepHook& before_durable_step) {
   StartupOutcome outcome;
   ASSIGN_OR_RETURN(outcome.report, registry->Recover());
   const RecoveryReport& report = outcome.report;
@@ -96,14 +98,24 @@ absl::StatusOr<StartupOutcome> RecoverOrApplyTopology(Registry* registry,
     return outcome;
   }
   const LoadedTopology missing = Missing(topology, *registry);
-  RETURN_IF_ERROR(ApplyTopology(missing, registry));
+  size_t units_adopted = 0;
+  RETURN_IF_ERROR(ApplyTopology(missing, registry, &units_adopted));
   outcome.topology_applied = true;
+  outcome.report.units_adopted += units_adopted;
+  // What a start that died before left in the hardware beyond the store is known only now that
+  // the topology's units are: free and release it.
+  Registry::ReconcileResult reconciled = registry->Reconcile();
+  std::move(reconciled.repaired.begin(), reconciled.repaired.end(),
+            std::back_inserter(outcome.report.repaired));
+  outcome.report.remaining = std::move(reconciled.remaining);
   outcome.log.push_back(absl::StrCat(
       unfinished_first_start && outcome.recovered ? "finished applying topology "
                                                   : "applied topology ",
-      topology.source, ": ", missing.topology.units_size(), " units, ",
-      missing.topology.devices_size(), " devices"));
+      topology.source, ": ", missing.topology.units_size(), " units (", units_adopted,
+      " adopted from the hardware), ", missing.topology.devices_size(), " devices; repaired ",
+      reconciled.repaired.size(), ", leaks remaining ", outcome.report.remaining.size()));
   if (!marker.empty() && Exists(marker)) {
+    if (before_durable_step) before_durable_step("topology marker removal");
     if (unlink(marker.c_str()) != 0) return MarkerError(marker, "cannot remove", errno);
     RETURN_IF_ERROR(SyncDirectory(DirectoryOf(marker)));
   }
@@ -116,7 +128,8 @@ std::string FormatRecoveryReport(const RecoveryReport& report) {
   return absl::StrCat(
       "recovered ", report.units, " units, ", report.devices, " devices, ", report.groups,
       " groups, ", report.domains, " domains, ", report.mappings, " mappings in ",
-      absl::FormatDuration(report.elapsed), "; hardware domains adopted ", report.domains_adopted,
+      absl::FormatDuration(report.elapsed), "; hardware units adopted ", report.units_adopted,
+      ", hardware domains adopted ", report.domains_adopted,
       ", rewritten ", report.domains_rewritten, "; repaired ", report.repaired.size(),
       repaired.empty() ? "" : absl::StrCat(" (", absl::StrJoin(repaired, ", ", absl::PairFormatter("=")), ")"),
       "; leaks remaining ", report.remaining.size());

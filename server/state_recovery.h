@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/crash_points.h"
 #include "core/registry.h"
 #include "server/topology.h"
 
@@ -32,10 +33,14 @@ absl::Status WriteTopologyPendingMarker(const std::string& state_file);
 
 // Recover()s `registry` (which must have a store), then applies `topology` if the store was empty or
 // the marker of `state_file` exists ("" = no file, e.g. the in-memory store), skipping units and
-// devices the store already has, and removes the marker. Errors: Recover's and ApplyTopology's.
-absl::StatusOr<StartupOutcome> RecoverOrApplyTopology(Registry* registry,
-                                                      const LoadedTopology& topology,
-                                                      const std::string& state_file);
+// devices the store already has, and removes the marker. After applying a topology it Reconcile()s
+// once: a first start that died left hardware ahead of the store (units, adopted by AddUnit;
+// domains and RIDs it never committed, freed and released here), and the report says so
+// (units_adopted, repaired, remaining). `before_durable_step` (optional, core/crash_points.h) is
+// called before the marker's removal. Errors: Recover's and ApplyTopology's.
+absl::StatusOr<StartupOutcome> RecoverOrApplyTopology(
+    Registry* registry, const LoadedTopology& topology, const std::string& state_file,
+    const DurableStepHook& before_durable_step = nullptr);
 
 // One line: "recovered 2 units, 4 devices, ... in 1.2ms".
 std::string FormatRecoveryReport(const RecoveryReport& report);

@@ -22,7 +22,8 @@ absl::Status InEntry(const absl::Status& status, absl::string_view source, int l
 
 }  // namespace
 
-absl::Status ApplyTopology(const LoadedTopology& loaded, Registry* registry) {
+absl::Status ApplyTopology(const LoadedTopology& loaded, Registry* registry,
+                           size_t* units_adopted) {
   const iommu::v1::Topology& topology = loaded.topology;
   for (int i = 0; i < topology.units_size(); ++i) {
     const iommu::v1::Topology::Unit& unit = topology.units(i);
@@ -31,8 +32,10 @@ absl::Status ApplyTopology(const LoadedTopology& loaded, Registry* registry) {
     absl::StatusOr<UnitCaps> caps = UnitCapsFromProto(unit.caps());
     absl::Status added = RequireField(unit.name(), "name");
     if (added.ok()) added = caps.status();
-    if (added.ok()) added = registry->AddUnit(unit.name(), *caps).status();
+    bool adopted = false;
+    if (added.ok()) added = registry->AddUnit(unit.name(), *caps, &adopted).status();
     if (!added.ok()) return InEntry(added, loaded.source, line, entry);
+    if (adopted && units_adopted != nullptr) ++*units_adopted;
   }
   for (int i = 0; i < topology.devices_size(); ++i) {
     const iommu::v1::Topology::Device& device = topology.devices(i);

@@ -22,7 +22,9 @@ FactoryTable& TableWithBuiltins() {
   static FactoryTable* const table = [] {
     FactoryTable* t = new FactoryTable;
     MutexLock lock(&t->mu);
-    t->factories.emplace("software", &NewSoftwareBackend);
+    t->factories.emplace("software", [](const BackendOptions& options, const BackendHooks&) {
+      return NewSoftwareBackend(options);  // nothing of it outlives the process
+    });
     t->factories.emplace("emulated", &NewEmulatedBackend);
     return t;
   }();
@@ -42,7 +44,8 @@ absl::Status RegisterBackend(absl::string_view name, BackendFactory factory) {
 }
 
 absl::StatusOr<std::unique_ptr<IommuBackend>> CreateBackend(absl::string_view name,
-                                                            const BackendOptions& options) {
+                                                            const BackendOptions& options,
+                                                            const BackendHooks& hooks) {
   BackendFactory factory;
   {
     FactoryTable& table = TableWithBuiltins();
@@ -57,7 +60,7 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> CreateBackend(absl::string_view na
     }
     factory = it->second;
   }
-  return factory(options);
+  return factory(options, hooks);
 }
 
 std::vector<std::string> BackendNames() {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/backend/iommu_backend.h"
+#include "core/crash_points.h"
 
 namespace iommud {
 
@@ -18,8 +19,15 @@ namespace iommud {
 // A backend rejects keys it does not know with INVALID_ARGUMENT.
 using BackendOptions = std::map<std::string, std::string>;
 
-using BackendFactory =
-    std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(const BackendOptions&)>;
+// What the daemon hands a backend besides its options. Every member is optional.
+struct BackendHooks {
+  // Called before every write the backend makes to state that outlives the process (the emulated
+  // backend's memory file); a backend with no such state never calls it. See core/crash_points.h.
+  DurableStepHook before_durable_write;
+};
+
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(
+    const BackendOptions&, const BackendHooks&)>;
 
 // Registers `factory` under `name`. ALREADY_EXISTS if the name is taken. Thread-safe.
 absl::Status RegisterBackend(absl::string_view name, BackendFactory factory);
@@ -27,7 +35,8 @@ absl::Status RegisterBackend(absl::string_view name, BackendFactory factory);
 // Creates the backend registered as `name` (the built-in ones are always registered).
 // NOT_FOUND (reason UNKNOWN_BACKEND) for an unknown name.
 absl::StatusOr<std::unique_ptr<IommuBackend>> CreateBackend(absl::string_view name,
-                                                            const BackendOptions& options = {});
+                                                            const BackendOptions& options = {},
+                                                            const BackendHooks& hooks = {});
 
 // Registered names, sorted.
 std::vector<std::string> BackendNames();

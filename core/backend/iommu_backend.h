@@ -20,7 +20,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/error.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -39,6 +41,27 @@ struct BackendStats {
   uint64_t iotlb_entries = 0;     // cached translations
 };
 
+// The part of a unit's caps the hardware itself holds (page-table format and stream-table size);
+// the rest (reserved regions, domain types, ...) is the registry's policy.
+inline bool SameHardwareCaps(const UnitCaps& a, const UnitCaps& b) {
+  return a.pgsize_bitmap == b.pgsize_bitmap && a.iova_bits == b.iova_bits &&
+         a.max_rids == b.max_rids;
+}
+
+// AddUnit's refusal of a unit the hardware holds with caps `held`, asked for with `wanted`.
+inline absl::Status UnitExists(absl::string_view unit, const UnitCaps& held,
+                               const UnitCaps& wanted) {
+  if (SameHardwareCaps(held, wanted)) {
+    return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
+                 absl::StrCat("unit '", unit, "' exists"), {{"unit", std::string(unit)}});
+  }
+  return Error(absl::StatusCode::kFailedPrecondition, "UNIT_CAPS_MISMATCH",
+               absl::StrCat("unit '", unit, "' exists with other caps (page sizes 0x",
+                            absl::Hex(held.pgsize_bitmap), ", ", held.iova_bits, " IOVA bits, ",
+                            held.max_rids, " RIDs)"),
+               {{"unit", std::string(unit)}});
+}
+
 class IommuBackend {
  public:
   virtual ~IommuBackend() = default;
@@ -46,8 +69,10 @@ class IommuBackend {
   // The name it is registered under ("software", "emulated").
   virtual absl::string_view name() const = 0;
 
-  // Adds a hardware unit. ALREADY_EXISTS if `unit` is known; INVALID_ARGUMENT for caps the backend
-  // cannot provide (e.g. a page size its page-table format lacks).
+  // Adds a hardware unit. ALREADY_EXISTS (UNIT_EXISTS) if `unit` is known with the same hardware
+  // caps (SameHardwareCaps): the caller may adopt it, e.g. a unit that outlived a crashed daemon;
+  // FAILED_PRECONDITION (UNIT_CAPS_MISMATCH) if it is known with other caps; INVALID_ARGUMENT for
+  // caps the backend cannot provide (e.g. a page size its page-table format lacks).
   virtual absl::Status AddUnit(absl::string_view unit, const UnitCaps& caps) = 0;
 
   // Creates domain `id` of `type` on `unit` (a page-table root for paging types).

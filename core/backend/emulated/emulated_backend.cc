@@ -100,12 +100,13 @@ class EmulatedBackend : public IommuBackend {
         device_(memory_.get(), options.iotlb_entries),
         skip_invalidation_(options.skip_invalidation) {}
 
-  // Formats fresh memory (anonymous, a new file, or a file whose header area is all zero), or
-  // re-attaches to what a previous daemon left. DATA_LOSS (CORRUPT_MEMORY_FILE) when the memory
+  // Formats fresh memory (anonymous, a new file, a file whose header area is all zero, or one whose
+  // formatting a crash interrupted: see FormatNeverFinished), or re-attaches to what a previous
+  // daemon left. DATA_LOSS (CORRUPT_MEMORY_FILE) when the memory
   // holds something that is not a consistent image of this format; it is never reinitialized.
   absl::Status Start(bool existed) {
     MutexLock lock(&mu_);
-    if (existed && !HeaderAreaIsZero()) {
+    if (existed && !HeaderAreaIsZero() && !FormatNeverFinished()) {
       if (const std::string problem = ImageProblem(); !problem.empty()) {
         return Error(absl::StatusCode::kDataLoss, "CORRUPT_MEMORY_FILE",
                      absl::StrCat("the emulated IOMMU memory file is corrupt (", problem,
@@ -119,6 +120,7 @@ class EmulatedBackend : public IommuBackend {
         const DomainId id = memory_->Read64(DomainAddr(slot));
         if (id != 0) domains_[id] = slot;
       }
+      RebuildCounters();
       device_.ConsumeCommands();  // whatever the previous driver left in the queue
       return absl::OkStatus();
     }
@@ -144,9 +146,13 @@ class EmulatedBackend : public IommuBackend {
                    {{"unit", std::string(name)}});
     }
     MutexLock lock(&mu_);
-    if (units_.count(std::string(name)) != 0) {
-      return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
-                   absl::StrCat("unit '", name, "' exists"), {{"unit", std::string(name)}});
+    if (auto known = units_.find(std::string(name)); known != units_.end()) {
+      const uint64_t entry = UnitAddr(known->second);
+      UnitCaps held;
+      held.pgsize_bitmap = memory_->Read64(entry + 0x08);
+      held.iova_bits = memory_->Read64(entry + 0x10);
+      held.max_rids = memory_->Read64(entry + 0x18);
+      return UnitExists(name, held, caps);
     }
     uint64_t index = 0;
     while (index < kMaxUnits && (memory_->Read64(UnitAddr(index)) & 1)) ++index;
@@ -211,11 +217,12 @@ class EmulatedBackend : public IommuBackend {
     // Its translations leave the IOTLB before its page tables are reused.
     if (!skip_invalidation_) Command(kTlbiDomain, id, 0, 0);
     RETURN_IF_ERROR(Sync());
-    if (const uint64_t root = memory_->Read64(*entry + 0x10); root != 0) {
-      EmulatedPageTable(memory_.get(), &pool_, root, 0).FreeAll();
-    }
+    // The entry goes first, then its tables: a crash in between leaks pages (no use), never
+    // leaves a domain whose tables are on the free list.
+    const uint64_t root = memory_->Read64(*entry + 0x10);
     memory_->Zero(*entry, kDomainEntry);
     domains_.erase(id);
+    if (root != 0) EmulatedPageTable(memory_.get(), &pool_, root, 0).FreeAll();
     return absl::OkStatus();
   }
 
@@ -236,9 +243,7 @@ class EmulatedBackend : public IommuBackend {
     const uint64_t config = SteConfigOf(static_cast<DomainType>(info >> 8));
     const SavedSte saved = SaveSte(*ste);
     DropSteReference(*ste);
-    memory_->Write64(*ste + 8, domain);
-    memory_->Write64(*ste + 16, memory_->Read64(*entry + 0x10));
-    memory_->Write64(*ste, kSteValid | config << 1);
+    WriteSte(*ste, domain, memory_->Read64(*entry + 0x10), kSteValid | config << 1);
     memory_->Write64(*entry + 0x18, memory_->Read64(*entry + 0x18) + 1);
     if (!skip_invalidation_) Command(kCfgiSte, *unit, rid, 0);
     if (absl::Status synced = Sync(); !synced.ok()) {
@@ -390,6 +395,18 @@ class EmulatedBackend : public IommuBackend {
     return true;
   }
 
+  // True when the header area holds only what formatting writes before its last word, the magic:
+  // the process died while formatting, before anything else could be written (nothing is written
+  // to an image without a magic), so formatting again loses nothing.
+  bool FormatNeverFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (memory_->Read64(kHdrMagic) != 0) return false;
+    for (uint64_t pa = 0; pa < kAllocArea; pa += 8) {
+      if (pa == kHdrVersion || pa == kHdrSize || pa == kHdrBump) continue;
+      if (memory_->Read64(pa) != 0) return false;
+    }
+    return true;
+  }
+
   // What makes the image in memory unusable ("" if nothing): every pointer the driver and the
   // device follow without checking (queue indices, stream table bases, domain roots, the page
   // allocator's state) must lie inside the allocation area in use, and every page there has at
@@ -409,9 +426,6 @@ class EmulatedBackend : public IommuBackend {
     };
     const uint64_t free_head = memory_->Read64(kHdrFreeList);
     if (free_head != 0 && !allocated_page(free_head)) return "free list out of range";
-    if (memory_->Read64(kHdrPagesInUse) > (bump - kAllocArea) / kPage) {
-      return "page count out of range";
-    }
     const auto ring_ok = [&](uint64_t prod_field, uint64_t cons_field, uint64_t entries) {
       const uint64_t prod = memory_->Read64(prod_field), cons = memory_->Read64(cons_field);
       return cons <= prod && prod - cons <= entries;
@@ -457,22 +471,18 @@ class EmulatedBackend : public IommuBackend {
         return absl::StrCat("domain table slot ", slot);
       }
     }
-    uint64_t table_pages = 0;
     for (const auto& [id, slot] : ids) {
       const uint64_t root = memory_->Read64(DomainAddr(slot) + 0x10);
       if (root == 0) continue;
       const std::optional<uint64_t> pages =
           EmulatedPageTable(memory_.get(), nullptr, root, 0).ClaimTablePages(claim);
       if (!pages.has_value()) return absl::StrCat("page table of domain ", id);
-      table_pages += *pages;
     }
-    if (table_pages != memory_->Read64(kHdrPagesInUse)) return "page-table page count";
     for (uint64_t page = free_head; page != 0; page = memory_->Read64(page)) {
       if (!claim(page)) return "free list";  // outside, in use, or a cycle
     }
-    // Every valid STE names a domain of its unit with that domain's root and config, and each
-    // domain's reference count is its number of STEs.
-    std::map<DomainId, uint64_t> references;
+    // Every valid STE names a domain of its unit with that domain's root and config (reference
+    // counts are bookkeeping, rebuilt by RebuildCounters).
     for (uint64_t i = 0; i < kMaxUnits; ++i) {
       if (!(memory_->Read64(UnitAddr(i)) & 1)) continue;
       const uint64_t base = memory_->Read64(UnitAddr(i) + 0x20);
@@ -489,15 +499,39 @@ class EmulatedBackend : public IommuBackend {
             control != (kSteValid | SteConfigOf(static_cast<DomainType>(info >> 8)) << 1)) {
           return absl::StrCat("unit ", i, " RID ", rid);
         }
-        ++references[domain->first];
-      }
-    }
-    for (const auto& [id, slot] : ids) {
-      if (memory_->Read64(DomainAddr(slot) + 0x18) != references[id]) {
-        return absl::StrCat("reference count of domain ", id);
       }
     }
     return "";
+  }
+
+  // The driver's bookkeeping in the image (pages in use, each domain's STE reference count) is
+  // derived from the tables and is not written in the same step as them, so a crash can leave it
+  // behind: recomputed from the tables whenever the driver attaches to a surviving image. Pages a
+  // crash left allocated but unused (neither in a table nor free) stay lost; they are not counted.
+  void RebuildCounters() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint64_t table_pages = 0;
+    absl::flat_hash_map<DomainId, uint64_t> references;
+    for (const auto& [id, slot] : domains_) {
+      references[id] = 0;
+      const uint64_t root = memory_->Read64(DomainAddr(slot) + 0x10);
+      if (root == 0) continue;
+      table_pages += EmulatedPageTable(memory_.get(), nullptr, root, 0)
+                         .ClaimTablePages([](uint64_t) { return true; })
+                         .value_or(0);
+    }
+    for (const auto& [name, unit] : units_) {
+      const uint64_t base = memory_->Read64(UnitAddr(unit) + 0x20);
+      const uint64_t max_rids = memory_->Read64(UnitAddr(unit) + 0x18);
+      for (uint64_t rid = 0; rid < max_rids; ++rid) {
+        const uint64_t ste = base + rid * kSteBytes;
+        if (memory_->Read64(ste) & kSteValid) ++references[memory_->Read64(ste + 8)];
+      }
+    }
+    auto rewrite = [&](uint64_t pa, uint64_t value) {
+      if (memory_->Read64(pa) != value) memory_->Write64(pa, value);
+    };
+    rewrite(kHdrPagesInUse, table_pages);
+    for (const auto& [id, slot] : domains_) rewrite(DomainAddr(slot) + 0x18, references[id]);
   }
 
   std::string UnitName(uint64_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -545,6 +579,17 @@ class EmulatedBackend : public IommuBackend {
       }
     }
     return entries;
+  }
+
+  // Writes an STE break-before-make, as an SMMU driver must: a valid entry is made invalid first
+  // and the control word (valid bit) is written last, so neither the device nor a crash ever sees
+  // a valid entry naming one domain with another's root.
+  void WriteSte(uint64_t ste, uint64_t domain, uint64_t root, uint64_t control)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (memory_->Read64(ste) & kSteValid) memory_->Write64(ste, 0);
+    memory_->Write64(ste + 8, domain);
+    memory_->Write64(ste + 16, root);
+    memory_->Write64(ste, control);
   }
 
   // Drops the domain reference of a valid STE (before it is rewritten or cleared).
@@ -612,7 +657,8 @@ class EmulatedBackend : public IommuBackend {
   void RestoreSte(uint64_t unit, Rid rid, uint64_t ste, const SavedSte& saved)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     DropSteReference(ste);
-    for (int i = 0; i < 4; ++i) memory_->Write64(ste + 8 * i, saved.words[i]);
+    memory_->Write64(ste + 24, saved.words[3]);
+    WriteSte(ste, saved.words[1], saved.words[2], saved.words[0]);
     if (saved.words[0] & kSteValid) {
       auto it = domains_.find(saved.words[1]);
       if (it != domains_.end()) {
@@ -636,13 +682,15 @@ class EmulatedBackend : public IommuBackend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& given) {
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& given,
+                                                                 const BackendHooks& hooks) {
   absl::StatusOr<Options> options = ParseOptions(given);
   if (!options.ok()) return options.status();
   bool existed = false;
   absl::StatusOr<std::unique_ptr<EmulatedMemory>> memory =
       EmulatedMemory::Open(options->memory_file, options->memory_bytes, &existed);
   if (!memory.ok()) return memory.status();
+  (*memory)->set_before_write(hooks.before_durable_write);
   auto backend = std::make_unique<EmulatedBackend>(*std::move(memory), *options);
   absl::Status started = backend->Start(existed);
   if (!started.ok()) return started;

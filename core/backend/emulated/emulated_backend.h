@@ -26,7 +26,9 @@
 
 namespace iommud {
 
-absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& options);
+// `hooks.before_durable_write` is called before every write to the memory (file or anonymous).
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOptions& options,
+                                                                 const BackendHooks& hooks = {});
 
 }  // namespace iommud
 

@@ -11,8 +11,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "core/crash_points.h"
 
 namespace iommud {
 
@@ -35,20 +37,31 @@ class EmulatedMemory {
     return value;
   }
   void Write64(uint64_t pa, uint64_t value) {
+    BeforeWrite();
     std::memcpy(At(pa, sizeof(value)), &value, sizeof(value));
   }
-  void Zero(uint64_t pa, uint64_t bytes) { std::memset(At(pa, bytes), 0, bytes); }
+  void Zero(uint64_t pa, uint64_t bytes) {
+    BeforeWrite();
+    std::memset(At(pa, bytes), 0, bytes);
+  }
   void ReadBytes(uint64_t pa, void* out, uint64_t bytes) const {
     std::memcpy(out, At(pa, bytes), bytes);
   }
   void WriteBytes(uint64_t pa, const void* in, uint64_t bytes) {
+    BeforeWrite();
     std::memcpy(At(pa, bytes), in, bytes);
   }
+  // Called before every write (Write64, Zero, WriteBytes): each is one durable step of a file-backed
+  // memory (core/crash_points.h). Set it before the memory is shared with other threads.
+  void set_before_write(DurableStepHook hook) { before_write_ = std::move(hook); }
   // Flushes a file-backed memory to its file (msync); no-op for anonymous memory.
   void Sync();
 
  private:
   EmulatedMemory(uint8_t* base, uint64_t size, int fd) : base_(base), size_(size), fd_(fd) {}
+  void BeforeWrite() {
+    if (before_write_) before_write_("emulated memory write");
+  }
   uint8_t* At(uint64_t pa, uint64_t bytes) const {
     assert(pa <= size_ && bytes <= size_ - pa);
     return base_ + pa;
@@ -56,6 +69,7 @@ class EmulatedMemory {
   uint8_t* const base_;
   const uint64_t size_;
   const int fd_;  // -1 for anonymous memory
+  DurableStepHook before_write_;
 };
 
 }  // namespace iommud

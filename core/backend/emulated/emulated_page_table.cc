@@ -134,8 +134,10 @@ bool EmulatedPageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
   if (!IsLeaf(Entry(table, IndexAt(iova, leaf_level)), leaf_level)) return false;
   SetEntry(table, IndexAt(iova, leaf_level), 0);
   for (int level = leaf_level - 1; level >= 0 && TableEmpty(table); --level) {
-    pool_->Free(table);
+    // Unlinked before it is freed: a crash in between leaks the page, never leaves it both in the
+    // table and on the free list.
     SetEntry(path[level], IndexAt(iova, level), 0);
+    pool_->Free(table);
     table = path[level];
   }
   return true;

@@ -72,10 +72,9 @@ class SoftwareBackend : public IommuBackend {
     unit->name = std::string(name);
     unit->caps = caps;
     MutexLock lock(&units_mu_);
-    if (!units_.emplace(unit->name, std::move(unit)).second) {
-      return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
-                   absl::StrCat("unit '", name, "' exists"), {{"unit", std::string(name)}});
-    }
+    auto known = units_.find(unit->name);
+    if (known != units_.end()) return UnitExists(name, known->second->caps, caps);
+    units_.emplace(unit->name, std::move(unit));
     return absl::OkStatus();
   }
 

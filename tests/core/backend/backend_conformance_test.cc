@@ -78,7 +78,11 @@ TEST_P(BackendConformanceTest, RidsPointWhereTheyAreProgrammed) {
 }
 
 TEST_P(BackendConformanceTest, ErrorsAreRefusedAndChangeNothing) {
-  EXPECT_EQ(backend_->AddUnit("u0", UnitCaps()).code(), absl::StatusCode::kAlreadyExists);
+  UnitCaps same;
+  same.max_rids = 4096;
+  EXPECT_EQ(backend_->AddUnit("u0", same).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ErrorReason(backend_->AddUnit("u0", same)), "UNIT_EXISTS");
+  EXPECT_EQ(ErrorReason(backend_->AddUnit("u0", UnitCaps())), "UNIT_CAPS_MISMATCH");
   EXPECT_EQ(backend_->AllocDomain("nope", 200, DomainType::kUnmanaged).code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(backend_->AllocDomain("u0", kPaging, DomainType::kUnmanaged).code(),

@@ -160,7 +160,10 @@ TEST(EmulatedBackendTest, TheHardwareStateOutlivesTheBackend) {
   EXPECT_EQ(leaves[0].size, kPage1G);
   EXPECT_EQ(leaves[1].paddr, 0x80000000u + kPage1G);
   EXPECT_EQ(backend->Translate("smmu0", 0x42, kPage1G + 0x10, kProtRead).paddr, 0x80000010u);
-  EXPECT_EQ(backend->AddUnit("smmu0", UnitCaps()).code(), absl::StatusCode::kAlreadyExists);
+  UnitCaps held;  // the caps SetUpUnit gave it, read back from the memory
+  held.max_rids = 1024;
+  EXPECT_EQ(backend->AddUnit("smmu0", held).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ErrorReason(backend->AddUnit("smmu0", UnitCaps())), "UNIT_CAPS_MISMATCH");
   EXPECT_EQ(backend->FreeDomain(3).code(), absl::StatusCode::kFailedPrecondition);  // RID on it
   ASSERT_TRUE(backend->ReleaseRid("smmu0", 0x42).ok());
   EXPECT_TRUE(backend->FreeDomain(3).ok());
@@ -373,7 +376,6 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
       {"max rids", [](FileWords& w) { w.Write(emu::UnitAddr(0) + 0x18, uint64_t{1} << 40); }},
       {"domain's unit", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 8, 9); }},
       {"domain root", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 0x10, 0x3000); }},
-      {"reference count", [](FileWords& w) { w.Write(emu::DomainAddr(2) + 0x18, 7); }},
       {"STE names no domain",
        [&](FileWords& w) { w.Write(stream_table(w) + 0x42 * emu::kSteBytes + 8, 99); }},
       {"STE config",
@@ -381,7 +383,6 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
       {"PTE points outside", [&](FileWords& w) {
          w.Write(root_of_domain_3(w), (uint64_t{1} << 39) | emu::kPteValid | emu::kPteTable);
        }},
-      {"page count", [](FileWords& w) { w.Write(emu::kHdrPagesInUse, 1); }},
       // Found by tests/fuzz/emulated_queue_fuzzer: the free list's links were not checked, nor
       // whether a page had two uses; each of these was accepted, and the next allocations wrote
       // outside the memory or handed out a page still in use.
@@ -427,6 +428,56 @@ TEST(EmulatedBackendTest, EveryKindOfCorruptionIsRefusedAndTheFileLeftAlone) {
     EXPECT_EQ(ErrorReason(backend.status()), "CORRUPT_MEMORY_FILE");
     EXPECT_TRUE(words.All() == before) << "the file was modified";
   }
+}
+
+// A crash between a table write and the bookkeeping that follows it (pages in use, a domain's STE
+// reference count) leaves counters behind the tables: they are rebuilt from the tables when the
+// backend attaches, not taken as corruption.
+TEST(EmulatedBackendTest, BookkeepingACrashLeftBehindIsRebuilt) {
+  TempFile file;
+  const BackendOptions options = {{"memory_file", file.path()}, {"memory_bytes", "4M"}};
+  uint64_t pages = 0;
+  {
+    std::unique_ptr<IommuBackend> backend = NewBackend(options);
+    SetUpUnit(*backend);
+    ASSERT_TRUE(backend->AttachRid("smmu0", 0x42, 3).ok());
+    ASSERT_TRUE(backend->Map(3, 0, 0, kPage4K, kRW).ok());
+    pages = backend->Stats().page_table_pages;
+  }
+  {
+    FileWords words(file.path());
+    words.Write(emu::kHdrPagesInUse, 1);
+    words.Write(emu::DomainAddr(2) + 0x18, 0);  // domain 3 has an STE: its count must be 1
+  }
+  std::unique_ptr<IommuBackend> backend = NewBackend(options);
+  ASSERT_NE(backend, nullptr);
+  EXPECT_EQ(backend->Stats().page_table_pages, pages);
+  EXPECT_EQ(backend->FreeDomain(3).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(backend->ReleaseRid("smmu0", 0x42).ok());
+  EXPECT_TRUE(backend->FreeDomain(3).ok());  // the rebuilt count went back to zero
+}
+
+// A process that died while formatting (the magic, written last, missing; only the words written
+// before it set) left nothing to keep: the memory is formatted again.
+TEST(EmulatedBackendTest, AnInterruptedFormatIsFormattedAgain) {
+  TempFile file;
+  {
+    const int fd = open(file.path().c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    FileWords words(file.path());
+    words.Write(emu::kHdrVersion, 1);
+    words.Write(emu::kHdrSize, 1 << 20);
+    words.Write(emu::kHdrBump, emu::kAllocArea);
+  }
+  std::unique_ptr<IommuBackend> backend =
+      NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
+  ASSERT_NE(backend, nullptr);
+  UnitCaps caps;
+  caps.max_rids = 256;
+  EXPECT_TRUE(backend->AddUnit("u", caps).ok());
+  EXPECT_EQ(FileWords(file.path()).Read(emu::kHdrMagic), emu::kMagic);
 }
 
 // Event queue entries the device cannot have written (a memory file changed behind its back) are
