@@ -6,43 +6,35 @@
 #ifndef IOMMUD_CORE_STORE_DURABLE_STEP_STATE_STORE_H_
 #define IOMMUD_CORE_STORE_DURABLE_STEP_STATE_STORE_H_
 
-#include <optional>
 #include <string>
 #include <utility>
 
 #include "core/crash_points.h"
-#include "core/store/state_store.h"
+#include "core/store/forwarding_state_store.h"
 
 namespace iommud {
 
-class DurableStepStateStore : public StateStore {
+class DurableStepStateStore : public ForwardingStateStore {
  public:
   // `wrapped` is not owned and must outlive this.
   DurableStepStateStore(StateStore* wrapped, DurableStepHook before_write)
-      : wrapped_(wrapped), before_write_(std::move(before_write)) {}
+      : ForwardingStateStore(wrapped), before_write_(std::move(before_write)) {}
 
-  absl::string_view kind() const override { return wrapped_->kind(); }
-  StoreDurability durability() const override { return wrapped_->durability(); }
   absl::Status Commit(const StoreBatch& batch) override {
     if (!batch.empty()) before_write_("store commit");
-    return wrapped_->Commit(batch);
-  }
-  absl::StatusOr<StoreSnapshot> Load() override { return wrapped_->Load(); }
-  absl::StatusOr<std::optional<RequestRecord>> FindRequest(absl::string_view request_id) override {
-    return wrapped_->FindRequest(request_id);
+    return ForwardingStateStore::Commit(batch);
   }
   absl::Status SetRequestResponse(absl::string_view request_id,
                                   const std::string& response) override {
     before_write_("store request response");
-    return wrapped_->SetRequestResponse(request_id, response);
+    return ForwardingStateStore::SetRequestResponse(request_id, response);
   }
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) override {
     before_write_("store request expiry");
-    return wrapped_->ExpireRequests(cutoff_unix_nanos);
+    return ForwardingStateStore::ExpireRequests(cutoff_unix_nanos);
   }
 
  private:
-  StateStore* const wrapped_;
   const DurableStepHook before_write_;
 };
 

@@ -6,14 +6,14 @@
 namespace iommud {
 
 absl::Status FaultInjectingStateStore::Commit(const StoreBatch& batch) {
-  if (batch.empty()) return wrapped_->Commit(batch);
+  if (batch.empty()) return ForwardingStateStore::Commit(batch);
   const absl::Status injected = injector_->Hit(kPoint);
   if (!injected.ok()) {
     return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
                  absl::StrCat("the state store write failed: ", injected.message()),
                  GetErrorMetadata(injected));
   }
-  return wrapped_->Commit(batch);
+  return ForwardingStateStore::Commit(batch);
 }
 
 }  // namespace iommud

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace {
@@ -23,10 +24,9 @@ using ::testing::StartsWith;
 
 class IommuctlTest : public ::testing::Test {
  protected:
+  test::TempDir temp_;
   void SetUp() override {
-    char dir[] = "/tmp/iommuctl-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    state_dir_ = dir;
+    state_dir_ = temp_.path();
     DaemonOptions options;
     options.state_dir = state_dir_;
     options.audit_interval = absl::ZeroDuration();
@@ -43,7 +43,6 @@ class IommuctlTest : public ::testing::Test {
   }
   void TearDown() override {
     daemon_.reset();
-    (void)std::system(absl::StrCat("rm -rf '", state_dir_, "'").c_str());
   }
 
   struct Result {

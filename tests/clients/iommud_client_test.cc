@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/status_codec.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace {
@@ -160,13 +161,12 @@ class FakeHealthService final : public grpc::health::v1::Health::Service {
 
 class IommuClientTest : public ::testing::Test {
  protected:
+  test::TempDir temp_;
   static constexpr int kUnits = 7;   // 3 pages: 3 + 3 + 1
   static constexpr int kGroups = 6;  // exactly 2 full pages
 
   void SetUp() override {
-    char dir[] = "/tmp/iommud-client-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
+    dir_ = temp_.path();
     target_ = absl::StrCat("unix:", dir_, "/fake.sock");
     grpc::ServerBuilder builder;
     builder.AddListeningPort(target_, grpc::InsecureServerCredentials());
@@ -184,7 +184,6 @@ class IommuClientTest : public ::testing::Test {
   void TearDown() override {
     client_.reset();
     if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now()));
-    (void)std::system(absl::StrCat("rm -rf '", dir_, "'").c_str());
   }
 
   std::string dir_;

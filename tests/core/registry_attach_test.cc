@@ -55,7 +55,7 @@ TEST_P(RegistryAttachTest, AllocErrors) {
   backend_->FailNth(FailingBackend::Op::kAllocDomain, 1,
                     absl::ResourceExhaustedError("page-table memory is full"));
   EXPECT_ERROR(registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner), kResourceExhausted,
-               "BACKEND_FAILED");
+               "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), with_u9);
 }
 
@@ -166,7 +166,7 @@ TEST_P(RegistryAttachTest, AFailureOnTheKthRidPutsTheOthersBack) {
     SCOPED_TRACE(k);
     const std::string before = Snapshot();
     backend_->FailNth(FailingBackend::Op::kAttachRid, k);
-    EXPECT_ERROR(registry_->AttachGroup(a.group, domain, kOwner), kInternal, "BACKEND_FAILED");
+    EXPECT_ERROR(registry_->AttachGroup(a.group, domain, kOwner), kInternal, "INJECTED_FAULT");
     EXPECT_EQ(Snapshot(), before);
     for (Rid rid : {0x800u, 0x808u, 0x810u, 0x818u}) EXPECT_EQ(Hw(rid), group.blocking_domain);
     EXPECT_THAT(Domain(domain).attached_groups, IsEmpty());

@@ -14,6 +14,7 @@
 #include "core/store/in_memory_state_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/testing/refusing_state_store.h"
 #include "tests/core/testing/registry_fixture.h"
 #include "tests/testing/status_test_macros.h"
 
@@ -24,19 +25,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-// An in-memory store that refuses commits on demand.
-class RefusingStore : public InMemoryStateStore {
- public:
-  absl::Status Commit(const StoreBatch& batch) override {
-    if (refuse_) return absl::UnavailableError("disk full");
-    return InMemoryStateStore::Commit(batch);
-  }
-  void set_refuse(bool refuse) { refuse_ = refuse; }
-
- private:
-  bool refuse_ = false;  // set only while no operation runs
-};
 
 class RegistryLeaseTest : public RegistryTest {
  protected:
@@ -85,7 +73,8 @@ class RegistryLeaseTest : public RegistryTest {
     ASSERT_OK(registry_->Recover().status());
   }
 
-  RefusingStore store_;
+  InMemoryStateStore memory_;
+  RefusingStateStore store_{&memory_};
   ManualClock clock_;
   GroupId group_ = 0;
 };

@@ -125,18 +125,18 @@ TEST_P(RegistryLifecycleTest, ProbeRollsBackWhenTheBackendFailsMidway) {
   request.rid = 0x200;
   // New group: the default domain's RID programming fails.
   backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
-  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "BACKEND_FAILED");
+  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), before);
   // New group: the blocking domain cannot be allocated.
   backend_->FailNth(FailingBackend::Op::kAllocDomain, 2);
-  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "BACKEND_FAILED");
+  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), before);
   // Joining group: the second of two new RIDs fails; the first is released again.
   request.device = "c";
   request.rid = 0x101;
   request.alias_rids = {0x100, 0x102};
   backend_->FailNth(FailingBackend::Op::kAttachRid, 2);
-  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "BACKEND_FAILED");
+  EXPECT_ERROR(registry_->ProbeDevice(request), kInternal, "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), before);
   EXPECT_EQ(Hw(0x101), 0u);
   EXPECT_EQ(Hw(0x102), 0u);

@@ -159,10 +159,10 @@ TEST_P(RegistryOwnershipTest, ClaimOnAnotherDomainIsGroupBusy) {
 TEST_P(RegistryOwnershipTest, AFailedClaimChangesNothing) {
   const std::string before = Snapshot();
   backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
-  EXPECT_ERROR(registry_->ClaimOwnership(group_, kOwner), kInternal, "BACKEND_FAILED");
+  EXPECT_ERROR(registry_->ClaimOwnership(group_, kOwner), kInternal, "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), before);
   backend_->FailNth(FailingBackend::Op::kAttachRid, 1);
-  EXPECT_ERROR(registry_->ClaimDevice("a", kOwner), kInternal, "BACKEND_FAILED");
+  EXPECT_ERROR(registry_->ClaimDevice("a", kOwner), kInternal, "INJECTED_FAULT");
   EXPECT_EQ(Snapshot(), before);
 }
 

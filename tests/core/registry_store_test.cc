@@ -15,6 +15,7 @@
 #include "core/store/request_context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/testing/refusing_state_store.h"
 #include "tests/core/testing/registry_fixture.h"
 #include "tests/core/testing/test_state_store.h"
 #include "tests/testing/status_test_macros.h"
@@ -25,32 +26,18 @@ namespace {
 
 using ::testing::IsEmpty;
 
-// The store under test, refusing commits on demand (nothing of a refused batch is kept). Forwards
-// to whatever store `store` holds now (a reopened sqlite store is a new object).
-class RefusingStore : public StateStore {
+// The store under test, refusing commits on demand. Follows whatever store `store` holds now (a
+// reopened sqlite store is a new object).
+class RefusingStore : public RefusingStateStore {
  public:
-  explicit RefusingStore(const TestStateStore* store) : store_(store) {}
-  absl::string_view kind() const override { return store_->get()->kind(); }
-  StoreDurability durability() const override { return store_->get()->durability(); }
-  absl::Status Commit(const StoreBatch& batch) override {
-    if (refuse_) return absl::UnavailableError("disk full");
-    return store_->get()->Commit(batch);
-  }
-  absl::StatusOr<StoreSnapshot> Load() override { return store_->get()->Load(); }
-  absl::StatusOr<std::optional<RequestRecord>> FindRequest(absl::string_view id) override {
-    return store_->get()->FindRequest(id);
-  }
-  absl::Status SetRequestResponse(absl::string_view id, const std::string& response) override {
-    return store_->get()->SetRequestResponse(id, response);
-  }
-  absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff) override {
-    return store_->get()->ExpireRequests(cutoff);
-  }
-  void set_refuse(bool refuse) { refuse_ = refuse; }
+  explicit RefusingStore(const TestStateStore* store)
+      : RefusingStateStore(store->get()), store_(store) {}
+
+ protected:
+  StateStore* wrapped() const override { return store_->get(); }
 
  private:
   const TestStateStore* const store_;
-  bool refuse_ = false;  // set only while no operation runs
 };
 
 // Parameters: "<backend>/<store kind>".

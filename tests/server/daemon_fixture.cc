@@ -41,27 +41,6 @@ devices { unit: "u0" name: "0000:02:00.1" rid: 0x20 }
 devices { unit: "u1" name: "0000:81:00.0" rid: 0x10 }
 )textpb";
 
-// --- TempDir ---
-
-TempDir::TempDir() {
-  char templ[] = "/tmp/iommud-test-XXXXXX";
-  if (mkdtemp(templ) == nullptr) std::abort();
-  path_ = templ;
-}
-
-TempDir::~TempDir() {
-  const std::string command = absl::StrCat("rm -rf '", path_, "'");
-  if (std::system(command.c_str()) != 0) {
-    // Leaving a directory behind in /tmp is not worth failing a test for.
-  }
-}
-
-std::string TempDir::WriteFile(absl::string_view name, absl::string_view content) const {
-  const std::string path = absl::StrCat(path_, "/", name);
-  std::ofstream(path) << content;
-  return path;
-}
-
 // --- Subprocess ---
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const std::vector<std::string>& argv,

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "clients/cpp/iommud_client.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace test {
@@ -28,21 +29,6 @@ std::string IommudBinary();
 // group (0000:01:00.0, RID 0x10) and a two-device group sharing RID 0x20 (0000:02:00.0, .1); unit
 // "u1" (defaults) with 0000:81:00.0 (RID 0x10).
 extern const char kTestTopology[];
-
-// A temporary directory, removed (recursively) when destroyed.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  // Writes `content` to path()/name; returns the full path.
-  std::string WriteFile(absl::string_view name, absl::string_view content) const;
-
- private:
-  std::string path_;
-};
 
 // A child process with stdout and stderr sent to a log file. Killed (SIGKILL) and reaped when
 // destroyed if still running; also killed if the test process dies (PR_SET_PDEATHSIG).

@@ -14,18 +14,15 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace {
 
 class StateDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char templ[] = "/tmp/iommud-statedir-XXXXXX";
-    ASSERT_NE(mkdtemp(templ), nullptr);
-    root_ = templ;
-  }
-  void TearDown() override { std::system(absl::StrCat("rm -rf '", root_, "'").c_str()); }
+  test::TempDir temp_;
+  void SetUp() override { root_ = temp_.path(); }
 
   // A unix socket bound at `path`, listening if `listen_too`. Returns the fd.
   int BindSocket(const std::string& path, bool listen_too) {

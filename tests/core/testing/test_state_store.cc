@@ -11,20 +11,6 @@
 namespace iommud {
 namespace test {
 
-TempDir::TempDir() {
-  const char* base = getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/iommud-store-XXXXXX";
-  if (mkdtemp(templ.data()) == nullptr) {
-    ADD_FAILURE() << "mkdtemp " << templ << " failed";
-  }
-  path_ = templ;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 std::vector<std::string> StoreKindsUnderTest() { return {"memory", "sqlite"}; }
 
 TestStateStore::TestStateStore(const std::string& kind) : kind_(kind) {

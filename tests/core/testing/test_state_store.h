@@ -1,7 +1,7 @@
 // TestStateStore: a StateStore of a given kind for the store suites, in a fresh temporary
 // directory ("sqlite": a file in it; "memory": an InMemoryStateStore), that a test can close and
 // reopen (sqlite: the same file, as a restarted daemon would; memory: the same object, nothing to
-// reopen). TempDir: a directory removed with everything in it at destruction.
+// reopen).
 #ifndef IOMMUD_TESTS_CORE_TESTING_TEST_STATE_STORE_H_
 #define IOMMUD_TESTS_CORE_TESTING_TEST_STATE_STORE_H_
 
@@ -10,23 +10,10 @@
 #include <vector>
 
 #include "core/store/state_store.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace test {
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // "memory" and "sqlite".
 std::vector<std::string> StoreKindsUnderTest();

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace iommud {
 namespace {
@@ -35,18 +36,13 @@ std::unique_ptr<IommuBackend> NewBackend(BackendOptions options = {}) {
   return backend.ok() ? std::move(*backend) : nullptr;
 }
 
+// A memory file's path in a directory of its own.
 class TempFile {
  public:
-  TempFile() {
-    char dir[] = "/tmp/iommud-emu-XXXXXX";
-    dir_ = mkdtemp(dir);
-    path_ = dir_ + "/hw.mem";
-  }
-  ~TempFile() { (void)std::system(absl::StrCat("rm -rf '", dir_, "'").c_str()); }
-  const std::string& path() const { return path_; }
+  std::string path() const { return dir_.File("hw.mem"); }
 
  private:
-  std::string dir_, path_;
+  test::TempDir dir_;
 };
 
 // Raw access to a memory file, to check the documented format from outside the backend.
