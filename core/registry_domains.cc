@@ -1,4 +1,4 @@
-// Registry: domains, attachment and mappings, SEMANTICS.md "Attach / detach" and
+// Registry: domains, attachment and mappings, docs/semantics.md "Attach / detach" and
 // "Domains and mappings".
 #include <string>
 #include <vector>

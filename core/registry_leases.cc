@@ -1,4 +1,4 @@
-// Registry: ownership leases (SEMANTICS.md "Ownership": an owner's claims tied to its liveness).
+// Registry: ownership leases (docs/semantics.md "Leases": an owner's claims tied to its liveness).
 // A group claim may carry a TTL; the owner renews it; once the clock passes the expiry,
 // ExpireLeases releases the ownership exactly as ReleaseOwnership does and records the expiry.
 // Expiry is wall-clock time from RegistryOptions::clock, committed with the group (GroupRecord),

@@ -1,4 +1,5 @@
-// Registry: device probe (group formation) and release (hot-unplug), SEMANTICS.md "Device lifecycle".
+// Registry: device probe (group formation) and release (hot-unplug), docs/semantics.md
+// "Device lifecycle".
 #include <algorithm>
 #include <string>
 #include <utility>

@@ -1,4 +1,4 @@
-// Registry: DMA ownership, SEMANTICS.md "Ownership" (iommu_device_use_default_domain,
+// Registry: DMA ownership, docs/semantics.md "Ownership" (iommu_device_use_default_domain,
 // iommu_group_claim_dma_owner, iommu_device_claim_dma_owner and their releases).
 #include <string>
 
