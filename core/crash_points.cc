@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -34,7 +35,7 @@ DurableStepHook CrashPoints::Hook() {
 absl::StatusOr<CrashPoints::Phase> ParseCrashPhase(absl::string_view value) {
   if (value == "start") return CrashPoints::Phase::kStart;
   if (value == "serving") return CrashPoints::Phase::kServing;
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                absl::StrCat("--test_crash_phase=", value, ": expected start or serving"),
                {{"flag", "test_crash_phase"}, {"value", std::string(value)}});
 }

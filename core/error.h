@@ -1,8 +1,9 @@
 // Errors with a machine-readable reason.
 //
-// Every error the core returns carries an UPPER_SNAKE reason (the names in SEMANTICS.md) and the ids
-// involved, as absl::Status payloads; server/ turns them into a google.rpc.ErrorInfo detail. Core code
-// never builds a bare absl::Status for a user-visible failure: it uses Error().
+// Every error the core returns carries an UPPER_SNAKE reason (a constant of core/error_reasons.h,
+// catalogued in docs/errors.md) and the ids involved, as absl::Status payloads; server/ turns them
+// into a google.rpc.ErrorInfo detail. Core code never builds a bare absl::Status for a user-visible
+// failure: it uses Error().
 #ifndef IOMMUD_CORE_ERROR_H_
 #define IOMMUD_CORE_ERROR_H_
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -44,7 +45,7 @@ ScopedFaultScope::~ScopedFaultScope() {
 
 absl::StatusOr<uint64_t> FaultInjector::Add(const FaultSpec& spec) {
   auto invalid = [&](absl::string_view why) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_FAULT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFault,
                  absl::StrCat("fault at '", spec.point, "': ", why), {{"point", spec.point}});
   };
   const std::vector<std::string>& points = FaultPoints();
@@ -116,7 +117,7 @@ absl::Status FaultInjector::Hit(absl::string_view point) {
       ++fault.injected;
       latency += spec.latency;
       if (spec.fail && error.ok()) {
-        error = Error(spec.code, "INJECTED_FAULT",
+        error = Error(spec.code, reason::kInjectedFault,
                       absl::StrCat("fault injected at ", point, " (fault ", fault.id, ")"),
                       {{"point", std::string(point)}, {"fault_id", absl::StrCat(fault.id)}});
       }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/group_lock.h"
 #include "core/registry_state.h"
 #include "core/status_macros.h"
@@ -17,13 +18,13 @@ namespace iommud {
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Create(const RegistryOptions& options) {
   if (options.backend == nullptr) {
-    return Error(absl::StatusCode::kInvalidArgument, "MISSING_BACKEND",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kMissingBackend,
                  "RegistryOptions.backend is required");
   }
   const DomainType policy = options.default_domain_type;
   if (policy != DomainType::kDma && policy != DomainType::kDmaFq &&
       policy != DomainType::kIdentity) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_DEFAULT_DOMAIN_TYPE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidDefaultDomainType,
                  absl::StrCat("a default domain is DMA, DMA_FQ or IDENTITY, not ",
                               DomainTypeName(policy)));
   }
@@ -53,7 +54,7 @@ namespace {
 
 absl::Status ValidateCaps(absl::string_view name, const UnitCaps& caps) {
   auto invalid = [&](absl::string_view why) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_UNIT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidUnit,
                  absl::StrCat("unit '", name, "': ", why), {{"unit", std::string(name)}});
   };
   if (name.empty()) return invalid("empty name");
@@ -82,7 +83,7 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
   {
     MapWriterLock lock(&state_->map_mu, state_->observer());
     if (state_->units.count(unit->name) != 0) {
-      return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
+      return Error(absl::StatusCode::kAlreadyExists, reason::kUnitExists,
                    absl::StrCat("unit '", name, "' already exists"), {{"unit", unit->name}});
     }
   }
@@ -216,7 +217,7 @@ absl::StatusOr<std::vector<Mapping>> Registry::ListMappings(DomainId id) const {
 absl::StatusOr<Translation> Registry::Translate(absl::string_view name, uint64_t iova,
                                                 uint32_t access) {
   if (access == 0 || (access & ~uint32_t{kProtRead | kProtWrite}) != 0) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_ACCESS",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidAccess,
                  absl::StrCat("access must be a non-empty set of READ|WRITE, not ", access),
                  {{"device", std::string(name)}});
   }

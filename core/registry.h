@@ -1,6 +1,6 @@
 // Registry: the authoritative state of the host's IOMMU (units, groups, devices, domains) and the
-// only writer of the backend. Semantics: shared/design/SEMANTICS.md; every rule there is implemented
-// here and every failure is an Error() with the reason named there.
+// only writer of the backend. Semantics: docs/semantics.md; every rule there is implemented
+// here and every failure is an Error() with the reason named there (core/error_reasons.h).
 //
 // Locking (the seed's lesson; details in core/registry_state.h):
 //   Group::mu (held for the whole of every operation touching the group's devices or domain,
@@ -140,7 +140,7 @@ struct ProbeRequest {
 };
 
 struct ReleaseResult {
-  bool leaked_attachment = false;  // see SEMANTICS.md "leaked attachment"
+  bool leaked_attachment = false;  // see docs/semantics.md "Leaked attachments"
 };
 
 // One disagreement between the registry and the hardware, or an inconsistency inside the registry.
@@ -268,7 +268,7 @@ class Registry {
   // Most recent faults first, at most `max_records`; `total` is the count since start.
   std::vector<FaultRecord> RecentFaults(size_t max_records, uint64_t* total) const;
 
-  // --- Audit (leaked attachments, SEMANTICS.md) ---
+  // --- Audit (leaked attachments, docs/semantics.md) ---
   // Compares the registry with the backend's read-back and returns every leaked attachment found,
   // one record per leak, with its reason. Changes nothing. Takes each group mutex in turn.
   std::vector<LeakRecord> Audit() const;

@@ -1,10 +1,11 @@
-// Registry: domains, attachment and mappings, SEMANTICS.md "Attach / detach" and
+// Registry: domains, attachment and mappings, docs/semantics.md "Attach / detach" and
 // "Domains and mappings".
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
@@ -34,7 +35,7 @@ absl::Status RequireDomainOwner(const DomainState& domain, absl::string_view own
   if (domain.owner == owner) return absl::OkStatus();
   ErrorMetadata metadata = DomainMetadata(domain);
   metadata["owner"] = std::string(owner);
-  return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+  return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
                domain.core_owned
                    ? absl::StrCat("domain ", domain.id, " belongs to the host's DMA API")
                    : absl::StrCat("domain ", domain.id, " is owned by another client"),
@@ -45,7 +46,7 @@ absl::Status RequirePaging(const DomainState& domain) {
   if (IsPaging(domain.type)) return absl::OkStatus();
   ErrorMetadata metadata = DomainMetadata(domain);
   metadata["domain_type"] = std::string(DomainTypeName(domain.type));
-  return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_PAGING",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotPaging,
                absl::StrCat("domain ", domain.id, " is ", DomainTypeName(domain.type),
                             ": it has no page table"),
                metadata);
@@ -59,27 +60,27 @@ absl::Status CheckRange(const DomainState& domain, uint64_t iova, uint64_t size,
   metadata["iova"] = Hex(iova);
   metadata["size"] = Hex(size);
   if (size == 0) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_SIZE", "size must not be 0",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidSize, "size must not be 0",
                  metadata);
   }
   const uint64_t page = caps.min_page_size();
   metadata["min_page_size"] = Hex(page);
   if (iova % page != 0 || size % page != 0 || (paddr != nullptr && *paddr % page != 0)) {
     if (paddr != nullptr) metadata["paddr"] = Hex(*paddr);
-    return Error(absl::StatusCode::kInvalidArgument, "UNALIGNED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kUnaligned,
                  absl::StrCat("iova, paddr and size must be multiples of ", Hex(page)), metadata);
   }
   const uint64_t aperture_end = caps.aperture_end();
   if (iova >= aperture_end || size > aperture_end - iova) {
     metadata["aperture_end"] = Hex(aperture_end);
-    return Error(absl::StatusCode::kOutOfRange, "OUT_OF_APERTURE",
+    return Error(absl::StatusCode::kOutOfRange, reason::kOutOfAperture,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") is outside the aperture [0, ",
                               Hex(aperture_end), ")"),
                  metadata);
   }
   if (paddr != nullptr && *paddr + size < *paddr) {
     metadata["paddr"] = Hex(*paddr);
-    return Error(absl::StatusCode::kOutOfRange, "PADDR_OVERFLOW",
+    return Error(absl::StatusCode::kOutOfRange, reason::kPaddrOverflow,
                  "paddr + size overflows 64 bits", metadata);
   }
   return absl::OkStatus();
@@ -94,7 +95,7 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
                             {"domain_id", absl::StrCat(domain->id)}};
   if (group.owner.empty() || group.owner != owner) {
     metadata["owner"] = std::string(owner);
-    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+    return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
                  group.owner.empty()
                      ? absl::StrCat("group ", group.id, " is not owned: claim it first")
                      : absl::StrCat("group ", group.id, " is owned by another client"),
@@ -103,7 +104,7 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
   if (domain->unit != group.unit || domain->core_owned) {
     metadata["unit"] = group.unit->name;
     metadata["domain_unit"] = domain->unit->name;
-    return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_INCOMPATIBLE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainIncompatible,
                  domain->core_owned
                      ? absl::StrCat("domain ", domain->id, " is core-owned")
                      : absl::StrCat("domain ", domain->id, " is on unit '", domain->unit->name,
@@ -114,7 +115,7 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
   if (group.domain == domain) return Registry::State::SnapshotGroup(group);  // already: no-op
   if (group.domain != group.default_domain && group.domain != group.blocking_domain) {
     metadata["current_domain_id"] = absl::StrCat(group.domain->id);
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_BUSY",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupBusy,
                  absl::StrCat("group ", group.id, " is attached to domain ", group.domain->id,
                               ": detach it first"),
                  metadata);
@@ -140,18 +141,18 @@ absl::StatusOr<DomainInfo> Registry::AllocDomain(absl::string_view unit_name, Do
   ErrorMetadata metadata = {{"unit", unit->name},
                             {"domain_type", std::string(DomainTypeName(type))}};
   if (owner.empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "MISSING_OWNER",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kMissingOwner,
                  "an owner cookie is required to allocate a domain", metadata);
   }
   if (!IsUserDomainType(type)) {
-    return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_TYPE_NOT_ALLOWED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainTypeNotAllowed,
                  absl::StrCat(DomainTypeName(type),
                               " domains belong to the host's DMA API; allocate UNMANAGED, "
                               "IDENTITY or BLOCKED"),
                  metadata);
   }
   if (!unit->caps.Supports(type)) {
-    return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_TYPE_UNSUPPORTED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainTypeUnsupported,
                  absl::StrCat("unit '", unit->name, "' has no ", DomainTypeName(type), " domains"),
                  metadata);
   }
@@ -169,7 +170,7 @@ absl::StatusOr<DomainInfo> Registry::AllocDomain(absl::string_view unit_name, Do
 absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view owner) {
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   if (domain->core_owned) {
-    return Error(absl::StatusCode::kFailedPrecondition, "CORE_DOMAIN",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kCoreDomain,
                  absl::StrCat("domain ", id, " is a default, blocking or release domain"),
                  DomainMetadata(*domain));
   }
@@ -189,7 +190,7 @@ absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainI
   ScopedFaultScope fault_scope(group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.devices.size() != 1) {
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_HAS_MULTIPLE_DEVICES",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupHasMultipleDevices,
                  absl::StrCat("group ", group.id, " of '", name, "' has ", group.devices.size(),
                               " devices: attach the group"),
                  {{"device", device->name}, {"group_id", absl::StrCat(group.id)}});
@@ -218,12 +219,12 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
   ErrorMetadata metadata = {{"group_id", absl::StrCat(id)}, {"domain_id", absl::StrCat(domain_id)}};
   if (group.owner.empty() || group.owner != owner) {
     metadata["owner"] = std::string(owner);
-    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+    return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
                  absl::StrCat("group ", id, " is not owned by this client"), metadata);
   }
   if (group.domain->id != domain_id || group.domain->core_owned) {
     metadata["current_domain_id"] = absl::StrCat(group.domain->id);
-    return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_ATTACHED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotAttached,
                  absl::StrCat("group ", id, " is not attached to domain ", domain_id), metadata);
   }
   const GroupUndo undo = State::SaveGroup(group);
@@ -247,7 +248,7 @@ absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr
   if (prot == 0 || (prot & ~uint32_t{kProtRead | kProtWrite}) != 0) {
     ErrorMetadata metadata = DomainMetadata(*domain);
     metadata["prot"] = absl::StrCat(prot);
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_PROT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidProt,
                  "prot must be a non-empty set of READ|WRITE", metadata);
   }
   RETURN_IF_ERROR(CheckRange(*domain, iova, size, &paddr));
@@ -259,7 +260,7 @@ absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr
     metadata["size"] = Hex(size);
     metadata["reserved_start"] = Hex(reserved.start);
     metadata["reserved_size"] = Hex(reserved.size);
-    return Error(absl::StatusCode::kInvalidArgument, "RESERVED_REGION",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") overlaps the reserved region [",
                               Hex(reserved.start), ", +", Hex(reserved.size), ")"),
                  metadata);
@@ -274,7 +275,7 @@ absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr
       metadata["size"] = Hex(size);
       metadata["existing_iova"] = Hex(existing->iova);
       metadata["existing_size"] = Hex(existing->size);
-      return Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+      return Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
                    absl::StrCat("[", Hex(iova), ", +", Hex(size), ") overlaps the mapping [",
                                 Hex(existing->iova), ", +", Hex(existing->size), ")"),
                    metadata);
@@ -321,7 +322,7 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
       ErrorMetadata metadata = DomainMetadata(*domain);
       metadata["iova"] = Hex(iova);
       metadata["size"] = Hex(size);
-      return Error(absl::StatusCode::kInvalidArgument, "UNMAP_SPLIT",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kUnmapSplit,
                    absl::StrCat("[", Hex(iova), ", +", Hex(size),
                                 ") cuts through a mapping; unmap whole mappings"),
                    metadata);

@@ -1,4 +1,4 @@
-// Registry: ownership leases (SEMANTICS.md "Ownership": an owner's claims tied to its liveness).
+// Registry: ownership leases (docs/semantics.md "Leases": an owner's claims tied to its liveness).
 // A group claim may carry a TTL; the owner renews it; once the clock passes the expiry,
 // ExpireLeases releases the ownership exactly as ReleaseOwnership does and records the expiry.
 // Expiry is wall-clock time from RegistryOptions::clock, committed with the group (GroupRecord),
@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
@@ -53,7 +54,7 @@ absl::Status CheckLeaseTtl(absl::Duration ttl, ErrorMetadata metadata) {
   metadata["lease_ttl"] = absl::FormatDuration(ttl);
   metadata["min"] = absl::FormatDuration(kMinLeaseTtl);
   metadata["max"] = absl::FormatDuration(kMaxLeaseTtl);
-  return Error(absl::StatusCode::kInvalidArgument, "LEASE_TTL_OUT_OF_RANGE",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kLeaseTtlOutOfRange,
                absl::StrCat("a lease TTL must be between ", absl::FormatDuration(kMinLeaseTtl),
                             " and ", absl::FormatDuration(kMaxLeaseTtl), ", not ",
                             absl::FormatDuration(ttl)),
@@ -72,13 +73,13 @@ absl::StatusOr<GroupInfo> Registry::RenewLease(GroupId id, absl::string_view own
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   if (group.lease_ttl == absl::ZeroDuration()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "NO_LEASE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kNoLease,
                  absl::StrCat("group ", id, " was claimed without a lease"),
                  {{"group_id", absl::StrCat(id)}, {"owner", group.owner}});
   }
   const absl::Time now = state_->clock()->Now();
   if (now >= group.lease_expiry) {
-    return Error(absl::StatusCode::kFailedPrecondition, "LEASE_EXPIRED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kLeaseExpired,
                  absl::StrCat("the lease of group ", id, " expired at ",
                               FormatExpiry(group.lease_expiry),
                               "; its ownership is being released"),

@@ -1,4 +1,5 @@
-// Registry: device probe (group formation) and release (hot-unplug), SEMANTICS.md "Device lifecycle".
+// Registry: device probe (group formation) and release (hot-unplug), docs/semantics.md
+// "Device lifecycle".
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -6,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
@@ -133,7 +135,7 @@ absl::Status CommitProbe(Registry::State& state, GroupState& group,
 
 absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
   if (request.device.empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_DEVICE_NAME",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidDeviceName,
                  "a device needs a name");
   }
   ASSIGN_OR_RETURN(std::shared_ptr<UnitState> unit, state_->FindUnit(request.unit));
@@ -143,7 +145,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
   rids.erase(std::unique(rids.begin(), rids.end()), rids.end());
   for (Rid rid : rids) {
     if (rid >= unit->caps.max_rids) {
-      return Error(absl::StatusCode::kInvalidArgument, "RID_OUT_OF_RANGE",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kRidOutOfRange,
                    absl::StrCat("RID ", rid, " is beyond unit '", unit->name, "' max_rids ",
                                 unit->caps.max_rids),
                    {{"device", request.device}, {"rid", absl::StrCat(rid)}, {"unit", unit->name}});
@@ -151,13 +153,13 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
   }
   const DomainType type = request.default_domain_type.value_or(options_.default_domain_type);
   if (!IsDefaultDomainType(type)) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_DEFAULT_DOMAIN_TYPE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidDefaultDomainType,
                  absl::StrCat("a default domain is DMA, DMA_FQ or IDENTITY, not ",
                               DomainTypeName(type)),
                  {{"device", request.device}});
   }
   if (!unit->caps.Supports(type)) {
-    return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_TYPE_UNSUPPORTED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainTypeUnsupported,
                  absl::StrCat("unit '", unit->name, "' has no ", DomainTypeName(type), " domains"),
                  {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
   }
@@ -175,7 +177,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     {
       MapWriterLock lock(&state_->map_mu, state_->observer());
       if (state_->devices.count(request.device) != 0) {
-        return Error(absl::StatusCode::kAlreadyExists, "DEVICE_EXISTS",
+        return Error(absl::StatusCode::kAlreadyExists, reason::kDeviceExists,
                      absl::StrCat("device '", request.device, "' already exists"),
                      {{"device", request.device}});
       }
@@ -184,7 +186,7 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
         auto it = state_->rid_owners.find({unit->name, rid});
         if (it == state_->rid_owners.end() || it->second.group->dead.load()) continue;
         if (found != nullptr && found != it->second.group) {
-          return Error(absl::StatusCode::kFailedPrecondition, "RIDS_SPAN_GROUPS",
+          return Error(absl::StatusCode::kFailedPrecondition, reason::kRidsSpanGroups,
                        absl::StrCat("the RIDs of '", request.device, "' belong to groups ",
                                     found->id, " and ", it->second.group->id),
                        {{"device", request.device},

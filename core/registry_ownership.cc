@@ -1,9 +1,10 @@
-// Registry: DMA ownership, SEMANTICS.md "Ownership" (iommu_device_use_default_domain,
+// Registry: DMA ownership, docs/semantics.md "Ownership" (iommu_device_use_default_domain,
 // iommu_group_claim_dma_owner, iommu_device_claim_dma_owner and their releases).
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
@@ -16,7 +17,7 @@ namespace {
 
 absl::Status RequireOwnerCookie(absl::string_view owner, const ErrorMetadata& metadata) {
   if (!owner.empty()) return absl::OkStatus();
-  return Error(absl::StatusCode::kInvalidArgument, "MISSING_OWNER",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kMissingOwner,
                "an owner cookie (the claiming client's identity) is required", metadata);
 }
 
@@ -29,7 +30,7 @@ ErrorMetadata GroupMetadata(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIR
 // The group must be on its default domain to be claimed (EBUSY in the kernel).
 absl::Status RequireOnDefault(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   if (group.domain == group.default_domain) return absl::OkStatus();
-  return Error(absl::StatusCode::kFailedPrecondition, "GROUP_BUSY",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupBusy,
                absl::StrCat("group ", group.id, " is on domain ", group.domain->id,
                             ", not its default domain ", group.default_domain->id),
                GroupMetadata(group));
@@ -52,13 +53,13 @@ void EmitOwnership(const Registry::State& state, const GroupState& group,
 
 absl::Status RequireGroupOwner(const GroupState& group, absl::string_view owner) {
   if (group.owner.empty()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_NOT_OWNED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotOwned,
                  absl::StrCat("group ", group.id, " is not owned"), GroupMetadata(group));
   }
   if (group.owner != owner) {
     ErrorMetadata metadata = GroupMetadata(group);
     metadata["owner"] = std::string(owner);
-    return Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER",
+    return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
                  absl::StrCat("group ", group.id, " is owned by another client"), metadata);
   }
   return absl::OkStatus();
@@ -74,13 +75,13 @@ absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
   metadata["device"] = device->name;
   if (!group.owner.empty() || group.domain != group.default_domain) {
     metadata["owner"] = group.owner;
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_OWNED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupOwned,
                  absl::StrCat("group ", group.id, " of '", name,
                               "' is owned or off its default domain; a kernel driver cannot bind"),
                  metadata);
   }
   if (device->binding == DriverBinding::kKernelDriver) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_ALREADY_BOUND",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDriverAlreadyBound,
                  absl::StrCat("'", name, "' already has a kernel driver bound"), metadata);
   }
   const GroupUndo undo = State::SaveGroup(group);
@@ -99,11 +100,11 @@ absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
   if (device->binding != DriverBinding::kKernelDriver) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_NOT_BOUND",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDriverNotBound,
                  absl::StrCat("'", name, "' has no kernel driver bound"), metadata);
   }
   if (group.owner_cnt == 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, "OWNER_COUNT_UNDERFLOW",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kOwnerCountUnderflow,
                  absl::StrCat("group ", group.id, " owner_cnt is already 0"), metadata);
   }
   const GroupUndo undo = State::SaveGroup(group);
@@ -127,7 +128,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   if (group.owner_cnt != 0) {
     ErrorMetadata metadata = GroupMetadata(group);
     metadata["owner"] = group.owner;
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_IN_USE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupInUse,
                  absl::StrCat("group ", id, " is in use (owner_cnt ", group.owner_cnt, ")"),
                  metadata);
   }
@@ -171,13 +172,13 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   metadata["device"] = device->name;
   if (group.owner_cnt != 0 && group.owner != owner) {
     metadata["owner"] = group.owner;
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_IN_USE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupInUse,
                  absl::StrCat("group ", group.id, " of '", name,
                               "' is in use by a kernel driver or another owner"),
                  metadata);
   }
   if (group.claimed_devices.count(device->name) != 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_ALREADY_CLAIMED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceAlreadyClaimed,
                  absl::StrCat("'", name, "' is already claimed by this owner"), metadata);
   }
   const GroupUndo undo = State::SaveGroup(group);
@@ -204,7 +205,7 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
   if (group.claimed_devices.count(device->name) == 0) {
     ErrorMetadata metadata = GroupMetadata(group);
     metadata["device"] = device->name;
-    return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_NOT_CLAIMED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceNotClaimed,
                  absl::StrCat("'", name, "' is not claimed"), metadata);
   }
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 
@@ -23,7 +24,7 @@ absl::Status BackendError(const absl::Status& status, absl::string_view op,
   if (!ErrorReason(status).empty()) return status;
   ErrorMetadata with_op = metadata;
   with_op["backend_op"] = std::string(op);
-  return Error(status.code(), "BACKEND_FAILED",
+  return Error(status.code(), reason::kBackendFailed,
                absl::StrCat("backend ", op, " failed: ", status.message()), with_op);
 }
 
@@ -49,7 +50,7 @@ absl::StatusOr<std::shared_ptr<UnitState>> Registry::State::FindUnit(absl::strin
   MapReaderLock lock(&map_mu, observer());
   auto it = units.find(std::string(name));
   if (it == units.end()) {
-    return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kUnitNotFound,
                  absl::StrCat("no IOMMU unit '", name, "'"), {{"unit", std::string(name)}});
   }
   return it->second;
@@ -62,7 +63,7 @@ absl::StatusOr<std::shared_ptr<DeviceState>> Registry::State::FindDevice(
     auto it = devices.find(std::string(name));
     if (it != devices.end() && it->second->live.load(std::memory_order_acquire)) return it->second;
   }
-  return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+  return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
                absl::StrCat("no device '", name, "'"), {{"device", std::string(name)}});
 }
 
@@ -72,7 +73,7 @@ absl::StatusOr<std::shared_ptr<GroupState>> Registry::State::FindGroup(GroupId i
     auto it = groups.find(id);
     if (it != groups.end() && !it->second->dead.load(std::memory_order_acquire)) return it->second;
   }
-  return Error(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND", absl::StrCat("no group ", id),
+  return Error(absl::StatusCode::kNotFound, reason::kGroupNotFound, absl::StrCat("no group ", id),
                {{"group_id", absl::StrCat(id)}});
 }
 
@@ -82,19 +83,19 @@ absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::FindDomain(DomainI
     auto it = domains.find(id);
     if (it != domains.end()) return it->second;
   }
-  return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND", absl::StrCat("no domain ", id),
+  return Error(absl::StatusCode::kNotFound, reason::kDomainNotFound, absl::StrCat("no domain ", id),
                {{"domain_id", absl::StrCat(id)}});
 }
 
 absl::Status Registry::State::LiveDevice(const GroupState& group, const DeviceState& device) {
   if (device.live.load(std::memory_order_acquire) && !group.dead.load()) return absl::OkStatus();
-  return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+  return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
                absl::StrCat("no device '", device.name, "' (released)"), {{"device", device.name}});
 }
 
 absl::Status Registry::State::LiveGroup(const GroupState& group) {
   if (!group.dead.load(std::memory_order_acquire) && group.initialized) return absl::OkStatus();
-  return Error(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND",
+  return Error(absl::StatusCode::kNotFound, reason::kGroupNotFound,
                absl::StrCat("no group ", group.id, " (released)"),
                {{"group_id", absl::StrCat(group.id)}});
 }
@@ -116,7 +117,7 @@ absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
   {
     MutexLock lock(&to->mu);
     if (to->freed) {
-      return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND",
+      return Error(absl::StatusCode::kNotFound, reason::kDomainNotFound,
                    absl::StrCat("domain ", to->id, " was freed"),
                    {{"domain_id", absl::StrCat(to->id)}});
     }
@@ -239,7 +240,7 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
   {
     MutexLock lock(&domain->mu);
     if (!domain->attached_groups.empty()) {
-      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_IN_USE",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainInUse,
                    absl::StrCat("domain ", domain->id, " is attached to ",
                                 domain->attached_groups.size(), " group(s)"),
                    {{"domain_id", absl::StrCat(domain->id)}});

@@ -165,7 +165,7 @@ struct Registry::State {
   // The event of `leak` (kLeakFound or kLeakRepaired).
   void EmitLeak(RegistryEvent::Kind kind, const LeakRecord& leak) const;
 
-  // Lookups under map_mu (NOT_FOUND with the reasons of SEMANTICS.md). A device or group found
+  // Lookups under map_mu (NOT_FOUND, reasons of docs/errors.md "Lookups"). A device or group found
   // here may die before the caller locks its group: check LiveDevice / LiveGroup under the lock.
   absl::StatusOr<std::shared_ptr<UnitState>> FindUnit(absl::string_view name) const;
   absl::StatusOr<std::shared_ptr<DeviceState>> FindDevice(absl::string_view name) const;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/group_lock.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
@@ -82,7 +83,7 @@ absl::Status Registry::State::Commit(StoreBatch batch, uint64_t result_ref) {
     return status;
   }
   if (!ErrorReason(status).empty()) return status;
-  return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
+  return Error(absl::StatusCode::kUnavailable, reason::kStoreWriteFailed,
                absl::StrCat("the state store refused the change: ", status.message()));
 }
 
@@ -137,7 +138,7 @@ uint64_t Registry::unrecorded_changes() const { return state_->unrecorded_change
 namespace {
 
 absl::Status Corrupt(absl::string_view what) {
-  return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+  return Error(absl::StatusCode::kDataLoss, reason::kStateCorrupt,
                absl::StrCat("the state store is inconsistent: ", what));
 }
 
@@ -187,13 +188,13 @@ absl::Status ProgramDomain(IommuBackend* backend, const DomainState& domain,
 absl::StatusOr<RecoveryReport> Registry::Recover() {
   const absl::Time start = absl::Now();
   if (state_->store() == nullptr) {
-    return Error(absl::StatusCode::kFailedPrecondition, "NO_STATE_STORE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kNoStateStore,
                  "Recover needs RegistryOptions.store");
   }
   {
     MapReaderLock lock(&state_->map_mu, state_->observer());
     if (!state_->units.empty() || !state_->domains.empty() || !state_->groups.empty()) {
-      return Error(absl::StatusCode::kFailedPrecondition, "REGISTRY_NOT_EMPTY",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kRegistryNotEmpty,
                    "Recover runs once, on a registry nothing was added to");
     }
   }

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -99,7 +100,7 @@ absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
   if (denied_ != nullptr) {
     denied_->Add({{"method", std::string(method)}, {"reason", std::string(cause)}}).Increment();
   }
-  return Error(absl::StatusCode::kPermissionDenied, "PERMISSION_DENIED",
+  return Error(absl::StatusCode::kPermissionDenied, reason::kPermissionDenied,
                absl::StrCat(identity.identified() ? identity.principal : "an unidentified caller",
                             " may not call ", method, ": ",
                             detail.empty() ? std::string(cause) : std::string(detail)),

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "grpc/health/v1/health.pb.h"
@@ -77,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                                       : Policy::Load(options.policy_file));
   RETURN_IF_ERROR(options.limits.Validate());
   if (options.request_id_window <= absl::ZeroDuration()) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                  absl::StrCat("--request_id_window must be positive, not ",
                               absl::FormatDuration(options.request_id_window)),
                  {{"flag", "request_id_window"}});
@@ -186,14 +187,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     health->SetServingStatus(kIommuServiceName, false);
   }
   if (daemon->server_ == nullptr) {
-    return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+    return Error(absl::StatusCode::kUnavailable, reason::kListenFailed,
                  absl::StrCat("cannot listen on ", daemon->unix_target(),
                               options.listen_tcp.empty() ? "" : " and " + options.listen_tcp),
                  {{"socket", daemon->socket_path_}, {"listen_tcp", options.listen_tcp}});
   }
   daemon->unix_listener_->Start();
   if (!options.listen_tcp.empty() && daemon->tcp_port_ == 0) {
-    return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+    return Error(absl::StatusCode::kUnavailable, reason::kListenFailed,
                  absl::StrCat("cannot listen on ", options.listen_tcp),
                  {{"listen_tcp", options.listen_tcp}});
   }
@@ -227,7 +228,7 @@ absl::Status Daemon::StartMetrics(const std::string& listen) {
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/1);
   } catch (const std::exception& e) {
-    return Error(absl::StatusCode::kUnavailable, "METRICS_LISTEN_FAILED",
+    return Error(absl::StatusCode::kUnavailable, reason::kMetricsListenFailed,
                  absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()),
                  {{"metrics_listen", listen}});
   }

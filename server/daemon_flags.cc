@@ -4,12 +4,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
 
 absl::Status InvalidFlag(absl::string_view flag, absl::string_view value, absl::string_view why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                absl::StrCat("--", flag, "=", value, ": ", why),
                {{"flag", std::string(flag)}, {"value", std::string(value)}});
 }

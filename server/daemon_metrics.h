@@ -1,4 +1,4 @@
-// DaemonMetrics: the daemon's Prometheus metrics (names as in shared/design/ARCHITECTURE.md) and
+// DaemonMetrics: the daemon's Prometheus metrics (docs/architecture.md "Observability") and
 // its RegistryObserver. Every metric the hot path touches is created and its reference cached in
 // the constructor: no call after construction takes prometheus-cpp's family mutex.
 //

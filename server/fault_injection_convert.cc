@@ -5,13 +5,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
 namespace {
 
 absl::Status Invalid(const std::string& why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_FAULT", why);
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFault, why);
 }
 
 // "UNAVAILABLE" -> kUnavailable (the names absl::StatusCodeToString prints).

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/store/request_context.h"
 #include "core/sync.h"
 #include "google/rpc/status.pb.h"
@@ -54,7 +55,7 @@ std::string EncodeReply(const absl::Status& status, const google::protobuf::Mess
 absl::Status DecodeReply(const std::string& bytes, google::protobuf::Message* response) {
   google::rpc::Status reply;
   if (!reply.ParseFromString(bytes)) {
-    return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+    return Error(absl::StatusCode::kDataLoss, reason::kStateCorrupt,
                  "the stored reply of a request id cannot be read");
   }
   if (reply.code() != 0) {
@@ -62,7 +63,7 @@ absl::Status DecodeReply(const std::string& bytes, google::protobuf::Message* re
         grpc::Status(static_cast<grpc::StatusCode>(reply.code()), reply.message(), bytes));
   }
   if (reply.details_size() != 1 || !reply.details(0).UnpackTo(response)) {
-    return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+    return Error(absl::StatusCode::kDataLoss, reason::kStateCorrupt,
                  absl::StrCat("the stored reply of a request id is not a ",
                               response->GetDescriptor()->full_name()));
   }
@@ -74,13 +75,13 @@ absl::Status DecodeReply(const std::string& bytes, google::protobuf::Message* re
 absl::Status ValidateRequestId(absl::string_view request_id) {
   if (request_id.size() > kMaxRequestIdBytes) {
     return Error(
-        absl::StatusCode::kInvalidArgument, "INVALID_REQUEST_ID",
+        absl::StatusCode::kInvalidArgument, reason::kInvalidRequestId,
         absl::StrCat("request_id is ", request_id.size(), " bytes; at most ", kMaxRequestIdBytes),
         {{"field", "request_id"}});
   }
   for (const char c : request_id) {
     if (c < '!' || c > '~') {
-      return Error(absl::StatusCode::kInvalidArgument, "INVALID_REQUEST_ID",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidRequestId,
                    "request_id must be printable ASCII without spaces", {{"field", "request_id"}});
     }
   }
@@ -126,7 +127,7 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
     MutexLock lock(&mu_);
     if (!in_flight_.insert(key).second) {
       Count(in_progress_);
-      return Error(absl::StatusCode::kAborted, "REQUEST_IN_PROGRESS",
+      return Error(absl::StatusCode::kAborted, reason::kRequestInProgress,
                    absl::StrCat("request ", request_id, " is still running; retry it"),
                    {{"request_id", std::string(request_id)}, {"method", std::string(method)}});
     }
@@ -155,7 +156,7 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
     const RequestRecord& earlier = **found;
     if (earlier.method != record.method || earlier.fingerprint != record.fingerprint) {
       Count(reused_);
-      return Error(absl::StatusCode::kInvalidArgument, "REQUEST_ID_REUSED",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kRequestIdReused,
                    absl::StrCat("request ", request_id, " was used for another ", earlier.method,
                                 " request; a request id names one request"),
                    {{"request_id", std::string(request_id)},

@@ -1,6 +1,7 @@
 #include "server/iommu_service.h"
 
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
 #include "server/fault_injection_convert.h"
@@ -57,7 +58,7 @@ absl::Status IommuService::Admit(const AuthorizedCaller& caller, const Request& 
 
 absl::Status IommuService::CheckReady() const {
   if (!recovering_.load()) return absl::OkStatus();
-  return Error(absl::StatusCode::kUnavailable, "RECOVERING",
+  return Error(absl::StatusCode::kUnavailable, reason::kRecovering,
                "iommud is recovering its registry from the state store; retry shortly");
 }
 
@@ -239,7 +240,7 @@ grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
 namespace {
 
 absl::Status InjectionDisabled() {
-  return Error(absl::StatusCode::kFailedPrecondition, "FAULT_INJECTION_DISABLED",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kFaultInjectionDisabled,
                "fault injection is off: start iommud with --allow_fault_injection");
 }
 
@@ -324,7 +325,7 @@ grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
     return new FailedStream(allowed);
   }
   if (events_ == nullptr) {
-    return new FailedStream(Error(absl::StatusCode::kUnimplemented, "NO_EVENT_STREAM",
+    return new FailedStream(Error(absl::StatusCode::kUnimplemented, reason::kNoEventStream,
                                   "this server has no event stream"));
   }
   absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(*request);

@@ -8,13 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/sync.h"
 
 namespace iommud {
 namespace {
 
 absl::Status InvalidLimit(absl::string_view flag, absl::string_view value, absl::string_view why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                absl::StrCat("--", flag, "=", value, ": ", why),
                {{"flag", std::string(flag)}, {"value", std::string(value)}});
 }
@@ -89,9 +90,10 @@ ClientLimiter::ClientLimiter(const Limits& limits, const Clock* clock,
                     .Name("iommud_limited_total")
                     .Help("Calls refused by a limit (server/limits.h), by reason.")
                     .Register(*metrics);
-    for (const char* reason : {kRateLimited, kTooManyCalls, kTooManyWatchers, kTooManyClients,
-                               kRequestTooLarge}) {
-      limited_->Add({{"reason", reason}});  // present at 0 from the start
+    for (absl::string_view name : {reason::kRateLimited, reason::kTooManyCalls,
+                                   reason::kTooManyWatchers, reason::kTooManyClients,
+                                   reason::kRequestTooLarge}) {
+      limited_->Add({{"reason", std::string(name)}});  // present at 0 from the start
     }
   }
 }
@@ -126,7 +128,7 @@ absl::StatusOr<ClientLimiter::Client*> ClientLimiter::Track(absl::string_view pr
   }
   if (clients_.size() >= static_cast<size_t>(limits_.max_tracked_clients)) {
     return Refused(
-        Error(absl::StatusCode::kResourceExhausted, kTooManyClients,
+        Error(absl::StatusCode::kResourceExhausted, reason::kTooManyClients,
               absl::StrCat("the daemon already serves ", clients_.size(),
                            " busy principals (--max_tracked_clients); retry later"),
               {{"limit", absl::StrCat(limits_.max_tracked_clients)}}),
@@ -153,7 +155,7 @@ absl::Status ClientLimiter::TakeToken(absl::string_view principal, Client* clien
   }
   const int64_t retry_ms =
       static_cast<int64_t>(std::ceil((1 - client->tokens) / rate * 1000));
-  return Refused(Error(absl::StatusCode::kResourceExhausted, kRateLimited,
+  return Refused(Error(absl::StatusCode::kResourceExhausted, reason::kRateLimited,
                        absl::StrCat(principal, " exceeds its rate of ", rate,
                                     " calls/s (burst ", limits_.burst_per_client,
                                     "; --rate_per_client); retry in ", retry_ms, " ms"),
@@ -169,7 +171,7 @@ absl::StatusOr<ClientLimiter::Permit> ClientLimiter::AdmitCall(absl::string_view
   absl::StatusOr<Client*> client = Track(principal, now);
   if (!client.ok()) return client.status();
   if ((*client)->calls >= limits_.max_calls_per_client) {
-    return Refused(Error(absl::StatusCode::kResourceExhausted, kTooManyCalls,
+    return Refused(Error(absl::StatusCode::kResourceExhausted, reason::kTooManyCalls,
                          absl::StrCat(principal, " already has ", (*client)->calls,
                                       " calls in flight (--max_calls_per_client)"),
                          {{"limit", absl::StrCat(limits_.max_calls_per_client)}}),
@@ -188,7 +190,7 @@ absl::StatusOr<ClientLimiter::Permit> ClientLimiter::AdmitWatcher(absl::string_v
   const bool own_limit = (*client)->watchers >= limits_.max_watchers_per_client;
   if (own_limit || watchers_ >= limits_.max_watchers) {
     return Refused(
-        Error(absl::StatusCode::kResourceExhausted, kTooManyWatchers,
+        Error(absl::StatusCode::kResourceExhausted, reason::kTooManyWatchers,
               own_limit ? absl::StrCat(principal, " already has ", (*client)->watchers,
                                        " WatchEvents streams open (--max_watchers_per_client)")
                         : absl::StrCat("the daemon already serves ", watchers_,

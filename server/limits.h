@@ -76,12 +76,9 @@ struct Limits {
 // Sets the transport limits on `builder`.
 void ApplyTransportLimits(const Limits& limits, grpc::ServerBuilder* builder);
 
-// Reasons of the refusals (ErrorInfo.reason and the iommud_limited_total label).
-inline constexpr char kRateLimited[] = "RATE_LIMITED";
-inline constexpr char kTooManyCalls[] = "TOO_MANY_CALLS";
-inline constexpr char kTooManyWatchers[] = "TOO_MANY_WATCHERS";
-inline constexpr char kTooManyClients[] = "TOO_MANY_CLIENTS";
-inline constexpr char kRequestTooLarge[] = "REQUEST_TOO_LARGE";
+// The reasons of the refusals (ErrorInfo.reason and the iommud_limited_total label) are
+// reason::kRateLimited, kTooManyCalls, kTooManyWatchers, kTooManyClients and kRequestTooLarge
+// (core/error_reasons.h, "Limits").
 
 class ClientLimiter {
  public:

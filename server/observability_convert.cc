@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "server/proto_convert.h"
 
 namespace iommud {
@@ -84,7 +85,7 @@ absl::StatusOr<WatchSpec> WatchSpecFromProto(const iommu::v1::WatchEventsRequest
                                            return static_cast<int>(pair.wire) == wire_kind;
                                          });
     if (found == std::end(kKinds)) {
-      return Error(absl::StatusCode::kInvalidArgument, "INVALID_ENUM_VALUE",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidEnumValue,
                    absl::StrCat("kinds: ", wire_kind, " is not a change event kind"),
                    {{"field", "kinds"}, {"value", absl::StrCat(wire_kind)}});
     }
@@ -93,7 +94,7 @@ absl::StatusOr<WatchSpec> WatchSpecFromProto(const iommu::v1::WatchEventsRequest
   spec.filter.group = request.group_id();
   spec.filter.device = request.device();
   if (request.queue_size() > kMaxWatchQueue) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_QUEUE_SIZE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidQueueSize,
                  absl::StrCat("queue_size ", request.queue_size(), " exceeds ", kMaxWatchQueue),
                  {{"field", "queue_size"}});
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -14,7 +15,7 @@ namespace {
 constexpr absl::string_view kTokenVersion = "p1:";
 
 absl::Status InvalidToken(absl::string_view collection, absl::string_view why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_PAGE_TOKEN",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidPageToken,
                absl::StrCat("page_token is not a token of this list (", why,
                             "); pass the next_page_token of the previous page unchanged"),
                {{"field", "page_token"}, {"collection", std::string(collection)}});

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "server/caller_identity.h"
 #include "server/unix_ids.h"
 
@@ -30,7 +31,7 @@ constexpr mode_t kSocketMode = 0660;
 constexpr int kAcceptBackoffMs = 100;
 
 absl::Status ListenFailed(const std::string& path, absl::string_view step, int error) {
-  return Error(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+  return Error(absl::StatusCode::kUnavailable, reason::kListenFailed,
                absl::StrCat("cannot listen on unix:", path, ": ", step, ": ", std::strerror(error)),
                {{"socket", path}});
 }
@@ -131,7 +132,7 @@ PeerCredListener::PeerCredListener(PeerCredListenerOptions options)
 absl::StatusOr<std::unique_ptr<PeerCredListener>> PeerCredListener::Create(
     const PeerCredListenerOptions& options, grpc::ServerBuilder* builder) {
   if (options.max_identities < 1 || options.max_identities > kMaxPeerIdentitiesLimit) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                  absl::StrCat("--max_unix_peer_identities must be in [1, ", kMaxPeerIdentitiesLimit,
                               "], not ", options.max_identities),
                  {{"flag", "max_unix_peer_identities"}});
@@ -165,7 +166,7 @@ absl::Status PeerCredListener::Listen() {
   const std::string& path = options_.socket_path;
   sockaddr_un address = {};
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return Error(absl::StatusCode::kInvalidArgument, "SOCKET_PATH_TOO_LONG",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kSocketPathTooLong,
                  absl::StrCat("unix socket path '", path, "' must have 1 to ",
                               sizeof(address.sun_path) - 1, " bytes"),
                  {{"path", path}});
@@ -197,12 +198,12 @@ absl::Status PeerCredListener::Listen() {
     return status;
   };
   if (chmod(path.c_str(), kSocketMode) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHMOD_FAILED",
+    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChmodFailed,
                       absl::StrCat("cannot set mode 0660 on '", path, "': ", std::strerror(errno)),
                       {{"path", path}}));
   }
   if ((owner != -1 || group != -1) && chown(path.c_str(), owner, group) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHOWN_FAILED",
+    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChownFailed,
                       absl::StrCat("cannot give '", path, "' owner '", options_.socket_owner,
                                    "' group '", options_.socket_group, "': ", std::strerror(errno)),
                       {{"path", path},
@@ -211,7 +212,7 @@ absl::Status PeerCredListener::Listen() {
   }
   if (group != -1 && !options_.group_dir.empty() &&
       chown(options_.group_dir.c_str(), -1, group) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, "SOCKET_CHOWN_FAILED",
+    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChownFailed,
                       absl::StrCat("cannot give '", options_.group_dir, "' group '",
                                    options_.socket_group, "': ", std::strerror(errno)),
                       {{"path", options_.group_dir}, {"socket_group", options_.socket_group}}));

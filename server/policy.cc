@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -22,7 +23,7 @@ namespace {
 constexpr char kInsecure[] = "insecure";
 
 absl::Status PolicyError(absl::string_view source, int line, absl::string_view what) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_POLICY",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidPolicy,
                absl::StrCat(source, ":", line, ": ", what),
                {{"source", std::string(source)}, {"line", absl::StrCat(line)}});
 }
@@ -127,7 +128,7 @@ absl::StatusOr<Policy> Policy::Load(const std::string& path) {
   std::ifstream file(path);
   if (!file) {
     const int error = errno;
-    return Error(absl::StatusCode::kNotFound, "POLICY_UNREADABLE",
+    return Error(absl::StatusCode::kNotFound, reason::kPolicyUnreadable,
                  absl::StrCat("cannot read policy file ", path, ": ", std::strerror(error)),
                  {{"path", path}});
   }

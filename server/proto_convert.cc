@@ -4,13 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 
 namespace iommud {
 namespace {
 
 absl::Status InvalidEnum(int value, absl::string_view field) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_ENUM_VALUE",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidEnumValue,
                absl::StrCat(field, ": unknown enum value ", value),
                {{"field", std::string(field)}, {"value", absl::StrCat(value)}});
 }
@@ -141,13 +142,13 @@ void FaultToProto(const FaultRecord& fault, absl::string_view device, iommu::v1:
 
 absl::Status RequireField(absl::string_view value, absl::string_view field) {
   if (!value.empty()) return absl::OkStatus();
-  return Error(absl::StatusCode::kInvalidArgument, "MISSING_FIELD",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kMissingField,
                absl::StrCat(field, " is required"), {{"field", std::string(field)}});
 }
 
 absl::Status RequireId(uint64_t value, absl::string_view field) {
   if (value != 0) return absl::OkStatus();
-  return Error(absl::StatusCode::kInvalidArgument, "MISSING_FIELD",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kMissingField,
                absl::StrCat(field, " is required (ids start at 1)"),
                {{"field", std::string(field)}});
 }
@@ -156,7 +157,7 @@ absl::StatusOr<uint32_t> ProtFromProto(uint32_t bits, uint32_t if_zero, absl::st
   constexpr uint32_t kKnownBits = kProtRead | kProtWrite;
   if (bits == 0) return if_zero;
   if ((bits & ~kKnownBits) != 0) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_PROT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidProt,
                  absl::StrCat(field, ": unknown bits 0x", absl::Hex(bits & ~kKnownBits),
                               " (only PROT_READ=1 and PROT_WRITE=2)"),
                  {{"field", std::string(field)}, {"value", absl::StrCat(bits)}});
@@ -200,7 +201,7 @@ absl::StatusOr<UnitCaps> UnitCapsFromProto(const iommu::v1::Topology::UnitCaps& 
     for (int value : proto.domain_types()) {
       ASSIGN_OR_RETURN(std::optional<DomainType> type, DomainTypeFromProto(value, "domain_types"));
       if (!type.has_value()) {
-        return Error(absl::StatusCode::kInvalidArgument, "INVALID_ENUM_VALUE",
+        return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidEnumValue,
                      "domain_types: DOMAIN_TYPE_UNSPECIFIED is not a domain type",
                      {{"field", "domain_types"}, {"value", "0"}});
       }

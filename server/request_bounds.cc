@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -24,7 +25,7 @@ absl::Status CheckMessage(const Message& message, const RequestBounds& bounds,
     if (field->is_repeated()) {
       const int count = reflection->FieldSize(message, field);
       if (static_cast<uint64_t>(count) > bounds.max_repeated) {
-        return Error(absl::StatusCode::kInvalidArgument, "TOO_MANY_ELEMENTS",
+        return Error(absl::StatusCode::kInvalidArgument, reason::kTooManyElements,
                      absl::StrCat(name, " has ", count, " elements; at most ",
                                   bounds.max_repeated, " are accepted"),
                      {{"field", name},
@@ -44,7 +45,7 @@ absl::Status CheckMessage(const Message& message, const RequestBounds& bounds,
                 ? reflection->GetRepeatedStringReference(message, field, i, &scratch)
                 : reflection->GetStringReference(message, field, &scratch);
         if (value.size() > bounds.max_string_bytes) {
-          return Error(absl::StatusCode::kInvalidArgument, "FIELD_TOO_LONG",
+          return Error(absl::StatusCode::kInvalidArgument, reason::kFieldTooLong,
                        absl::StrCat(name, " is ", value.size(), " bytes long; at most ",
                                     bounds.max_string_bytes, " are accepted"),
                        {{"field", name},
@@ -71,7 +72,7 @@ absl::Status CheckFieldBounds(const Message& request, const RequestBounds& bound
 
 absl::Status CheckMapSize(uint64_t size, const RequestBounds& bounds) {
   if (size <= bounds.max_map_bytes) return absl::OkStatus();
-  return Error(absl::StatusCode::kResourceExhausted, "REQUEST_TOO_LARGE",
+  return Error(absl::StatusCode::kResourceExhausted, reason::kRequestTooLarge,
                absl::StrCat("a Map of ", size, " bytes exceeds the daemon's limit of ",
                             bounds.max_map_bytes, " bytes per call (--max_map_bytes); map the "
                             "range in several calls"),

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -23,7 +24,7 @@ namespace {
 constexpr mode_t kStateDirMode = 0750;
 
 absl::Status Unusable(const std::string& path, absl::string_view what, int error) {
-  return Error(absl::StatusCode::kFailedPrecondition, "STATE_DIR_UNUSABLE",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kStateDirUnusable,
                absl::StrCat(what, " '", path, "': ", std::strerror(error)), {{"path", path}});
 }
 
@@ -36,7 +37,7 @@ bool IsDirectory(const std::string& path) {
 
 absl::Status EnsureStateDir(const std::string& path) {
   if (path.empty()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "STATE_DIR_UNUSABLE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kStateDirUnusable,
                  "the state directory path is empty", {{"path", path}});
   }
   if (IsDirectory(path)) return absl::OkStatus();
@@ -63,7 +64,7 @@ absl::StatusOr<std::unique_ptr<StateDirLock>> StateDirLock::Acquire(const std::s
     close(fd);
     if (error != EWOULDBLOCK) return Unusable(path, "cannot lock", error);
     std::string holder = n > 0 ? std::string(absl::StripAsciiWhitespace(buffer)) : "unknown";
-    return Error(absl::StatusCode::kFailedPrecondition, "STATE_DIR_LOCKED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kStateDirLocked,
                  absl::StrCat("another iommud (pid ", holder, ") is using the state directory '",
                               state_dir, "'"),
                  {{"path", path}, {"pid", holder}});
@@ -88,7 +89,7 @@ StateDirLock::~StateDirLock() {
 absl::Status RemoveStaleSocket(const std::string& path) {
   sockaddr_un address = {};
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return Error(absl::StatusCode::kInvalidArgument, "SOCKET_PATH_TOO_LONG",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kSocketPathTooLong,
                  absl::StrCat("unix socket path '", path, "' must have 1 to ",
                               sizeof(address.sun_path) - 1, " bytes"),
                  {{"path", path}});
@@ -96,12 +97,12 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_PATH_NOT_SOCKET",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kSocketPathNotSocket,
                  absl::StrCat("cannot inspect '", path, "': ", std::strerror(errno)),
                  {{"path", path}});
   }
   if (!S_ISSOCK(st.st_mode)) {
-    return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_PATH_NOT_SOCKET",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kSocketPathNotSocket,
                  absl::StrCat("'", path, "' exists and is not a unix socket; not removing it"),
                  {{"path", path}});
   }
@@ -110,24 +111,24 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   std::memcpy(address.sun_path, path.data(), path.size());
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    return Error(absl::StatusCode::kInternal, "SOCKET_CHECK_FAILED",
+    return Error(absl::StatusCode::kInternal, reason::kSocketCheckFailed,
                  absl::StrCat("socket(): ", std::strerror(errno)), {{"path", path}});
   }
   const int connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
   const int error = errno;
   close(fd);
   if (connected == 0 || error == EAGAIN) {
-    return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_IN_USE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kSocketInUse,
                  absl::StrCat("something is serving on '", path, "' already"), {{"path", path}});
   }
   if (error != ECONNREFUSED) {
-    return Error(absl::StatusCode::kFailedPrecondition, "SOCKET_IN_USE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kSocketInUse,
                  absl::StrCat("cannot tell whether '", path, "' is in use: ", std::strerror(error)),
                  {{"path", path}});
   }
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
     return Error(
-        absl::StatusCode::kFailedPrecondition, "SOCKET_IN_USE",
+        absl::StatusCode::kFailedPrecondition, reason::kSocketInUse,
         absl::StrCat("cannot remove the stale socket '", path, "': ", std::strerror(errno)),
         {{"path", path}});
   }

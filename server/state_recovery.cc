@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "server/topology_apply.h"
 
@@ -19,7 +20,7 @@ namespace iommud {
 namespace {
 
 absl::Status MarkerError(const std::string& path, absl::string_view what, int error) {
-  return Error(absl::StatusCode::kFailedPrecondition, "STATE_DIR_UNUSABLE",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kStateDirUnusable,
                absl::StrCat(what, " '", path, "': ", std::strerror(error)), {{"path", path}});
 }
 

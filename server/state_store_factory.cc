@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/store/in_memory_state_store.h"
 #include "core/store/sqlite_state_store.h"
@@ -17,7 +18,7 @@ namespace iommud {
 namespace {
 
 absl::Status InvalidFlag(absl::string_view flag, absl::string_view value, absl::string_view why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_FLAG",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                absl::StrCat("--", flag, "=", value, ": ", why),
                {{"flag", std::string(flag)}, {"value", std::string(value)}});
 }
@@ -45,7 +46,7 @@ absl::Status NamingFile(const absl::Status& status, const std::string& path) {
   ErrorMetadata metadata = GetErrorMetadata(status);
   metadata.emplace("path", path);
   const std::string reason = ErrorReason(status);
-  return Error(status.code(), reason.empty() ? "STATE_OPEN_FAILED" : reason,
+  return Error(status.code(), reason.empty() ? reason::kStateOpenFailed : reason,
                absl::StrCat("state file '", path, "': ", status.message()), metadata);
 }
 
@@ -80,7 +81,7 @@ absl::StatusOr<OpenedStateStore> OpenStateStore(const StateStoreOptions& options
   opened.path = StateFilePath(options, state_dir);
   const bool exists = Exists(opened.path);
   if (exists && options.init) {
-    return Error(absl::StatusCode::kFailedPrecondition, "STATE_EXISTS",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kStateExists,
                  absl::StrCat("--init_state: the state file '", opened.path,
                               "' exists; move it away to start with a new empty store"),
                  {{"path", opened.path}});
@@ -88,7 +89,7 @@ absl::StatusOr<OpenedStateStore> OpenStateStore(const StateStoreOptions& options
   if (!exists && !options.init) {
     const std::string evidence = PreviousStateEvidence(options, opened.path);
     if (!evidence.empty()) {
-      return Error(absl::StatusCode::kNotFound, "STATE_MISSING",
+      return Error(absl::StatusCode::kNotFound, reason::kStateMissing,
                    absl::StrCat("the state file '", opened.path, "' is missing but ", evidence,
                                 " survived: restore the file, or start with --init_state to begin "
                                 "with an empty registry"),

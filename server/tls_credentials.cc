@@ -23,6 +23,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "server/tls_file_stager.h"
 
@@ -43,10 +44,10 @@ absl::Status FileError(absl::string_view reason, const TlsFile& file, absl::stri
 
 absl::StatusOr<std::string> ReadTlsFile(const TlsFile& file) {
   std::ifstream in(file.path, std::ios::binary);
-  if (!in) return FileError("TLS_FILE_UNREADABLE", file, std::strerror(errno));
+  if (!in) return FileError(reason::kTlsFileUnreadable, file, std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) return FileError("TLS_FILE_UNREADABLE", file, "read failed");
+  if (in.bad()) return FileError(reason::kTlsFileUnreadable, file, "read failed");
   return text.str();
 }
 
@@ -92,13 +93,14 @@ absl::StatusOr<std::vector<UniqueX509>> ParseCertificates(const TlsFile& file,
   const bool clean_end =
       ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
   if (!certs.empty() && !clean_end && last != 0) {
-    return FileError("INVALID_TLS_FILE", file,
+    return FileError(reason::kInvalidTlsFile, file,
                      absl::StrCat("certificate ", certs.size() + 1,
                                   " does not parse: ", OpenSslError()));
   }
   ERR_clear_error();
   if (certs.empty()) {
-    return FileError("INVALID_TLS_FILE", file, "no PEM certificate (-----BEGIN CERTIFICATE-----)");
+    return FileError(reason::kInvalidTlsFile, file,
+                     "no PEM certificate (-----BEGIN CERTIFICATE-----)");
   }
   return certs;
 }
@@ -111,7 +113,7 @@ absl::StatusOr<UniquePkey> ParsePrivateKey(const TlsFile& file, const std::strin
   ERR_clear_error();
   UniquePkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   if (key == nullptr) {
-    return FileError("INVALID_TLS_FILE", file,
+    return FileError(reason::kInvalidTlsFile, file,
                      absl::StrCat("no unencrypted PEM private key: ", OpenSslError()));
   }
   return key;
@@ -128,19 +130,19 @@ bool AnyTlsFile(const TcpSecurityOptions& options) {
 
 absl::Status CheckOptions(const TcpSecurityOptions& options) {
   if (options.listen.empty()) {
-    return InvalidOptions("TCP_OPTIONS_WITHOUT_LISTENER",
+    return InvalidOptions(reason::kTcpOptionsWithoutListener,
                           "--tls_cert/--tls_key/--tls_client_ca/--insecure_tcp need --listen_tcp");
   }
   if (options.insecure_tcp) {
     if (AnyTlsFile(options)) {
-      return InvalidOptions("TLS_CONFLICT",
+      return InvalidOptions(reason::kTlsConflict,
                             "--insecure_tcp serves plaintext: drop it to use --tls_cert/--tls_key/"
                             "--tls_client_ca, or drop those",
                             {{"listen_tcp", options.listen}});
     }
     if (!IsLoopbackListenAddress(options.listen)) {
       return InvalidOptions(
-          "INSECURE_TCP_NOT_LOOPBACK",
+          reason::kInsecureTcpNotLoopback,
           absl::StrCat("--insecure_tcp serves plaintext (tests only) and only on a loopback address "
                        "(127.0.0.0/8, [::1], localhost), not on ",
                        options.listen),
@@ -156,7 +158,7 @@ absl::Status CheckOptions(const TcpSecurityOptions& options) {
     std::string names;
     for (const std::string& name : missing) absl::StrAppend(&names, names.empty() ? "" : " ", name);
     return InvalidOptions(
-        "TLS_REQUIRED",
+        reason::kTlsRequired,
         absl::StrCat("--listen_tcp=", options.listen,
                      " serves mutual TLS and needs --tls_cert, --tls_key and --tls_client_ca "
                      "(missing: ",
@@ -164,7 +166,7 @@ absl::Status CheckOptions(const TcpSecurityOptions& options) {
         {{"listen_tcp", options.listen}, {"missing", names}});
   }
   if (options.tls_refresh_interval < absl::Seconds(1)) {
-    return InvalidOptions("INVALID_FLAG",
+    return InvalidOptions(reason::kInvalidFlag,
                           absl::StrCat("--tls_refresh_interval=",
                                        absl::FormatDuration(options.tls_refresh_interval),
                                        ": must be at least 1s"),
@@ -224,7 +226,7 @@ absl::Status CheckTlsContents(const TcpSecurityOptions& options, const TlsFileCo
   ASSIGN_OR_RETURN(const UniquePkey key, ParsePrivateKey(key_file, contents.key));
   ERR_clear_error();
   if (X509_check_private_key(chain.front().get(), key.get()) != 1) {
-    return Error(absl::StatusCode::kFailedPrecondition, "INVALID_TLS_FILE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kInvalidTlsFile,
                  absl::StrCat("--tls_key=", options.tls_key, " is not the key of --tls_cert=",
                               options.tls_cert, " (", OpenSslError(), ")"),
                  {{"flag", "tls_key"}, {"path", options.tls_key}, {"cert", options.tls_cert}});

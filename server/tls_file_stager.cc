@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 
@@ -18,7 +19,7 @@ namespace iommud {
 namespace {
 
 absl::Status StagingError(const std::string& path, absl::string_view what) {
-  return Error(absl::StatusCode::kFailedPrecondition, "TLS_STAGING_FAILED",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kTlsStagingFailed,
                absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(errno)),
                {{"path", path}});
 }

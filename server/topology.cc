@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "server/demo_topology.h"
@@ -43,7 +44,7 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
 };
 
 absl::Status TopologyError(absl::string_view source, int line, int column, absl::string_view what) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_TOPOLOGY",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidTopology,
                absl::StrCat(source, ":", line, ":", column, ": ", what),
                {{"source", std::string(source)}, {"line", absl::StrCat(line)}});
 }
@@ -83,7 +84,7 @@ absl::StatusOr<LoadedTopology> ParseTopology(absl::string_view text, absl::strin
 
 absl::StatusOr<LoadedTopology> LoadTopologyFile(const std::string& path) {
   auto unreadable = [&path](int error) {
-    return Error(absl::StatusCode::kNotFound, "TOPOLOGY_UNREADABLE",
+    return Error(absl::StatusCode::kNotFound, reason::kTopologyUnreadable,
                  absl::StrCat("cannot read topology file '", path, "': ", std::strerror(error)),
                  {{"source", path}});
   };

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "server/proto_convert.h"
 
 namespace iommud {
@@ -16,7 +17,7 @@ absl::Status InEntry(const absl::Status& status, absl::string_view source, int l
   metadata["topology_source"] = std::string(source);
   metadata["topology_line"] = absl::StrCat(line);
   std::string reason = ErrorReason(status);
-  return Error(status.code(), reason.empty() ? "INVALID_TOPOLOGY" : reason,
+  return Error(status.code(), reason.empty() ? reason::kInvalidTopology : reason,
                absl::StrCat(source, ":", line, ": ", entry, ": ", status.message()), metadata);
 }
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 namespace {
@@ -44,7 +45,7 @@ absl::StatusOr<std::vector<uint32_t>> ResolveList(absl::string_view text, Resolv
 absl::StatusOr<uint32_t> ResolveUser(absl::string_view user) {
   uint32_t uid = 0;
   if (absl::SimpleAtoi(user, &uid)) return uid;
-  if (user.empty()) return Unknown("UNKNOWN_USER", "user", user);
+  if (user.empty()) return Unknown(reason::kUnknownUser, "user", user);
   passwd entry = {};
   std::vector<char> buffer(kInitialBuffer);
   for (;;) {
@@ -55,7 +56,7 @@ absl::StatusOr<uint32_t> ResolveUser(absl::string_view user) {
       buffer.resize(buffer.size() * 2);
       continue;
     }
-    if (error != 0 || result == nullptr) return Unknown("UNKNOWN_USER", "user", user);
+    if (error != 0 || result == nullptr) return Unknown(reason::kUnknownUser, "user", user);
     return entry.pw_uid;
   }
 }
@@ -63,7 +64,7 @@ absl::StatusOr<uint32_t> ResolveUser(absl::string_view user) {
 absl::StatusOr<uint32_t> ResolveGroup(absl::string_view group) {
   uint32_t gid = 0;
   if (absl::SimpleAtoi(group, &gid)) return gid;
-  if (group.empty()) return Unknown("UNKNOWN_GROUP", "group", group);
+  if (group.empty()) return Unknown(reason::kUnknownGroup, "group", group);
   struct group entry = {};
   std::vector<char> buffer(kInitialBuffer);
   for (;;) {
@@ -74,7 +75,7 @@ absl::StatusOr<uint32_t> ResolveGroup(absl::string_view group) {
       buffer.resize(buffer.size() * 2);
       continue;
     }
-    if (error != 0 || result == nullptr) return Unknown("UNKNOWN_GROUP", "group", group);
+    if (error != 0 || result == nullptr) return Unknown(reason::kUnknownGroup, "group", group);
     return entry.gr_gid;
   }
 }

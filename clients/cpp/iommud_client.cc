@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
 
@@ -23,7 +24,7 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::strin
   std::stringstream text;
   if (file) text << file.rdbuf();
   if (!file || text.str().empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "TLS_FILE_UNREADABLE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kTlsFileUnreadable,
                  absl::StrCat("cannot read ", flag, " file '", path, "'"),
                  {{"path", path}});
   }
@@ -31,7 +32,7 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::strin
 }
 
 absl::Status InvalidTls(absl::string_view message) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_TLS_OPTIONS", message);
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidTlsOptions, message);
 }
 
 }  // namespace
@@ -62,7 +63,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 
 absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOptions& options) {
   if (options.target.empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_TARGET",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidTarget,
                  "no target: give unix:/path/to/iommud.sock or host:port");
   }
   grpc::ChannelArguments arguments;
@@ -71,7 +72,7 @@ absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOp
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, arguments);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
-    return Error(absl::StatusCode::kUnavailable, "CONNECT_FAILED",
+    return Error(absl::StatusCode::kUnavailable, reason::kConnectFailed,
                  absl::StrCat("cannot connect to ", options.target, " within ",
                               absl::FormatDuration(options.connect_timeout),
                               " (is iommud running?)"),
@@ -120,7 +121,7 @@ std::string RandomRequestId() {
 bool Retryable(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable ||
          (status.code() == absl::StatusCode::kAborted &&
-          ErrorReason(status) == "REQUEST_IN_PROGRESS");
+          ErrorReason(status) == reason::kRequestInProgress);
 }
 
 }  // namespace
@@ -244,7 +245,7 @@ absl::Status IommuClient::KeepLease(
     const iommu::v1::KeepLeaseRequest& request, absl::Duration every,
     const std::function<bool(const iommu::v1::Group&)>& on_renewed, absl::Duration duration) {
   if (every <= absl::ZeroDuration()) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_ARGUMENT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
                  "KeepLease needs a positive renewal interval");
   }
   grpc::ClientContext context;

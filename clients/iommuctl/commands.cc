@@ -17,6 +17,7 @@
 #include "clients/iommuctl/numbers.h"
 #include "clients/iommuctl/table.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -40,7 +41,7 @@ struct Args {
 };
 
 absl::Status UsageError(const std::string& message) {
-  return Error(absl::StatusCode::kInvalidArgument, "USAGE", message);
+  return Error(absl::StatusCode::kInvalidArgument, reason::kUsage, message);
 }
 
 struct Context {

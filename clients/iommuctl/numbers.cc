@@ -4,12 +4,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
 absl::StatusOr<uint64_t> ParseNumber(absl::string_view text, absl::string_view what) {
   auto invalid = [&] {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_NUMBER",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidNumber,
                  absl::StrCat(what, ": '", text, "' is not a number (decimal, 0x hex, or a size ",
                               "like 4K, 2M, 1G)"),
                  {{"argument", std::string(what)}});

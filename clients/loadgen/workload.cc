@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/iommud_client.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -22,7 +23,7 @@ absl::StatusOr<Mix> ParseMix(const std::string& name) {
   if (name == "use_unuse") return Mix::kUseUnuse;
   if (name == "map_unmap") return Mix::kMapUnmap;
   if (name == "read") return Mix::kRead;
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_MIX",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidMix,
                absl::StrCat("unknown mix '", name,
                             "' (health, attach_detach, use_unuse, map_unmap, read)"));
 }
@@ -252,7 +253,7 @@ class LoadRun {
 absl::StatusOr<LatencySummary> RunLoad(const LoadOptions& options) {
   if (options.channels < 1 || options.outstanding < 1 || options.groups < 0 ||
       options.duration <= absl::ZeroDuration() || options.target.empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_LOAD",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidLoad,
                  "need a target, channels >= 1, outstanding >= 1, groups >= 0, duration > 0");
   }
   LoadRun run(options);

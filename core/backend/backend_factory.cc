@@ -8,6 +8,7 @@
 #include "core/backend/emulated/emulated_backend.h"
 #include "core/backend/software/software_backend.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -37,7 +38,7 @@ absl::Status RegisterBackend(absl::string_view name, BackendFactory factory) {
   FactoryTable& table = TableWithBuiltins();
   MutexLock lock(&table.mu);
   if (!table.factories.emplace(std::string(name), std::move(factory)).second) {
-    return Error(absl::StatusCode::kAlreadyExists, "BACKEND_EXISTS",
+    return Error(absl::StatusCode::kAlreadyExists, reason::kBackendExists,
                  absl::StrCat("backend '", name, "' is already registered"), {{"backend", std::string(name)}});
   }
   return absl::OkStatus();
@@ -54,7 +55,7 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> CreateBackend(absl::string_view na
     if (it == table.factories.end()) {
       std::vector<std::string> names;
       for (const auto& [known, unused] : table.factories) names.push_back(known);
-      return Error(absl::StatusCode::kNotFound, "UNKNOWN_BACKEND",
+      return Error(absl::StatusCode::kNotFound, reason::kUnknownBackend,
                    absl::StrCat("no backend named '", name, "' (known: ", absl::StrJoin(names, ", "), ")"),
                    {{"backend", std::string(name)}});
     }

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -52,10 +53,10 @@ inline bool SameHardwareCaps(const UnitCaps& a, const UnitCaps& b) {
 inline absl::Status UnitExists(absl::string_view unit, const UnitCaps& held,
                                const UnitCaps& wanted) {
   if (SameHardwareCaps(held, wanted)) {
-    return Error(absl::StatusCode::kAlreadyExists, "UNIT_EXISTS",
+    return Error(absl::StatusCode::kAlreadyExists, reason::kUnitExists,
                  absl::StrCat("unit '", unit, "' exists"), {{"unit", std::string(unit)}});
   }
-  return Error(absl::StatusCode::kFailedPrecondition, "UNIT_CAPS_MISMATCH",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kUnitCapsMismatch,
                absl::StrCat("unit '", unit, "' exists with other caps (page sizes 0x",
                             absl::Hex(held.pgsize_bitmap), ", ", held.iova_bits, " IOVA bits, ",
                             held.max_rids, " RIDs)"),

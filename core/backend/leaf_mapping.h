@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -38,7 +39,7 @@ absl::Status MapAsLeaves(uint64_t pgsize_bitmap, uint64_t iova, uint64_t paddr, 
     }
     absl::Status status =
         leaf_level < 0
-            ? Error(absl::StatusCode::kInvalidArgument, "UNALIGNED",
+            ? Error(absl::StatusCode::kInvalidArgument, reason::kUnaligned,
                     absl::StrCat("no allowed page size fits at 0x", absl::Hex(at)),
                     {{"iova", absl::StrCat("0x", absl::Hex(at))}})
             : map_leaf(at, to, leaf_level);

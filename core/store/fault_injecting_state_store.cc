@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -9,7 +10,7 @@ absl::Status FaultInjectingStateStore::Commit(const StoreBatch& batch) {
   if (batch.empty()) return ForwardingStateStore::Commit(batch);
   const absl::Status injected = injector_->Hit(kPoint);
   if (!injected.ok()) {
-    return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
+    return Error(absl::StatusCode::kUnavailable, reason::kStoreWriteFailed,
                  absl::StrCat("the state store write failed: ", injected.message()),
                  GetErrorMetadata(injected));
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -57,7 +58,7 @@ absl::Status InMemoryStateStore::SetRequestResponse(absl::string_view request_id
   MutexLock lock(&mu_);
   auto it = requests_.find(std::string(request_id));
   if (it == requests_.end()) {
-    return Error(absl::StatusCode::kNotFound, "REQUEST_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kRequestNotFound,
                  "no record of this request id", {{"request_id", std::string(request_id)}});
   }
   it->second.response = response;

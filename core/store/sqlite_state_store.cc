@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 
@@ -65,17 +66,17 @@ uint64_t FromSql(int64_t value) { return static_cast<uint64_t>(value); }
 ErrorMetadata PathMetadata(absl::string_view path) { return {{"path", std::string(path)}}; }
 
 absl::Status Corrupt(absl::string_view path, absl::string_view what) {
-  return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+  return Error(absl::StatusCode::kDataLoss, reason::kStateCorrupt,
                absl::StrCat("state file ", path, " is corrupt: ", what), PathMetadata(path));
 }
 
 absl::Status WriteFailed(absl::string_view path, absl::string_view what) {
-  return Error(absl::StatusCode::kUnavailable, "STORE_WRITE_FAILED",
+  return Error(absl::StatusCode::kUnavailable, reason::kStoreWriteFailed,
                absl::StrCat("writing state file ", path, " failed: ", what), PathMetadata(path));
 }
 
 absl::Status OpenFailed(absl::string_view path, absl::string_view what) {
-  return Error(absl::StatusCode::kUnavailable, "STATE_OPEN_FAILED",
+  return Error(absl::StatusCode::kUnavailable, reason::kStateOpenFailed,
                absl::StrCat("cannot open state file ", path, ": ", what), PathMetadata(path));
 }
 
@@ -90,7 +91,7 @@ absl::Status OpenError(absl::string_view path, sqlite3* db, int rc, absl::string
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return Error(absl::StatusCode::kFailedPrecondition, "STATE_LOCKED",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kStateLocked,
                    absl::StrCat("state file ", path,
                                 " is in use by another iommud (or another store): ", message),
                    PathMetadata(path));
@@ -411,14 +412,14 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     const SqliteStateStoreOptions& options) {
   const std::string& path = options.path;
   if (path.empty()) {
-    return Error(absl::StatusCode::kInvalidArgument, "STATE_OPEN_FAILED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kStateOpenFailed,
                  "the state file path is empty");
   }
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) return OpenFailed(path, std::strerror(errno));
     if (!options.create_if_missing) {
-      return Error(absl::StatusCode::kNotFound, "STATE_MISSING",
+      return Error(absl::StatusCode::kNotFound, reason::kStateMissing,
                    absl::StrCat("state file ", path,
                                 " does not exist"),
                    PathMetadata(path));
@@ -464,7 +465,7 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
   if (version != kSchemaVersion) {
     ErrorMetadata metadata = PathMetadata(path);
     metadata["schema_version"] = absl::StrCat(version);
-    return Error(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+    return Error(absl::StatusCode::kDataLoss, reason::kStateCorrupt,
                  absl::StrCat("state file ", path, " has schema version ", version,
                               (version > kSchemaVersion ? " (written by a newer iommud)" : ""),
                               "; this iommud reads version ", kSchemaVersion),
@@ -762,8 +763,8 @@ absl::Status SqliteStateStore::SetRequestResponse(absl::string_view request_id,
     return WriteFailed(options_.path, absl::StrCat("set response: ", SqliteMessage(db_, rc)));
   }
   if (sqlite3_changes(db_) == 0) {
-    return Error(absl::StatusCode::kNotFound, "REQUEST_NOT_FOUND", "no record of this request id",
-                 {{"request_id", std::string(request_id)}});
+    return Error(absl::StatusCode::kNotFound, reason::kRequestNotFound,
+                 "no record of this request id", {{"request_id", std::string(request_id)}});
   }
   return absl::OkStatus();
 }

@@ -1,4 +1,4 @@
-// SEMANTICS.md "Attach / detach" and domain allocation/free.
+// docs/semantics.md "Attach / detach" and domain allocation/free.
 #include <string>
 
 #include "core/registry.h"

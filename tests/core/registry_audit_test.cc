@@ -1,6 +1,6 @@
-// The auditor (SEMANTICS.md "Leaked attachments"): each kind of leak, made behind the registry's
-// back through the backend or by a failing backend, is found by Audit with its reason and repaired
-// by Reconcile. Also the per-group lock-contention view.
+// The auditor (docs/semantics.md "Leaked attachments"): each kind of leak, made behind the
+// registry's back through the backend or by a failing backend, is found by Audit with its reason
+// and repaired by Reconcile. Also the per-group lock-contention view.
 #include <algorithm>
 #include <atomic>
 #include <string>

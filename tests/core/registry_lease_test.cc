@@ -1,4 +1,4 @@
-// Ownership leases (SEMANTICS.md "Ownership"): a group claim with a TTL, RenewLease, and
+// Ownership leases (docs/semantics.md "Leases"): a group claim with a TTL, RenewLease, and
 // ExpireLeases releasing a lapsed ownership exactly like ReleaseOwnership, durably. Time is a
 // ManualClock: nothing here waits.
 #include <memory>

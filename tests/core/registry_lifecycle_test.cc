@@ -1,4 +1,4 @@
-// SEMANTICS.md "Device lifecycle": group formation, probe, release, leaked attachments.
+// docs/semantics.md "Device lifecycle": group formation, probe, release, leaked attachments.
 #include <string>
 
 #include "core/registry.h"

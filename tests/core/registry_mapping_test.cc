@@ -1,4 +1,4 @@
-// SEMANTICS.md "Domains and mappings": Map/Unmap rules and Translate.
+// docs/semantics.md "Domains and mappings": Map/Unmap rules and Translate.
 #include <string>
 
 #include "core/registry.h"

@@ -1,4 +1,4 @@
-// SEMANTICS.md "Ownership": default-domain users, group and device claims, owner_cnt.
+// docs/semantics.md "Ownership": default-domain users, group and device claims, owner_cnt.
 #include <string>
 
 #include "core/registry.h"

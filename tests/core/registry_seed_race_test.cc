@@ -1,6 +1,6 @@
-// The seed race (SEMANTICS.md "Locking"): two devices a and b of one group, release(a) racing with
-// use-default-domain(b), the free of a domain and release(b). In the seed, release dropped the group
-// mutex before the backend's release, so a device could be left pointing at a freed domain.
+// The seed race (docs/semantics.md "Locking"): two devices a and b of one group, release(a) racing
+// with use-default-domain(b), the free of a domain and release(b). In the seed, release dropped the
+// group mutex before the backend's release, so a device could be left pointing at a freed domain.
 //
 // Deterministic: (1) every order of the four operations, from two starting states; (2) forced
 // overlaps through the registry's sync points, showing the second operation waits for the whole

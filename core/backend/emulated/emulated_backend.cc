@@ -20,6 +20,7 @@
 #include "core/backend/emulated/emulated_memory.h"
 #include "core/backend/emulated/emulated_page_table.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
@@ -39,7 +40,7 @@ struct Options {
 };
 
 absl::Status BadOption(const std::string& key, const std::string& why) {
-  return Error(absl::StatusCode::kInvalidArgument, "INVALID_BACKEND_OPTION",
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
                absl::StrCat("emulated backend option ", key, ": ", why), {{"option", key}});
 }
 
@@ -108,7 +109,7 @@ class EmulatedBackend : public IommuBackend {
     MutexLock lock(&mu_);
     if (existed && !HeaderAreaIsZero() && !FormatNeverFinished()) {
       if (const std::string problem = ImageProblem(); !problem.empty()) {
-        return Error(absl::StatusCode::kDataLoss, "CORRUPT_MEMORY_FILE",
+        return Error(absl::StatusCode::kDataLoss, reason::kCorruptMemoryFile,
                      absl::StrCat("the emulated IOMMU memory file is corrupt (", problem,
                                   "); refusing to reinitialize it (remove it to start fresh)"),
                      {{"problem", problem}});
@@ -139,7 +140,7 @@ class EmulatedBackend : public IommuBackend {
     if ((caps.pgsize_bitmap & ~kSupportedPageSizes) != 0 || caps.pgsize_bitmap == 0 ||
         caps.iova_bits > kInputBits || name.empty() || name.size() >= kUnitNameBytes ||
         caps.max_rids == 0) {
-      return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_CAPS",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kUnsupportedCaps,
                    absl::StrCat("unit '", name, "': page sizes ", Hex(caps.pgsize_bitmap),
                                 " (4K|2M|1G only), iova_bits ", caps.iova_bits,
                                 " (<= 48), a name of 1..23 bytes"),
@@ -157,7 +158,7 @@ class EmulatedBackend : public IommuBackend {
     uint64_t index = 0;
     while (index < kMaxUnits && (memory_->Read64(UnitAddr(index)) & 1)) ++index;
     if (index == kMaxUnits) {
-      return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_UNITS",
+      return Error(absl::StatusCode::kResourceExhausted, reason::kTooManyUnits,
                    absl::StrCat("at most ", kMaxUnits, " units"));
     }
     absl::StatusOr<uint64_t> stream_table = pool_.AllocContiguous(StreamTablePages(caps.max_rids));
@@ -180,13 +181,13 @@ class EmulatedBackend : public IommuBackend {
     absl::StatusOr<uint64_t> unit = UnitIndex(unit_name);
     if (!unit.ok()) return unit.status();
     if (id == 0 || domains_.count(id) != 0) {
-      return Error(absl::StatusCode::kAlreadyExists, "DOMAIN_EXISTS",
+      return Error(absl::StatusCode::kAlreadyExists, reason::kDomainExists,
                    absl::StrCat("domain ", id, " exists"), {{"domain_id", absl::StrCat(id)}});
     }
     uint64_t slot = 0;
     while (slot < kMaxDomains && memory_->Read64(DomainAddr(slot)) != 0) ++slot;
     if (slot == kMaxDomains) {
-      return Error(absl::StatusCode::kResourceExhausted, "TOO_MANY_DOMAINS",
+      return Error(absl::StatusCode::kResourceExhausted, reason::kTooManyDomains,
                    absl::StrCat("the domain table holds ", kMaxDomains, " domains"));
     }
     uint64_t root = 0;
@@ -209,7 +210,7 @@ class EmulatedBackend : public IommuBackend {
     absl::StatusOr<uint64_t> entry = DomainEntry(id);
     if (!entry.ok()) return entry.status();
     if (memory_->Read64(*entry + 0x18) != 0) {
-      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_IN_USE",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainInUse,
                    absl::StrCat("domain ", id, " is used by ", memory_->Read64(*entry + 0x18),
                                 " stream table entr(ies)"),
                    {{"domain_id", absl::StrCat(id)}});
@@ -236,7 +237,7 @@ class EmulatedBackend : public IommuBackend {
     if (!entry.ok()) return entry.status();
     const uint64_t info = memory_->Read64(*entry + 0x08);
     if ((info & 0xff) != *unit) {
-      return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_OF_OTHER_UNIT",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kDomainOfOtherUnit,
                    absl::StrCat("domain ", domain, " belongs to another unit"),
                    {{"domain_id", absl::StrCat(domain)}, {"unit", std::string(unit_name)}});
     }
@@ -544,7 +545,7 @@ class EmulatedBackend : public IommuBackend {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = units_.find(std::string(name));
     if (it != units_.end()) return it->second;
-    return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kUnitNotFound,
                  absl::StrCat("no unit '", name, "' in the hardware"),
                  {{"unit", std::string(name)}});
   }
@@ -552,7 +553,7 @@ class EmulatedBackend : public IommuBackend {
   absl::StatusOr<uint64_t> DomainEntry(DomainId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = domains_.find(id);
     if (it != domains_.end()) return DomainAddr(it->second);
-    return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kDomainNotFound,
                  absl::StrCat("no domain ", id, " in the hardware"),
                  {{"domain_id", absl::StrCat(id)}});
   }
@@ -561,7 +562,7 @@ class EmulatedBackend : public IommuBackend {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const uint64_t max_rids = memory_->Read64(UnitAddr(unit) + 0x18);
     if (rid >= max_rids) {
-      return Error(absl::StatusCode::kInvalidArgument, "RID_OUT_OF_RANGE",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kRidOutOfRange,
                    absl::StrCat("RID ", rid, " is beyond max_rids ", max_rids),
                    {{"rid", absl::StrCat(rid)}});
     }
@@ -607,7 +608,7 @@ class EmulatedBackend : public IommuBackend {
     if (!entry.ok()) return entry.status();
     const uint64_t root = memory_->Read64(*entry + 0x10);
     if (root == 0) {
-      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_PAGING",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotPaging,
                    absl::StrCat("domain ", domain, " has no page table"),
                    {{"domain_id", absl::StrCat(domain)}});
     }
@@ -635,7 +636,7 @@ class EmulatedBackend : public IommuBackend {
   absl::Status Sync() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Command(kSync, ++sync_sequence_, 0, 0);
     if (absl::Status timeout = HitBackendPoint("cmdq.sync_timeout"); !timeout.ok()) {
-      return Error(absl::StatusCode::kUnavailable, "SYNC_TIMEOUT",
+      return Error(absl::StatusCode::kUnavailable, reason::kSyncTimeout,
                    absl::StrCat("the emulated IOMMU did not complete CMD_SYNC: ",
                                 timeout.message()),
                    {{"sync", absl::StrCat(sync_sequence_)}});

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -20,7 +21,8 @@ absl::StatusOr<std::unique_ptr<EmulatedMemory>> EmulatedMemory::Open(const std::
   auto failure = [&](const std::string& what) {
     const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(errno));
     if (fd >= 0) close(fd);
-    return Error(absl::StatusCode::kUnavailable, "MEMORY_FILE", message, {{"memory_file", path}});
+    return Error(absl::StatusCode::kUnavailable, reason::kMemoryFile, message,
+                 {{"memory_file", path}});
   };
   if (!path.empty()) {
     fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

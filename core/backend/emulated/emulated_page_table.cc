@@ -8,6 +8,7 @@
 #include "core/backend/emulated/emulated_format.h"
 #include "core/backend/leaf_mapping.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/status_macros.h"
 
@@ -40,7 +41,7 @@ absl::StatusOr<uint64_t> PagePool::Alloc() {
   } else {
     page = memory_->Read64(kHdrBump);
     if (page + kPage > memory_->size()) {
-      return Error(absl::StatusCode::kResourceExhausted, "HW_MEMORY_FULL",
+      return Error(absl::StatusCode::kResourceExhausted, reason::kHwMemoryFull,
                    "the emulated IOMMU's memory is full");
     }
     memory_->Write64(kHdrBump, page + kPage);
@@ -53,7 +54,7 @@ absl::StatusOr<uint64_t> PagePool::Alloc() {
 absl::StatusOr<uint64_t> PagePool::AllocContiguous(uint64_t pages) {
   const uint64_t start = memory_->Read64(kHdrBump);
   if (start + pages * kPage > memory_->size()) {
-    return Error(absl::StatusCode::kResourceExhausted, "HW_MEMORY_FULL",
+    return Error(absl::StatusCode::kResourceExhausted, reason::kHwMemoryFull,
                  "the emulated IOMMU's memory is full");
   }
   memory_->Write64(kHdrBump, start + pages * kPage);
@@ -93,7 +94,7 @@ absl::Status EmulatedPageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_
     const uint64_t index = IndexAt(iova, level);
     uint64_t pte = Entry(table, index);
     if (IsLeaf(pte, level)) {
-      return undo(Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+      return undo(Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
                         absl::StrCat(Hex(iova), " is inside a mapped block"),
                         {{"iova", Hex(iova)}}));
     }
@@ -113,7 +114,7 @@ absl::Status EmulatedPageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_
   }
   const uint64_t index = IndexAt(iova, leaf_level);
   if (Entry(table, index) & kPteValid) {
-    return undo(Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+    return undo(Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
                       absl::StrCat(Hex(iova), " is already mapped"), {{"iova", Hex(iova)}}));
   }
   SetEntry(table, index,
@@ -145,7 +146,7 @@ bool EmulatedPageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
 
 absl::Status EmulatedPageTable::Map(uint64_t iova, uint64_t paddr, uint64_t size, uint32_t prot) {
   if (size == 0 || iova >= kInputLimit || size > kInputLimit - iova) {
-    return Error(absl::StatusCode::kOutOfRange, "OUT_OF_APERTURE",
+    return Error(absl::StatusCode::kOutOfRange, reason::kOutOfAperture,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") is beyond the 48-bit table"),
                  {{"iova", Hex(iova)}, {"size", Hex(size)}});
   }
@@ -183,7 +184,7 @@ absl::StatusOr<uint64_t> EmulatedPageTable::Unmap(uint64_t iova, uint64_t size) 
     leaves.emplace_back(leaf_iova, level);
   });
   if (splits) {
-    return Error(absl::StatusCode::kInvalidArgument, "UNMAP_SPLIT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kUnmapSplit,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") would split a leaf"),
                  {{"iova", Hex(iova)}, {"size", Hex(size)}});
   }

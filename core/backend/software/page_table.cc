@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/backend/leaf_mapping.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/status_macros.h"
 
@@ -69,7 +70,7 @@ absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, u
   for (int level = 0; level < leaf_level; ++level) {
     Entry& entry = table->entries[IndexAt(iova, level)];
     if (entry.leaf) {
-      return Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+      return Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
                    absl::StrCat(Hex(iova), " is inside a mapped block"), {{"iova", Hex(iova)}});
     }
     if (entry.table == nullptr) {
@@ -84,7 +85,7 @@ absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, u
   }
   Entry& slot = table->entries[IndexAt(iova, leaf_level)];
   if (slot.leaf || slot.table != nullptr) {
-    return Error(absl::StatusCode::kAlreadyExists, "MAPPING_EXISTS",
+    return Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
                  absl::StrCat(Hex(iova), " is already mapped"), {{"iova", Hex(iova)}});
   }
   slot.leaf = true;
@@ -122,7 +123,7 @@ bool PageTable::UnmapLeaf(uint64_t iova, int leaf_level) {
 
 absl::Status PageTable::Map(uint64_t iova, uint64_t paddr, uint64_t size, uint32_t prot) {
   if (size == 0 || iova >= kInputLimit || size > kInputLimit - iova) {
-    return Error(absl::StatusCode::kOutOfRange, "OUT_OF_APERTURE",
+    return Error(absl::StatusCode::kOutOfRange, reason::kOutOfAperture,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") is beyond the 48-bit table"),
                  {{"iova", Hex(iova)}, {"size", Hex(size)}});
   }
@@ -163,7 +164,7 @@ absl::StatusOr<uint64_t> PageTable::Unmap(uint64_t iova, uint64_t size) {
     leaves.emplace_back(leaf_iova, level);
   });
   if (splits) {
-    return Error(absl::StatusCode::kInvalidArgument, "UNMAP_SPLIT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kUnmapSplit,
                  absl::StrCat("[", Hex(iova), ", +", Hex(size), ") would split the leaf at ",
                               Hex(split_at)),
                  {{"iova", Hex(iova)}, {"size", Hex(size)}});

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "core/backend/software/page_table.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -58,13 +59,13 @@ class SoftwareBackend : public IommuBackend {
 
   absl::Status AddUnit(absl::string_view name, const UnitCaps& caps) override {
     if ((caps.pgsize_bitmap & ~kSupportedPageSizes) != 0 || caps.pgsize_bitmap == 0) {
-      return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_CAPS",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kUnsupportedCaps,
                    absl::StrCat("page sizes ", Hex(caps.pgsize_bitmap),
                                 " are not a subset of 4K|2M|1G"),
                    {{"unit", std::string(name)}});
     }
     if (caps.iova_bits > PageTable::kInputBits) {
-      return Error(absl::StatusCode::kInvalidArgument, "UNSUPPORTED_CAPS",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kUnsupportedCaps,
                    absl::StrCat("iova_bits ", caps.iova_bits, " exceeds the 48-bit page table"),
                    {{"unit", std::string(name)}});
     }
@@ -85,7 +86,7 @@ class SoftwareBackend : public IommuBackend {
                                            &table_pages_);
     MutexLock lock(&domains_mu_);
     if (!domains_.emplace(id, std::move(domain)).second) {
-      return Error(absl::StatusCode::kAlreadyExists, "DOMAIN_EXISTS",
+      return Error(absl::StatusCode::kAlreadyExists, reason::kDomainExists,
                    absl::StrCat("domain ", id, " exists"), {{"domain_id", absl::StrCat(id)}});
     }
     return absl::OkStatus();
@@ -96,7 +97,7 @@ class SoftwareBackend : public IommuBackend {
     auto it = domains_.find(id);
     if (it == domains_.end()) return DomainNotFound(id);
     if (it->second->rid_refs.load() != 0) {
-      return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_IN_USE",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainInUse,
                    absl::StrCat("domain ", id, " is used by ", it->second->rid_refs.load(),
                                 " RID(s)"),
                    {{"domain_id", absl::StrCat(id)}});
@@ -112,7 +113,7 @@ class SoftwareBackend : public IommuBackend {
     std::shared_ptr<Domain> domain = FindDomain(domain_id);
     if (domain == nullptr) return DomainNotFound(domain_id);
     if (domain->unit != unit->name) {
-      return Error(absl::StatusCode::kInvalidArgument, "DOMAIN_OF_OTHER_UNIT",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kDomainOfOtherUnit,
                    absl::StrCat("domain ", domain_id, " belongs to unit '", domain->unit, "'"),
                    {{"domain_id", absl::StrCat(domain_id)}, {"unit", unit->name}});
     }
@@ -297,24 +298,24 @@ class SoftwareBackend : public IommuBackend {
 
  private:
   static absl::Status BadRid(const Unit& unit, Rid rid) {
-    return Error(absl::StatusCode::kInvalidArgument, "RID_OUT_OF_RANGE",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kRidOutOfRange,
                  absl::StrCat("RID ", rid, " is beyond unit '", unit.name, "' max_rids ",
                               unit.caps.max_rids),
                  {{"unit", unit.name}, {"rid", absl::StrCat(rid)}});
   }
 
   static absl::Status UnitNotFound(absl::string_view unit) {
-    return Error(absl::StatusCode::kNotFound, "UNIT_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kUnitNotFound,
                  absl::StrCat("no unit '", unit, "' in the hardware"),
                  {{"unit", std::string(unit)}});
   }
   static absl::Status DomainNotFound(DomainId id) {
-    return Error(absl::StatusCode::kNotFound, "DOMAIN_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kDomainNotFound,
                  absl::StrCat("no domain ", id, " in the hardware"),
                  {{"domain_id", absl::StrCat(id)}});
   }
   static absl::Status NotPaging(const Domain& domain) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DOMAIN_NOT_PAGING",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotPaging,
                  absl::StrCat("domain ", domain.id, " is ", DomainTypeName(domain.type)),
                  {{"domain_id", absl::StrCat(domain.id)}});
   }
@@ -369,7 +370,7 @@ absl::StatusOr<size_t> ParseCapacity(const BackendOptions& options, const std::s
   if (it == options.end()) return fallback;
   size_t value = 0;
   if (!absl::SimpleAtoi(it->second, &value) || value == 0) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_BACKEND_OPTION",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
                  absl::StrCat("software backend option ", key, "=", it->second,
                               ": expected a positive integer"),
                  {{"option", key}});
@@ -382,7 +383,7 @@ absl::StatusOr<size_t> ParseCapacity(const BackendOptions& options, const std::s
 absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOptions& options) {
   for (const auto& [key, value] : options) {
     if (key != "iotlb_entries" && key != "fault_queue") {
-      return Error(absl::StatusCode::kInvalidArgument, "INVALID_BACKEND_OPTION",
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
                    absl::StrCat("the software backend has no option '", key, "'"),
                    {{"option", key}});
     }

@@ -1,6 +1,6 @@
 // RegistryTest: a Registry over a real backend (wrapped in a FailingBackend), with a recording
-// observer and a sync-point hook, plus helpers for the scenarios of SEMANTICS.md. Every test ends
-// with CheckInvariants(): the registry and the hardware must agree after every scenario.
+// observer and a sync-point hook, plus helpers for the scenarios of docs/semantics.md. Every test
+// ends with CheckInvariants(): the registry and the hardware must agree after every scenario.
 //
 // Parameterized by backend name ("software", and "emulated" where it is built).
 #ifndef IOMMUD_TESTS_CORE_TESTING_REGISTRY_FIXTURE_H_
