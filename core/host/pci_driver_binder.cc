@@ -11,7 +11,10 @@ namespace iommud {
 namespace host {
 
 PciDriverBinder::PciDriverBinder(std::string sysfs_root)
-    : root_(std::move(sysfs_root)), inventory_(root_) {}
+    : PciDriverBinder(std::move(sysfs_root), WriteSysfsAttribute) {}
+
+PciDriverBinder::PciDriverBinder(std::string sysfs_root, AttributeWriter writer)
+    : root_(std::move(sysfs_root)), inventory_(root_), write_(std::move(writer)) {}
 
 std::string PciDriverBinder::DevicePath(absl::string_view device) const {
   return absl::StrCat(root_, "/bus/pci/devices/", device);
@@ -51,11 +54,11 @@ absl::StatusOr<DriverBinding> PciDriverBinder::Bind(const PciDeviceInfo& device)
 
   binding.changed = true;
   const std::string path = DevicePath(device.name);
-  absl::Status status = WriteSysfsAttribute(path + "/driver_override", kVfioPciDriver);
+  absl::Status status = write_(path + "/driver_override", kVfioPciDriver);
   if (status.ok() && !device.driver.empty()) {
-    status = WriteSysfsAttribute(DriverPath(device.driver) + "/unbind", device.name);
+    status = write_(DriverPath(device.driver) + "/unbind", device.name);
   }
-  if (status.ok()) status = WriteSysfsAttribute(root_ + "/bus/pci/drivers_probe", device.name);
+  if (status.ok()) status = write_(root_ + "/bus/pci/drivers_probe", device.name);
   if (status.ok()) {
     absl::StatusOr<std::string> driver = ReadSysfsLinkName(path + "/driver");
     if (!driver.ok()) {
@@ -126,18 +129,18 @@ absl::Status PciDriverBinder::Restore(const DriverBinding& binding) {
   }
   ASSIGN_OR_RETURN(const std::string current, ReadSysfsLinkName(path + "/driver"));
   if (!current.empty() && current != binding.previous_driver) {
-    RETURN_IF_ERROR(WriteSysfsAttribute(DriverPath(current) + "/unbind", binding.device));
+    RETURN_IF_ERROR(write_(DriverPath(current) + "/unbind", binding.device));
   }
   // An empty write would not clear driver_override; a lone newline does.
-  RETURN_IF_ERROR(WriteSysfsAttribute(
+  RETURN_IF_ERROR(write_(
       path + "/driver_override",
       binding.previous_override.empty() ? "\n" : binding.previous_override));
   if (!binding.previous_driver.empty() && current != binding.previous_driver) {
     const absl::Status bound =
-        WriteSysfsAttribute(DriverPath(binding.previous_driver) + "/bind", binding.device);
+        write_(DriverPath(binding.previous_driver) + "/bind", binding.device);
     if (!bound.ok()) {
       // The driver may not accept a direct bind (e.g. it has an id table only): let it probe.
-      (void)WriteSysfsAttribute(root_ + "/bus/pci/drivers_probe", binding.device);
+      (void)write_(root_ + "/bus/pci/drivers_probe", binding.device);
     }
   }
   ASSIGN_OR_RETURN(const std::string now, ReadSysfsLinkName(path + "/driver"));

@@ -23,6 +23,7 @@
 #ifndef IOMMUD_CORE_HOST_PCI_DRIVER_BINDER_H_
 #define IOMMUD_CORE_HOST_PCI_DRIVER_BINDER_H_
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,7 +53,13 @@ struct DriverBinding {
 
 class PciDriverBinder {
  public:
+  // How attributes are written: WriteSysfsAttribute in production; tests substitute a fake kernel
+  // that applies the write to a fake sysfs tree (the kernel's store handlers act synchronously).
+  using AttributeWriter = std::function<absl::Status(const std::string& path,
+                                                     absl::string_view value)>;
+
   explicit PciDriverBinder(std::string sysfs_root = "/sys");
+  PciDriverBinder(std::string sysfs_root, AttributeWriter writer);
 
   // Binds one device to vfio-pci (a no-op binding if it already is).
   absl::StatusOr<DriverBinding> BindToVfio(absl::string_view device,
@@ -80,6 +87,7 @@ class PciDriverBinder {
 
   std::string root_;
   SysfsInventory inventory_;
+  AttributeWriter write_;
 };
 
 }  // namespace host
