@@ -71,7 +71,10 @@ kernel_pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6
 kernel_dir="$cache_dir/$kernel_pkg"
 if [ ! -f "$kernel_dir/.unpacked" ]; then
   log "fetching $kernel_pkg"
-  (cd "$cache_dir" && rm -f "${kernel_pkg}"_*.deb && apt-get download "$kernel_pkg" >&2) ||
+  rm -f "$cache_dir/${kernel_pkg}"_*.deb
+  # apt fetches as the _apt user: let it write the cache directory (no "unsandboxed" warning).
+  id _apt >/dev/null 2>&1 && chown _apt "$cache_dir"
+  (cd "$cache_dir" && apt-get download -q "$kernel_pkg" >&2) ||
     die "apt-get download $kernel_pkg failed"
   rm -rf "$kernel_dir"
   dpkg-deb -x "$cache_dir/${kernel_pkg}"_*.deb "$kernel_dir" || die "dpkg-deb -x failed"
