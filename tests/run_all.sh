@@ -76,7 +76,10 @@ if [ "$sanitizers" -eq 1 ]; then
 fi
 
 step "host VM harness (tests/host/run.sh)"
-"$root/tests/host/run.sh"
+# The scenarios run the step-2 build's binary in the guest: with sanitizers, ASan+UBSan check
+# core/host against the real kernel too.
+if [ "$sanitizers" -eq 1 ]; then host_build="$root/build-asan"; else host_build="$root/build"; fi
+"$root/tests/host/run.sh" --build-dir "$host_build"
 
 if [ "$bazel" -eq 1 ]; then
   step "Bazel (offline) build + test"

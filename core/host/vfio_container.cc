@@ -21,18 +21,26 @@ namespace {
 
 std::string Hex(uint64_t value) { return absl::StrFormat("0x%x", value); }
 
+// Capabilities sit at whatever offset the kernel chose (not necessarily 8-byte aligned): every
+// structure is copied out of the buffer, never accessed in place.
+template <typename T>
+T CopyAt(const std::vector<uint8_t>& buffer, size_t offset) {
+  T value;
+  std::memcpy(&value, buffer.data() + offset, sizeof(T));
+  return value;
+}
+
 // Walks a VFIO info capability chain in `info` (offsets are from the start of the buffer) and
-// returns the header of capability `id`, or nullptr.
-const vfio_info_cap_header* FindCapability(const std::vector<uint8_t>& info, uint32_t first,
-                                           uint16_t id) {
+// returns the offset of capability `id`, or 0 when it is not there.
+size_t FindCapability(const std::vector<uint8_t>& info, uint32_t first, uint16_t id) {
   uint32_t offset = first;
   for (int hops = 0; offset != 0 && hops < 64; ++hops) {
-    if (offset + sizeof(vfio_info_cap_header) > info.size()) return nullptr;
-    const auto* header = reinterpret_cast<const vfio_info_cap_header*>(info.data() + offset);
-    if (header->id == id) return header;
-    offset = header->next;
+    if (offset + sizeof(vfio_info_cap_header) > info.size()) return 0;
+    const auto header = CopyAt<vfio_info_cap_header>(info, offset);
+    if (header.id == id) return offset;
+    offset = header.next;
   }
-  return nullptr;
+  return 0;
 }
 
 }  // namespace
@@ -104,23 +112,26 @@ absl::StatusOr<DmaDomainInfo> VfioContainer::Info() {
     buffer.resize(info->argsz);
     std::memset(buffer.data(), 0, buffer.size());
   }
-  const auto* info = reinterpret_cast<const vfio_iommu_type1_info*>(buffer.data());
+  const auto info = CopyAt<vfio_iommu_type1_info>(buffer, 0);
   DmaDomainInfo result;
-  if (info->flags & VFIO_IOMMU_INFO_PGSIZES) result.page_sizes = info->iova_pgsizes;
-  if (!(info->flags & VFIO_IOMMU_INFO_CAPS) || info->cap_offset == 0) return result;
-  const vfio_info_cap_header* header =
-      FindCapability(buffer, info->cap_offset, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
-  if (header == nullptr) return result;
-  const auto* cap = reinterpret_cast<const vfio_iommu_type1_info_cap_iova_range*>(header);
-  const size_t cap_offset = reinterpret_cast<const uint8_t*>(header) - buffer.data();
-  const size_t needed = cap_offset + sizeof(*cap) + cap->nr_iovas * sizeof(vfio_iova_range);
-  if (needed > buffer.size()) {
+  if (info.flags & VFIO_IOMMU_INFO_PGSIZES) result.page_sizes = info.iova_pgsizes;
+  if (!(info.flags & VFIO_IOMMU_INFO_CAPS) || info.cap_offset == 0) return result;
+  const size_t cap_offset =
+      FindCapability(buffer, info.cap_offset, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
+  if (cap_offset == 0 ||
+      cap_offset + sizeof(vfio_iommu_type1_info_cap_iova_range) > buffer.size()) {
+    return result;
+  }
+  const auto cap = CopyAt<vfio_iommu_type1_info_cap_iova_range>(buffer, cap_offset);
+  const size_t ranges = cap_offset + sizeof(cap);
+  if (ranges + size_t{cap.nr_iovas} * sizeof(vfio_iova_range) > buffer.size()) {
     return Error(absl::StatusCode::kInternal, "IOMMU_INFO_FAILED",
-                 absl::StrCat("the IOVA range capability claims ", cap->nr_iovas,
+                 absl::StrCat("the IOVA range capability claims ", cap.nr_iovas,
                               " ranges, more than VFIO_IOMMU_GET_INFO returned"));
   }
-  for (uint32_t i = 0; i < cap->nr_iovas; ++i) {
-    result.iova_ranges.push_back({cap->iova_ranges[i].start, cap->iova_ranges[i].end});
+  for (uint32_t i = 0; i < cap.nr_iovas; ++i) {
+    const auto range = CopyAt<vfio_iova_range>(buffer, ranges + i * sizeof(vfio_iova_range));
+    result.iova_ranges.push_back({range.start, range.end});
   }
   return result;
 }
