@@ -163,8 +163,12 @@ absl::StatusOr<std::vector<PciDeviceInfo>> SysfsInventory::PciDevices() const {
   if (!SysfsPathExists(dir)) return devices;
   ASSIGN_OR_RETURN(const std::vector<std::string> names, ListSysfsDirectory(dir));
   for (const std::string& name : names) {
-    ASSIGN_OR_RETURN(PciDeviceInfo device, PciDevice(name));
-    devices.push_back(std::move(device));
+    absl::StatusOr<PciDeviceInfo> device = PciDevice(name);
+    if (!device.ok()) {
+      if (!SysfsPathExists(PciDevicePath(name))) continue;  // removed while we listed
+      return device.status();
+    }
+    devices.push_back(*std::move(device));
   }
   std::sort(devices.begin(), devices.end(), [](const PciDeviceInfo& a, const PciDeviceInfo& b) {
     return std::make_tuple(a.address.domain, a.address.bus, a.address.device,

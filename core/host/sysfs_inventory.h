@@ -85,7 +85,7 @@ class SysfsInventory {
   // One group. GROUP_NOT_FOUND when it does not exist.
   absl::StatusOr<IommuGroupInfo> Group(int group_id) const;
 
-  // All PCI devices, sorted by address.
+  // All PCI devices, sorted by address (a device removed while they are read is left out).
   absl::StatusOr<std::vector<PciDeviceInfo>> PciDevices() const;
   // One PCI device by its sysfs name ("0000:00:02.0"). DEVICE_NOT_FOUND when absent.
   absl::StatusOr<PciDeviceInfo> PciDevice(absl::string_view name) const;

@@ -188,6 +188,9 @@ elif ! grep -q "HOSTVM: running scenarios" "$guest_log"; then
 elif [ ! -f "$results/exit_code" ]; then
   reason="the scenario binary did not finish (no exit code in the results share)"
 fi
+if grep -q "Kernel panic" "$guest_log"; then
+  reason="${reason:+$reason; }the guest kernel panicked: $(grep -m1 'Kernel panic' "$guest_log")"
+fi
 if grep -q "HOSTVM: insmod .* failed" "$guest_log"; then
   reason="${reason:+$reason; }$(grep -m1 'HOSTVM: insmod' "$guest_log")"
 fi
