@@ -317,6 +317,8 @@ TEST_F(HostVfioVmTest, BindToVfioAndRestore) {
   ASSERT_OK_AND_ASSIGN(const PciDeviceInfo restored, inventory_.PciDevice(kEduAlone));
   EXPECT_EQ(restored.driver, "");
   EXPECT_EQ(restored.driver_override, "");
+  // Without vfio-pci the group has no VFIO node.
+  EXPECT_ERROR(VfioGroup::Open(GroupOf(kEduAlone)), kNotFound, "GROUP_NOT_FOUND");
 }
 
 TEST_F(HostVfioVmTest, BindTakesOnlyReplaceableDriversAndRestoresThem) {
@@ -378,6 +380,11 @@ TEST_F(HostVfioVmTest, GroupWithADeviceOnAKernelDmaDriverIsNotViable) {
 }
 
 TEST_F(HostVfioVmTest, ContainerIsType1v2AndReportsIovaRanges) {
+  {
+    // A container without a group has no IOMMU to describe.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<VfioContainer> empty, VfioContainer::Open());
+    EXPECT_EQ(ErrorReason(empty->Info().status()), "IOMMU_INFO_FAILED");
+  }
   ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduAlone));
   ASSERT_OK_AND_ASSIGN(const bool attached, groups_[0]->HasContainer());
   EXPECT_TRUE(attached);
@@ -401,6 +408,14 @@ TEST_F(HostVfioVmTest, ContainerIsType1v2AndReportsIovaRanges) {
   ASSERT_TRUE(page.ok());
   EXPECT_ERROR(container_->Map(0xfee00000, page.data(), kPage, kDmaReadWrite), kInvalidArgument,
                "DMA_MAP_FAILED");
+  // So are an unaligned IOVA and a second mapping over an existing one.
+  EXPECT_ERROR(container_->Map(kIovaA + 8, page.data(), kPage, kDmaReadWrite), kInvalidArgument,
+               "DMA_MAP_FAILED");
+  ASSERT_OK(container_->Map(kIovaA, page.data(), kPage, kDmaReadWrite));
+  EXPECT_ERROR(container_->Map(kIovaA, page.data(), kPage, kDmaReadWrite), kAlreadyExists,
+               "DMA_MAP_FAILED");
+  ASSERT_OK_AND_ASSIGN(const uint64_t unmapped, container_->Unmap(kIovaA, kPage));
+  EXPECT_EQ(unmapped, kPage);
 }
 
 TEST_F(HostVfioVmTest, DmaFromDeviceLandsInTheMappedMemfd) {
@@ -449,6 +464,34 @@ TEST_F(HostVfioVmTest, DmaAfterUnmapFaultsAndLeavesMemoryUntouched) {
   const std::string fault =
       log.WaitFor({"DMAR", "[00:02.0]", "fault addr 0x200000"}, absl::Seconds(5));
   EXPECT_FALSE(fault.empty()) << "no DMAR fault logged; kernel log since the DMA:\n" << log.seen();
+}
+
+TEST_F(HostVfioVmTest, ReadOnlyMappingRefusesDeviceWrites) {
+  ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduBehindRootPort));
+  EduDevice* edu = OpenEdu(kEduBehindRootPort);
+  ASSERT_NE(edu, nullptr);
+  MemfdPage a, b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string pattern = Pattern(kCount, 5);
+  std::memcpy(a.data(), pattern.data(), kCount);
+  b.Fill(0x33);
+  ASSERT_OK(container_->Map(kIovaA, a.data(), kPage, kDmaRead));
+  ASSERT_OK(container_->Map(kIovaB, b.data(), kPage, kDmaRead));
+  KernelLog log;
+  ASSERT_TRUE(log.ok());
+  ASSERT_OK(edu->CopyToDevice(kIovaA, kCount));  // reading a read-only mapping works
+  ASSERT_OK(edu->CopyFromDevice(kIovaB, kCount));
+  EXPECT_EQ(b.ReadFile(kCount), std::string(kCount, '\x33')) << "the device wrote read-only memory";
+  const std::string fault =
+      log.WaitFor({"DMAR", "[02:00.0]", "fault addr 0x200000"}, absl::Seconds(5));
+  EXPECT_FALSE(fault.empty()) << "no DMAR fault logged; kernel log since the DMA:\n" << log.seen();
+  // The read did happen: the device's buffer holds the pattern (copied out to a writable page).
+  MemfdPage c;
+  ASSERT_TRUE(c.ok());
+  c.Fill(0);
+  ASSERT_OK(container_->Map(0x300000, c.data(), kPage, kDmaWrite));
+  ASSERT_OK(edu->CopyFromDevice(0x300000, kCount));
+  EXPECT_EQ(c.ReadFile(kCount), pattern);
 }
 
 TEST_F(HostVfioVmTest, SharedRequesterIdGroupServesBothEdusInOneContainer) {
