@@ -66,6 +66,8 @@ mapfile -t scenarios < <("$test_bin" --gtest_list_tests | awk '
 
 # --- 3. the guest kernel: Debian's package file, unpacked, never installed -------------------
 mkdir -p "$cache_dir"
+exec 9>"$cache_dir/.lock"
+flock 9  # one fetch/unpack at a time when several runs share the cache
 kernel_pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/{print $2; exit}')"
 [ -n "$kernel_pkg" ] || die "cannot resolve linux-image-amd64's kernel package (apt-get update?)"
 kernel_dir="$cache_dir/$kernel_pkg"
@@ -83,6 +85,7 @@ fi
 vmlinuz="$(ls "$kernel_dir"/boot/vmlinuz-* 2>/dev/null | head -1)"
 [ -n "$vmlinuz" ] || die "no vmlinuz in $kernel_dir"
 moddir="$(ls -d "$kernel_dir"/lib/modules/* | head -1)"
+exec 9>&-  # releases the lock
 
 # --- 4. the initramfs: busybox, the modules (dependency order from modinfo), an init ------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/iommud-vm.XXXXXX")"
