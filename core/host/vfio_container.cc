@@ -76,14 +76,13 @@ absl::Status VfioContainer::Attach(VfioGroup& group) {
                       absl::StrCat("VFIO_GROUP_SET_CONTAINER for group ", group.id()), err,
                       metadata);
   }
-  if (attached_groups_ == 0 && ::ioctl(fd_.get(), VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) {
+  if (!HasIommu() && ::ioctl(fd_.get(), VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) {
     const int err = errno;
     (void)::ioctl(group.fd(), VFIO_GROUP_UNSET_CONTAINER);
     return ErrnoError(CodeForErrno(err), "IOMMU_SET_FAILED",
                       absl::StrCat("VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU) with group ", group.id()),
                       err, metadata);
   }
-  ++attached_groups_;
   return absl::OkStatus();
 }
 
@@ -94,8 +93,13 @@ absl::Status VfioContainer::Detach(VfioGroup& group) {
                       absl::StrCat("VFIO_GROUP_UNSET_CONTAINER for group ", group.id()), err,
                       {{"group_id", absl::StrCat(group.id())}});
   }
-  if (attached_groups_ > 0) --attached_groups_;
   return absl::OkStatus();
+}
+
+bool VfioContainer::HasIommu() const {
+  vfio_iommu_type1_info info = {};
+  info.argsz = sizeof(info);
+  return ::ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, &info) == 0;
 }
 
 absl::StatusOr<DmaDomainInfo> VfioContainer::Info() {

@@ -6,8 +6,9 @@
 // or closed the IOMMU context and all its mappings go away. Callers keep the VfioGroup objects
 // they attach alive no longer than they want the attachment (closing a group detaches it).
 //
-// Thread safety: not synchronized; use from one thread at a time (the kernel serializes the
-// ioctls, but attached_groups_ is plain state).
+// Thread safety: the object holds only the fd; the kernel serializes the ioctls. Attach/Detach of
+// the same group from two threads race in the kernel (one of them fails) and are the caller's to
+// serialize.
 // Errors: VFIO_UNAVAILABLE (no /dev/vfio/vfio), VFIO_API_MISMATCH, VFIO_EXTENSION_MISSING,
 // GROUP_SET_CONTAINER_FAILED, GROUP_UNSET_CONTAINER_FAILED, IOMMU_SET_FAILED, IOMMU_INFO_FAILED,
 // DMA_MAP_FAILED, DMA_UNMAP_FAILED, INVALID_ARGUMENT; each with the errno of the failed call.
@@ -37,10 +38,10 @@ class VfioContainer final : public DmaDomain {
   VfioContainer& operator=(const VfioContainer&) = delete;
 
   int fd() const { return fd_.get(); }
-  int attached_groups() const { return attached_groups_; }
 
-  // VFIO_GROUP_SET_CONTAINER; the first group also selects the type1v2 IOMMU (VFIO_SET_IOMMU),
-  // and is detached again if that fails. Groups attached later must be compatible with it
+  // VFIO_GROUP_SET_CONTAINER; when the container has no IOMMU yet (its first group, or every
+  // earlier group has left), also selects type1v2 (VFIO_SET_IOMMU), detaching the group again if
+  // that fails. Groups attached later must be compatible with it
   // (the kernel refuses groups of another IOMMU).
   absl::Status Attach(VfioGroup& group);
   // VFIO_GROUP_UNSET_CONTAINER. Detaching the last group drops the IOMMU and all mappings. Fails
@@ -54,9 +55,11 @@ class VfioContainer final : public DmaDomain {
 
  private:
   explicit VfioContainer(UniqueFd fd) : fd_(std::move(fd)) {}
+  // Whether an IOMMU is set: asked of the kernel (VFIO_IOMMU_GET_INFO only works then), since a
+  // group closed without Detach leaves the container without telling this object.
+  bool HasIommu() const;
 
   UniqueFd fd_;
-  int attached_groups_ = 0;
 };
 
 }  // namespace host

@@ -1,8 +1,8 @@
 // VfioGroup: an open /dev/vfio/N, i.e. ownership of IOMMU group N's DMA for as long as it is open.
 //
 // Opening claims the group (only one process, and one fd, at a time: a second open fails with
-// GROUP_BUSY); closing the fd releases it, and with it the container attachment and every device fd
-// obtained through it keeps the group held until closed too. The group must be viable, or Open fails
+// GROUP_BUSY). Closing the fd releases the group and its container attachment; device fds obtained
+// through it keep the group held until they are closed too. The group must be viable, or Open fails
 // with GROUP_NOT_VIABLE: no device of it may be bound to a kernel driver that does DMA (vfio-pci,
 // no driver, and drivers that declare they do no DMA, e.g. pci-stub and pcieport, are fine).
 //

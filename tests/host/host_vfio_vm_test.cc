@@ -532,8 +532,24 @@ TEST_F(HostVfioVmTest, SharedRequesterIdGroupServesBothEdusInOneContainer) {
   EXPECT_ERROR(container_->Detach(*groups_[0]), kUnavailable, "GROUP_UNSET_CONTAINER_FAILED");
   edus_.clear();
   devices_.clear();
-  for (const auto& group : groups_) ASSERT_OK(container_->Detach(*group));
-  EXPECT_EQ(container_->attached_groups(), 0);
+  for (const auto& group : groups_) {
+    ASSERT_OK(container_->Detach(*group));
+    ASSERT_OK_AND_ASSIGN(const bool attached, group->HasContainer());
+    EXPECT_FALSE(attached);
+  }
+  // The last group gone, the container has no IOMMU (and no mappings) left; a group attached again
+  // gets a fresh one.
+  EXPECT_EQ(ErrorReason(container_->Info().status()), "IOMMU_INFO_FAILED");
+  ASSERT_OK(container_->Attach(*groups_[0]));
+  EXPECT_OK(container_->Info());
+  ASSERT_OK_AND_ASSIGN(const uint64_t gone, container_->Unmap(kIovaA, kPage));
+  EXPECT_EQ(gone, 0u) << "a mapping survived the teardown of the container's IOMMU";
+  // Closing a group's fd (no Detach) takes it out of the container as well; the next group
+  // attached sets the IOMMU up again.
+  groups_.erase(groups_.begin());
+  EXPECT_EQ(ErrorReason(container_->Info().status()), "IOMMU_INFO_FAILED");
+  ASSERT_OK(container_->Attach(*groups_[0]));
+  EXPECT_OK(container_->Info());
 }
 
 }  // namespace
