@@ -9,8 +9,11 @@
 //                                                       -> one group; both DMA as 00:03.0
 //   00:04.0  PCIe root port, 02:00.0 edu behind it      -> two groups (port, edu)
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/host/fd_passing.h"
 #include "core/host/pci_driver_binder.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/sysfs_io.h"
@@ -75,6 +79,7 @@ class MemfdPage {
     if (addr_ != nullptr) ::munmap(addr_, kPage);
   }
   bool ok() const { return addr_ != nullptr; }
+  int fd() const { return fd_.get(); }
   uint8_t* data() { return addr_; }
   void Fill(uint8_t value) { std::memset(addr_, value, kPage); }
   // The memfd's content read through the fd, not through the mapping: what landed in the file.
@@ -492,6 +497,87 @@ TEST_F(HostVfioVmTest, ReadOnlyMappingRefusesDeviceWrites) {
   ASSERT_OK(container_->Map(0x300000, c.data(), kPage, kDmaWrite));
   ASSERT_OK(edu->CopyFromDevice(0x300000, kCount));
   EXPECT_EQ(c.ReadFile(kCount), pattern);
+}
+
+// The VMM side of VmmGetsItsDeviceFdAndGivesItsMemoryOverAUnixSocket, in a child process that
+// keeps nothing of its parent but the socket. Returns the child's exit code: 0 when the device's
+// DMA, programmed through the received device fd, landed in the child's own memory.
+int RunVmm(int socket) {
+  // Close every inherited descriptor except stdio and the socket.
+  absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory("/proc/self/fd");
+  if (!fds.ok()) return 10;
+  for (const std::string& name : *fds) {
+    const int fd = std::atoi(name.c_str());
+    if (fd > 2 && fd != socket) ::close(fd);
+  }
+  MemfdPage source, destination;
+  if (!source.ok() || !destination.ok()) return 11;
+  const std::string pattern = Pattern(kCount, 77);
+  std::memcpy(source.data(), pattern.data(), kCount);
+  destination.Fill(0);
+  // Guest memory to the control plane, which maps it for DMA.
+  if (!SendFds(socket, "memory", {source.fd(), destination.fd()}).ok()) return 12;
+  // The device fd back.
+  absl::StatusOr<ReceivedFds> received = ReceiveFds(socket);
+  if (!received.ok() || received->payload != "device" || received->fds.size() != 1) return 13;
+  VfioDevice device(kEduAlone, std::move(received->fds[0]));
+  absl::StatusOr<std::unique_ptr<EduDevice>> edu = EduDevice::Open(device);
+  if (!edu.ok()) return 14;
+  if (!(*edu)->CopyToDevice(kIovaA, kCount).ok()) return 15;
+  if (!(*edu)->CopyFromDevice(kIovaB, kCount).ok()) return 16;
+  if (std::memcmp(destination.data(), pattern.data(), kCount) != 0) return 17;
+  return SendFds(socket, "done", {}).ok() ? 0 : 18;
+}
+
+TEST_F(HostVfioVmTest, VmmGetsItsDeviceFdAndGivesItsMemoryOverAUnixSocket) {
+  ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduAlone));
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(RunVmm(theirs.get()));
+  theirs.Reset();
+
+  // The VMM's memory, mapped into the container at the IOVAs its device will use.
+  ASSERT_OK_AND_ASSIGN(ReceivedFds memory, ReceiveFds(ours.get()));
+  ASSERT_EQ(memory.payload, "memory");
+  ASSERT_EQ(memory.fds.size(), 2u);
+  void* source = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, memory.fds[0].get(), 0);
+  void* destination =
+      ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, memory.fds[1].get(), 0);
+  ASSERT_NE(source, MAP_FAILED);
+  ASSERT_NE(destination, MAP_FAILED);
+  EXPECT_OK(container_->Map(kIovaA, source, kPage, kDmaRead));
+  EXPECT_OK(container_->Map(kIovaB, destination, kPage, kDmaWrite));
+
+  // Its device, as an fd; the group (and so the device's DMA ownership) stays with us.
+  ASSERT_OK_AND_ASSIGN(UniqueFd device, groups_[0]->GetDeviceFd(kEduAlone));
+  EXPECT_OK(SendFds(ours.get(), "device", {device.get()}));
+  device.Reset();
+
+  absl::StatusOr<ReceivedFds> done = ReceiveFds(ours.get());
+  int status = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  pid_t waited = 0;
+  while ((waited = ::waitpid(child, &status, WNOHANG)) == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (waited == 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    ADD_FAILURE() << "the VMM process did not finish";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the VMM process failed at step " << WEXITSTATUS(status);
+  ASSERT_OK(done);
+  EXPECT_EQ(done->payload, "done");
+  // What the device wrote is in the VMM's memfd, seen through our mapping too.
+  EXPECT_EQ(std::memcmp(destination, static_cast<const char*>(source), kCount), 0);
+  ASSERT_OK(container_->Unmap(kIovaA, kPage));
+  ASSERT_OK(container_->Unmap(kIovaB, kPage));
+  ::munmap(source, kPage);
+  ::munmap(destination, kPage);
 }
 
 TEST_F(HostVfioVmTest, SharedRequesterIdGroupServesBothEdusInOneContainer) {
