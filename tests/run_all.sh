@@ -8,8 +8,10 @@
 #   3. ThreadSanitizer build of the whole suite as well (gRPC, protobuf and Abseil from Debian are not
 #      TSan-instrumented: tests/tsan.supp lists what their unseen synchronization makes TSan report);
 #   4. the libFuzzer targets (tests/fuzz/run_fuzzers.sh): 30 s each, 20 min each with --soak;
-#   5. Bazel (offline) build + test of the same targets, with gcc;
-#   6. a short benchmark run (Release core build) so the benchmarks keep working.
+#   5. the host VM harness (tests/host/run.sh, CTest's host_vm): Debian's kernel under QEMU with an
+#      emulated Intel IOMMU, core/host's VFIO layer driving real device DMA (about a minute);
+#   6. Bazel (offline) build + test of the same targets, with gcc;
+#   7. a short benchmark run (Release core build) so the benchmarks keep working.
 # Any failure, sanitizer report included, fails the run.
 #
 # Flags: --quick (plain CMake build + ctest only), --soak (long stress runs as well, hours not
@@ -46,7 +48,8 @@ build_and_test() {  # build_and_test DIR [cmake args...] -- [ctest args...]
   ctest_args=("$@")
   cmake -S "$root" -B "$dir" -G Ninja "${cmake_args[@]}" >/dev/null
   cmake --build "$dir" -j "$jobs"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" "${ctest_args[@]}")
+  # host_vm (label host) boots a VM: it runs once, in its own step below, not in every build.
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" -LE host "${ctest_args[@]}")
 }
 
 if [ "$quick" -eq 1 ] || [ "$sanitizers" -eq 0 ]; then
@@ -71,6 +74,12 @@ if [ "$sanitizers" -eq 1 ]; then
   [ "$soak" -eq 1 ] && fuzz_seconds=1200
   "$root/tests/fuzz/run_fuzzers.sh" --seconds "$fuzz_seconds"
 fi
+
+step "host VM harness (tests/host/run.sh)"
+# The scenarios run the step-2 build's binary in the guest: with sanitizers, ASan+UBSan check
+# core/host against the real kernel too.
+if [ "$sanitizers" -eq 1 ]; then host_build="$root/build-asan"; else host_build="$root/build"; fi
+"$root/tests/host/run.sh" --build-dir "$host_build"
 
 if [ "$bazel" -eq 1 ]; then
   step "Bazel (offline) build + test"
