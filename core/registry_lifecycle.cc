@@ -277,15 +277,13 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     const bool owned_at_release = group.owner_cnt != 0;
     if (group.claimed_devices.erase(device->name) != 0 && group.owner_cnt > 0) --group.owner_cnt;
     device->binding = DriverBinding::kNone;
-    // Its claim was the owner's last one but devices remain: ownership ends as on
-    // ReleaseDeviceOwnership (the group goes back to its default domain).
-    if (!group.devices.empty() && group.owner_cnt == 0 && !group.owner.empty()) {
-      state_->EndOwnership(group);
-    }
     state_->SyncPoint(kSyncReleaseRemovedFromGroup);
 
     // 2. Its RIDs that no other device of the group uses go to the release (blocked) domain and
-    //    are released in the backend. A RID still shared is never reprogrammed.
+    //    are released in the backend. A RID still shared is never reprogrammed. This comes before
+    //    the ownership can end (below): until then the group stays on the owner's domain in the
+    //    registry, so no FreeDomain (which takes no group mutex) can pass the registry's check
+    //    while one of the device's own RIDs still points at that domain in the hardware.
     const std::vector<Rid> still_used = State::GroupRids(group);
     for (Rid rid : device->all_rids) {
       if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
@@ -298,6 +296,11 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
       }
     }
     state_->SyncPoint(kSyncReleaseBackendReleased);
+    // Its claim was the owner's last one but devices remain: ownership ends as on
+    // ReleaseDeviceOwnership (the group goes back to its default domain).
+    if (!group.devices.empty() && group.owner_cnt == 0 && !group.owner.empty()) {
+      state_->EndOwnership(group);
+    }
     StoreBatch batch;  // committed below, once the group's end (if it ends) is known
     batch.delete_devices.push_back(device->name);
 

@@ -207,6 +207,54 @@ TEST_P(SeedRaceTest, FreeDuringTheLastReleaseIsRefusedUntilTheHardwareLetGo) {
   ExpectNoRidOnAFreedDomain("after free");
 }
 
+// The release-vs-free window of a group whose devices have their own RIDs: c (RID 0x600) and d
+// (RID 0x601, alias 0x600) form one group; the owner's only claim is on d and the group is attached
+// to D. Releasing d ends the ownership, but only after d's own RID 0x601 has left D in the
+// hardware: a FreeDomain at either sync point of the release is refused by the registry
+// (DOMAIN_IN_USE), never passed to a backend that still has a RID on D.
+TEST_P(SeedRaceTest, FreeDuringAReleaseThatEndsTheOwnershipWaitsForTheDevicesOwnRids) {
+  for (absl::string_view point : {kSyncReleaseRemovedFromGroup, kSyncReleaseBackendReleased}) {
+    SCOPED_TRACE(point);
+    Recreate([](RegistryOptions*) {});
+    const GroupId group = Probe("c", 0x600).group;
+    ASSERT_EQ(Probe("d", 0x601, {0x600}).group, group);
+    ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                         registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+    ASSERT_TRUE(registry_->ClaimDevice("d", kOwner).ok());
+    ASSERT_TRUE(registry_->AttachGroup(group, domain.id, kOwner).ok());
+    ASSERT_EQ(Hw(0x601), domain.id);
+    absl::Status freed;
+    bool fired = false;
+    SetHook([&](absl::string_view at) {
+      if (at != point || fired) return;
+      fired = true;
+      // Whenever a RID points at D in the hardware, the registry still has a group on D, so the
+      // registry itself refuses the free (before the backend is asked).
+      const std::vector<RidEntry> rids = hardware_->ReadRids("u0").value();
+      const bool rid_on_d = std::any_of(rids.begin(), rids.end(), [&](const RidEntry& entry) {
+        return entry.domain == domain.id;
+      });
+      ASSERT_OK_AND_ASSIGN(DomainInfo seen, registry_->GetDomain(domain.id));
+      EXPECT_TRUE(!rid_on_d || !seen.attached_groups.empty())
+          << "a RID is on D in the hardware while the registry has no group on D";
+      freed = registry_->FreeDomain(domain.id, kOwner).status();  // no group mutex needed
+    });
+    ASSERT_OK_AND_ASSIGN(ReleaseResult result, registry_->ReleaseDevice("d"));
+    SetHook(nullptr);
+    EXPECT_FALSE(result.leaked_attachment);  // c remains; the ownership simply ended
+    ASSERT_TRUE(fired);
+    EXPECT_ERROR(freed, kFailedPrecondition, "DOMAIN_IN_USE");
+    const std::vector<DomainId> alive = hardware_->ReadDomains();
+    EXPECT_TRUE(std::binary_search(alive.begin(), alive.end(), domain.id));
+    EXPECT_EQ(GroupOf("c").owner, "");
+    EXPECT_EQ(Hw(0x600), GroupOf("c").default_domain);
+    EXPECT_EQ(Hw(0x601), 0u);  // released
+    EXPECT_TRUE(registry_->FreeDomain(domain.id, kOwner).ok());
+    ExpectNoRidOnAFreedDomain("after");
+    ExpectConsistent();
+  }
+}
+
 TEST_P(SeedRaceTest, ReleaseOfBWaitsForReleaseOfA) {
   Recreate([](RegistryOptions*) {});
   SetUpScenario(/*owned=*/false);
