@@ -1,6 +1,10 @@
 // IommuService: the iommu.v1.Iommu gRPC service (callback API, one unary reactor per call), a thin
-// adapter of RequestHandlers onto the wire. Every reply's status goes through ToGrpcStatus
-// (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo with its reason.
+// adapter of RequestHandlers and MaintenanceHandlers onto the wire. Its methods are registered
+// from the RPC table (rpc_table.h), not from the generated service class: each takes its request as
+// bytes and parses it (raw_request.h), so a request that is not valid protobuf is INVALID_ARGUMENT
+// MALFORMED_REQUEST (gRPC's own handler would answer a bare UNIMPLEMENTED). Every reply's status
+// goes through ToGrpcStatus (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo
+// with its reason.
 //
 // Every RPC is first authorized (authorizer.h): the caller's role must allow the method, and the
 // owner field of a request is replaced by the caller's effective owner before the handler sees it;
@@ -18,6 +22,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <deque>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -31,11 +36,12 @@
 #include "server/daemon_metrics.h"
 #include "server/idempotency.h"
 #include "server/limits.h"
+#include "server/maintenance_handlers.h"
 #include "server/request_handlers.h"
 
 namespace iommud {
 
-class IommuService final : public iommu::v1::Iommu::CallbackService {
+class IommuService final : public grpc::Service {
  public:
   // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
   // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
@@ -53,110 +59,33 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   // still loading the registry from its state store. Thread-safe.
   void SetRecovering(bool recovering) { recovering_.store(recovering); }
 
-  grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
-                                      const iommu::v1::ListUnitsRequest* request,
-                                      iommu::v1::ListUnitsResponse* response) override;
-  grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* context,
-                                       const iommu::v1::ListGroupsRequest* request,
-                                       iommu::v1::ListGroupsResponse* response) override;
-  grpc::ServerUnaryReactor* GetGroup(grpc::CallbackServerContext* context,
-                                     const iommu::v1::GetGroupRequest* request,
-                                     iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ListDevicesRequest* request,
-                                        iommu::v1::ListDevicesResponse* response) override;
-  grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* context,
-                                      const iommu::v1::GetDeviceRequest* request,
-                                      iommu::v1::Device* response) override;
-  grpc::ServerUnaryReactor* ListDomains(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ListDomainsRequest* request,
-                                        iommu::v1::ListDomainsResponse* response) override;
-  grpc::ServerUnaryReactor* GetDomain(grpc::CallbackServerContext* context,
-                                      const iommu::v1::GetDomainRequest* request,
-                                      iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* ProbeDevice(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ProbeDeviceRequest* request,
-                                        iommu::v1::Device* response) override;
-  grpc::ServerUnaryReactor* ReleaseDevice(grpc::CallbackServerContext* context,
-                                          const iommu::v1::ReleaseDeviceRequest* request,
-                                          iommu::v1::ReleaseDeviceResponse* response) override;
-  grpc::ServerUnaryReactor* UseDefaultDomain(grpc::CallbackServerContext* context,
-                                             const iommu::v1::UseDefaultDomainRequest* request,
-                                             iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* UnuseDefaultDomain(grpc::CallbackServerContext* context,
-                                               const iommu::v1::UnuseDefaultDomainRequest* request,
-                                               iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ClaimOwnership(grpc::CallbackServerContext* context,
-                                           const iommu::v1::ClaimOwnershipRequest* request,
-                                           iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ReleaseOwnership(grpc::CallbackServerContext* context,
-                                             const iommu::v1::ReleaseOwnershipRequest* request,
-                                             iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ClaimDeviceRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context,
-                                       const iommu::v1::RenewLeaseRequest* request,
-                                       iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ReleaseDeviceOwnership(
-      grpc::CallbackServerContext* context, const iommu::v1::ReleaseDeviceOwnershipRequest* request,
-      iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* AllocDomain(grpc::CallbackServerContext* context,
-                                        const iommu::v1::AllocDomainRequest* request,
-                                        iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* FreeDomain(grpc::CallbackServerContext* context,
-                                       const iommu::v1::FreeDomainRequest* request,
-                                       iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* AttachDevice(grpc::CallbackServerContext* context,
-                                         const iommu::v1::AttachDeviceRequest* request,
-                                         iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* AttachGroup(grpc::CallbackServerContext* context,
-                                        const iommu::v1::AttachGroupRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* DetachGroup(grpc::CallbackServerContext* context,
-                                        const iommu::v1::DetachGroupRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* Map(grpc::CallbackServerContext* context,
-                                const iommu::v1::MapRequest* request,
-                                iommu::v1::MapResponse* response) override;
-  grpc::ServerUnaryReactor* Unmap(grpc::CallbackServerContext* context,
-                                  const iommu::v1::UnmapRequest* request,
-                                  iommu::v1::UnmapResponse* response) override;
-  grpc::ServerUnaryReactor* ListMappings(grpc::CallbackServerContext* context,
-                                         const iommu::v1::ListMappingsRequest* request,
-                                         iommu::v1::ListMappingsResponse* response) override;
-  grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
-                                      const iommu::v1::TranslateRequest* request,
-                                      iommu::v1::TranslateResponse* response) override;
-  grpc::ServerUnaryReactor* ListTranslationFaults(grpc::CallbackServerContext* context,
-                                       const iommu::v1::ListTranslationFaultsRequest* request,
-                                       iommu::v1::ListTranslationFaultsResponse* response) override;
-
-  grpc::ServerUnaryReactor* Audit(grpc::CallbackServerContext* context,
-                                  const iommu::v1::AuditRequest* request,
-                                  iommu::v1::AuditResponse* response) override;
-  grpc::ServerUnaryReactor* Reconcile(grpc::CallbackServerContext* context,
-                                      const iommu::v1::ReconcileRequest* request,
-                                      iommu::v1::ReconcileResponse* response) override;
-  grpc::ServerUnaryReactor* ListContendedGroups(
-      grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
-      iommu::v1::ListContendedGroupsResponse* response) override;
-  grpc::ServerUnaryReactor* InjectFault(grpc::CallbackServerContext* context,
-                                        const iommu::v1::InjectFaultRequest* request,
-                                        iommu::v1::InjectFaultResponse* response) override;
-  grpc::ServerUnaryReactor* ListFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
-      iommu::v1::ListFaultsResponse* response) override;
-  grpc::ServerUnaryReactor* ClearFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
-      iommu::v1::ClearFaultsResponse* response) override;
-  grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLease(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
-      grpc::CallbackServerContext* context,
-      const iommu::v1::WatchEventsRequest* request) override;
-
  private:
+  // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
+  // requests as bytes (raw_request.h).
+  void AddRawMethod(absl::string_view name, grpc::internal::RpcMethod::RpcType type,
+                    grpc::internal::MethodHandler* handler);
+  // Register one unary entry of kUnaryRpcs (rpc_table.h), and the two streams.
+  template <typename Rpc>
+  void AddUnary(const Rpc& rpc);
+  void AddKeepLease();
+  void AddWatchEvents();
+
+  // One unary call of `rpc`: authorizes and admits it (AuthorizeCall), then runs its handler, for
+  // a kMutating one through RunMutating.
+  template <typename Rpc>
+  absl::Status Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
+                     const typename Rpc::RequestType& request,
+                     typename Rpc::ResponseType* response) const;
+  // The handler object of a table entry's Handlers type.
+  template <typename Handlers>
+  const Handlers& HandlersOf() const;
+
+  // The reactor of a new stream; one that finishes at once when the call is refused.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* KeepLease(
+      grpc::CallbackServerContext* context);
+  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
+      const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request);
+
   // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
   // `rewritten` (a copy of `request` with the effective owner); otherwise `request`. The call's
   // admission by the limiter is held by `permit` until it is destroyed. `principal` gets the
@@ -178,16 +107,11 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();
   }
-  // The role check and the admission, for the hand-written RPCs (no owner field).
+  // The role check and the admission, for WatchEvents (no owner field).
   template <typename Request>
   absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
                                const Request& request, ClientLimiter::Permit* permit) const;
 
-  // One unary call: authorizes it (AuthorizeCall), then finishes it with
-  // run(principal, authorized request, response).
-  template <typename Request, typename Response, typename Run>
-  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context, absl::string_view method,
-                                  const Request* request, Response* response, Run run);
   // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
   // retry with the same request_id gets the original reply), else after checking the id's form.
   template <typename Request, typename Response, typename Handler>
@@ -206,6 +130,8 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   ClientLimiter* const limiter_;
   IdempotencyKeeper* const idempotency_;
   RequestHandlers handlers_;
+  MaintenanceHandlers maintenance_;
+  std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 
 }  // namespace iommud

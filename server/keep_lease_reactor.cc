@@ -3,12 +3,13 @@
 #include <utility>
 
 #include "proto/status_codec.h"
+#include "server/raw_request.h"
 
 namespace iommud {
 namespace {
 
 class FailedKeepLease
-    : public grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group> {
  public:
   explicit FailedKeepLease(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
@@ -18,10 +19,10 @@ class FailedKeepLease
 
 KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, OwnerOf owner_of)
     : handlers_(handlers), owner_of_(std::move(owner_of)) {
-  StartRead(&request_);
+  StartRead(&read_);
 }
 
-grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLeaseReactor::Failed(
+grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* KeepLeaseReactor::Failed(
     const absl::Status& status) {
   return new FailedKeepLease(status);
 }
@@ -29,6 +30,10 @@ grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLeas
 void KeepLeaseReactor::OnReadDone(bool ok) {
   if (!ok) {  // the client half-closed (or the call ended): nothing more to renew
     Finish(grpc::Status::OK);
+    return;
+  }
+  if (absl::Status parsed = ParseRequest(read_, &request_); !parsed.ok()) {
+    Finish(ToGrpcStatus(parsed));
     return;
   }
   absl::StatusOr<std::string> owner = owner_of_(request_.owner());
@@ -52,7 +57,7 @@ void KeepLeaseReactor::OnWriteDone(bool ok) {
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the KeepLease stream broke"));
     return;
   }
-  StartRead(&request_);
+  StartRead(&read_);
 }
 
 }  // namespace iommud
