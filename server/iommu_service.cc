@@ -1,5 +1,6 @@
 #include "server/iommu_service.h"
 
+#include <optional>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -190,17 +191,44 @@ absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const R
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepLease(
     grpc::CallbackServerContext* context) {
-  KeepLeaseReactor::OwnerOf owner_of = [](const std::string& owner) -> absl::StatusOr<std::string> {
-    return owner;
-  };
+  if (absl::Status ready = CheckReady(); !ready.ok()) return KeepLeaseReactor::Failed(ready);
+  std::optional<AuthorizedCaller> caller;  // none without an authorizer: owners pass unchanged
+  ClientLimiter::Permit permit;            // the stream's call slot, held for its life
   if (authorizer_ != nullptr) {
-    absl::StatusOr<AuthorizedCaller> caller = authorizer_->Authorize(*context, "KeepLease");
-    if (!caller.ok()) return KeepLeaseReactor::Failed(caller.status());
-    owner_of = [authorizer = authorizer_, caller = *caller](const std::string& owner) {
-      return authorizer->EffectiveOwner(caller, "KeepLease", owner);
-    };
+    absl::StatusOr<AuthorizedCaller> authorized =
+        authorizer_->Authorize(*context, kKeepLeaseRpc.name);
+    if (!authorized.ok()) return KeepLeaseReactor::Failed(authorized.status());
+    if (limiter_ != nullptr) {
+      absl::StatusOr<ClientLimiter::Permit> admitted =
+          limiter_->AdmitCall(authorized->identity.principal);
+      if (!admitted.ok()) return KeepLeaseReactor::Failed(admitted.status());
+      permit = *std::move(admitted);
+    }
+    caller = *std::move(authorized);
   }
-  return new KeepLeaseReactor(&handlers_, std::move(owner_of));
+  KeepLeaseReactor::Admit admit =
+      [this, caller = std::move(caller)](const iommu::v1::KeepLeaseRequest& message)
+      -> absl::StatusOr<iommu::v1::RenewLeaseRequest> {
+    RETURN_IF_ERROR(CheckReady());
+    iommu::v1::RenewLeaseRequest renew;
+    renew.set_group_id(message.group_id());
+    renew.set_lease_ttl_millis(message.lease_ttl_millis());
+    if (!caller.has_value()) {
+      renew.set_owner(message.owner());
+      return renew;
+    }
+    const std::string& principal = caller->identity.principal;
+    if (limiter_ != nullptr) {
+      RETURN_IF_ERROR(limiter_->AdmitMessage(principal));
+      RETURN_IF_ERROR(limiter_->CheckRequest(principal, message));
+    }
+    ASSIGN_OR_RETURN(std::string owner,
+                     authorizer_->EffectiveOwner(*caller, kKeepLeaseRpc.name, message.owner()));
+    renew.set_owner(std::move(owner));
+    return renew;
+  };
+  return new KeepLeaseReactor(&handlers_, &keep_lease_executor_, std::move(admit),
+                              std::move(permit));
 }
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(

@@ -14,8 +14,14 @@
 // oversized field) and changes nothing. A mutating request with a request_id then goes through the
 // IdempotencyKeeper (idempotency.h): a retry is answered with the original reply, not run again.
 //
-// Handlers run on gRPC's callback threads; they may block briefly on a group mutex (the registry
-// never holds one across anything slow). Thread-safe.
+// The streams go through the same admission: a WatchEvents stream holds a watcher permit for its
+// life; a KeepLease stream is checked for readiness, authorized and holds a call permit for its
+// life, and each of its messages is checked for readiness again, takes a rate token, is bounded
+// and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
+//
+// Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
+// registry never holds one across anything slow). KeepLease renewals run on a small executor of
+// the service's own (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
 #ifndef IOMMUD_SERVER_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_IOMMU_SERVICE_H_
 
@@ -33,6 +39,7 @@
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
 #include "server/authorizer.h"
+#include "server/blocking_executor.h"
 #include "server/daemon_metrics.h"
 #include "server/idempotency.h"
 #include "server/limits.h"
@@ -131,6 +138,8 @@ class IommuService final : public grpc::Service {
   IdempotencyKeeper* const idempotency_;
   RequestHandlers handlers_;
   MaintenanceHandlers maintenance_;
+  // KeepLease renewals; after handlers_, so that it drains before they go.
+  BlockingExecutor keep_lease_executor_{/*threads=*/2};
   std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 

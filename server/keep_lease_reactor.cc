@@ -17,8 +17,12 @@ class FailedKeepLease
 
 }  // namespace
 
-KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, OwnerOf owner_of)
-    : handlers_(handlers), owner_of_(std::move(owner_of)) {
+KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, BlockingExecutor* executor,
+                                   Admit admit, ClientLimiter::Permit permit)
+    : handlers_(handlers),
+      executor_(executor),
+      admit_(std::move(admit)),
+      permit_(std::move(permit)) {
   StartRead(&read_);
 }
 
@@ -32,19 +36,21 @@ void KeepLeaseReactor::OnReadDone(bool ok) {
     Finish(grpc::Status::OK);
     return;
   }
-  if (absl::Status parsed = ParseRequest(read_, &request_); !parsed.ok()) {
+  iommu::v1::KeepLeaseRequest message;
+  if (absl::Status parsed = ParseRequest(read_, &message); !parsed.ok()) {
     Finish(ToGrpcStatus(parsed));
     return;
   }
-  absl::StatusOr<std::string> owner = owner_of_(request_.owner());
-  if (!owner.ok()) {
-    Finish(ToGrpcStatus(owner.status()));
+  absl::StatusOr<iommu::v1::RenewLeaseRequest> renew = admit_(message);
+  if (!renew.ok()) {
+    Finish(ToGrpcStatus(renew.status()));
     return;
   }
-  iommu::v1::RenewLeaseRequest renew;
-  renew.set_group_id(request_.group_id());
-  renew.set_owner(*std::move(owner));
-  renew.set_lease_ttl_millis(request_.lease_ttl_millis());
+  executor_->Schedule([this, renew = *std::move(renew)] { Renew(renew); });
+}
+
+void KeepLeaseReactor::Renew(const iommu::v1::RenewLeaseRequest& renew) {
+  response_.Clear();
   if (absl::Status renewed = handlers_->RenewLease(renew, &response_); !renewed.ok()) {
     Finish(ToGrpcStatus(renewed));
     return;
