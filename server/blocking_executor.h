@@ -2,10 +2,11 @@
 // that commits to the state store — so that gRPC's callback threads, on which reactors must not
 // block, never do.
 //
-// Work is picked up in the order scheduled; with more than one thread, items run concurrently. Schedule never blocks and the queue is unbounded: callers bound what they
-// schedule (a KeepLease stream has at most one renewal queued, and streams are bounded by the
-// per-client call limit, limits.h). The destructor runs everything already queued, then joins the
-// threads; nothing may be scheduled after it started. Thread-safe.
+// Work is picked up in the order scheduled; with more than one thread, items run concurrently.
+// Schedule never blocks and the queue is unbounded: callers bound what they schedule (a KeepLease
+// stream has at most one renewal queued, and streams are bounded by the per-client call limit,
+// limits.h). The destructor runs everything already queued, then joins the threads; nothing may be
+// scheduled after it started. Thread-safe.
 #ifndef IOMMUD_SERVER_BLOCKING_EXECUTOR_H_
 #define IOMMUD_SERVER_BLOCKING_EXECUTOR_H_
 

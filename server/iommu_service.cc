@@ -10,7 +10,6 @@
 #include "server/keep_lease_reactor.h"
 #include "server/raw_request.h"
 #include "server/rebuilt_replies.h"
-#include "server/rpc_table.h"
 #include "server/watch_events_reactor.h"
 
 namespace iommud {
@@ -88,17 +87,10 @@ const Handlers& IommuService::HandlersOf() const {
   }
 }
 
-template <typename Request>
-absl::Status IommuService::Admit(const AuthorizedCaller& caller, const Request& request,
-                                 ClientLimiter::Permit* permit) const {
-  if (limiter_ == nullptr) return absl::OkStatus();
-  const std::string& principal = caller.identity.principal;
-  if constexpr (std::is_same_v<Request, iommu::v1::WatchEventsRequest>) {
-    ASSIGN_OR_RETURN(*permit, limiter_->AdmitWatcher(principal));
-  } else {
-    ASSIGN_OR_RETURN(*permit, limiter_->AdmitCall(principal));
-  }
-  return limiter_->CheckRequest(principal, request);
+absl::StatusOr<ClientLimiter::Permit> IommuService::Admit(const std::string& principal,
+                                                          LimiterSlot slot) const {
+  return slot == LimiterSlot::kWatcher ? limiter_->AdmitWatcher(principal)
+                                       : limiter_->AdmitCall(principal);
 }
 
 absl::Status IommuService::CheckReady() const {
@@ -107,22 +99,25 @@ absl::Status IommuService::CheckReady() const {
                "iommud is recovering its registry from the state store; retry shortly");
 }
 
-template <typename Request>
+template <typename Rpc, typename Request>
 absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
-                                                           absl::string_view method,
-                                                           const Request* request,
+                                                           const Rpc& rpc, const Request* request,
                                                            Request* rewritten,
                                                            ClientLimiter::Permit* permit,
                                                            std::string* principal) const {
   RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return request;
-  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  ASSIGN_OR_RETURN(const AuthorizedCaller caller,
+                   authorizer_->Authorize(context, rpc.name, rpc.role));
   *principal = caller.identity.principal;
-  RETURN_IF_ERROR(Admit(caller, *request, permit));
-  RETURN_IF_ERROR(CheckTarget(caller, method, *request));
+  if (limiter_ != nullptr) {
+    ASSIGN_OR_RETURN(*permit, Admit(*principal, SlotOf(rpc)));
+    RETURN_IF_ERROR(limiter_->CheckRequest(*principal, *request));
+  }
+  RETURN_IF_ERROR(CheckTarget(caller, rpc.name, *request));
   if constexpr (HasOwnerField<Request>::value) {
     ASSIGN_OR_RETURN(std::string owner,
-                     authorizer_->EffectiveOwner(caller, method, request->owner()));
+                     authorizer_->EffectiveOwner(caller, rpc.name, request->owner()));
     *rewritten = *request;
     rewritten->set_owner(std::move(owner));
     return rewritten;
@@ -157,16 +152,6 @@ absl::Status IommuService::RunMutating(absl::string_view method, absl::string_vi
       });
 }
 
-template <typename Request>
-absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
-                                           absl::string_view method, const Request& request,
-                                           ClientLimiter::Permit* permit) const {
-  RETURN_IF_ERROR(CheckReady());
-  if (authorizer_ == nullptr) return absl::OkStatus();
-  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
-  return Admit(caller, request, permit);
-}
-
 template <typename Rpc>
 absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
                                  const typename Rpc::RequestType& request,
@@ -177,7 +162,7 @@ absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const R
   ClientLimiter::Permit permit;  // held until the handler returns
   std::string principal;
   ASSIGN_OR_RETURN(const Request* authorized,
-                   AuthorizeCall(context, rpc.name, &request, &rewritten, &permit, &principal));
+                   AuthorizeCall(context, rpc, &request, &rewritten, &permit, &principal));
   const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
   if constexpr (Rpc::kind == RpcKind::kMutating) {
     return RunMutating(rpc.name, principal, *authorized, response,
@@ -196,11 +181,11 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepL
   ClientLimiter::Permit permit;            // the stream's call slot, held for its life
   if (authorizer_ != nullptr) {
     absl::StatusOr<AuthorizedCaller> authorized =
-        authorizer_->Authorize(*context, kKeepLeaseRpc.name);
+        authorizer_->Authorize(*context, kKeepLeaseRpc.name, kKeepLeaseRpc.role);
     if (!authorized.ok()) return KeepLeaseReactor::Failed(authorized.status());
     if (limiter_ != nullptr) {
       absl::StatusOr<ClientLimiter::Permit> admitted =
-          limiter_->AdmitCall(authorized->identity.principal);
+          Admit(authorized->identity.principal, kKeepLeaseRpc.slot);
       if (!admitted.ok()) return KeepLeaseReactor::Failed(admitted.status());
       permit = *std::move(admitted);
     }
@@ -234,10 +219,13 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepL
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
     const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request) {
   using FailedStream = FailedWriteReactor<iommu::v1::Event>;
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(context, kWatchEventsRpc.name, request, &permit);
+  iommu::v1::WatchEventsRequest unused;  // (no owner field to rewrite)
+  ClientLimiter::Permit permit;          // the stream's watcher slot, held for its life
+  std::string principal;
+  if (absl::StatusOr<const iommu::v1::WatchEventsRequest*> allowed =
+          AuthorizeCall(context, kWatchEventsRpc, &request, &unused, &permit, &principal);
       !allowed.ok()) {
-    return new FailedStream(allowed);
+    return new FailedStream(allowed.status());
   }
   if (events_ == nullptr) {
     return new FailedStream(Error(absl::StatusCode::kUnimplemented, "NO_EVENT_STREAM",

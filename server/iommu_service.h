@@ -45,6 +45,7 @@
 #include "server/limits.h"
 #include "server/maintenance_handlers.h"
 #include "server/request_handlers.h"
+#include "server/rpc_table.h"
 
 namespace iommud {
 
@@ -93,19 +94,19 @@ class IommuService final : public grpc::Service {
   grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
       const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request);
 
-  // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
-  // `rewritten` (a copy of `request` with the effective owner); otherwise `request`. The call's
-  // admission by the limiter is held by `permit` until it is destroyed. `principal` gets the
-  // caller's identity ("" without an authorizer).
-  template <typename Request>
+  // Checks readiness, authorizes the caller of `context` for the table entry `rpc` (its name and
+  // role), takes the entry's limiter slot into `permit` (held until it is destroyed) and checks
+  // the request's bounds. For a request with an owner field, returns `rewritten` (a copy of
+  // `request` with the effective owner); otherwise `request`. `principal` gets the caller's
+  // identity ("" without an authorizer).
+  template <typename Rpc, typename Request>
   absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
-                                               absl::string_view method, const Request* request,
+                                               const Rpc& rpc, const Request* request,
                                                Request* rewritten, ClientLimiter::Permit* permit,
                                                std::string* principal) const;
-  // The limiter's admission of one call (or, for WatchEvents, one watcher) of `caller`.
-  template <typename Request>
-  absl::Status Admit(const AuthorizedCaller& caller, const Request& request,
-                     ClientLimiter::Permit* permit) const;
+  // The limiter's admission of one call or stream of `principal` holding `slot`.
+  absl::StatusOr<ClientLimiter::Permit> Admit(const std::string& principal,
+                                              LimiterSlot slot) const;
   // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
   // owns needs admin. Other requests: nothing.
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
@@ -114,10 +115,6 @@ class IommuService final : public grpc::Service {
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();
   }
-  // The role check and the admission, for WatchEvents (no owner field).
-  template <typename Request>
-  absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
-                               const Request& request, ClientLimiter::Permit* permit) const;
 
   // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
   // retry with the same request_id gets the original reply), else after checking the id's form.
