@@ -29,8 +29,6 @@ IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* 
                            ClientLimiter* limiter, IdempotencyKeeper* idempotency)
     : registry_(registry),
       events_(events),
-      metrics_(metrics),
-      injector_(injector),
       authorizer_(authorizer),
       limiter_(limiter),
       idempotency_(idempotency),

@@ -6,7 +6,8 @@
 // goes through ToGrpcStatus (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo
 // with its reason.
 //
-// Every RPC is first authorized (authorizer.h): the caller's role must allow the method, and the
+// While the daemon recovers, every call is refused (UNAVAILABLE RECOVERING). Otherwise each is
+// first authorized (authorizer.h): the caller's role must be at least the role of the method's table entry, and the
 // owner field of a request is replaced by the caller's effective owner before the handler sees it;
 // a denial finishes the call with PERMISSION_DENIED and changes nothing. Then the caller's
 // principal is admitted by the ClientLimiter (limits.h: rate, calls in flight, watchers, request
@@ -128,8 +129,6 @@ class IommuService final : public grpc::Service {
   std::atomic<bool> recovering_{false};
   Registry* const registry_;
   EventBus* const events_;
-  DaemonMetrics* const metrics_;
-  FaultInjector* const injector_;
   const Authorizer* const authorizer_;
   ClientLimiter* const limiter_;
   IdempotencyKeeper* const idempotency_;
