@@ -1,7 +1,6 @@
 #include "server/authorizer.h"
 
 #include <cstdio>
-#include <map>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -12,61 +11,12 @@
 namespace iommud {
 namespace {
 
-const std::map<std::string, Role, std::less<>>& RoleTable() {
-  static const auto* table = new std::map<std::string, Role, std::less<>>{
-      // Reads.
-      {"ListUnits", Role::kViewer},
-      {"ListGroups", Role::kViewer},
-      {"GetGroup", Role::kViewer},
-      {"ListDevices", Role::kViewer},
-      {"GetDevice", Role::kViewer},
-      {"ListDomains", Role::kViewer},
-      {"GetDomain", Role::kViewer},
-      {"ListMappings", Role::kViewer},
-      {"ListTranslationFaults", Role::kViewer},
-      {"Audit", Role::kViewer},
-      {"ListContendedGroups", Role::kViewer},
-      {"WatchEvents", Role::kViewer},
-      // Mutations on what the caller owns, and emulated DMA.
-      {"ProbeDevice", Role::kOperator},
-      {"ReleaseDevice", Role::kOperator},
-      {"UseDefaultDomain", Role::kOperator},
-      {"UnuseDefaultDomain", Role::kOperator},
-      {"ClaimOwnership", Role::kOperator},
-      {"ReleaseOwnership", Role::kOperator},
-      {"ClaimDevice", Role::kOperator},
-      {"ReleaseDeviceOwnership", Role::kOperator},
-      {"RenewLease", Role::kOperator},
-      {"KeepLease", Role::kOperator},
-      {"AllocDomain", Role::kOperator},
-      {"FreeDomain", Role::kOperator},
-      {"AttachDevice", Role::kOperator},
-      {"AttachGroup", Role::kOperator},
-      {"DetachGroup", Role::kOperator},
-      {"Map", Role::kOperator},
-      {"Unmap", Role::kOperator},
-      {"Translate", Role::kOperator},
-      // Host-wide repair and fault injection.
-      {"Reconcile", Role::kAdmin},
-      {"InjectFault", Role::kAdmin},
-      {"ListFaults", Role::kAdmin},
-      {"ClearFaults", Role::kAdmin},
-  };
-  return *table;
-}
-
 void WriteAuditLineToStderr(const std::string& line) {
   std::fprintf(stderr, "iommud: audit: %s\n", line.c_str());
   std::fflush(stderr);
 }
 
 }  // namespace
-
-Role RequiredRole(absl::string_view method) {
-  const auto& table = RoleTable();
-  auto it = table.find(method);
-  return it == table.end() ? Role::kAdmin : it->second;
-}
 
 bool IsOwnerOf(absl::string_view principal, absl::string_view owner) {
   if (principal.empty()) return false;
@@ -112,13 +62,14 @@ absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
 }
 
 absl::StatusOr<AuthorizedCaller> Authorizer::Authorize(const grpc::ServerContextBase& context,
-                                                       absl::string_view method) const {
-  return AuthorizeIdentity(IdentifyCaller(context, options_.identity), method);
+                                                       absl::string_view method,
+                                                       Role required) const {
+  return AuthorizeIdentity(IdentifyCaller(context, options_.identity), method, required);
 }
 
 absl::StatusOr<AuthorizedCaller> Authorizer::AuthorizeIdentity(CallerIdentity identity,
-                                                               absl::string_view method) const {
-  const Role required = RequiredRole(method);
+                                                               absl::string_view method,
+                                                               Role required) const {
   if (!identity.identified()) {
     return Deny(identity, Role::kNone, method, required, "unidentified",
                 "the transport established no identity");

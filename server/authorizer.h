@@ -1,12 +1,11 @@
 // Authorizer: decides whether the caller of an iommu.v1.Iommu RPC may make it, and whose name it
 // acts in (the owner cookie).
 //
-// Roles (policy.h) per RPC (RequiredRole): viewer for reads (List*/Get*, ListMappings,
-// ListTranslationFaults, Audit, ListContendedGroups, WatchEvents); operator for every mutation of
-// devices, ownership, domains and mappings, and for Translate (an emulated DMA, which records
-// faults); admin for Reconcile and fault injection (InjectFault/ListFaults/ClearFaults). A method
-// missing from the table needs admin (fail closed). grpc.health.v1.Health and reflection are not
-// authorized (anyone who can connect may ask).
+// The role each method requires comes from the RPC table (rpc_table.h: viewer for reads, operator
+// for every mutation of devices, ownership, domains and mappings and for Translate, admin for
+// Reconcile and fault injection); the service passes the role of the entry it serves, so there is
+// no second list of methods here. grpc.health.v1.Health and reflection are not authorized (anyone
+// who can connect may ask).
 //
 // Owner cookies come from the caller's identity: the effective owner of a request is
 //   request.owner empty                          -> <principal>
@@ -39,9 +38,6 @@
 
 namespace iommud {
 
-// The role `method` (an iommu.v1.Iommu method name, e.g. "ClaimOwnership") requires.
-Role RequiredRole(absl::string_view method);
-
 // True when `owner` is `principal` itself or one of its owners ("<principal>/<name>").
 bool IsOwnerOf(absl::string_view principal, absl::string_view owner);
 
@@ -66,12 +62,14 @@ class Authorizer {
 
   explicit Authorizer(Options options);
 
-  // Identifies the caller of `context` and checks its role against RequiredRole(method).
+  // Identifies the caller of `context` and checks its role against `required`, the role `method`
+  // (an iommu.v1.Iommu method name, e.g. "ClaimOwnership", named in denials) requires.
   absl::StatusOr<AuthorizedCaller> Authorize(const grpc::ServerContextBase& context,
-                                             absl::string_view method) const;
+                                             absl::string_view method, Role required) const;
   // The same for an already established identity.
   absl::StatusOr<AuthorizedCaller> AuthorizeIdentity(CallerIdentity identity,
-                                                     absl::string_view method) const;
+                                                     absl::string_view method,
+                                                     Role required) const;
 
   // The effective owner of a request of `caller` naming `requested` (see the header comment).
   absl::StatusOr<std::string> EffectiveOwner(const AuthorizedCaller& caller,

@@ -1,26 +1,20 @@
 #include "server/iommu_service.h"
 
+#include <optional>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
-#include "server/fault_injection_convert.h"
 #include "server/keep_lease_reactor.h"
-#include "server/observability_convert.h"
+#include "server/raw_request.h"
 #include "server/rebuilt_replies.h"
 #include "server/watch_events_reactor.h"
 
 namespace iommud {
 namespace {
-
-// Finishes the call with `status` (as a grpc::Status with ErrorInfo); the response message has been
-// filled by the handler when the status is OK.
-grpc::ServerUnaryReactor* FinishCall(grpc::CallbackServerContext* context,
-                                     const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
 
 // Whether a request message has an `owner` field (then the authorizer rewrites it).
 template <typename T, typename = void>
@@ -36,24 +30,66 @@ IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* 
                            ClientLimiter* limiter, IdempotencyKeeper* idempotency)
     : registry_(registry),
       events_(events),
-      metrics_(metrics),
-      injector_(injector),
       authorizer_(authorizer),
       limiter_(limiter),
       idempotency_(idempotency),
-      handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}) {}
+      handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}),
+      maintenance_(registry, metrics, injector) {
+  std::apply([this](const auto&... rpc) { (AddUnary(rpc), ...); }, kUnaryRpcs);
+  AddKeepLease();
+  AddWatchEvents();
+}
 
-template <typename Request>
-absl::Status IommuService::Admit(const AuthorizedCaller& caller, const Request& request,
-                                 ClientLimiter::Permit* permit) const {
-  if (limiter_ == nullptr) return absl::OkStatus();
-  const std::string& principal = caller.identity.principal;
-  if constexpr (std::is_same_v<Request, iommu::v1::WatchEventsRequest>) {
-    ASSIGN_OR_RETURN(*permit, limiter_->AdmitWatcher(principal));
+void IommuService::AddRawMethod(absl::string_view name, grpc::internal::RpcMethod::RpcType type,
+                                grpc::internal::MethodHandler* handler) {
+  const std::string& path = method_paths_.emplace_back(
+      absl::StrCat("/", iommu::v1::Iommu::service_full_name(), "/", name));
+  auto* method = new grpc::internal::RpcServiceMethod(path.c_str(), type, handler);
+  method->SetServerApiType(grpc::internal::RpcServiceMethod::ApiType::RAW_CALL_BACK);
+  AddMethod(method);
+}
+
+template <typename Rpc>
+void IommuService::AddUnary(const Rpc& rpc) {
+  using Request = typename Rpc::RequestType;
+  using Response = typename Rpc::ResponseType;
+  AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+               NewUnaryHandler<Request, Response>(
+                   [this, rpc](grpc::CallbackServerContext* context, const Request& request,
+                               Response* response) {
+                     return Serve(*context, rpc, request, response);
+                   }));
+}
+
+void IommuService::AddKeepLease() {
+  AddRawMethod(kKeepLeaseRpc.name, grpc::internal::RpcMethod::BIDI_STREAMING,
+               NewBidiStreamHandler<iommu::v1::Group>(
+                   [this](grpc::CallbackServerContext* context) { return KeepLease(context); }));
+}
+
+void IommuService::AddWatchEvents() {
+  AddRawMethod(kWatchEventsRpc.name, grpc::internal::RpcMethod::SERVER_STREAMING,
+               NewServerStreamHandler<iommu::v1::WatchEventsRequest, iommu::v1::Event>(
+                   [this](grpc::CallbackServerContext* context,
+                          const iommu::v1::WatchEventsRequest& request) {
+                     return WatchEvents(*context, request);
+                   }));
+}
+
+template <typename Handlers>
+const Handlers& IommuService::HandlersOf() const {
+  if constexpr (std::is_same_v<Handlers, RequestHandlers>) {
+    return handlers_;
   } else {
-    ASSIGN_OR_RETURN(*permit, limiter_->AdmitCall(principal));
+    static_assert(std::is_same_v<Handlers, MaintenanceHandlers>, "a handler class of rpc_table.h");
+    return maintenance_;
   }
-  return limiter_->CheckRequest(principal, request);
+}
+
+absl::StatusOr<ClientLimiter::Permit> IommuService::Admit(const std::string& principal,
+                                                          LimiterSlot slot) const {
+  return slot == LimiterSlot::kWatcher ? limiter_->AdmitWatcher(principal)
+                                       : limiter_->AdmitCall(principal);
 }
 
 absl::Status IommuService::CheckReady() const {
@@ -62,22 +98,25 @@ absl::Status IommuService::CheckReady() const {
                "iommud is recovering its registry from the state store; retry shortly");
 }
 
-template <typename Request>
+template <typename Rpc, typename Request>
 absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
-                                                           absl::string_view method,
-                                                           const Request* request,
+                                                           const Rpc& rpc, const Request* request,
                                                            Request* rewritten,
                                                            ClientLimiter::Permit* permit,
                                                            std::string* principal) const {
   RETURN_IF_ERROR(CheckReady());
   if (authorizer_ == nullptr) return request;
-  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
+  ASSIGN_OR_RETURN(const AuthorizedCaller caller,
+                   authorizer_->Authorize(context, rpc.name, rpc.role));
   *principal = caller.identity.principal;
-  RETURN_IF_ERROR(Admit(caller, *request, permit));
-  RETURN_IF_ERROR(CheckTarget(caller, method, *request));
+  if (limiter_ != nullptr) {
+    ASSIGN_OR_RETURN(*permit, Admit(*principal, SlotOf(rpc)));
+    RETURN_IF_ERROR(limiter_->CheckRequest(*principal, *request));
+  }
+  RETURN_IF_ERROR(CheckTarget(caller, rpc.name, *request));
   if constexpr (HasOwnerField<Request>::value) {
     ASSIGN_OR_RETURN(std::string owner,
-                     authorizer_->EffectiveOwner(caller, method, request->owner()));
+                     authorizer_->EffectiveOwner(caller, rpc.name, request->owner()));
     *rewritten = *request;
     rewritten->set_owner(std::move(owner));
     return rewritten;
@@ -112,223 +151,86 @@ absl::Status IommuService::RunMutating(absl::string_view method, absl::string_vi
       });
 }
 
-template <typename Request>
-absl::Status IommuService::AuthorizeMethod(const grpc::ServerContextBase& context,
-                                           absl::string_view method, const Request& request,
-                                           ClientLimiter::Permit* permit) const {
-  RETURN_IF_ERROR(CheckReady());
-  if (authorizer_ == nullptr) return absl::OkStatus();
-  ASSIGN_OR_RETURN(const AuthorizedCaller caller, authorizer_->Authorize(context, method));
-  return Admit(caller, request, permit);
-}
-
-template <typename Request, typename Response, typename Run>
-grpc::ServerUnaryReactor* IommuService::Serve(grpc::CallbackServerContext* context,
-                                              absl::string_view method, const Request* request,
-                                              Response* response, Run run) {
+template <typename Rpc>
+absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
+                                 const typename Rpc::RequestType& request,
+                                 typename Rpc::ResponseType* response) const {
+  using Request = typename Rpc::RequestType;
+  using Response = typename Rpc::ResponseType;
   Request rewritten;
   ClientLimiter::Permit permit;  // held until the handler returns
   std::string principal;
-  absl::StatusOr<const Request*> authorized =
-      AuthorizeCall(*context, method, request, &rewritten, &permit, &principal);
-  if (!authorized.ok()) return FinishCall(context, authorized.status());
-  return FinishCall(context, run(principal, **authorized, response));
+  ASSIGN_OR_RETURN(const Request* authorized,
+                   AuthorizeCall(context, rpc, &request, &rewritten, &permit, &principal));
+  const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
+  if constexpr (Rpc::kind == RpcKind::kMutating) {
+    return RunMutating(rpc.name, principal, *authorized, response,
+                       [&](const Request& r, Response* out) {
+                         return (handlers.*rpc.handler)(r, out);
+                       });
+  } else {
+    return (handlers.*rpc.handler)(*authorized, response);
+  }
 }
 
-// Each RPC: authorize it (and rewrite its owner), run its handler to completion, finish the call.
-#define IOMMUD_UNARY_RPC(method, Request, Response)                                              \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,           \
-                                                 const iommu::v1::Request* request,              \
-                                                 iommu::v1::Response* response) {                \
-    return Serve(context, #method, request, response,                                            \
-                 [this](const std::string& /*principal*/, const auto& authorized, auto* out) {   \
-                   return handlers_.method(authorized, out);                                     \
-                 });                                                                             \
-  }
-
-// A mutating RPC: the same, with the handler run through the IdempotencyKeeper.
-#define IOMMUD_MUTATING_RPC(method, Request, Response)                                           \
-  grpc::ServerUnaryReactor* IommuService::method(grpc::CallbackServerContext* context,           \
-                                                 const iommu::v1::Request* request,              \
-                                                 iommu::v1::Response* response) {                \
-    return Serve(context, #method, request, response,                                            \
-                 [this](const std::string& principal, const auto& authorized, auto* out) {       \
-                   return RunMutating(#method, principal, authorized, out,                       \
-                                      [this](const auto& r, auto* o) {                           \
-                                        return handlers_.method(r, o);                           \
-                                      });                                                        \
-                 });                                                                             \
-  }
-
-IOMMUD_UNARY_RPC(ListUnits, ListUnitsRequest, ListUnitsResponse)
-IOMMUD_UNARY_RPC(ListGroups, ListGroupsRequest, ListGroupsResponse)
-IOMMUD_UNARY_RPC(GetGroup, GetGroupRequest, Group)
-IOMMUD_UNARY_RPC(ListDevices, ListDevicesRequest, ListDevicesResponse)
-IOMMUD_UNARY_RPC(GetDevice, GetDeviceRequest, Device)
-IOMMUD_UNARY_RPC(ListDomains, ListDomainsRequest, ListDomainsResponse)
-IOMMUD_UNARY_RPC(GetDomain, GetDomainRequest, Domain)
-IOMMUD_MUTATING_RPC(ProbeDevice, ProbeDeviceRequest, Device)
-IOMMUD_MUTATING_RPC(ReleaseDevice, ReleaseDeviceRequest, ReleaseDeviceResponse)
-IOMMUD_MUTATING_RPC(UseDefaultDomain, UseDefaultDomainRequest, Group)
-IOMMUD_MUTATING_RPC(UnuseDefaultDomain, UnuseDefaultDomainRequest, Group)
-IOMMUD_MUTATING_RPC(ClaimOwnership, ClaimOwnershipRequest, Group)
-IOMMUD_MUTATING_RPC(ReleaseOwnership, ReleaseOwnershipRequest, Group)
-IOMMUD_MUTATING_RPC(ClaimDevice, ClaimDeviceRequest, Group)
-IOMMUD_MUTATING_RPC(ReleaseDeviceOwnership, ReleaseDeviceOwnershipRequest, Group)
-IOMMUD_MUTATING_RPC(RenewLease, RenewLeaseRequest, Group)
-IOMMUD_MUTATING_RPC(AllocDomain, AllocDomainRequest, Domain)
-IOMMUD_MUTATING_RPC(FreeDomain, FreeDomainRequest, Domain)
-IOMMUD_MUTATING_RPC(AttachDevice, AttachDeviceRequest, Group)
-IOMMUD_MUTATING_RPC(AttachGroup, AttachGroupRequest, Group)
-IOMMUD_MUTATING_RPC(DetachGroup, DetachGroupRequest, Group)
-IOMMUD_MUTATING_RPC(Map, MapRequest, MapResponse)
-IOMMUD_MUTATING_RPC(Unmap, UnmapRequest, UnmapResponse)
-IOMMUD_UNARY_RPC(ListMappings, ListMappingsRequest, ListMappingsResponse)
-IOMMUD_UNARY_RPC(Translate, TranslateRequest, TranslateResponse)
-IOMMUD_UNARY_RPC(ListTranslationFaults, ListTranslationFaultsRequest, ListTranslationFaultsResponse)
-
-#undef IOMMUD_UNARY_RPC
-#undef IOMMUD_MUTATING_RPC
-
-grpc::ServerUnaryReactor* IommuService::Audit(grpc::CallbackServerContext* context,
-                                              const iommu::v1::AuditRequest* request,
-                                              iommu::v1::AuditResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "Audit", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  const std::vector<LeakRecord> leaks = registry_->Audit();
-  if (metrics_ != nullptr) {
-    metrics_->CountAudit();
-    metrics_->SetCurrentLeaks(leaks);
-  }
-  for (const LeakRecord& leak : leaks) LeakToProto(leak, response->add_leaks());
-  return FinishCall(context, absl::OkStatus());
-}
-
-grpc::ServerUnaryReactor* IommuService::Reconcile(grpc::CallbackServerContext* context,
-                                                  const iommu::v1::ReconcileRequest* request,
-                                                  iommu::v1::ReconcileResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "Reconcile", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  const Registry::ReconcileResult result = registry_->Reconcile();
-  if (metrics_ != nullptr) metrics_->SetCurrentLeaks(result.remaining);
-  for (const LeakRecord& leak : result.repaired) LeakToProto(leak, response->add_repaired());
-  for (const LeakRecord& leak : result.remaining) LeakToProto(leak, response->add_remaining());
-  return FinishCall(context, absl::OkStatus());
-}
-
-grpc::ServerUnaryReactor* IommuService::ListContendedGroups(
-    grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
-    iommu::v1::ListContendedGroupsResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "ListContendedGroups", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  const size_t max_groups = request->max_groups() == 0 ? 10 : request->max_groups();
-  for (const Registry::GroupContention& group : registry_->MostContendedGroups(max_groups)) {
-    ContentionToProto(group, response->add_groups());
-  }
-  return FinishCall(context, absl::OkStatus());
-}
-
-namespace {
-
-absl::Status InjectionDisabled() {
-  return Error(absl::StatusCode::kFailedPrecondition, reason::kFaultInjectionDisabled,
-               "fault injection is off: start iommud with --allow_fault_injection");
-}
-
-}  // namespace
-
-grpc::ServerUnaryReactor* IommuService::InjectFault(grpc::CallbackServerContext* context,
-                                                    const iommu::v1::InjectFaultRequest* request,
-                                                    iommu::v1::InjectFaultResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "InjectFault", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
-  absl::StatusOr<FaultSpec> spec = FaultSpecFromProto(request->spec());
-  if (!spec.ok()) return FinishCall(context, spec.status());
-  absl::StatusOr<uint64_t> id = injector_->Add(*spec);
-  if (id.ok()) response->set_fault_id(*id);
-  return FinishCall(context, id.status());
-}
-
-grpc::ServerUnaryReactor* IommuService::ListFaults(
-    grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
-    iommu::v1::ListFaultsResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "ListFaults", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
-  for (const FaultState& fault : injector_->List()) {
-    FaultStateToProto(fault, response->add_faults());
-  }
-  for (const std::string& point : FaultPoints()) response->add_points(point);
-  return FinishCall(context, absl::OkStatus());
-}
-
-grpc::ServerUnaryReactor* IommuService::ClearFaults(
-    grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
-    iommu::v1::ClearFaultsResponse* response) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "ClearFaults", *request, &permit);
-      !allowed.ok()) {
-    return FinishCall(context, allowed);
-  }
-  if (injector_ == nullptr) return FinishCall(context, InjectionDisabled());
-  response->set_cleared(injector_->Clear());
-  return FinishCall(context, absl::OkStatus());
-}
-
-namespace {
-
-// A stream that fails at once (bad request, or no event bus).
-class FailedStream : public grpc::ServerWriteReactor<iommu::v1::Event> {
- public:
-  explicit FailedStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override { delete this; }
-};
-
-}  // namespace
-
-grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* IommuService::KeepLease(
+grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepLease(
     grpc::CallbackServerContext* context) {
-  KeepLeaseReactor::OwnerOf owner_of = [](const std::string& owner) -> absl::StatusOr<std::string> {
-    return owner;
-  };
+  if (absl::Status ready = CheckReady(); !ready.ok()) return KeepLeaseReactor::Failed(ready);
+  std::optional<AuthorizedCaller> caller;  // none without an authorizer: owners pass unchanged
+  ClientLimiter::Permit permit;            // the stream's call slot, held for its life
   if (authorizer_ != nullptr) {
-    absl::StatusOr<AuthorizedCaller> caller = authorizer_->Authorize(*context, "KeepLease");
-    if (!caller.ok()) return KeepLeaseReactor::Failed(caller.status());
-    owner_of = [authorizer = authorizer_, caller = *caller](const std::string& owner) {
-      return authorizer->EffectiveOwner(caller, "KeepLease", owner);
-    };
+    absl::StatusOr<AuthorizedCaller> authorized =
+        authorizer_->Authorize(*context, kKeepLeaseRpc.name, kKeepLeaseRpc.role);
+    if (!authorized.ok()) return KeepLeaseReactor::Failed(authorized.status());
+    if (limiter_ != nullptr) {
+      absl::StatusOr<ClientLimiter::Permit> admitted =
+          Admit(authorized->identity.principal, kKeepLeaseRpc.slot);
+      if (!admitted.ok()) return KeepLeaseReactor::Failed(admitted.status());
+      permit = *std::move(admitted);
+    }
+    caller = *std::move(authorized);
   }
-  return new KeepLeaseReactor(&handlers_, std::move(owner_of));
+  KeepLeaseReactor::Admit admit =
+      [this, caller = std::move(caller)](const iommu::v1::KeepLeaseRequest& message)
+      -> absl::StatusOr<iommu::v1::RenewLeaseRequest> {
+    RETURN_IF_ERROR(CheckReady());
+    iommu::v1::RenewLeaseRequest renew;
+    renew.set_group_id(message.group_id());
+    renew.set_lease_ttl_millis(message.lease_ttl_millis());
+    if (!caller.has_value()) {
+      renew.set_owner(message.owner());
+      return renew;
+    }
+    const std::string& principal = caller->identity.principal;
+    if (limiter_ != nullptr) {
+      RETURN_IF_ERROR(limiter_->AdmitMessage(principal));
+      RETURN_IF_ERROR(limiter_->CheckRequest(principal, message));
+    }
+    ASSIGN_OR_RETURN(std::string owner,
+                     authorizer_->EffectiveOwner(*caller, kKeepLeaseRpc.name, message.owner()));
+    renew.set_owner(std::move(owner));
+    return renew;
+  };
+  return new KeepLeaseReactor(&handlers_, &keep_lease_executor_, std::move(admit),
+                              std::move(permit));
 }
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
-    grpc::CallbackServerContext* context, const iommu::v1::WatchEventsRequest* request) {
-  ClientLimiter::Permit permit;
-  if (absl::Status allowed = AuthorizeMethod(*context, "WatchEvents", *request, &permit);
+    const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request) {
+  using FailedStream = FailedWriteReactor<iommu::v1::Event>;
+  iommu::v1::WatchEventsRequest unused;  // (no owner field to rewrite)
+  ClientLimiter::Permit permit;          // the stream's watcher slot, held for its life
+  std::string principal;
+  if (absl::StatusOr<const iommu::v1::WatchEventsRequest*> allowed =
+          AuthorizeCall(context, kWatchEventsRpc, &request, &unused, &permit, &principal);
       !allowed.ok()) {
-    return new FailedStream(allowed);
+    return new FailedStream(allowed.status());
   }
   if (events_ == nullptr) {
     return new FailedStream(Error(absl::StatusCode::kUnimplemented, reason::kNoEventStream,
                                   "this server has no event stream"));
   }
-  absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(*request);
+  absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(request);
   if (!spec.ok()) return new FailedStream(spec.status());
   return new WatchEventsReactor(registry_, events_, *spec, std::move(permit));
 }

@@ -1,8 +1,13 @@
 // IommuService: the iommu.v1.Iommu gRPC service (callback API, one unary reactor per call), a thin
-// adapter of RequestHandlers onto the wire. Every reply's status goes through ToGrpcStatus
-// (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo with its reason.
+// adapter of RequestHandlers and MaintenanceHandlers onto the wire. Its methods are registered
+// from the RPC table (rpc_table.h), not from the generated service class: each takes its request as
+// bytes and parses it (raw_request.h), so a request that is not valid protobuf is INVALID_ARGUMENT
+// MALFORMED_REQUEST (gRPC's own handler would answer a bare UNIMPLEMENTED). Every reply's status
+// goes through ToGrpcStatus (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo
+// with its reason.
 //
-// Every RPC is first authorized (authorizer.h): the caller's role must allow the method, and the
+// While the daemon recovers, every call is refused (UNAVAILABLE RECOVERING). Otherwise each is
+// first authorized (authorizer.h): the caller's role must be at least the role of the method's table entry, and the
 // owner field of a request is replaced by the caller's effective owner before the handler sees it;
 // a denial finishes the call with PERMISSION_DENIED and changes nothing. Then the caller's
 // principal is admitted by the ClientLimiter (limits.h: rate, calls in flight, watchers, request
@@ -10,14 +15,21 @@
 // oversized field) and changes nothing. A mutating request with a request_id then goes through the
 // IdempotencyKeeper (idempotency.h): a retry is answered with the original reply, not run again.
 //
-// Handlers run on gRPC's callback threads; they may block briefly on a group mutex (the registry
-// never holds one across anything slow). Thread-safe.
+// The streams go through the same admission: a WatchEvents stream holds a watcher permit for its
+// life; a KeepLease stream is checked for readiness, authorized and holds a call permit for its
+// life, and each of its messages is checked for readiness again, takes a rate token, is bounded
+// and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
+//
+// Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
+// registry never holds one across anything slow). KeepLease renewals run on a small executor of
+// the service's own (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
 #ifndef IOMMUD_SERVER_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_IOMMU_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <deque>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -28,14 +40,17 @@
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
 #include "server/authorizer.h"
+#include "server/blocking_executor.h"
 #include "server/daemon_metrics.h"
 #include "server/idempotency.h"
 #include "server/limits.h"
+#include "server/maintenance_handlers.h"
 #include "server/request_handlers.h"
+#include "server/rpc_table.h"
 
 namespace iommud {
 
-class IommuService final : public iommu::v1::Iommu::CallbackService {
+class IommuService final : public grpc::Service {
  public:
   // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
   // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
@@ -53,123 +68,46 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   // still loading the registry from its state store. Thread-safe.
   void SetRecovering(bool recovering) { recovering_.store(recovering); }
 
-  grpc::ServerUnaryReactor* ListUnits(grpc::CallbackServerContext* context,
-                                      const iommu::v1::ListUnitsRequest* request,
-                                      iommu::v1::ListUnitsResponse* response) override;
-  grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* context,
-                                       const iommu::v1::ListGroupsRequest* request,
-                                       iommu::v1::ListGroupsResponse* response) override;
-  grpc::ServerUnaryReactor* GetGroup(grpc::CallbackServerContext* context,
-                                     const iommu::v1::GetGroupRequest* request,
-                                     iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ListDevicesRequest* request,
-                                        iommu::v1::ListDevicesResponse* response) override;
-  grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* context,
-                                      const iommu::v1::GetDeviceRequest* request,
-                                      iommu::v1::Device* response) override;
-  grpc::ServerUnaryReactor* ListDomains(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ListDomainsRequest* request,
-                                        iommu::v1::ListDomainsResponse* response) override;
-  grpc::ServerUnaryReactor* GetDomain(grpc::CallbackServerContext* context,
-                                      const iommu::v1::GetDomainRequest* request,
-                                      iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* ProbeDevice(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ProbeDeviceRequest* request,
-                                        iommu::v1::Device* response) override;
-  grpc::ServerUnaryReactor* ReleaseDevice(grpc::CallbackServerContext* context,
-                                          const iommu::v1::ReleaseDeviceRequest* request,
-                                          iommu::v1::ReleaseDeviceResponse* response) override;
-  grpc::ServerUnaryReactor* UseDefaultDomain(grpc::CallbackServerContext* context,
-                                             const iommu::v1::UseDefaultDomainRequest* request,
-                                             iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* UnuseDefaultDomain(grpc::CallbackServerContext* context,
-                                               const iommu::v1::UnuseDefaultDomainRequest* request,
-                                               iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ClaimOwnership(grpc::CallbackServerContext* context,
-                                           const iommu::v1::ClaimOwnershipRequest* request,
-                                           iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ReleaseOwnership(grpc::CallbackServerContext* context,
-                                             const iommu::v1::ReleaseOwnershipRequest* request,
-                                             iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* context,
-                                        const iommu::v1::ClaimDeviceRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context,
-                                       const iommu::v1::RenewLeaseRequest* request,
-                                       iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* ReleaseDeviceOwnership(
-      grpc::CallbackServerContext* context, const iommu::v1::ReleaseDeviceOwnershipRequest* request,
-      iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* AllocDomain(grpc::CallbackServerContext* context,
-                                        const iommu::v1::AllocDomainRequest* request,
-                                        iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* FreeDomain(grpc::CallbackServerContext* context,
-                                       const iommu::v1::FreeDomainRequest* request,
-                                       iommu::v1::Domain* response) override;
-  grpc::ServerUnaryReactor* AttachDevice(grpc::CallbackServerContext* context,
-                                         const iommu::v1::AttachDeviceRequest* request,
-                                         iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* AttachGroup(grpc::CallbackServerContext* context,
-                                        const iommu::v1::AttachGroupRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* DetachGroup(grpc::CallbackServerContext* context,
-                                        const iommu::v1::DetachGroupRequest* request,
-                                        iommu::v1::Group* response) override;
-  grpc::ServerUnaryReactor* Map(grpc::CallbackServerContext* context,
-                                const iommu::v1::MapRequest* request,
-                                iommu::v1::MapResponse* response) override;
-  grpc::ServerUnaryReactor* Unmap(grpc::CallbackServerContext* context,
-                                  const iommu::v1::UnmapRequest* request,
-                                  iommu::v1::UnmapResponse* response) override;
-  grpc::ServerUnaryReactor* ListMappings(grpc::CallbackServerContext* context,
-                                         const iommu::v1::ListMappingsRequest* request,
-                                         iommu::v1::ListMappingsResponse* response) override;
-  grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
-                                      const iommu::v1::TranslateRequest* request,
-                                      iommu::v1::TranslateResponse* response) override;
-  grpc::ServerUnaryReactor* ListTranslationFaults(grpc::CallbackServerContext* context,
-                                       const iommu::v1::ListTranslationFaultsRequest* request,
-                                       iommu::v1::ListTranslationFaultsResponse* response) override;
-
-  grpc::ServerUnaryReactor* Audit(grpc::CallbackServerContext* context,
-                                  const iommu::v1::AuditRequest* request,
-                                  iommu::v1::AuditResponse* response) override;
-  grpc::ServerUnaryReactor* Reconcile(grpc::CallbackServerContext* context,
-                                      const iommu::v1::ReconcileRequest* request,
-                                      iommu::v1::ReconcileResponse* response) override;
-  grpc::ServerUnaryReactor* ListContendedGroups(
-      grpc::CallbackServerContext* context, const iommu::v1::ListContendedGroupsRequest* request,
-      iommu::v1::ListContendedGroupsResponse* response) override;
-  grpc::ServerUnaryReactor* InjectFault(grpc::CallbackServerContext* context,
-                                        const iommu::v1::InjectFaultRequest* request,
-                                        iommu::v1::InjectFaultResponse* response) override;
-  grpc::ServerUnaryReactor* ListFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ListFaultsRequest* request,
-      iommu::v1::ListFaultsResponse* response) override;
-  grpc::ServerUnaryReactor* ClearFaults(
-      grpc::CallbackServerContext* context, const iommu::v1::ClearFaultsRequest* request,
-      iommu::v1::ClearFaultsResponse* response) override;
-  grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLease(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
-      grpc::CallbackServerContext* context,
-      const iommu::v1::WatchEventsRequest* request) override;
-
  private:
-  // Authorizes `method` for the caller of `context`. For a request with an owner field, returns
-  // `rewritten` (a copy of `request` with the effective owner); otherwise `request`. The call's
-  // admission by the limiter is held by `permit` until it is destroyed. `principal` gets the
-  // caller's identity ("" without an authorizer).
-  template <typename Request>
+  // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
+  // requests as bytes (raw_request.h).
+  void AddRawMethod(absl::string_view name, grpc::internal::RpcMethod::RpcType type,
+                    grpc::internal::MethodHandler* handler);
+  // Register one unary entry of kUnaryRpcs (rpc_table.h), and the two streams.
+  template <typename Rpc>
+  void AddUnary(const Rpc& rpc);
+  void AddKeepLease();
+  void AddWatchEvents();
+
+  // One unary call of `rpc`: authorizes and admits it (AuthorizeCall), then runs its handler, for
+  // a kMutating one through RunMutating.
+  template <typename Rpc>
+  absl::Status Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
+                     const typename Rpc::RequestType& request,
+                     typename Rpc::ResponseType* response) const;
+  // The handler object of a table entry's Handlers type.
+  template <typename Handlers>
+  const Handlers& HandlersOf() const;
+
+  // The reactor of a new stream; one that finishes at once when the call is refused.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* KeepLease(
+      grpc::CallbackServerContext* context);
+  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
+      const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request);
+
+  // Checks readiness, authorizes the caller of `context` for the table entry `rpc` (its name and
+  // role), takes the entry's limiter slot into `permit` (held until it is destroyed) and checks
+  // the request's bounds. For a request with an owner field, returns `rewritten` (a copy of
+  // `request` with the effective owner); otherwise `request`. `principal` gets the caller's
+  // identity ("" without an authorizer).
+  template <typename Rpc, typename Request>
   absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
-                                               absl::string_view method, const Request* request,
+                                               const Rpc& rpc, const Request* request,
                                                Request* rewritten, ClientLimiter::Permit* permit,
                                                std::string* principal) const;
-  // The limiter's admission of one call (or, for WatchEvents, one watcher) of `caller`.
-  template <typename Request>
-  absl::Status Admit(const AuthorizedCaller& caller, const Request& request,
-                     ClientLimiter::Permit* permit) const;
+  // The limiter's admission of one call or stream of `principal` holding `slot`.
+  absl::StatusOr<ClientLimiter::Permit> Admit(const std::string& principal,
+                                              LimiterSlot slot) const;
   // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
   // owns needs admin. Other requests: nothing.
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
@@ -178,16 +116,7 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();
   }
-  // The role check and the admission, for the hand-written RPCs (no owner field).
-  template <typename Request>
-  absl::Status AuthorizeMethod(const grpc::ServerContextBase& context, absl::string_view method,
-                               const Request& request, ClientLimiter::Permit* permit) const;
 
-  // One unary call: authorizes it (AuthorizeCall), then finishes it with
-  // run(principal, authorized request, response).
-  template <typename Request, typename Response, typename Run>
-  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context, absl::string_view method,
-                                  const Request* request, Response* response, Run run);
   // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
   // retry with the same request_id gets the original reply), else after checking the id's form.
   template <typename Request, typename Response, typename Handler>
@@ -200,12 +129,14 @@ class IommuService final : public iommu::v1::Iommu::CallbackService {
   std::atomic<bool> recovering_{false};
   Registry* const registry_;
   EventBus* const events_;
-  DaemonMetrics* const metrics_;
-  FaultInjector* const injector_;
   const Authorizer* const authorizer_;
   ClientLimiter* const limiter_;
   IdempotencyKeeper* const idempotency_;
   RequestHandlers handlers_;
+  MaintenanceHandlers maintenance_;
+  // KeepLease renewals; after handlers_, so that it drains before they go.
+  BlockingExecutor keep_lease_executor_{/*threads=*/2};
+  std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 
 }  // namespace iommud

@@ -3,12 +3,13 @@
 #include <utility>
 
 #include "proto/status_codec.h"
+#include "server/raw_request.h"
 
 namespace iommud {
 namespace {
 
 class FailedKeepLease
-    : public grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group> {
  public:
   explicit FailedKeepLease(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
@@ -16,12 +17,16 @@ class FailedKeepLease
 
 }  // namespace
 
-KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, OwnerOf owner_of)
-    : handlers_(handlers), owner_of_(std::move(owner_of)) {
-  StartRead(&request_);
+KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, BlockingExecutor* executor,
+                                   Admit admit, ClientLimiter::Permit permit)
+    : handlers_(handlers),
+      executor_(executor),
+      admit_(std::move(admit)),
+      permit_(std::move(permit)) {
+  StartRead(&read_);
 }
 
-grpc::ServerBidiReactor<iommu::v1::KeepLeaseRequest, iommu::v1::Group>* KeepLeaseReactor::Failed(
+grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* KeepLeaseReactor::Failed(
     const absl::Status& status) {
   return new FailedKeepLease(status);
 }
@@ -31,15 +36,21 @@ void KeepLeaseReactor::OnReadDone(bool ok) {
     Finish(grpc::Status::OK);
     return;
   }
-  absl::StatusOr<std::string> owner = owner_of_(request_.owner());
-  if (!owner.ok()) {
-    Finish(ToGrpcStatus(owner.status()));
+  iommu::v1::KeepLeaseRequest message;
+  if (absl::Status parsed = ParseRequest(read_, &message); !parsed.ok()) {
+    Finish(ToGrpcStatus(parsed));
     return;
   }
-  iommu::v1::RenewLeaseRequest renew;
-  renew.set_group_id(request_.group_id());
-  renew.set_owner(*std::move(owner));
-  renew.set_lease_ttl_millis(request_.lease_ttl_millis());
+  absl::StatusOr<iommu::v1::RenewLeaseRequest> renew = admit_(message);
+  if (!renew.ok()) {
+    Finish(ToGrpcStatus(renew.status()));
+    return;
+  }
+  executor_->Schedule([this, renew = *std::move(renew)] { Renew(renew); });
+}
+
+void KeepLeaseReactor::Renew(const iommu::v1::RenewLeaseRequest& renew) {
+  response_.Clear();
   if (absl::Status renewed = handlers_->RenewLease(renew, &response_); !renewed.ok()) {
     Finish(ToGrpcStatus(renewed));
     return;
@@ -52,7 +63,7 @@ void KeepLeaseReactor::OnWriteDone(bool ok) {
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the KeepLease stream broke"));
     return;
   }
-  StartRead(&request_);
+  StartRead(&read_);
 }
 
 }  // namespace iommud

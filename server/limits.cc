@@ -182,6 +182,14 @@ absl::StatusOr<ClientLimiter::Permit> ClientLimiter::AdmitCall(absl::string_view
   return Permit(this, std::string(principal), Permit::Kind::kCall);
 }
 
+absl::Status ClientLimiter::AdmitMessage(absl::string_view principal) {
+  MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<Client*> client = Track(principal, now);
+  if (!client.ok()) return client.status();
+  return TakeToken(principal, *client, now);
+}
+
 absl::StatusOr<ClientLimiter::Permit> ClientLimiter::AdmitWatcher(absl::string_view principal) {
   MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();

@@ -13,9 +13,11 @@
 //                           under pressure gRPC shrinks read buffers and refuses new
 //                           connections and streams rather than growing.
 // Per principal (the caller's identity, caller_identity.h), by ClientLimiter:
-//   rate_per_client/burst_per_client  a token bucket over every iommu.v1.Iommu call and watch
-//                           start (RATE_LIMITED; rate 0 = unlimited);
-//   max_calls_per_client    unary calls in flight at once (TOO_MANY_CALLS);
+//   rate_per_client/burst_per_client  a token bucket over every iommu.v1.Iommu call, watch
+//                           start, KeepLease stream start and KeepLease message (RATE_LIMITED;
+//                           rate 0 = unlimited);
+//   max_calls_per_client    unary calls and KeepLease streams in flight at once (TOO_MANY_CALLS;
+//                           a stream holds its slot for its whole life);
 //   max_watchers_per_client, max_watchers  open WatchEvents streams of one principal and of
 //                           everyone (TOO_MANY_WATCHERS); each stream's queue is bounded too
 //                           (WatchEventsRequest.queue_size <= 65536; a watcher that falls behind
@@ -113,6 +115,9 @@ class ClientLimiter {
   // A unary call of `principal`: one token (RATE_LIMITED) and one in-flight slot (TOO_MANY_CALLS)
   // held by the permit.
   absl::StatusOr<Permit> AdmitCall(absl::string_view principal) ABSL_LOCKS_EXCLUDED(mu_);
+  // One message of a stream `principal` holds a call permit for (a KeepLease renewal): one token
+  // (RATE_LIMITED).
+  absl::Status AdmitMessage(absl::string_view principal) ABSL_LOCKS_EXCLUDED(mu_);
   // A WatchEvents stream: one token, and a watcher slot of the principal and of the daemon
   // (TOO_MANY_WATCHERS) held by the permit for the stream's life.
   absl::StatusOr<Permit> AdmitWatcher(absl::string_view principal) ABSL_LOCKS_EXCLUDED(mu_);

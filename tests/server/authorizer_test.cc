@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/caller_identity.h"
 #include "server/policy.h"
+#include "server/rpc_table.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
@@ -186,7 +187,8 @@ class AuthorizerTest : public ::testing::Test {
   }
 
   absl::StatusOr<AuthorizedCaller> As(const std::string& uid, const std::string& method) {
-    return authorizer_->AuthorizeIdentity(IdentifyPeer(UnixPeer(uid), {}), method);
+    return authorizer_->AuthorizeIdentity(IdentifyPeer(UnixPeer(uid), {}), method,
+                                          RequiredRole(method));
   }
 
   double Denied(const std::string& method, const std::string& reason) {
@@ -228,8 +230,8 @@ TEST_F(AuthorizerTest, RolesAllowWhatTheyShouldAndNoMore) {
   EXPECT_ERROR(As("2000", "ClaimOwnership"), kPermissionDenied, "PERMISSION_DENIED");
   EXPECT_ERROR(As("1000", "Reconcile"), kPermissionDenied, "PERMISSION_DENIED");
   EXPECT_ERROR(As("3000", "ListGroups"), kPermissionDenied, "PERMISSION_DENIED");
-  EXPECT_ERROR(authorizer_->AuthorizeIdentity(CallerIdentity{}, "ListGroups"), kPermissionDenied,
-               "PERMISSION_DENIED");
+  EXPECT_ERROR(authorizer_->AuthorizeIdentity(CallerIdentity{}, "ListGroups", Role::kViewer),
+               kPermissionDenied, "PERMISSION_DENIED");
 }
 
 TEST_F(AuthorizerTest, DenialsCarryMetadataAndAreAuditedAndCounted) {
@@ -246,7 +248,7 @@ TEST_F(AuthorizerTest, DenialsCarryMetadataAndAreAuditedAndCounted) {
   EXPECT_EQ(Denied("Map", "role_too_low"), 1);
 
   ASSERT_FALSE(As("3000", "Map").ok());
-  ASSERT_FALSE(authorizer_->AuthorizeIdentity(CallerIdentity{}, "Map").ok());
+  ASSERT_FALSE(authorizer_->AuthorizeIdentity(CallerIdentity{}, "Map", Role::kOperator).ok());
   EXPECT_EQ(Denied("Map", "no_role"), 1);
   EXPECT_EQ(Denied("Map", "unidentified"), 1);
   EXPECT_THAT(audit_, SizeIs(3));
