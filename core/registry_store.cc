@@ -183,54 +183,43 @@ absl::Status ProgramDomain(IommuBackend* backend, const DomainState& domain,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<RecoveryReport> Registry::Recover() {
-  const absl::Time start = absl::Now();
-  if (state_->store() == nullptr) {
-    return Error(absl::StatusCode::kFailedPrecondition, reason::kNoStateStore,
-                 "Recover needs RegistryOptions.store");
-  }
-  {
-    MapReaderLock lock(&state_->map_mu, state_->observer());
-    if (!state_->units.empty() || !state_->domains.empty() || !state_->groups.empty()) {
-      return Error(absl::StatusCode::kFailedPrecondition, reason::kRegistryNotEmpty,
-                   "Recover runs once, on a registry nothing was added to");
-    }
-  }
-  ASSIGN_OR_RETURN(StoreSnapshot snapshot, state_->store()->Load());
-  RecoveryReport report;
-  if (snapshot.empty()) {
-    // The hardware may still be ahead of an empty store (a first start killed before its first
-    // commit): never reuse the ids of the domains it holds.
-    const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
-    report.hardware_domains_unknown = hardware_domains.size();
-    DomainId max_domain = 0;
-    for (DomainId id : hardware_domains) max_domain = std::max(max_domain, id);
-    state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, 1));
-    state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
-    report.elapsed = absl::Now() - start;
-    return report;
+// What Recover rebuilds from a snapshot, checked, before anything is published or programmed.
+struct RecoveredObjects {
+  RecoveredObjects() = default;
+  RecoveredObjects(const RecoveredObjects&) = delete;
+  RecoveredObjects& operator=(const RecoveredObjects&) = delete;
+  // A unit and its release domain point at each other: objects never published must break that
+  // cycle (publishing moves `units` out and clears it, so this does nothing then).
+  ~RecoveredObjects() {
+    for (auto& [name, unit] : units) unit->release_domain.reset();
   }
 
-  // 1. Rebuild the registry's objects (nothing published until all of them check out).
   std::map<std::string, std::shared_ptr<UnitState>> units;
-  // A unit and its release domain point at each other: a refusal below must break that cycle
-  // (once published, `units` is moved from and this does nothing).
-  struct BreakUnitCycles {
-    std::map<std::string, std::shared_ptr<UnitState>>* units;
-    ~BreakUnitCycles() {
-      for (auto& [name, unit] : *units) unit->release_domain.reset();
-    }
-  } break_unit_cycles{&units};
-  std::map<std::string, bool> unit_in_hardware;
+  std::map<DomainId, std::shared_ptr<DomainState>> domains;
+  std::map<DomainId, std::vector<Mapping>> mappings;
+  std::map<GroupId, std::shared_ptr<GroupState>> groups;
+  std::map<std::string, std::shared_ptr<DeviceState>> devices;
+  std::map<std::pair<std::string, Rid>, RidOwner> rid_owners;
+  uint64_t max_probe_seq = 0;
+};
+
+const std::vector<Mapping>& MappingsOf(const RecoveredObjects& objects, DomainId id) {
+  static const std::vector<Mapping>* const kNone = new std::vector<Mapping>();
+  auto it = objects.mappings.find(id);
+  return it == objects.mappings.end() ? *kNone : it->second;
+}
+
+// Phase 1: the registry's objects from `snapshot`, every reference checked (DATA_LOSS
+// STATE_CORRUPT for one the snapshot cannot satisfy). Touches neither the registry nor the backend.
+absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* objects) {
+  auto& units = objects->units;
   for (const UnitRecord& record : snapshot.units) {
     auto unit = std::make_shared<UnitState>();
     unit->name = record.name;
     unit->caps = record.caps;
     units[record.name] = unit;
   }
-  std::map<DomainId, std::shared_ptr<DomainState>> domains;
+  auto& domains = objects->domains;
   for (const DomainRecord& record : snapshot.domains) {
     auto unit = units.find(record.unit);
     if (unit == units.end()) {
@@ -248,7 +237,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     auto it = domains.find(id);
     return it == domains.end() ? nullptr : it->second;
   };
-  std::map<DomainId, std::vector<Mapping>> mappings;
+  auto& mappings = objects->mappings;
   for (const MappingRecord& record : snapshot.mappings) {
     if (domains.count(record.domain) == 0) {
       return Corrupt(absl::StrCat("a mapping of unknown domain ", record.domain));
@@ -261,7 +250,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
       return Corrupt(absl::StrCat("unit '", record.name, "' has no release domain"));
     }
   }
-  std::map<GroupId, std::shared_ptr<GroupState>> groups;
+  auto& groups = objects->groups;
   for (const GroupRecord& record : snapshot.groups) {
     auto unit = units.find(record.unit);
     auto group = std::make_shared<GroupState>();
@@ -286,7 +275,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
       if (record.owner.empty() || record.lease_ttl_nanos < 0) {
         return Corrupt(absl::StrCat("group ", record.id, " has a lease without an owner or TTL"));
       }
-      State::SetLease(*group, absl::FromUnixNanos(record.lease_expiry_unix_nanos),
+      Registry::State::SetLease(*group, absl::FromUnixNanos(record.lease_expiry_unix_nanos),
                       absl::Nanoseconds(record.lease_ttl_nanos));
     }
     group->initialized = true;
@@ -295,9 +284,9 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   std::vector<DeviceRecord> device_records = snapshot.devices;
   std::sort(device_records.begin(), device_records.end(),
             [](const DeviceRecord& a, const DeviceRecord& b) { return a.probe_seq < b.probe_seq; });
-  std::map<std::string, std::shared_ptr<DeviceState>> devices;
-  std::map<std::pair<std::string, Rid>, RidOwner> rid_owners;
-  uint64_t max_probe_seq = 0;
+  auto& devices = objects->devices;
+  auto& rid_owners = objects->rid_owners;
+  uint64_t& max_probe_seq = objects->max_probe_seq;
   for (const DeviceRecord& record : device_records) {
     auto group = groups.find(record.group);
     if (group == groups.end() || units.count(record.unit) == 0) {
@@ -340,29 +329,35 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     for (const Mapping& mapping : mappings[id]) domain->mappings.Insert(mapping);
   }
 
-  // 2. Program (or adopt) the hardware: units, domains with their page tables, RIDs.
-  const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
+  return absl::OkStatus();
+}
+
+// Phase 2: makes the backend hold `objects`: units (adopted when the hardware has them), domains
+// with their page tables (adopted, rewritten or allocated: ProgramDomain) and every group's RIDs.
+absl::Status ProgramHardware(IommuBackend* backend, const RecoveredObjects& objects,
+                             const std::vector<DomainId>& hardware_domains,
+                             RecoveryReport* report) {
   const std::set<DomainId> in_hardware(hardware_domains.begin(), hardware_domains.end());
-  for (const auto& [name, unit] : units) {
-    absl::Status added = backend()->AddUnit(name, unit->caps);
+  for (const auto& [name, unit] : objects.units) {
+    absl::Status added = backend->AddUnit(name, unit->caps);
     if (added.code() == absl::StatusCode::kAlreadyExists) {
-      ++report.units_adopted;
+      ++report->units_adopted;
     } else if (!added.ok()) {
       return BackendError(added, "add_unit", {{"unit", name}});
     }
   }
-  for (const auto& [id, domain] : domains) {
+  for (const auto& [id, domain] : objects.domains) {
     RETURN_IF_ERROR(
-        ProgramDomain(backend(), *domain, mappings[id], in_hardware.count(id) != 0, &report));
+        ProgramDomain(backend, *domain, MappingsOf(objects, id), in_hardware.count(id) != 0, report));
   }
-  for (const auto& [id, group] : groups) {
+  for (const auto& [id, group] : objects.groups) {
     MutexLock lock(&group->mu);
-    for (Rid rid : State::GroupRids(*group)) {
-      absl::StatusOr<RidEntry> entry = backend()->ReadRid(group->unit->name, rid);
+    for (Rid rid : Registry::State::GroupRids(*group)) {
+      absl::StatusOr<RidEntry> entry = backend->ReadRid(group->unit->name, rid);
       // A RID already on its domain is adopted; one the hardware lost is programmed here, and one
-      // on another domain is left for the reconcile below to find, report and repair.
+      // on another domain is left for the reconcile after it to find, report and repair.
       if (entry.ok() && entry->domain != 0) continue;
-      absl::Status attached = backend()->AttachRid(group->unit->name, rid, group->domain->id);
+      absl::Status attached = backend->AttachRid(group->unit->name, rid, group->domain->id);
       if (!attached.ok()) {
         return BackendError(attached, "attach_rid",
                             {{"group_id", absl::StrCat(id)}, {"rid", absl::StrCat(rid)}});
@@ -370,15 +365,56 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     }
   }
 
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RecoveryReport> Registry::Recover() {
+  const absl::Time start = absl::Now();
+  if (state_->store() == nullptr) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kNoStateStore,
+                 "Recover needs RegistryOptions.store");
+  }
+  {
+    MapReaderLock lock(&state_->map_mu, state_->observer());
+    if (!state_->units.empty() || !state_->domains.empty() || !state_->groups.empty()) {
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kRegistryNotEmpty,
+                   "Recover runs once, on a registry nothing was added to");
+    }
+  }
+  ASSIGN_OR_RETURN(StoreSnapshot snapshot, state_->store()->Load());
+  RecoveryReport report;
+  if (snapshot.empty()) {
+    // The hardware may still be ahead of an empty store (a first start killed before its first
+    // commit): never reuse the ids of the domains it holds.
+    const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
+    report.hardware_domains_unknown = hardware_domains.size();
+    DomainId max_domain = 0;
+    for (DomainId id : hardware_domains) max_domain = std::max(max_domain, id);
+    state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, 1));
+    state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
+    report.elapsed = absl::Now() - start;
+    return report;
+  }
+
+  // 1. Rebuild the registry's objects (nothing published until all of them check out).
+  RecoveredObjects objects;
+  RETURN_IF_ERROR(RebuildObjects(snapshot, &objects));
+
+  // 2. Program (or adopt) the hardware: units, domains with their page tables, RIDs.
+  const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
+  RETURN_IF_ERROR(ProgramHardware(backend(), objects, hardware_domains, &report));
+
   // 3. Publish, then reconcile against what the hardware holds beyond the store.
   {
     MapWriterLock lock(&state_->map_mu, state_->observer());
-    state_->units = std::move(units);
-    units.clear();  // published: nothing for break_unit_cycles to do
-    state_->domains = std::move(domains);
-    state_->groups = std::move(groups);
-    state_->devices = std::move(devices);
-    state_->rid_owners = std::move(rid_owners);
+    state_->units = std::move(objects.units);
+    objects.units.clear();  // published: nothing for ~RecoveredObjects to break
+    state_->domains = std::move(objects.domains);
+    state_->groups = std::move(objects.groups);
+    state_->devices = std::move(objects.devices);
+    state_->rid_owners = std::move(objects.rid_owners);
     report.units = state_->units.size();
     report.domains = state_->domains.size();
     report.groups = state_->groups.size();
@@ -392,7 +428,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   for (DomainId id : hardware_domains) max_domain = std::max(max_domain, id);
   state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, max_group + 1));
   state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
-  state_->next_probe_seq.store(max_probe_seq + 1);
+  state_->next_probe_seq.store(objects.max_probe_seq + 1);
   ReconcileResult reconciled = Reconcile();
   report.repaired = std::move(reconciled.repaired);
   report.remaining = std::move(reconciled.remaining);
