@@ -95,6 +95,46 @@ inline constexpr absl::string_view kTooManyDomains = "TOO_MANY_DOMAINS";
 inline constexpr absl::string_view kTooManyUnits = "TOO_MANY_UNITS";
 inline constexpr absl::string_view kSyncTimeout = "SYNC_TIMEOUT";
 
+// --- Host (VFIO, sysfs) ---
+// core/host/: the kernel-facing layer of a real host (sysfs inventory, vfio-pci binding, VFIO
+// container, group and device, fd passing). Errors from a failed system call carry the errno name
+// in their metadata ("errno"). core/host also raises DEVICE_NOT_FOUND, GROUP_NOT_FOUND, GROUP_BUSY
+// and INVALID_ARGUMENT.
+// sysfs
+inline constexpr absl::string_view kSysfsReadFailed = "SYSFS_READ_FAILED";
+inline constexpr absl::string_view kSysfsWriteFailed = "SYSFS_WRITE_FAILED";
+inline constexpr absl::string_view kSysfsParseFailed = "SYSFS_PARSE_FAILED";
+// vfio-pci binding
+inline constexpr absl::string_view kDeviceNotBindable = "DEVICE_NOT_BINDABLE";
+inline constexpr absl::string_view kDriverUnsafe = "DRIVER_UNSAFE";
+inline constexpr absl::string_view kDriverNotLoaded = "DRIVER_NOT_LOADED";
+inline constexpr absl::string_view kDriverBindFailed = "DRIVER_BIND_FAILED";
+inline constexpr absl::string_view kDriverRestoreFailed = "DRIVER_RESTORE_FAILED";
+// VFIO container
+inline constexpr absl::string_view kVfioUnavailable = "VFIO_UNAVAILABLE";
+inline constexpr absl::string_view kVfioApiMismatch = "VFIO_API_MISMATCH";
+inline constexpr absl::string_view kVfioExtensionMissing = "VFIO_EXTENSION_MISSING";
+inline constexpr absl::string_view kGroupSetContainerFailed = "GROUP_SET_CONTAINER_FAILED";
+inline constexpr absl::string_view kGroupUnsetContainerFailed = "GROUP_UNSET_CONTAINER_FAILED";
+inline constexpr absl::string_view kIommuSetFailed = "IOMMU_SET_FAILED";
+inline constexpr absl::string_view kIommuInfoFailed = "IOMMU_INFO_FAILED";
+inline constexpr absl::string_view kDmaMapFailed = "DMA_MAP_FAILED";
+inline constexpr absl::string_view kDmaUnmapFailed = "DMA_UNMAP_FAILED";
+// VFIO group
+inline constexpr absl::string_view kGroupOpenFailed = "GROUP_OPEN_FAILED";
+inline constexpr absl::string_view kGroupStatusFailed = "GROUP_STATUS_FAILED";
+inline constexpr absl::string_view kGroupNotViable = "GROUP_NOT_VIABLE";
+inline constexpr absl::string_view kDeviceFdFailed = "DEVICE_FD_FAILED";
+// VFIO device
+inline constexpr absl::string_view kDeviceInfoFailed = "DEVICE_INFO_FAILED";
+inline constexpr absl::string_view kRegionInfoFailed = "REGION_INFO_FAILED";
+inline constexpr absl::string_view kRegionNotMappable = "REGION_NOT_MAPPABLE";
+inline constexpr absl::string_view kRegionMapFailed = "REGION_MAP_FAILED";
+inline constexpr absl::string_view kConfigAccessFailed = "CONFIG_ACCESS_FAILED";
+// fd passing (SCM_RIGHTS)
+inline constexpr absl::string_view kFdSendFailed = "FD_SEND_FAILED";
+inline constexpr absl::string_view kFdReceiveFailed = "FD_RECEIVE_FAILED";
+
 // --- Fault injection ---
 // Scripted failures (test hosts).
 inline constexpr absl::string_view kInjectedFault = "INJECTED_FAULT";
@@ -122,6 +162,7 @@ inline constexpr absl::string_view kRequestInProgress = "REQUEST_IN_PROGRESS";
 
 // --- Request checks ---
 // Decoding and bounds of a request before it reaches the registry.
+inline constexpr absl::string_view kMalformedRequest = "MALFORMED_REQUEST";
 inline constexpr absl::string_view kMissingField = "MISSING_FIELD";
 inline constexpr absl::string_view kInvalidEnumValue = "INVALID_ENUM_VALUE";
 inline constexpr absl::string_view kInvalidPageToken = "INVALID_PAGE_TOKEN";

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "server/fault_injection_convert.h"
 #include "server/observability_convert.h"
 
@@ -11,7 +12,7 @@ namespace iommud {
 namespace {
 
 absl::Status InjectionDisabled() {
-  return Error(absl::StatusCode::kFailedPrecondition, "FAULT_INJECTION_DISABLED",
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kFaultInjectionDisabled,
                "fault injection is off: start iommud with --allow_fault_injection");
 }
 

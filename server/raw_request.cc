@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 
 namespace iommud {
 
@@ -17,7 +18,7 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Messa
   }
   if (parsed) return absl::OkStatus();
   request->Clear();
-  return Error(absl::StatusCode::kInvalidArgument, kMalformedRequest,
+  return Error(absl::StatusCode::kInvalidArgument, reason::kMalformedRequest,
                absl::StrCat("the request is not a valid ", request->GetTypeName(), " message"),
                {{"type", request->GetTypeName()}});
 }

@@ -27,9 +27,6 @@
 
 namespace iommud {
 
-// ErrorInfo reason of an undecodable request.
-inline constexpr char kMalformedRequest[] = "MALFORMED_REQUEST";
-
 // Parses `bytes` into `request` (cleared first). INVALID_ARGUMENT MALFORMED_REQUEST with metadata
 // {"type": <the request's message type>} when they are not a valid serialization of it.
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::MessageLite* request);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/errno_error.h"
 
 namespace iommud {
@@ -15,7 +16,7 @@ namespace host {
 
 absl::Status SendFds(int socket, absl::string_view payload, const std::vector<int>& fds) {
   if (payload.empty() || fds.size() > kMaxPassedFds) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_ARGUMENT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
                  absl::StrCat("a message needs a payload and at most ", kMaxPassedFds, " fds"));
   }
   iovec iov = {const_cast<char*>(payload.data()), payload.size()};
@@ -39,10 +40,10 @@ absl::Status SendFds(int socket, absl::string_view payload, const std::vector<in
   if (n < 0) {
     const int err = errno;
     return ErrnoError(err == EPIPE ? absl::StatusCode::kUnavailable : CodeForErrno(err),
-                      "FD_SEND_FAILED", "sendmsg with SCM_RIGHTS", err);
+                      reason::kFdSendFailed, "sendmsg with SCM_RIGHTS", err);
   }
   if (static_cast<size_t>(n) != payload.size()) {
-    return Error(absl::StatusCode::kInternal, "FD_SEND_FAILED", "short sendmsg");
+    return Error(absl::StatusCode::kInternal, reason::kFdSendFailed, "short sendmsg");
   }
   return absl::OkStatus();
 }
@@ -63,7 +64,7 @@ absl::StatusOr<ReceivedFds> ReceiveFds(int socket, size_t max_payload) {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "FD_RECEIVE_FAILED", "recvmsg", err);
+    return ErrnoError(CodeForErrno(err), reason::kFdReceiveFailed, "recvmsg", err);
   }
   // Take ownership of whatever arrived first, so an error below closes it.
   for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
@@ -76,10 +77,11 @@ absl::StatusOr<ReceivedFds> ReceiveFds(int socket, size_t max_payload) {
     }
   }
   if (n == 0) {
-    return Error(absl::StatusCode::kUnavailable, "FD_RECEIVE_FAILED", "the peer closed the socket");
+    return Error(absl::StatusCode::kUnavailable, reason::kFdReceiveFailed,
+                 "the peer closed the socket");
   }
   if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-    return Error(absl::StatusCode::kResourceExhausted, "FD_RECEIVE_FAILED",
+    return Error(absl::StatusCode::kResourceExhausted, reason::kFdReceiveFailed,
                  (msg.msg_flags & MSG_CTRUNC)
                      ? absl::StrCat("more than ", kMaxPassedFds, " descriptors in one message")
                      : absl::StrCat("a message longer than ", max_payload, " bytes"));

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/sysfs_io.h"
 #include "core/status_macros.h"
 
@@ -27,19 +28,19 @@ std::string PciDriverBinder::DriverPath(absl::string_view driver) const {
 absl::Status PciDriverBinder::CheckBindable(const PciDeviceInfo& device,
                                             const BindOptions& options) const {
   if (device.IsBridge()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DEVICE_NOT_BINDABLE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceNotBindable,
                  absl::StrCat(device.name, " is a PCI bridge; vfio-pci drives only normal functions"),
                  {{"device", device.name}});
   }
   if (!device.driver.empty() && device.driver != kVfioPciDriver &&
       options.replaceable_drivers.count(device.driver) == 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_UNSAFE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDriverUnsafe,
                  absl::StrCat(device.name, " is bound to ", device.driver,
                               ", which is not listed as replaceable"),
                  {{"device", device.name}, {"driver", device.driver}});
   }
   if (device.driver != kVfioPciDriver && !SysfsPathExists(DriverPath(kVfioPciDriver))) {
-    return Error(absl::StatusCode::kFailedPrecondition, "DRIVER_NOT_LOADED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDriverNotLoaded,
                  "the vfio-pci driver is not loaded", {{"device", device.name}});
   }
   return absl::OkStatus();
@@ -64,7 +65,7 @@ absl::StatusOr<DriverBinding> PciDriverBinder::Bind(const PciDeviceInfo& device)
     if (!driver.ok()) {
       status = driver.status();
     } else if (*driver != kVfioPciDriver) {
-      status = Error(absl::StatusCode::kInternal, "DRIVER_BIND_FAILED",
+      status = Error(absl::StatusCode::kInternal, reason::kDriverBindFailed,
                      absl::StrCat(device.name, " is on \"", *driver,
                                   "\" after probing with driver_override=vfio-pci"),
                      {{"device", device.name}});
@@ -76,7 +77,7 @@ absl::StatusOr<DriverBinding> PciDriverBinder::Bind(const PciDeviceInfo& device)
   const absl::Status restored = Restore(binding);
   ErrorMetadata metadata = GetErrorMetadata(status);
   metadata["device"] = device.name;
-  return Error(absl::StatusCode::kInternal, "DRIVER_BIND_FAILED",
+  return Error(absl::StatusCode::kInternal, reason::kDriverBindFailed,
                absl::StrCat("binding ", device.name, " to vfio-pci failed: ", status.message(),
                             restored.ok() ? "" : absl::StrCat("; restoring it failed too: ",
                                                               restored.message())),
@@ -123,7 +124,7 @@ absl::Status PciDriverBinder::Restore(const DriverBinding& binding) {
   if (!binding.changed) return absl::OkStatus();
   const std::string path = DevicePath(binding.device);
   if (!SysfsPathExists(path)) {
-    return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
                  absl::StrCat("no PCI device ", binding.device, " to restore"),
                  {{"device", binding.device}});
   }
@@ -145,7 +146,7 @@ absl::Status PciDriverBinder::Restore(const DriverBinding& binding) {
   }
   ASSIGN_OR_RETURN(const std::string now, ReadSysfsLinkName(path + "/driver"));
   if (now != binding.previous_driver) {
-    return Error(absl::StatusCode::kInternal, "DRIVER_RESTORE_FAILED",
+    return Error(absl::StatusCode::kInternal, reason::kDriverRestoreFailed,
                  absl::StrCat(binding.device, " is on \"", now, "\" instead of \"",
                               binding.previous_driver, "\" after restoring"),
                  {{"device", binding.device}, {"driver", binding.previous_driver}});

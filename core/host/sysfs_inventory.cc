@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/sysfs_io.h"
 #include "core/host/unique_fd.h"
 #include "core/status_macros.h"
@@ -31,7 +32,7 @@ constexpr uint8_t kPcieTypePciToPcieBridge = 0x8;
 constexpr off_t kConventionalConfigSize = 256;
 
 absl::Status ParseError(absl::string_view what, absl::string_view text) {
-  return Error(absl::StatusCode::kDataLoss, "SYSFS_PARSE_FAILED",
+  return Error(absl::StatusCode::kDataLoss, reason::kSysfsParseFailed,
                absl::StrCat("cannot parse ", what, ": \"", text, "\""));
 }
 
@@ -125,7 +126,7 @@ absl::StatusOr<std::vector<int>> SysfsInventory::GroupIds() const {
 absl::StatusOr<IommuGroupInfo> SysfsInventory::Group(int group_id) const {
   const std::string dir = absl::StrCat(root_, "/kernel/iommu_groups/", group_id);
   if (group_id < 0 || !SysfsPathExists(dir)) {
-    return Error(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kGroupNotFound,
                  absl::StrCat("IOMMU group ", group_id, " does not exist"),
                  {{"group_id", absl::StrCat(group_id)}});
   }
@@ -183,7 +184,7 @@ absl::StatusOr<PciDeviceInfo> SysfsInventory::PciDevice(absl::string_view name) 
   const std::optional<PciAddress> address = ParsePciAddress(name);
   const std::string path = PciDevicePath(name);
   if (!address.has_value() || !SysfsPathExists(path)) {
-    return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
                  absl::StrCat("no PCI device ", name), {{"device", std::string(name)}});
   }
   PciDeviceInfo info;
@@ -214,7 +215,7 @@ absl::StatusOr<std::optional<uint16_t>> SysfsInventory::DmaRequesterId(
     const std::string& device_path, const PciAddress& address) const {
   char* resolved = ::realpath(device_path.c_str(), nullptr);
   if (resolved == nullptr) {
-    return Error(absl::StatusCode::kNotFound, "DEVICE_NOT_FOUND",
+    return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
                  absl::StrCat("cannot resolve ", device_path), {{"device", address.ToString()}});
   }
   std::string path = resolved;

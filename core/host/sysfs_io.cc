@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/error_reasons.h"
 #include "core/host/errno_error.h"
 #include "core/host/unique_fd.h"
 
@@ -22,7 +23,7 @@ absl::StatusOr<std::string> ReadSysfsAttribute(const std::string& path) {
   if (!fd.valid()) {
     const int err = errno;
     return ErrnoError(err == ENOENT ? absl::StatusCode::kNotFound : CodeForErrno(err),
-                      "SYSFS_READ_FAILED", absl::StrCat("cannot open ", path), err,
+                      reason::kSysfsReadFailed, absl::StrCat("cannot open ", path), err,
                       {{"path", path}});
   }
   std::string content;
@@ -32,8 +33,8 @@ absl::StatusOr<std::string> ReadSysfsAttribute(const std::string& path) {
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
-      return ErrnoError(CodeForErrno(err), "SYSFS_READ_FAILED", absl::StrCat("cannot read ", path),
-                        err, {{"path", path}});
+      return ErrnoError(CodeForErrno(err), reason::kSysfsReadFailed,
+                        absl::StrCat("cannot read ", path), err, {{"path", path}});
     }
     if (n == 0) break;
     content.append(buffer, static_cast<size_t>(n));
@@ -47,8 +48,8 @@ absl::Status WriteSysfsAttribute(const std::string& path, absl::string_view valu
   if (!fd.valid()) {
     const int err = errno;
     return ErrnoError(err == ENOENT ? absl::StatusCode::kNotFound : CodeForErrno(err),
-                      "SYSFS_WRITE_FAILED", absl::StrCat("cannot open ", path, " for writing"), err,
-                      {{"path", path}});
+                      reason::kSysfsWriteFailed,
+                      absl::StrCat("cannot open ", path, " for writing"), err, {{"path", path}});
   }
   ssize_t n;
   do {
@@ -56,12 +57,12 @@ absl::Status WriteSysfsAttribute(const std::string& path, absl::string_view valu
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "SYSFS_WRITE_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kSysfsWriteFailed,
                       absl::StrCat("writing \"", value, "\" to ", path, " failed"), err,
                       {{"path", path}});
   }
   if (static_cast<size_t>(n) != value.size()) {
-    return Error(absl::StatusCode::kInternal, "SYSFS_WRITE_FAILED",
+    return Error(absl::StatusCode::kInternal, reason::kSysfsWriteFailed,
                  absl::StrCat("short write of \"", value, "\" to ", path), {{"path", path}});
   }
   return absl::OkStatus();
@@ -73,7 +74,7 @@ absl::StatusOr<std::string> ReadSysfsLinkName(const std::string& path) {
   if (n < 0) {
     const int err = errno;
     if (err == ENOENT) return std::string();
-    return ErrnoError(CodeForErrno(err), "SYSFS_READ_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kSysfsReadFailed,
                       absl::StrCat("cannot read link ", path), err, {{"path", path}});
   }
   const std::string link(target, static_cast<size_t>(n));
@@ -86,7 +87,7 @@ absl::StatusOr<std::vector<std::string>> ListSysfsDirectory(const std::string& p
   if (dir == nullptr) {
     const int err = errno;
     return ErrnoError(err == ENOENT ? absl::StatusCode::kNotFound : CodeForErrno(err),
-                      "SYSFS_READ_FAILED", absl::StrCat("cannot list ", path), err,
+                      reason::kSysfsReadFailed, absl::StrCat("cannot list ", path), err,
                       {{"path", path}});
   }
   std::vector<std::string> names;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/errno_error.h"
 
 namespace iommud {
@@ -50,17 +51,17 @@ absl::StatusOr<std::unique_ptr<VfioContainer>> VfioContainer::Open(const std::st
   if (!fd.valid()) {
     const int err = errno;
     return ErrnoError(err == ENOENT ? absl::StatusCode::kUnavailable : CodeForErrno(err),
-                      "VFIO_UNAVAILABLE", absl::StrCat("cannot open ", path), err,
+                      reason::kVfioUnavailable, absl::StrCat("cannot open ", path), err,
                       {{"path", path}});
   }
   const int version = ::ioctl(fd.get(), VFIO_GET_API_VERSION);
   if (version != VFIO_API_VERSION) {
-    return Error(absl::StatusCode::kFailedPrecondition, "VFIO_API_MISMATCH",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kVfioApiMismatch,
                  absl::StrCat("VFIO API version ", version, ", expected ", VFIO_API_VERSION),
                  {{"path", path}});
   }
   if (::ioctl(fd.get(), VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) != 1) {
-    return Error(absl::StatusCode::kFailedPrecondition, "VFIO_EXTENSION_MISSING",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kVfioExtensionMissing,
                  "the kernel's VFIO does not support VFIO_TYPE1v2_IOMMU (vfio_iommu_type1 loaded?)",
                  {{"path", path}});
   }
@@ -72,14 +73,14 @@ absl::Status VfioContainer::Attach(VfioGroup& group) {
   int container = fd_.get();
   if (::ioctl(group.fd(), VFIO_GROUP_SET_CONTAINER, &container) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "GROUP_SET_CONTAINER_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kGroupSetContainerFailed,
                       absl::StrCat("VFIO_GROUP_SET_CONTAINER for group ", group.id()), err,
                       metadata);
   }
   if (!HasIommu() && ::ioctl(fd_.get(), VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) {
     const int err = errno;
     (void)::ioctl(group.fd(), VFIO_GROUP_UNSET_CONTAINER);
-    return ErrnoError(CodeForErrno(err), "IOMMU_SET_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kIommuSetFailed,
                       absl::StrCat("VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU) with group ", group.id()),
                       err, metadata);
   }
@@ -89,7 +90,7 @@ absl::Status VfioContainer::Attach(VfioGroup& group) {
 absl::Status VfioContainer::Detach(VfioGroup& group) {
   if (::ioctl(group.fd(), VFIO_GROUP_UNSET_CONTAINER) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "GROUP_UNSET_CONTAINER_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kGroupUnsetContainerFailed,
                       absl::StrCat("VFIO_GROUP_UNSET_CONTAINER for group ", group.id()), err,
                       {{"group_id", absl::StrCat(group.id())}});
   }
@@ -110,7 +111,7 @@ absl::StatusOr<DmaDomainInfo> VfioContainer::Info() {
     info->argsz = static_cast<uint32_t>(buffer.size());
     if (::ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, info) != 0) {
       const int err = errno;
-      return ErrnoError(CodeForErrno(err), "IOMMU_INFO_FAILED", "VFIO_IOMMU_GET_INFO", err);
+      return ErrnoError(CodeForErrno(err), reason::kIommuInfoFailed, "VFIO_IOMMU_GET_INFO", err);
     }
     if (info->argsz <= buffer.size()) break;
     buffer.resize(info->argsz);
@@ -129,7 +130,7 @@ absl::StatusOr<DmaDomainInfo> VfioContainer::Info() {
   const auto cap = CopyAt<vfio_iommu_type1_info_cap_iova_range>(buffer, cap_offset);
   const size_t ranges = cap_offset + sizeof(cap);
   if (ranges + size_t{cap.nr_iovas} * sizeof(vfio_iova_range) > buffer.size()) {
-    return Error(absl::StatusCode::kInternal, "IOMMU_INFO_FAILED",
+    return Error(absl::StatusCode::kInternal, reason::kIommuInfoFailed,
                  absl::StrCat("the IOVA range capability claims ", cap.nr_iovas,
                               " ranges, more than VFIO_IOMMU_GET_INFO returned"));
   }
@@ -144,7 +145,7 @@ absl::Status VfioContainer::Map(uint64_t iova, const void* vaddr, uint64_t lengt
                                 DmaAccess access) {
   const ErrorMetadata metadata = {{"iova", Hex(iova)}, {"length", Hex(length)}};
   if (length == 0 || (access & kDmaReadWrite) == 0) {
-    return Error(absl::StatusCode::kInvalidArgument, "INVALID_ARGUMENT",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
                  "a DMA mapping needs a length and an access", metadata);
   }
   vfio_iommu_type1_dma_map map = {};
@@ -157,7 +158,7 @@ absl::Status VfioContainer::Map(uint64_t iova, const void* vaddr, uint64_t lengt
   if (::ioctl(fd_.get(), VFIO_IOMMU_MAP_DMA, &map) != 0) {
     const int err = errno;
     return ErrnoError(err == EEXIST ? absl::StatusCode::kAlreadyExists : CodeForErrno(err),
-                      "DMA_MAP_FAILED",
+                      reason::kDmaMapFailed,
                       absl::StrCat("VFIO_IOMMU_MAP_DMA of ", Hex(length), " bytes at IOVA ",
                                    Hex(iova)),
                       err, metadata);
@@ -172,7 +173,7 @@ absl::StatusOr<uint64_t> VfioContainer::Unmap(uint64_t iova, uint64_t length) {
   unmap.size = length;
   if (::ioctl(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &unmap) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "DMA_UNMAP_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kDmaUnmapFailed,
                       absl::StrCat("VFIO_IOMMU_UNMAP_DMA of ", Hex(length), " bytes at IOVA ",
                                    Hex(iova)),
                       err, {{"iova", Hex(iova)}, {"length", Hex(length)}});

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/errno_error.h"
 #include "core/status_macros.h"
 
@@ -37,7 +38,7 @@ absl::StatusOr<uint32_t> VfioDevice::NumRegions() const {
   info.argsz = sizeof(info);
   if (::ioctl(fd_.get(), VFIO_DEVICE_GET_INFO, &info) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "DEVICE_INFO_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kDeviceInfoFailed,
                       absl::StrCat("VFIO_DEVICE_GET_INFO of ", name_), err, {{"device", name_}});
   }
   return info.num_regions;
@@ -49,7 +50,7 @@ absl::StatusOr<VfioRegionInfo> VfioDevice::RegionInfo(uint32_t index) const {
   info.index = index;
   if (::ioctl(fd_.get(), VFIO_DEVICE_GET_REGION_INFO, &info) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "REGION_INFO_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kRegionInfoFailed,
                       absl::StrCat("VFIO_DEVICE_GET_REGION_INFO of region ", index, " of ", name_),
                       err, {{"device", name_}, {"region", absl::StrCat(index)}});
   }
@@ -65,7 +66,7 @@ absl::StatusOr<MappedRegion> VfioDevice::MapRegion(uint32_t index) const {
   ASSIGN_OR_RETURN(const VfioRegionInfo region, RegionInfo(index));
   const ErrorMetadata metadata = {{"device", name_}, {"region", absl::StrCat(index)}};
   if (!(region.flags & VFIO_REGION_INFO_FLAG_MMAP) || region.size == 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, "REGION_NOT_MAPPABLE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kRegionNotMappable,
                  absl::StrCat("region ", index, " of ", name_, " cannot be mmapped"), metadata);
   }
   int prot = 0;
@@ -75,7 +76,7 @@ absl::StatusOr<MappedRegion> VfioDevice::MapRegion(uint32_t index) const {
                       static_cast<off_t>(region.offset));
   if (base == MAP_FAILED) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "REGION_MAP_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kRegionMapFailed,
                       absl::StrCat("mmap of region ", index, " of ", name_), err, metadata);
   }
   return MappedRegion(base, region.size);
@@ -85,13 +86,13 @@ absl::StatusOr<uint32_t> VfioDevice::ReadConfig(uint32_t offset, int size) const
   ASSIGN_OR_RETURN(const VfioRegionInfo config, RegionInfo(VFIO_PCI_CONFIG_REGION_INDEX));
   uint8_t bytes[4] = {};
   if (size != 1 && size != 2 && size != 4) {
-    return Error(absl::StatusCode::kInvalidArgument, "CONFIG_ACCESS_FAILED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kConfigAccessFailed,
                  "config accesses are 1, 2 or 4 bytes", {{"device", name_}});
   }
   const ssize_t n = ::pread(fd_.get(), bytes, size, static_cast<off_t>(config.offset + offset));
   if (n != size) {
     const int err = n < 0 ? errno : EIO;
-    return ErrnoError(CodeForErrno(err), "CONFIG_ACCESS_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kConfigAccessFailed,
                       absl::StrCat("reading config offset ", offset, " of ", name_), err,
                       {{"device", name_}});
   }
@@ -103,7 +104,7 @@ absl::StatusOr<uint32_t> VfioDevice::ReadConfig(uint32_t offset, int size) const
 absl::Status VfioDevice::WriteConfig(uint32_t offset, int size, uint32_t value) const {
   ASSIGN_OR_RETURN(const VfioRegionInfo config, RegionInfo(VFIO_PCI_CONFIG_REGION_INDEX));
   if (size != 1 && size != 2 && size != 4) {
-    return Error(absl::StatusCode::kInvalidArgument, "CONFIG_ACCESS_FAILED",
+    return Error(absl::StatusCode::kInvalidArgument, reason::kConfigAccessFailed,
                  "config accesses are 1, 2 or 4 bytes", {{"device", name_}});
   }
   uint8_t bytes[4];
@@ -111,7 +112,7 @@ absl::Status VfioDevice::WriteConfig(uint32_t offset, int size, uint32_t value) 
   const ssize_t n = ::pwrite(fd_.get(), bytes, size, static_cast<off_t>(config.offset + offset));
   if (n != size) {
     const int err = n < 0 ? errno : EIO;
-    return ErrnoError(CodeForErrno(err), "CONFIG_ACCESS_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kConfigAccessFailed,
                       absl::StrCat("writing config offset ", offset, " of ", name_), err,
                       {{"device", name_}});
   }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/errno_error.h"
 
 namespace iommud {
@@ -21,7 +22,7 @@ absl::StatusOr<uint32_t> GroupFlags(int fd, int id) {
   status.argsz = sizeof(status);
   if (::ioctl(fd, VFIO_GROUP_GET_STATUS, &status) != 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "GROUP_STATUS_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kGroupStatusFailed,
                       absl::StrCat("VFIO_GROUP_GET_STATUS on group ", id), err,
                       {{"group_id", absl::StrCat(id)}});
   }
@@ -38,22 +39,22 @@ absl::StatusOr<std::unique_ptr<VfioGroup>> VfioGroup::Open(int group_id,
   if (!fd.valid()) {
     const int err = errno;
     if (err == ENOENT) {
-      return ErrnoError(absl::StatusCode::kNotFound, "GROUP_NOT_FOUND",
+      return ErrnoError(absl::StatusCode::kNotFound, reason::kGroupNotFound,
                         absl::StrCat("no ", path, " (is a device of the group bound to vfio-pci?)"),
                         err, metadata);
     }
     if (err == EBUSY) {
-      return ErrnoError(absl::StatusCode::kUnavailable, "GROUP_BUSY",
+      return ErrnoError(absl::StatusCode::kUnavailable, reason::kGroupBusy,
                         absl::StrCat(path, " is held by another open"), err, metadata);
     }
-    return ErrnoError(CodeForErrno(err), "GROUP_OPEN_FAILED", absl::StrCat("cannot open ", path),
-                      err, metadata);
+    return ErrnoError(CodeForErrno(err), reason::kGroupOpenFailed,
+                      absl::StrCat("cannot open ", path), err, metadata);
   }
   std::unique_ptr<VfioGroup> group(new VfioGroup(group_id, std::move(fd)));
   absl::StatusOr<uint32_t> flags = GroupFlags(group->fd(), group_id);
   if (!flags.ok()) return flags.status();
   if (!(*flags & VFIO_GROUP_FLAGS_VIABLE)) {
-    return Error(absl::StatusCode::kFailedPrecondition, "GROUP_NOT_VIABLE",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotViable,
                  absl::StrCat("IOMMU group ", group_id,
                               " is not viable: a device of it is bound to a non-VFIO driver"),
                  metadata);
@@ -72,7 +73,7 @@ absl::StatusOr<UniqueFd> VfioGroup::GetDeviceFd(absl::string_view device) const 
   const int fd = ::ioctl(fd_.get(), VFIO_GROUP_GET_DEVICE_FD, name.c_str());
   if (fd < 0) {
     const int err = errno;
-    return ErrnoError(CodeForErrno(err), "DEVICE_FD_FAILED",
+    return ErrnoError(CodeForErrno(err), reason::kDeviceFdFailed,
                       absl::StrCat("VFIO_GROUP_GET_DEVICE_FD for ", name, " in group ", id_), err,
                       {{"device", name}, {"group_id", absl::StrCat(id_)}});
   }
