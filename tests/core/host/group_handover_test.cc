@@ -97,13 +97,13 @@ class GroupHandoverTest : public ::testing::Test {
     return st;
   }
 
-  GroupHandoverOptions Options() const {
+  GroupHandoverOptions Options() {
     GroupHandoverOptions options;
     options.sysfs_root = sysfs_.root();
     options.dev_root = dev_root();
     options.proc_root = proc_root();
     options.sysfs_writer = [this](const std::string& path, absl::string_view value) {
-      return const_cast<FakeSysfs&>(sysfs_).Write(path, value);
+      return sysfs_.Write(path, value);
     };
     options.node_timeout = absl::Milliseconds(50);
     return options;
