@@ -135,6 +135,14 @@ inline constexpr absl::string_view kConfigAccessFailed = "CONFIG_ACCESS_FAILED";
 inline constexpr absl::string_view kFdSendFailed = "FD_SEND_FAILED";
 inline constexpr absl::string_view kFdReceiveFailed = "FD_RECEIVE_FAILED";
 
+// --- Host: VFIO group hand-over ---
+// core/host/group_handover.h: handing a VFIO group's /dev/vfio/N to a VMM's uid and taking it back.
+inline constexpr absl::string_view kGroupNodeMissing = "GROUP_NODE_MISSING";
+inline constexpr absl::string_view kGroupAlreadyHandedOver = "GROUP_ALREADY_HANDED_OVER";
+inline constexpr absl::string_view kGroupStillOpen = "GROUP_STILL_OPEN";
+inline constexpr absl::string_view kGroupNodeChownFailed = "GROUP_NODE_CHOWN_FAILED";
+inline constexpr absl::string_view kProcScanFailed = "PROC_SCAN_FAILED";
+
 // --- Fault injection ---
 // Scripted failures (test hosts).
 inline constexpr absl::string_view kInjectedFault = "INJECTED_FAULT";

@@ -8,9 +8,14 @@
 //   00:03.0  conventional PCI bridge, 01:01.0 and 01:02.0 edus behind it
 //                                                       -> one group; both DMA as 00:03.0
 //   00:04.0  PCIe root port, 02:00.0 edu behind it      -> two groups (port, edu)
+//
+// The hand-over scenarios (GroupHandover) also run a VMM: the build machine's Debian QEMU, reached
+// through the 9p root, started as uid 1000 (a uid in no /etc/passwd).
 #include <fcntl.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +23,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/host/fd_passing.h"
+#include "core/host/group_handover.h"
 #include "core/host/pci_driver_binder.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/sysfs_io.h"
@@ -60,6 +68,14 @@ constexpr char kEduBehindRootPort[] = "0000:02:00.0";
 constexpr char kIch9Isa[] = "0000:00:1f.0";
 constexpr char kIch9Sata[] = "0000:00:1f.2";
 constexpr char kIch9Smbus[] = "0000:00:1f.3";
+
+// The VMM of the hand-over scenarios: Debian's QEMU (the build machine's, through the 9p root) run
+// as a uid that exists in no /etc/passwd; the kernel only compares numbers.
+constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+constexpr uid_t kVmmUid = 1000;
+constexpr gid_t kVmmGid = 1000;
+// How long a VMM may take to open its group or to give up (a nested TCG QEMU loads in seconds).
+constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kIovaA = 0x100000;
@@ -104,6 +120,45 @@ std::string Pattern(size_t length, int seed) {
 int CountOpenFds() {
   absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory("/proc/self/fd");
   return fds.ok() ? static_cast<int>(fds->size()) : -1;
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+// Whether process `pid` has an fd whose link reads `target` ("anon_inode:[vfio-device]").
+bool HasFdTo(pid_t pid, const std::string& target) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory(dir);
+  if (!fds.ok()) return false;
+  for (const std::string& fd : *fds) {
+    char link[256];
+    const ssize_t n = ::readlink(absl::StrCat(dir, "/", fd).c_str(), link, sizeof(link));
+    if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) return true;
+  }
+  return false;
+}
+
+// A "Vm...:  N kB" line of /proc/PID/status, in KiB (-1 if absent).
+int64_t StatusKib(pid_t pid, const std::string& field) {
+  std::istringstream status(ReadWholeFile(absl::StrCat("/proc/", pid, "/status")));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, field + ":")) {
+      return std::strtoll(line.c_str() + field.size() + 1, nullptr, 10);
+    }
+  }
+  return -1;
+}
+
+// What a child's wait status says, for failure messages.
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
 }
 
 // /dev/kmsg records written after construction.
@@ -155,6 +210,16 @@ class HostVfioVmTest : public ::testing::Test {
     devices_.clear();
     groups_.clear();
     container_.reset();
+    // A VMM a scenario left running ends before its group is taken back.
+    for (const pid_t vmm : vmms_) {
+      ::kill(vmm, SIGKILL);
+      ::waitpid(vmm, nullptr, 0);
+    }
+    vmms_.clear();
+    for (const HandoverRecord& record : handovers_) {
+      EXPECT_OK(handover_.TakeBack(record, /*force=*/true));
+    }
+    handovers_.clear();
     EXPECT_OK(binder_.RestoreAll(bindings_));
     bindings_.clear();
     for (const std::string& device : stubbed_) {
@@ -228,8 +293,76 @@ class HostVfioVmTest : public ::testing::Test {
     return nullptr;
   }
 
+  // Starts Debian's QEMU as kVmmUid:kVmmGid, paused (-S), with `device` passed through: QEMU opens
+  // /dev/vfio/vfio and the device's /dev/vfio/N itself. Its stdout and stderr go to `log_path`.
+  // RLIMIT_MEMLOCK is lifted first (as root): VFIO pins the VMM's 64 MiB of RAM, which the default
+  // limit of an unprivileged user would refuse. Returns the pid (kept in vmms_, killed in
+  // TearDown), or -1.
+  pid_t StartVmm(const std::string& device, const std::string& log_path) {
+    std::vector<std::string> args = {kQemu, "-machine", "q35,accel=tcg", "-m", "64", "-S",
+                                     "-display", "none", "-monitor", "none", "-serial", "none",
+                                     "-nodefaults", "-device",
+                                     absl::StrCat("vfio-pci,host=", device)};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    char path_env[] = "PATH=/usr/bin:/bin";
+    char* envp[] = {path_env, nullptr};
+    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) return -1;
+    const pid_t pid = ::fork();
+    if (pid == 0) {  // only async-signal-safe calls from here on
+      const struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+      const int null_fd = ::open("/dev/null", O_RDONLY);
+      if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) {
+        ::_exit(120);
+      }
+      if (::setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0) ::_exit(121);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(kVmmGid) != 0 || ::setuid(kVmmUid) != 0) {
+        ::_exit(122);
+      }
+      ::close_range(3, ~0U, 0);
+      ::execve(kQemu, argv.data(), envp);
+      ::_exit(127);
+    }
+    ::close(log_fd);
+    if (pid > 0) vmms_.push_back(pid);
+    return pid;
+  }
+
+  // Waits up to `timeout` for `pid` to exit; true (and its status) if it did.
+  bool WaitForExit(pid_t pid, absl::Duration timeout, int* status) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      const pid_t waited = ::waitpid(pid, status, WNOHANG);
+      if (waited == pid) {
+        vmms_.erase(std::remove(vmms_.begin(), vmms_.end(), pid), vmms_.end());
+        return true;
+      }
+      if (waited < 0 || absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  // Kills `pid` and reaps it.
+  void KillVmm(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    EXPECT_TRUE(WaitForExit(pid, absl::Seconds(10), &status)) << "QEMU " << pid << " survived SIGKILL";
+  }
+
+  struct stat NodeStat(int group_id) const {
+    struct stat st = {};
+    EXPECT_EQ(::stat(absl::StrCat("/dev/vfio/", group_id).c_str(), &st), 0)
+        << "/dev/vfio/" << group_id << ": " << std::strerror(errno);
+    return st;
+  }
+
   SysfsInventory inventory_;
   PciDriverBinder binder_;
+  GroupHandover handover_;
+  std::vector<HandoverRecord> handovers_;  // taken back (forced) in TearDown
+  std::vector<pid_t> vmms_;                // killed in TearDown
   std::vector<DriverBinding> bindings_;
   std::vector<std::string> stubbed_;
   std::unique_ptr<VfioContainer> container_;
@@ -636,6 +769,155 @@ TEST_F(HostVfioVmTest, SharedRequesterIdGroupServesBothEdusInOneContainer) {
   EXPECT_EQ(ErrorReason(container_->Info().status()), "IOMMU_INFO_FAILED");
   ASSERT_OK(container_->Attach(*groups_[0]));
   EXPECT_OK(container_->Info());
+}
+
+// The libvirt way: the control plane binds the group to vfio-pci and gives /dev/vfio/N to the VMM's
+// uid; Debian's QEMU, run as that uid, opens VFIO itself. While it holds the group, taking it back
+// is refused; once QEMU is gone, the group goes back to how it was.
+TEST_F(HostVfioVmTest, VmmOpensTheGroupHandedToItsUidAndTakeBackWaitsForIt) {
+  ASSERT_EQ(::access(kQemu, X_OK), 0) << kQemu << " is needed in the build machine's root";
+  const int group_id = GroupOf(kEduAlone);
+  ASSERT_GE(group_id, 0);
+  const std::string node = absl::StrCat("/dev/vfio/", group_id);
+  ASSERT_OK_AND_ASSIGN(const HandoverRecord record,
+                       handover_.HandOver(group_id, kVmmUid, kVmmGid));
+  handovers_.push_back(record);
+  ASSERT_EQ(record.bindings.size(), 1u);
+  EXPECT_EQ(record.bindings[0].device, kEduAlone);
+  EXPECT_EQ(record.bindings[0].previous_driver, "");
+  EXPECT_TRUE(record.bindings[0].changed);
+  // The kernel creates the node root-owned, 0600.
+  EXPECT_EQ(record.previous_node_uid, 0u);
+  EXPECT_EQ(record.previous_node_gid, 0u);
+  EXPECT_EQ(record.previous_node_mode, 0600u);
+  const struct stat handed = NodeStat(group_id);
+  EXPECT_TRUE(S_ISCHR(handed.st_mode));
+  EXPECT_EQ(handed.st_uid, kVmmUid);
+  EXPECT_EQ(handed.st_gid, kVmmGid);
+  EXPECT_EQ(handed.st_mode & 07777, 0660u);
+  ASSERT_OK_AND_ASSIGN(const PciDeviceInfo bound, inventory_.PciDevice(kEduAlone));
+  EXPECT_EQ(bound.driver, "vfio-pci");
+  ASSERT_OK_AND_ASSIGN(const std::vector<GroupHolder> before, handover_.GroupHolders(group_id));
+  EXPECT_TRUE(before.empty()) << "the group is held before any VMM runs";
+
+  const std::string log = "/tmp/vmm-handed-over.log";
+  const pid_t qemu = StartVmm(kEduAlone, log);
+  ASSERT_GT(qemu, 0) << "fork: " << std::strerror(errno);
+  // QEMU opens the group while it realizes its vfio-pci device (group, container, its RAM mapped
+  // and pinned, then the device fd), then waits paused (-S). Wait for the device fd: the last step.
+  std::vector<GroupHolder> holders;
+  const absl::Time deadline = absl::Now() + kVmmTimeout;
+  while (true) {
+    ASSERT_OK_AND_ASSIGN(holders, handover_.GroupHolders(group_id));
+    if (!holders.empty() && HasFdTo(qemu, "anon_inode:[vfio-device]")) break;
+    int status = 0;
+    if (WaitForExit(qemu, absl::ZeroDuration(), &status)) {
+      FAIL() << "QEMU (uid " << kVmmUid << ") ended with " << DescribeExit(status)
+             << " before its vfio-pci device was set up (" << node
+             << " opened, RAM pinned, device fd); its output:\n" << ReadWholeFile(log);
+    }
+    ASSERT_LT(absl::Now(), deadline) << "QEMU did not open " << node << " and its device within "
+                                     << kVmmTimeout << "; its output:\n" << ReadWholeFile(log);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(holders.size(), 1u);
+  EXPECT_EQ(holders[0].pid, qemu);
+  EXPECT_EQ(holders[0].uid, kVmmUid);
+  EXPECT_EQ(holders[0].comm, "qemu-system-x86");  // comm keeps 15 characters
+  EXPECT_FALSE(holders[0].fds.empty());
+  // VFIO pinned the VMM's 64 MiB of RAM, accounted as locked memory (what RLIMIT_MEMLOCK limits).
+  EXPECT_GE(StatusKib(qemu, "VmLck"), 64 * 1024);
+
+  // The group is the VMM's: taking it back is refused and changes nothing.
+  const absl::Status refused = handover_.TakeBack(record);
+  EXPECT_ERROR(refused, kFailedPrecondition, "GROUP_STILL_OPEN");
+  EXPECT_EQ(GetErrorMetadata(refused)["pids"], absl::StrCat(qemu));
+  const struct stat still = NodeStat(group_id);
+  EXPECT_EQ(still.st_uid, kVmmUid);
+  EXPECT_EQ(still.st_mode & 07777, 0660u);
+  ASSERT_OK_AND_ASSIGN(const PciDeviceInfo kept, inventory_.PciDevice(kEduAlone));
+  EXPECT_EQ(kept.driver, "vfio-pci");
+  int status = 0;
+  EXPECT_FALSE(WaitForExit(qemu, absl::ZeroDuration(), &status))
+      << "QEMU ended (" << DescribeExit(status) << ") while its group was being taken back:\n"
+      << ReadWholeFile(log);
+
+  KillVmm(qemu);
+  ASSERT_OK_AND_ASSIGN(const std::vector<GroupHolder> after, handover_.GroupHolders(group_id));
+  EXPECT_TRUE(after.empty()) << "the group is still held after its VMM ended";
+  ASSERT_OK(handover_.TakeBack(record));
+  handovers_.clear();
+  // The drivers are as before (none), and the node went with vfio-pci.
+  ASSERT_OK_AND_ASSIGN(const PciDeviceInfo restored, inventory_.PciDevice(kEduAlone));
+  EXPECT_EQ(restored.driver, "");
+  EXPECT_EQ(restored.driver_override, "");
+  EXPECT_FALSE(SysfsPathExists(node));
+}
+
+// A group that stays on vfio-pci (bound before the hand-over) keeps its node: taking it back gives
+// the node to root, 0600, again, and leaves the driver as it was.
+TEST_F(HostVfioVmTest, TakeBackGivesTheNodeBackToRoot) {
+  const int group_id = GroupOf(kEduAlone);
+  ASSERT_GE(group_id, 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<DriverBinding> bindings, binder_.BindGroupToVfio(group_id));
+  bindings_ = bindings;
+  ASSERT_OK_AND_ASSIGN(const HandoverRecord record,
+                       handover_.HandOver(group_id, kVmmUid, kVmmGid));
+  handovers_.push_back(record);
+  ASSERT_EQ(record.bindings.size(), 1u);
+  EXPECT_FALSE(record.bindings[0].changed);
+  EXPECT_EQ(NodeStat(group_id).st_uid, kVmmUid);
+  EXPECT_EQ(NodeStat(group_id).st_mode & 07777, 0660u);
+  // A second hand-over of the same group is refused and leaves the first in place.
+  EXPECT_ERROR(handover_.HandOver(group_id, kVmmUid + 1, kVmmGid + 1), kFailedPrecondition,
+               "GROUP_ALREADY_HANDED_OVER");
+  EXPECT_EQ(NodeStat(group_id).st_uid, kVmmUid);
+
+  ASSERT_OK(handover_.TakeBack(record));
+  handovers_.clear();
+  const struct stat back = NodeStat(group_id);
+  EXPECT_EQ(back.st_uid, 0u);
+  EXPECT_EQ(back.st_gid, 0u);
+  EXPECT_EQ(back.st_mode & 07777, 0600u);
+  ASSERT_OK_AND_ASSIGN(const PciDeviceInfo still, inventory_.PciDevice(kEduAlone));
+  EXPECT_EQ(still.driver, "vfio-pci");
+}
+
+// The same uid's QEMU given a group that was not handed over (vfio-pci bound, node root 0600)
+// cannot open it: it exits with an error and never holds the group.
+TEST_F(HostVfioVmTest, VmmCannotOpenAGroupNotHandedToIt) {
+  ASSERT_EQ(::access(kQemu, X_OK), 0) << kQemu << " is needed in the build machine's root";
+  const int group_id = GroupOf(kEduBehindRootPort);
+  ASSERT_GE(group_id, 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<DriverBinding> bindings, binder_.BindGroupToVfio(group_id));
+  bindings_ = bindings;
+  const std::string node = absl::StrCat("/dev/vfio/", group_id);
+  const struct stat st = NodeStat(group_id);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  const std::string log = "/tmp/vmm-not-handed-over.log";
+  const pid_t qemu = StartVmm(kEduBehindRootPort, log);
+  ASSERT_GT(qemu, 0) << "fork: " << std::strerror(errno);
+  int status = 0;
+  bool exited = false;
+  const absl::Time deadline = absl::Now() + kVmmTimeout;
+  while (!(exited = WaitForExit(qemu, absl::ZeroDuration(), &status)) && absl::Now() < deadline) {
+    ASSERT_OK_AND_ASSIGN(const std::vector<GroupHolder> holders, handover_.GroupHolders(group_id));
+    ASSERT_TRUE(holders.empty()) << "pid " << holders[0].pid << " (uid " << holders[0].uid
+                                 << ") holds " << node << ", which was not handed over";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(exited) << "QEMU did not give up within " << kVmmTimeout << "; its output:\n"
+                      << ReadWholeFile(log);
+  const std::string output = ReadWholeFile(log);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) < 120)
+      << "QEMU ended with " << DescribeExit(status) << " (120-127: the test's child setup failed)";
+  // QEMU 7.2: "vfio 0000:02:00.0: failed to open /dev/vfio/N: Permission denied".
+  EXPECT_THAT(output, ::testing::HasSubstr(absl::StrCat("failed to open ", node)));
+  EXPECT_THAT(output, ::testing::HasSubstr("Permission denied"));
+  ASSERT_OK_AND_ASSIGN(const std::vector<GroupHolder> holders, handover_.GroupHolders(group_id));
+  EXPECT_TRUE(holders.empty());
 }
 
 }  // namespace

@@ -159,7 +159,7 @@ log "booting $(basename "$vmlinuz") (timeout ${timeout_s}s), guest log: $guest_l
 start=$(date +%s)
 set +e
 timeout -k 5 "$timeout_s" qemu-system-x86_64 \
-  -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m 1024 -smp 1 \
+  -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m 1536 -smp 1 \
   -nographic -no-reboot -net none \
   -device intel-iommu,intremap=on,caching-mode=on \
   -device edu,addr=02.0 \
