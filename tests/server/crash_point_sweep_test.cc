@@ -384,11 +384,19 @@ class CrashPointSweep {
     return IommuClient::Connect(options);
   }
 
-  // Stops a daemon with SIGTERM and returns the durable steps it counted.
-  static absl::StatusOr<uint64_t> StopAndCount(Subprocess& process) {
+  // Stops a daemon with SIGTERM; an error unless it exits with status 0.
+  static absl::Status StopCleanly(Subprocess& process) {
     RETURN_IF_ERROR(process.Signal(SIGTERM));
     ASSIGN_OR_RETURN(int status, process.WaitForExit(kExitTimeout));
-    if (status != 0) return absl::InternalError(absl::StrCat("exit status ", status));
+    if (status != 0) {
+      return absl::InternalError(absl::StrCat("exit status ", status, "\n", process.Log()));
+    }
+    return absl::OkStatus();
+  }
+
+  // Stops a daemon with SIGTERM and returns the durable steps it counted.
+  static absl::StatusOr<uint64_t> StopAndCount(Subprocess& process) {
+    RETURN_IF_ERROR(StopCleanly(process));
     const std::string log = process.Log();
     const std::string prefix = "iommud: durable steps counted: ";
     const size_t at = log.find(prefix);
@@ -503,9 +511,7 @@ TEST_P(CrashPointSweepTest, RecoveryStartComesBackFromEveryCrashPoint) {
     ASSERT_OK(OwnedAttachedMapped(*client, &ids));
     ASSERT_OK(Claim(*client, ids.group_a, /*lease_ttl_millis=*/3600000));
     client.reset();
-    ASSERT_OK(daemon->Signal(SIGTERM));
-    ASSERT_OK_AND_ASSIGN(int status, daemon->WaitForExit(kExitTimeout));
-    ASSERT_EQ(status, 0) << daemon->Log();
+    ASSERT_OK(CrashPointSweep::StopCleanly(*daemon));
   }
   fs::remove(initial + "/hw.mem");
   // The software backend's hardware never survives, so its recovery reprograms it without writing
@@ -542,9 +548,7 @@ TEST_P(CallSweepTest, CallIsAllOrNothingAtEveryCrashPoint) {
     ASSERT_OK(call_case.setup(*client, &ids));
     ASSERT_OK_AND_ASSIGN(before, DumpState(*client));
     client.reset();
-    ASSERT_OK(daemon->Signal(SIGTERM));
-    ASSERT_OK_AND_ASSIGN(int status, daemon->WaitForExit(kExitTimeout));
-    ASSERT_EQ(status, 0) << daemon->Log();
+    ASSERT_OK(CrashPointSweep::StopCleanly(*daemon));
   }
 
   // Count run: the call's steps and the state after it.

@@ -40,6 +40,13 @@ std::unique_ptr<IommuBackend> NewBackend(BackendOptions options = {}) {
 class TempFile {
  public:
   std::string path() const { return dir_.File("hw.mem"); }
+  // Creates the file as `bytes` of zeros (as a new memory file, before any format).
+  void CreateZeroed(off_t bytes) const {
+    const int fd = open(path().c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, bytes), 0);
+    close(fd);
+  }
 
  private:
   test::TempDir dir_;
@@ -339,10 +346,7 @@ TEST(EmulatedBackendTest, AMapThatRunsOutOfMemoryMidWalkFreesTheTablesItCreated)
 
 TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
   TempFile file;
-  const int fd = open(file.path().c_str(), O_CREAT | O_WRONLY, 0600);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
-  close(fd);
+  ASSERT_NO_FATAL_FAILURE(file.CreateZeroed(1 << 20));
   std::unique_ptr<IommuBackend> backend =
       NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
   ASSERT_NE(backend, nullptr);
@@ -458,10 +462,7 @@ TEST(EmulatedBackendTest, BookkeepingACrashLeftBehindIsRebuilt) {
 TEST(EmulatedBackendTest, AnInterruptedFormatIsFormattedAgain) {
   TempFile file;
   {
-    const int fd = open(file.path().c_str(), O_CREAT | O_WRONLY, 0600);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
-    close(fd);
+    ASSERT_NO_FATAL_FAILURE(file.CreateZeroed(1 << 20));
     FileWords words(file.path());
     words.Write(emu::kHdrVersion, 1);
     words.Write(emu::kHdrSize, 1 << 20);
