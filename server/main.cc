@@ -19,6 +19,7 @@
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
 #include "server/limits_flags.h"
+#include "server/service_manager.h"
 #include "server/termination_signals.h"
 #include "server/unix_ids.h"
 
@@ -199,9 +200,10 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
   if (!daemon.ok()) {
-    std::fprintf(stderr, "iommud: cannot start: %s (%s)\n",
-                 std::string(daemon.status().message()).c_str(),
-                 ErrorReason(daemon.status()).c_str());
+    const std::string why = absl::StrCat("cannot start: ", daemon.status().message(), " (",
+                                         ErrorReason(daemon.status()), ")");
+    std::fprintf(stderr, "iommud: %s\n", why.c_str());
+    NotifyServiceManager(absl::StrCat("STATUS=", why));
     return EXIT_FAILURE;
   }
   std::fprintf(stderr, "iommud: state: %s\n",
@@ -235,12 +237,15 @@ int Main(int argc, char** argv) {
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);
+  // Type=notify: systemd starts the units ordered after iommud only now, when calls are served.
+  NotifyServiceManager(ReadyNotification((*daemon)->unix_target()));
 
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   Daemon* running = daemon->get();
   {
     TerminationSignalWaiter waiter([running, grace](int signo) {
       std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
+      NotifyServiceManager(StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
       running->Shutdown(grace);
     });
     running->Wait();
