@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/error.h"
+#include "iommud_version.h"
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
 #include "server/limits_flags.h"
@@ -124,6 +125,8 @@ int Main(int argc, char** argv) {
            absl::EndsWith(file, "server/limits_flags.cc");
   };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  // absl's default says only whether NDEBUG is defined.
+  usage_config.version_string = [] { return VersionLine("iommud") + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
