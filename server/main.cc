@@ -246,11 +246,20 @@ int Main(int argc, char** argv) {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   Daemon* running = daemon->get();
   {
-    TerminationSignalWaiter waiter([running, grace](int signo) {
-      std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
-      NotifyServiceManager(StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
-      running->Shutdown(grace);
-    });
+    TerminationSignalWaiter waiter(
+        [running, grace](int signo) {
+          std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
+          NotifyServiceManager(
+              StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
+          running->Shutdown(grace);
+        },
+        [] {
+          // The policy, the flags and the topology are read at start-up only (the TLS files are
+          // re-read every --tls_refresh_interval anyway): a restart applies changes. What SIGHUP
+          // must not do is kill the daemon, which its default action would.
+          std::fprintf(stderr, "iommud: SIGHUP: nothing to reload\n");
+          std::fflush(stderr);
+        });
     running->Wait();
   }
   if (const CrashPoints* crash_points = running->crash_points(); crash_points != nullptr) {
