@@ -4,6 +4,9 @@
 # Headers go under <includedir>/iommud keeping their repository paths, so that the installed ones
 # include each other exactly as in the source tree and nothing lands in <includedir>/google.
 include(GNUInstallDirs)
+# `cmake --install` and `cpack` use what is built (the README builds iommud and iommuctl only)
+# instead of building every test first.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 include(CMakePackageConfigHelpers)
 
 set(IOMMUD_INSTALL_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}/iommud")

@@ -46,7 +46,8 @@ echo "ok: systemd-analyze verify"
 [ "$strace_step" -eq 1 ] || { echo "PASS (verify only)"; exit 0; }
 
 # 2. The daemon under strace, with the unit's arguments.
-args="$(sed -n 's|^ExecStart=/usr/sbin/iommud ||p' "$unit")"
+args="$(sed -n 's|^ExecStart=/usr/sbin/iommud ||p' "$unit" | sed 's| \$IOMMUD_OPTS$||')"
+echo "$args" | grep -q '\$' && fail "unexpected variables in ExecStart: $args"
 metrics_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 args="$(echo "$args" | sed -e "s|/run/iommud|$work/run|g" -e "s|/var/lib/iommud|$work/lib|g" \
   -e "s|--socket_group=iommud|--socket_group=$(id -g)|" -e "s|--metrics_port=9464|--metrics_port=$metrics_port|")"
