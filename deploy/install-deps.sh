@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages listed in deploy/debian-packages.txt (idempotent: does nothing when
-# they are all present). Needs root or sudo.
+# Installs the Debian 12 packages listed in deploy/debian-packages.txt (build and test) and
+# deploy/debian-packages-runtime.txt (run time) (idempotent: does nothing when they are all
+# present). Needs root or sudo.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mapfile -t packages < <(grep -v '^\s*#' "$here/debian-packages.txt" | grep -v '^\s*$')
+mapfile -t packages < <(cat "$here/debian-packages.txt" "$here/debian-packages-runtime.txt" |
+                        grep -v '^\s*#' | grep -v '^\s*$' | sort -u)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

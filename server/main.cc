@@ -16,9 +16,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/error.h"
+#include "iommud_version.h"
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
 #include "server/limits_flags.h"
+#include "server/service_manager.h"
 #include "server/termination_signals.h"
 #include "server/unix_ids.h"
 
@@ -123,6 +125,8 @@ int Main(int argc, char** argv) {
            absl::EndsWith(file, "server/limits_flags.cc");
   };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  // absl's default says only whether NDEBUG is defined.
+  usage_config.version_string = [] { return VersionLine("iommud") + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
@@ -199,9 +203,10 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Start(options);
   if (!daemon.ok()) {
-    std::fprintf(stderr, "iommud: cannot start: %s (%s)\n",
-                 std::string(daemon.status().message()).c_str(),
-                 ErrorReason(daemon.status()).c_str());
+    const std::string why = absl::StrCat("cannot start: ", daemon.status().message(), " (",
+                                         ErrorReason(daemon.status()), ")");
+    std::fprintf(stderr, "iommud: %s\n", why.c_str());
+    NotifyServiceManager(absl::StrCat("STATUS=", why));
     return EXIT_FAILURE;
   }
   std::fprintf(stderr, "iommud: state: %s\n",
@@ -235,14 +240,26 @@ int Main(int argc, char** argv) {
   }
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);
+  // Type=notify: systemd starts the units ordered after iommud only now, when calls are served.
+  NotifyServiceManager(ReadyNotification((*daemon)->unix_target()));
 
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   Daemon* running = daemon->get();
   {
-    TerminationSignalWaiter waiter([running, grace](int signo) {
-      std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
-      running->Shutdown(grace);
-    });
+    TerminationSignalWaiter waiter(
+        [running, grace](int signo) {
+          std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
+          NotifyServiceManager(
+              StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
+          running->Shutdown(grace);
+        },
+        [] {
+          // The policy, the flags and the topology are read at start-up only (the TLS files are
+          // re-read every --tls_refresh_interval anyway): a restart applies changes. What SIGHUP
+          // must not do is kill the daemon, which its default action would.
+          std::fprintf(stderr, "iommud: SIGHUP: nothing to reload\n");
+          std::fflush(stderr);
+        });
     running->Wait();
   }
   if (const CrashPoints* crash_points = running->crash_points(); crash_points != nullptr) {

@@ -16,6 +16,7 @@ sigset_t TerminationSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
@@ -27,8 +28,11 @@ void BlockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-TerminationSignalWaiter::TerminationSignalWaiter(std::function<void(int)> on_signal)
-    : on_signal_(std::move(on_signal)), thread_([this] { Run(); }) {}
+TerminationSignalWaiter::TerminationSignalWaiter(std::function<void(int)> on_signal,
+                                                 std::function<void()> on_hangup)
+    : on_signal_(std::move(on_signal)),
+      on_hangup_(std::move(on_hangup)),
+      thread_([this] { Run(); }) {}
 
 TerminationSignalWaiter::~TerminationSignalWaiter() {
   pthread_kill(thread_.native_handle(), kWakeSignal);  // harmless if it already returned
@@ -39,7 +43,11 @@ void TerminationSignalWaiter::Run() {
   sigset_t set = TerminationSignals();
   sigaddset(&set, kWakeSignal);
   int signo = 0;
-  while (sigwait(&set, &signo) != 0) {
+  while (sigwait(&set, &signo) != 0 || signo == SIGHUP) {
+    if (signo == SIGHUP) {
+      signo = 0;
+      if (on_hangup_) on_hangup_();
+    }
   }
   if (signo != kWakeSignal) on_signal_(signo);
 }

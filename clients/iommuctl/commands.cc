@@ -821,6 +821,7 @@ std::string Usage() {
   std::string text =
       "usage: iommuctl [--target unix:PATH|HOST:PORT] [--owner OWNER] [--timeout 10s] [--json] "
       "COMMAND [ARGS]\n"
+      "       iommuctl --version\n"
       "  --target   default $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock\n"
       "  --owner    owner for claim/alloc/attach/map...: NAME becomes <your identity>/NAME;\n"
       "             default: your identity (uid:<your uid> on the unix socket)\n"

@@ -7,6 +7,7 @@
 
 #include "clients/cpp/iommud_client.h"
 #include "clients/iommuctl/commands.h"
+#include "iommud_version.h"
 
 int main(int argc, char** argv) {
   iommud::CliOptions options;
@@ -15,6 +16,10 @@ int main(int argc, char** argv) {
                                                                   : "unix:/run/iommud/iommud.sock";
   // Empty: the daemon uses the caller's own identity (uid:<n> on the unix socket).
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 1 && (args[0] == "--version" || args[0] == "-version")) {
+    std::cout << iommud::VersionLine("iommuctl") << "\n";
+    return iommud::kExitOk;
+  }
   std::vector<std::string> command;
   absl::Status parsed = iommud::ParseGlobalOptions(args, &options, &command);
   if (!parsed.ok()) {

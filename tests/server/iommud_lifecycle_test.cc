@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "clients/cpp/iommud_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -69,6 +70,41 @@ TEST(IommudLifecycleTest, SigtermExitsZeroAndRemovesTheSocket) {
 TEST(IommudLifecycleTest, SigintExitsZero) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start());
   ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGINT));
+  EXPECT_EQ(exit_status, 0) << daemon->Log();
+  EXPECT_FALSE(Exists(daemon->socket_path()));
+}
+
+// SIGHUP's default action would kill the daemon and leave its socket and lock behind.
+TEST(IommudLifecycleTest, SighupIsLoggedAndTheDaemonKeepsServing) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, daemon->Connect());
+  ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> units, client->ListAllUnits());
+  for (int hangup = 1; hangup <= 2; ++hangup) {
+    ASSERT_TRUE(daemon->process().Signal(SIGHUP).ok());
+    // The log line comes after the signal was handled; count occurrences for the second one.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    size_t seen = 0;
+    while (absl::Now() < deadline) {
+      const std::string log = daemon->Log();
+      seen = 0;
+      for (size_t at = log.find("iommud: SIGHUP: nothing to reload"); at != std::string::npos;
+           at = log.find("iommud: SIGHUP: nothing to reload", at + 1)) {
+        ++seen;
+      }
+      if (seen >= static_cast<size_t>(hangup)) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(seen, static_cast<size_t>(hangup)) << daemon->Log();
+    ASSERT_TRUE(daemon->process().running()) << daemon->Log();
+    EXPECT_TRUE(Exists(daemon->socket_path()));
+    // Both the existing connection and a new one are served.
+    ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> again, client->ListAllUnits());
+    EXPECT_THAT(again, SizeIs(units.size()));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> fresh, daemon->Connect());
+    EXPECT_TRUE(fresh->ListAllGroups().ok());
+  }
+  client.reset();
+  ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGTERM));
   EXPECT_EQ(exit_status, 0) << daemon->Log();
   EXPECT_FALSE(Exists(daemon->socket_path()));
 }

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# deploy/systemd/iommud.service:
+#   1. `systemd-analyze verify` of a copy whose ExecStart names the built daemon: no error and no
+#      warning (verify exits 0 on an unknown key or an unknown system-call group, so its output
+#      must be empty too).
+#   2. The system-call filter: the daemon runs under strace with the unit's own ExecStart arguments
+#      (paths moved to a temporary directory, a free metrics port, the caller's group as
+#      --socket_group) and a walk through the RPCs that write the SQLite state (WAL) and chown the
+#      socket; every system call any of its threads made must be allowed by the unit's
+#      SystemCallFilter= lines, evaluated in order the way systemd does (groups expanded by
+#      `systemd-analyze syscall-filter`). Run as root, SQLite's fchown of its -wal/-shm files is
+#      among them (the SIGSYS this filter used to cause).
+# Usage: systemd_unit_test.sh IOMMUD IOMMUCTL [--no-strace]
+#   --no-strace: only step 1 (sanitizer builds: their runtimes make system calls the real daemon
+#   does not).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+unit="$here/../../deploy/systemd/iommud.service"
+iommud="$(realpath "$1")"
+iommuctl="$(realpath "$2")"
+strace_step=1
+[ "${3:-}" = "--no-strace" ] && strace_step=0
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$work/iommud.log" ] && { echo "--- iommud log" >&2; tail -30 "$work/iommud.log" >&2; }; exit 1; }
+for tool in systemd-analyze python3; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed (deploy/debian-packages.txt lists it)"
+done
+[ "$strace_step" -eq 0 ] || command -v strace >/dev/null ||
+  fail "strace is not installed (deploy/debian-packages.txt lists it)"
+
+# 1. systemd-analyze verify.
+grep -q '^ExecStart=/usr/sbin/iommud ' "$unit" || fail "ExecStart is not /usr/sbin/iommud"
+sed "s|^ExecStart=/usr/sbin/iommud |ExecStart=$iommud |" "$unit" >"$work/iommud.service"
+if ! systemd-analyze verify --man=no "$work/iommud.service" >"$work/verify.log" 2>&1 ||
+   [ -s "$work/verify.log" ]; then
+  cat "$work/verify.log" >&2
+  fail "systemd-analyze verify"
+fi
+echo "ok: systemd-analyze verify"
+[ "$strace_step" -eq 1 ] || { echo "PASS (verify only)"; exit 0; }
+
+# 2. The daemon under strace, with the unit's arguments.
+args="$(sed -n 's|^ExecStart=/usr/sbin/iommud ||p' "$unit" | sed 's| \$IOMMUD_OPTS$||')"
+echo "$args" | grep -q '\$' && fail "unexpected variables in ExecStart: $args"
+metrics_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+args="$(echo "$args" | sed -e "s|/run/iommud|$work/run|g" -e "s|/var/lib/iommud|$work/lib|g" \
+  -e "s|--socket_group=iommud|--socket_group=$(id -g)|" -e "s|--metrics_port=9464|--metrics_port=$metrics_port|")"
+echo "$args" | grep -q -- "--socket_group=$(id -g)" || fail "the unit has no --socket_group=iommud"
+mkdir -m 0750 "$work/run" "$work/lib"
+# shellcheck disable=SC2086
+timeout 120 strace -f -qq -o "$work/trace" "$iommud" $args 2>"$work/iommud.log" &
+pid=$!
+for _ in $(seq 300); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "serving on" "$work/iommud.log" || fail "iommud did not start under strace"
+ctl() { "$iommuctl" --target "unix:$work/run/iommud.sock" "$@" >/dev/null || fail "iommuctl $*"; }
+ctl groups
+ctl probe smmu0 0000:07:00.0 0x700
+ctl claim 7
+ctl alloc smmu0
+ctl attach 7 17
+ctl map 17 0x100000 0x80000000 2M
+ctl translate 0000:07:00.0 0x100040
+ctl unmap 17 0x100000 2M
+ctl detach 7 17
+ctl free 17
+ctl release-ownership 7
+ctl release 0000:07:00.0
+ctl audit
+python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \
+  "http://127.0.0.1:$metrics_port/metrics" || fail "metrics"
+strace_pid="$(pgrep -P "$pid" -x strace)" && daemon_pid="$(pgrep -P "$strace_pid" -x iommud)" ||
+  fail "no iommud process under strace"
+kill -TERM "$daemon_pid"  # the daemon itself: strace passes nothing on
+status=0
+wait "$pid" || status=$?
+pid=""
+[ "$status" -eq 0 ] || fail "iommud exited with $status after SIGTERM"
+grep -q "stopped" "$work/iommud.log" || fail "iommud did not stop cleanly"
+
+python3 - "$unit" "$work/trace" "$(id -u)" <<'PY'
+import re, subprocess, sys
+
+unit, trace, uid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cache = {}
+
+def expand(name):
+    """A system call, or every call of a @group (nested groups expanded)."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in cache:
+        out = subprocess.run(["systemd-analyze", "syscall-filter", name], check=True,
+                             capture_output=True, text=True).stdout
+        members = set()
+        for line in out.splitlines()[1:]:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                members |= expand(line)
+        if not members:
+            sys.exit(f"FAIL: unknown system-call group {name}")
+        cache[name] = members
+    return cache[name]
+
+# systemd's semantics: the first assignment decides allow-list (and brings @default) or deny-list;
+# every later one adds (no ~) or removes (~) in order.
+lines = [l.split("=", 1)[1].strip() for l in open(unit) if l.startswith("SystemCallFilter=")]
+if not lines or lines[0].startswith("~"):
+    sys.exit("FAIL: the unit has no allow-list SystemCallFilter")
+allowed = set(expand("@default"))
+for value in lines:
+    deny = value.startswith("~")
+    names = value.lstrip("~").split()
+    for name in names:
+        if deny:
+            allowed -= expand(name)
+        else:
+            allowed |= expand(name)
+
+called = set()
+for line in open(trace):
+    m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line)
+    if m and m.group(1) != "resumed":
+        called.add(m.group(1))
+if len(called) < 20:
+    sys.exit(f"FAIL: strace saw only {sorted(called)}")
+denied = sorted(called - allowed)
+if denied:
+    sys.exit(f"FAIL: iommud calls {denied}, which the unit's SystemCallFilter forbids (SIGSYS)")
+if uid == 0 and "fchown" not in called:
+    sys.exit("FAIL: as root SQLite should fchown its WAL files; the trace has no fchown")
+print(f"ok: all {len(called)} system calls iommud made are allowed by the unit's filter"
+      + (" (fchown among them)" if "fchown" in called else ""))
+PY
+echo "PASS"
