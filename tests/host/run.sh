@@ -141,7 +141,7 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p /host/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/results || { echo "HOSTVM: mounting the results share failed"; poweroff -f; }
 echo "HOSTVM: running scenarios"
-chroot /host /bin/sh -c 'cd /tmp && "$test_bin" > /tmp/results/gtest.log 2>&1; echo \$? > /tmp/results/exit_code'
+chroot /host /bin/sh -c 'cd /tmp && /tmp/results/host_vfio_vm_test > /tmp/results/gtest.log 2>&1; echo \$? > /tmp/results/exit_code'
 sync
 echo "HOSTVM: scenarios finished"
 umount /host/tmp/results
@@ -154,6 +154,9 @@ chmod +x "$initrd_root/init"
 # --- 5. boot ------------------------------------------------------------------------------------
 results="$work/results"
 mkdir -p "$results"
+# The scenario binary goes to the guest through the results share: the build tree may be anywhere
+# (under /tmp, which the guest covers with its own tmpfs, or on another mount than /).
+cp "$test_bin" "$results/host_vfio_vm_test" || die "cannot copy $test_bin to $results"
 guest_log="$work/guest.log"
 log "booting $(basename "$vmlinuz") (timeout ${timeout_s}s), guest log: $guest_log"
 start=$(date +%s)
