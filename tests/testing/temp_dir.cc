@@ -12,8 +12,9 @@ namespace iommud {
 namespace test {
 
 TempDir::TempDir() {
-  const char* base = getenv("TEST_TMPDIR");
-  std::string templ = absl::StrCat(base != nullptr ? base : "/tmp", "/iommud-test-XXXXXX");
+  // Always under /tmp, not Bazel's $TEST_TMPDIR: daemons of the tests put their unix socket in
+  // here, and a socket path must fit sun_path (108 bytes), which Bazel's sandbox paths overflow.
+  std::string templ = "/tmp/iommud-test-XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
     std::perror(templ.c_str());
     std::abort();

@@ -1,5 +1,6 @@
-// TempDir: a fresh directory for a test (under $TEST_TMPDIR when Bazel sets it, else /tmp), removed
-// with everything in it when destroyed. The one temporary-directory helper of the test tree.
+// TempDir: a fresh directory for a test under /tmp (short enough for unix socket paths, which
+// Bazel's $TEST_TMPDIR is not), removed with everything in it when destroyed. The one
+// temporary-directory helper of the test tree.
 #ifndef IOMMUD_TESTS_TESTING_TEMP_DIR_H_
 #define IOMMUD_TESTS_TESTING_TEMP_DIR_H_
 
