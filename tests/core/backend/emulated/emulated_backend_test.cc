@@ -344,9 +344,9 @@ TEST(EmulatedBackendTest, AMapThatRunsOutOfMemoryMidWalkFreesTheTablesItCreated)
   EXPECT_EQ(backend->Stats().page_table_pages, pages + 1);
 }
 
-TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
-  TempFile file;
-  ASSERT_NO_FATAL_FAILURE(file.CreateZeroed(1 << 20));
+// Opens a backend on `file` (1M) and checks it formatted the memory: a unit can be added and the
+// magic is written.
+void ExpectFormattedOnOpen(const TempFile& file) {
   std::unique_ptr<IommuBackend> backend =
       NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
   ASSERT_NE(backend, nullptr);
@@ -354,6 +354,12 @@ TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
   caps.max_rids = 256;
   EXPECT_TRUE(backend->AddUnit("u", caps).ok());
   EXPECT_EQ(FileWords(file.path()).Read(emu::kHdrMagic), emu::kMagic);
+}
+
+TEST(EmulatedBackendTest, AZeroFilledFileIsFormatted) {
+  TempFile file;
+  ASSERT_NO_FATAL_FAILURE(file.CreateZeroed(1 << 20));
+  ExpectFormattedOnOpen(file);
 }
 
 // Each corruption of an image that was valid is refused with DATA_LOSS, and the file is left as
@@ -468,13 +474,7 @@ TEST(EmulatedBackendTest, AnInterruptedFormatIsFormattedAgain) {
     words.Write(emu::kHdrSize, 1 << 20);
     words.Write(emu::kHdrBump, emu::kAllocArea);
   }
-  std::unique_ptr<IommuBackend> backend =
-      NewBackend({{"memory_file", file.path()}, {"memory_bytes", "1M"}});
-  ASSERT_NE(backend, nullptr);
-  UnitCaps caps;
-  caps.max_rids = 256;
-  EXPECT_TRUE(backend->AddUnit("u", caps).ok());
-  EXPECT_EQ(FileWords(file.path()).Read(emu::kHdrMagic), emu::kMagic);
+  ExpectFormattedOnOpen(file);
 }
 
 // Event queue entries the device cannot have written (a memory file changed behind its back) are
