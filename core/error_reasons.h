@@ -122,6 +122,10 @@ inline constexpr absl::string_view kDmaMapFailed = "DMA_MAP_FAILED";
 inline constexpr absl::string_view kDmaUnmapFailed = "DMA_UNMAP_FAILED";
 // VFIO group
 inline constexpr absl::string_view kGroupOpenFailed = "GROUP_OPEN_FAILED";
+// A device fd was asked for a group that is not attached to a container (DeviceFdProvider).
+inline constexpr absl::string_view kGroupNotAttached = "GROUP_NOT_ATTACHED";
+// A region-space address that no registered process memory backs (MemoryResolver).
+inline constexpr absl::string_view kMemoryNotRegistered = "MEMORY_NOT_REGISTERED";
 inline constexpr absl::string_view kGroupStatusFailed = "GROUP_STATUS_FAILED";
 inline constexpr absl::string_view kGroupNotViable = "GROUP_NOT_VIABLE";
 inline constexpr absl::string_view kDeviceFdFailed = "DEVICE_FD_FAILED";

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "core/backend/iommu_backend.h"
 #include "core/crash_points.h"
+#include "core/memory_resolver.h"
 
 namespace iommud {
 
@@ -24,6 +25,9 @@ struct BackendHooks {
   // Called before every write the backend makes to state that outlives the process (the emulated
   // backend's memory file); a backend with no such state never calls it. See core/crash_points.h.
   DurableStepHook before_durable_write;
+  // Where registered memory lives in this process (not owned; outlives the backend). Backends that
+  // map process memory (linux) need it and refuse to start without it; the others ignore it.
+  const MemoryResolver* memory = nullptr;
 };
 
 using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(
