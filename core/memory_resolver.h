@@ -18,6 +18,16 @@
 
 namespace iommud {
 
+// Process memory behind a registered region (e.g. an mmap of a client's memfd, made by the fd
+// channel: core/host/mapped_file.h). The region owns it: it stays mapped until the region is
+// unregistered, and the linux backend maps its pages into VFIO containers.
+class ProcessMemory {
+ public:
+  virtual ~ProcessMemory() = default;
+  virtual void* data() const = 0;     // page aligned
+  virtual uint64_t size() const = 0;  // bytes, a multiple of the page size
+};
+
 class MemoryResolver {
  public:
   virtual ~MemoryResolver() = default;
