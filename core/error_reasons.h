@@ -126,6 +126,13 @@ inline constexpr absl::string_view kGroupOpenFailed = "GROUP_OPEN_FAILED";
 inline constexpr absl::string_view kGroupNotAttached = "GROUP_NOT_ATTACHED";
 // A region-space address that no registered process memory backs (MemoryResolver).
 inline constexpr absl::string_view kMemoryNotRegistered = "MEMORY_NOT_REGISTERED";
+// The linux backend.
+inline constexpr absl::string_view kKmsgOpenFailed = "KMSG_OPEN_FAILED";
+inline constexpr absl::string_view kDeviceFdOpen = "DEVICE_FD_OPEN";
+inline constexpr absl::string_view kKernelManagedDomain = "KERNEL_MANAGED_DOMAIN";
+inline constexpr absl::string_view kRidNotInKernelGroup = "RID_NOT_IN_KERNEL_GROUP";
+inline constexpr absl::string_view kUnitNotOnHost = "UNIT_NOT_ON_HOST";
+inline constexpr absl::string_view kMissingMemoryResolver = "MISSING_MEMORY_RESOLVER";
 inline constexpr absl::string_view kGroupStatusFailed = "GROUP_STATUS_FAILED";
 inline constexpr absl::string_view kGroupNotViable = "GROUP_NOT_VIABLE";
 inline constexpr absl::string_view kDeviceFdFailed = "DEVICE_FD_FAILED";

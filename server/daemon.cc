@@ -20,6 +20,8 @@
 #include "server/tls_credentials.h"
 #include "server/tls_file_stager.h"
 #include "server/topology.h"
+#include "server/host_topology.h"
+#include "core/host/linux_backend.h"
 
 namespace iommud {
 namespace {
@@ -48,6 +50,25 @@ absl::StatusOr<LoadedTopology> LoadTopology(const std::string& topology) {
     return none;
   }
   return LoadTopologyFile(topology);
+}
+
+// What --backend=linux does not combine with: a topology file (the host's sysfs is the topology)
+// and a durable store (the kernel drops every container, mapping and group claim with iommud's fds,
+// so state that outlived the process would describe things that are gone; docs/semantics.md).
+absl::Status CheckHostBackendOptions(const DaemonOptions& options) {
+  if (!options.topology.empty()) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
+                 "--topology does not apply to --backend=linux: the host's sysfs is the topology",
+                 {{"flag", "topology"}});
+  }
+  if (options.state.kind != StateKind::kMemory) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
+                 "--backend=linux needs --state=memory: the kernel drops iommud's containers, "
+                 "mappings and claims with its file descriptors, so no durable state can describe "
+                 "them after a restart",
+                 {{"flag", "state"}});
+  }
+  return absl::OkStatus();
 }
 
 // The store options of `options`, with the emulated backend's memory file as evidence of state.
@@ -95,8 +116,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     ASSIGN_OR_RETURN(daemon->tcp_, TcpServerCredentials(tcp));
   }
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
+  const bool host_backend = options.backend == "linux";
+  if (host_backend) RETURN_IF_ERROR(CheckHostBackendOptions(options));
   // A bad topology file is a start-up error even when the store makes it unnecessary.
-  ASSIGN_OR_RETURN(LoadedTopology topology, LoadTopology(options.topology));
+  ASSIGN_OR_RETURN(LoadedTopology topology,
+                   LoadTopology(host_backend ? std::string(kNoTopology) : options.topology));
   DurableStepHook before_durable_step;  // null unless a crash point is set
   if (options.test_crash_before_step != 0) {
     daemon->crash_points_ =
@@ -123,6 +147,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->backend_,
                    CreateBackend(options.backend, options.backend_options, backend_hooks));
   IommuBackend* hardware = daemon->backend_.get();
+  const auto* host = dynamic_cast<const host::LinuxBackend*>(hardware);
+  if (host != nullptr) topology = TopologyOfHost(host->topology());  // the host's, from sysfs
+  daemon->device_fds_ = dynamic_cast<host::DeviceFdProvider*>(hardware);
   if (options.allow_fault_injection) {
     DaemonMetrics* metrics = daemon->metrics_.get();
     daemon->injector_.SetOnInjected(
@@ -202,6 +229,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->startup_, RecoverOrApplyTopology(daemon->registry_.get(), topology,
                                                             daemon->state_file_,
                                                             before_durable_step));
+  if (host != nullptr) {
+    absl::StatusOr<host::LinuxBackendOptions> host_options =
+        host::ParseLinuxBackendOptions(options.backend_options);
+    RETURN_IF_ERROR(host_options.status());
+    RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host_options->bind.replaceable_drivers,
+                                      daemon->registry_.get()));
+  }
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
   daemon->service_->SetRecovering(false);
   if (!options.metrics_listen.empty()) {

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
 #include "core/backend/fault_injecting_backend.h"
+#include "core/host/device_fd_provider.h"
 #include "core/crash_points.h"
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
@@ -167,6 +168,7 @@ class Daemon {
   EventBus events_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<IommuBackend> backend_;
+  host::DeviceFdProvider* device_fds_ = nullptr;  // the backend, when it drives VFIO devices
   FaultInjector injector_;
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
   std::unique_ptr<FaultInjectingStateStore> injecting_store_;  // wraps store_ when allowed

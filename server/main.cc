@@ -56,7 +56,7 @@ ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(60),
 ABSL_FLAG(bool, insecure_tcp, false,
           "Serve --listen_tcp as plaintext without client authentication (tests only); refused "
           "unless the address is loopback (127.0.0.0/8, [::1], localhost).");
-ABSL_FLAG(std::string, backend, "software", "Hardware backend: software or emulated.");
+ABSL_FLAG(std::string, backend, "software", "Hardware backend: software, emulated, or linux (a real host through VFIO: needs root, --state=memory; see README \"Real hosts\").");
 ABSL_FLAG(std::vector<std::string>, backend_opt, {},
           "Backend option key=value, e.g. memory_file=/var/lib/iommud/hw.mem; repeat the flag for "
           "several options.");
@@ -130,7 +130,7 @@ int Main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "the IOMMU control-plane daemon: serves iommu.v1.Iommu over gRPC on a unix socket.\n"
-      "Usage: iommud [--state_dir=DIR] [--state=sqlite|memory] [--topology=FILE|none] [--backend=software|emulated] ...");
+      "Usage: iommud [--state_dir=DIR] [--state=sqlite|memory] [--topology=FILE|none] [--backend=software|emulated|linux] ...");
   NormalizeFlagNames(argc, argv);  // --insecure-tcp works like --insecure_tcp
   std::vector<std::string> backend_opts = ExtractRepeatedFlag("backend_opt", &argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);

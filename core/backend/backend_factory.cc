@@ -9,6 +9,7 @@
 #include "core/backend/software/software_backend.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "core/host/linux_backend.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -27,6 +28,7 @@ FactoryTable& TableWithBuiltins() {
       return NewSoftwareBackend(options);  // nothing of it outlives the process
     });
     t->factories.emplace("emulated", &NewEmulatedBackend);
+    t->factories.emplace("linux", &host::NewLinuxBackend);  // a real host, through VFIO
     return t;
   }();
   return *table;

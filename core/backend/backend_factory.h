@@ -1,4 +1,4 @@
-// Backends by name: `--backend=software|emulated` picks one.
+// Backends by name: `--backend=software|emulated|linux` picks one.
 #ifndef IOMMUD_CORE_BACKEND_BACKEND_FACTORY_H_
 #define IOMMUD_CORE_BACKEND_BACKEND_FACTORY_H_
 

@@ -47,6 +47,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/host/edu_device.h"
+#include "tests/host/vm_scenario_support.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
@@ -77,50 +78,9 @@ constexpr gid_t kVmmGid = 1000;
 // How long a VMM may take to open its group or to give up (a nested TCG QEMU loads in seconds).
 constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kIovaA = 0x100000;
 constexpr uint64_t kIovaB = 0x200000;
 constexpr uint32_t kCount = 4000;  // < 4096: QEMU 7.2's edu refuses a whole-buffer transfer
-
-// One page of a memfd, mapped into this process (the memory a VMM would pass as an fd).
-class MemfdPage {
- public:
-  MemfdPage() : fd_(::memfd_create("host_vfio_vm_test", MFD_CLOEXEC)) {
-    if (fd_.valid() && ::ftruncate(fd_.get(), kPage) == 0) {
-      void* addr = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-      if (addr != MAP_FAILED) addr_ = static_cast<uint8_t*>(addr);
-    }
-  }
-  ~MemfdPage() {
-    if (addr_ != nullptr) ::munmap(addr_, kPage);
-  }
-  bool ok() const { return addr_ != nullptr; }
-  int fd() const { return fd_.get(); }
-  uint8_t* data() { return addr_; }
-  void Fill(uint8_t value) { std::memset(addr_, value, kPage); }
-  // The memfd's content read through the fd, not through the mapping: what landed in the file.
-  std::string ReadFile(size_t length) const {
-    std::string out(length, '\0');
-    const ssize_t n = ::pread(fd_.get(), out.data(), length, 0);
-    out.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    return out;
-  }
-
- private:
-  UniqueFd fd_;
-  uint8_t* addr_ = nullptr;
-};
-
-std::string Pattern(size_t length, int seed) {
-  std::string out(length, '\0');
-  for (size_t i = 0; i < length; ++i) out[i] = static_cast<char>((i * 7 + seed) & 0xff);
-  return out;
-}
-
-int CountOpenFds() {
-  absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory("/proc/self/fd");
-  return fds.ok() ? static_cast<int>(fds->size()) : -1;
-}
 
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);
@@ -161,45 +121,11 @@ std::string DescribeExit(int status) {
   return absl::StrCat("wait status ", status);
 }
 
-// /dev/kmsg records written after construction.
-class KernelLog {
- public:
-  KernelLog() : fd_(::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
-    if (fd_.valid()) ::lseek(fd_.get(), 0, SEEK_END);
-  }
-  bool ok() const { return fd_.valid(); }
-  // Waits up to `timeout` for a record containing every one of `needles`; returns it or "".
-  std::string WaitFor(const std::vector<std::string>& needles, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    char record[8192];
-    while (absl::Now() < deadline) {
-      const ssize_t n = ::read(fd_.get(), record, sizeof(record) - 1);
-      if (n <= 0) {
-        if (n < 0 && errno == EPIPE) continue;  // records overwritten; keep reading
-        absl::SleepFor(absl::Milliseconds(20));
-        continue;
-      }
-      const std::string line(record, static_cast<size_t>(n));
-      seen_ += line;
-      if (std::all_of(needles.begin(), needles.end(),
-                      [&line](const std::string& s) { return absl::StrContains(line, s); })) {
-        return line;
-      }
-    }
-    return "";
-  }
-  const std::string& seen() const { return seen_; }
-
- private:
-  UniqueFd fd_;
-  std::string seen_;
-};
-
 class HostVfioVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fds_before_ = CountOpenFds();
-    drivers_before_ = DriverSnapshot();
+    drivers_before_ = DriverSnapshot(inventory_);
     ASSERT_FALSE(drivers_before_.empty()) << "no PCI devices in sysfs";
   }
 
@@ -230,21 +156,10 @@ class HostVfioVmTest : public ::testing::Test {
     stubbed_.clear();
 
     EXPECT_EQ(CountOpenFds(), fds_before_) << "file descriptors leaked";
-    EXPECT_EQ(DriverSnapshot(), drivers_before_) << "drivers or driver_override not restored";
+    EXPECT_EQ(DriverSnapshot(inventory_), drivers_before_) << "drivers or driver_override not restored";
     absl::StatusOr<std::vector<std::string>> vfio = ListSysfsDirectory("/dev/vfio");
     ASSERT_OK(vfio);
     EXPECT_THAT(*vfio, ElementsAre("vfio")) << "a /dev/vfio group node outlived its binding";
-  }
-
-  // device -> "driver|override" for every PCI device.
-  std::map<std::string, std::string> DriverSnapshot() const {
-    std::map<std::string, std::string> snapshot;
-    absl::StatusOr<std::vector<PciDeviceInfo>> devices = inventory_.PciDevices();
-    if (!devices.ok()) return snapshot;
-    for (const PciDeviceInfo& device : *devices) {
-      snapshot[device.name] = absl::StrCat(device.driver, "|", device.driver_override);
-    }
-    return snapshot;
   }
 
   int GroupOf(const std::string& device) const {
@@ -542,7 +457,7 @@ TEST_F(HostVfioVmTest, ContainerIsType1v2AndReportsIovaRanges) {
   EXPECT_GE(info.iova_ranges.size(), 2u) << "the MSI window should split the IOVA space";
 
   // Mapping inside the MSI window is refused by the kernel.
-  MemfdPage page;
+  MemfdPages page;
   ASSERT_TRUE(page.ok());
   EXPECT_ERROR(container_->Map(0xfee00000, page.data(), kPage, kDmaReadWrite), kInvalidArgument,
                "DMA_MAP_FAILED");
@@ -560,7 +475,7 @@ TEST_F(HostVfioVmTest, DmaFromDeviceLandsInTheMappedMemfd) {
   ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduAlone));
   EduDevice* edu = OpenEdu(kEduAlone);
   ASSERT_NE(edu, nullptr);
-  MemfdPage a, b;
+  MemfdPages a, b;
   ASSERT_TRUE(a.ok() && b.ok());
   const std::string pattern = Pattern(kCount, 3);
   std::memcpy(a.data(), pattern.data(), kCount);
@@ -582,7 +497,7 @@ TEST_F(HostVfioVmTest, DmaAfterUnmapFaultsAndLeavesMemoryUntouched) {
   ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduAlone));
   EduDevice* edu = OpenEdu(kEduAlone);
   ASSERT_NE(edu, nullptr);
-  MemfdPage a, b;
+  MemfdPages a, b;
   ASSERT_TRUE(a.ok() && b.ok());
   const std::string pattern = Pattern(kCount, 11);
   std::memcpy(a.data(), pattern.data(), kCount);
@@ -608,7 +523,7 @@ TEST_F(HostVfioVmTest, ReadOnlyMappingRefusesDeviceWrites) {
   ASSERT_NO_FATAL_FAILURE(OpenGroupOf(kEduBehindRootPort));
   EduDevice* edu = OpenEdu(kEduBehindRootPort);
   ASSERT_NE(edu, nullptr);
-  MemfdPage a, b;
+  MemfdPages a, b;
   ASSERT_TRUE(a.ok() && b.ok());
   const std::string pattern = Pattern(kCount, 5);
   std::memcpy(a.data(), pattern.data(), kCount);
@@ -624,7 +539,7 @@ TEST_F(HostVfioVmTest, ReadOnlyMappingRefusesDeviceWrites) {
       log.WaitFor({"DMAR", "[02:00.0]", "fault addr 0x200000"}, absl::Seconds(5));
   EXPECT_FALSE(fault.empty()) << "no DMAR fault logged; kernel log since the DMA:\n" << log.seen();
   // The read did happen: the device's buffer holds the pattern (copied out to a writable page).
-  MemfdPage c;
+  MemfdPages c;
   ASSERT_TRUE(c.ok());
   c.Fill(0);
   ASSERT_OK(container_->Map(0x300000, c.data(), kPage, kDmaWrite));
@@ -643,7 +558,7 @@ int RunVmm(int socket) {
     const int fd = std::atoi(name.c_str());
     if (fd > 2 && fd != socket) ::close(fd);
   }
-  MemfdPage source, destination;
+  MemfdPages source, destination;
   if (!source.ok() || !destination.ok()) return 11;
   const std::string pattern = Pattern(kCount, 77);
   std::memcpy(source.data(), pattern.data(), kCount);
@@ -725,7 +640,7 @@ TEST_F(HostVfioVmTest, SharedRequesterIdGroupServesBothEdusInOneContainer) {
   EduDevice* third = OpenEdu(kEduAlone);
   ASSERT_NE(third, nullptr);
 
-  MemfdPage source, out1, out2, out3;
+  MemfdPages source, out1, out2, out3;
   ASSERT_TRUE(source.ok() && out1.ok() && out2.ok() && out3.ok());
   const std::string pattern = Pattern(kCount, 42);
   std::memcpy(source.data(), pattern.data(), kCount);

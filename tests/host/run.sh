@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots Debian's kernel under QEMU (TCG) with an emulated Intel IOMMU and edu devices, and runs the
-# core/host scenarios (host_vfio_vm_test) inside it. See tests/host/README.md.
+# scenarios inside it: core/host against the kernel (host_vfio_vm_test) and iommud --backend=linux
+# through its API (host_api_vm_test). See tests/host/README.md.
 #
 #   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR]
 #
@@ -55,14 +56,21 @@ if [ -z "$build_dir" ]; then
       -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >&2 ||
       die "cmake configure failed"
   fi
-  cmake --build "$build_dir" --target host_vfio_vm_test >&2 || die "build of host_vfio_vm_test failed"
+  cmake --build "$build_dir" --target host_vfio_vm_test host_api_vm_test iommud >&2 ||
+    die "build of the scenario binaries failed"
 fi
-test_bin="$build_dir/tests/host/host_vfio_vm_test"
-[ -x "$test_bin" ] || die "no $test_bin (build the host_vfio_vm_test target)"
-mapfile -t scenarios < <("$test_bin" --gtest_list_tests | awk '
-  /^[^ ]/ && /\.$/ { suite = $1; next }
-  /^  / { print suite $1 }')
-[ "${#scenarios[@]}" -gt 0 ] || die "$test_bin lists no tests"
+# The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
+# the daemon the second one starts.
+test_bins=(host_vfio_vm_test host_api_vm_test)
+daemon_bin="$build_dir/server/iommud"
+[ -x "$daemon_bin" ] || die "no $daemon_bin (build the iommud target)"
+scenarios=()
+for t in "${test_bins[@]}"; do
+  [ -x "$build_dir/tests/host/$t" ] || die "no $build_dir/tests/host/$t (build the $t target)"
+  mapfile -t -O "${#scenarios[@]}" scenarios < <("$build_dir/tests/host/$t" --gtest_list_tests |
+    awk '/^[^ ]/ && /\.$/ { suite = $1; next } /^  / { print suite $1 }')
+done
+[ "${#scenarios[@]}" -gt 0 ] || die "the scenario binaries list no tests"
 
 # --- 3. the guest kernel: Debian's package file, unpacked, never installed -------------------
 mkdir -p "$cache_dir"
@@ -141,7 +149,7 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p /host/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/results || { echo "HOSTVM: mounting the results share failed"; poweroff -f; }
 echo "HOSTVM: running scenarios"
-chroot /host /bin/sh -c 'cd /tmp && /tmp/results/host_vfio_vm_test > /tmp/results/gtest.log 2>&1; echo \$? > /tmp/results/exit_code'
+chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/gtest.log 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
 sync
 echo "HOSTVM: scenarios finished"
 umount /host/tmp/results
@@ -156,7 +164,10 @@ results="$work/results"
 mkdir -p "$results"
 # The scenario binary goes to the guest through the results share: the build tree may be anywhere
 # (under /tmp, which the guest covers with its own tmpfs, or on another mount than /).
-cp "$test_bin" "$results/host_vfio_vm_test" || die "cannot copy $test_bin to $results"
+for t in "${test_bins[@]}"; do
+  cp "$build_dir/tests/host/$t" "$results/$t" || die "cannot copy $t to $results"
+done
+cp "$daemon_bin" "$results/iommud" || die "cannot copy $daemon_bin to $results"
 guest_log="$work/guest.log"
 log "booting $(basename "$vmlinuz") (timeout ${timeout_s}s), guest log: $guest_log"
 start=$(date +%s)

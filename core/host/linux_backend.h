@@ -1,0 +1,207 @@
+// LinuxBackend (`--backend=linux`): iommud's IommuBackend on a real Linux host, through VFIO's
+// group/container API (type1v2).
+//
+// The registry speaks requester ids (RIDs) and domains; the kernel lets userspace act only on whole
+// IOMMU groups. This backend keeps one state per kernel group and moves it when the registry points
+// any RID of the group at a domain of another kind (the registry always moves all RIDs of a group
+// together, under the group's lock):
+//
+//   registry domain type       kernel state of the group
+//   DMA, DMA_FQ, IDENTITY      kKernel:   its devices on their own drivers, iommud holds nothing (the
+//                                         kernel's default domain; iommud never programs it)
+//   BLOCKED                    kClaimed:  every device bound to vfio-pci (the previous driver
+//                                         remembered), /dev/vfio/N open in iommud: the kernel's DMA
+//                                         ownership, DMA blocked
+//   UNMANAGED (user domains)   kAttached: claimed, and the group set into the domain's VFIO
+//                                         container (type1v2); mappings are VFIO_IOMMU_MAP_DMA of
+//                                         registered process memory (core/memory_resolver.h)
+//
+// Every transition is all or nothing: a failed bind, open or attach puts back what it changed.
+// Leaving kAttached needs VFIO_GROUP_UNSET_CONTAINER, which the kernel refuses (EBUSY) while a device
+// fd of the group is open: then the group stays where it is and the call fails (DEVICE_FD_OPEN), so
+// the registry records the leak instead of a driver unbind hanging until the fd is closed.
+// The kernel drops a container's mappings when its last group leaves; the backend keeps a shadow of
+// each user domain's mappings and replays it when a group enters the empty container again.
+//
+// Inventory comes from sysfs once, at creation (HostTopology): the units of /sys/class/iommu, the
+// groups of /sys/kernel/iommu_groups and their PCI devices. A device's RIDs are its own and the DMA
+// alias the kernel derives (a conventional PCI bridge's); devices of one kernel group that share no
+// RID (a multi-function device without ACS) are given the group's first RID as an alias, so the
+// registry puts them in one group too.
+//
+// Translate is a model (what the group's domain would do with the access); real faults are the
+// kernel's DMAR fault reports, read from /dev/kmsg by DrainFaults (DmarFaultReader).
+//
+// Thread safety: all methods are thread-safe. Lock order: a group's mutex, then a domain's mutex,
+// then tables_mu_ (a leaf). Calls for different groups never wait for each other except on the
+// shared domain they attach to.
+#ifndef IOMMUD_CORE_HOST_LINUX_BACKEND_H_
+#define IOMMUD_CORE_HOST_LINUX_BACKEND_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/backend/backend_factory.h"
+#include "core/backend/iommu_backend.h"
+#include "core/host/device_fd_provider.h"
+#include "core/host/dmar_fault_reader.h"
+#include "core/host/pci_driver_binder.h"
+#include "core/host/sysfs_inventory.h"
+#include "core/host/vfio_container.h"
+#include "core/host/vfio_group.h"
+#include "core/memory_resolver.h"
+
+namespace iommud {
+namespace host {
+
+// What the host has, as the registry should see it (the daemon probes it in this order).
+struct HostDevice {
+  std::string unit;             // "dmar0"
+  std::string name;             // "0000:00:02.0"
+  Rid rid = 0;                  // its own requester id
+  std::vector<Rid> alias_rids;  // see the header comment
+  int kernel_group = -1;
+  std::string driver;           // bound kernel driver at inventory time ("" when none)
+  bool bridge = false;
+};
+struct HostUnit {
+  std::string name;
+  UnitCaps caps;
+};
+struct HostTopology {
+  std::vector<HostUnit> units;
+  std::vector<HostDevice> devices;  // in PCI address order
+};
+
+// Reads the host's topology from sysfs (only devices in an IOMMU group behind a known unit).
+// UnitCaps: 4K|2M|1G pages; the IOVA width from the unit's capability register (VT-d MGAW, 39 bits
+// when unreadable); reserved regions: the msi and reserved regions of its groups (direct-relaxable
+// regions are the kernel's business and not reserved for userspace domains).
+absl::StatusOr<HostTopology> ReadHostTopology(const SysfsInventory& inventory);
+
+struct LinuxBackendOptions {
+  std::string sysfs_root = "/sys";
+  std::string vfio_dir = "/dev/vfio";
+  std::string kmsg_path = "/dev/kmsg";  // "" : no fault reports
+  BindOptions bind;                     // drivers a claim may take devices from
+};
+
+// Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, kmsg (path or ""),
+// replaceable_drivers (comma separated). INVALID_ARGUMENT (INVALID_BACKEND_OPTION) otherwise.
+absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOptions& options);
+
+class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
+ public:
+  // Reads the inventory. `memory` is required (FAILED_PRECONDITION MISSING_MEMORY_RESOLVER).
+  static absl::StatusOr<std::unique_ptr<LinuxBackend>> Create(const LinuxBackendOptions& options,
+                                                              const MemoryResolver* memory);
+  ~LinuxBackend() override;
+
+  const HostTopology& topology() const { return topology_; }
+
+  // IommuBackend.
+  absl::string_view name() const override { return "linux"; }
+  absl::Status AddUnit(absl::string_view unit, const UnitCaps& caps) override;
+  absl::Status AllocDomain(absl::string_view unit, DomainId id, DomainType type) override;
+  absl::Status FreeDomain(DomainId id) override;
+  absl::Status AttachRid(absl::string_view unit, Rid rid, DomainId domain) override;
+  absl::Status ReleaseRid(absl::string_view unit, Rid rid) override;
+  absl::Status Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
+                   uint32_t prot) override;
+  absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size) override;
+  absl::Status InvalidateIotlb(DomainId domain, uint64_t iova, uint64_t size) override;
+  Translation Translate(absl::string_view unit, Rid rid, uint64_t iova, uint32_t access) override;
+  std::vector<FaultRecord> DrainFaults() override;
+  absl::StatusOr<RidEntry> ReadRid(absl::string_view unit, Rid rid) override;
+  absl::StatusOr<std::vector<RidEntry>> ReadRids(absl::string_view unit) override;
+  std::vector<DomainId> ReadDomains() override;
+  absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override;
+  BackendStats Stats() override;
+
+  // DeviceFdProvider.
+  absl::StatusOr<UniqueFd> DeviceFd(absl::string_view device) override;
+
+ private:
+  enum class GroupState { kKernel, kClaimed, kAttached };
+  struct ShadowMapping {
+    uint64_t paddr = 0;  // region-space address
+    uint64_t size = 0;
+    uint32_t prot = 0;
+  };
+  struct DomainRecord {
+    DomainRecord(DomainId id, std::string unit, DomainType type) : id(id), unit(std::move(unit)), type(type) {}
+    const DomainId id;
+    const std::string unit;
+    const DomainType type;
+    absl::Mutex mu;
+    std::unique_ptr<VfioContainer> container ABSL_GUARDED_BY(mu);  // user domains only
+    std::map<uint64_t, ShadowMapping> mappings ABSL_GUARDED_BY(mu);  // by IOVA
+    std::set<int> attached_groups ABSL_GUARDED_BY(mu);  // kernel groups in the container
+  };
+  struct GroupRecord {
+    GroupRecord(int id, std::string unit) : id(id), unit(std::move(unit)) {}
+    const int id;
+    const std::string unit;
+    std::vector<std::string> devices;  // every PCI device of the group (bridges too)
+    std::set<Rid> rids;
+    absl::Mutex mu;
+    GroupState state ABSL_GUARDED_BY(mu) = GroupState::kKernel;
+    std::vector<DriverBinding> bindings ABSL_GUARDED_BY(mu);  // what the claim changed
+    std::unique_ptr<VfioGroup> vfio ABSL_GUARDED_BY(mu);
+    std::shared_ptr<DomainRecord> container_domain ABSL_GUARDED_BY(mu);  // kAttached only
+    std::map<Rid, DomainId> rid_domains ABSL_GUARDED_BY(mu);  // what the registry programmed
+  };
+
+  LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
+               HostTopology topology);
+
+  absl::StatusOr<std::shared_ptr<GroupRecord>> FindGroup(absl::string_view unit, Rid rid) const;
+  std::shared_ptr<DomainRecord> FindDomain(DomainId id) const;
+  absl::StatusOr<std::shared_ptr<DomainRecord>> DomainOrError(DomainId id) const;
+  // The state a group must be in for its RIDs to point at `domain`.
+  static GroupState StateFor(const DomainRecord& domain);
+
+  // Transitions of `group` (its mutex held); each all or nothing.
+  absl::Status Claim(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  absl::Status Unclaim(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  absl::Status Enter(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  absl::Status Leave(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  absl::Status MoveTo(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // VFIO_IOMMU_MAP_DMA of one shadow mapping into `domain`'s container.
+  absl::Status MapIntoContainer(DomainRecord& domain, uint64_t iova, const ShadowMapping& mapping)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu);
+
+  const LinuxBackendOptions options_;
+  const MemoryResolver* const memory_;
+  const HostTopology topology_;
+  PciDriverBinder binder_;
+  std::unique_ptr<DmarFaultReader> faults_;  // null without kmsg
+
+  mutable absl::Mutex tables_mu_;
+  std::map<std::string, UnitCaps, std::less<>> units_ ABSL_GUARDED_BY(tables_mu_);
+  // Immutable after construction: kernel groups by id, and (unit, RID) -> kernel group.
+  std::map<int, std::shared_ptr<GroupRecord>> groups_;
+  std::map<std::pair<std::string, Rid>, std::shared_ptr<GroupRecord>> groups_by_rid_;
+  std::map<std::string, std::shared_ptr<GroupRecord>, std::less<>> groups_by_device_;
+  std::map<DomainId, std::shared_ptr<DomainRecord>> domains_ ABSL_GUARDED_BY(tables_mu_);
+};
+
+// The factory CreateBackend("linux") uses (hooks.memory is required).
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewLinuxBackend(const BackendOptions& options,
+                                                              const BackendHooks& hooks);
+
+}  // namespace host
+}  // namespace iommud
+
+#endif  // IOMMUD_CORE_HOST_LINUX_BACKEND_H_

@@ -1,0 +1,71 @@
+// What the VM scenarios (host_vfio_vm_test, host_api_vm_test) share: memfd pages standing for a
+// VMM's memory, DMA patterns, the kernel log since a point, and leak checks of fds and drivers.
+#ifndef IOMMUD_TESTS_HOST_VM_SCENARIO_SUPPORT_H_
+#define IOMMUD_TESTS_HOST_VM_SCENARIO_SUPPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "core/host/sysfs_inventory.h"
+#include "core/host/unique_fd.h"
+
+namespace iommud {
+namespace host {
+namespace test {
+
+inline constexpr uint64_t kPage = 4096;
+
+// `pages` pages of a memfd, mapped into this process (the memory a VMM would pass as an fd).
+class MemfdPages {
+ public:
+  explicit MemfdPages(size_t pages = 1);
+  ~MemfdPages();
+  MemfdPages(const MemfdPages&) = delete;
+  MemfdPages& operator=(const MemfdPages&) = delete;
+
+  bool ok() const { return addr_ != nullptr; }
+  int fd() const { return fd_.get(); }
+  uint64_t size() const { return pages_ * kPage; }
+  uint8_t* data(size_t page = 0) { return addr_ + page * kPage; }
+  void Fill(uint8_t value, size_t page = 0);
+  // The memfd's content read through the fd, not through the mapping: what landed in the file.
+  std::string ReadFile(size_t length, size_t page = 0) const;
+
+ private:
+  UniqueFd fd_;
+  size_t pages_;
+  uint8_t* addr_ = nullptr;
+};
+
+// `length` bytes that differ with `seed`.
+std::string Pattern(size_t length, int seed);
+
+// The open fds of this process (-1 if /proc is unreadable).
+int CountOpenFds();
+
+// device -> "driver|override" for every PCI device.
+std::map<std::string, std::string> DriverSnapshot(const SysfsInventory& inventory);
+
+// /dev/kmsg records written after construction.
+class KernelLog {
+ public:
+  KernelLog();
+  bool ok() const { return fd_.valid(); }
+  // Waits up to `timeout` for a record containing every one of `needles`; returns it or "".
+  std::string WaitFor(const std::vector<std::string>& needles, absl::Duration timeout);
+  const std::string& seen() const { return seen_; }
+
+ private:
+  UniqueFd fd_;
+  std::string seen_;
+};
+
+}  // namespace test
+}  // namespace host
+}  // namespace iommud
+
+#endif  // IOMMUD_TESTS_HOST_VM_SCENARIO_SUPPORT_H_
