@@ -28,7 +28,10 @@ const std::vector<std::string>& FaultPoints() {
   static const std::vector<std::string> points = {
       "backend.add_unit", "backend.alloc_domain", "backend.free_domain", "backend.attach",
       "backend.release",  "backend.map",          "backend.unmap",       "backend.invalidate",
-      "pgtable.alloc",    "cmdq.sync_timeout",    "store.write"};
+      "pgtable.alloc",    "cmdq.sync_timeout",    "store.write",
+      // The linux backend's kernel steps (core/host/linux_backend.h).
+      "host.bind", "host.open_group", "host.set_container", "host.unset_container",
+      "host.map_dma", "host.unmap_dma", "host.restore"};
   return points;
 }
 

@@ -144,6 +144,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
   BackendHooks backend_hooks;
   backend_hooks.before_durable_write = before_durable_step;
+  if (options.allow_fault_injection) backend_hooks.faults = &daemon->injector_;
   ASSIGN_OR_RETURN(daemon->backend_,
                    CreateBackend(options.backend, options.backend_options, backend_hooks));
   IommuBackend* hardware = daemon->backend_.get();

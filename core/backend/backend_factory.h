@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "core/backend/iommu_backend.h"
 #include "core/crash_points.h"
+#include "core/fault_injector.h"
 #include "core/memory_resolver.h"
 
 namespace iommud {
@@ -28,6 +29,9 @@ struct BackendHooks {
   // Where registered memory lives in this process (not owned; outlives the backend). Backends that
   // map process memory (linux) need it and refuse to start without it; the others ignore it.
   const MemoryResolver* memory = nullptr;
+  // Scripted faults at the backend's own steps (not owned; null: none). The linux backend's
+  // host.* points (core/fault_injector.cc) are hit through it.
+  FaultInjector* faults = nullptr;
 };
 
 using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(

@@ -131,14 +131,14 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
 }
 
 absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
-    const LinuxBackendOptions& options, const MemoryResolver* memory) {
+    const LinuxBackendOptions& options, const MemoryResolver* memory, FaultInjector* faults) {
   if (memory == nullptr) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kMissingMemoryResolver,
                  "the linux backend needs the registry's memory regions to map from");
   }
   SysfsInventory inventory(options.sysfs_root);
   ASSIGN_OR_RETURN(HostTopology topology, ReadHostTopology(inventory));
-  std::unique_ptr<LinuxBackend> backend(new LinuxBackend(options, memory, std::move(topology)));
+  std::unique_ptr<LinuxBackend> backend(new LinuxBackend(options, memory, faults, std::move(topology)));
   if (!options.kmsg_path.empty()) {
     ASSIGN_OR_RETURN(backend->faults_, DmarFaultReader::Open(options.kmsg_path));
   }
@@ -146,8 +146,8 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
 }
 
 LinuxBackend::LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
-                           HostTopology topology)
-    : options_(options), memory_(memory), topology_(std::move(topology)),
+                           FaultInjector* faults, HostTopology topology)
+    : options_(options), memory_(memory), injector_(faults), topology_(std::move(topology)),
       binder_(options.sysfs_root) {
   for (const HostDevice& device : topology_.devices) {
     std::shared_ptr<GroupRecord>& group = groups_[device.kernel_group];
@@ -167,8 +167,12 @@ LinuxBackend::~LinuxBackend() {
   // devices go back to their drivers.
   for (const auto& [id, group] : groups_) {
     absl::MutexLock lock(&group->mu);
-    if (group->state != GroupState::kKernel) (void)Unclaim(*group);
+    if (group->state != GroupState::kKernel) (void)GiveBack(*group);
   }
+}
+
+absl::Status LinuxBackend::Hit(absl::string_view point) const {
+  return injector_ == nullptr ? absl::OkStatus() : injector_->Hit(point);
 }
 
 absl::StatusOr<std::shared_ptr<LinuxBackend::GroupRecord>> LinuxBackend::FindGroup(
@@ -270,9 +274,13 @@ absl::Status LinuxBackend::FreeDomain(DomainId id) {
 }
 
 absl::Status LinuxBackend::Claim(GroupRecord& group) {
+  RETURN_IF_ERROR(Hit("host.bind"));
   ASSIGN_OR_RETURN(std::vector<DriverBinding> bindings,
                    binder_.BindGroupToVfio(group.id, options_.bind));
-  absl::StatusOr<std::unique_ptr<VfioGroup>> opened = VfioGroup::Open(group.id, options_.vfio_dir);
+  absl::Status injected = Hit("host.open_group");
+  absl::StatusOr<std::unique_ptr<VfioGroup>> opened =
+      injected.ok() ? VfioGroup::Open(group.id, options_.vfio_dir)
+                    : absl::StatusOr<std::unique_ptr<VfioGroup>>(injected);
   if (!opened.ok()) {
     (void)binder_.RestoreAll(bindings);
     return opened.status();
@@ -284,6 +292,11 @@ absl::Status LinuxBackend::Claim(GroupRecord& group) {
 }
 
 absl::Status LinuxBackend::Unclaim(GroupRecord& group) {
+  RETURN_IF_ERROR(Hit("host.restore"));  // before anything: a failed release changes nothing
+  return GiveBack(group);
+}
+
+absl::Status LinuxBackend::GiveBack(GroupRecord& group) {
   if (group.state == GroupState::kAttached) RETURN_IF_ERROR(Leave(group));
   group.vfio.reset();  // closing the group ends the DMA ownership
   absl::Status restored = binder_.RestoreAll(group.bindings);
@@ -295,6 +308,7 @@ absl::Status LinuxBackend::Unclaim(GroupRecord& group) {
 absl::Status LinuxBackend::Enter(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain) {
   absl::MutexLock lock(&domain->mu);
   const bool first = domain->attached_groups.empty();
+  RETURN_IF_ERROR(Hit("host.set_container"));
   RETURN_IF_ERROR(domain->container->Attach(*group.vfio));
   if (first) {  // a fresh IOMMU in the container: put the domain's mappings back
     for (const auto& [iova, mapping] : domain->mappings) {
@@ -314,6 +328,7 @@ absl::Status LinuxBackend::Enter(GroupRecord& group, const std::shared_ptr<Domai
 absl::Status LinuxBackend::Leave(GroupRecord& group) {
   std::shared_ptr<DomainRecord> domain = group.container_domain;
   absl::MutexLock lock(&domain->mu);
+  RETURN_IF_ERROR(Hit("host.unset_container"));
   absl::Status detached = domain->container->Detach(*group.vfio);
   if (!detached.ok()) {
     if (detached.code() == absl::StatusCode::kUnavailable) {  // EBUSY: a device fd is open
@@ -352,7 +367,7 @@ absl::Status LinuxBackend::MoveTo(GroupRecord& group, const std::shared_ptr<Doma
   if (previous != nullptr) {
     (void)Enter(group, previous);
   } else if (was_kernel) {
-    (void)Unclaim(group);
+    (void)GiveBack(group);
   }
   return entered;
 }
@@ -404,6 +419,7 @@ absl::Status LinuxBackend::ReleaseRid(absl::string_view unit, Rid rid) {
 absl::Status LinuxBackend::MapIntoContainer(DomainRecord& domain, uint64_t iova,
                                             const ShadowMapping& mapping) {
   ASSIGN_OR_RETURN(void* vaddr, memory_->Resolve(mapping.paddr, mapping.size));
+  RETURN_IF_ERROR(Hit("host.map_dma"));
   uint32_t access = 0;
   if ((mapping.prot & kProtRead) != 0) access |= kDmaRead;
   if ((mapping.prot & kProtWrite) != 0) access |= kDmaWrite;
@@ -469,6 +485,7 @@ absl::StatusOr<uint64_t> LinuxBackend::Unmap(DomainId domain_id, uint64_t iova, 
   }
   if (bytes == 0) return uint64_t{0};
   if (!domain->attached_groups.empty()) {
+    RETURN_IF_ERROR(Hit("host.unmap_dma"));
     ASSIGN_OR_RETURN(uint64_t unmapped, domain->container->Unmap(iova, size));
     (void)unmapped;  // the kernel's count; the shadow's is the same whole mappings
   }
@@ -640,7 +657,7 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> NewLinuxBackend(const BackendOptio
                                                               const BackendHooks& hooks) {
   ASSIGN_OR_RETURN(LinuxBackendOptions parsed, ParseLinuxBackendOptions(options));
   ASSIGN_OR_RETURN(std::unique_ptr<LinuxBackend> backend,
-                   LinuxBackend::Create(parsed, hooks.memory));
+                   LinuxBackend::Create(parsed, hooks.memory, hooks.faults));
   return std::unique_ptr<IommuBackend>(std::move(backend));
 }
 

@@ -57,6 +57,7 @@
 #include "core/host/sysfs_inventory.h"
 #include "core/host/vfio_container.h"
 #include "core/host/vfio_group.h"
+#include "core/fault_injector.h"
 #include "core/memory_resolver.h"
 
 namespace iommud {
@@ -101,8 +102,11 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
 class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
  public:
   // Reads the inventory. `memory` is required (FAILED_PRECONDITION MISSING_MEMORY_RESOLVER).
+  // `faults` (optional) is hit at the host.* points just before each kernel step, so a fail-nth
+  // sweep can fail every step of a claim, attach, map, unmap and release in turn.
   static absl::StatusOr<std::unique_ptr<LinuxBackend>> Create(const LinuxBackendOptions& options,
-                                                              const MemoryResolver* memory);
+                                                              const MemoryResolver* memory,
+                                                              FaultInjector* faults = nullptr);
   ~LinuxBackend() override;
 
   const HostTopology& topology() const { return topology_; }
@@ -161,7 +165,9 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   };
 
   LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
-               HostTopology topology);
+               FaultInjector* faults, HostTopology topology);
+  // The scripted fault at `point`, if any (OK without an injector).
+  absl::Status Hit(absl::string_view point) const;
 
   absl::StatusOr<std::shared_ptr<GroupRecord>> FindGroup(absl::string_view unit, Rid rid) const;
   std::shared_ptr<DomainRecord> FindDomain(DomainId id) const;
@@ -172,6 +178,8 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   // Transitions of `group` (its mutex held); each all or nothing.
   absl::Status Claim(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   absl::Status Unclaim(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Unclaim without the host.restore point: for rollbacks and the destructor.
+  absl::Status GiveBack(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   absl::Status Enter(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   absl::Status Leave(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
@@ -184,6 +192,7 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
 
   const LinuxBackendOptions options_;
   const MemoryResolver* const memory_;
+  FaultInjector* const injector_;
   const HostTopology topology_;
   PciDriverBinder binder_;
   std::unique_ptr<DmarFaultReader> faults_;  // null without kmsg

@@ -199,6 +199,27 @@ TEST_F(LinuxBackendTest, AGroupMovesOnlyWhenAllItsRidsAgreeAndAFailedMoveChanges
   EXPECT_EQ(sysfs_.DriverOf("0000:01:02.0"), "");
 }
 
+TEST_F(LinuxBackendTest, HostFaultPointsFailAClaimBeforeTheKernelIsTouched) {
+  FaultInjector injector;
+  FaultSpec spec;
+  spec.point = "host.bind";
+  spec.code = absl::StatusCode::kResourceExhausted;
+  ASSERT_OK(injector.Add(spec).status());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<LinuxBackend> backend,
+                       LinuxBackend::Create(options_, &memory_, &injector));
+  ASSERT_OK(backend->AddUnit("dmar0", UnitCaps{}));
+  ASSERT_OK(backend->AllocDomain("dmar0", 1, DomainType::kDma));
+  ASSERT_OK(backend->AllocDomain("dmar0", 2, DomainType::kBlocked));
+  ASSERT_OK(backend->AttachRid("dmar0", 0x10, 1));
+  const absl::Status claimed = backend->AttachRid("dmar0", 0x10, 2);
+  EXPECT_EQ(claimed.code(), absl::StatusCode::kResourceExhausted) << claimed;
+  EXPECT_EQ(sysfs_.OverrideOf("0000:00:02.0"), "(null)") << "the binder ran despite the fault";
+  ASSERT_OK_AND_ASSIGN(RidEntry entry, backend->ReadRid("dmar0", 0x10));
+  EXPECT_EQ(entry.domain, 1u);
+  ASSERT_EQ(injector.List().size(), 1u);
+  EXPECT_EQ(injector.List()[0].injected, 1u);
+}
+
 TEST_F(LinuxBackendTest, TranslateModelsTheGroupsDomain) {
   std::unique_ptr<LinuxBackend> backend = Backend();
   ASSERT_NE(backend, nullptr);
