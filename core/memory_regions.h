@@ -1,8 +1,8 @@
 // MemoryRegionTable: the registered memory regions of a daemon run, and the MemoryResolver of the
 // region address space (core/memory_resolver.h).
 //
-// A region is a range of memory a principal registered (RegisterMemory) and may map, in pieces, into
-// the domains it owns (Registry::MapRegion). Each region has
+// A region is a range of memory a principal registered (RegisterMemory) and may map, in pieces,
+// into the domains it owns (Registry::MapRegion). Each region has
 //   - an id: from 1, never reused during the table's life (regions are not persisted: a restart
 //     starts again from 1, see docs/semantics.md "Memory regions");
 //   - an owner (an owner cookie, as domains have): only it maps or unregisters the region;

@@ -166,6 +166,8 @@ class Daemon {
   int metrics_port_ = 0;
   EventBus events_;
   std::unique_ptr<DaemonMetrics> metrics_;
+  // The memory regions: the registry's, and the backend's resolver (outlives both).
+  std::unique_ptr<MemoryRegionTable> memory_regions_;
   std::unique_ptr<IommuBackend> backend_;
   FaultInjector injector_;
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed

@@ -73,7 +73,9 @@ TEST(MemoryRegionTableTest, BadSizesAndOwnersAreRefused) {
 TEST(MemoryRegionTableTest, TheWindowRunsOut) {
   MemoryRegionTable table;
   const uint64_t regions = (kRegionSpaceEnd - kRegionSpaceBase) / kMaxRegionSize;
-  for (uint64_t i = 0; i < regions; ++i) ASSERT_OK(table.Add("o", kMaxRegionSize, nullptr).status());
+  for (uint64_t i = 0; i < regions; ++i) {
+    ASSERT_OK(table.Add("o", kMaxRegionSize, nullptr).status());
+  }
   EXPECT_ERROR(table.Add("o", kPage4K, nullptr), kResourceExhausted, "REGION_SPACE_EXHAUSTED");
   ASSERT_OK(table.Remove(7, "o").status());
   ASSERT_OK_AND_ASSIGN(MemoryRegionInfo fits, table.Add("o", kPage4K, nullptr));
