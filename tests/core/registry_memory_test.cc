@@ -100,6 +100,17 @@ TEST_P(RegistryMemoryTest, MapRegionRefusalsChangeNothing) {
   EXPECT_EQ(MappedBytes(others.id), 0u);
 }
 
+TEST_P(RegistryMemoryTest, ABackendFailureChargesNothing) {
+  const MemoryRegionInfo region = Register(kPage2M);
+  const std::string before = Snapshot();
+  backend_->FailNth(FailingBackend::Op::kMap, 1);
+  EXPECT_FALSE(
+      registry_->MapRegion(domain_, 0x400000, region.id, 0, kPage4K, kRW, kOwner).ok());
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(MappedBytes(region.id), 0u);
+  EXPECT_OK(registry_->UnregisterMemory(region.id, kOwner).status());
+}
+
 TEST_P(RegistryMemoryTest, TheDomainOwnerMustOwnTheRegionToo) {
   // kOther owns the region but not the domain: the Map path refuses, and nothing stays charged.
   const MemoryRegionInfo region = Register(kPage2M, kOther);
