@@ -136,35 +136,21 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
   return authorizer_->CheckMayTouch(caller, method, group->owner);
 }
 
-namespace {
-
-ErrorMetadata AdminOnlyMetadata(const AuthorizedCaller& caller, absl::string_view method) {
-  return {{"principal", caller.identity.principal},
-          {"method", std::string(method)},
-          {"role", std::string(RoleName(caller.role))}};
-}
-
-}  // namespace
-
 absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                                        const iommu::v1::MapRequest& request) const {
-  if (caller.role >= Role::kAdmin || request.region_id() != 0) return absl::OkStatus();
-  return Error(absl::StatusCode::kPermissionDenied, reason::kRawPaddrAdminOnly,
-               "mapping a raw physical address needs the admin role: register the memory "
-               "(RegisterMemory) and map (region_id, region_offset)",
-               AdminOnlyMetadata(caller, method));
+  if (request.region_id() != 0) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kRawPaddrAdminOnly, "raw_paddr",
+      "mapping a raw physical address needs the admin role: register the memory "
+      "(RegisterMemory) and map (region_id, region_offset)");
 }
 
 absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                                        const iommu::v1::AllocDomainRequest& request) const {
-  if (caller.role >= Role::kAdmin || request.type() != iommu::v1::DOMAIN_TYPE_IDENTITY) {
-    return absl::OkStatus();
-  }
-  ErrorMetadata metadata = AdminOnlyMetadata(caller, method);
-  metadata["domain_type"] = "IDENTITY";
-  return Error(absl::StatusCode::kPermissionDenied, reason::kIdentityDomainAdminOnly,
-               "an IDENTITY domain lets devices reach all physical memory: it needs the admin role",
-               metadata);
+  if (request.type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kIdentityDomainAdminOnly, "identity_domain",
+      "an IDENTITY domain lets devices reach all physical memory: it needs the admin role");
 }
 
 template <typename Request, typename Response, typename Handler>

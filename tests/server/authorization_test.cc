@@ -271,6 +271,9 @@ TEST_F(AuthorizationTest, OnlyAdminsMapRawPaddrsOrAllocateIdentityDomains) {
   identity.set_owner("vm");
   EXPECT_ERROR(tcp_->AllocDomain(identity), kPermissionDenied, "IDENTITY_DOMAIN_ADMIN_ONLY");
   EXPECT_EQ(Snapshot(daemon_->registry()), before);
+  EXPECT_EQ(DeniedMetric("Map", "raw_paddr"), 1);
+  EXPECT_EQ(DeniedMetric("AllocDomain", "identity_domain"), 1);
+  EXPECT_EQ(GetErrorMetadata(raw.status()).at("required_role"), "admin");
 
   // The operator maps its region instead, at the region's address.
   ASSERT_OK_AND_ASSIGN(iommu::v1::MapResponse mapped, Map(*tcp_, theirs.id(), "vm", memory.id()));
