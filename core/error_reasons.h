@@ -80,6 +80,20 @@ inline constexpr absl::string_view kPaddrOverflow = "PADDR_OVERFLOW";
 inline constexpr absl::string_view kReservedRegion = "RESERVED_REGION";
 inline constexpr absl::string_view kMappingExists = "MAPPING_EXISTS";
 inline constexpr absl::string_view kUnmapSplit = "UNMAP_SPLIT";
+// A raw paddr inside the region address space (core/memory_regions.h).
+inline constexpr absl::string_view kPaddrInRegionSpace = "PADDR_IN_REGION_SPACE";
+
+// --- Memory regions ---
+// RegisterMemory / UnregisterMemory / MapRegion.
+inline constexpr absl::string_view kRegionNotFound = "REGION_NOT_FOUND";
+inline constexpr absl::string_view kRegionInUse = "REGION_IN_USE";
+inline constexpr absl::string_view kInvalidRegionSize = "INVALID_REGION_SIZE";
+inline constexpr absl::string_view kRegionRangeOutOfBounds = "REGION_RANGE_OUT_OF_BOUNDS";
+inline constexpr absl::string_view kRegionSpaceExhausted = "REGION_SPACE_EXHAUSTED";
+inline constexpr absl::string_view kPinnedMemoryLimit = "PINNED_MEMORY_LIMIT";
+inline constexpr absl::string_view kMemoryNeedsFd = "MEMORY_NEEDS_FD";
+// A MapRequest naming both a region and a paddr.
+inline constexpr absl::string_view kRegionAndPaddr = "REGION_AND_PADDR";
 inline constexpr absl::string_view kInvalidAccess = "INVALID_ACCESS";
 
 // --- Backends ---
@@ -201,6 +215,9 @@ inline constexpr absl::string_view kRequestTooLarge = "REQUEST_TOO_LARGE";
 // --- Authorization ---
 // The caller's role does not allow the call.
 inline constexpr absl::string_view kPermissionDenied = "PERMISSION_DENIED";
+// Admin-only requests (issue #15): raw physical addresses, IDENTITY domains.
+inline constexpr absl::string_view kRawPaddrAdminOnly = "RAW_PADDR_ADMIN_ONLY";
+inline constexpr absl::string_view kIdentityDomainAdminOnly = "IDENTITY_DOMAIN_ADMIN_ONLY";
 
 // --- Daemon start-up ---
 // Flags, configuration files, the state directory, sockets and TLS. These stop the daemon at start

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "core/backend/iommu_backend.h"
 #include "core/clock.h"
+#include "core/memory_regions.h"
 #include "core/registry_observer.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
@@ -42,6 +43,15 @@ struct RegistryOptions {
   Clock* clock = nullptr;                  // optional; not owned; null = Clock::Real()
   DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
   size_t fault_log_capacity = 1024;        // most recent faults kept for ListTranslationFaults
+  // The memory regions (core/memory_regions.h; not owned; must outlive the Registry): the daemon
+  // shares one table with its backend (BackendHooks::memory). Null: the registry keeps its own.
+  MemoryRegionTable* memory_regions = nullptr;
+  // Bytes of process-memory regions one owner may have mapped at once (MapRegion refuses more with
+  // PINNED_MEMORY_LIMIT). 0: unlimited.
+  uint64_t max_pinned_bytes_per_owner = 0;
+  // True for backends that map real process memory (linux): RegisterMemory without process memory
+  // is refused (MEMORY_NEEDS_FD).
+  bool regions_need_process_memory = false;
   // Test hook: called at named points inside operations (see kSyncPoint* below), with the group's
   // mutex held where the point is inside a group operation. Lets tests force interleavings.
   std::function<void(absl::string_view point)> sync_point;
@@ -257,11 +267,37 @@ class Registry {
   absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner);
 
   // --- Mappings and DMA ---
+  // A raw-paddr mapping: paddr ranges overlapping the region address space are refused
+  // (INVALID_ARGUMENT PADDR_IN_REGION_SPACE: they belong to MapRegion).
   absl::StatusOr<Mapping> Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
                               uint32_t prot, absl::string_view owner);
   // Returns the bytes unmapped (0 for a hole).
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size,
                                  absl::string_view owner);
+
+  // --- Memory regions (core/registry_memory.cc; docs/semantics.md "Memory regions") ---
+  // Registers a region of `size` bytes for `owner` (MemoryRegionTable::Add): emulated when
+  // `backing` is null, else the process memory behind it (owned by the region from now on).
+  // FAILED_PRECONDITION MEMORY_NEEDS_FD for a null `backing` when
+  // RegistryOptions::regions_need_process_memory; MISSING_OWNER, INVALID_REGION_SIZE,
+  // REGION_SPACE_EXHAUSTED. Not persisted: regions live as long as the registry.
+  absl::StatusOr<MemoryRegionInfo> RegisterMemory(absl::string_view owner, uint64_t size,
+                                                  std::unique_ptr<ProcessMemory> backing);
+  // Unregisters region `region_id` of `owner` and returns it as it was. REGION_NOT_FOUND;
+  // NOT_OWNER (PERMISSION_DENIED); REGION_IN_USE (FAILED_PRECONDITION) while any byte is mapped.
+  absl::StatusOr<MemoryRegionInfo> UnregisterMemory(uint64_t region_id, absl::string_view owner);
+  std::vector<MemoryRegionInfo> ListMemoryRegions() const;  // by id
+  absl::StatusOr<MemoryRegionInfo> GetMemoryRegion(uint64_t region_id) const;  // REGION_NOT_FOUND
+  // Maps [offset, offset + size) of region `region_id` at `iova` of `domain`: the region's checks
+  // first (MemoryRegionTable::Charge: REGION_NOT_FOUND, NOT_OWNER — `owner` must own the region
+  // too —, INVALID_SIZE, UNALIGNED, REGION_RANGE_OUT_OF_BOUNDS, PINNED_MEMORY_LIMIT), then Map
+  // with paddr = base + offset and its checks. The bytes stay charged to the region until the
+  // mapping is removed (Unmap, FreeDomain); a failure charges nothing.
+  absl::StatusOr<Mapping> MapRegion(DomainId domain, uint64_t iova, uint64_t region_id,
+                                    uint64_t offset, uint64_t size, uint32_t prot,
+                                    absl::string_view owner);
+  MemoryRegionTable* memory_regions() const;
+
   // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
   // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.
   absl::StatusOr<Translation> Translate(absl::string_view device, uint64_t iova, uint32_t access);
@@ -304,6 +340,9 @@ class Registry {
 
  private:
   explicit Registry(const RegistryOptions& options);
+  // Map and MapRegion once paddr is known (core/registry_domains.cc).
+  absl::StatusOr<Mapping> MapPaddr(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
+                                   uint32_t prot, absl::string_view owner);
   RegistryOptions options_;
   std::unique_ptr<State> state_;
 };

@@ -242,6 +242,22 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
 
 absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr, uint64_t size,
                                       uint32_t prot, absl::string_view owner) {
+  if (OverlapsRegionSpace(paddr, size)) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kPaddrInRegionSpace,
+                 absl::StrCat("[", Hex(paddr), ", +", Hex(size),
+                              ") overlaps the region address space: map a memory region"),
+                 {{"domain_id", absl::StrCat(id)},
+                  {"paddr", Hex(paddr)},
+                  {"size", Hex(size)},
+                  {"region_space_base", Hex(kRegionSpaceBase)},
+                  {"region_space_end", Hex(kRegionSpaceEnd)}});
+  }
+  return MapPaddr(id, iova, paddr, size, prot, owner);
+}
+
+absl::StatusOr<Mapping> Registry::MapPaddr(DomainId id, uint64_t iova, uint64_t paddr,
+                                           uint64_t size, uint32_t prot,
+                                           absl::string_view owner) {
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   RETURN_IF_ERROR(RequirePaging(*domain));
   RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
@@ -356,7 +372,10 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
         return committed;
       }
     }
-    for (const Mapping& mapping : covered) domain->mappings.Erase(mapping.iova);
+    for (const Mapping& mapping : covered) {
+      domain->mappings.Erase(mapping.iova);
+      state_->regions->Discharge(mapping.paddr, mapping.size);
+    }
     // No device may translate an unmapped IOVA once this call returns.
     if (!covered.empty()) {
       absl::Status invalidated = backend()->InvalidateIotlb(id, iova, size);

@@ -263,6 +263,9 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
       return BackendError(status, "free_domain", {{"domain_id", absl::StrCat(domain->id)}});
     }
     domain->freed = true;
+    for (const Mapping& mapping : domain->mappings.All()) {
+      regions->Discharge(mapping.paddr, mapping.size);
+    }
   }
   {
     MapWriterLock lock(&map_mu, observer());

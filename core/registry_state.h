@@ -31,6 +31,7 @@
 #include "core/error.h"
 #include "core/group_lock.h"
 #include "core/mapping_index.h"
+#include "core/memory_regions.h"
 #include "core/registry_observer.h"
 #include "core/registry.h"
 #include "core/store/state_records.h"
@@ -145,9 +146,17 @@ struct RidOwner {
 };
 
 struct Registry::State {
-  explicit State(const RegistryOptions& opts) : options(opts) {}
+  explicit State(const RegistryOptions& opts)
+      : options(opts),
+        own_regions(opts.memory_regions == nullptr ? std::make_unique<MemoryRegionTable>()
+                                                   : nullptr),
+        regions(opts.memory_regions != nullptr ? opts.memory_regions : own_regions.get()) {}
 
   const RegistryOptions options;
+  // The memory regions: options.memory_regions, or own_regions without one. Its lock is a leaf
+  // (taken under group and domain mutexes, never the other way round).
+  const std::unique_ptr<MemoryRegionTable> own_regions;
+  MemoryRegionTable* const regions;
   IommuBackend* backend() const { return options.backend; }
   RegistryObserver* observer() const { return options.observer; }
 

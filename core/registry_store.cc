@@ -421,6 +421,16 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     report.devices = state_->devices.size();
   }
   report.mappings = snapshot.mappings.size();
+  // Regions are not persisted: the region-space mappings that survived keep their addresses, and
+  // new regions are placed above them.
+  uint64_t region_space_end = 0;
+  for (const MappingRecord& record : snapshot.mappings) {
+    const Mapping& mapping = record.mapping;
+    if (OverlapsRegionSpace(mapping.paddr, mapping.size)) {
+      region_space_end = std::max(region_space_end, mapping.paddr + mapping.size);
+    }
+  }
+  if (region_space_end != 0) state_->regions->ReserveBelow(region_space_end);
   GroupId max_group = 0;
   DomainId max_domain = 0;
   for (const GroupRecord& record : snapshot.groups) max_group = std::max(max_group, record.id);

@@ -43,14 +43,15 @@ Authorizer::Authorizer(Options options) : options_(std::move(options)) {
 
 absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
                               absl::string_view method, Role required, absl::string_view cause,
-                              absl::string_view detail) const {
+                              absl::string_view detail, absl::string_view reason) const {
   options_.audit_log(absl::StrCat("denied ", method, " to ", identity.Describe(), " role ",
                                   RoleName(role), " (requires ", RoleName(required), "): ", cause,
                                   detail.empty() ? "" : ": ", detail));
   if (denied_ != nullptr) {
     denied_->Add({{"method", std::string(method)}, {"reason", std::string(cause)}}).Increment();
   }
-  return Error(absl::StatusCode::kPermissionDenied, reason::kPermissionDenied,
+  return Error(absl::StatusCode::kPermissionDenied,
+               reason.empty() ? reason::kPermissionDenied : reason,
                absl::StrCat(identity.identified() ? identity.principal : "an unidentified caller",
                             " may not call ", method, ": ",
                             detail.empty() ? std::string(cause) : std::string(detail)),
@@ -59,6 +60,13 @@ absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
                 {"required_role", std::string(RoleName(required))},
                 {"role", std::string(RoleName(role))},
                 {"cause", std::string(cause)}});
+}
+
+absl::Status Authorizer::RequireAdminFor(const AuthorizedCaller& caller, absl::string_view method,
+                                         absl::string_view reason, absl::string_view cause,
+                                         absl::string_view detail) const {
+  if (caller.role >= Role::kAdmin) return absl::OkStatus();
+  return Deny(caller.identity, caller.role, method, Role::kAdmin, cause, detail, reason);
 }
 
 absl::StatusOr<AuthorizedCaller> Authorizer::Authorize(const grpc::ServerContextBase& context,

@@ -18,7 +18,7 @@
 // Every denial is PERMISSION_DENIED with reason PERMISSION_DENIED and metadata {principal, method,
 // required_role, role, cause}, is logged as an audit line, and counts in
 // iommud_authz_denied_total{method,reason} (reason = cause: unidentified, no_role, role_too_low,
-// foreign_owner). Thread-safe.
+// foreign_owner, raw_paddr, identity_domain). Thread-safe.
 #ifndef IOMMUD_SERVER_AUTHORIZER_H_
 #define IOMMUD_SERVER_AUTHORIZER_H_
 
@@ -82,12 +82,22 @@ class Authorizer {
   absl::Status CheckMayTouch(const AuthorizedCaller& caller, absl::string_view method,
                              absl::string_view current_owner) const;
 
+  // For requests that only an admin may make although the method's role is lower (a Map of a raw
+  // paddr, an IDENTITY domain): OK for an admin; otherwise a denial like the others (audit line,
+  // iommud_authz_denied_total{method,reason=cause}) but with `reason` as its ErrorInfo reason
+  // (e.g. RAW_PADDR_ADMIN_ONLY) and `detail` as its message.
+  absl::Status RequireAdminFor(const AuthorizedCaller& caller, absl::string_view method,
+                               absl::string_view reason, absl::string_view cause,
+                               absl::string_view detail) const;
+
   const Policy& policy() const { return options_.policy; }
   const IdentityOptions& identity_options() const { return options_.identity; }
 
  private:
+  // `reason`: the ErrorInfo reason (PERMISSION_DENIED unless given).
   absl::Status Deny(const CallerIdentity& identity, Role role, absl::string_view method,
-                    Role required, absl::string_view cause, absl::string_view detail) const;
+                    Role required, absl::string_view cause, absl::string_view detail,
+                    absl::string_view reason = {}) const;
 
   Options options_;
   prometheus::Family<prometheus::Counter>* denied_ = nullptr;

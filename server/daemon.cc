@@ -142,8 +142,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
 
   daemon->metrics_ = std::make_unique<DaemonMetrics>(&daemon->events_);
+  daemon->memory_regions_ = std::make_unique<MemoryRegionTable>();
   BackendHooks backend_hooks;
   backend_hooks.before_durable_write = before_durable_step;
+  backend_hooks.memory = daemon->memory_regions_.get();
   if (options.allow_fault_injection) backend_hooks.faults = &daemon->injector_;
   ASSIGN_OR_RETURN(daemon->backend_,
                    CreateBackend(options.backend, options.backend_options, backend_hooks));
@@ -170,6 +172,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
   registry_options.store = store;
+  registry_options.memory_regions = daemon->memory_regions_.get();
+  registry_options.max_pinned_bytes_per_owner = options.limits.max_pinned_bytes_per_owner;
+  // The linux backend maps real memory: its regions come with process memory (the fd channel).
+  registry_options.regions_need_process_memory = options.backend == "linux";
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
 
   Authorizer::Options authz;

@@ -167,6 +167,8 @@ class Daemon {
   int metrics_port_ = 0;
   EventBus events_;
   std::unique_ptr<DaemonMetrics> metrics_;
+  // The memory regions: the registry's, and the backend's resolver (outlives both).
+  std::unique_ptr<MemoryRegionTable> memory_regions_;
   std::unique_ptr<IommuBackend> backend_;
   host::DeviceFdProvider* device_fds_ = nullptr;  // the backend, when it drives VFIO devices
   FaultInjector injector_;

@@ -136,6 +136,23 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
   return authorizer_->CheckMayTouch(caller, method, group->owner);
 }
 
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::MapRequest& request) const {
+  if (request.region_id() != 0) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kRawPaddrAdminOnly, "raw_paddr",
+      "mapping a raw physical address needs the admin role: register the memory "
+      "(RegisterMemory) and map (region_id, region_offset)");
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::AllocDomainRequest& request) const {
+  if (request.type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kIdentityDomainAdminOnly, "identity_domain",
+      "an IDENTITY domain lets devices reach all physical memory: it needs the admin role");
+}
+
 template <typename Request, typename Response, typename Handler>
 absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
                                        const Request& request, Response* response,

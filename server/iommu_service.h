@@ -109,9 +109,15 @@ class IommuService final : public grpc::Service {
   absl::StatusOr<ClientLimiter::Permit> Admit(const std::string& principal,
                                               LimiterSlot slot) const;
   // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
-  // owns needs admin. Other requests: nothing.
+  // owns needs admin; so do a Map of a raw paddr (no region_id: PERMISSION_DENIED
+  // RAW_PADDR_ADMIN_ONLY) and AllocDomain of an IDENTITY domain (IDENTITY_DOMAIN_ADMIN_ONLY),
+  // which reach all physical memory (issue #15). Other requests: nothing.
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                            const iommu::v1::ReleaseDeviceRequest& request) const;
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::MapRequest& request) const;
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::AllocDomainRequest& request) const;
   template <typename Request>
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();

@@ -68,6 +68,9 @@ struct Limits {
   int max_watchers = 256;
   int max_watchers_per_client = 64;
   int max_tracked_clients = 4096;
+  // Bytes of process memory (memory regions of the fd channel) one owner may have mapped at once;
+  // beyond it Map is refused with PINNED_MEMORY_LIMIT (RegistryOptions). 0 = unlimited.
+  uint64_t max_pinned_bytes_per_owner = 0;
   RequestBounds request;
 
   // INVALID_ARGUMENT (INVALID_FLAG, naming the flag) for a non-positive size or count, a negative

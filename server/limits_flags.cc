@@ -31,6 +31,9 @@ ABSL_FLAG(int32_t, max_watchers_per_client, kDefaults.max_watchers_per_client,
           "WatchEvents streams one principal may have open (TOO_MANY_WATCHERS beyond).");
 ABSL_FLAG(int32_t, max_tracked_clients, kDefaults.max_tracked_clients,
           "Busy principals tracked by the limiter at once (TOO_MANY_CLIENTS beyond).");
+ABSL_FLAG(uint64_t, max_pinned_bytes_per_owner, kDefaults.max_pinned_bytes_per_owner,
+          "Bytes of registered process memory one owner may have mapped at once (0 = unlimited); "
+          "beyond it Map is refused with RESOURCE_EXHAUSTED PINNED_MEMORY_LIMIT.");
 ABSL_FLAG(uint32_t, max_page_size, kDefaults.request.max_page_size,
           "Largest page of a List call; a larger page_size is lowered to it.");
 ABSL_FLAG(uint64_t, max_map_bytes, kDefaults.request.max_map_bytes,
@@ -55,6 +58,7 @@ absl::StatusOr<Limits> LimitsFromFlags() {
   limits.max_watchers = absl::GetFlag(FLAGS_max_watchers);
   limits.max_watchers_per_client = absl::GetFlag(FLAGS_max_watchers_per_client);
   limits.max_tracked_clients = absl::GetFlag(FLAGS_max_tracked_clients);
+  limits.max_pinned_bytes_per_owner = absl::GetFlag(FLAGS_max_pinned_bytes_per_owner);
   limits.request.max_page_size = absl::GetFlag(FLAGS_max_page_size);
   limits.request.max_map_bytes = absl::GetFlag(FLAGS_max_map_bytes);
   limits.request.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

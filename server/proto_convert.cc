@@ -121,6 +121,18 @@ void DomainToProto(const DomainInfo& domain, iommu::v1::Domain* out) {
   out->set_mapped_bytes(domain.mapped_bytes);
 }
 
+void MemoryRegionToProto(const MemoryRegionInfo& region, iommu::v1::MemoryRegion* out) {
+  out->Clear();
+  out->set_id(region.id);
+  out->set_owner(region.owner);
+  out->set_size(region.size);
+  out->set_base(region.base);
+  out->set_mapped_bytes(region.mapped_bytes);
+  out->set_kind(region.kind == MemoryRegionKind::kProcessMemory
+                    ? iommu::v1::MemoryRegion::PROCESS_MEMORY
+                    : iommu::v1::MemoryRegion::EMULATED);
+}
+
 void MappingToProto(const Mapping& mapping, iommu::v1::Mapping* out) {
   out->Clear();
   out->set_iova(mapping.iova);

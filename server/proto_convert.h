@@ -33,6 +33,7 @@ void DeviceToProto(const DeviceInfo& device, iommu::v1::Device* out);
 void GroupToProto(const GroupInfo& group, iommu::v1::Group* out);
 void DomainToProto(const DomainInfo& domain, iommu::v1::Domain* out);
 void MappingToProto(const Mapping& mapping, iommu::v1::Mapping* out);
+void MemoryRegionToProto(const MemoryRegionInfo& region, iommu::v1::MemoryRegion* out);
 // `device` is the name of the device owning the faulting RID, empty if none.
 void FaultToProto(const FaultRecord& fault, absl::string_view device, iommu::v1::FaultRecord* out);
 

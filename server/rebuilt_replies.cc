@@ -1,5 +1,8 @@
 #include "server/rebuilt_replies.h"
 
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 
 namespace iommud {
@@ -115,8 +118,43 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
   return GroupById(handlers, request.group_id(), reply);
 }
 
-absl::Status RebuildReply(const RequestHandlers& /*handlers*/, const iommu::v1::MapRequest& request,
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
+                          const iommu::v1::RegisterMemoryRequest& /*request*/,
+                          uint64_t /*result_ref*/, iommu::v1::MemoryRegion* /*reply*/) {
+  // Regions are not persisted: the region this request registered went with the daemon.
+  return Error(absl::StatusCode::kNotFound, reason::kRegionNotFound,
+               "the region this request registered did not survive a restart: register again");
+}
+
+absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
+                          const iommu::v1::UnregisterMemoryRequest& request,
+                          uint64_t /*result_ref*/, iommu::v1::MemoryRegion* reply) {
+  reply->Clear();
+  reply->set_id(request.region_id());
+  return absl::OkStatus();
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::MapRequest& request,
                           uint64_t /*result_ref*/, iommu::v1::MapResponse* reply) {
+  if (request.region_id() != 0) {
+    // The region-space address is the region's base (gone with a restart) plus the offset: the
+    // mapping itself says it.
+    iommu::v1::ListMappingsRequest list;
+    list.set_domain_id(request.domain_id());
+    do {
+      iommu::v1::ListMappingsResponse page;
+      RETURN_IF_ERROR(handlers.ListMappings(list, &page));
+      for (const iommu::v1::Mapping& mapping : page.mappings()) {
+        if (mapping.iova() != request.iova()) continue;
+        *reply->mutable_mapping() = mapping;
+        return absl::OkStatus();
+      }
+      list.set_page_token(page.next_page_token());
+    } while (!list.page_token().empty());
+    return Error(absl::StatusCode::kNotFound, reason::kRegionNotFound,
+                 "the mapping of this request is gone", {{"domain_id",
+                                                          absl::StrCat(request.domain_id())}});
+  }
   iommu::v1::Mapping* mapping = reply->mutable_mapping();
   mapping->set_iova(request.iova());
   mapping->set_paddr(request.paddr());

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "server/pagination.h"
 #include "server/proto_convert.h"
@@ -266,16 +268,61 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
   return absl::OkStatus();
 }
 
+// --- Memory regions ---
+
+absl::Status RequestHandlers::RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
+                                             iommu::v1::MemoryRegion* response) const {
+  ASSIGN_OR_RETURN(MemoryRegionInfo region,
+                   registry_->RegisterMemory(request.owner(), request.size(), nullptr));
+  MemoryRegionToProto(region, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::UnregisterMemory(const iommu::v1::UnregisterMemoryRequest& request,
+                                               iommu::v1::MemoryRegion* response) const {
+  RETURN_IF_ERROR(RequireId(request.region_id(), "region_id"));
+  ASSIGN_OR_RETURN(MemoryRegionInfo region,
+                   registry_->UnregisterMemory(request.region_id(), request.owner()));
+  MemoryRegionToProto(region, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::ListMemoryRegions(
+    const iommu::v1::ListMemoryRegionsRequest& request,
+    iommu::v1::ListMemoryRegionsResponse* response) const {
+  ASSIGN_OR_RETURN(
+      Page<MemoryRegionInfo> page,
+      Paginate(
+          registry_->ListMemoryRegions(),
+          [](const MemoryRegionInfo& region) { return NumericPageKey(region.id); },
+          "memory_regions", PageSize(request.page_size()), request.page_token()));
+  for (const MemoryRegionInfo& region : page.items) {
+    MemoryRegionToProto(region, response->add_regions());
+  }
+  response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
 // --- Mappings and DMA ---
 
 absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
                                   iommu::v1::MapResponse* response) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   RETURN_IF_ERROR(CheckMapSize(request.size(), bounds_));
+  if (request.region_id() != 0 && request.paddr() != 0) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kRegionAndPaddr,
+                 "a Map names a region (region_id, region_offset) or a paddr, not both",
+                 {{"region_id", absl::StrCat(request.region_id())},
+                  {"paddr", absl::StrCat("0x", absl::Hex(request.paddr()))}});
+  }
   ASSIGN_OR_RETURN(uint32_t prot, ProtFromProto(request.prot(), kProtRead | kProtWrite, "prot"));
-  ASSIGN_OR_RETURN(Mapping mapping,
-                   registry_->Map(request.domain_id(), request.iova(), request.paddr(),
-                                  request.size(), prot, request.owner()));
+  ASSIGN_OR_RETURN(
+      Mapping mapping,
+      request.region_id() != 0
+          ? registry_->MapRegion(request.domain_id(), request.iova(), request.region_id(),
+                                 request.region_offset(), request.size(), prot, request.owner())
+          : registry_->Map(request.domain_id(), request.iova(), request.paddr(), request.size(),
+                           prot, request.owner()));
   MappingToProto(mapping, response->mutable_mapping());
   return absl::OkStatus();
 }

@@ -73,6 +73,16 @@ class RequestHandlers {
   absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request,
                            iommu::v1::Group* response) const;
 
+  // Memory regions. RegisterMemory registers an emulated region (no process memory over gRPC).
+  absl::Status RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
+                              iommu::v1::MemoryRegion* response) const;
+  absl::Status UnregisterMemory(const iommu::v1::UnregisterMemoryRequest& request,
+                                iommu::v1::MemoryRegion* response) const;
+  absl::Status ListMemoryRegions(const iommu::v1::ListMemoryRegionsRequest& request,
+                                 iommu::v1::ListMemoryRegionsResponse* response) const;
+
+  // A region_id selects Registry::MapRegion (then paddr must be 0: INVALID_ARGUMENT
+  // REGION_AND_PADDR), else Registry::Map of the raw paddr (admins only: the service's check).
   absl::Status Map(const iommu::v1::MapRequest& request, iommu::v1::MapResponse* response) const;
   absl::Status Unmap(const iommu::v1::UnmapRequest& request,
                      iommu::v1::UnmapResponse* response) const;

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "core/types.h"
@@ -65,6 +66,23 @@ std::vector<prometheus::MetricFamily> StateCollector::Collect() const {
     single("iommud_event_watchers", "Open WatchEvents streams.",
            static_cast<double>(events_->watchers()));
   }
+  prometheus::MetricFamily regions =
+      Gauge("iommud_memory_regions", "Registered memory regions, by kind.");
+  prometheus::MetricFamily region_bytes =
+      Gauge("iommud_memory_region_mapped_bytes", "Bytes mapped from memory regions, by kind.");
+  std::map<std::string, std::pair<double, double>> by_kind = {{"emulated", {0, 0}},
+                                                              {"process_memory", {0, 0}}};
+  for (const MemoryRegionInfo& region : registry_->ListMemoryRegions()) {
+    auto& [count, bytes] = by_kind[absl::AsciiStrToLower(MemoryRegionKindName(region.kind))];
+    ++count;
+    bytes += static_cast<double>(region.mapped_bytes);
+  }
+  for (const auto& [kind, values] : by_kind) {
+    AddSample(&regions, values.first, {{"kind", kind}});
+    AddSample(&region_bytes, values.second, {{"kind", kind}});
+  }
+  families.push_back(std::move(regions));
+  families.push_back(std::move(region_bytes));
   prometheus::MetricFamily typed = Gauge("iommud_domains", "Domains, by type.");
   for (const auto& [type, count] : by_type) {
     AddSample(&typed, count, {{"type", absl::AsciiStrToLower(type)}});

@@ -1,7 +1,9 @@
 // StateCollector: the registry's state as Prometheus gauges, computed when /metrics is scraped
 // (so nothing is kept up to date on the hot path):
 //   iommud_devices, iommud_groups, iommud_owned_groups, iommud_attachments (groups attached to a
-//   user domain), iommud_domains{type}, iommud_mappings, iommud_mapped_bytes, iommud_event_watchers.
+//   user domain), iommud_domains{type}, iommud_mappings, iommud_mapped_bytes, iommud_event_watchers,
+//   iommud_memory_regions{kind} and iommud_memory_region_mapped_bytes{kind} (kind: emulated,
+//   process_memory).
 #ifndef IOMMUD_SERVER_STATE_COLLECTOR_H_
 #define IOMMUD_SERVER_STATE_COLLECTOR_H_
 

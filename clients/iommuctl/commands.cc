@@ -248,6 +248,17 @@ void PrintDomains(Context& ctx, const std::vector<iommu::v1::Domain>& domains) {
   ctx.out << table.Render();
 }
 
+void PrintRegions(Context& ctx, const std::vector<iommu::v1::MemoryRegion>& regions) {
+  Table table({"ID", "OWNER", "KIND", "SIZE", "BASE", "MAPPED"});
+  for (const auto& r : regions) {
+    table.AddRow({absl::StrCat(r.id()), OrDash(r.owner()),
+                  r.kind() == iommu::v1::MemoryRegion::PROCESS_MEMORY ? "PROCESS_MEMORY"
+                                                                      : "EMULATED",
+                  HumanSize(r.size()), Hex(r.base()), HumanSize(r.mapped_bytes())});
+  }
+  ctx.out << table.Render();
+}
+
 template <typename Message>
 absl::Status Print(Context& ctx, const absl::StatusOr<Message>& response,
                    const std::function<void(const Message&)>& human) {
@@ -600,8 +611,67 @@ std::map<std::string, Command> BuildCommands() {
         return PrintGroup(ctx, ctx.client.DetachGroup(request));
       });
 
+  // Memory regions.
+  add("register-memory", "SIZE", "register an (emulated) memory region owned by --owner", 1, 1,
+      {}, [](Context& ctx, const Args& a) {
+        iommu::v1::RegisterMemoryRequest request;
+        request.set_size(Number(a.positional[0], "SIZE"));
+        request.set_owner(ctx.options.owner);
+        return Print<iommu::v1::MemoryRegion>(
+            ctx, ctx.client.RegisterMemory(request),
+            [&](const iommu::v1::MemoryRegion& r) { PrintRegions(ctx, {r}); });
+      });
+  add("unregister-memory", "REGION", "unregister a memory region (refused while mapped)", 1, 1,
+      {}, [](Context& ctx, const Args& a) {
+        iommu::v1::UnregisterMemoryRequest request;
+        request.set_region_id(Number(a.positional[0], "REGION"));
+        request.set_owner(ctx.options.owner);
+        return Print<iommu::v1::MemoryRegion>(
+            ctx, ctx.client.UnregisterMemory(request),
+            [&](const iommu::v1::MemoryRegion& r) { PrintRegions(ctx, {r}); });
+      });
+  add("regions", "", "list the registered memory regions", 0, 0, {},
+      [](Context& ctx, const Args&) {
+        iommu::v1::ListMemoryRegionsRequest request;
+        request.set_page_size(1000);
+        std::vector<iommu::v1::MemoryRegion> all;
+        for (;;) {
+          absl::StatusOr<iommu::v1::ListMemoryRegionsResponse> page =
+              ctx.client.ListMemoryRegions(request);
+          if (!page.ok()) return page.status();
+          for (const auto& r : page->regions()) all.push_back(r);
+          if (page->next_page_token().empty()) break;
+          request.set_page_token(page->next_page_token());
+        }
+        if (ctx.options.json) {
+          PrintListJson(ctx, all, &iommu::v1::ListMemoryRegionsResponse::mutable_regions);
+        } else {
+          PrintRegions(ctx, all);
+        }
+        return absl::OkStatus();
+      });
+
   // Mappings and DMA.
-  add("map", "DOMAIN IOVA PADDR SIZE [--prot rw|r|w]", "map IOVA -> PADDR", 4, 4, {"prot"},
+  add("map-region", "DOMAIN IOVA REGION OFFSET SIZE [--prot rw|r|w]",
+      "map IOVA -> a range of a memory region", 5, 5, {"prot"}, [](Context& ctx, const Args& a) {
+        iommu::v1::MapRequest request;
+        request.set_domain_id(Number(a.positional[0], "DOMAIN"));
+        request.set_iova(Number(a.positional[1], "IOVA"));
+        request.set_region_id(Number(a.positional[2], "REGION"));
+        request.set_region_offset(Number(a.positional[3], "OFFSET"));
+        request.set_size(Number(a.positional[4], "SIZE"));
+        request.set_prot(Prot(a.Option("prot", "rw"), "--prot"));
+        request.set_owner(ctx.options.owner);
+        return Print<iommu::v1::MapResponse>(
+            ctx, ctx.client.Map(request), [&](const iommu::v1::MapResponse& r) {
+              ctx.out << "mapped " << Hex(r.mapping().iova()) << " -> region "
+                      << request.region_id() << " + " << Hex(request.region_offset()) << " ("
+                      << Hex(r.mapping().paddr()) << ") size " << HumanSize(r.mapping().size())
+                      << " " << ProtName(r.mapping().prot()) << "\n";
+            });
+      });
+  add("map", "DOMAIN IOVA PADDR SIZE [--prot rw|r|w]",
+      "map IOVA -> a raw physical address (admins only; others use map-region)", 4, 4, {"prot"},
       [](Context& ctx, const Args& a) {
         iommu::v1::MapRequest request;
         request.set_domain_id(Number(a.positional[0], "DOMAIN"));

@@ -36,7 +36,8 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 run 0 --help
 for sub in units groups devices domains mappings faults health probe release use-default \
            unuse-default claim renew keep-lease release-ownership claim-device release-device-ownership alloc free \
-           attach-device attach detach map unmap translate; do
+           attach-device attach detach register-memory unregister-memory regions map-region map unmap \
+           translate; do
   grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
 done
 
@@ -54,9 +55,27 @@ grep -q "vmm-1" "$work/out" || fail "claim: owner not shown: $(cat "$work/out")"
 run 0 --json alloc smmu0 --type UNMANAGED
 domain="$(json_field id)"
 run 0 attach "$group" "$domain"
-run 0 map "$domain" 0x100000 0x80000000 2M --prot rw
+# Guest memory is a registered region, mapped by (region, offset).
+run 0 --json register-memory 4M
+region="$(json_field id)"
+base="$(json_field base)"
+[ "$base" = "1099511627776" ] || fail "register-memory: base $base"
+run 0 map-region "$domain" 0x100000 "$region" 2M 2M --prot rw
+grep -q "mapped 0x100000 -> region $region + 0x200000 (0x10000200000) size 2M rw" "$work/out" ||
+  fail "map-region: $(cat "$work/out")"
+run 0 regions
+grep -Eq "^$region +uid:[0-9]+/vmm-1 +EMULATED +4M +0x10000000000 +2M" "$work/out" ||
+  fail "regions: $(cat "$work/out")"
+run 1 unregister-memory "$region"
+grep -q "^iommuctl: FAILED_PRECONDITION REGION_IN_USE: " "$work/err" || fail "unregister: $(cat "$work/err")"
 run 0 mappings "$domain"
 grep -q "0x100000" "$work/out" || fail "mappings: $(cat "$work/out")"
+run 0 translate 0000:07:00.0 0x100040
+grep -q "0x10000200040" "$work/out" || fail "translate: $(cat "$work/out")"
+run 0 unmap "$domain" 0x100000 2M
+run 0 unregister-memory "$region"
+# Raw physical addresses: this uid is admin under the default policy.
+run 0 map "$domain" 0x100000 0x80000000 2M --prot rw
 run 0 translate 0000:07:00.0 0x100040
 grep -q "0x80000040" "$work/out" || fail "translate: $(cat "$work/out")"
 

@@ -84,6 +84,19 @@ TEST_F(IommuctlTest, TheVmmWalkthrough) {
   ASSERT_NE(domain, 0u);
   const std::string d = absl::StrCat(domain);
   Ok(absl::StrCat("attach ", group, " ", d));
+  // Guest memory: a region, mapped by (region, offset).
+  EXPECT_THAT(Ok("register-memory 4M"),
+              HasSubstr(absl::StrCat("uid:", getuid(), "/vmm-1  EMULATED  4M    0x10000000000")));
+  EXPECT_EQ(Ok(absl::StrCat("map-region ", d, " 0x100000 1 2M 2M")),
+            "mapped 0x100000 -> region 1 + 0x200000 (0x10000200000) size 2M rw\n");
+  EXPECT_THAT(Ok("regions"), HasSubstr("EMULATED  4M    0x10000000000  2M"));
+  EXPECT_THAT(Ok("mappings " + d), HasSubstr("0x100000  0x10000200000  2M    rw"));
+  EXPECT_EQ(Ok("translate 0000:07:00.0 0x100040"),
+            absl::StrCat("0x100040 -> 0x10000200040 (domain ", d, ")\n"));
+  EXPECT_EQ(Run("unregister-memory 1").exit_code, 1);
+  EXPECT_EQ(Ok(absl::StrCat("unmap ", d, " 0x100000 2M")), "unmapped 2M\n");
+  EXPECT_THAT(Ok("unregister-memory 1"), HasSubstr("EMULATED"));
+  // Raw physical addresses: this process is admin (the default policy).
   EXPECT_EQ(Ok(absl::StrCat("map ", d, " 0x100000 0x80000000 2M")),
             "mapped 0x100000 -> 0x80000000 size 2M rw\n");
   EXPECT_THAT(Ok("mappings " + d), HasSubstr("0x100000  0x80000000  2M    rw"));

@@ -63,6 +63,17 @@ class FakeIommuService final : public iommu::v1::Iommu::Service {
     return grpc::Status::OK;
   }
 
+  // Echoes the request into a region, so the test sees what went over the wire.
+  grpc::Status RegisterMemory(grpc::ServerContext*, const iommu::v1::RegisterMemoryRequest* request,
+                              iommu::v1::MemoryRegion* response) override {
+    response->set_id(5);
+    response->set_size(request->size());
+    response->set_owner(absl::StrCat("uid:7/", request->owner()));
+    response->set_base(uint64_t{1} << 40);
+    response->set_kind(iommu::v1::MemoryRegion::EMULATED);
+    return grpc::Status::OK;
+  }
+
   grpc::Status ListDevices(grpc::ServerContext*, const iommu::v1::ListDevicesRequest*,
                            iommu::v1::ListDevicesResponse* response) override {
     response->add_devices()->set_name("0000:00:02.0");
@@ -202,6 +213,24 @@ TEST_F(IommuClientTest, UnaryCallReturnsTheResponse) {
   EXPECT_EQ(device->name(), "0000:00:02.0");
   EXPECT_EQ(device->unit(), "smmu0");
   EXPECT_EQ(device->rid(), 0x10u);
+}
+
+TEST_F(IommuClientTest, RegionCallsAreClientMethods) {
+  iommu::v1::RegisterMemoryRequest request;
+  request.set_size(0x400000);
+  request.set_owner("vm");
+  absl::StatusOr<iommu::v1::MemoryRegion> region = client_->RegisterMemory(request);
+  ASSERT_TRUE(region.ok()) << region.status();
+  EXPECT_EQ(region->id(), 5u);
+  EXPECT_EQ(region->size(), 0x400000u);
+  EXPECT_EQ(region->owner(), "uid:7/vm");
+  EXPECT_EQ(region->base(), uint64_t{1} << 40);
+  // The fake does not serve the other two: the client reaches the server and reports it.
+  iommu::v1::UnregisterMemoryRequest unregister;
+  unregister.set_region_id(5);
+  EXPECT_EQ(client_->UnregisterMemory(unregister).status().code(),
+            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(client_->ListMemoryRegions({}).status().code(), absl::StatusCode::kUnimplemented);
 }
 
 TEST_F(IommuClientTest, ErrorsCarryCodeReasonAndMetadataFromErrorInfo) {

@@ -180,6 +180,30 @@ TEST_P(RegistryStoreTest, RecoverOnFreshHardwareRebuildsEverything) {
   EXPECT_EQ(Hw(0x10), GroupOf("a").default_domain);
 }
 
+// Regions are not persisted; their mappings are, by address (docs/semantics.md "Memory regions").
+TEST_P(RegistryStoreTest, RegionMappingsSurviveARestartAndNewRegionsGoAboveThem) {
+  Probe("a", 0x10);
+  domain_ = ClaimAndAttach("a");
+  ASSERT_OK_AND_ASSIGN(MemoryRegionInfo region,
+                       registry_->RegisterMemory(kOwner, kPage1G + kPage2M, nullptr));
+  ASSERT_OK(registry_->MapRegion(domain_, 0x200000, region.id, kPage1G, kPage2M,
+                                 kProtRead | kProtWrite, kOwner));
+  RecoverInto(/*same_hardware=*/false);
+  EXPECT_THAT(registry_->ListMemoryRegions(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(std::vector<Mapping> mappings, registry_->ListMappings(domain_));
+  ASSERT_EQ(mappings.size(), 1u);
+  EXPECT_EQ(mappings[0].paddr, region.base + kPage1G);
+  EXPECT_EQ(registry_->Translate("a", 0x200010, kProtRead)->paddr, region.base + kPage1G + 0x10);
+  // A region registered after the restart never takes the surviving mapping's addresses.
+  ASSERT_OK_AND_ASSIGN(MemoryRegionInfo after,
+                       registry_->RegisterMemory(kOwner, kPage2M, nullptr));
+  EXPECT_GE(after.base, region.base + kPage1G + kPage2M);
+  // Unmapping the old mapping charges nothing back to the new region.
+  ASSERT_OK(registry_->MapRegion(domain_, 0x800000, after.id, 0, kPage4K, kProtRead, kOwner));
+  ASSERT_OK(registry_->Unmap(domain_, 0x200000, kPage2M, kOwner));
+  EXPECT_EQ(registry_->GetMemoryRegion(after.id)->mapped_bytes, kPage4K);
+}
+
 TEST_P(RegistryStoreTest, RecoverOnSurvivingHardwareAdoptsIt) {
   Workload();
   const std::string before = Snapshot();

@@ -42,7 +42,8 @@ RPC = {name: i for i, name in enumerate([
     "ClaimOwnership", "ReleaseOwnership", "ClaimDevice", "ReleaseDeviceOwnership",
     "AllocDomain", "FreeDomain", "AttachDevice", "AttachGroup", "DetachGroup", "Map", "Unmap",
     "ListMappings", "Translate", "ListTranslationFaults", "InjectFault", "WatchEvents",
-    "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance"])}
+    "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance", "RegisterMemory",
+    "UnregisterMemory", "ListMemoryRegions"])}
 
 
 def calls(*items):
@@ -109,6 +110,17 @@ REQUEST_SEEDS = {
         ("Unmap", (1, 11), (2, 0x200000), (3, 0x200000), (4, "vmm")),
         ("Map", (1, 9), (2, 0x200000), (3, 0x200000), (4, 0x200000)),
         ("Translate", (1, "e0"), (2, 0x12345), (3, 2))),
+    "regions": calls(
+        ("ClaimOwnership", (1, 1), (2, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("AttachGroup", (1, 1), (2, 11), (3, "vmm")),
+        ("RegisterMemory", (1, 0x400000), (2, "vmm")),
+        ("Map", (1, 11), (2, 0x200000), (4, 0x200000), (6, "vmm"), (7, 1), (8, 0x200000)),
+        ("Map", (1, 11), (2, 0x600000), (3, 0x1000), (4, 0x1000), (6, "vmm"), (7, 1)),
+        ("ListMemoryRegions", (1, 1)),
+        ("UnregisterMemory", (1, 1), (2, "vmm")),
+        ("Unmap", (1, 11), (2, 0x200000), (3, 0x200000), (4, "vmm")),
+        ("UnregisterMemory", (1, 1), (2, "vmm"))),
     "service_rpcs": calls(
         ("InjectFault", (1, message((1, "backend.attach"), (2, 1), (3, 3), (7, "UNAVAILABLE")))),
         ("InjectFault", (1, message((1, "*"), (2, 3), (5, 7), (8, 10)))),

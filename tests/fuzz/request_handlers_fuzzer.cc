@@ -163,7 +163,6 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
     IOMMUD_FUZZ_RPC(22, ListMappings)
     IOMMUD_FUZZ_RPC(23, Translate)
     IOMMUD_FUZZ_RPC(24, ListTranslationFaults)
-#undef IOMMUD_FUZZ_RPC
     case 25:
       *name = "InjectFault";
       return InjectFault(fixture, bytes);
@@ -191,6 +190,9 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
     case 30:
       *name = "RenewLease";
       return Handle(&RequestHandlers::RenewLease, h, bytes);
+    IOMMUD_FUZZ_RPC(32, RegisterMemory)
+    IOMMUD_FUZZ_RPC(33, UnregisterMemory)
+    IOMMUD_FUZZ_RPC(34, ListMemoryRegions)
     case 31: {
       // What the daemon's lease reaper does as time passes: the bytes are the milliseconds.
       *name = "Advance+ExpireLeases";
@@ -210,11 +212,12 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
       }
       return absl::OkStatus();
     }
+#undef IOMMUD_FUZZ_RPC
     default:
       Fail("no RPC", absl::StrCat(rpc));
   }
 }
-constexpr int kRpcs = 32;
+constexpr int kRpcs = 35;
 
 // The wire form of an error keeps its reason (the client reads it back from the ErrorInfo).
 void CheckWireError(const absl::Status& status, absl::string_view step) {

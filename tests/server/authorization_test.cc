@@ -98,12 +98,22 @@ class AuthorizationTest : public ::testing::Test {
     request.set_owner(owner);
     return client.AttachGroup(request);
   }
+  static absl::StatusOr<iommu::v1::MemoryRegion> Register(IommuClient& client,
+                                                          const std::string& owner) {
+    iommu::v1::RegisterMemoryRequest request;
+    request.set_size(0x200000);
+    request.set_owner(owner);
+    return client.RegisterMemory(request);
+  }
+  // Maps a page of `region` (0: the raw paddr 0x80000000, admins only).
   static absl::StatusOr<iommu::v1::MapResponse> Map(IommuClient& client, uint64_t domain,
-                                                    const std::string& owner) {
+                                                    const std::string& owner,
+                                                    uint64_t region = 0) {
     iommu::v1::MapRequest request;
     request.set_domain_id(domain);
     request.set_iova(0x100000);
-    request.set_paddr(0x80000000);
+    if (region == 0) request.set_paddr(0x80000000);
+    request.set_region_id(region);
     request.set_size(0x1000);
     request.set_owner(owner);
     return client.Map(request);
@@ -208,27 +218,82 @@ TEST_F(AuthorizationTest, OperatorCannotTouchAGroupAnotherIdentityOwns) {
   ASSERT_TRUE(Attach(*unix_, group, mine.id(), "vm").ok());
   ASSERT_OK_AND_ASSIGN(const iommu::v1::Domain theirs, Alloc(*tcp_, "vm"));
   EXPECT_EQ(theirs.owner(), "insecure:127.0.0.1/vm");
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::MemoryRegion my_memory, Register(*unix_, "vm"));
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::MemoryRegion their_memory, Register(*tcp_, "vm"));
   const std::string before = Snapshot(daemon_->registry());
 
   // Same short owner name, different identity: a different owner.
   EXPECT_ERROR(Claim(*tcp_, group, "vm"), kFailedPrecondition, "GROUP_IN_USE");
   EXPECT_ERROR(Release(*tcp_, group, "vm"), kPermissionDenied, "NOT_OWNER");
   EXPECT_ERROR(Attach(*tcp_, group, theirs.id(), "vm"), kPermissionDenied, "NOT_OWNER");
-  EXPECT_ERROR(Map(*tcp_, mine.id(), "vm"), kPermissionDenied, "NOT_OWNER");
+  EXPECT_ERROR(Map(*tcp_, mine.id(), "vm", their_memory.id()), kPermissionDenied, "NOT_OWNER");
+  // Nobody maps another principal's memory, even into a domain of its own.
+  EXPECT_ERROR(Map(*tcp_, theirs.id(), "vm", my_memory.id()), kPermissionDenied, "NOT_OWNER");
   // Naming the other identity's full owner is refused before the registry sees it.
   EXPECT_ERROR(Release(*tcp_, group, Me() + "/vm"), kPermissionDenied, "PERMISSION_DENIED");
-  EXPECT_ERROR(Map(*tcp_, mine.id(), Me() + "/vm"), kPermissionDenied, "PERMISSION_DENIED");
+  EXPECT_ERROR(Map(*tcp_, mine.id(), Me() + "/vm", my_memory.id()), kPermissionDenied,
+               "PERMISSION_DENIED");
   // Unplugging a device of the other identity's group needs admin.
   EXPECT_ERROR(Unplug(*tcp_, kDevice), kPermissionDenied, "PERMISSION_DENIED");
   // Nor can the unix operator free or map the TCP identity's domain.
-  EXPECT_ERROR(Map(*unix_, theirs.id(), "insecure:127.0.0.1/vm"), kPermissionDenied,
-               "PERMISSION_DENIED");
+  EXPECT_ERROR(Map(*unix_, theirs.id(), "insecure:127.0.0.1/vm", their_memory.id()),
+               kPermissionDenied, "PERMISSION_DENIED");
+  // Nor unregister the other identity's memory.
+  iommu::v1::UnregisterMemoryRequest unregister;
+  unregister.set_region_id(my_memory.id());
+  unregister.set_owner("vm");
+  EXPECT_ERROR(tcp_->UnregisterMemory(unregister), kPermissionDenied, "NOT_OWNER");
+  EXPECT_EQ(daemon_->registry()->ListMemoryRegions().size(), 2u);
 
   EXPECT_EQ(Snapshot(daemon_->registry()), before);
   EXPECT_EQ(DeniedMetric("ReleaseOwnership", "foreign_owner"), 1);
   EXPECT_EQ(DeniedMetric("ReleaseDevice", "foreign_owner"), 1);
   // An unowned group's device can be unplugged by an operator.
   EXPECT_TRUE(Unplug(*tcp_, "0000:81:00.0").ok());
+}
+
+// Issue #15: raw physical addresses and IDENTITY domains reach all memory: admins only.
+TEST_F(AuthorizationTest, OnlyAdminsMapRawPaddrsOrAllocateIdentityDomains) {
+  Start(absl::StrCat("admin ", Me(), "\noperator insecure\n"));
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Domain theirs, Alloc(*tcp_, "vm"));
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::MemoryRegion memory, Register(*tcp_, "vm"));
+  EXPECT_EQ(memory.owner(), "insecure:127.0.0.1/vm");
+  EXPECT_EQ(memory.kind(), iommu::v1::MemoryRegion::EMULATED);
+  const std::string before = Snapshot(daemon_->registry());
+
+  absl::StatusOr<iommu::v1::MapResponse> raw = Map(*tcp_, theirs.id(), "vm");
+  EXPECT_ERROR(raw, kPermissionDenied, "RAW_PADDR_ADMIN_ONLY");
+  EXPECT_EQ(GetErrorMetadata(raw.status()).at("principal"), "insecure:127.0.0.1");
+  EXPECT_EQ(GetErrorMetadata(raw.status()).at("role"), "operator");
+  iommu::v1::AllocDomainRequest identity;
+  identity.set_unit("u0");
+  identity.set_type(iommu::v1::DOMAIN_TYPE_IDENTITY);
+  identity.set_owner("vm");
+  EXPECT_ERROR(tcp_->AllocDomain(identity), kPermissionDenied, "IDENTITY_DOMAIN_ADMIN_ONLY");
+  EXPECT_EQ(Snapshot(daemon_->registry()), before);
+  EXPECT_EQ(DeniedMetric("Map", "raw_paddr"), 1);
+  EXPECT_EQ(DeniedMetric("AllocDomain", "identity_domain"), 1);
+  EXPECT_EQ(GetErrorMetadata(raw.status()).at("required_role"), "admin");
+
+  // The operator maps its region instead, at the region's address.
+  ASSERT_OK_AND_ASSIGN(iommu::v1::MapResponse mapped, Map(*tcp_, theirs.id(), "vm", memory.id()));
+  EXPECT_EQ(mapped.mapping().paddr(), memory.base());
+  EXPECT_EQ(daemon_->registry()->GetMemoryRegion(memory.id())->mapped_bytes, 0x1000u);
+  // Both together are a malformed request.
+  iommu::v1::MapRequest both;
+  both.set_domain_id(theirs.id());
+  both.set_iova(0x200000);
+  both.set_paddr(0x80000000);
+  both.set_region_id(memory.id());
+  both.set_size(0x1000);
+  EXPECT_ERROR(tcp_->Map(both), kInvalidArgument, "REGION_AND_PADDR");
+
+  // The admin may do both.
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Domain admins, Alloc(*unix_, "vm"));
+  EXPECT_OK(Map(*unix_, admins.id(), "vm").status());
+  identity.set_owner("vm");
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Domain bypass, unix_->AllocDomain(identity));
+  EXPECT_EQ(bypass.type(), iommu::v1::DOMAIN_TYPE_IDENTITY);
 }
 
 TEST_F(AuthorizationTest, AdminCanForceReleaseAnotherIdentitysGroup) {

@@ -210,11 +210,13 @@ class AuthorizerTest : public ::testing::Test {
 
 TEST(RequiredRoleTest, ReadsAreViewerMutationsOperatorRepairAndFaultsAdmin) {
   for (const char* method : {"ListUnits", "GetGroup", "ListDomains", "ListMappings",
-                             "ListTranslationFaults", "Audit", "WatchEvents"}) {
+                             "ListTranslationFaults", "Audit", "WatchEvents",
+                             "ListMemoryRegions"}) {
     EXPECT_EQ(RequiredRole(method), Role::kViewer) << method;
   }
   for (const char* method : {"ProbeDevice", "ReleaseDevice", "ClaimOwnership", "AttachGroup",
-                             "Map", "Unmap", "AllocDomain", "FreeDomain", "Translate"}) {
+                             "Map", "Unmap", "AllocDomain", "FreeDomain", "Translate",
+                             "RegisterMemory", "UnregisterMemory"}) {
     EXPECT_EQ(RequiredRole(method), Role::kOperator) << method;
   }
   for (const char* method : {"Reconcile", "InjectFault", "ListFaults", "ClearFaults",

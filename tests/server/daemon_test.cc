@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "clients/cpp/iommud_client.h"
 #include "gtest/gtest.h"
@@ -108,6 +109,45 @@ TEST(DaemonTest, TcpPortIsReported) {
   client_options.target = "127.0.0.1:" + std::to_string(daemon->tcp_port());
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, IommuClient::Connect(client_options));
   EXPECT_TRUE(client->ListAllUnits().ok());
+}
+
+// Process memory behind a region, as the fd channel would hand the registry.
+class HeapMemory : public ProcessMemory {
+ public:
+  explicit HeapMemory(uint64_t size) : bytes_(size) {}
+  void* data() const override { return const_cast<char*>(bytes_.data()); }
+  uint64_t size() const override { return bytes_.size(); }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+// --max_pinned_bytes_per_owner reaches the registry; a region of process memory is listed over
+// gRPC with its kind and mapped bytes.
+TEST(DaemonTest, PinnedMemoryLimitAndProcessMemoryRegions) {
+  TempDir dir;
+  DaemonOptions options = OptionsIn(dir);
+  options.limits.max_pinned_bytes_per_owner = 0x2000;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(options));
+  Registry* registry = daemon->registry();
+  ASSERT_OK_AND_ASSIGN(
+      MemoryRegionInfo region,
+      registry->RegisterMemory("vm", kPage2M, std::make_unique<HeapMemory>(kPage2M)));
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry->AllocDomain("smmu0", DomainType::kUnmanaged, "vm"));
+  ASSERT_OK(registry->MapRegion(domain.id, 0x100000, region.id, 0, 0x2000, kProtRead, "vm"));
+  EXPECT_ERROR(registry->MapRegion(domain.id, 0x200000, region.id, 0, 0x1000, kProtRead, "vm"),
+               kResourceExhausted, "PINNED_MEMORY_LIMIT");
+
+  ClientOptions client_options;
+  client_options.target = daemon->unix_target();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, IommuClient::Connect(client_options));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::ListMemoryRegionsResponse listed,
+                       client->ListMemoryRegions(iommu::v1::ListMemoryRegionsRequest()));
+  ASSERT_EQ(listed.regions_size(), 1);
+  EXPECT_EQ(listed.regions(0).kind(), iommu::v1::MemoryRegion::PROCESS_MEMORY);
+  EXPECT_EQ(listed.regions(0).mapped_bytes(), 0x2000u);
+  EXPECT_EQ(listed.regions(0).base(), region.base);
 }
 
 }  // namespace

@@ -417,5 +417,44 @@ TEST_F(IdempotencyTest, RecordsSurviveARestartOverTheSqliteFile) {
   EXPECT_EQ(UserDomains(), 1u);
 }
 
+TEST_F(IdempotencyTest, RegionRequestsRunOnceAndARegionMapReplyIsRebuiltFromTheDomain) {
+  iommu::v1::RegisterMemoryRequest register_memory;
+  register_memory.set_size(kPage2M);
+  register_memory.set_owner("vm");
+  register_memory.set_request_id("reg-1");
+  iommu::v1::MemoryRegion first, again;
+  ASSERT_OK(Run("RegisterMemory", "uid:1", register_memory, &first,
+                &RequestHandlers::RegisterMemory));
+  ASSERT_OK(Run("RegisterMemory", "uid:1", register_memory, &again,
+                &RequestHandlers::RegisterMemory));
+  EXPECT_EQ(handler_runs_, 1);
+  EXPECT_EQ(again.id(), first.id());
+  EXPECT_EQ(registry_->ListMemoryRegions().size(), 1u);
+
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, "vm"));
+  spy_->drop_replies = true;  // the daemon "dies" after the map, before storing its reply
+  iommu::v1::MapRequest map;
+  map.set_domain_id(domain.id);
+  map.set_iova(0x10000);
+  map.set_region_id(first.id());
+  map.set_region_offset(0x1000);
+  map.set_size(0x1000);
+  map.set_owner("vm");
+  map.set_request_id("map-1");
+  iommu::v1::MapResponse mapped, rebuilt;
+  ASSERT_OK(Run("Map", "uid:1", map, &mapped, &RequestHandlers::Map));
+  ASSERT_OK(Run("Map", "uid:1", map, &rebuilt, &RequestHandlers::Map));
+  EXPECT_EQ(handler_runs_, 2);
+  EXPECT_EQ(rebuilt.mapping().paddr(), first.base() + 0x1000);
+  EXPECT_EQ(rebuilt.mapping().paddr(), mapped.mapping().paddr());
+  EXPECT_EQ(registry_->GetMemoryRegion(first.id())->mapped_bytes, 0x1000u);  // charged once
+
+  // A RegisterMemory reply cannot be rebuilt: the region went with the daemon.
+  iommu::v1::MemoryRegion none;
+  EXPECT_ERROR(RebuildReply(*handlers_, register_memory, 0, &none), kNotFound,
+               "REGION_NOT_FOUND");
+}
+
 }  // namespace
 }  // namespace iommud

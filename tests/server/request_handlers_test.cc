@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend/backend_factory.h"
+#include "core/memory_regions.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_test_macros.h"
@@ -358,6 +359,76 @@ TEST_F(RequestHandlersTest, LeaseTtlsCrossTheWireInMilliseconds) {
   ASSERT_OK(handlers_->ClaimOwnership(claim, &group));
   EXPECT_EQ(group.lease_ttl_millis(), 0u);
   EXPECT_EQ(group.lease_expiry_unix_nanos(), 0);
+}
+
+TEST_F(RequestHandlersTest, RegionsAreRegisteredListedMappedAndUnregistered) {
+  iommu::v1::Group group;
+  iommu::v1::ClaimOwnershipRequest claim;
+  claim.set_group_id(GroupOf("e0"));
+  claim.set_owner(kOwner);
+  ASSERT_OK(handlers_->ClaimOwnership(claim, &group));
+  iommu::v1::AllocDomainRequest alloc;
+  alloc.set_unit("u1");
+  alloc.set_owner(kOwner);
+  iommu::v1::Domain domain;
+  ASSERT_OK(handlers_->AllocDomain(alloc, &domain));
+
+  iommu::v1::RegisterMemoryRequest register_memory;
+  register_memory.set_size(kPage2M * 2);
+  register_memory.set_owner(kOwner);
+  iommu::v1::MemoryRegion region;
+  ASSERT_OK(handlers_->RegisterMemory(register_memory, &region));
+  EXPECT_EQ(region.id(), 1u);
+  EXPECT_EQ(region.owner(), kOwner);
+  EXPECT_EQ(region.size(), kPage2M * 2);
+  EXPECT_EQ(region.base(), kRegionSpaceBase);
+  EXPECT_EQ(region.kind(), iommu::v1::MemoryRegion::EMULATED);
+  register_memory.set_size(0x1800);
+  EXPECT_ERROR(handlers_->RegisterMemory(register_memory, &region), kInvalidArgument,
+               "INVALID_REGION_SIZE");
+
+  iommu::v1::MapRequest map;
+  map.set_domain_id(domain.id());
+  map.set_iova(0x400000);
+  map.set_region_id(1);
+  map.set_region_offset(kPage2M);
+  map.set_size(kPage2M);
+  map.set_owner(kOwner);
+  const std::string before = Snapshot();
+  map.set_paddr(0x80000000);  // both: refused before the registry sees it
+  iommu::v1::MapResponse mapped;
+  EXPECT_ERROR(handlers_->Map(map, &mapped), kInvalidArgument, "REGION_AND_PADDR");
+  EXPECT_EQ(Snapshot(), before);
+  map.clear_paddr();
+  ASSERT_OK(handlers_->Map(map, &mapped));
+  EXPECT_EQ(mapped.mapping().paddr(), kRegionSpaceBase + kPage2M);
+  EXPECT_EQ(mapped.mapping().iova(), 0x400000u);
+
+  iommu::v1::ListMemoryRegionsResponse listed;
+  ASSERT_OK(handlers_->ListMemoryRegions({}, &listed));
+  ASSERT_THAT(listed.regions(), SizeIs(1));
+  EXPECT_EQ(listed.regions(0).mapped_bytes(), kPage2M);
+
+  iommu::v1::UnregisterMemoryRequest unregister;
+  EXPECT_ERROR(handlers_->UnregisterMemory(unregister, &region), kInvalidArgument,
+               "MISSING_FIELD");
+  unregister.set_region_id(1);
+  unregister.set_owner(kOwner);
+  EXPECT_ERROR(handlers_->UnregisterMemory(unregister, &region), kFailedPrecondition,
+               "REGION_IN_USE");
+  iommu::v1::UnmapRequest unmap;
+  unmap.set_domain_id(domain.id());
+  unmap.set_iova(0x400000);
+  unmap.set_size(kPage2M);
+  unmap.set_owner(kOwner);
+  iommu::v1::UnmapResponse unmapped;
+  ASSERT_OK(handlers_->Unmap(unmap, &unmapped));
+  ASSERT_OK(handlers_->UnregisterMemory(unregister, &region));
+  EXPECT_EQ(region.id(), 1u);
+  EXPECT_EQ(region.mapped_bytes(), 0u);
+  listed.Clear();
+  ASSERT_OK(handlers_->ListMemoryRegions({}, &listed));
+  EXPECT_THAT(listed.regions(), SizeIs(0));
 }
 
 }  // namespace

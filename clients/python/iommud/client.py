@@ -54,6 +54,15 @@ class Client:
     def leaks(self):
         return list(self.call("Audit").leaks)
 
+    def register_memory(self, size, owner=""):
+        """Registers an (emulated) memory region; returns the MemoryRegion."""
+        return self.call("RegisterMemory", size=size, owner=owner)
+
+    def map_region(self, domain_id, iova, region_id, offset, size, owner="", prot=0):
+        """Maps [offset, offset + size) of a memory region at iova; returns the Mapping."""
+        return self.call("Map", domain_id=domain_id, iova=iova, region_id=region_id,
+                         region_offset=offset, size=size, prot=prot, owner=owner).mapping
+
     def inject(self, point, nth=1, code="UNAVAILABLE", **extra):
         spec = iommu_pb2.FaultSpec(point=point, mode=iommu_pb2.FaultSpec.NTH, n=nth, code=code,
                                    **extra)

@@ -19,8 +19,9 @@ g = c.device(os.environ["DEVICE"]).group_id
 c.call("ClaimOwnership", group_id=g, owner="vmm-leased", lease_ttl_millis=2000)
 d = c.call("AllocDomain", unit="smmu0", owner="vmm-leased").id
 c.call("AttachGroup", group_id=g, domain_id=d, owner="vmm-leased")
-c.call("Map", domain_id=d, iova=0x100000, paddr=0x80000000, size=0x200000, owner="vmm-leased")
-print(d, flush=True)
+r = c.register_memory(0x400000, owner="vmm-leased").id
+c.map_region(d, 0x100000, r, 0, 0x200000, owner="vmm-leased")
+print(d, r, flush=True)
 os.kill(os.getpid(), 9)
 """
 
@@ -40,7 +41,7 @@ def run(client, target, unit="smmu0", rid=0x3300):
     env = dict(os.environ, IOMMUD_TARGET=target, DEVICE=name,
                SCENARIO_PATH=":".join(sys.path))
     vmm = subprocess.run([sys.executable, "-c", VMM], env=env, capture_output=True, text=True)
-    domain = int(vmm.stdout.split()[0])
+    domain, region = (int(word) for word in vmm.stdout.split()[:2])
     print(f"the VMM was killed (exit {vmm.returncode}) holding domain {domain} with a 2s lease")
     expired = next(e for e in events if e.kind == iommu_pb2.EVENT_KIND_LEASE_EXPIRED)
     events.cancel()
@@ -58,6 +59,10 @@ def run(client, target, unit="smmu0", rid=0x3300):
           f"{left.mapping_count} mapping(s); the orchestrator frees it")
     ok &= not left.attached_group_ids
     client.call("FreeDomain", domain_id=domain, owner="vmm-leased")
+    # Freeing the domain unmapped the dead VMM's memory: its region can go too.
+    freed = client.call("UnregisterMemory", region_id=region, owner="vmm-leased")
+    print(f"region {region} unregistered ({freed.size} bytes, {freed.mapped_bytes} mapped)")
+    ok &= freed.mapped_bytes == 0
     client.call("ReleaseDevice", device=name)
     return ok & report(client)
 

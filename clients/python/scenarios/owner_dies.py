@@ -18,8 +18,9 @@ g = c.device(os.environ["DEVICE"]).group_id
 c.call("ClaimOwnership", group_id=g, owner="vmm-dying")
 d = c.call("AllocDomain", unit="smmu0", owner="vmm-dying").id
 c.call("AttachGroup", group_id=g, domain_id=d, owner="vmm-dying")
-c.call("Map", domain_id=d, iova=0x100000, paddr=0x80000000, size=0x200000, owner="vmm-dying")
-print(d, flush=True)
+r = c.register_memory(0x400000, owner="vmm-dying").id
+c.map_region(d, 0x100000, r, 0, 0x200000, owner="vmm-dying")
+print(d, r, flush=True)
 os.kill(os.getpid(), 9)
 """
 
@@ -30,7 +31,7 @@ def run(client, target, unit="smmu0", rid=0x3200):
     env = dict(os.environ, IOMMUD_TARGET=target, DEVICE=name,
                SCENARIO_PATH=":".join(sys.path))
     vmm = subprocess.run([sys.executable, "-c", VMM], env=env, capture_output=True, text=True)
-    domain = int(vmm.stdout.split()[0])
+    domain, region = (int(word) for word in vmm.stdout.split()[:2])
     print(f"the VMM was killed (exit {vmm.returncode}) holding domain {domain}")
     group = client.call("GetGroup", group_id=client.device(name).group_id)
     print(f"group {group.id}: owner '{group.owner}', domain {group.domain_id}")
@@ -39,6 +40,10 @@ def run(client, target, unit="smmu0", rid=0x3200):
     ok &= report(client)
     client.call("ReleaseOwnership", group_id=group.id, owner="vmm-dying")
     client.call("FreeDomain", domain_id=domain, owner="vmm-dying")
+    # Freeing the domain unmapped the dead VMM's memory: its region can go too.
+    freed = client.call("UnregisterMemory", region_id=region, owner="vmm-dying")
+    print(f"region {region} unregistered ({freed.size} bytes, {freed.mapped_bytes} mapped)")
+    ok &= freed.mapped_bytes == 0
     back = client.call("GetGroup", group_id=group.id)
     print(f"recovered: group {back.id} on its default domain {back.default_domain_id}: "
           f"{back.domain_id == back.default_domain_id}")

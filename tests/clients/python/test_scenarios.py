@@ -93,3 +93,28 @@ def test_a_failed_state_write_changes_nothing(client):
     client.call("ClaimOwnership", group_id=group, owner="vmm")
     client.call("ReleaseOwnership", group_id=group, owner="vmm")
     client.call("ReleaseDevice", device="store-write")
+
+
+def test_memory_regions_are_mapped_by_region_and_offset(client):
+    client.call("ProbeDevice", unit="smmu0", device="regions", rid=0x5100)
+    group = client.device("regions").group_id
+    client.call("ClaimOwnership", group_id=group, owner="vmm-r")
+    domain = client.call("AllocDomain", unit="smmu0", owner="vmm-r").id
+    client.call("AttachGroup", group_id=group, domain_id=domain, owner="vmm-r")
+    region = client.register_memory(0x400000, owner="vmm-r")
+    assert region.owner.endswith("/vmm-r") and region.size == 0x400000
+    mapping = client.map_region(domain, 0x100000, region.id, 0x200000, 0x200000, owner="vmm-r")
+    assert mapping.paddr == region.base + 0x200000
+    dma = client.call("Translate", device="regions", iova=0x100040, access=1)
+    assert dma.paddr == region.base + 0x200040
+    listed = [r for r in client.call("ListMemoryRegions").regions if r.id == region.id]
+    assert listed[0].mapped_bytes == 0x200000
+    with pytest.raises(IommudError) as busy:
+        client.call("UnregisterMemory", region_id=region.id, owner="vmm-r")
+    assert busy.value.reason == "REGION_IN_USE"
+    client.call("Unmap", domain_id=domain, iova=0x100000, size=0x200000, owner="vmm-r")
+    assert client.call("UnregisterMemory", region_id=region.id, owner="vmm-r").id == region.id
+    client.call("DetachGroup", group_id=group, domain_id=domain, owner="vmm-r")
+    client.call("FreeDomain", domain_id=domain, owner="vmm-r")
+    client.call("ReleaseOwnership", group_id=group, owner="vmm-r")
+    client.call("ReleaseDevice", device="regions")

@@ -137,6 +137,10 @@ std::string RegistryTest::Snapshot() {
                     " binding=", DriverBindingName(device.binding), " domain=", device.domain,
                     " hw=", Hw(device.rid, device.unit), "\n");
   }
+  for (const MemoryRegionInfo& region : registry_->ListMemoryRegions()) {
+    absl::StrAppend(&out, "region ", region.id, " owner=", region.owner, " size=", region.size,
+                    " base=", region.base, " mapped=", region.mapped_bytes, "\n");
+  }
   for (const DomainInfo& domain : registry_->ListDomains()) {
     absl::StrAppend(&out, "domain ", domain.id, " ", DomainTypeName(domain.type), " owner=",
                     domain.owner, " groups=[", absl::StrJoin(domain.attached_groups, ","),
