@@ -34,11 +34,18 @@ void LogLine(const std::string& line) {
 absl::StatusOr<std::unique_ptr<FdChannel>> FdChannel::Create(FdChannelOptions options,
                                                              const Authorizer* authorizer,
                                                              FdChannelOps* ops) {
-  if (options.max_connections < 1 || options.max_message_bytes < kMinMessageBytes) {
+  if (options.max_connections < 1) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
-                 absl::StrCat("the fd channel needs max_connections >= 1 and max_message_bytes >= ",
-                              kMinMessageBytes),
-                 {{"flag", "fd_socket"}});
+                 absl::StrCat("--fd_channel_max_connections must be at least 1, not ",
+                              options.max_connections),
+                 {{"flag", "fd_channel_max_connections"},
+                  {"value", absl::StrCat(options.max_connections)}});
+  }
+  if (options.max_message_bytes < kMinMessageBytes) {
+    // Not a flag: a caller's mistake (FdChannelOptions has a sane default).
+    return absl::InvalidArgumentError(
+        absl::StrCat("the fd channel's message limit must be at least ", kMinMessageBytes,
+                     " bytes, not ", options.max_message_bytes));
   }
   std::unique_ptr<FdChannel> channel(new FdChannel(std::move(options), authorizer, ops));
   int wake[2];

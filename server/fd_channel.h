@@ -67,7 +67,7 @@ struct FdChannelOptions {
 class FdChannel {
  public:
   // Binds and listens (errors of ListenUnixSocket, server/unix_socket.h; INVALID_ARGUMENT
-  // INVALID_FLAG for max_connections < 1 or max_message_bytes < 64). `authorizer` and `ops` are
+  // INVALID_FLAG for max_connections < 1, INVALID_ARGUMENT for max_message_bytes < 64). `authorizer` and `ops` are
   // not owned and must outlive the channel.
   static absl::StatusOr<std::unique_ptr<FdChannel>> Create(FdChannelOptions options,
                                                            const Authorizer* authorizer,

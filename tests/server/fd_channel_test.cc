@@ -389,6 +389,40 @@ TEST_F(FdChannelTest, IdleConnectionsAreClosed) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
 }
 
+TEST_F(FdChannelTest, CreateRefusesBadLimitsAndTakenPaths) {
+  FdChannelOptions options;
+  options.socket.path = dir_.File("other");
+  options.max_connections = 0;
+  EXPECT_ERROR(FdChannel::Create(options, authorizer_.get(), &ops_).status(), kInvalidArgument,
+               "INVALID_FLAG");
+  options.max_connections = 1;
+  options.socket.path = dir_.File("fds");  // the running channel's
+  EXPECT_ERROR(FdChannel::Create(options, authorizer_.get(), &ops_).status(), kUnavailable,
+               "LISTEN_FAILED");
+  // The running channel's socket was not touched.
+  host::UniqueFd client = Connect();
+  EXPECT_TRUE(Send(client.get(), OpenDevice("vm1", "0000:00:02.0")).status.ok());
+}
+
+TEST_F(FdChannelTest, PeersOutsideTheAllowListAreClosedAtAccept) {
+  channel_.reset();
+  FdChannelOptions options;
+  options.socket.path = dir_.File("fds");
+  options.allow_uids = {getuid() + 4242};
+  ASSERT_OK_AND_ASSIGN(channel_, FdChannel::Create(options, authorizer_.get(), &ops_));
+  channel_->Start();
+  host::UniqueFd refused = Connect();
+  EXPECT_TRUE(ClosedByServer(refused.get()));
+  // Listing the caller's primary group admits it.
+  channel_.reset();
+  options.allow_gids = {getgid()};
+  ASSERT_OK_AND_ASSIGN(channel_, FdChannel::Create(options, authorizer_.get(), &ops_));
+  channel_->Start();
+  host::UniqueFd admitted = Connect();
+  EXPECT_TRUE(Send(admitted.get(), OpenDevice("vm1", "0000:00:02.0")).status.ok());
+  EXPECT_THAT(ops_.devices, ElementsAre("0000:00:02.0"));
+}
+
 TEST_F(FdChannelTest, StopClosesConnections) {
   host::UniqueFd client = Connect();
   ASSERT_TRUE(Send(client.get(), OpenDevice("vm1", "0000:00:02.0")).status.ok());
