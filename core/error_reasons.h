@@ -147,6 +147,10 @@ inline constexpr absl::string_view kKernelManagedDomain = "KERNEL_MANAGED_DOMAIN
 inline constexpr absl::string_view kRidNotInKernelGroup = "RID_NOT_IN_KERNEL_GROUP";
 inline constexpr absl::string_view kUnitNotOnHost = "UNIT_NOT_ON_HOST";
 inline constexpr absl::string_view kMissingMemoryResolver = "MISSING_MEMORY_RESOLVER";
+// The memory fd of a RegisterMemory (core/host/mapped_file.h).
+inline constexpr absl::string_view kMemoryFdNotRegular = "MEMORY_FD_NOT_REGULAR";
+inline constexpr absl::string_view kMemoryFdTooSmall = "MEMORY_FD_TOO_SMALL";
+inline constexpr absl::string_view kMemoryMapFailed = "MEMORY_MAP_FAILED";
 inline constexpr absl::string_view kGroupStatusFailed = "GROUP_STATUS_FAILED";
 inline constexpr absl::string_view kGroupNotViable = "GROUP_NOT_VIABLE";
 inline constexpr absl::string_view kDeviceFdFailed = "DEVICE_FD_FAILED";
@@ -203,6 +207,11 @@ inline constexpr absl::string_view kInvalidQueueSize = "INVALID_QUEUE_SIZE";
 inline constexpr absl::string_view kFieldTooLong = "FIELD_TOO_LONG";
 inline constexpr absl::string_view kTooManyElements = "TOO_MANY_ELEMENTS";
 inline constexpr absl::string_view kNoEventStream = "NO_EVENT_STREAM";
+
+// --- Fd channel ---
+// The SOCK_SEQPACKET side channel that passes file descriptors (server/fd_channel.h).
+inline constexpr absl::string_view kWrongFdCount = "WRONG_FD_COUNT";
+inline constexpr absl::string_view kNoDeviceFds = "NO_DEVICE_FDS";
 
 // --- Limits ---
 // Per-principal limits (server/limits.h); also the labels of iommud_limited_total.

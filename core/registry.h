@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -240,6 +241,18 @@ class Registry {
   absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner);
   absl::StatusOr<GroupInfo> ReleaseDeviceOwnership(absl::string_view device,
                                                    absl::string_view owner);
+
+  // Runs `fn` under the group mutex of `device` once the caller is entitled to the device itself
+  // (the fd side channel hands out its VFIO device fd inside `fn`: server/fd_channel_ops.h), and
+  // returns fn's status. Entitled: the device exists (NOT_FOUND DEVICE_NOT_FOUND), its group is
+  // owned (FAILED_PRECONDITION GROUP_NOT_OWNED) by `owner` (PERMISSION_DENIED NOT_OWNER), and the
+  // group is attached to a user domain, not to a core-owned default or blocking one
+  // (FAILED_PRECONDITION GROUP_NOT_ATTACHED: VFIO gives device fds only for a group in a container
+  // with an IOMMU). Holding the mutex keeps another owner from taking the group meanwhile; `fn`
+  // must not call back into the registry for this group (it would deadlock) and should not block
+  // for long (it holds up every operation on the group). Changes nothing itself.
+  absl::Status WithOwnedDevice(absl::string_view device, absl::string_view owner,
+                               absl::FunctionRef<absl::Status()> fn);
 
   // --- Ownership leases (device-level claims carry none; a group claim's lease covers the
   // owner's device claims of that group too, since its expiry ends the whole ownership) ---

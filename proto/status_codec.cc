@@ -15,18 +15,38 @@ std::string CodeReason(absl::StatusCode code) {
 
 }  // namespace
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
+google::rpc::Status ToRpcStatus(const absl::Status& status) {
+  google::rpc::Status rpc_status;
+  if (status.ok()) return rpc_status;
   google::rpc::ErrorInfo info;
   std::string reason = ErrorReason(status);
   info.set_reason(reason.empty() ? CodeReason(status.code()) : reason);
   info.set_domain(std::string(kErrorDomain));
   for (const auto& [key, value] : GetErrorMetadata(status)) (*info.mutable_metadata())[key] = value;
-
-  google::rpc::Status rpc_status;
   rpc_status.set_code(static_cast<int>(status.code()));
   rpc_status.set_message(std::string(status.message()));
   rpc_status.add_details()->PackFrom(info);
+  return rpc_status;
+}
+
+absl::Status FromRpcStatus(const google::rpc::Status& rpc_status) {
+  if (rpc_status.code() == 0) return absl::OkStatus();
+  const auto code = rpc_status.code() > 0 && rpc_status.code() <= 16
+                        ? static_cast<absl::StatusCode>(rpc_status.code())
+                        : absl::StatusCode::kUnknown;
+  for (const auto& detail : rpc_status.details()) {
+    google::rpc::ErrorInfo info;
+    if (detail.Is<google::rpc::ErrorInfo>() && detail.UnpackTo(&info)) {
+      ErrorMetadata metadata(info.metadata().begin(), info.metadata().end());
+      return Error(code, info.reason(), rpc_status.message(), metadata);
+    }
+  }
+  return absl::Status(code, rpc_status.message());
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  const google::rpc::Status rpc_status = ToRpcStatus(status);
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
                       rpc_status.SerializeAsString());
 }

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 
 namespace iommud {
 
@@ -19,6 +20,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The inverse: code, message, and the ErrorInfo's reason and metadata as core/error.h payloads.
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// The same model without gRPC, for replies that carry a google.rpc.Status in a message (the fd
+// channel, proto/iommu/v1/fd_channel.proto): OK -> code 0 and no details; an error -> its code,
+// message and one ErrorInfo detail as ToGrpcStatus builds it.
+google::rpc::Status ToRpcStatus(const absl::Status& status);
+// The inverse; a code outside absl's range is UNKNOWN.
+absl::Status FromRpcStatus(const google::rpc::Status& status);
 
 // The ErrorInfo carried by `status`, if any.
 bool ExtractErrorInfo(const grpc::Status& status, google::rpc::ErrorInfo* info);

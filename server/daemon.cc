@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,6 +119,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
   const bool host_backend = options.backend == "linux";
   if (host_backend) RETURN_IF_ERROR(CheckHostBackendOptions(options));
+  daemon->fd_socket_path_ = options.fd_socket_path.empty()
+                                ? absl::StrCat(daemon->socket_path_, ".fds")
+                                : options.fd_socket_path;
+  RETURN_IF_ERROR(RemoveStaleSocket(daemon->fd_socket_path_, SOCK_SEQPACKET));
   // A bad topology file is a start-up error even when the store makes it unnecessary.
   ASSIGN_OR_RETURN(LoadedTopology topology,
                    LoadTopology(host_backend ? std::string(kNoTopology) : options.topology));
@@ -204,6 +209,23 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;
   unix_options.metrics = daemon->metrics_->registry().get();
   ASSIGN_OR_RETURN(daemon->unix_listener_, PeerCredListener::Create(unix_options, &builder));
+  // The fd channel listens now (clients wait in its backlog) and serves once recovered.
+  daemon->fd_ops_ =
+      std::make_unique<RegistryFdChannelOps>(
+          daemon->registry_.get(),
+          options.device_fds != nullptr ? options.device_fds : daemon->device_fds_);
+  FdChannelOptions fd_options;
+  fd_options.socket.path = daemon->fd_socket_path_;
+  fd_options.socket.owner = unix_options.socket_owner;
+  fd_options.socket.group = unix_options.socket_group;
+  fd_options.socket.group_dir = unix_options.group_dir;
+  fd_options.allow_uids = unix_options.allow_uids;
+  fd_options.allow_gids = unix_options.allow_gids;
+  fd_options.max_connections = options.fd_channel_max_connections;
+  fd_options.metrics = daemon->metrics_->registry().get();
+  ASSIGN_OR_RETURN(daemon->fd_channel_, FdChannel::Create(std::move(fd_options),
+                                                          daemon->authorizer_.get(),
+                                                          daemon->fd_ops_.get()));
   if (!options.listen_tcp.empty()) {
     builder.AddListeningPort(options.listen_tcp, daemon->tcp_.credentials, &daemon->tcp_port_);
   }
@@ -245,6 +267,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
   daemon->service_->SetRecovering(false);
+  daemon->fd_channel_->Start();
   if (!options.metrics_listen.empty()) {
     RETURN_IF_ERROR(daemon->StartMetrics(options.metrics_listen));
   }
@@ -339,6 +362,7 @@ void Daemon::Shutdown(absl::Duration grace) {
   if (idempotency_ != nullptr) idempotency_->Stop();
   if (server_ != nullptr) {
     StopServing();
+    if (fd_channel_ != nullptr) fd_channel_->Stop();  // no fd op runs past this point
     unix_listener_->Stop();  // no new connections, socket unlinked; before the server's shutdown
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();

@@ -1,7 +1,7 @@
 // Daemon: one running iommud — backend, registry, start-up topology and the gRPC server
 // (iommu.v1.Iommu, grpc.health.v1.Health, server reflection) on a unix socket in its state
-// directory and optionally on TCP; Prometheus metrics on their own HTTP listener; the periodic
-// auditor. main.cc turns flags into DaemonOptions and signals into
+// directory and optionally on TCP; the fd side channel next to the unix socket
+// (server/fd_channel.h); Prometheus metrics on their own HTTP listener; the periodic auditor. main.cc turns flags into DaemonOptions and signals into
 // Shutdown(); tests can run a Daemon in-process.
 #ifndef IOMMUD_SERVER_DAEMON_H_
 #define IOMMUD_SERVER_DAEMON_H_
@@ -32,7 +32,10 @@
 #include "core/store/state_store.h"
 #include "core/types.h"
 #include "server/authorizer.h"
+#include "core/host/device_fd_provider.h"
 #include "server/daemon_metrics.h"
+#include "server/fd_channel.h"
+#include "server/fd_channel_ops.h"
 #include "server/idempotency.h"
 #include "server/instrumented_backend.h"
 #include "server/iommu_service.h"
@@ -100,6 +103,14 @@ struct DaemonOptions {
   PeerCredListenerOptions unix_listener;
   // Message sizes, streams, per-client rate/calls/watchers, request bounds (server/limits.h).
   Limits limits;
+  // The fd side channel (server/fd_channel.h): its SOCK_SEQPACKET socket, "" = the unix socket's
+  // path + ".fds". It gets the unix socket's owner, group and allow-list (unix_listener).
+  std::string fd_socket_path;
+  int fd_channel_max_connections = 64;
+  // The VFIO device fds OpenDevice hands out; not owned, must outlive the daemon. Null: the
+  // backend's own (the linux backend's), or, for a backend that drives no VFIO devices, none
+  // (OpenDevice fails with NO_DEVICE_FDS). Tests set it to stand in for a host.
+  host::DeviceFdProvider* device_fds = nullptr;
 };
 
 class Daemon {
@@ -121,6 +132,7 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   const std::string& socket_path() const { return socket_path_; }
+  const std::string& fd_socket_path() const { return fd_socket_path_; }
   std::string unix_target() const { return "unix:" + socket_path_; }
   int tcp_port() const { return tcp_port_; }  // 0 when TCP is off
   const TcpCredentials& tcp_credentials() const { return tcp_; }  // its stager (TLS), for tests
@@ -154,6 +166,7 @@ class Daemon {
 
   DaemonOptions options_;
   std::string socket_path_;
+  std::string fd_socket_path_;
   int tcp_port_ = 0;
   std::unique_ptr<StateDirLock> lock_;
   std::unique_ptr<CrashPoints> crash_points_;  // set with options.test_crash_before_step
@@ -184,6 +197,8 @@ class Daemon {
   std::unique_ptr<ClientLimiter> limiter_;  // outlives the service and its watch streams
   std::unique_ptr<IdempotencyKeeper> idempotency_;  // outlives the service
   std::unique_ptr<IommuService> service_;
+  std::unique_ptr<RegistryFdChannelOps> fd_ops_;
+  std::unique_ptr<FdChannel> fd_channel_;  // uses fd_ops_ and authorizer_; destroyed before them
   TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files
   std::unique_ptr<PeerCredListener> unix_listener_;  // accepts for server_; stopped before it
   std::unique_ptr<grpc::Server> server_;

@@ -41,6 +41,13 @@ ABSL_FLAG(bool, init_state, false,
           "Create a new, empty state file (refused with STATE_EXISTS if it exists): needed when "
           "the file is missing but hardware state survived (the emulated backend's memory_file).");
 ABSL_FLAG(std::string, socket, "", "Unix socket path; default <state_dir>/iommud.sock.");
+ABSL_FLAG(std::string, fd_socket, "",
+          "The fd side channel's unix SOCK_SEQPACKET socket (RegisterMemory with a memfd, "
+          "OpenDevice for a VFIO device fd; proto/iommu/v1/fd_channel.proto); default the unix "
+          "socket's path + \".fds\". Same owner, group and --allow_uids/--allow_gids as the unix "
+          "socket.");
+ABSL_FLAG(int, fd_channel_max_connections, 64,
+          "How many fd-channel connections may be open at once; a further one is closed at accept.");
 ABSL_FLAG(std::string, listen_tcp, "",
           "Also listen on TCP, e.g. 10.0.0.5:50051 (port 0 picks one); off by default. Serves "
           "mutual TLS: needs --tls_cert, --tls_key and --tls_client_ca (or --insecure_tcp).");
@@ -143,6 +150,8 @@ int Main(int argc, char** argv) {
   DaemonOptions options;
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.socket_path = absl::GetFlag(FLAGS_socket);
+  options.fd_socket_path = absl::GetFlag(FLAGS_fd_socket);
+  options.fd_channel_max_connections = absl::GetFlag(FLAGS_fd_channel_max_connections);
   options.listen_tcp = absl::GetFlag(FLAGS_listen_tcp);
   options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key = absl::GetFlag(FLAGS_tls_key);
@@ -238,6 +247,8 @@ int Main(int argc, char** argv) {
                  "iommud: --unix_peer_fallback_to_daemon_uid is deprecated and has no effect: "
                  "unix callers are identified by SO_PEERCRED\n");
   }
+  std::fprintf(stderr, "iommud: fd channel on unix:%s (SOCK_SEQPACKET)\n",
+               (*daemon)->fd_socket_path().c_str());
   std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
   std::fflush(stderr);
   // Type=notify: systemd starts the units ordered after iommud only now, when calls are served.

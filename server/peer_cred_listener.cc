@@ -21,27 +21,16 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "server/caller_identity.h"
-#include "server/unix_ids.h"
+#include "server/unix_socket.h"
 
 namespace iommud {
 namespace {
 
-constexpr mode_t kSocketMode = 0660;
 // How long the accept loop pauses when the process is out of descriptors or memory.
 constexpr int kAcceptBackoffMs = 100;
 
-absl::Status ListenFailed(const std::string& path, absl::string_view step, int error) {
-  return Error(absl::StatusCode::kUnavailable, reason::kListenFailed,
-               absl::StrCat("cannot listen on unix:", path, ": ", step, ": ", std::strerror(error)),
-               {{"socket", path}});
-}
-
 void LogLine(const std::string& line) {
   std::fprintf(stderr, "iommud: %s\n", line.c_str());
-}
-
-bool Contains(const std::vector<uint32_t>& ids, uint32_t id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
 }  // namespace
@@ -164,60 +153,19 @@ absl::StatusOr<std::unique_ptr<PeerCredListener>> PeerCredListener::Create(
 
 absl::Status PeerCredListener::Listen() {
   const std::string& path = options_.socket_path;
-  sockaddr_un address = {};
-  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    return Error(absl::StatusCode::kInvalidArgument, reason::kSocketPathTooLong,
-                 absl::StrCat("unix socket path '", path, "' must have 1 to ",
-                              sizeof(address.sun_path) - 1, " bytes"),
-                 {{"path", path}});
+  if (pipe2(wake_fds_, O_CLOEXEC) != 0) {
+    return Error(absl::StatusCode::kUnavailable, reason::kListenFailed,
+                 absl::StrCat("cannot listen on unix:", path, ": pipe: ", std::strerror(errno)),
+                 {{"socket", path}});
   }
-  int owner = -1;
-  int group = -1;
-  if (!options_.socket_owner.empty()) {
-    absl::StatusOr<uint32_t> uid = ResolveUser(options_.socket_owner);
-    if (!uid.ok()) return uid.status();
-    owner = static_cast<int>(*uid);
-  }
-  if (!options_.socket_group.empty()) {
-    absl::StatusOr<uint32_t> gid = ResolveGroup(options_.socket_group);
-    if (!gid.ok()) return gid.status();
-    group = static_cast<int>(*gid);
-  }
-  if (pipe2(wake_fds_, O_CLOEXEC) != 0) return ListenFailed(path, "pipe", errno);
-  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return ListenFailed(path, "socket", errno);
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.data(), path.size());
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    // Nothing of ours to remove: the path was someone else's.
-    return ListenFailed(path, "bind", errno);
-  }
-  // Not listening yet, so nobody can connect while the mode and owner are still the defaults.
-  auto fail = [&](absl::Status status) {
-    unlink(path.c_str());
-    return status;
-  };
-  if (chmod(path.c_str(), kSocketMode) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChmodFailed,
-                      absl::StrCat("cannot set mode 0660 on '", path, "': ", std::strerror(errno)),
-                      {{"path", path}}));
-  }
-  if ((owner != -1 || group != -1) && chown(path.c_str(), owner, group) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChownFailed,
-                      absl::StrCat("cannot give '", path, "' owner '", options_.socket_owner,
-                                   "' group '", options_.socket_group, "': ", std::strerror(errno)),
-                      {{"path", path},
-                       {"socket_owner", options_.socket_owner},
-                       {"socket_group", options_.socket_group}}));
-  }
-  if (group != -1 && !options_.group_dir.empty() &&
-      chown(options_.group_dir.c_str(), -1, group) != 0) {
-    return fail(Error(absl::StatusCode::kFailedPrecondition, reason::kSocketChownFailed,
-                      absl::StrCat("cannot give '", options_.group_dir, "' group '",
-                                   options_.socket_group, "': ", std::strerror(errno)),
-                      {{"path", options_.group_dir}, {"socket_group", options_.socket_group}}));
-  }
-  if (listen(listen_fd_, SOMAXCONN) != 0) return fail(ListenFailed(path, "listen", errno));
+  UnixSocketOptions socket;
+  socket.path = path;
+  socket.owner = options_.socket_owner;
+  socket.group = options_.socket_group;
+  socket.group_dir = options_.group_dir;
+  absl::StatusOr<host::UniqueFd> listening = ListenUnixSocket(socket, SOCK_STREAM);
+  if (!listening.ok()) return listening.status();
+  listen_fd_ = listening->Release();
   return absl::OkStatus();
 }
 
@@ -277,30 +225,13 @@ void PeerCredListener::AcceptLoop() {
 }
 
 void PeerCredListener::HandleConnection(int fd) {
-  ucred credentials = {};
-  socklen_t length = sizeof(credentials);
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    Refuse(fd, nullptr, "no_credentials", absl::StrCat("SO_PEERCRED: ", std::strerror(errno)));
+  UnixPeer peer;
+  int error = 0;
+  if (!ReadUnixPeer(fd, /*with_groups=*/!options_.allow_gids.empty(), &peer, &error)) {
+    Refuse(fd, nullptr, "no_credentials", absl::StrCat("SO_PEERCRED: ", std::strerror(error)));
     return;
   }
-  Peer peer;
-  peer.uid = credentials.uid;
-  peer.gid = credentials.gid;
-  peer.pid = credentials.pid;
-  if (!options_.allow_gids.empty()) {
-    std::vector<gid_t> groups(32);
-    for (;;) {
-      socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-      if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
-        groups.resize(size / sizeof(gid_t));
-        peer.groups.assign(groups.begin(), groups.end());
-        break;
-      }
-      if (errno != ERANGE || size / sizeof(gid_t) <= groups.size()) break;  // primary gid only
-      groups.resize(size / sizeof(gid_t));
-    }
-  }
-  if (!Allowed(peer)) {
+  if (!UnixPeerAllowed(peer, options_.allow_uids, options_.allow_gids)) {
     Refuse(fd, &peer, "not_allowed", "not in --allow_uids / --allow_gids");
     return;
   }
@@ -319,17 +250,7 @@ void PeerCredListener::HandleConnection(int fd) {
   acceptors_[slot]->HandleNewConnection(&parameters);
 }
 
-bool PeerCredListener::Allowed(const Peer& peer) const {
-  if (options_.allow_uids.empty() && options_.allow_gids.empty()) return true;
-  if (Contains(options_.allow_uids, peer.uid)) return true;
-  if (Contains(options_.allow_gids, peer.gid)) return true;
-  for (uint32_t gid : peer.groups) {
-    if (Contains(options_.allow_gids, gid)) return true;
-  }
-  return false;
-}
-
-void PeerCredListener::Refuse(int fd, const Peer* peer, const char* reason,
+void PeerCredListener::Refuse(int fd, const UnixPeer* peer, const char* reason,
                               const std::string& why) {
   // Logged and counted before the close, so that a client which sees its connection end can
   // already see why.

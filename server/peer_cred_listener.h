@@ -46,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/unix_socket.h"
 
 namespace iommud {
 
@@ -100,19 +101,11 @@ class PeerCredListener {
   int bound_identities() const;
 
  private:
-  struct Peer {
-    uint32_t uid = 0;
-    uint32_t gid = 0;
-    int64_t pid = 0;
-    std::vector<uint32_t> groups;  // supplementary groups, when the kernel reports them
-  };
-
   explicit PeerCredListener(PeerCredListenerOptions options);
   absl::Status Listen();
   void AcceptLoop();
   void HandleConnection(int fd);
-  bool Allowed(const Peer& peer) const;
-  void Refuse(int fd, const Peer* peer, const char* reason, const std::string& why);
+  void Refuse(int fd, const UnixPeer* peer, const char* reason, const std::string& why);
 
   PeerCredListenerOptions options_;
   int listen_fd_ = -1;

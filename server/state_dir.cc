@@ -86,7 +86,7 @@ StateDirLock::~StateDirLock() {
   close(fd_);  // drops the flock
 }
 
-absl::Status RemoveStaleSocket(const std::string& path) {
+absl::Status RemoveStaleSocket(const std::string& path, int socket_type) {
   sockaddr_un address = {};
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kSocketPathTooLong,
@@ -109,7 +109,7 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   // A live daemon accepts connections (or has its backlog full); a dead one's socket refuses them.
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, path.data(), path.size());
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int fd = socket(AF_UNIX, socket_type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return Error(absl::StatusCode::kInternal, reason::kSocketCheckFailed,
                  absl::StrCat("socket(): ", std::strerror(errno)), {{"path", path}});

@@ -3,6 +3,8 @@
 #ifndef IOMMUD_SERVER_STATE_DIR_H_
 #define IOMMUD_SERVER_STATE_DIR_H_
 
+#include <sys/socket.h>
+
 #include <memory>
 #include <string>
 
@@ -39,7 +41,9 @@ class StateDirLock {
 // on (left by a dead daemon) -> removed; a socket something still accepts on -> FAILED_PRECONDITION
 // (SOCKET_IN_USE); any other kind of file -> FAILED_PRECONDITION (SOCKET_PATH_NOT_SOCKET), never
 // removed; a path longer than sockaddr_un allows -> INVALID_ARGUMENT (SOCKET_PATH_TOO_LONG).
-absl::Status RemoveStaleSocket(const std::string& path);
+// `socket_type` is the type of the socket that will listen there (SOCK_STREAM for the gRPC socket,
+// SOCK_SEQPACKET for the fd channel): the liveness probe connects with that type.
+absl::Status RemoveStaleSocket(const std::string& path, int socket_type = SOCK_STREAM);
 
 }  // namespace iommud
 

@@ -45,5 +45,33 @@ TEST(StatusCodecTest, StatusWithoutDetailsDecodesToPlainCode) {
   EXPECT_EQ(ErrorReason(back), "");
 }
 
+TEST(StatusCodecTest, RpcStatusCarriesTheReasonWithoutGrpc) {
+  EXPECT_EQ(ToRpcStatus(absl::OkStatus()).code(), 0);
+  EXPECT_EQ(ToRpcStatus(absl::OkStatus()).details_size(), 0);
+  EXPECT_TRUE(FromRpcStatus(google::rpc::Status()).ok());
+
+  absl::Status original = Error(absl::StatusCode::kPermissionDenied, "NOT_OWNER", "not yours",
+                                {{"group_id", "3"}});
+  google::rpc::Status wire = ToRpcStatus(original);
+  EXPECT_EQ(wire.code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
+  ASSERT_EQ(wire.details_size(), 1);
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(wire.details(0).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "NOT_OWNER");
+  EXPECT_EQ(info.domain(), "iommud.dev");
+
+  absl::Status back = FromRpcStatus(wire);
+  EXPECT_EQ(back.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(back.message(), "not yours");
+  EXPECT_EQ(ErrorReason(back), "NOT_OWNER");
+  EXPECT_THAT(GetErrorMetadata(back), UnorderedElementsAre(Pair("group_id", "3")));
+
+  // A reasonless error gets its code's name, as on gRPC; a code beyond absl's is UNKNOWN.
+  EXPECT_EQ(ErrorReason(FromRpcStatus(ToRpcStatus(absl::InternalError("x")))), "INTERNAL");
+  google::rpc::Status odd;
+  odd.set_code(99);
+  EXPECT_EQ(FromRpcStatus(odd).code(), absl::StatusCode::kUnknown);
+}
+
 }  // namespace
 }  // namespace iommud

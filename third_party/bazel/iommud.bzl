@@ -1,10 +1,13 @@
 """Build helpers shared by the BUILD.bazel files (the counterparts of the CMake functions)."""
 
-def iommud_grpc_proto(name, srcs, grpc = True, deps = [], testonly = False):
+def iommud_grpc_proto(name, srcs, grpc = True, deps = [], testonly = False, import_srcs = [],
+                      import_dirs = []):
     """C++ (and gRPC) code of `srcs` generated with Debian's protoc and grpc_cpp_plugin.
 
     The protos import each other relative to this package's directory, and the library exports
-    the generated headers the same way (e.g. "iommu/v1/iommu.pb.h" from //proto).
+    the generated headers the same way (e.g. "iommu/v1/iommu.pb.h" from //proto). Protos of other
+    packages they import are `import_srcs` (labels), found under `import_dirs` (paths from the
+    workspace root, e.g. "proto/third_party"); their code comes from `deps`.
     """
     outs = []
     for src in srcs:
@@ -19,11 +22,11 @@ def iommud_grpc_proto(name, srcs, grpc = True, deps = [], testonly = False):
         grpc_flags = " --grpc_out=%s --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin" % out_root
     native.genrule(
         name = name + "_gen",
-        srcs = srcs,
+        srcs = srcs + import_srcs,
         outs = outs,
         testonly = testonly,
-        cmd = ("/usr/bin/protoc -I%s -I/usr/include --cpp_out=%s%s " %
-               (package, out_root, grpc_flags)) +
+        cmd = ("/usr/bin/protoc -I%s %s -I/usr/include --cpp_out=%s%s " %
+               (package, " ".join(["-I" + d for d in import_dirs]), out_root, grpc_flags)) +
               " ".join(["%s/%s" % (package, src) for src in srcs]),
     )
     native.cc_library(
