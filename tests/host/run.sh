@@ -56,12 +56,12 @@ if [ -z "$build_dir" ]; then
       -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >&2 ||
       die "cmake configure failed"
   fi
-  cmake --build "$build_dir" --target host_vfio_vm_test iommud >&2 ||
+  cmake --build "$build_dir" --target host_vfio_vm_test host_api_vm_test iommud >&2 ||
     die "build of the scenario binaries failed"
 fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
 # the daemon the second one starts.
-test_bins=(host_vfio_vm_test)
+test_bins=(host_vfio_vm_test host_api_vm_test)
 daemon_bin="$build_dir/server/iommud"
 [ -x "$daemon_bin" ] || die "no $daemon_bin (build the iommud target)"
 scenarios=()
