@@ -230,6 +230,7 @@ inline constexpr absl::string_view kInvalidTarget = "INVALID_TARGET";
 inline constexpr absl::string_view kInvalidTlsOptions = "INVALID_TLS_OPTIONS";
 inline constexpr absl::string_view kInvalidArgument = "INVALID_ARGUMENT";
 inline constexpr absl::string_view kUsage = "USAGE";
+inline constexpr absl::string_view kSocketPermissionDenied = "SOCKET_PERMISSION_DENIED";
 inline constexpr absl::string_view kInvalidNumber = "INVALID_NUMBER";
 inline constexpr absl::string_view kInvalidLoad = "INVALID_LOAD";
 inline constexpr absl::string_view kInvalidMix = "INVALID_MIX";

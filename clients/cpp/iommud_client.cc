@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "clients/cpp/unix_socket_probe.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/status_macros.h"
@@ -69,13 +70,19 @@ absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOp
   grpc::ChannelArguments arguments;
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                    ChannelCredentialsFor(options, &arguments));
+  // A socket the caller may not use is said at once: the channel would only time out.
+  RETURN_IF_ERROR(CheckUnixSocketAccess(options.target));
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, arguments);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
     return Error(absl::StatusCode::kUnavailable, reason::kConnectFailed,
                  absl::StrCat("cannot connect to ", options.target, " within ",
                               absl::FormatDuration(options.connect_timeout),
-                              " (is iommud running?)"),
+                              !UnixSocketPath(options.target).empty() &&
+                                      !UnixSocketExists(options.target)
+                                  ? absl::StrCat(" (no socket at ", UnixSocketPath(options.target),
+                                                 ": is iommud running?)")
+                                  : " (is iommud running?)"),
                  {{"target", options.target}});
   }
   return std::make_unique<IommuClient>(std::move(channel), options);

@@ -56,7 +56,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 class IommuClient {
  public:
   // Creates the channel and waits until it is READY: UNAVAILABLE (reason CONNECT_FAILED)
-  // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target.
+  // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target, and at once, without
+  // waiting, PERMISSION_DENIED (SOCKET_PERMISSION_DENIED) for a unix: socket the caller may not
+  // connect to (unix_socket_probe.h).
   static absl::StatusOr<std::unique_ptr<IommuClient>> Connect(const ClientOptions& options);
   IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout);
   // With the request-id and retry options of `options` (its target and TLS fields are unused).
