@@ -135,6 +135,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
         std::make_unique<FaultInjectingStateStore>(store, &daemon->injector_);
     store = daemon->injecting_store_.get();
   }
+  // Outermost, so that injected store.write failures are counted like real ones.
+  daemon->instrumented_store_ =
+      std::make_unique<InstrumentedStateStore>(store, daemon->metrics_->registry().get());
+  store = daemon->instrumented_store_.get();
   daemon->instrumented_backend_ =
       std::make_unique<InstrumentedBackend>(hardware, daemon->metrics_.get());
   RegistryOptions registry_options;

@@ -34,6 +34,7 @@
 #include "server/daemon_metrics.h"
 #include "server/idempotency.h"
 #include "server/instrumented_backend.h"
+#include "server/instrumented_state_store.h"
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
@@ -170,6 +171,7 @@ class Daemon {
   FaultInjector injector_;
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
   std::unique_ptr<FaultInjectingStateStore> injecting_store_;  // wraps store_ when allowed
+  std::unique_ptr<InstrumentedStateStore> instrumented_store_;  // the outermost wrapper
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<LeaseReaper> lease_reaper_;  // before registry_ in destruction
