@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                                       ? absl::StatusOr<Policy>(Policy::Default(getuid()))
                                       : Policy::Load(options.policy_file));
   RETURN_IF_ERROR(options.limits.Validate());
+  RETURN_IF_ERROR(options.keepalive.Validate());
   if (options.request_id_window <= absl::ZeroDuration()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                  absl::StrCat("--request_id_window must be positive, not ",
@@ -169,6 +170,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);
+  ApplyKeepalive(options.keepalive, &builder);
   PeerCredListenerOptions unix_options = options.unix_listener;
   unix_options.socket_path = daemon->socket_path_;
   if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;
@@ -302,6 +304,8 @@ void Daemon::Shutdown(absl::Duration grace) {
   if (idempotency_ != nullptr) idempotency_->Stop();
   if (server_ != nullptr) {
     StopServing();
+    // Watch streams end now with UNAVAILABLE SERVER_SHUTTING_DOWN, not when the grace runs out.
+    events_.CloseAll();
     unix_listener_->Stop();  // no new connections, socket unlinked; before the server's shutdown
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();

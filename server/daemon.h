@@ -35,6 +35,7 @@
 #include "server/idempotency.h"
 #include "server/instrumented_backend.h"
 #include "server/instrumented_state_store.h"
+#include "server/keepalive.h"
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
@@ -100,6 +101,8 @@ struct DaemonOptions {
   PeerCredListenerOptions unix_listener;
   // Message sizes, streams, per-client rate/calls/watchers, request bounds (server/limits.h).
   Limits limits;
+  // HTTP/2 keepalive of the server's connections (server/keepalive.h).
+  KeepaliveOptions keepalive;
 };
 
 class Daemon {

@@ -69,6 +69,15 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
           "Address of the Prometheus /metrics HTTP listener (loopback by default).");
 ABSL_FLAG(int, metrics_port, 9464,
           "Port of the Prometheus /metrics listener; 0 = off; -1 = any free port (tests).");
+ABSL_FLAG(absl::Duration, keepalive_time, iommud::KeepaliveOptions().time,
+          "Ping a client connection idle for this long (HTTP/2 keepalive, at least 1s), so that "
+          "the watch and lease streams of a vanished client end.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, iommud::KeepaliveOptions().timeout,
+          "Close a connection whose keepalive ping is not answered within this (at least 1s).");
+ABSL_FLAG(absl::Duration, keepalive_min_client_interval,
+          iommud::KeepaliveOptions().min_client_interval,
+          "The most often a client may send keepalive pings; more often gets GOAWAY "
+          "too_many_pings.");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
@@ -198,6 +207,13 @@ int Main(int argc, char** argv) {
   options.state.path = absl::GetFlag(FLAGS_state_file);
   options.state.init = absl::GetFlag(FLAGS_init_state);
   options.limits = *limits;
+  options.keepalive.time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive.timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.keepalive.min_client_interval = absl::GetFlag(FLAGS_keepalive_min_client_interval);
+  if (absl::Status valid = options.keepalive.Validate(); !valid.ok()) {
+    std::fprintf(stderr, "iommud: %s\n", std::string(valid.message()).c_str());
+    return kExitUsage;
+  }
   options.test_crash_before_step = absl::GetFlag(FLAGS_test_crash_before_step);
   options.test_crash_phase = *crash_phase;
 
