@@ -1,5 +1,6 @@
 #include "server/daemon.h"
 
+#include <grpcpp/ext/channelz_service_plugin.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
@@ -40,6 +41,15 @@ void InitGrpcOnce() {
   (void)initialized;
 }
 
+// Adds gRPC's channelz service to every ServerBuilder of the process from now on.
+void InitChannelzOnce() {
+  static const bool initialized = [] {
+    grpc::channelz::experimental::InitChannelzService();
+    return true;
+  }();
+  (void)initialized;
+}
+
 absl::StatusOr<LoadedTopology> LoadTopology(const std::string& topology) {
   if (topology.empty()) return LoadDemoTopology();
   if (topology == kNoTopology) {
@@ -66,6 +76,7 @@ StateStoreOptions StoreOptionsOf(const DaemonOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   InitGrpcOnce();
+  if (options.channelz) InitChannelzOnce();
   std::unique_ptr<Daemon> daemon(new Daemon());
   daemon->options_ = options;
   daemon->socket_path_ = options.socket_path.empty()

@@ -79,6 +79,11 @@ struct DaemonOptions {
   absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
+  // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz). gRPC
+  // registers it process-wide: once one Daemon of a process enabled it, every later one serves it.
+  // Not covered by the role policy (gRPC 1.51 interceptors cannot refuse a call): whoever may
+  // connect may read it (peer addresses, call counts; no IOMMU state).
+  bool channelz = false;
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
   // are admin, nobody else has a role).
   std::string policy_file;

@@ -78,6 +78,9 @@ ABSL_FLAG(absl::Duration, keepalive_min_client_interval,
           iommud::KeepaliveOptions().min_client_interval,
           "The most often a client may send keepalive pings; more often gets GOAWAY "
           "too_many_pings.");
+ABSL_FLAG(bool, channelz, false,
+          "Serve grpc.channelz.v1.Channelz (gRPC connection and call introspection, e.g. with "
+          "grpcdebug) to whoever may connect; not covered by --policy_file roles.");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
@@ -173,6 +176,7 @@ int Main(int argc, char** argv) {
   options.lease_reap_interval = absl::GetFlag(FLAGS_lease_reap_interval);
   options.request_id_window = absl::GetFlag(FLAGS_request_id_window);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
+  options.channelz = absl::GetFlag(FLAGS_channelz);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);
   options.unix_listener.socket_owner = absl::GetFlag(FLAGS_socket_owner);
