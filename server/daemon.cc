@@ -161,6 +161,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
 
   Authorizer::Options authz;
+  if (options.logger != nullptr) {
+    authz.audit_log = [logger = options.logger](const std::string& line) { logger->Audit(line); };
+  }
   authz.policy = std::move(policy);
   authz.identity.unix_peer_fallback_to_daemon_uid = options.unix_peer_fallback_to_daemon_uid;
   authz.identity.daemon_uid = getuid();

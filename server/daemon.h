@@ -40,6 +40,7 @@
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
 #include "server/limits.h"
+#include "server/log.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
@@ -84,6 +85,9 @@ struct DaemonOptions {
   // Not covered by the role policy (gRPC 1.51 interceptors cannot refuse a call): whoever may
   // connect may read it (peer addresses, call counts; no IOMMU state).
   bool channelz = false;
+  // Where authorization denials are logged (AUDIT lines, server/log.h); not owned, must outlive
+  // the Daemon. Null: "iommud: audit: ..." lines on stderr.
+  Logger* logger = nullptr;
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
   // are admin, nobody else has a role).
   std::string policy_file;

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "server/caller_identity.h"
+#include "server/log.h"
 #include "server/unix_ids.h"
 
 namespace iommud {
@@ -36,9 +37,7 @@ absl::Status ListenFailed(const std::string& path, absl::string_view step, int e
                {{"socket", path}});
 }
 
-void LogLine(const std::string& line) {
-  std::fprintf(stderr, "iommud: %s\n", line.c_str());
-}
+void LogLine(const std::string& line) { LogToStderr(LogLevel::kWarning, line); }
 
 bool Contains(const std::vector<uint32_t>& ids, uint32_t id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
