@@ -1,7 +1,8 @@
 """The Python client as a package and its API, against the real iommud.
 
 - `pip install ./clients/python` into a fresh venv (with Debian's grpcio and protobuf, offline:
-  --no-index) gives a package whose `import iommud` works from any directory, stubs included;
+  --no-index) gives a package whose `import iommud` works from any directory, stubs included, with
+  type stubs (.pyi) for the messages and for every method of Client;
 - one snake_case method per unary RPC, returning the response message; refusals are IommudError,
   a grpc.RpcError with code(), details() and the ErrorInfo reason and metadata;
 - mutating calls carry a request id (a retry with the same id acts once), TLS options are checked,
@@ -135,6 +136,13 @@ def test_pip_install_offline_and_import_anywhere(daemon):
             "import grpc, iommud\n"
             "assert iommud.__file__.startswith(sys.argv[2]), iommud.__file__\n"
             "assert issubclass(iommud.IommudError, grpc.RpcError)\n"
+            "import os, re\n"
+            "stub = open(os.path.join(os.path.dirname(iommud.__file__), 'client.pyi')).read()\n"
+            "typed = set(re.findall(r'^    def (\\w+)', stub, re.M)) - {'__init__', '__enter__', '__exit__'}\n"
+            "public = {m for m in dir(iommud.Client) if not m.startswith('_')}\n"
+            "assert typed == public, (typed ^ public)\n"
+            "from iommud._generated.iommu.v1 import iommu_pb2\n"
+            "assert os.path.exists(iommu_pb2.__file__ + 'i')  # iommu_pb2.pyi\n"
             "with iommud.Client(sys.argv[1]) as c:\n"
             "    print(c.get_device(device='0000:00:02.0').name)\n")
         result = subprocess.run([str(venv / "bin/python"), "-c", "import sys\n" + check, daemon,
