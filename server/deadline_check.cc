@@ -18,7 +18,8 @@ absl::Status CheckDeadline(std::chrono::system_clock::time_point deadline,
 }
 
 absl::Status CheckDeadline(const grpc::ServerContextBase& context, absl::string_view method) {
-  return CheckDeadline(context.deadline(), std::chrono::system_clock::now(), method);
+  return CheckDeadline(context.deadline(), std::chrono::system_clock::now() + kDeadlineResolution,
+                       method);
 }
 
 }  // namespace iommud

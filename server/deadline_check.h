@@ -18,7 +18,13 @@ namespace iommud {
 absl::Status CheckDeadline(std::chrono::system_clock::time_point deadline,
                            std::chrono::system_clock::time_point now, absl::string_view method);
 
-// The same for the call of `context`, now.
+// gRPC keeps a server call's deadline in whole milliseconds from its own cached clock, so a call
+// that arrives with a timeout of a few nanoseconds (its client's deadline passed on the way) gets a
+// deadline up to about 2 ms after its arrival. Calls with less than this left are treated as
+// expired: none of them could answer within its deadline anyway.
+inline constexpr std::chrono::milliseconds kDeadlineResolution{2};
+
+// The same for the call of `context`: expired when less than kDeadlineResolution is left.
 absl::Status CheckDeadline(const grpc::ServerContextBase& context, absl::string_view method);
 
 }  // namespace iommud

@@ -62,6 +62,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
   return grpc::SslCredentials(ssl);
 }
 
+void ApplyClientKeepalive(const ClientOptions& options, grpc::ChannelArguments* arguments) {
+  if (options.keepalive_time <= absl::ZeroDuration()) return;
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+                    static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                    static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  arguments->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
 absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOptions& options) {
   if (options.target.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidTarget,
@@ -70,6 +80,7 @@ absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOp
   grpc::ChannelArguments arguments;
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                    ChannelCredentialsFor(options, &arguments));
+  ApplyClientKeepalive(options, &arguments);
   // A socket the caller may not use is said at once: the channel would only time out.
   RETURN_IF_ERROR(CheckUnixSocketAccess(options.target));
   std::shared_ptr<grpc::Channel> channel =
