@@ -1,4 +1,4 @@
-# `cmake --install`: the daemon (sbin), iommuctl (bin), the systemd unit and its sysusers.d file, the C++ client library (clients/cpp, static)
+# `cmake --install`: the daemon (sbin), iommuctl (bin) and its bash completion, the systemd unit and its sysusers.d file, the C++ client library (clients/cpp, static)
 # with its headers and the generated proto headers they include, the CMake package
 # (find_package(iommud CONFIG) -> iommud::client) and a pkg-config file (iommud.pc).
 # Headers go under <includedir>/iommud keeping their repository paths, so that the installed ones
@@ -14,6 +14,9 @@ set(IOMMUD_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/iommud")
 
 install(TARGETS iommud RUNTIME DESTINATION "${CMAKE_INSTALL_SBINDIR}" COMPONENT daemon)
 install(TARGETS iommuctl RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT daemon)
+# iommuctl's bash completion, where bash-completion looks for it (<datadir>/bash-completion/completions).
+install(FILES clients/iommuctl/iommuctl.bash DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions"
+  RENAME iommuctl COMPONENT daemon)
 # <prefix>/lib/systemd/system/iommud.service (ExecStart: this prefix's sbin/iommud) and
 # <prefix>/lib/sysusers.d/iommud.conf; systemd reads both from /usr and /usr/local.
 install(CODE "set(IOMMUD_SOURCE_DIR \"${PROJECT_SOURCE_DIR}\")

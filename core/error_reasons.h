@@ -190,6 +190,10 @@ inline constexpr absl::string_view kNoStateStore = "NO_STATE_STORE";
 inline constexpr absl::string_view kRegistryNotEmpty = "REGISTRY_NOT_EMPTY";
 inline constexpr absl::string_view kRequestNotFound = "REQUEST_NOT_FOUND";
 inline constexpr absl::string_view kRecovering = "RECOVERING";
+// A unary call whose deadline passed before its handler ran (server/deadline_check.h).
+inline constexpr absl::string_view kDeadlinePassed = "DEADLINE_PASSED";
+// A WatchEvents stream ended (or refused) because the daemon began shutting down.
+inline constexpr absl::string_view kServerShuttingDown = "SERVER_SHUTTING_DOWN";
 
 // --- Request ids ---
 // Idempotent retries of mutating calls.
@@ -259,6 +263,7 @@ inline constexpr absl::string_view kTlsStagingFailed = "TLS_STAGING_FAILED";
 // --- Client side ---
 // Raised by the client library, iommuctl and loadgen before anything is sent; never on the wire.
 inline constexpr absl::string_view kConnectFailed = "CONNECT_FAILED";
+inline constexpr absl::string_view kSocketPermissionDenied = "SOCKET_PERMISSION_DENIED";
 inline constexpr absl::string_view kInvalidTarget = "INVALID_TARGET";
 inline constexpr absl::string_view kInvalidTlsOptions = "INVALID_TLS_OPTIONS";
 inline constexpr absl::string_view kInvalidArgument = "INVALID_ARGUMENT";

@@ -87,9 +87,35 @@ std::function<void()> EventSubscription::Offer(const RegistryEvent& event) {
 std::shared_ptr<EventSubscription> EventBus::Subscribe(EventFilter filter, size_t capacity) {
   std::shared_ptr<EventSubscription> subscription(
       new EventSubscription(std::move(filter), std::max<size_t>(capacity, 1)));
-  MutexLock lock(&mu_);
-  subscriptions_.push_back(subscription);
+  {
+    MutexLock lock(&mu_);
+    if (!closed_) {
+      subscriptions_.push_back(subscription);
+      return subscription;
+    }
+  }
+  subscription->Close();  // after CloseAll: closed from the start
   return subscription;
+}
+
+void EventBus::CloseAll() {
+  std::vector<std::shared_ptr<EventSubscription>> live;
+  {
+    MutexLock lock(&mu_);
+    closed_ = true;
+    for (const std::weak_ptr<EventSubscription>& weak : subscriptions_) {
+      if (std::shared_ptr<EventSubscription> subscription = weak.lock()) {
+        live.push_back(std::move(subscription));
+      }
+    }
+    subscriptions_.clear();
+  }
+  for (const std::shared_ptr<EventSubscription>& subscription : live) subscription->Close();
+}
+
+bool EventBus::closed() const {
+  MutexLock lock(&mu_);
+  return closed_;
 }
 
 void EventBus::Publish(const RegistryEvent& event) {

@@ -74,10 +74,15 @@ class EventBus {
   std::shared_ptr<EventSubscription> Subscribe(EventFilter filter, size_t capacity);
   void Publish(const RegistryEvent& event);
   size_t watchers() const;  // live subscriptions
+  // Closes every subscription (their watchers get what is queued, then kClosed), and every later
+  // one at once: the daemon's shutdown ends its watch streams with it. Idempotent.
+  void CloseAll();
+  bool closed() const;  // CloseAll ran
 
  private:
   mutable absl::Mutex mu_;
   std::vector<std::weak_ptr<EventSubscription>> subscriptions_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Names of the event kinds ("DEVICE_PROBED", ...), for logs and the wire.

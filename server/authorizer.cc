@@ -5,14 +5,19 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "server/log.h"
 
 namespace iommud {
 namespace {
 
+// "<time> AUDIT iommud: audit: <line>", as Logger::Audit writes it (server/log.h).
 void WriteAuditLineToStderr(const std::string& line) {
-  std::fprintf(stderr, "iommud: audit: %s\n", line.c_str());
+  const std::string text =
+      FormatLogLine(absl::Now(), "AUDIT", absl::StrCat("audit: ", line)) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);
 }
 

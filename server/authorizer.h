@@ -56,7 +56,7 @@ class Authorizer {
     IdentityOptions identity;
     // iommud_authz_denied_total is registered here (not owned; may be null: not counted).
     prometheus::Registry* metrics = nullptr;
-    // Receives one audit line per denial; null: written to stderr as "iommud: audit: ...".
+    // Receives one audit line per denial; null: written to stderr as an AUDIT line (log.h).
     std::function<void(const std::string&)> audit_log;
   };
 

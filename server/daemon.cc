@@ -1,5 +1,6 @@
 #include "server/daemon.h"
 
+#include <grpcpp/ext/channelz_service_plugin.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <sys/socket.h>
@@ -38,6 +39,15 @@ void InitGrpcOnce() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     (void)grpc::health::v1::HealthCheckRequest::descriptor();
+    return true;
+  }();
+  (void)initialized;
+}
+
+// Adds gRPC's channelz service to every ServerBuilder of the process from now on.
+void InitChannelzOnce() {
+  static const bool initialized = [] {
+    grpc::channelz::experimental::InitChannelzService();
     return true;
   }();
   (void)initialized;
@@ -88,6 +98,7 @@ StateStoreOptions StoreOptionsOf(const DaemonOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   InitGrpcOnce();
+  if (options.channelz) InitChannelzOnce();
   std::unique_ptr<Daemon> daemon(new Daemon());
   daemon->options_ = options;
   daemon->socket_path_ = options.socket_path.empty()
@@ -99,6 +110,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                                       ? absl::StatusOr<Policy>(Policy::Default(getuid()))
                                       : Policy::Load(options.policy_file));
   RETURN_IF_ERROR(options.limits.Validate());
+  RETURN_IF_ERROR(options.keepalive.Validate());
   if (options.request_id_window <= absl::ZeroDuration()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                  absl::StrCat("--request_id_window must be positive, not ",
@@ -170,6 +182,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
         std::make_unique<FaultInjectingStateStore>(store, &daemon->injector_);
     store = daemon->injecting_store_.get();
   }
+  // Outermost, so that injected store.write failures are counted like real ones.
+  daemon->instrumented_store_ =
+      std::make_unique<InstrumentedStateStore>(store, daemon->metrics_->registry().get());
+  store = daemon->instrumented_store_.get();
   daemon->instrumented_backend_ =
       std::make_unique<InstrumentedBackend>(hardware, daemon->metrics_.get());
   RegistryOptions registry_options;
@@ -184,6 +200,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->registry_, Registry::Create(registry_options));
 
   Authorizer::Options authz;
+  if (options.logger != nullptr) {
+    authz.audit_log = [logger = options.logger](const std::string& line) { logger->Audit(line); };
+  }
   authz.policy = std::move(policy);
   authz.identity.unix_peer_fallback_to_daemon_uid = options.unix_peer_fallback_to_daemon_uid;
   authz.identity.daemon_uid = getuid();
@@ -204,6 +223,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->service_->SetRecovering(true);
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);
+  ApplyKeepalive(options.keepalive, &builder);
   PeerCredListenerOptions unix_options = options.unix_listener;
   unix_options.socket_path = daemon->socket_path_;
   if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;
@@ -363,6 +383,8 @@ void Daemon::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {
     StopServing();
     if (fd_channel_ != nullptr) fd_channel_->Stop();  // no fd op runs past this point
+    // Watch streams end now with UNAVAILABLE SERVER_SHUTTING_DOWN, not when the grace runs out.
+    events_.CloseAll();
     unix_listener_->Stop();  // no new connections, socket unlinked; before the server's shutdown
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();

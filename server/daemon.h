@@ -38,10 +38,13 @@
 #include "server/fd_channel_ops.h"
 #include "server/idempotency.h"
 #include "server/instrumented_backend.h"
+#include "server/instrumented_state_store.h"
+#include "server/keepalive.h"
 #include "server/iommu_service.h"
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
 #include "server/limits.h"
+#include "server/log.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
@@ -81,6 +84,14 @@ struct DaemonOptions {
   absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
+  // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz). gRPC
+  // registers it process-wide: once one Daemon of a process enabled it, every later one serves it.
+  // Not covered by the role policy (gRPC 1.51 interceptors cannot refuse a call): whoever may
+  // connect may read it (peer addresses, call counts; no IOMMU state).
+  bool channelz = false;
+  // Where authorization denials are logged (AUDIT lines, server/log.h); not owned, must outlive
+  // the Daemon. Null: "iommud: audit: ..." lines on stderr.
+  Logger* logger = nullptr;
   // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
   // are admin, nobody else has a role).
   std::string policy_file;
@@ -111,6 +122,8 @@ struct DaemonOptions {
   // backend's own (the linux backend's), or, for a backend that drives no VFIO devices, none
   // (OpenDevice fails with NO_DEVICE_FDS). Tests set it to stand in for a host.
   host::DeviceFdProvider* device_fds = nullptr;
+  // HTTP/2 keepalive of the server's connections (server/keepalive.h).
+  KeepaliveOptions keepalive;
 };
 
 class Daemon {
@@ -187,6 +200,7 @@ class Daemon {
   FaultInjector injector_;
   std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
   std::unique_ptr<FaultInjectingStateStore> injecting_store_;  // wraps store_ when allowed
+  std::unique_ptr<InstrumentedStateStore> instrumented_store_;  // the outermost wrapper
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<LeaseReaper> lease_reaper_;  // before registry_ in destruction

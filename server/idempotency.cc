@@ -14,6 +14,7 @@
 #include "core/sync.h"
 #include "google/rpc/status.pb.h"
 #include "proto/status_codec.h"
+#include "server/log.h"
 
 namespace iommud {
 namespace {
@@ -194,7 +195,8 @@ absl::Status IdempotencyKeeper::Replay(const RequestRecord& record,
     absl::Status stored =
         store_->SetRequestResponse(record.request_id, EncodeReply(status, *response));
     if (!stored.ok()) {
-      std::cerr << "iommud: cannot store the rebuilt reply of a request id: " << stored << "\n";
+      LogToStderr(LogLevel::kWarning,
+                  absl::StrCat("cannot store the rebuilt reply of a request id: ", stored.ToString()));
     }
   }
   return status;
@@ -213,7 +215,8 @@ void IdempotencyKeeper::Remember(RequestRecord record, bool committed, const abs
     stored = store_->Commit(batch);
   }
   if (!stored.ok()) {
-    std::cerr << "iommud: cannot store the reply of a request id: " << stored << "\n";
+    LogToStderr(LogLevel::kWarning,
+                absl::StrCat("cannot store the reply of a request id: ", stored.ToString()));
   }
 }
 
@@ -250,7 +253,8 @@ void IdempotencyKeeper::Loop(absl::Duration interval) {
     }
     absl::StatusOr<uint64_t> expired = ExpireNow();
     if (!expired.ok()) {
-      std::cerr << "iommud: cannot expire request-id records: " << expired.status() << "\n";
+      LogToStderr(LogLevel::kWarning, absl::StrCat("cannot expire request-id records: ",
+                                                    expired.status().ToString()));
     }
   }
 }

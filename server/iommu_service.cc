@@ -8,6 +8,7 @@
 #include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "proto/status_codec.h"
+#include "server/deadline_check.h"
 #include "server/keep_lease_reactor.h"
 #include "server/raw_request.h"
 #include "server/rebuilt_replies.h"
@@ -179,6 +180,8 @@ absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const R
   std::string principal;
   ASSIGN_OR_RETURN(const Request* authorized,
                    AuthorizeCall(context, rpc, &request, &rewritten, &permit, &principal));
+  // Last step before the handler: a call its client has given up on is not executed.
+  RETURN_IF_ERROR(CheckDeadline(context, rpc.name));
   const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
   if constexpr (Rpc::kind == RpcKind::kMutating) {
     return RunMutating(rpc.name, principal, *authorized, response,
@@ -249,6 +252,7 @@ grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
   }
   absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(request);
   if (!spec.ok()) return new FailedStream(spec.status());
+  if (events_->closed()) return new FailedStream(ShuttingDownStatus());
   return new WatchEventsReactor(registry_, events_, *spec, std::move(permit));
 }
 

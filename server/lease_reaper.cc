@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/sync.h"
+#include "server/log.h"
 
 namespace iommud {
 
@@ -47,8 +48,9 @@ void LeaseReaper::Stop() {
 LeaseReapResult LeaseReaper::ReapNow() {
   LeaseReapResult result = registry_->ExpireLeases();
   for (const auto& [lease, status] : result.failed) {
-    std::cerr << absl::StrCat("iommud: the lease of group ", lease.group, " (owner '", lease.owner,
-                              "') lapsed but its release failed: ", status.ToString(), "\n");
+    LogToStderr(LogLevel::kError,
+                absl::StrCat("the lease of group ", lease.group, " (owner '", lease.owner,
+                             "') lapsed but its release failed: ", status.ToString()));
   }
   if (expired_ != nullptr) {
     expired_->Increment(static_cast<double>(result.expired.size()));

@@ -20,6 +20,7 @@
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
 #include "server/limits_flags.h"
+#include "server/log.h"
 #include "server/service_manager.h"
 #include "server/termination_signals.h"
 #include "server/unix_ids.h"
@@ -76,6 +77,23 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
           "Address of the Prometheus /metrics HTTP listener (loopback by default).");
 ABSL_FLAG(int, metrics_port, 9464,
           "Port of the Prometheus /metrics listener; 0 = off; -1 = any free port (tests).");
+ABSL_FLAG(absl::Duration, keepalive_time, iommud::KeepaliveOptions().time,
+          "Ping a client connection idle for this long (HTTP/2 keepalive, at least 1s), so that "
+          "the watch and lease streams of a vanished client end.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, iommud::KeepaliveOptions().timeout,
+          "Close a connection whose keepalive ping is not answered within this (at least 1s).");
+ABSL_FLAG(absl::Duration, keepalive_min_client_interval,
+          iommud::KeepaliveOptions().min_client_interval,
+          "The most often a client may send keepalive pings; more often gets GOAWAY "
+          "too_many_pings.");
+ABSL_FLAG(std::string, log_level, "info",
+          "Least severe log lines written: error, warning, info or debug. Audit lines "
+          "(authorization denials, tag AUDIT) are always written.");
+ABSL_FLAG(int, v, -1,
+          "Verbosity as a number, instead of --log_level: 0 error, 1 warning, 2 info, 3 debug.");
+ABSL_FLAG(bool, channelz, false,
+          "Serve grpc.channelz.v1.Channelz (gRPC connection and call introspection, e.g. with "
+          "grpcdebug) to whoever may connect; not covered by --policy_file roles.");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
@@ -173,6 +191,7 @@ int Main(int argc, char** argv) {
   options.lease_reap_interval = absl::GetFlag(FLAGS_lease_reap_interval);
   options.request_id_window = absl::GetFlag(FLAGS_request_id_window);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
+  options.channelz = absl::GetFlag(FLAGS_channelz);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);
   options.unix_peer_fallback_to_daemon_uid = absl::GetFlag(FLAGS_unix_peer_fallback_to_daemon_uid);
   options.unix_listener.socket_owner = absl::GetFlag(FLAGS_socket_owner);
@@ -207,6 +226,23 @@ int Main(int argc, char** argv) {
   options.state.path = absl::GetFlag(FLAGS_state_file);
   options.state.init = absl::GetFlag(FLAGS_init_state);
   options.limits = *limits;
+  options.keepalive.time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive.timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.keepalive.min_client_interval = absl::GetFlag(FLAGS_keepalive_min_client_interval);
+  if (absl::Status valid = options.keepalive.Validate(); !valid.ok()) {
+    std::fprintf(stderr, "iommud: %s\n", std::string(valid.message()).c_str());
+    return kExitUsage;
+  }
+  const int verbosity = absl::GetFlag(FLAGS_v);
+  absl::StatusOr<LogLevel> log_level = verbosity >= 0
+                                           ? ParseLogLevel(absl::StrCat(verbosity))
+                                           : ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_level.ok()) {
+    std::fprintf(stderr, "iommud: %s\n", std::string(log_level.status().message()).c_str());
+    return kExitUsage;
+  }
+  Logger log(*log_level);
+  options.logger = &log;
   options.test_crash_before_step = absl::GetFlag(FLAGS_test_crash_before_step);
   options.test_crash_phase = *crash_phase;
 
@@ -214,43 +250,39 @@ int Main(int argc, char** argv) {
   if (!daemon.ok()) {
     const std::string why = absl::StrCat("cannot start: ", daemon.status().message(), " (",
                                          ErrorReason(daemon.status()), ")");
-    std::fprintf(stderr, "iommud: %s\n", why.c_str());
+    log.Error(why);
     NotifyServiceManager(absl::StrCat("STATUS=", why));
     return EXIT_FAILURE;
   }
-  std::fprintf(stderr, "iommud: state: %s\n",
-               (*daemon)->state_file().empty()
-                   ? "memory (nothing survives a restart)"
-                   : absl::StrCat((*daemon)->state_file(),
-                                  options.state.sync == StateSync::kFull ? " (sync=full)"
-                                                                         : " (sync=normal)")
-                         .c_str());
-  for (const std::string& line : (*daemon)->startup().log) {
-    std::fprintf(stderr, "iommud: %s\n", line.c_str());
-  }
+  log.Info(absl::StrCat(
+      "state: ", (*daemon)->state_file().empty()
+                     ? "memory (nothing survives a restart)"
+                     : absl::StrCat((*daemon)->state_file(), options.state.sync == StateSync::kFull
+                                                                 ? " (sync=full)"
+                                                                 : " (sync=normal)")));
+  for (const std::string& line : (*daemon)->startup().log) log.Info(line);
   if ((*daemon)->tcp_port() != 0) {
-    std::fprintf(stderr, "iommud: listening on tcp port %d\n", (*daemon)->tcp_port());
+    log.Info(absl::StrCat("listening on tcp port ", (*daemon)->tcp_port()));
     if (options.insecure_tcp) {
-      std::fprintf(stderr,
-                   "iommud: WARNING: tcp port %d is plaintext, callers unauthenticated "
-                   "(--insecure_tcp)\n",
-                   (*daemon)->tcp_port());
+      log.Warning(absl::StrCat("WARNING: tcp port ", (*daemon)->tcp_port(),
+                               " is plaintext, callers unauthenticated (--insecure_tcp)"));
     }
   }
   if ((*daemon)->metrics_port() != 0) {
-    std::fprintf(stderr, "iommud: metrics on http://%s:%d/metrics (port %d)\n",
-                 absl::GetFlag(FLAGS_metrics_address).c_str(), (*daemon)->metrics_port(),
-                 (*daemon)->metrics_port());
+    log.Info(absl::StrCat("metrics on http://", absl::GetFlag(FLAGS_metrics_address), ":",
+                          (*daemon)->metrics_port(), "/metrics (port ", (*daemon)->metrics_port(),
+                          ")"));
   }
   if (options.unix_peer_fallback_to_daemon_uid) {
-    std::fprintf(stderr,
-                 "iommud: --unix_peer_fallback_to_daemon_uid is deprecated and has no effect: "
-                 "unix callers are identified by SO_PEERCRED\n");
+    log.Warning(
+        "--unix_peer_fallback_to_daemon_uid is deprecated and has no effect: unix callers are "
+        "identified by SO_PEERCRED");
   }
-  std::fprintf(stderr, "iommud: fd channel on unix:%s (SOCK_SEQPACKET)\n",
-               (*daemon)->fd_socket_path().c_str());
-  std::fprintf(stderr, "iommud: serving on %s\n", (*daemon)->unix_target().c_str());
-  std::fflush(stderr);
+  log.Debug(absl::StrCat("log level ", LogLevelTag(log.level()), ", keepalive ",
+                         absl::FormatDuration(options.keepalive.time), "/",
+                         absl::FormatDuration(options.keepalive.timeout)));
+  log.Info(absl::StrCat("fd channel on unix:", (*daemon)->fd_socket_path(), " (SOCK_SEQPACKET)"));
+  log.Info(absl::StrCat("serving on ", (*daemon)->unix_target()));
   // Type=notify: systemd starts the units ordered after iommud only now, when calls are served.
   NotifyServiceManager(ReadyNotification((*daemon)->unix_target()));
 
@@ -258,28 +290,26 @@ int Main(int argc, char** argv) {
   Daemon* running = daemon->get();
   {
     TerminationSignalWaiter waiter(
-        [running, grace](int signo) {
-          std::fprintf(stderr, "iommud: signal %d, shutting down\n", signo);
+        [running, grace, &log](int signo) {
+          log.Info(absl::StrCat("signal ", signo, ", shutting down"));
           NotifyServiceManager(
               StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
           running->Shutdown(grace);
         },
-        [] {
+        [&log] {
           // The policy, the flags and the topology are read at start-up only (the TLS files are
           // re-read every --tls_refresh_interval anyway): a restart applies changes. What SIGHUP
           // must not do is kill the daemon, which its default action would.
-          std::fprintf(stderr, "iommud: SIGHUP: nothing to reload\n");
-          std::fflush(stderr);
+          log.Info("SIGHUP: nothing to reload");
         });
     running->Wait();
   }
   if (const CrashPoints* crash_points = running->crash_points(); crash_points != nullptr) {
     // The crash-point sweep learns how many steps a path has from this line.
-    std::fprintf(stderr, "iommud: durable steps counted: %llu\n",
-                 static_cast<unsigned long long>(crash_points->steps()));
+    log.Info(absl::StrCat("durable steps counted: ", crash_points->steps()));
   }
   daemon->reset();
-  std::fprintf(stderr, "iommud: stopped\n");
+  log.Info("stopped");
   return EXIT_SUCCESS;
 }
 

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "server/caller_identity.h"
+#include "server/log.h"
 #include "server/unix_socket.h"
 
 namespace iommud {
@@ -29,9 +30,7 @@ namespace {
 // How long the accept loop pauses when the process is out of descriptors or memory.
 constexpr int kAcceptBackoffMs = 100;
 
-void LogLine(const std::string& line) {
-  std::fprintf(stderr, "iommud: %s\n", line.c_str());
-}
+void LogLine(const std::string& line) { LogToStderr(LogLevel::kWarning, line); }
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include "core/error_reasons.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
+#include "server/log.h"
 
 namespace iommud {
 namespace {
@@ -107,7 +108,7 @@ absl::Status TlsFileStager::PollOnce() {
     if (status.ok()) status = Stage(*contents);
     if (status.ok()) {
       last_refused_.clear();
-      std::fprintf(stderr, "iommud: tls: serving the replaced certificate files\n");
+      LogToStderr(LogLevel::kInfo, "tls: serving the replaced certificate files");
       return absl::OkStatus();
     }
   }
@@ -115,8 +116,9 @@ absl::Status TlsFileStager::PollOnce() {
   if (message != last_refused_) {  // once per refused version
     last_refused_ = message;
     ++rejected_versions_;
-    std::fprintf(stderr, "iommud: tls: ignoring the replaced files, still serving the last good "
-                 "ones: %s (%s)\n", message.c_str(), ErrorReason(status).c_str());
+    LogToStderr(LogLevel::kWarning,
+                absl::StrCat("tls: ignoring the replaced files, still serving the last good ones: ",
+                             message, " (", ErrorReason(status), ")"));
   }
   return status;
 }

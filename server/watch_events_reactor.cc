@@ -4,9 +4,18 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
+#include "proto/status_codec.h"
 #include "core/sync.h"
 
 namespace iommud {
+
+absl::Status ShuttingDownStatus() {
+  return Error(absl::StatusCode::kUnavailable, reason::kServerShuttingDown,
+               "iommud is shutting down: this stream ends; reconnect and watch again (a new "
+               "snapshot comes first)");
+}
 
 WatchEventsReactor::WatchEventsReactor(const Registry* registry, EventBus* bus,
                                        const WatchSpec& spec, ClientLimiter::Permit permit)
@@ -67,9 +76,9 @@ void WatchEventsReactor::Pump() {
         current_.set_time_unix_nanos(absl::ToUnixNanos(absl::Now()));
         need_snapshot_ = true;
         break;
-      case EventSubscription::Next::kClosed:
+      case EventSubscription::Next::kClosed:  // only EventBus::CloseAll closes a live one
         finished_ = true;
-        Finish(grpc::Status::OK);
+        Finish(ToGrpcStatus(ShuttingDownStatus()));
         return;
       case EventSubscription::Next::kEmpty:
         return;

@@ -3,6 +3,10 @@
 // snapshot. Writes are driven from two places: gRPC's OnWriteDone and the subscription's notifier
 // (which runs on the publishing thread, possibly inside a registry operation, so it never takes
 // registry locks: snapshots are only built on gRPC threads). Deletes itself in OnDone.
+//
+// When the daemon begins shutting down it closes the EventBus (EventBus::CloseAll): the stream
+// sends what was queued for it, then finishes with UNAVAILABLE (SERVER_SHUTTING_DOWN) at once,
+// instead of being held for the shutdown grace and cut with a bare UNAVAILABLE.
 #ifndef IOMMUD_SERVER_WATCH_EVENTS_REACTOR_H_
 #define IOMMUD_SERVER_WATCH_EVENTS_REACTOR_H_
 
@@ -20,6 +24,10 @@
 #include "server/observability_convert.h"
 
 namespace iommud {
+
+// UNAVAILABLE (SERVER_SHUTTING_DOWN): how watch streams end, and new ones are refused, once the
+// daemon's shutdown began.
+absl::Status ShuttingDownStatus();
 
 class WatchEventsReactor : public grpc::ServerWriteReactor<iommu::v1::Event> {
  public:

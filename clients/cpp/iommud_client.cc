@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "clients/cpp/unix_socket_probe.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/status_macros.h"
@@ -61,6 +62,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
   return grpc::SslCredentials(ssl);
 }
 
+void ApplyClientKeepalive(const ClientOptions& options, grpc::ChannelArguments* arguments) {
+  if (options.keepalive_time <= absl::ZeroDuration()) return;
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+                    static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                    static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  arguments->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  arguments->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+}
+
 absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOptions& options) {
   if (options.target.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidTarget,
@@ -69,13 +80,20 @@ absl::StatusOr<std::unique_ptr<IommuClient>> IommuClient::Connect(const ClientOp
   grpc::ChannelArguments arguments;
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
                    ChannelCredentialsFor(options, &arguments));
+  ApplyClientKeepalive(options, &arguments);
+  // A socket the caller may not use is said at once: the channel would only time out.
+  RETURN_IF_ERROR(CheckUnixSocketAccess(options.target));
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, arguments);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
     return Error(absl::StatusCode::kUnavailable, reason::kConnectFailed,
                  absl::StrCat("cannot connect to ", options.target, " within ",
                               absl::FormatDuration(options.connect_timeout),
-                              " (is iommud running?)"),
+                              !UnixSocketPath(options.target).empty() &&
+                                      !UnixSocketExists(options.target)
+                                  ? absl::StrCat(" (no socket at ", UnixSocketPath(options.target),
+                                                 ": is iommud running?)")
+                                  : " (is iommud running?)"),
                  {{"target", options.target}});
   }
   return std::make_unique<IommuClient>(std::move(channel), options);

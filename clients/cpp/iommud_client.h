@@ -45,7 +45,18 @@ struct ClientOptions {
   std::string request_id;
   int retry_mutations = 0;
   absl::Duration retry_backoff = absl::Milliseconds(200);
+  // HTTP/2 keepalive: the channel pings the daemon after `keepalive_time` without activity, idle
+  // or not, and drops the connection when no answer comes within `keepalive_timeout`, so that a
+  // WatchEvents or KeepLease stream over TCP notices a vanished daemon or network path. At least
+  // iommud's --keepalive_min_client_interval (10s; pinging more often gets GOAWAY too_many_pings).
+  // Zero: no client pings (gRPC's default).
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
 };
+
+// Adds the keepalive channel arguments of `options` to `arguments` (nothing when
+// options.keepalive_time is zero).
+void ApplyClientKeepalive(const ClientOptions& options, grpc::ChannelArguments* arguments);
 
 // The channel credentials and arguments `options` ask for: TLS when any tls_* field is set (then
 // tls_ca is required, tls_cert and tls_key go together, and the target must not be unix:),
@@ -56,7 +67,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 class IommuClient {
  public:
   // Creates the channel and waits until it is READY: UNAVAILABLE (reason CONNECT_FAILED)
-  // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target.
+  // otherwise, INVALID_ARGUMENT (INVALID_TARGET) for an empty target, and at once, without
+  // waiting, PERMISSION_DENIED (SOCKET_PERMISSION_DENIED) for a unix: socket the caller may not
+  // connect to (unix_socket_probe.h).
   static absl::StatusOr<std::unique_ptr<IommuClient>> Connect(const ClientOptions& options);
   IommuClient(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout);
   // With the request-id and retry options of `options` (its target and TLS fields are unused).

@@ -48,6 +48,8 @@ struct Context {
   IommuClient& client;
   const CliOptions& options;
   std::ostream& out;
+  // The exit code of a command whose call succeeded (health sets kExitNotServing).
+  int exit_code = kExitOk;
 };
 
 using Handler = std::function<absl::Status(Context&, const Args&)>;
@@ -438,7 +440,10 @@ std::map<std::string, Command> BuildCommands() {
               ctx.out << table.Render() << r.total() << " faults since start\n";
             });
       });
-  add("health", "[SERVICE]", "gRPC health of the daemon (or of SERVICE)", 0, 1, {},
+  add("health", "[SERVICE]",
+      "gRPC health of the daemon (or of SERVICE); exit 0 when SERVING, 4 when the daemon answers "
+      "NOT_SERVING or UNKNOWN, 1 when it cannot be reached or refuses",
+      0, 1, {},
       [](Context& ctx, const Args& a) {
         absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> status =
             ctx.client.CheckHealth(a.positional.empty() ? "" : a.positional[0]);
@@ -448,6 +453,9 @@ std::map<std::string, Command> BuildCommands() {
           ctx.out << "{\n \"status\": \"" << name << "\"\n}\n";
         } else {
           ctx.out << name << "\n";
+        }
+        if (*status != grpc::health::v1::HealthCheckResponse::SERVING) {
+          ctx.exit_code = kExitNotServing;
         }
         return absl::OkStatus();
       });
@@ -909,11 +917,61 @@ std::string Usage() {
     absl::StrAppend(&text, "  ", name, command.usage.empty() ? "" : " ", command.usage, "\n      ",
                     command.help, "\n");
   }
-  absl::StrAppend(&text, "  help\n      this text\n");
+  absl::StrAppend(&text, "  help [COMMAND]\n      this text, or the help of COMMAND (also: "
+                        "iommuctl COMMAND --help)\n",
+                  "Exit codes: 0 ok, 1 refused or unreachable, 2 bad command line, 4 health: "
+                  "not SERVING.\n");
   return text;
 }
 
 bool IsCommand(const std::string& name) { return name == "help" || Commands().count(name) != 0; }
+
+std::string CommandHelp(const std::string& name) {
+  auto found = Commands().find(name);
+  if (found == Commands().end()) return "";
+  const Command& command = found->second;
+  std::string text = absl::StrCat("usage: iommuctl [GLOBAL OPTIONS] ", name,
+                                  command.usage.empty() ? "" : " ", command.usage, "\n  ",
+                                  command.help, "\n");
+  if (!command.option_names.empty()) {
+    std::vector<std::string> options;
+    for (const std::string& option : command.option_names) options.push_back("--" + option);
+    absl::StrAppend(&text, "options: ", absl::StrJoin(options, " "), "\n");
+  }
+  absl::StrAppend(&text,
+                  "global options (--target, --owner, --timeout, --json, --tls-*, --request-id, "
+                  "--retries): see iommuctl --help\n");
+  return text;
+}
+
+bool IsHelpRequest(const std::vector<std::string>& command) {
+  if (command.empty()) return false;
+  if (command[0] == "help") return true;
+  return std::any_of(command.begin() + 1, command.end(),
+                     [](const std::string& arg) { return arg == "--help" || arg == "-h"; });
+}
+
+int RunHelp(const std::vector<std::string>& command, std::ostream& out, std::ostream& err) {
+  std::string name;
+  if (!command.empty() && command[0] != "help") {
+    name = command[0];
+  } else if (command.size() > 1) {
+    name = command[1];
+  }
+  if (name.empty()) {
+    out << Usage();
+    return kExitOk;
+  }
+  const std::string help = CommandHelp(name);
+  if (help.empty()) {
+    err << FormatError(UsageError(absl::StrCat("unknown command '", name,
+                                               "' (see iommuctl help)")))
+        << "\n";
+    return kExitUsage;
+  }
+  out << help;
+  return kExitOk;
+}
 
 absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions* options,
                                 std::vector<std::string>* command) {
@@ -983,10 +1041,11 @@ absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions
 
 int RunCommand(IommuClient& client, const CliOptions& options,
                const std::vector<std::string>& command, std::ostream& out, std::ostream& err) {
-  if (command.empty() || command[0] == "help") {
+  if (command.empty()) {
     out << Usage();
-    return command.empty() ? kExitUsage : kExitOk;
+    return kExitUsage;
   }
+  if (IsHelpRequest(command)) return RunHelp(command, out, err);
   auto found = Commands().find(command[0]);
   if (found == Commands().end()) {
     err << FormatError(UsageError(absl::StrCat("unknown command '", command[0],
@@ -1035,7 +1094,7 @@ int RunCommand(IommuClient& client, const CliOptions& options,
     err << FormatError(status) << "\n";
     return kExitRpcError;
   }
-  return kExitOk;
+  return ctx.exit_code;
 }
 
 }  // namespace iommud

@@ -16,6 +16,9 @@ namespace iommud {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRpcError = 1;  // the daemon refused or could not be reached
 inline constexpr int kExitUsage = 2;     // bad command line
+// `health` only: the daemon answered, and the service is not SERVING (NOT_SERVING, UNKNOWN,
+// SERVICE_UNKNOWN): the exit code grpc_health_probe uses for an unhealthy service.
+inline constexpr int kExitNotServing = 4;
 
 struct CliOptions {
   std::string target;  // default: $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock
@@ -43,11 +46,22 @@ absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions
 std::string Usage();
 // Whether `name` is a subcommand (help included).
 bool IsCommand(const std::string& name);
+// The help of one subcommand: its usage line, what it does and its options.
+// "" for an unknown subcommand.
+std::string CommandHelp(const std::string& name);
+
+// Whether `command` asks for help and needs no daemon: "help [COMMAND]", or a subcommand with
+// -h/--help among its arguments.
+bool IsHelpRequest(const std::vector<std::string>& command);
+// Answers a help request (IsHelpRequest): the general usage for "help", the subcommand's help
+// for "help COMMAND" and "COMMAND --help". kExitOk, or kExitUsage for an unknown subcommand.
+int RunHelp(const std::vector<std::string>& command, std::ostream& out, std::ostream& err);
 
 // Runs `command` (command[0] is the subcommand) through `client`; prints results to `out` (a table,
 // or JSON with options.json) and errors to `err` as
 //   iommuctl: <CODE> <REASON>: <message> (key=value ...)
-// Returns kExitOk, kExitRpcError or kExitUsage.
+// Returns kExitOk, kExitRpcError or kExitUsage (kExitNotServing: `health` of a service that is
+// not SERVING). Help requests (IsHelpRequest) are answered without calling the daemon.
 int RunCommand(IommuClient& client, const CliOptions& options,
                const std::vector<std::string>& command, std::ostream& out, std::ostream& err);
 

@@ -26,10 +26,12 @@ int main(int argc, char** argv) {
     std::cerr << iommud::FormatError(parsed) << "\n";
     return iommud::kExitUsage;
   }
-  if (command.empty() || command[0] == "help") {
+  if (command.empty()) {
     std::cout << iommud::Usage();
-    return command.empty() ? iommud::kExitUsage : iommud::kExitOk;
+    return iommud::kExitUsage;
   }
+  // Help needs no daemon: answered before connecting.
+  if (iommud::IsHelpRequest(command)) return iommud::RunHelp(command, std::cout, std::cerr);
   if (!iommud::IsCommand(command[0])) {
     std::cerr << "iommuctl: unknown command '" << command[0] << "' (see iommuctl help)\n";
     return iommud::kExitUsage;

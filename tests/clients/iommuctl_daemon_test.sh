@@ -179,7 +179,7 @@ printf 'operator x509:CN=vmm-ctl,O=iommud-test\n' >"$work/policy.txt"
   --policy_file="$work/policy.txt" 2>"$work/iommud.log" &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
-port="$(sed -n 's/^iommud: listening on tcp port \([0-9]*\)$/\1/p' "$work/iommud.log")"
+port="$(sed -n 's/^.*iommud: listening on tcp port \([0-9]*\)$/\1/p' "$work/iommud.log")"
 [ -n "$port" ] || fail "TLS daemon did not report its port"
 tls=(--target "127.0.0.1:$port" --tls-ca "$pki/ca.pem" --tls-cert "$pki/client.pem"
      --tls-key "$pki/client-key.pem")

@@ -148,6 +148,40 @@ TEST_F(IommuctlTest, BadArgumentsAreUsageErrorsAndSendNothing) {
   EXPECT_THAT(Run("help").out, HasSubstr("release-device-ownership"));
 }
 
+TEST_F(IommuctlTest, EveryCommandHasItsOwnHelp) {
+  const size_t devices = daemon_->registry()->ListDevices().size();
+  for (const char* line : {"map --help", "map -h", "help map", "map 1 --help", "probe --help x"}) {
+    Result result = Run(line);
+    EXPECT_EQ(result.exit_code, kExitOk) << line << "\n" << result.err;
+    EXPECT_THAT(result.out, HasSubstr("usage: iommuctl [GLOBAL OPTIONS] ")) << line;
+    EXPECT_EQ(result.err, "") << line;
+  }
+  EXPECT_THAT(Run("map --help").out, HasSubstr("map DOMAIN IOVA PADDR SIZE [--prot rw|r|w]"));
+  EXPECT_THAT(Run("map --help").out, HasSubstr("options: --prot\n"));
+  EXPECT_THAT(Run("health --help").out, HasSubstr("4 when the daemon answers NOT_SERVING"));
+  EXPECT_EQ(Run("probe --help smmu0 0000:07:00.0 0x700").exit_code, kExitOk);
+  EXPECT_EQ(daemon_->registry()->ListDevices().size(), devices);  // help sends nothing
+  Result unknown = Run("help frobnicate");
+  EXPECT_EQ(unknown.exit_code, kExitUsage);
+  EXPECT_THAT(unknown.err, StartsWith("iommuctl: INVALID_ARGUMENT USAGE: unknown command"));
+  EXPECT_EQ(CommandHelp("frobnicate"), "");
+  EXPECT_TRUE(IsHelpRequest({"help"}));
+  EXPECT_TRUE(IsHelpRequest({"units", "--help"}));
+  EXPECT_FALSE(IsHelpRequest({"units"}));
+  EXPECT_FALSE(IsHelpRequest({}));
+}
+
+TEST_F(IommuctlTest, HealthExitsNonZeroWhenNotServing) {
+  EXPECT_EQ(Run("health").exit_code, kExitOk);
+  daemon_->StopServing();  // health NOT_SERVING; calls are still answered
+  Result result = Run("health");
+  EXPECT_EQ(result.exit_code, kExitNotServing);
+  EXPECT_EQ(result.out, "NOT_SERVING\n");
+  result = Run("health iommu.v1.Iommu");
+  EXPECT_EQ(result.exit_code, kExitNotServing);
+  EXPECT_EQ(result.out, "NOT_SERVING\n");
+}
+
 TEST_F(IommuctlTest, GlobalOptionsAreParsed) {
   CliOptions options;
   std::vector<std::string> command;

@@ -31,7 +31,8 @@ for f in sbin/iommud bin/iommuctl include/iommud/clients/cpp/iommud_client.h \
          include/iommud/clients/cpp/iommu_rpcs.inc include/iommud/iommu/v1/iommu.grpc.pb.h \
          include/iommud/iommu/v1/iommu.pb.h include/iommud/grpc/health/v1/health.grpc.pb.h \
          include/iommud/google/rpc/error_details.pb.h share/iommud/proto/iommu/v1/iommu.proto \
-         lib/systemd/system/iommud.service lib/sysusers.d/iommud.conf etc/default/iommud; do
+         lib/systemd/system/iommud.service lib/sysusers.d/iommud.conf etc/default/iommud \
+         share/bash-completion/completions/iommuctl; do
   [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 [ -x "$prefix/sbin/iommud" ] && [ -x "$prefix/bin/iommuctl" ] || fail "binaries not executable"
@@ -41,7 +42,7 @@ pc="$(find "$prefix" -name iommud.pc)"
 [ -n "$pc" ] || fail "no iommud.pc installed"
 ls "$(dirname "$pc")/../libiommud_client.a" >/dev/null || fail "libiommud_client.a not beside pkgconfig/"
 # Nothing but the daemon's own files: no test binaries or libraries of the build.
-unexpected="$(cd "$prefix" && find . -type f | grep -v -E '^\./(sbin/iommud|bin/iommuctl|include/iommud/|share/iommud/|lib[^/]*/(libiommud_[a-z_]+\.a|cmake/iommud/|pkgconfig/iommud\.pc)|lib/systemd/system/iommud\.service|lib/sysusers\.d/iommud\.conf|etc/default/iommud)' || true)"
+unexpected="$(cd "$prefix" && find . -type f | grep -v -E '^\./(sbin/iommud|bin/iommuctl|include/iommud/|share/iommud/|share/bash-completion/completions/iommuctl$|lib[^/]*/(libiommud_[a-z_]+\.a|cmake/iommud/|pkgconfig/iommud\.pc)|lib/systemd/system/iommud\.service|lib/sysusers\.d/iommud\.conf|etc/default/iommud)' || true)"
 [ -z "$unexpected" ] || fail "unexpected files installed: $unexpected"
 
 # The installed unit starts the installed daemon.

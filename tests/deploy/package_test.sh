@@ -31,7 +31,8 @@ expected="/etc/default/iommud
 /usr/bin/iommuctl
 /usr/lib/systemd/system/iommud.service
 /usr/lib/sysusers.d/iommud.conf
-/usr/sbin/iommud"
+/usr/sbin/iommud
+/usr/share/bash-completion/completions/iommuctl"
 [ "$(cat "$work/files")" = "$expected" ] ||
   fail "package files differ from the expected list:$(diff <(echo "$expected") "$work/files" || true)"
 echo "ok: contents: $(tr '\n' ' ' <"$work/files")"

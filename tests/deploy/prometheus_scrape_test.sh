@@ -76,5 +76,6 @@ if [ -n "$iommuctl" ]; then
   wait_for 'sum(grpc_server_handled_total{grpc_method="GetDevice",grpc_code="NotFound"})' 1
 fi
 rules="$(python3 -c 'import json, sys, urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1])); print(sum(len(g["rules"]) for g in d["data"]["groups"]))' "http://127.0.0.1:$prom_port/api/v1/rules")"
-[ "$rules" -eq 5 ] || fail "expected 5 alert rules loaded, got $rules"
+want_rules="$(grep -c '^ *- alert: ' "$root/deploy/prometheus/alerts.yml")"
+[ "$rules" -eq "$want_rules" ] || fail "expected $want_rules alert rules loaded (alerts.yml), got $rules"
 echo "prometheus scraped iommud: up=1, 8 devices, 6 groups, 0 leaks, $rules alert rules loaded"

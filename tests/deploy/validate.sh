@@ -63,7 +63,9 @@ iommud_group_lock_wait_seconds iommud_group_lock_hold_seconds iommud_group_lock_
 iommud_registry_lock_wait_seconds iommud_registry_lock_contended_total iommud_audits_total
 iommud_leaked_attachments iommud_leaks_detected_total iommud_translation_faults_total
 iommud_backend_op_seconds iommud_devices iommud_groups iommud_owned_groups iommud_attachments
-iommud_mappings iommud_mapped_bytes iommud_domains iommud_event_watchers"
+iommud_mappings iommud_mapped_bytes iommud_domains iommud_event_watchers
+iommud_recovery_leaks_remaining iommud_leases_expired_total iommud_lease_expiry_failures_total
+iommud_store_failures_total"
 if [ -n "$iommud" ]; then
   state="$(mktemp -d)"
   "$iommud" --state_dir="$state" --metrics_port=-1 --audit_interval=0 2>"$state/log" &

@@ -82,10 +82,12 @@ int RunToExit(const TempDir& dir, const std::string& state_dir, std::vector<std:
   return status.value_or(-1);
 }
 
-// The daemon's one error line: "iommud: cannot start: <message> (<REASON>)".
+// The daemon's one error line: "<time> ERROR iommud: cannot start: <message> (<REASON>)", from
+// "iommud: " on.
 std::string ErrorLine(const std::string& log) {
   for (absl::string_view line : absl::StrSplit(log, '\n')) {
-    if (absl::StartsWith(line, "iommud: cannot start: ")) return std::string(line);
+    const size_t at = line.find("iommud: cannot start: ");
+    if (at != absl::string_view::npos) return std::string(line.substr(at));
   }
   return "";
 }

@@ -1,2 +1,5 @@
-"""Python client of iommud (iommu.v1.Iommu)."""
-from iommud.client import Client, IommudError  # noqa: F401
+"""Python client of iommud (iommu.v1.Iommu): Client, IommudError (a grpc.RpcError)."""
+from iommud.client import Client, snake_case  # noqa: F401
+from iommud.errors import IommudError  # noqa: F401
+
+__all__ = ["Client", "IommudError", "snake_case"]

@@ -18,7 +18,7 @@ def run(client, unit="smmu0", base=0x3000):
         print("attach: unexpectedly succeeded")
         ok = False
     except Exception as error:  # noqa: BLE001 - the IommudError is the point
-        print(f"attach with the 3rd RID failing: {error.code} {error.reason}")
+        print(f"attach with the 3rd RID failing: {error.code().name} {error.reason}")
         ok = error.reason == "INJECTED_FAULT"
     still = client.call("GetGroup", group_id=group)
     print(f"group {group} after the failure: domain {still.domain_id} "

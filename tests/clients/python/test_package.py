@@ -1,0 +1,151 @@
+"""The Python client as a package and its API, against the real iommud.
+
+- `pip install ./clients/python` into a fresh venv (with Debian's grpcio and protobuf, offline:
+  --no-index) gives a package whose `import iommud` works from any directory, stubs included, with
+  type stubs (.pyi) for the messages and for every method of Client;
+- one snake_case method per unary RPC, returning the response message; refusals are IommudError,
+  a grpc.RpcError with code(), details() and the ErrorInfo reason and metadata;
+- mutating calls carry a request id (a retry with the same id acts once), TLS options are checked,
+  watch_events yields the snapshot and ends with an IommudError when the daemon stops.
+Every test cleans up what it created.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+import pytest
+
+from iommud import Client, IommudError, snake_case
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[3] / "clients/python"
+
+
+def start_daemon(state):
+    log = open(os.path.join(state, "log"), "w+")
+    process = subprocess.Popen(
+        [os.environ["IOMMUD_BINARY"], f"--state_dir={state}", "--metrics_port=0",
+         "--audit_interval=0"], stderr=log)
+    for _ in range(200):
+        log.seek(0)
+        if "serving on" in log.read():
+            break
+        time.sleep(0.05)
+    return process, f"unix:{state}/iommud.sock"
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with tempfile.TemporaryDirectory(prefix="iommud-pkg-") as state:
+        process, target = start_daemon(state)
+        yield target
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+
+
+@pytest.fixture
+def client(daemon):
+    with Client(daemon) as c:
+        yield c
+
+
+def test_methods_are_snake_case_rpcs(client):
+    assert snake_case("ClaimOwnership") == "claim_ownership"
+    units = client.list_units()
+    assert [u.name for u in units.units][:1] == ["smmu0"]
+    assert client.get_device(device="0000:00:02.0").name == "0000:00:02.0"
+    assert "GetDevice" in Client.get_device.__doc__
+    assert client.call("GetDevice", device="0000:00:02.0").name == "0000:00:02.0"  # still works
+
+
+def test_refusals_are_rpc_errors_with_the_reason(client):
+    with pytest.raises(IommudError) as caught:
+        client.get_device(device="0000:99:00.0")
+    error = caught.value
+    assert isinstance(error, grpc.RpcError)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.reason == "DEVICE_NOT_FOUND"
+    assert error.metadata == {"device": "0000:99:00.0"}
+    assert "0000:99:00.0" in error.details()
+    assert str(error).startswith("NOT_FOUND DEVICE_NOT_FOUND: ")
+    with pytest.raises(ValueError):
+        client.call("WatchEvents")
+
+
+def test_mutations_carry_request_ids(client):
+    first = client.probe_device(unit="smmu0", device="0000:07:00.0", rid=0x700,
+                                request_id="py-test-probe-1")
+    try:
+        # A retry with the same id is answered with the first reply and probes nothing new.
+        again = client.probe_device(unit="smmu0", device="0000:07:00.0", rid=0x700,
+                                    request_id="py-test-probe-1")
+        assert again == first
+        # Without an id one is made up: a second probe of the same device is refused.
+        with pytest.raises(IommudError) as caught:
+            client.probe_device(unit="smmu0", device="0000:07:00.0", rid=0x700)
+        assert caught.value.reason == "DEVICE_EXISTS"
+        with pytest.raises(TypeError):
+            client.get_device(device="0000:07:00.0", request_id="x")
+    finally:
+        client.release_device(device="0000:07:00.0")
+
+
+def test_tls_options_are_checked(daemon):
+    with pytest.raises(ValueError, match="not unix sockets"):
+        Client(daemon, tls_ca="/nonexistent")
+    with pytest.raises(ValueError, match="tls_ca"):
+        Client("localhost:1", tls_cert="c.pem", tls_key="k.pem")
+    with pytest.raises(ValueError, match="its key"):
+        Client("localhost:1", tls_ca=__file__, tls_cert="c.pem")
+
+
+def test_watch_ends_with_server_shutting_down():
+    with tempfile.TemporaryDirectory(prefix="iommud-watch-") as state:
+        process, target = start_daemon(state)
+        try:
+            with Client(target) as client:
+                events = client.watch_events()
+                first = next(events)
+                assert first.kind != 0
+                process.terminate()
+                with pytest.raises(IommudError) as caught:
+                    for _ in events:
+                        pass
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert caught.value.reason == "SERVER_SHUTTING_DOWN"
+        finally:
+            process.terminate()
+            assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.skipif(not (PACKAGE / "pyproject.toml").exists() or
+                    not (PACKAGE.parents[1] / "proto/iommu/v1/iommu.proto").exists(),
+                    reason="needs the repository's clients/python and proto/")
+def test_pip_install_offline_and_import_anywhere(daemon):
+    with tempfile.TemporaryDirectory(prefix="iommud-venv-") as tmp:
+        venv = pathlib.Path(tmp) / "venv"
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)],
+                       check=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([str(venv / "bin/pip"), "install", "--no-index", "--quiet", str(PACKAGE)],
+                       check=True, env=env, cwd=tmp)
+        check = (
+            "import grpc, iommud\n"
+            "assert iommud.__file__.startswith(sys.argv[2]), iommud.__file__\n"
+            "assert issubclass(iommud.IommudError, grpc.RpcError)\n"
+            "import os, re\n"
+            "stub = open(os.path.join(os.path.dirname(iommud.__file__), 'client.pyi')).read()\n"
+            "typed = set(re.findall(r'^    def (\\w+)', stub, re.M)) - {'__init__', '__enter__', '__exit__'}\n"
+            "public = {m for m in dir(iommud.Client) if not m.startswith('_')}\n"
+            "assert typed == public, (typed ^ public)\n"
+            "from iommud._generated.iommu.v1 import iommu_pb2\n"
+            "assert os.path.exists(iommu_pb2.__file__ + 'i')  # iommu_pb2.pyi\n"
+            "with iommud.Client(sys.argv[1]) as c:\n"
+            "    print(c.get_device(device='0000:00:02.0').name)\n")
+        result = subprocess.run([str(venv / "bin/python"), "-c", "import sys\n" + check, daemon,
+                                 str(venv)], env=env, cwd=tmp, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "0000:00:02.0"
