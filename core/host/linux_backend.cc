@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "core/backend/leaf_mapping.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
@@ -330,6 +331,13 @@ absl::Status LinuxBackend::Leave(GroupRecord& group) {
   absl::MutexLock lock(&domain->mu);
   RETURN_IF_ERROR(Hit("host.unset_container"));
   absl::Status detached = domain->container->Detach(*group.vfio);
+  // EBUSY while a device fd is open. The last copy may be closing just now (the fd channel closes
+  // the daemon's own copy right after sending it, possibly after the owner already closed its
+  // copy and called here): give it a moment before telling the owner to close it.
+  for (int retry = 0; retry < 20 && detached.code() == absl::StatusCode::kUnavailable; ++retry) {
+    absl::SleepFor(absl::Milliseconds(5));
+    detached = domain->container->Detach(*group.vfio);
+  }
   if (!detached.ok()) {
     if (detached.code() == absl::StatusCode::kUnavailable) {  // EBUSY: a device fd is open
       return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceFdOpen,
