@@ -204,6 +204,18 @@ absl::StatusOr<std::shared_ptr<LinuxBackend::DomainRecord>> LinuxBackend::Domain
   return domain;
 }
 
+absl::StatusOr<std::shared_ptr<LinuxBackend::DomainRecord>> LinuxBackend::UserDomainOrError(
+    DomainId id) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, DomainOrError(id));
+  if (domain->type != DomainType::kUnmanaged) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kKernelManagedDomain,
+                 absl::StrCat("domain ", id, " is ", DomainTypeName(domain->type),
+                              ": the kernel manages it"),
+                 {{"domain_id", absl::StrCat(id)}});
+  }
+  return domain;
+}
+
 LinuxBackend::GroupState LinuxBackend::StateFor(const DomainRecord& domain) {
   switch (domain.type) {
     case DomainType::kUnmanaged:
@@ -436,13 +448,7 @@ absl::Status LinuxBackend::MapIntoContainer(DomainRecord& domain, uint64_t iova,
 
 absl::Status LinuxBackend::Map(DomainId domain_id, uint64_t iova, uint64_t paddr, uint64_t size,
                                uint32_t prot) {
-  ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, DomainOrError(domain_id));
-  if (domain->type != DomainType::kUnmanaged) {
-    return Error(absl::StatusCode::kFailedPrecondition, reason::kKernelManagedDomain,
-                 absl::StrCat("domain ", domain_id, " is ", DomainTypeName(domain->type),
-                              ": the kernel manages it"),
-                 {{"domain_id", absl::StrCat(domain_id)}});
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, UserDomainOrError(domain_id));
   // Resolve first: a range no registered memory backs is refused even while nothing is attached.
   ASSIGN_OR_RETURN(void* unused, memory_->Resolve(paddr, size));
   (void)unused;
@@ -465,13 +471,7 @@ absl::Status LinuxBackend::Map(DomainId domain_id, uint64_t iova, uint64_t paddr
 }
 
 absl::StatusOr<uint64_t> LinuxBackend::Unmap(DomainId domain_id, uint64_t iova, uint64_t size) {
-  ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, DomainOrError(domain_id));
-  if (domain->type != DomainType::kUnmanaged) {
-    return Error(absl::StatusCode::kFailedPrecondition, reason::kKernelManagedDomain,
-                 absl::StrCat("domain ", domain_id, " is ", DomainTypeName(domain->type),
-                              ": the kernel manages it"),
-                 {{"domain_id", absl::StrCat(domain_id)}});
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, UserDomainOrError(domain_id));
   absl::MutexLock lock(&domain->mu);
   // Whole mappings only (the registry never splits one; VFIO type1v2 refuses to).
   auto first = domain->mappings.lower_bound(iova);

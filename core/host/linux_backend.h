@@ -172,6 +172,8 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   absl::StatusOr<std::shared_ptr<GroupRecord>> FindGroup(absl::string_view unit, Rid rid) const;
   std::shared_ptr<DomainRecord> FindDomain(DomainId id) const;
   absl::StatusOr<std::shared_ptr<DomainRecord>> DomainOrError(DomainId id) const;
+  // DomainOrError, and FAILED_PRECONDITION (KERNEL_MANAGED_DOMAIN) unless it is a user domain.
+  absl::StatusOr<std::shared_ptr<DomainRecord>> UserDomainOrError(DomainId id) const;
   // The state a group must be in for its RIDs to point at `domain`.
   static GroupState StateFor(const DomainRecord& domain);
 
