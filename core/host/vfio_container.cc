@@ -111,7 +111,7 @@ absl::StatusOr<DmaDomainInfo> VfioContainer::Info() {
     info->argsz = static_cast<uint32_t>(buffer.size());
     if (::ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, info) != 0) {
       const int err = errno;
-      return ErrnoError(CodeForErrno(err), reason::kIommuInfoFailed, "VFIO_IOMMU_GET_INFO", err);
+      return ErrnoError(CodeForErrno(err), reason::kIommuInfoFailed, "ioctl VFIO_IOMMU_GET_INFO", err);
     }
     if (info->argsz <= buffer.size()) break;
     buffer.resize(info->argsz);

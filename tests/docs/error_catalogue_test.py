@@ -6,7 +6,7 @@ Checks, from the repository root (argv[1], default: two levels above this file):
       each name the CamelCase of its value, no value twice.
   (b) No source under core/, server/, clients/ or proto/ passes a reason as a string literal:
       an UPPER_SNAKE literal among the arguments of Error(...) or of the helpers that forward
-      their argument as the reason (FileError, InvalidOptions, Unknown), in set_reason(...), or
+      their argument as the reason (ErrnoError of core/host, FileError, InvalidOptions, Unknown), in set_reason(...), or
       compared with ErrorReason(...). Each is named with file:line; use reason::k... instead.
       Every reason::k... the sources use must exist in the header.
   (c) docs/errors.md (its "## Catalogue" section) has a row for every constant, with a code, a
@@ -29,7 +29,7 @@ REASON = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*"
 CONSTANT_RE = re.compile(
     r'inline\s+constexpr\s+absl::string_view\s+(k[A-Za-z0-9]+)\s*=\s*"(' + REASON + r')"\s*;')
 # Calls whose arguments carry a reason: Error() and the helpers that pass theirs to Error().
-CALL_RE = re.compile(r"(?<![A-Za-z0-9_])(Error|FileError|InvalidOptions|Unknown|set_reason)\s*\(")
+CALL_RE = re.compile(r"(?<![A-Za-z0-9_])(Error|ErrnoError|FileError|InvalidOptions|Unknown|set_reason)\s*\(")
 LITERAL_RE = re.compile(r'"(' + REASON + r')"')
 COMPARE_RE = re.compile(
     r'ErrorReason\([^()]*\)\s*[!=]=\s*"(' + REASON + r')"|"(' + REASON + r')"\s*[!=]=\s*ErrorReason\(')
