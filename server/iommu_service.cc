@@ -154,6 +154,15 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
       "an IDENTITY domain lets devices reach all physical memory: it needs the admin role");
 }
 
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::ProbeDeviceRequest& request) const {
+  if (request.default_domain_type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kIdentityDomainAdminOnly, "identity_domain",
+      "an IDENTITY default domain lets the device reach all physical memory: it needs the admin "
+      "role");
+}
+
 template <typename Request, typename Response, typename Handler>
 absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
                                        const Request& request, Response* response,

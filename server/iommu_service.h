@@ -118,6 +118,10 @@ class IommuService final : public grpc::Service {
                            const iommu::v1::MapRequest& request) const;
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                            const iommu::v1::AllocDomainRequest& request) const;
+  // ProbeDevice asking for an IDENTITY default domain: the same rule (the kernel lets only
+  // CAP_SYS_ADMIN change a group's default domain type through sysfs).
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::ProbeDeviceRequest& request) const;
   template <typename Request>
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();

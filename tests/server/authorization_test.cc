@@ -270,9 +270,16 @@ TEST_F(AuthorizationTest, OnlyAdminsMapRawPaddrsOrAllocateIdentityDomains) {
   identity.set_type(iommu::v1::DOMAIN_TYPE_IDENTITY);
   identity.set_owner("vm");
   EXPECT_ERROR(tcp_->AllocDomain(identity), kPermissionDenied, "IDENTITY_DOMAIN_ADMIN_ONLY");
+  iommu::v1::ProbeDeviceRequest bypassing;
+  bypassing.set_unit("u0");
+  bypassing.set_device("bypassing");
+  bypassing.set_rid(0x77);
+  bypassing.set_default_domain_type(iommu::v1::DOMAIN_TYPE_IDENTITY);
+  EXPECT_ERROR(tcp_->ProbeDevice(bypassing), kPermissionDenied, "IDENTITY_DOMAIN_ADMIN_ONLY");
   EXPECT_EQ(Snapshot(daemon_->registry()), before);
   EXPECT_EQ(DeniedMetric("Map", "raw_paddr"), 1);
   EXPECT_EQ(DeniedMetric("AllocDomain", "identity_domain"), 1);
+  EXPECT_EQ(DeniedMetric("ProbeDevice", "identity_domain"), 1);
   EXPECT_EQ(GetErrorMetadata(raw.status()).at("required_role"), "admin");
 
   // The operator maps its region instead, at the region's address.
@@ -294,6 +301,7 @@ TEST_F(AuthorizationTest, OnlyAdminsMapRawPaddrsOrAllocateIdentityDomains) {
   identity.set_owner("vm");
   ASSERT_OK_AND_ASSIGN(const iommu::v1::Domain bypass, unix_->AllocDomain(identity));
   EXPECT_EQ(bypass.type(), iommu::v1::DOMAIN_TYPE_IDENTITY);
+  EXPECT_OK(unix_->ProbeDevice(bypassing).status());
 }
 
 TEST_F(AuthorizationTest, AdminCanForceReleaseAnotherIdentitysGroup) {
