@@ -616,11 +616,12 @@ absl::StatusOr<std::vector<Mapping>> LinuxBackend::ReadMappings(DomainId domain_
   }
   std::vector<Mapping> leaves;
   absl::MutexLock lock(&domain->mu);
-  for (const auto& [iova, mapping] : domain->mappings) {
+  for (const auto& entry : domain->mappings) {
+    const ShadowMapping& mapping = entry.second;
     // The leaves a page table would hold; VFIO does not show its own, so the shadow's are cut the
     // way the registry expects them.
     (void)MapAsLeaves(
-        caps.pgsize_bitmap, iova, mapping.paddr, mapping.size,
+        caps.pgsize_bitmap, entry.first, mapping.paddr, mapping.size,
         [&](uint64_t at, uint64_t to, int level) {
           leaves.push_back(Mapping{at, to, LeafBytes(level), mapping.prot});
           return absl::OkStatus();
