@@ -402,7 +402,7 @@ TEST_F(HostApiVmTest, SharedRidGroupIsClaimedWholeAndBothEdusDmaForOneOwner) {
   ASSERT_OK(Unregister(region.id()));
 }
 
-TEST_F(HostApiVmTest, OnlyTheOwnerOfAnAttachedGroupGetsItsDeviceFd) {
+TEST_F(HostApiVmTest, OnlyTheOwnerOfAnAttachedGroupGetsItsDeviceFdAndDmasBehindARootPort) {
   ASSERT_OK_AND_ASSIGN(iommu::v1::Device info, Device(kEduBehindRootPort));
   const uint64_t group = info.group_id();
   EXPECT_ERROR(fds_->OpenDevice(kEduBehindRootPort, kOwner), kFailedPrecondition,
@@ -411,18 +411,34 @@ TEST_F(HostApiVmTest, OnlyTheOwnerOfAnAttachedGroupGetsItsDeviceFd) {
   EXPECT_ERROR(fds_->OpenDevice(kEduBehindRootPort, kOwner), kFailedPrecondition,
                "GROUP_NOT_ATTACHED");
   ASSERT_OK_AND_ASSIGN(const uint64_t domain, AttachNewDomain(group, kOwner));
-  EXPECT_ERROR(fds_->OpenDevice(kEduBehindRootPort, kOtherOwner),
-               kPermissionDenied, "NOT_OWNER");
-  {
-    ASSERT_OK_AND_ASSIGN(UniqueFd fd, fds_->OpenDevice(kEduBehindRootPort, kOwner));
-    EXPECT_TRUE(fd.valid());
-  }
+  EXPECT_ERROR(fds_->OpenDevice(kEduBehindRootPort, kOtherOwner), kPermissionDenied, "NOT_OWNER");
+
+  // The owner's device DMAs through its domain (the edu keeps its own requester id behind a PCIe
+  // root port).
+  MemfdPages memory(2);
+  ASSERT_TRUE(memory.ok());
+  const std::string pattern = Pattern(kCount, 17);
+  std::memcpy(memory.data(0), pattern.data(), kCount);
+  memory.Fill(0, 1);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::MemoryRegionRef region,
+                       fds_->RegisterMemory(memory.fd(), memory.size(), kOwner));
+  ASSERT_OK(Map(domain, kIovaA, region.id(), 0, iommu::v1::PROT_READ));
+  ASSERT_OK(Map(domain, kIovaB, region.id(), kPage, iommu::v1::PROT_READ | iommu::v1::PROT_WRITE));
+  EduDevice* edu = OpenEdu(kEduBehindRootPort);
+  ASSERT_NE(edu, nullptr);
+  ASSERT_OK(edu->CopyToDevice(kIovaA, kCount));
+  ASSERT_OK(edu->CopyFromDevice(kIovaB, kCount));
+  EXPECT_EQ(memory.ReadFile(kCount, 1), pattern) << "the device's DMA did not land in the memfd";
+
+  CloseDevices();
+  ASSERT_OK(Unmap(domain, kIovaA));
+  ASSERT_OK(Unmap(domain, kIovaB));
   ASSERT_OK(Detach(group, domain));
   ASSERT_OK(Free(domain));
   ASSERT_OK(Release(group, kOwner));
   EXPECT_EQ(DriverOf(kEduBehindRootPort), "");
+  ASSERT_OK(Unregister(region.id()));
 }
-
 
 // The kernel steps of one owner's whole life with a group, each made to fail once in turn
 // (host.* fault points): the failed call reports the injected error, the group is exactly as it
