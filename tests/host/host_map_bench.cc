@@ -5,12 +5,6 @@
 // not run.
 //
 //   host_map_bench [--pages N] [--rounds R]      (IOMMUD_BIN names the iommud binary)
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +24,7 @@
 #include "core/host/unique_fd.h"
 #include "core/host/vfio_container.h"
 #include "core/host/vfio_group.h"
+#include "tests/host/vm_daemon.h"
 #include "tests/host/vm_scenario_support.h"
 
 namespace iommud {
@@ -39,68 +34,10 @@ namespace {
 
 constexpr char kEduAlone[] = "0000:00:02.0";
 constexpr char kStateDir[] = "/tmp/iommud-bench";
-constexpr char kSocket[] = "/tmp/iommud-bench/iommud.sock";
+constexpr char kSocket[] = "/tmp/iommud-bench/iommud.sock";  // StartVmDaemon's
 constexpr char kFdSocket[] = "/tmp/iommud-bench/iommud.sock.fds";
 constexpr char kOwner[] = "bench";
 constexpr uint64_t kIovaBase = 0x100000;
-
-std::string ReadDaemonLog() {
-  std::string log;
-  UniqueFd fd(::open(absl::StrCat(kStateDir, "/iommud.log").c_str(), O_RDONLY | O_CLOEXEC));
-  char buffer[4096];
-  ssize_t n;
-  while (fd.valid() && (n = ::read(fd.get(), buffer, sizeof(buffer))) > 0) log.append(buffer, n);
-  return log;
-}
-
-// Starts iommud --backend=linux --state=memory and waits (up to 60 s) until it serves.
-absl::StatusOr<pid_t> StartDaemon(const char* binary) {
-  ::mkdir(kStateDir, 0750);
-  const std::string log = absl::StrCat(kStateDir, "/iommud.log");
-  const pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (log_fd < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) ::_exit(120);
-    ::execl(binary, binary, "--backend=linux", "--state=memory",
-            absl::StrCat("--state_dir=", kStateDir).c_str(), "--audit_interval=0",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      return absl::InternalError(absl::StrCat("iommud exited at start-up (status ", status,
-                                              "); its log:\n", ReadDaemonLog()));
-    }
-    ClientOptions options;
-    options.target = absl::StrCat("unix:", kSocket);
-    options.connect_timeout = absl::Seconds(1);
-    absl::StatusOr<std::unique_ptr<IommuClient>> client = IommuClient::Connect(options);
-    if (client.ok()) {
-      absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health =
-          (*client)->CheckHealth();
-      if (health.ok() && *health == grpc::health::v1::HealthCheckResponse::SERVING) return pid;
-    }
-    absl::SleepFor(absl::Milliseconds(200));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return absl::DeadlineExceededError(
-      absl::StrCat("iommud did not serve within 60 s; its log:\n", ReadDaemonLog()));
-}
-
-absl::Status StopDaemon(pid_t pid) {
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return absl::InternalError("waitpid on iommud failed");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("iommud did not stop cleanly (status ", status,
-                                            "); its log:\n", ReadDaemonLog()));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status Step(const absl::Status& status, const char* what) {
   if (status.ok()) return status;
@@ -117,7 +54,7 @@ absl::Status Step(const absl::Status& status, const char* what) {
 // `health_rate` to health Check round trips per second on the same connection (the RPC floor).
 absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
                                   double* health_rate) {
-  absl::StatusOr<pid_t> daemon = StartDaemon(binary);
+  absl::StatusOr<pid_t> daemon = StartVmDaemon(binary, kStateDir);
   if (!daemon.ok()) return daemon.status();
   double rate = 0;
   absl::Status result = [&]() -> absl::Status {
@@ -206,7 +143,7 @@ absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
     BENCH_RETURN_IF_ERROR(client.UnregisterMemory(unregister).status(), "UnregisterMemory");
     return absl::OkStatus();
   }();
-  const absl::Status stopped = StopDaemon(*daemon);
+  const absl::Status stopped = StopVmDaemon(*daemon, kStateDir);
   if (!result.ok()) return result;
   if (!stopped.ok()) return stopped;
   return rate;
