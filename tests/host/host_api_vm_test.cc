@@ -7,9 +7,6 @@
 // through sysfs where a scenario needs one. After every scenario: iommud's audit is clean, every
 // PCI device has the driver it had before, no /dev/vfio group node is left, no fd leaked.
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -31,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/host/edu_device.h"
+#include "tests/host/vm_daemon.h"
 #include "tests/host/vm_scenario_support.h"
 #include "tests/testing/status_test_macros.h"
 
@@ -67,58 +65,16 @@ class HostApiVmTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const char* binary = std::getenv("IOMMUD_BIN");
     ASSERT_NE(binary, nullptr) << "IOMMUD_BIN must name the iommud binary (run.sh sets it)";
-    ::mkdir(kStateDir, 0750);
-    const std::string log = absl::StrCat(kStateDir, "/iommud.log");
-    daemon_pid = ::fork();
-    ASSERT_GE(daemon_pid, 0);
-    if (daemon_pid == 0) {
-      const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (log_fd < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) ::_exit(120);
-      ::execl(binary, binary, "--backend=linux", "--state=memory", "--allow_fault_injection",
-              absl::StrCat("--state_dir=", kStateDir).c_str(), "--audit_interval=0",
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < deadline) {
-      int status = 0;
-      if (::waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
-        daemon_pid = -1;
-        FAIL() << "iommud exited at start-up (status " << status << "); its log:\n"
-               << ReadLog();
-      }
-      ClientOptions options;
-      options.target = absl::StrCat("unix:", kSocket);
-      options.connect_timeout = absl::Seconds(1);
-      absl::StatusOr<std::unique_ptr<IommuClient>> client = IommuClient::Connect(options);
-      if (client.ok()) {
-        absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health =
-            (*client)->CheckHealth();
-        if (health.ok() && *health == grpc::health::v1::HealthCheckResponse::SERVING) return;
-      }
-      absl::SleepFor(absl::Milliseconds(200));
-    }
-    FAIL() << "iommud did not serve within 60 s; its log:\n" << ReadLog();
+    absl::StatusOr<pid_t> pid = StartVmDaemon(binary, kStateDir, {"--allow_fault_injection"});
+    ASSERT_OK(pid);
+    daemon_pid = *pid;
   }
 
   // Stops the daemon (SIGTERM): it must exit 0 and give the host back.
   static void TearDownTestSuite() {
     if (daemon_pid <= 0) return;
-    ::kill(daemon_pid, SIGTERM);
-    int status = 0;
-    EXPECT_EQ(::waitpid(daemon_pid, &status, 0), daemon_pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "iommud did not stop cleanly (status " << status << "); its log:\n" << ReadLog();
+    EXPECT_OK(StopVmDaemon(daemon_pid, kStateDir));
     daemon_pid = -1;
-  }
-
-  static std::string ReadLog() {
-    std::string log;
-    UniqueFd fd(::open(absl::StrCat(kStateDir, "/iommud.log").c_str(), O_RDONLY | O_CLOEXEC));
-    char buffer[4096];
-    ssize_t n;
-    while (fd.valid() && (n = ::read(fd.get(), buffer, sizeof(buffer))) > 0) log.append(buffer, n);
-    return log;
   }
 
   void SetUp() override {

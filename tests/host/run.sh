@@ -3,10 +3,12 @@
 # scenarios inside it: core/host against the kernel (host_vfio_vm_test) and iommud --backend=linux
 # through its API (host_api_vm_test). See tests/host/README.md.
 #
-#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR]
+#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]
 #
 # Prints "PASS name" / "FAIL name" per scenario and last "N passed, M failed"; exits 0 only if all
 # passed. A VM that does not boot or hangs fails (with the reason and the guest log's path).
+# --bench runs host_map_bench in the guest instead of the scenarios (map+unmap through iommud's API
+# vs direct VFIO), prints its output and exits 0 only if it ran (its figures are never judged).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/tests/host"
@@ -14,12 +16,14 @@ here="$root/tests/host"
 build_dir=""
 timeout_s=240
 cache_dir="${IOMMUD_VM_CACHE:-/var/cache/iommud-vm}"
+bench=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --cache-dir) cache_dir="$2"; shift 2 ;;
-    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR]" >&2
+    --bench) bench=1; shift ;;
+    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]" >&2
        exit 2 ;;
   esac
 done
@@ -56,21 +60,25 @@ if [ -z "$build_dir" ]; then
       -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >&2 ||
       die "cmake configure failed"
   fi
-  cmake --build "$build_dir" --target host_vfio_vm_test host_api_vm_test iommud >&2 ||
+  targets=(host_vfio_vm_test host_api_vm_test iommud)
+  [ "$bench" -eq 1 ] && targets=(host_map_bench iommud)
+  cmake --build "$build_dir" --target "${targets[@]}" >&2 ||
     die "build of the scenario binaries failed"
 fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
-# the daemon the second one starts.
+# the daemon the second one starts; with --bench, the benchmark instead (it starts the daemon too).
 test_bins=(host_vfio_vm_test host_api_vm_test)
+[ "$bench" -eq 1 ] && test_bins=(host_map_bench)
 daemon_bin="$build_dir/server/iommud"
 [ -x "$daemon_bin" ] || die "no $daemon_bin (build the iommud target)"
 scenarios=()
 for t in "${test_bins[@]}"; do
   [ -x "$build_dir/tests/host/$t" ] || die "no $build_dir/tests/host/$t (build the $t target)"
+  [ "$bench" -eq 1 ] && continue
   mapfile -t -O "${#scenarios[@]}" scenarios < <("$build_dir/tests/host/$t" --gtest_list_tests |
     awk '/^[^ ]/ && /\.$/ { suite = $1; next } /^  / { print suite $1 }')
 done
-[ "${#scenarios[@]}" -gt 0 ] || die "the scenario binaries list no tests"
+[ "$bench" -eq 1 ] || [ "${#scenarios[@]}" -gt 0 ] || die "the scenario binaries list no tests"
 
 # --- 3. the guest kernel: Debian's package file, unpacked, never installed -------------------
 mkdir -p "$cache_dir"
@@ -94,6 +102,10 @@ vmlinuz="$(ls "$kernel_dir"/boot/vmlinuz-* 2>/dev/null | head -1)"
 [ -n "$vmlinuz" ] || die "no vmlinuz in $kernel_dir"
 moddir="$(ls -d "$kernel_dir"/lib/modules/* | head -1)"
 exec 9>&-  # releases the lock
+
+# Where the guest writes the binaries' output (in the results share).
+out_log=gtest.log
+[ "$bench" -eq 1 ] && out_log=bench.log
 
 # --- 4. the initramfs: busybox, the modules (dependency order from modinfo), an init ------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/iommud-vm.XXXXXX")"
@@ -149,7 +161,7 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p /host/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/results || { echo "HOSTVM: mounting the results share failed"; poweroff -f; }
 echo "HOSTVM: running scenarios"
-chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/gtest.log 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
+chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/${out_log} 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
 sync
 echo "HOSTVM: scenarios finished"
 umount /host/tmp/results
@@ -210,6 +222,22 @@ if grep -q "Kernel panic" "$guest_log"; then
 fi
 if grep -q "HOSTVM: insmod .* failed" "$guest_log"; then
   reason="${reason:+$reason; }$(grep -m1 'HOSTVM: insmod' "$guest_log")"
+fi
+
+if [ "$bench" -eq 1 ]; then
+  # The benchmark's own lines; the run fails only if it could not run (never on its figures).
+  [ -f "$results/bench.log" ] && cat "$results/bench.log"
+  if [ -z "$reason" ] && [ "$(cat "$results/exit_code")" != "0" ]; then
+    reason="host_map_bench exited with $(cat "$results/exit_code")"
+  fi
+  if [ -n "$reason" ]; then
+    echo "FAIL bench: $reason"
+    log "guest log kept: $guest_log"
+    log "guest log tail:"; tail -30 "$guest_log" >&2
+    exit 1
+  fi
+  rm -rf "$work"
+  exit 0
 fi
 
 passed=0 failed=0
