@@ -40,12 +40,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
-constexpr char kEduAlone[] = "0000:00:02.0";
-constexpr char kBridge[] = "0000:00:03.0";
-constexpr char kEduBehindBridgeA[] = "0000:01:01.0";
-constexpr char kEduBehindBridgeB[] = "0000:01:02.0";
-constexpr char kEduBehindRootPort[] = "0000:02:00.0";
-constexpr char kIch9Sata[] = "0000:00:1f.2";  // on ahci: its group cannot be owned
 
 constexpr char kStateDir[] = "/tmp/iommud-api";
 constexpr char kSocket[] = "/tmp/iommud-api/iommud.sock";
@@ -53,9 +47,6 @@ constexpr char kFdSocket[] = "/tmp/iommud-api/iommud.sock.fds";
 constexpr char kOwner[] = "vmm-1";
 constexpr char kOtherOwner[] = "vmm-2";
 
-constexpr uint64_t kIovaA = 0x100000;
-constexpr uint64_t kIovaB = 0x200000;
-constexpr uint32_t kCount = 4000;  // < 4096: QEMU 7.2's edu refuses a whole-buffer transfer
 
 pid_t daemon_pid = -1;
 

@@ -32,7 +32,6 @@ namespace host {
 namespace test {
 namespace {
 
-constexpr char kEduAlone[] = "0000:00:02.0";
 constexpr char kStateDir[] = "/tmp/iommud-bench";
 constexpr char kSocket[] = "/tmp/iommud-bench/iommud.sock";  // StartVmDaemon's
 constexpr char kFdSocket[] = "/tmp/iommud-bench/iommud.sock.fds";

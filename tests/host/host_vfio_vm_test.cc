@@ -58,18 +58,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::Contains;
 
-constexpr char kEduAlone[] = "0000:00:02.0";
-constexpr char kBridge[] = "0000:00:03.0";
-constexpr char kEduBehindBridgeA[] = "0000:01:01.0";
-constexpr char kEduBehindBridgeB[] = "0000:01:02.0";
-constexpr char kRootPort[] = "0000:00:04.0";
-constexpr char kEduBehindRootPort[] = "0000:02:00.0";
-// The q35 chipset's multi-function ICH9 (one group): ISA bridge, SATA (ahci, loaded by run.sh),
-// SMBus (no driver).
-constexpr char kIch9Isa[] = "0000:00:1f.0";
-constexpr char kIch9Sata[] = "0000:00:1f.2";
-constexpr char kIch9Smbus[] = "0000:00:1f.3";
-
 // The VMM of the hand-over scenarios: Debian's QEMU (the build machine's, through the 9p root) run
 // as a uid that exists in no /etc/passwd; the kernel only compares numbers.
 constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
@@ -78,9 +66,6 @@ constexpr gid_t kVmmGid = 1000;
 // How long a VMM may take to open its group or to give up (a nested TCG QEMU loads in seconds).
 constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
 
-constexpr uint64_t kIovaA = 0x100000;
-constexpr uint64_t kIovaB = 0x200000;
-constexpr uint32_t kCount = 4000;  // < 4096: QEMU 7.2's edu refuses a whole-buffer transfer
 
 std::string ReadWholeFile(const std::string& path) {
   std::ifstream in(path);

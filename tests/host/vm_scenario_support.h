@@ -19,6 +19,24 @@ namespace test {
 
 inline constexpr uint64_t kPage = 4096;
 
+// The guest run.sh boots (tests/host/README.md): three ways of being behind the IOMMU, and the q35
+// chipset's multi-function ICH9 (one group: ISA bridge, SATA on ahci, SMBus with no driver).
+inline constexpr char kEduAlone[] = "0000:00:02.0";           // a group of its own
+inline constexpr char kBridge[] = "0000:00:03.0";             // conventional PCI bridge
+inline constexpr char kEduBehindBridgeA[] = "0000:01:01.0";   // one group with the bridge and B;
+inline constexpr char kEduBehindBridgeB[] = "0000:01:02.0";   // both DMA as 00:03.0
+inline constexpr char kRootPort[] = "0000:00:04.0";           // PCIe root port (pcieport)
+inline constexpr char kEduBehindRootPort[] = "0000:02:00.0";  // its own group, its own id
+inline constexpr char kIch9Isa[] = "0000:00:1f.0";
+inline constexpr char kIch9Sata[] = "0000:00:1f.2";
+inline constexpr char kIch9Smbus[] = "0000:00:1f.3";
+
+// Two IOVAs the scenarios map pages at, and a DMA length: QEMU 7.2's edu refuses a transfer of
+// its whole 4 KiB buffer.
+inline constexpr uint64_t kIovaA = 0x100000;
+inline constexpr uint64_t kIovaB = 0x200000;
+inline constexpr uint32_t kCount = 4000;
+
 // `pages` pages of a memfd, mapped into this process (the memory a VMM would pass as an fd).
 class MemfdPages {
  public:
