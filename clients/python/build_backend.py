@@ -100,6 +100,8 @@ def _client_stub():
         " -> Iterator[iommu_pb2.Event]: ...",
         "    def device(self, name: str) -> iommu_pb2.Device: ...",
         "    def leaks(self) -> list: ...",
+        "    def map_region(self, domain_id: int, iova: int, region_id: int, offset: int, size: int,"
+        " owner: str = ..., prot: int = ...) -> iommu_pb2.Mapping: ...",
         "    def inject(self, point: str, nth: int = ..., code: str = ..., **extra: Any) -> int: ...",
     ]
     for name, client_stream, request, server_stream, response in rpcs:

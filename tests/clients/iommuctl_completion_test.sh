@@ -26,9 +26,9 @@ has() {  # has WORD LINES
 got="$(complete_line "")"
 for sub in units groups map unmap health claim keep-lease watch help; do has "$sub" "$got"; done
 got="$(complete_line "ma")"
-[ "$got" = "map
-mappings" ] || [ "$got" = "mappings
-map" ] || fail "'ma' completes to: $got"
+[ "$(sort <<<"$got")" = "map
+map-region
+mappings" ] || fail "'ma' completes to: $got"
 got="$(complete_line "--ta")"
 [ "$got" = "--target" ] || fail "'--ta' completes to: $got"
 got="$(complete_line --target unix:/x.sock --json "heal")"

@@ -142,10 +142,6 @@ class Client:
     def leaks(self):
         return list(self.audit().leaks)
 
-    def register_memory(self, size, owner=""):
-        """Registers an (emulated) memory region; returns the MemoryRegion."""
-        return self.call("RegisterMemory", size=size, owner=owner)
-
     def map_region(self, domain_id, iova, region_id, offset, size, owner="", prot=0):
         """Maps [offset, offset + size) of a memory region at iova; returns the Mapping."""
         return self.call("Map", domain_id=domain_id, iova=iova, region_id=region_id,

@@ -14,6 +14,8 @@ import array  # noqa: F401  (socket.recv_fds needs it on some Pythons)
 import os
 import socket
 
+import grpc
+
 from google.rpc import error_details_pb2
 from iommu.v1 import fd_channel_pb2
 from iommud.client import IommudError
@@ -36,7 +38,7 @@ def _error_of(status):
         if detail.Unpack(info):
             reason, metadata = info.reason, dict(info.metadata)
             break
-    return IommudError(code, reason, status.message, metadata)
+    return IommudError(grpc.StatusCode[code], reason, status.message, metadata)
 
 
 class FdChannel:
@@ -49,7 +51,7 @@ class FdChannel:
             self.sock.connect(path)
         except OSError as error:
             self.sock.close()
-            raise IommudError("UNAVAILABLE", "CONNECT_FAILED",
+            raise IommudError(grpc.StatusCode.UNAVAILABLE, "CONNECT_FAILED",
                               f"cannot connect to the fd channel at {path}: {error}",
                               {"path": path}) from None
 
@@ -68,7 +70,7 @@ class FdChannel:
         if not payload:
             for fd in received:
                 os.close(fd)
-            raise IommudError("UNAVAILABLE", "FD_RECEIVE_FAILED", "the daemon closed the channel",
+            raise IommudError(grpc.StatusCode.UNAVAILABLE, "FD_RECEIVE_FAILED", "the daemon closed the channel",
                               {})
         response = fd_channel_pb2.FdResponse.FromString(payload)
         if response.status.code != 0:
@@ -94,5 +96,5 @@ class FdChannel:
         if len(received) != 1:
             for fd in received:
                 os.close(fd)
-            raise IommudError("INTERNAL", "", f"OpenDevice reply carries {len(received)} fds", {})
+            raise IommudError(grpc.StatusCode.INTERNAL, "", f"OpenDevice reply carries {len(received)} fds", {})
         return received[0]

@@ -19,7 +19,7 @@ g = c.device(os.environ["DEVICE"]).group_id
 c.call("ClaimOwnership", group_id=g, owner="vmm-leased", lease_ttl_millis=2000)
 d = c.call("AllocDomain", unit="smmu0", owner="vmm-leased").id
 c.call("AttachGroup", group_id=g, domain_id=d, owner="vmm-leased")
-r = c.register_memory(0x400000, owner="vmm-leased").id
+r = c.register_memory(size=0x400000, owner="vmm-leased").id
 c.map_region(d, 0x100000, r, 0, 0x200000, owner="vmm-leased")
 print(d, r, flush=True)
 os.kill(os.getpid(), 9)

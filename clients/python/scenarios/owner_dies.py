@@ -18,7 +18,7 @@ g = c.device(os.environ["DEVICE"]).group_id
 c.call("ClaimOwnership", group_id=g, owner="vmm-dying")
 d = c.call("AllocDomain", unit="smmu0", owner="vmm-dying").id
 c.call("AttachGroup", group_id=g, domain_id=d, owner="vmm-dying")
-r = c.register_memory(0x400000, owner="vmm-dying").id
+r = c.register_memory(size=0x400000, owner="vmm-dying").id
 c.map_region(d, 0x100000, r, 0, 0x200000, owner="vmm-dying")
 print(d, r, flush=True)
 os.kill(os.getpid(), 9)

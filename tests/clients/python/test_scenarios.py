@@ -101,7 +101,7 @@ def test_memory_regions_are_mapped_by_region_and_offset(client):
     client.call("ClaimOwnership", group_id=group, owner="vmm-r")
     domain = client.call("AllocDomain", unit="smmu0", owner="vmm-r").id
     client.call("AttachGroup", group_id=group, domain_id=domain, owner="vmm-r")
-    region = client.register_memory(0x400000, owner="vmm-r")
+    region = client.register_memory(size=0x400000, owner="vmm-r")
     assert region.owner.endswith("/vmm-r") and region.size == 0x400000
     mapping = client.map_region(domain, 0x100000, region.id, 0x200000, 0x200000, owner="vmm-r")
     assert mapping.paddr == region.base + 0x200000
