@@ -279,10 +279,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                                                             daemon->state_file_,
                                                             before_durable_step));
   if (host != nullptr) {
-    absl::StatusOr<host::LinuxBackendOptions> host_options =
-        host::ParseLinuxBackendOptions(options.backend_options);
-    RETURN_IF_ERROR(host_options.status());
-    RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host_options->bind.replaceable_drivers,
+    RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host->options().bind.replaceable_drivers,
                                       daemon->registry_.get()));
   }
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());

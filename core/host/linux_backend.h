@@ -110,6 +110,7 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   ~LinuxBackend() override;
 
   const HostTopology& topology() const { return topology_; }
+  const LinuxBackendOptions& options() const { return options_; }
 
   // IommuBackend.
   absl::string_view name() const override { return "linux"; }
