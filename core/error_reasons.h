@@ -94,6 +94,7 @@ inline constexpr absl::string_view kPinnedMemoryLimit = "PINNED_MEMORY_LIMIT";
 inline constexpr absl::string_view kMemoryNeedsFd = "MEMORY_NEEDS_FD";
 // A MapRequest naming both a region and a paddr.
 inline constexpr absl::string_view kRegionAndPaddr = "REGION_AND_PADDR";
+inline constexpr absl::string_view kEmptyBatch = "EMPTY_BATCH";
 inline constexpr absl::string_view kInvalidAccess = "INVALID_ACCESS";
 
 // --- Backends ---

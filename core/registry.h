@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "core/backend/iommu_backend.h"
 #include "core/clock.h"
 #include "core/memory_regions.h"
@@ -311,6 +312,25 @@ class Registry {
                                     absl::string_view owner);
   MemoryRegionTable* memory_regions() const;
 
+  // One mapping of a MapBatch: `size` bytes at `iova`, of region `region_id` from
+  // `region_offset`, or (region_id 0) of the raw physical address `paddr`.
+  struct MapSpec {
+    uint64_t iova = 0;
+    uint64_t size = 0;
+    uint32_t prot = 0;
+    uint64_t paddr = 0;
+    uint64_t region_id = 0;
+    uint64_t region_offset = 0;
+  };
+  // Maps every entry into `domain`, all or nothing, under one hold of the domain's mutex and in
+  // one store commit: each entry is checked as MapRegion (region_id != 0) or Map would check it,
+  // and against the entries before it (MAPPING_EXISTS); the backend maps them in order. A failing
+  // entry's error carries its index as metadata "entry", and nothing of the call stays (the
+  // backend's mappings taken back, region bytes discharged). INVALID_ARGUMENT EMPTY_BATCH for no
+  // entries. Returns the mappings in the entries' order.
+  absl::StatusOr<std::vector<Mapping>> MapBatch(DomainId domain, absl::Span<const MapSpec> entries,
+                                                absl::string_view owner);
+
   // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
   // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.
   absl::StatusOr<Translation> Translate(absl::string_view device, uint64_t iova, uint32_t access);
@@ -353,9 +373,11 @@ class Registry {
 
  private:
   explicit Registry(const RegistryOptions& options);
-  // Map and MapRegion once paddr is known (core/registry_domains.cc).
-  absl::StatusOr<Mapping> MapPaddr(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
-                                   uint32_t prot, absl::string_view owner);
+  // Map, MapRegion and MapBatch once every paddr is known (core/registry_domains.cc): all of
+  // `mappings` or none; `name_entries` adds each failing entry's index to its error ("entry").
+  absl::StatusOr<std::vector<Mapping>> MapPaddrs(DomainId domain,
+                                                 absl::Span<const Mapping> mappings,
+                                                 absl::string_view owner, bool name_entries);
   RegistryOptions options_;
   std::unique_ptr<State> state_;
 };

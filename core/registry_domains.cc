@@ -1,5 +1,7 @@
 // Registry: domains, attachment and mappings, docs/semantics.md "Attach / detach" and
 // "Domains and mappings".
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
+#include "core/memory_regions.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
 #include "core/status_macros.h"
@@ -240,86 +243,201 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
   return State::SnapshotGroup(group);
 }
 
-absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr, uint64_t size,
-                                      uint32_t prot, absl::string_view owner) {
-  if (OverlapsRegionSpace(paddr, size)) {
-    return Error(absl::StatusCode::kInvalidArgument, reason::kPaddrInRegionSpace,
-                 absl::StrCat("[", Hex(paddr), ", +", Hex(size),
-                              ") overlaps the region address space: map a memory region"),
-                 {{"domain_id", absl::StrCat(id)},
-                  {"paddr", Hex(paddr)},
-                  {"size", Hex(size)},
-                  {"region_space_base", Hex(kRegionSpaceBase)},
-                  {"region_space_end", Hex(kRegionSpaceEnd)}});
-  }
-  return MapPaddr(id, iova, paddr, size, prot, owner);
+namespace {
+
+// PADDR_IN_REGION_SPACE for a raw paddr range in the region address space.
+absl::Status PaddrInRegionSpaceError(DomainId id, uint64_t paddr, uint64_t size) {
+  return Error(absl::StatusCode::kInvalidArgument, reason::kPaddrInRegionSpace,
+               absl::StrCat("[", Hex(paddr), ", +", Hex(size),
+                            ") overlaps the region address space: map a memory region"),
+               {{"domain_id", absl::StrCat(id)},
+                {"paddr", Hex(paddr)},
+                {"size", Hex(size)},
+                {"region_space_base", Hex(kRegionSpaceBase)},
+                {"region_space_end", Hex(kRegionSpaceEnd)}});
 }
 
-absl::StatusOr<Mapping> Registry::MapPaddr(DomainId id, uint64_t iova, uint64_t paddr,
-                                           uint64_t size, uint32_t prot,
-                                           absl::string_view owner) {
-  ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
-  RETURN_IF_ERROR(RequirePaging(*domain));
-  RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
-  if (prot == 0 || (prot & ~uint32_t{kProtRead | kProtWrite}) != 0) {
-    ErrorMetadata metadata = DomainMetadata(*domain);
-    metadata["prot"] = absl::StrCat(prot);
+// `status` with the index of the batch entry it is about (metadata "entry").
+absl::Status WithEntryIndex(const absl::Status& status, size_t entry) {
+  if (status.ok()) return status;
+  ErrorMetadata metadata = GetErrorMetadata(status);
+  metadata["entry"] = absl::StrCat(entry);
+  return Error(status.code(), ErrorReason(status),
+               absl::StrCat("entry ", entry, ": ", status.message()), metadata);
+}
+
+// The checks of one mapping that need no lock: prot, range, the unit's reserved regions.
+absl::Status CheckNewMapping(const DomainState& domain, const Mapping& mapping) {
+  if (mapping.prot == 0 || (mapping.prot & ~uint32_t{kProtRead | kProtWrite}) != 0) {
+    ErrorMetadata metadata = DomainMetadata(domain);
+    metadata["prot"] = absl::StrCat(mapping.prot);
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidProt,
                  "prot must be a non-empty set of READ|WRITE", metadata);
   }
-  RETURN_IF_ERROR(CheckRange(*domain, iova, size, &paddr));
-  const IovaRange range{iova, size};
-  for (const IovaRange& reserved : domain->unit->caps.reserved_regions) {
+  uint64_t paddr = mapping.paddr;
+  RETURN_IF_ERROR(CheckRange(domain, mapping.iova, mapping.size, &paddr));
+  const IovaRange range{mapping.iova, mapping.size};
+  for (const IovaRange& reserved : domain.unit->caps.reserved_regions) {
     if (!range.Overlaps(reserved.start, reserved.size)) continue;
-    ErrorMetadata metadata = DomainMetadata(*domain);
-    metadata["iova"] = Hex(iova);
-    metadata["size"] = Hex(size);
+    ErrorMetadata metadata = DomainMetadata(domain);
+    metadata["iova"] = Hex(mapping.iova);
+    metadata["size"] = Hex(mapping.size);
     metadata["reserved_start"] = Hex(reserved.start);
     metadata["reserved_size"] = Hex(reserved.size);
     return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
-                 absl::StrCat("[", Hex(iova), ", +", Hex(size), ") overlaps the reserved region [",
-                              Hex(reserved.start), ", +", Hex(reserved.size), ")"),
+                 absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size),
+                              ") overlaps the reserved region [", Hex(reserved.start), ", +",
+                              Hex(reserved.size), ")"),
                  metadata);
   }
-  const Mapping mapping{iova, paddr, size, prot};
+  return absl::OkStatus();
+}
+
+// MAPPING_EXISTS: `mapping` overlaps `existing`.
+absl::Status MappingExistsError(const DomainState& domain, const Mapping& mapping,
+                                const Mapping& existing) {
+  ErrorMetadata metadata = DomainMetadata(domain);
+  metadata["iova"] = Hex(mapping.iova);
+  metadata["size"] = Hex(mapping.size);
+  metadata["existing_iova"] = Hex(existing.iova);
+  metadata["existing_size"] = Hex(existing.size);
+  return Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
+               absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size),
+                            ") overlaps the mapping [", Hex(existing.iova), ", +",
+                            Hex(existing.size), ")"),
+               metadata);
+}
+
+}  // namespace
+
+absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr, uint64_t size,
+                                      uint32_t prot, absl::string_view owner) {
+  if (OverlapsRegionSpace(paddr, size)) return PaddrInRegionSpaceError(id, paddr, size);
+  ASSIGN_OR_RETURN(std::vector<Mapping> mapped,
+                   MapPaddrs(id, {Mapping{iova, paddr, size, prot}}, owner,
+                             /*name_entries=*/false));
+  return mapped.front();
+}
+
+absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(DomainId id,
+                                                         absl::Span<const Mapping> mappings,
+                                                         absl::string_view owner,
+                                                         bool name_entries) {
+  auto entry_error = [name_entries](const absl::Status& status, size_t entry) {
+    return name_entries ? WithEntryIndex(status, entry) : status;
+  };
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
+  RETURN_IF_ERROR(RequirePaging(*domain));
+  RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
+  for (size_t i = 0; i < mappings.size(); ++i) {
+    RETURN_IF_ERROR(entry_error(CheckNewMapping(*domain, mappings[i]), i));
+  }
+  // The entries must not overlap each other: in IOVA order, each ends before the next starts.
+  std::vector<size_t> by_iova(mappings.size());
+  for (size_t i = 0; i < by_iova.size(); ++i) by_iova[i] = i;
+  std::sort(by_iova.begin(), by_iova.end(),
+            [&](size_t a, size_t b) { return mappings[a].iova < mappings[b].iova; });
+  for (size_t k = 1; k < by_iova.size(); ++k) {
+    const Mapping& before = mappings[by_iova[k - 1]];
+    const Mapping& after = mappings[by_iova[k]];
+    if (after.iova - before.iova < before.size) {
+      const size_t later = std::max(by_iova[k - 1], by_iova[k]);
+      const Mapping& earlier = mappings[std::min(by_iova[k - 1], by_iova[k])];
+      return entry_error(MappingExistsError(*domain, mappings[later], earlier), later);
+    }
+  }
   {
     MutexLock lock(&domain->mu);
     if (domain->freed) return state_->FindDomain(id).status();
-    if (std::optional<Mapping> existing = domain->mappings.FindOverlap(iova, size)) {
-      ErrorMetadata metadata = DomainMetadata(*domain);
-      metadata["iova"] = Hex(iova);
-      metadata["size"] = Hex(size);
-      metadata["existing_iova"] = Hex(existing->iova);
-      metadata["existing_size"] = Hex(existing->size);
-      return Error(absl::StatusCode::kAlreadyExists, reason::kMappingExists,
-                   absl::StrCat("[", Hex(iova), ", +", Hex(size), ") overlaps the mapping [",
-                                Hex(existing->iova), ", +", Hex(existing->size), ")"),
-                   metadata);
+    for (size_t i = 0; i < mappings.size(); ++i) {
+      if (std::optional<Mapping> existing =
+              domain->mappings.FindOverlap(mappings[i].iova, mappings[i].size)) {
+        return entry_error(MappingExistsError(*domain, mappings[i], *existing), i);
+      }
     }
-    absl::Status mapped = backend()->Map(id, iova, paddr, size, prot);
-    if (!mapped.ok()) {
-      return BackendError(mapped, "map",
-                          {{"domain_id", absl::StrCat(id)}, {"iova", Hex(iova)},
-                           {"size", Hex(size)}});
-    }
+    // Takes the first `count` mappings of this call off the backend again.
+    auto take_back = [&](size_t count) {
+      for (size_t j = 0; j < count; ++j) {
+        (void)TwiceIfNeeded(
+            [&] { return backend()->Unmap(id, mappings[j].iova, mappings[j].size).status(); });
+        (void)TwiceIfNeeded(
+            [&] { return backend()->InvalidateIotlb(id, mappings[j].iova, mappings[j].size); });
+      }
+    };
     StoreBatch batch;
-    batch.put_mappings.push_back({id, mapping});
+    for (size_t i = 0; i < mappings.size(); ++i) {
+      const Mapping& mapping = mappings[i];
+      absl::Status mapped =
+          backend()->Map(id, mapping.iova, mapping.paddr, mapping.size, mapping.prot);
+      if (!mapped.ok()) {
+        take_back(i);
+        return entry_error(BackendError(mapped, "map",
+                                        {{"domain_id", absl::StrCat(id)},
+                                         {"iova", Hex(mapping.iova)},
+                                         {"size", Hex(mapping.size)}}),
+                           i);
+      }
+      batch.put_mappings.push_back({id, mapping});
+    }
     if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
-      (void)TwiceIfNeeded([&] { return backend()->Unmap(id, iova, size).status(); });
-      (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, iova, size); });
+      take_back(mappings.size());
       return committed;
     }
-    domain->mappings.Insert(mapping);
+    for (const Mapping& mapping : mappings) domain->mappings.Insert(mapping);
   }
-  RegistryEvent event;
-  event.kind = RegistryEvent::Kind::kMapped;
-  event.unit = domain->unit->name;
-  event.domain = id;
-  event.owner = std::string(owner);
-  event.iova = iova;
-  event.size = size;
-  state_->Emit(event);
-  return mapping;
+  for (const Mapping& mapping : mappings) {
+    RegistryEvent event;
+    event.kind = RegistryEvent::Kind::kMapped;
+    event.unit = domain->unit->name;
+    event.domain = id;
+    event.owner = std::string(owner);
+    event.iova = mapping.iova;
+    event.size = mapping.size;
+    state_->Emit(event);
+  }
+  return std::vector<Mapping>(mappings.begin(), mappings.end());
+}
+
+absl::StatusOr<std::vector<Mapping>> Registry::MapBatch(DomainId id,
+                                                        absl::Span<const MapSpec> entries,
+                                                        absl::string_view owner) {
+  if (entries.empty()) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kEmptyBatch,
+                 "a MapBatch needs at least one entry", {{"domain_id", absl::StrCat(id)}});
+  }
+  std::vector<Mapping> mappings;
+  mappings.reserve(entries.size());
+  // Region bytes are charged before the mappings exist (as MapRegion does) and given back if the
+  // call fails.
+  auto discharge = [&] {
+    for (size_t i = 0; i < mappings.size(); ++i) {
+      if (entries[i].region_id != 0) {
+        state_->regions->Discharge(mappings[i].paddr, mappings[i].size);
+      }
+    }
+  };
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const MapSpec& entry = entries[i];
+    uint64_t paddr = entry.paddr;
+    if (entry.region_id != 0) {
+      absl::StatusOr<uint64_t> charged =
+          state_->regions->Charge(entry.region_id, entry.region_offset, entry.size, owner,
+                                  options_.max_pinned_bytes_per_owner);
+      if (!charged.ok()) {
+        discharge();
+        return WithEntryIndex(charged.status(), i);
+      }
+      paddr = *charged;
+    } else if (OverlapsRegionSpace(paddr, entry.size)) {
+      discharge();
+      return WithEntryIndex(PaddrInRegionSpaceError(id, paddr, entry.size), i);
+    }
+    mappings.push_back(Mapping{entry.iova, paddr, entry.size, entry.prot});
+  }
+  absl::StatusOr<std::vector<Mapping>> mapped =
+      MapPaddrs(id, mappings, owner, /*name_entries=*/true);
+  if (!mapped.ok()) discharge();
+  return mapped;
 }
 
 absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t size,

@@ -45,9 +45,13 @@ absl::StatusOr<Mapping> Registry::MapRegion(DomainId domain, uint64_t iova, uint
   ASSIGN_OR_RETURN(const uint64_t paddr,
                    state_->regions->Charge(region_id, offset, size, owner,
                                            options_.max_pinned_bytes_per_owner));
-  absl::StatusOr<Mapping> mapping = MapPaddr(domain, iova, paddr, size, prot, owner);
-  if (!mapping.ok()) state_->regions->Discharge(paddr, size);
-  return mapping;
+  absl::StatusOr<std::vector<Mapping>> mapped =
+      MapPaddrs(domain, {Mapping{iova, paddr, size, prot}}, owner, /*name_entries=*/false);
+  if (!mapped.ok()) {
+    state_->regions->Discharge(paddr, size);
+    return mapped.status();
+  }
+  return mapped->front();
 }
 
 MemoryRegionTable* Registry::memory_regions() const { return state_->regions; }

@@ -147,6 +147,18 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
 }
 
 absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::MapBatchRequest& request) const {
+  for (const iommu::v1::MapBatchEntry& entry : request.entries()) {
+    if (entry.region_id() != 0) continue;
+    return authorizer_->RequireAdminFor(
+        caller, method, reason::kRawPaddrAdminOnly, "raw_paddr",
+        "mapping a raw physical address needs the admin role: register the memory "
+        "(RegisterMemory) and map (region_id, region_offset)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                                        const iommu::v1::AllocDomainRequest& request) const {
   if (request.type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
   return authorizer_->RequireAdminFor(

@@ -116,6 +116,9 @@ class IommuService final : public grpc::Service {
                            const iommu::v1::ReleaseDeviceRequest& request) const;
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                            const iommu::v1::MapRequest& request) const;
+  // Any entry of a raw paddr: the Map rule.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::MapBatchRequest& request) const;
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                            const iommu::v1::AllocDomainRequest& request) const;
   // ProbeDevice asking for an IDENTITY default domain: the same rule (the kernel lets only

@@ -1,5 +1,6 @@
 #include "server/rebuilt_replies.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
@@ -162,6 +163,33 @@ absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::MapR
   mapping->set_prot(request.prot() != 0
                         ? request.prot()
                         : iommu::v1::PROT_READ | iommu::v1::PROT_WRITE);  // the default
+  return absl::OkStatus();
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::MapBatchRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::MapBatchResponse* reply) {
+  reply->Clear();
+  // The domain's mappings by iova, read once (a region entry's paddr is only in the mapping).
+  absl::flat_hash_map<uint64_t, iommu::v1::Mapping> by_iova;
+  iommu::v1::ListMappingsRequest list;
+  list.set_domain_id(request.domain_id());
+  do {
+    iommu::v1::ListMappingsResponse page;
+    RETURN_IF_ERROR(handlers.ListMappings(list, &page));
+    for (const iommu::v1::Mapping& mapping : page.mappings()) by_iova[mapping.iova()] = mapping;
+    list.set_page_token(page.next_page_token());
+  } while (!list.page_token().empty());
+  for (const iommu::v1::MapBatchEntry& entry : request.entries()) {
+    auto found = by_iova.find(entry.iova());
+    if (found == by_iova.end()) {
+      return Error(absl::StatusCode::kNotFound, reason::kRegionNotFound,
+                   "a mapping of this request is gone",
+                   {{"domain_id", absl::StrCat(request.domain_id())},
+                    {"iova", absl::StrCat("0x", absl::Hex(entry.iova()))}});
+    }
+    *reply->add_mappings() = found->second;
+  }
   return absl::OkStatus();
 }
 

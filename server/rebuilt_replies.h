@@ -69,6 +69,10 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
                           iommu::v1::MemoryRegion* reply);
 absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::MapRequest& request,
                           uint64_t result_ref, iommu::v1::MapResponse* reply);
+// MapBatch: each entry as Map's reply would be rebuilt.
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::MapBatchRequest& request, uint64_t result_ref,
+                          iommu::v1::MapBatchResponse* reply);
 absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::UnmapRequest& request,
                           uint64_t result_ref, iommu::v1::UnmapResponse* reply);
 

@@ -327,6 +327,41 @@ absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
   return absl::OkStatus();
 }
 
+absl::Status RequestHandlers::MapBatch(const iommu::v1::MapBatchRequest& request,
+                                       iommu::v1::MapBatchResponse* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  std::vector<Registry::MapSpec> entries;
+  entries.reserve(request.entries_size());
+  uint64_t total = 0;
+  for (const iommu::v1::MapBatchEntry& entry : request.entries()) {
+    const std::string field = absl::StrCat("entries[", entries.size(), "]");
+    if (entry.region_id() != 0 && entry.paddr() != 0) {
+      return Error(absl::StatusCode::kInvalidArgument, reason::kRegionAndPaddr,
+                   "a MapBatch entry names a region (region_id, region_offset) or a paddr, not both",
+                   {{"entry", absl::StrCat(entries.size())},
+                    {"region_id", absl::StrCat(entry.region_id())},
+                    {"paddr", absl::StrCat("0x", absl::Hex(entry.paddr()))}});
+    }
+    ASSIGN_OR_RETURN(uint32_t prot,
+                     ProtFromProto(entry.prot(), kProtRead | kProtWrite, field + ".prot"));
+    // Saturates: a sum past 2^64 is as much too large as the limit.
+    total = entry.size() > UINT64_MAX - total ? UINT64_MAX : total + entry.size();
+    Registry::MapSpec spec;
+    spec.iova = entry.iova();
+    spec.size = entry.size();
+    spec.prot = prot;
+    spec.paddr = entry.paddr();
+    spec.region_id = entry.region_id();
+    spec.region_offset = entry.region_offset();
+    entries.push_back(spec);
+  }
+  RETURN_IF_ERROR(CheckMapSize(total, bounds_));
+  ASSIGN_OR_RETURN(std::vector<Mapping> mappings,
+                   registry_->MapBatch(request.domain_id(), entries, request.owner()));
+  for (const Mapping& mapping : mappings) MappingToProto(mapping, response->add_mappings());
+  return absl::OkStatus();
+}
+
 absl::Status RequestHandlers::Unmap(const iommu::v1::UnmapRequest& request,
                                     iommu::v1::UnmapResponse* response) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));

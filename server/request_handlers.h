@@ -84,6 +84,11 @@ class RequestHandlers {
   // A region_id selects Registry::MapRegion (then paddr must be 0: INVALID_ARGUMENT
   // REGION_AND_PADDR), else Registry::Map of the raw paddr (admins only: the service's check).
   absl::Status Map(const iommu::v1::MapRequest& request, iommu::v1::MapResponse* response) const;
+  // Registry::MapBatch of the entries (each checked as Map checks its request; the entries' sizes
+  // together at most max_map_bytes: REQUEST_TOO_LARGE). Raw paddrs: admins only (the service's
+  // check).
+  absl::Status MapBatch(const iommu::v1::MapBatchRequest& request,
+                        iommu::v1::MapBatchResponse* response) const;
   absl::Status Unmap(const iommu::v1::UnmapRequest& request,
                      iommu::v1::UnmapResponse* response) const;
   absl::Status ListMappings(const iommu::v1::ListMappingsRequest& request,

@@ -104,6 +104,7 @@ inline constexpr auto kUnaryRpcs = std::make_tuple(
     MutatingRpc("UnregisterMemory", Role::kOperator, &RequestHandlers::UnregisterMemory),
     PlainRpc("ListMemoryRegions", Role::kViewer, &RequestHandlers::ListMemoryRegions),
     MutatingRpc("Map", Role::kOperator, &RequestHandlers::Map),
+    MutatingRpc("MapBatch", Role::kOperator, &RequestHandlers::MapBatch),
     MutatingRpc("Unmap", Role::kOperator, &RequestHandlers::Unmap),
     PlainRpc("ListMappings", Role::kViewer, &RequestHandlers::ListMappings),
     PlainRpc("Translate", Role::kOperator, &RequestHandlers::Translate),

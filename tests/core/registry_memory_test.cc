@@ -234,6 +234,105 @@ TEST_P(RegistryMemoryTest, ASharedTableIsTheOneTheRegistryUses) {
   registry_.reset();  // the table outlives the registry
 }
 
+Registry::MapSpec RegionEntry(uint64_t iova, uint64_t region, uint64_t offset, uint64_t size) {
+  Registry::MapSpec spec;
+  spec.iova = iova;
+  spec.size = size;
+  spec.prot = kRW;
+  spec.region_id = region;
+  spec.region_offset = offset;
+  return spec;
+}
+
+TEST_P(RegistryMemoryTest, MapBatchMapsEveryEntryInOrder) {
+  const MemoryRegionInfo region = Register(kPage2M);
+  std::vector<Registry::MapSpec> entries;
+  for (uint64_t i = 0; i < 8; ++i) {
+    entries.push_back(RegionEntry(0x400000 + (7 - i) * kPage4K, region.id, i * kPage4K, kPage4K));
+  }
+  Registry::MapSpec raw;
+  raw.iova = 0x800000;
+  raw.size = kPage4K;
+  raw.prot = kProtRead;
+  raw.paddr = 0x80000000;
+  entries.push_back(raw);
+  ASSERT_OK_AND_ASSIGN(std::vector<Mapping> mappings,
+                       registry_->MapBatch(domain_, entries, kOwner));
+  ASSERT_EQ(mappings.size(), entries.size());
+  for (uint64_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(mappings[i].iova, entries[i].iova);
+    EXPECT_EQ(mappings[i].paddr, region.base + i * kPage4K);
+    EXPECT_EQ(Dma(entries[i].iova + 0x10).paddr, region.base + i * kPage4K + 0x10);
+  }
+  EXPECT_EQ(mappings[8].paddr, 0x80000000u);
+  EXPECT_EQ(MappedBytes(region.id), 8 * kPage4K);
+  // One Unmap over the whole range takes the region's eight back.
+  ASSERT_OK_AND_ASSIGN(uint64_t bytes, registry_->Unmap(domain_, 0x400000, 8 * kPage4K, kOwner));
+  EXPECT_EQ(bytes, 8 * kPage4K);
+  EXPECT_EQ(MappedBytes(region.id), 0u);
+}
+
+TEST_P(RegistryMemoryTest, AFailingMapBatchEntryLeavesNothingAndIsNamed) {
+  const MemoryRegionInfo region = Register(kPage2M);
+  ASSERT_OK(registry_->MapRegion(domain_, 0x500000, region.id, 0, kPage4K, kRW, kOwner));
+  const std::string before = Snapshot();
+  const std::vector<Registry::MapSpec> ok = {RegionEntry(0x400000, region.id, 0, kPage4K),
+                                             RegionEntry(0x401000, region.id, 0x1000, kPage4K)};
+  auto with = [&](const Registry::MapSpec& bad) {
+    std::vector<Registry::MapSpec> entries = ok;
+    entries.push_back(bad);
+    return registry_->MapBatch(domain_, entries, kOwner);
+  };
+  auto expect_entry_two = [&](const absl::StatusOr<std::vector<Mapping>>& result) {
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(GetErrorMetadata(result.status())["entry"], "2") << result.status();
+    EXPECT_EQ(Snapshot(), before);
+    EXPECT_EQ(MappedBytes(region.id), kPage4K);
+  };
+  // An existing mapping, an earlier entry of the same call, the region's own checks, the Map checks.
+  EXPECT_ERROR(with(RegionEntry(0x500000, region.id, 0, kPage4K)), kAlreadyExists,
+               "MAPPING_EXISTS");
+  expect_entry_two(with(RegionEntry(0x500000, region.id, 0, kPage4K)));
+  EXPECT_ERROR(with(RegionEntry(0x401000, region.id, 0, kPage4K)), kAlreadyExists,
+               "MAPPING_EXISTS");
+  expect_entry_two(with(RegionEntry(0x401000, region.id, 0, kPage4K)));
+  expect_entry_two(with(RegionEntry(0x600000, region.id + 7, 0, kPage4K)));
+  expect_entry_two(with(RegionEntry(0x600800, region.id, 0, kPage4K)));
+  expect_entry_two(with(RegionEntry(0x600000, region.id, kPage2M, kPage4K)));
+  Registry::MapSpec region_space;
+  region_space.iova = 0x600000;
+  region_space.size = kPage4K;
+  region_space.prot = kRW;
+  region_space.paddr = kRegionSpaceBase;
+  EXPECT_ERROR(with(region_space), kInvalidArgument, "PADDR_IN_REGION_SPACE");
+  expect_entry_two(with(region_space));
+  // A backend failure at the third entry takes the first two back.
+  backend_->FailNth(FailingBackend::Op::kMap, 3);
+  expect_entry_two(with(RegionEntry(0x600000, region.id, 0x2000, kPage4K)));
+  EXPECT_ERROR(registry_->MapBatch(domain_, {}, kOwner), kInvalidArgument, "EMPTY_BATCH");
+  EXPECT_ERROR(registry_->MapBatch(domain_, ok, kOther), kPermissionDenied, "NOT_OWNER");
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_P(RegistryMemoryTest, MapBatchChargesThePinnedLimitForTheWholeCall) {
+  Recreate([](RegistryOptions* options) { options->max_pinned_bytes_per_owner = 0x3000; });
+  Probe("dev", 0x100);
+  domain_ = ClaimAndAttach("dev");
+  const MemoryRegionInfo memfd = Register(kPage2M, kOwner, /*process_memory=*/true);
+  std::vector<Registry::MapSpec> entries;
+  for (uint64_t i = 0; i < 4; ++i) {
+    entries.push_back(RegionEntry(0x400000 + i * kPage4K, memfd.id, i * kPage4K, kPage4K));
+  }
+  const std::string before = Snapshot();
+  EXPECT_ERROR(registry_->MapBatch(domain_, entries, kOwner), kResourceExhausted,
+               "PINNED_MEMORY_LIMIT");
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(registry_->memory_regions()->PinnedBytes(kOwner), 0u);
+  entries.pop_back();
+  EXPECT_OK(registry_->MapBatch(domain_, entries, kOwner).status());
+  EXPECT_EQ(registry_->memory_regions()->PinnedBytes(kOwner), 0x3000u);
+}
+
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(RegistryMemoryTest);
 INSTANTIATE_TEST_SUITE_P(Backends, RegistryMemoryTest, ::testing::ValuesIn(BackendsUnderTest()));
 

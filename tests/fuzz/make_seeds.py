@@ -43,7 +43,7 @@ RPC = {name: i for i, name in enumerate([
     "AllocDomain", "FreeDomain", "AttachDevice", "AttachGroup", "DetachGroup", "Map", "Unmap",
     "ListMappings", "Translate", "ListTranslationFaults", "InjectFault", "WatchEvents",
     "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance", "RegisterMemory",
-    "UnregisterMemory", "ListMemoryRegions"])}
+    "UnregisterMemory", "ListMemoryRegions", "MapBatch"])}
 
 
 def calls(*items):
@@ -119,6 +119,10 @@ REQUEST_SEEDS = {
         ("Map", (1, 11), (2, 0x600000), (3, 0x1000), (4, 0x1000), (6, "vmm"), (7, 1)),
         ("ListMemoryRegions", (1, 1)),
         ("UnregisterMemory", (1, 1), (2, "vmm")),
+        ("MapBatch", (1, 11), (2, "vmm"),
+         (3, message((1, 0x700000), (2, 0x1000), (4, 1))),
+         (3, message((1, 0x701000), (2, 0x1000), (4, 1), (5, 0x1000))),
+         (3, message((1, 0x702000), (2, 0x1000), (6, 0x80000000)))),
         ("Unmap", (1, 11), (2, 0x200000), (3, 0x200000), (4, "vmm")),
         ("UnregisterMemory", (1, 1), (2, "vmm"))),
     "service_rpcs": calls(

@@ -1,5 +1,6 @@
-// Map+unmap of N 4K pages through iommud's API vs a direct VFIO_IOMMU_MAP_DMA loop, in the VM that
-// `tests/host/run.sh --bench` boots (Debian's kernel, QEMU's intel-iommu, the edu at 00:02.0), as
+// Map+unmap of N 4K pages through iommud's API (per page: context; batched: MapBatch of the N
+// pages, each its own mapping, then one Unmap over them) vs a direct VFIO_IOMMU_MAP_DMA loop, in
+// the VM that `tests/host/run.sh --bench` boots (Debian's kernel, QEMU's intel-iommu, the edu at 00:02.0), as
 // root. Reports pages/s (map+unmap pairs per second) of each and their ratio (goal >= 0.5); the
 // figures are reported, never asserted: the exit status is non-zero only if a measurement could
 // not run.
@@ -49,13 +50,18 @@ absl::Status Step(const absl::Status& status, const char* what) {
     if (!bench_status_.ok()) return bench_status_;         \
   } while (0)
 
-// Map+unmap pairs per second through iommud's API (one Map and one Unmap RPC per page); also sets
-// `health_rate` to health Check round trips per second on the same connection (the RPC floor).
-absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
-                                  double* health_rate) {
+// What MeasureApi measures, in map+unmap pairs (pages) per second, and calls per second.
+struct ApiRates {
+  double health = 0;    // health Check round trips on the same connection (the RPC floor)
+  double per_call = 0;  // one Map RPC per page, then one Unmap RPC per page (one round)
+  double batched = 0;   // one MapBatch RPC of every page, then one Unmap RPC over them all
+};
+
+// Map+unmap pairs per second through iommud's API, per page and batched.
+absl::StatusOr<ApiRates> MeasureApi(const char* binary, size_t pages, int rounds) {
   absl::StatusOr<pid_t> daemon = StartVmDaemon(binary, kStateDir);
   if (!daemon.ok()) return daemon.status();
-  double rate = 0;
+  ApiRates rates;
   absl::Status result = [&]() -> absl::Status {
     ClientOptions options;
     options.target = absl::StrCat("unix:", kSocket);
@@ -66,7 +72,7 @@ absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
     for (size_t i = 0; i < pages; ++i) {
       BENCH_RETURN_IF_ERROR(client.CheckHealth().status(), "CheckHealth");
     }
-    *health_rate =
+    rates.health =
         static_cast<double>(pages) / absl::ToDoubleSeconds(absl::Now() - health_start);
     absl::StatusOr<std::unique_ptr<FdChannelClient>> fds = FdChannelClient::Connect(kFdSocket);
     BENCH_RETURN_IF_ERROR(fds.status(), "fd channel connect");
@@ -107,20 +113,49 @@ absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
     unmap.set_domain_id(domain->id());
     unmap.set_size(kPage);
     unmap.set_owner(kOwner);
+    const absl::Time per_call_start = absl::Now();
+    for (size_t i = 0; i < pages; ++i) {
+      map.set_iova(kIovaBase + i * kPage);
+      map.set_region_offset(i * kPage);
+      BENCH_RETURN_IF_ERROR(client.Map(map).status(), "Map");
+    }
+    for (size_t i = 0; i < pages; ++i) {
+      unmap.set_iova(kIovaBase + i * kPage);
+      BENCH_RETURN_IF_ERROR(client.Unmap(unmap).status(), "Unmap");
+    }
+    rates.per_call =
+        static_cast<double>(pages) / absl::ToDoubleSeconds(absl::Now() - per_call_start);
+
+    // Batched: every page a mapping of its own (as above and as the direct loop), in one call.
+    iommu::v1::MapBatchRequest batch;
+    batch.set_domain_id(domain->id());
+    batch.set_owner(kOwner);
+    for (size_t i = 0; i < pages; ++i) {
+      iommu::v1::MapBatchEntry* entry = batch.add_entries();
+      entry->set_iova(kIovaBase + i * kPage);
+      entry->set_size(kPage);
+      entry->set_prot(iommu::v1::PROT_READ | iommu::v1::PROT_WRITE);
+      entry->set_region_id(region->id());
+      entry->set_region_offset(i * kPage);
+    }
+    iommu::v1::UnmapRequest unmap_all = unmap;
+    unmap_all.set_iova(kIovaBase);
+    unmap_all.set_size(pages * kPage);
     const absl::Time start = absl::Now();
     for (int round = 0; round < rounds; ++round) {
-      for (size_t i = 0; i < pages; ++i) {
-        map.set_iova(kIovaBase + i * kPage);
-        map.set_region_offset(i * kPage);
-        BENCH_RETURN_IF_ERROR(client.Map(map).status(), "Map");
+      absl::StatusOr<iommu::v1::MapBatchResponse> mapped = client.MapBatch(batch);
+      BENCH_RETURN_IF_ERROR(mapped.status(), "MapBatch");
+      if (static_cast<size_t>(mapped->mappings_size()) != pages) {
+        return absl::InternalError("MapBatch returned a mapping count other than the pages'");
       }
-      for (size_t i = 0; i < pages; ++i) {
-        unmap.set_iova(kIovaBase + i * kPage);
-        BENCH_RETURN_IF_ERROR(client.Unmap(unmap).status(), "Unmap");
+      absl::StatusOr<iommu::v1::UnmapResponse> unmapped = client.Unmap(unmap_all);
+      BENCH_RETURN_IF_ERROR(unmapped.status(), "Unmap of the batch");
+      if (unmapped->bytes_unmapped() != pages * kPage) {
+        return absl::InternalError("the Unmap of the batch removed less than every page");
       }
     }
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    rate = static_cast<double>(pages) * rounds / seconds;
+    rates.batched =
+        static_cast<double>(pages) * rounds / absl::ToDoubleSeconds(absl::Now() - start);
 
     // Everything back through the API (nothing is mapped after the last round).
     iommu::v1::DetachGroupRequest detach;
@@ -145,7 +180,7 @@ absl::StatusOr<double> MeasureApi(const char* binary, size_t pages, int rounds,
   const absl::Status stopped = StopVmDaemon(*daemon, kStateDir);
   if (!result.ok()) return result;
   if (!stopped.ok()) return stopped;
-  return rate;
+  return rates;
 }
 
 // Map+unmap pairs per second with VFIO_IOMMU_MAP_DMA / UNMAP_DMA on a container of our own.
@@ -206,6 +241,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "host_map_bench: --pages and --rounds must be positive\n");
     return 2;
   }
+  if (pages > 1024) {  // one MapBatch holds at most --max_repeated (1024) entries
+    std::fprintf(stderr, "host_map_bench: --pages must be at most 1024\n");
+    return 2;
+  }
   const char* binary = std::getenv("IOMMUD_BIN");
   if (binary == nullptr) {
     std::fprintf(stderr, "host_map_bench: IOMMUD_BIN must name the iommud binary\n");
@@ -214,15 +253,18 @@ int Main(int argc, char** argv) {
   std::printf("host_map_bench: %zu pages of 4 KiB, %d rounds of map each then unmap each\n",
               pages, rounds);
   std::fflush(stdout);
-  double health_rate = 0;
-  absl::StatusOr<double> api = MeasureApi(binary, pages, rounds, &health_rate);
+  absl::StatusOr<ApiRates> api = MeasureApi(binary, pages, rounds);
   if (!api.ok()) {
     std::printf("host_map_bench: FAILED via iommud API: %s\n", api.status().ToString().c_str());
     return 1;
   }
   std::printf("host_map_bench: RPC floor (health Check round trips, context): %.0f calls/s\n",
-              health_rate);
-  std::printf("host_map_bench: via iommud API: %.0f pages/s\n", *api);
+              api->health);
+  std::printf("host_map_bench: via iommud API, one Map and one Unmap RPC per page (context): "
+              "%.0f pages/s\n",
+              api->per_call);
+  std::printf("host_map_bench: via iommud API, MapBatch of all pages + one Unmap: %.0f pages/s\n",
+              api->batched);
   std::fflush(stdout);
   absl::StatusOr<double> direct = MeasureDirect(pages, rounds);
   if (!direct.ok()) {
@@ -230,7 +272,9 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::printf("host_map_bench: direct VFIO: %.0f pages/s\n", *direct);
-  std::printf("host_map_bench: ratio (API / direct): %.3f (goal >= 0.5)\n", *api / *direct);
+  std::printf("host_map_bench: ratio per call (context): %.4f\n", api->per_call / *direct);
+  std::printf("host_map_bench: ratio (API batched / direct): %.3f (goal >= 0.5)\n",
+              api->batched / *direct);
   return 0;
 }
 

@@ -286,6 +286,30 @@ TEST_F(AuthorizationTest, OnlyAdminsMapRawPaddrsOrAllocateIdentityDomains) {
   ASSERT_OK_AND_ASSIGN(iommu::v1::MapResponse mapped, Map(*tcp_, theirs.id(), "vm", memory.id()));
   EXPECT_EQ(mapped.mapping().paddr(), memory.base());
   EXPECT_EQ(daemon_->registry()->GetMemoryRegion(memory.id())->mapped_bytes, 0x1000u);
+  // In a batch, one raw entry among region entries is enough to need the admin role; the
+  // operator's batch of region entries is mapped, and the owner is rewritten as for Map.
+  iommu::v1::MapBatchRequest batch;
+  batch.set_domain_id(theirs.id());
+  batch.set_owner("vm");
+  iommu::v1::MapBatchEntry* first = batch.add_entries();
+  first->set_iova(0x300000);
+  first->set_size(0x1000);
+  first->set_region_id(memory.id());
+  first->set_region_offset(0x1000);
+  iommu::v1::MapBatchEntry* raw_entry = batch.add_entries();
+  raw_entry->set_iova(0x301000);
+  raw_entry->set_size(0x1000);
+  raw_entry->set_paddr(0x80000000);
+  EXPECT_ERROR(tcp_->MapBatch(batch), kPermissionDenied, "RAW_PADDR_ADMIN_ONLY");
+  EXPECT_EQ(DeniedMetric("MapBatch", "raw_paddr"), 1);
+  EXPECT_EQ(daemon_->registry()->GetMemoryRegion(memory.id())->mapped_bytes, 0x1000u);
+  raw_entry->set_paddr(0);
+  raw_entry->set_region_id(memory.id());
+  raw_entry->set_region_offset(0x2000);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::MapBatchResponse batched, tcp_->MapBatch(batch));
+  ASSERT_EQ(batched.mappings_size(), 2);
+  EXPECT_EQ(batched.mappings(1).paddr(), memory.base() + 0x2000);
+  EXPECT_EQ(daemon_->registry()->GetMemoryRegion(memory.id())->mapped_bytes, 0x3000u);
   // Both together are a malformed request.
   iommu::v1::MapRequest both;
   both.set_domain_id(theirs.id());
