@@ -172,6 +172,11 @@ inline constexpr absl::string_view kGroupAlreadyHandedOver = "GROUP_ALREADY_HAND
 inline constexpr absl::string_view kGroupStillOpen = "GROUP_STILL_OPEN";
 inline constexpr absl::string_view kGroupNodeChownFailed = "GROUP_NODE_CHOWN_FAILED";
 inline constexpr absl::string_view kProcScanFailed = "PROC_SCAN_FAILED";
+// The HandOverGroup RPC (registry and backends; docs/semantics.md "Hand-over to a VMM").
+inline constexpr absl::string_view kHandoverNeedsHostBackend = "HANDOVER_NEEDS_HOST_BACKEND";
+inline constexpr absl::string_view kGroupHandedOver = "GROUP_HANDED_OVER";
+inline constexpr absl::string_view kGroupNotHandedOver = "GROUP_NOT_HANDED_OVER";
+inline constexpr absl::string_view kHandoverUidNotCallers = "HANDOVER_UID_NOT_CALLERS";
 
 // --- Fault injection ---
 // Scripted failures (test hosts).

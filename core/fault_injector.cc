@@ -31,7 +31,7 @@ const std::vector<std::string>& FaultPoints() {
       "pgtable.alloc",    "cmdq.sync_timeout",    "store.write",
       // The linux backend's kernel steps (core/host/linux_backend.h).
       "host.bind", "host.open_group", "host.set_container", "host.unset_container",
-      "host.map_dma", "host.unmap_dma", "host.restore"};
+      "host.map_dma", "host.unmap_dma", "host.restore", "host.handover", "host.take_back"};
   return points;
 }
 

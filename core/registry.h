@@ -111,6 +111,10 @@ struct GroupInfo {
   // time (RegistryOptions::clock), meaningful only with a lease.
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
+  // HandOverGroup: the group is handed to a VMM's uid:gid, which opens VFIO itself.
+  bool handed_over = false;
+  uint32_t handover_uid = 0;
+  uint32_t handover_gid = 0;
 };
 
 // An ownership whose lease lapsed and that Registry::ExpireLeases released.
@@ -238,7 +242,19 @@ class Registry {
   // releases it like ReleaseOwnership.
   absl::StatusOr<GroupInfo> ClaimOwnership(GroupId group, absl::string_view owner,
                                            absl::Duration lease_ttl = absl::ZeroDuration());
-  absl::StatusOr<GroupInfo> ReleaseOwnership(GroupId group, absl::string_view owner);
+  // For a handed-over group the backend takes it back first (IommuBackend::TakeBackGroup): refused
+  // with GROUP_STILL_OPEN (nothing changed) while a process holds the group open, unless `force`.
+  absl::StatusOr<GroupInfo> ReleaseOwnership(GroupId group, absl::string_view owner,
+                                             bool force = false);
+  // The libvirt-style hand-over (docs/semantics.md "Hand-over to a VMM"): `owner` takes the group
+  // as ClaimOwnership does (same refusals: MISSING_OWNER, GROUP_IN_USE, GROUP_BUSY), but instead of
+  // blocking it in iommud the backend hands its kernel group to `uid`:`gid`
+  // (IommuBackend::HandOverGroup: HANDOVER_NEEDS_HOST_BACKEND on software/emulated, the host's
+  // reasons on linux). The group stays on its default domain in the registry (the VMM's container
+  // is not iommud's); attaching it, claiming its devices or taking their fds is refused
+  // (GROUP_HANDED_OVER) until ReleaseOwnership takes it back. All or nothing; no lease.
+  absl::StatusOr<GroupInfo> HandOverGroup(GroupId group, absl::string_view owner, uint32_t uid,
+                                          uint32_t gid);
   absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner);
   absl::StatusOr<GroupInfo> ReleaseDeviceOwnership(absl::string_view device,
                                                    absl::string_view owner);

@@ -102,6 +102,7 @@ std::vector<LeakRecord> Registry::Audit() const {
       leaks.push_back({LeakReason::kOrphanDomain, "", 0, id, 0, "", ""});
     }
   }
+  AppendHandoverLeaks(*state_, &leaks);
   return leaks;
 }
 

@@ -25,6 +25,7 @@ absl::Status Registry::WithOwnedDevice(absl::string_view name, absl::string_view
     metadata["device"] = device->name;
     return Error(owned.code(), ErrorReason(owned), owned.message(), metadata);
   }
+  RETURN_IF_ERROR(RequireNotHandedOver(group, "given a device fd by iommud"));
   if (group.domain->core_owned) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotAttached,
                  absl::StrCat("group ", group.id, " of '", device->name,

@@ -104,6 +104,7 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
                      : absl::StrCat("group ", group.id, " is owned by another client"),
                  metadata);
   }
+  RETURN_IF_ERROR(RequireNotHandedOver(group, "attached to a domain of iommud"));
   if (domain->unit != group.unit || domain->core_owned) {
     metadata["unit"] = group.unit->name;
     metadata["domain_unit"] = domain->unit->name;

@@ -95,7 +95,9 @@ std::vector<InvariantViolation> Registry::CheckInvariants() const {
       violation(absl::StrCat("group ", group->id, " has owner '", group->owner,
                              "' but owner_cnt 0"));
     }
-    if (!group->owner.empty() && group->domain == group->default_domain) {
+    // A group handed over to a VMM stays on its default domain in the registry: the kernel keeps
+    // it there until the VMM sets its own container, which iommud does not know.
+    if (!group->owner.empty() && group->domain == group->default_domain && !group->handed_over) {
       violation(absl::StrCat("group ", group->id, " is owned but on its default domain"));
     }
     if (group->owner.empty() && group->domain != group->default_domain) {

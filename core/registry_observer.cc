@@ -13,6 +13,8 @@ absl::string_view LeakReasonName(LeakReason reason) {
     case LeakReason::kOwnerGone: return "owner_gone";
     case LeakReason::kUnaccountedOwnerCount: return "unaccounted_owner_count";
     case LeakReason::kOrphanDomain: return "orphan_domain";
+    case LeakReason::kHandoverHeldByOtherUid: return "handover_held_by_other_uid";
+    case LeakReason::kHeldAfterTakeBack: return "held_after_take_back";
   }
   return "unknown";
 }

@@ -25,6 +25,8 @@ enum class LeakReason {
   kOwnerGone,                // an owner domain is still attached after its owner went away
   kUnaccountedOwnerCount,    // owner_cnt that no bound driver or owner accounts for
   kOrphanDomain,             // hardware: a domain the registry does not know
+  kHandoverHeldByOtherUid,   // host: a handed-over group held open by a process of another uid
+  kHeldAfterTakeBack,        // host: a group taken back from its VMM still held open
 };
 absl::string_view LeakReasonName(LeakReason reason);  // "released_while_owned", ...
 
@@ -36,6 +38,7 @@ struct LeakRecord {
   Rid rid = 0;
   std::string device;
   std::string owner;
+  std::string detail = {};  // what the backend saw (hand-over leaks: the holders, pids and uids)
 };
 
 // One state change, for the event stream.

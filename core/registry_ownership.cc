@@ -147,18 +147,45 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   return State::SnapshotGroup(group);
 }
 
-absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_view owner) {
+absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_view owner,
+                                                     bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   ScopedFaultScope fault_scope(group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));
+  if (group.handed_over) {
+    ASSIGN_OR_RETURN(GroupInfo info, TakeBackLocked(*state_, group, force));
+    EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
+    return info;
+  }
   const GroupUndo undo = State::SaveGroup(group);
   state_->EndOwnership(group);
   RETURN_IF_ERROR(state_->CommitGroup(group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
   return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::HandOverGroup(GroupId id, absl::string_view owner,
+                                                  uint32_t uid, uint32_t gid) {
+  RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
+  GroupState& group = *group_ptr;
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  ScopedFaultScope fault_scope(group.id, "");
+  RETURN_IF_ERROR(State::LiveGroup(group));
+  if (group.owner_cnt != 0) {
+    ErrorMetadata metadata = GroupMetadata(group);
+    metadata["owner"] = group.owner;
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupInUse,
+                 absl::StrCat("group ", id, " is in use (owner_cnt ", group.owner_cnt, ")"),
+                 metadata);
+  }
+  RETURN_IF_ERROR(RequireOnDefault(group));
+  ASSIGN_OR_RETURN(GroupInfo info, HandOverLocked(*state_, group, owner, uid, gid));
+  EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
+  return info;
 }
 
 absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::string_view owner) {
@@ -177,6 +204,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
                               "' is in use by a kernel driver or another owner"),
                  metadata);
   }
+  RETURN_IF_ERROR(RequireNotHandedOver(group, "claimed device by device"));
   if (group.claimed_devices.count(device->name) != 0) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceAlreadyClaimed,
                  absl::StrCat("'", name, "' is already claimed by this owner"), metadata);

@@ -293,6 +293,9 @@ GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
   info.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
   info.lease_ttl = group.lease_ttl;
   info.lease_expiry = group.lease_expiry;
+  info.handed_over = group.handed_over;
+  info.handover_uid = group.handover_uid;
+  info.handover_gid = group.handover_gid;
   return info;
 }
 

@@ -110,6 +110,11 @@ struct GroupState {
   absl::Time lease_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   // lease_expiry in unix nanos, 0 without a lease: read without mu by ExpireLeases to skip groups.
   std::atomic<int64_t> lease_expiry_hint{0};
+  // HandOverGroup: the backend handed the group's kernel group to this uid:gid (owner_cnt 1,
+  // group_claimed, on its default domain). Not persisted (docs/semantics.md "Hand-over to a VMM").
+  bool handed_over ABSL_GUARDED_BY(mu) = false;
+  uint32_t handover_uid ABSL_GUARDED_BY(mu) = 0;
+  uint32_t handover_gid ABSL_GUARDED_BY(mu) = 0;
 };
 
 // The mutable fields of a group (and its devices' bindings), saved before an operation so that a
@@ -122,8 +127,29 @@ struct GroupUndo {
   std::set<std::string> claimed_devices;
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
+  bool handed_over = false;
+  uint32_t handover_uid = 0;
+  uint32_t handover_gid = 0;
   std::vector<std::pair<std::shared_ptr<DeviceState>, DriverBinding>> bindings;
 };
+// FAILED_PRECONDITION (GROUP_HANDED_OVER) while the group is handed over to a VMM, for `doing`
+// ("attached", ...) (core/registry_handover.cc).
+absl::Status RequireNotHandedOver(const GroupState& group, absl::string_view doing)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+// HandOverGroup once the group is checked free and on its default domain: the backend's hand-over,
+// then the registry's record of it (owner, owner_cnt 1, the uid:gid), committed; a refused commit
+// takes the hand-over back. All or nothing.
+absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, GroupState& group,
+                                         absl::string_view owner, uint32_t uid, uint32_t gid)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+// ReleaseOwnership of a handed-over group: the backend takes it back (GROUP_STILL_OPEN unless
+// `force`: nothing changed), then the ownership ends and is committed (the host already moved on:
+// a refused commit is counted, not undone).
+// Appends the backend's hand-over leaks (IommuBackend::AuditHandovers) as LeakRecords, each with
+// the registry group of its RID (0 if none).
+void AppendHandoverLeaks(const Registry::State& state, std::vector<LeakRecord>* leaks);
+absl::StatusOr<GroupInfo> TakeBackLocked(Registry::State& state, GroupState& group, bool force)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
 // The caller must be the group's owner: FAILED_PRECONDITION (GROUP_NOT_OWNED) if nobody owns it,
 // PERMISSION_DENIED (NOT_OWNER) otherwise (core/registry_ownership.cc).

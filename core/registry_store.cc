@@ -101,6 +101,9 @@ GroupUndo Registry::State::SaveGroup(const GroupState& group) {
   undo.claimed_devices = group.claimed_devices;
   undo.lease_ttl = group.lease_ttl;
   undo.lease_expiry = group.lease_expiry;
+  undo.handed_over = group.handed_over;
+  undo.handover_uid = group.handover_uid;
+  undo.handover_gid = group.handover_gid;
   for (const auto& device : group.devices) undo.bindings.push_back({device, device->binding});
   return undo;
 }
@@ -120,6 +123,9 @@ void Registry::State::RestoreGroup(GroupState& group, const GroupUndo& undo) {
   group.group_claimed = undo.group_claimed;
   group.claimed_devices = undo.claimed_devices;
   SetLease(group, undo.lease_expiry, undo.lease_ttl);
+  group.handed_over = undo.handed_over;
+  group.handover_uid = undo.handover_uid;
+  group.handover_gid = undo.handover_gid;
   for (const auto& [device, binding] : undo.bindings) device->binding = binding;
 }
 

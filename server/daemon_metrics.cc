@@ -23,7 +23,8 @@ const std::vector<LeakReason>& AllLeakReasons() {
       LeakReason::kRestoreDefaultFailed, LeakReason::kRidOnUnknownDomain,
       LeakReason::kRidOnWrongDomain,     LeakReason::kReleasedRidTranslates,
       LeakReason::kOwnerGone,            LeakReason::kUnaccountedOwnerCount,
-      LeakReason::kOrphanDomain};
+      LeakReason::kOrphanDomain,         LeakReason::kHandoverHeldByOtherUid,
+      LeakReason::kHeldAfterTakeBack};
   return reasons;
 }
 

@@ -175,6 +175,21 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
       "role");
 }
 
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::HandOverGroupRequest& request) const {
+  const CallerIdentity& identity = caller.identity;
+  if (identity.uid.has_value() && identity.gid.has_value() && *identity.uid == request.uid() &&
+      *identity.gid == request.gid()) {
+    return absl::OkStatus();
+  }
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kHandoverUidNotCallers, "foreign_uid",
+      absl::StrCat("handing group ", request.group_id(), " to uid ", request.uid(), " gid ",
+                   request.gid(),
+                   " needs the admin role: a caller below admin may hand a group only to its own "
+                   "uid and gid (its unix peer credentials)"));
+}
+
 template <typename Request, typename Response, typename Handler>
 absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
                                        const Request& request, Response* response,

@@ -125,6 +125,10 @@ class IommuService final : public grpc::Service {
   // CAP_SYS_ADMIN change a group's default domain type through sysfs).
   absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                            const iommu::v1::ProbeDeviceRequest& request) const;
+  // HandOverGroup to a uid:gid other than the caller's own (its unix peer credentials) needs admin
+  // (HANDOVER_UID_NOT_CALLERS): a VMM's manager may hand a group only to itself.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::HandOverGroupRequest& request) const;
   template <typename Request>
   absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
     return absl::OkStatus();

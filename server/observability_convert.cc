@@ -45,6 +45,7 @@ void LeakToProto(const LeakRecord& leak, iommu::v1::LeakedAttachment* out) {
   out->set_rid(leak.rid);
   out->set_device(leak.device);
   out->set_owner(leak.owner);
+  out->set_detail(leak.detail);
 }
 
 void ContentionToProto(const Registry::GroupContention& contention,

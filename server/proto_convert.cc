@@ -105,6 +105,11 @@ void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
     out->set_lease_ttl_millis(absl::ToInt64Milliseconds(group.lease_ttl));
     out->set_lease_expiry_unix_nanos(absl::ToUnixNanos(group.lease_expiry));
   }
+  if (group.handed_over) {
+    out->set_handed_over(true);
+    out->set_handover_uid(group.handover_uid);
+    out->set_handover_gid(group.handover_gid);
+  }
 }
 
 void DomainToProto(const DomainInfo& domain, iommu::v1::Domain* out) {

@@ -74,6 +74,12 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
 }
 
 absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::HandOverGroupRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::ReleaseDeviceOwnershipRequest& request,
                           uint64_t /*result_ref*/, iommu::v1::Group* reply) {
   return GroupOfDevice(handlers, request.device(), reply);

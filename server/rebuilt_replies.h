@@ -39,6 +39,9 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::ClaimDeviceRequest& request, uint64_t result_ref,
                           iommu::v1::Group* reply);
 absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::HandOverGroupRequest& request, uint64_t result_ref,
+                          iommu::v1::Group* reply);
+absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::ReleaseDeviceOwnershipRequest& request,
                           uint64_t result_ref, iommu::v1::Group* reply);
 absl::Status RebuildReply(const RequestHandlers& handlers,

@@ -181,6 +181,15 @@ absl::Status RequestHandlers::ClaimOwnership(const iommu::v1::ClaimOwnershipRequ
   return absl::OkStatus();
 }
 
+absl::Status RequestHandlers::HandOverGroup(const iommu::v1::HandOverGroupRequest& request,
+                                            iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->HandOverGroup(request.group_id(), request.owner(),
+                                                             request.uid(), request.gid()));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
 absl::Status RequestHandlers::RenewLease(const iommu::v1::RenewLeaseRequest& request,
                                          iommu::v1::Group* response) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
@@ -195,7 +204,8 @@ absl::Status RequestHandlers::ReleaseOwnership(const iommu::v1::ReleaseOwnership
                                                iommu::v1::Group* response) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
   ASSIGN_OR_RETURN(GroupInfo group,
-                   registry_->ReleaseOwnership(request.group_id(), request.owner()));
+                   registry_->ReleaseOwnership(request.group_id(), request.owner(),
+                                               request.force()));
   GroupToProto(group, response);
   return absl::OkStatus();
 }

@@ -61,6 +61,8 @@ class RequestHandlers {
                                       iommu::v1::Group* response) const;
   absl::Status RenewLease(const iommu::v1::RenewLeaseRequest& request,
                           iommu::v1::Group* response) const;
+  absl::Status HandOverGroup(const iommu::v1::HandOverGroupRequest& request,
+                             iommu::v1::Group* response) const;
 
   absl::Status AllocDomain(const iommu::v1::AllocDomainRequest& request,
                            iommu::v1::Domain* response) const;

@@ -94,6 +94,7 @@ inline constexpr auto kUnaryRpcs = std::make_tuple(
     MutatingRpc("ClaimDevice", Role::kOperator, &RequestHandlers::ClaimDevice),
     MutatingRpc("ReleaseDeviceOwnership", Role::kOperator,
                 &RequestHandlers::ReleaseDeviceOwnership),
+    MutatingRpc("HandOverGroup", Role::kOperator, &RequestHandlers::HandOverGroup),
     MutatingRpc("RenewLease", Role::kOperator, &RequestHandlers::RenewLease),
     MutatingRpc("AllocDomain", Role::kOperator, &RequestHandlers::AllocDomain),
     MutatingRpc("FreeDomain", Role::kOperator, &RequestHandlers::FreeDomain),

@@ -23,6 +23,9 @@ namespace iommud {
 
 namespace {
 
+// Options that are flags: given alone (--force), they take no value.
+const std::set<std::string> kFlagOptions = {"force"};
+
 // Arguments of one subcommand: positional words and --name value options (repeatable).
 struct Args {
   std::vector<std::string> positional;
@@ -161,7 +164,8 @@ absl::Status CheckDuration(const std::string& text, const std::string& what) {
 // Checks every argument whose usage word or option name says it is a number, RID, protection,
 // domain type, event kind or duration, before anything is sent.
 absl::Status ValidateArgs(const std::string& usage, const Args& args) {
-  static const std::set<std::string> kNumberWords = {"GROUP", "DOMAIN", "IOVA", "PADDR", "SIZE"};
+  static const std::set<std::string> kNumberWords = {"GROUP", "DOMAIN", "IOVA", "PADDR", "SIZE",
+                                                     "UID", "GID"};
   std::vector<std::string> words;
   for (absl::string_view word : absl::StrSplit(usage, ' ')) {
     if (!word.empty() && word[0] != '[' && word[0] != '-' && absl::AsciiStrToUpper(word) == word &&
@@ -220,7 +224,10 @@ void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups) {
   for (const auto& g : groups) {
     table.AddRow({absl::StrCat(g.id()), g.unit(), absl::StrCat(g.domain_id()),
                   absl::StrCat(g.default_domain_id()), absl::StrCat(g.blocking_domain_id()),
-                  OrDash(g.owner()), absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","),
+                  g.handed_over() ? absl::StrCat(g.owner(), " (handed over to ", g.handover_uid(),
+                                                 ":", g.handover_gid(), ")")
+                                  : OrDash(g.owner()),
+                  absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","),
                   LeaseText(g)});
   }
   ctx.out << table.Render();
@@ -556,12 +563,28 @@ std::map<std::string, Command> BuildCommands() {
             },
             duration);
       });
-  add("release-ownership", "GROUP", "give a group back to its default domain", 1, 1, {},
-      [](Context& ctx, const Args& a) {
+  add("release-ownership", "GROUP [--force]",
+      "give a group back to its default domain (a handed-over group: taken back from its VMM, "
+      "refused while the VMM holds it open unless --force)",
+      1, 1, {"force"}, [](Context& ctx, const Args& a) {
         iommu::v1::ReleaseOwnershipRequest request;
         request.set_group_id(Number(a.positional[0], "GROUP"));
         request.set_owner(ctx.options.owner);
+        request.set_force(!a.Option("force").empty());
         return PrintGroup(ctx, ctx.client.ReleaseOwnership(request));
+      });
+  add("hand-over", "GROUP UID [GID]",
+      "hand a group to a VMM that opens VFIO itself (QEMU -device vfio-pci,host=...): its devices "
+      "on vfio-pci, /dev/vfio/N owned by UID:GID (GID defaults to UID); release-ownership takes "
+      "it back",
+      2, 3, {}, [](Context& ctx, const Args& a) {
+        iommu::v1::HandOverGroupRequest request;
+        request.set_group_id(Number(a.positional[0], "GROUP"));
+        request.set_owner(ctx.options.owner);
+        request.set_uid(static_cast<uint32_t>(Number(a.positional[1], "UID")));
+        request.set_gid(static_cast<uint32_t>(
+            Number(a.positional.size() > 2 ? a.positional[2] : a.positional[1], "GID")));
+        return PrintGroup(ctx, ctx.client.HandOverGroup(request));
       });
   add("claim-device", "NAME", "claim one device (iommufd style; same owner counts up)", 1, 1, {},
       [](Context& ctx, const Args& a) {
@@ -1068,6 +1091,8 @@ int RunCommand(IommuClient& client, const CliOptions& options,
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
+    } else if (kFlagOptions.count(name) != 0) {
+      value = "true";  // a flag: no value follows
     } else if (i + 1 < command.size()) {
       value = command[++i];
     } else {

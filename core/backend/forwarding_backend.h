@@ -53,6 +53,13 @@ class ForwardingBackend : public IommuBackend {
     return wrapped_->ReadMappings(domain);
   }
   BackendStats Stats() override { return wrapped_->Stats(); }
+  absl::Status HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid, uint32_t gid) override {
+    return wrapped_->HandOverGroup(unit, rid, uid, gid);
+  }
+  absl::Status TakeBackGroup(absl::string_view unit, Rid rid, bool force) override {
+    return wrapped_->TakeBackGroup(unit, rid, force);
+  }
+  std::vector<HandoverLeak> AuditHandovers() override { return wrapped_->AuditHandovers(); }
 
  protected:
   IommuBackend* wrapped() const { return wrapped_; }

@@ -63,6 +63,18 @@ inline absl::Status UnitExists(absl::string_view unit, const UnitCaps& held,
                {{"unit", std::string(unit)}});
 }
 
+// A hand-over's leak, as the backend sees it (IommuBackend::AuditHandovers).
+struct HandoverLeak {
+  enum class Kind {
+    kHeldByOtherUid,    // a handed-over group held open by a process whose uid is not the VMM's
+    kHeldAfterTakeBack  // a group the backend took back, still held open by some process
+  };
+  Kind kind = Kind::kHeldByOtherUid;
+  std::string unit;
+  Rid rid = 0;           // one RID of the group
+  std::string detail;    // "kernel group 7: pid 123 (qemu-system-x86) uid 0"
+};
+
 class IommuBackend {
  public:
   virtual ~IommuBackend() = default;
@@ -128,6 +140,33 @@ class IommuBackend {
   virtual absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) = 0;
 
   virtual BackendStats Stats() = 0;
+
+  // --- Hand-over to a VMM that opens VFIO itself (docs/semantics.md "Hand-over to a VMM") ---
+  // Host backends only; the defaults refuse (FAILED_PRECONDITION HANDOVER_NEEDS_HOST_BACKEND) and
+  // find nothing. The registry calls them under the group's lock, with one RID of the group (the
+  // backend hands over the whole kernel group holding it).
+
+  // Hands the group of `rid` to `uid`:`gid`: its devices on the host's VFIO driver, its group
+  // node openable by that uid (and gid), and the backend keeping nothing of it open. All or
+  // nothing. The group's RIDs must be on a kernel-managed (default) domain.
+  virtual absl::Status HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid, uint32_t gid) {
+    return NoHandover(unit, rid);
+  }
+  // Takes a hand-over back: the node root's again, the devices on their previous drivers.
+  // FAILED_PRECONDITION (GROUP_STILL_OPEN, metadata pids) while a process holds the group open,
+  // unless `force`; then nothing changed.
+  virtual absl::Status TakeBackGroup(absl::string_view unit, Rid rid, bool force) {
+    return NoHandover(unit, rid);
+  }
+  // The leaks of hand-overs (see HandoverLeak), in group order. Changes nothing.
+  virtual std::vector<HandoverLeak> AuditHandovers() { return {}; }
+
+ private:
+  static absl::Status NoHandover(absl::string_view unit, Rid rid) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kHandoverNeedsHostBackend,
+                 "handing a group over to a VMM needs a host backend (--backend=linux)",
+                 {{"unit", std::string(unit)}, {"rid", absl::StrCat(rid)}});
+  }
 };
 
 }  // namespace iommud

@@ -1,6 +1,7 @@
 #include "core/host/linux_backend.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -40,6 +41,30 @@ bool IsReservedForUsers(const ReservedRegion& region) {
 
 // The registry's domain id a group's RIDs show when the kernel disagrees with what was programmed.
 constexpr DomainId kNoEntry = 0;
+
+GroupHandoverOptions HandoverOptionsOf(const LinuxBackendOptions& options) {
+  GroupHandoverOptions handover;
+  handover.sysfs_root = options.sysfs_root;
+  handover.dev_root = std::filesystem::path(options.vfio_dir).parent_path().string();
+  handover.proc_root = options.proc_root;
+  handover.sysfs_writer = options.sysfs_writer;
+  handover.bind = options.bind;
+  handover.node_timeout = options.handover_node_timeout;
+  return handover;
+}
+
+ErrorMetadata GroupMetadataOf(int group_id, absl::string_view unit, Rid rid) {
+  return {{"group_id", absl::StrCat(group_id)}, {"unit", std::string(unit)},
+          {"rid", absl::StrCat(rid)}};
+}
+
+std::string DescribeHolders(int group_id, const std::vector<GroupHolder>& holders) {
+  std::string detail = absl::StrCat("kernel group ", group_id, ":");
+  for (const GroupHolder& holder : holders) {
+    absl::StrAppend(&detail, " pid ", holder.pid, " (", holder.comm, ") uid ", holder.uid, ";");
+  }
+  return detail;
+}
 
 }  // namespace
 
@@ -114,6 +139,8 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
       parsed.sysfs_root = value;
     } else if (key == "vfio_dir") {
       parsed.vfio_dir = value;
+    } else if (key == "proc_root") {
+      parsed.proc_root = value;
     } else if (key == "kmsg") {
       parsed.kmsg_path = value;
     } else if (key == "replaceable_drivers") {
@@ -123,7 +150,7 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
     } else {
       return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
                    absl::StrCat("unknown option '", key,
-                                "' of the linux backend (known: sysfs_root, vfio_dir, kmsg, "
+                                "' of the linux backend (known: sysfs_root, vfio_dir, proc_root, kmsg, "
                                 "replaceable_drivers)"),
                    {{"option", key}});
     }
@@ -149,7 +176,7 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
 LinuxBackend::LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
                            FaultInjector* faults, HostTopology topology)
     : options_(options), memory_(memory), injector_(faults), topology_(std::move(topology)),
-      binder_(options.sysfs_root) {
+      binder_(options.sysfs_root), handover_(HandoverOptionsOf(options)) {
   for (const HostDevice& device : topology_.devices) {
     std::shared_ptr<GroupRecord>& group = groups_[device.kernel_group];
     if (group == nullptr) group = std::make_shared<GroupRecord>(device.kernel_group, device.unit);
@@ -168,7 +195,10 @@ LinuxBackend::~LinuxBackend() {
   // devices go back to their drivers.
   for (const auto& [id, group] : groups_) {
     absl::MutexLock lock(&group->mu);
-    if (group->state != GroupState::kKernel) (void)GiveBack(*group);
+    // A handed-over group stays with its VMM (see the header comment).
+    if (group->state != GroupState::kKernel && group->state != GroupState::kHandedOver) {
+      (void)GiveBack(*group);
+    }
   }
 }
 
@@ -301,6 +331,7 @@ absl::Status LinuxBackend::Claim(GroupRecord& group) {
   group.bindings = std::move(bindings);
   group.vfio = std::move(*opened);
   group.state = GroupState::kClaimed;
+  group.taken_back = false;
   return absl::OkStatus();
 }
 
@@ -401,7 +432,17 @@ absl::Status LinuxBackend::AttachRid(absl::string_view unit, Rid rid, DomainId d
                  {{"domain_id", absl::StrCat(domain_id)}, {"unit", std::string(unit)}});
   }
   absl::MutexLock lock(&group->mu);
+  if (group->state == GroupState::kHandedOver && StateFor(*domain) != GroupState::kKernel) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupHandedOver,
+                 absl::StrCat("kernel group ", group->id,
+                              " is handed over to a VMM: only kernel-managed domains until it is "
+                              "taken back"),
+                 GroupMetadataOf(group->id, unit, rid));
+  }
   auto [it, inserted] = group->rid_domains.try_emplace(rid, domain_id);
+  // A handed-over group's RIDs follow the registry between kernel-managed domains; the group
+  // itself stays with its VMM.
+  if (group->state == GroupState::kHandedOver) return absl::OkStatus();
   const DomainId before = inserted ? kNoEntry : it->second;
   it->second = domain_id;
   // The kernel moves whole groups: move it once every programmed RID of the group points at a
@@ -430,7 +471,8 @@ absl::Status LinuxBackend::ReleaseRid(absl::string_view unit, Rid rid) {
   absl::MutexLock lock(&group->mu);
   group->rid_domains.erase(rid);
   // The last RID of the group released: nothing of it is programmed any more, give it back.
-  if (group->rid_domains.empty() && group->state != GroupState::kKernel) {
+  if (group->rid_domains.empty() && group->state != GroupState::kKernel &&
+      group->state != GroupState::kHandedOver) {
     return Unclaim(*group);
   }
   return absl::OkStatus();
@@ -642,6 +684,79 @@ BackendStats LinuxBackend::Stats() {
     stats.programmed_rids += group->rid_domains.size();
   }
   return stats;
+}
+
+absl::Status LinuxBackend::HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid,
+                                         uint32_t gid) {
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
+  absl::MutexLock lock(&group->mu);
+  ErrorMetadata metadata = GroupMetadataOf(group->id, unit, rid);
+  if (group->state == GroupState::kHandedOver) {
+    metadata["uid"] = absl::StrCat(group->handover->uid);
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupAlreadyHandedOver,
+                 absl::StrCat("kernel group ", group->id, " is already handed over to uid ",
+                              group->handover->uid),
+                 metadata);
+  }
+  if (group->state != GroupState::kKernel) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupBusy,
+                 absl::StrCat("kernel group ", group->id,
+                              " is held by iommud (claimed or attached): release it first"),
+                 metadata);
+  }
+  RETURN_IF_ERROR(Hit("host.handover"));  // before anything: a failed hand-over changes nothing
+  ASSIGN_OR_RETURN(HandoverRecord record, handover_.HandOver(group->id, uid, gid));
+  group->handover = std::move(record);
+  group->state = GroupState::kHandedOver;
+  group->taken_back = false;
+  return absl::OkStatus();
+}
+
+absl::Status LinuxBackend::TakeBackGroup(absl::string_view unit, Rid rid, bool force) {
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
+  absl::MutexLock lock(&group->mu);
+  if (group->state != GroupState::kHandedOver) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotHandedOver,
+                 absl::StrCat("kernel group ", group->id, " is not handed over"),
+                 GroupMetadataOf(group->id, unit, rid));
+  }
+  RETURN_IF_ERROR(Hit("host.take_back"));  // before anything: a failed take-back changes nothing
+  RETURN_IF_ERROR(handover_.TakeBack(*group->handover, force));
+  group->handover.reset();
+  group->state = GroupState::kKernel;
+  group->taken_back = true;
+  return absl::OkStatus();
+}
+
+std::vector<HandoverLeak> LinuxBackend::AuditHandovers() {
+  std::vector<HandoverLeak> leaks;
+  for (const auto& [id, group] : groups_) {
+    std::optional<uid_t> vmm_uid;
+    {
+      absl::MutexLock lock(&group->mu);
+      if (group->state == GroupState::kHandedOver) {
+        vmm_uid = group->handover->uid;
+      } else if (!group->taken_back) {
+        continue;
+      }
+    }
+    // Outside the group's lock: /proc is scanned, which may take a while.
+    absl::StatusOr<std::vector<GroupHolder>> holders = handover_.GroupHolders(id);
+    if (!holders.ok()) continue;  // PROC_SCAN_FAILED: nothing can be said (not root)
+    std::vector<GroupHolder> leaked;
+    for (const GroupHolder& holder : *holders) {
+      if (!vmm_uid.has_value() || holder.uid != *vmm_uid) leaked.push_back(holder);
+    }
+    if (leaked.empty()) continue;
+    HandoverLeak leak;
+    leak.kind = vmm_uid.has_value() ? HandoverLeak::Kind::kHeldByOtherUid
+                                    : HandoverLeak::Kind::kHeldAfterTakeBack;
+    leak.unit = group->unit;
+    leak.rid = *group->rids.begin();
+    leak.detail = DescribeHolders(id, leaked);
+    leaks.push_back(std::move(leak));
+  }
+  return leaks;
 }
 
 absl::StatusOr<UniqueFd> LinuxBackend::DeviceFd(absl::string_view device) {

@@ -15,6 +15,17 @@
 //   UNMANAGED (user domains)   kAttached: claimed, and the group set into the domain's VFIO
 //                                         container (type1v2); mappings are VFIO_IOMMU_MAP_DMA of
 //                                         registered process memory (core/memory_resolver.h)
+//   (HandOverGroup; the RIDs   kHandedOver: every device bound to vfio-pci and /dev/vfio/N
+//    stay on DMA/DMA_FQ)                    chown'ed to a VMM's uid:gid (GroupHandover), iommud NOT
+//                                         holding it open: the VMM opens it (VFIO group open is
+//                                         exclusive) and sets its own container. AttachRid to any
+//                                         but a kernel-managed domain is refused (GROUP_HANDED_OVER)
+//                                         until TakeBackGroup returns the group to kKernel.
+//
+// Hand-overs are audited (AuditHandovers): a handed-over group held open by a process whose uid is
+// not the VMM's, or a group taken back that some process still holds open, is a leak. Handed-over
+// groups are left as they are when the backend is destroyed (a VMM outlives iommud, as libvirt's
+// do libvirtd) and are not persisted: a restarted daemon does not know them.
 //
 // Every transition is all or nothing: a failed bind, open or attach puts back what it changed.
 // Leaving kAttached needs VFIO_GROUP_UNSET_CONTAINER, which the kernel refuses (EBUSY) while a device
@@ -41,6 +52,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -53,6 +65,7 @@
 #include "core/backend/iommu_backend.h"
 #include "core/host/device_fd_provider.h"
 #include "core/host/dmar_fault_reader.h"
+#include "core/host/group_handover.h"
 #include "core/host/pci_driver_binder.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/vfio_container.h"
@@ -93,9 +106,15 @@ struct LinuxBackendOptions {
   std::string vfio_dir = "/dev/vfio";
   std::string kmsg_path = "/dev/kmsg";  // "" : no fault reports
   BindOptions bind;                     // drivers a claim may take devices from
+  // Hand-overs (GroupHandover): the group node is <parent of vfio_dir>/vfio/N; holders are found in
+  // proc_root.
+  std::string proc_root = "/proc";
+  absl::Duration handover_node_timeout = absl::Seconds(5);
+  // Test hook: how sysfs attributes are written by hand-overs (null: WriteSysfsAttribute).
+  PciDriverBinder::AttributeWriter sysfs_writer;
 };
 
-// Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, kmsg (path or ""),
+// Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, proc_root, kmsg (path or ""),
 // replaceable_drivers (comma separated). INVALID_ARGUMENT (INVALID_BACKEND_OPTION) otherwise.
 absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOptions& options);
 
@@ -130,12 +149,19 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   std::vector<DomainId> ReadDomains() override;
   absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override;
   BackendStats Stats() override;
+  // Hand-over (see the header comment). HandOverGroup refuses a group iommud holds (claimed or
+  // attached: GROUP_BUSY) or has handed over (GROUP_ALREADY_HANDED_OVER), then GroupHandover's
+  // refusals; TakeBackGroup refuses a group not handed over (GROUP_NOT_HANDED_OVER), then
+  // GROUP_STILL_OPEN unless `force`. Fault points host.handover and host.take_back come first.
+  absl::Status HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid, uint32_t gid) override;
+  absl::Status TakeBackGroup(absl::string_view unit, Rid rid, bool force) override;
+  std::vector<HandoverLeak> AuditHandovers() override;
 
   // DeviceFdProvider.
   absl::StatusOr<UniqueFd> DeviceFd(absl::string_view device) override;
 
  private:
-  enum class GroupState { kKernel, kClaimed, kAttached };
+  enum class GroupState { kKernel, kClaimed, kAttached, kHandedOver };
   struct ShadowMapping {
     uint64_t paddr = 0;  // region-space address
     uint64_t size = 0;
@@ -163,6 +189,9 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
     std::unique_ptr<VfioGroup> vfio ABSL_GUARDED_BY(mu);
     std::shared_ptr<DomainRecord> container_domain ABSL_GUARDED_BY(mu);  // kAttached only
     std::map<Rid, DomainId> rid_domains ABSL_GUARDED_BY(mu);  // what the registry programmed
+    std::optional<HandoverRecord> handover ABSL_GUARDED_BY(mu);  // kHandedOver only
+    // Taken back from a VMM and not claimed or handed over since: audited for holders.
+    bool taken_back ABSL_GUARDED_BY(mu) = false;
   };
 
   LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
@@ -198,6 +227,7 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   FaultInjector* const injector_;
   const HostTopology topology_;
   PciDriverBinder binder_;
+  GroupHandover handover_;
   std::unique_ptr<DmarFaultReader> faults_;  // null without kmsg
 
   mutable absl::Mutex tables_mu_;

@@ -24,7 +24,11 @@ has() {  # has WORD LINES
 }
 
 got="$(complete_line "")"
-for sub in units groups map unmap health claim keep-lease watch help; do has "$sub" "$got"; done
+for sub in units groups map unmap health claim keep-lease hand-over watch help; do has "$sub" "$got"; done
+got="$(complete_line "hand")"
+[ "$got" = "hand-over" ] || fail "'hand' completes to: $got"
+got="$(complete_line release-ownership 1 "--")"
+has "--force" "$got"
 got="$(complete_line "ma")"
 [ "$(sort <<<"$got")" = "map
 map-region

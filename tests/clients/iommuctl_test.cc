@@ -20,6 +20,7 @@ namespace iommud {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 class IommuctlTest : public ::testing::Test {
@@ -146,6 +147,21 @@ TEST_F(IommuctlTest, BadArgumentsAreUsageErrorsAndSendNothing) {
   }
   EXPECT_EQ(daemon_->registry()->ListDevices().size(), devices);
   EXPECT_THAT(Run("help").out, HasSubstr("release-device-ownership"));
+  EXPECT_EQ(Run("hand-over 1").exit_code, kExitUsage);
+  EXPECT_EQ(Run("hand-over 1 qemu").exit_code, kExitUsage);
+}
+
+// The software backend has no host to hand a group to: the refusal is the daemon's, and the group
+// stays as it was.
+TEST_F(IommuctlTest, HandOverNeedsAHostBackend) {
+  const Result result = Run("hand-over 1 4242");
+  EXPECT_EQ(result.exit_code, kExitRpcError);
+  EXPECT_THAT(result.err,
+              StartsWith("iommuctl: FAILED_PRECONDITION HANDOVER_NEEDS_HOST_BACKEND: "));
+  EXPECT_THAT(Run("hand-over --help").out, HasSubstr("GROUP UID [GID]"));
+  EXPECT_THAT(Run("release-ownership --help").out, HasSubstr("--force"));
+  EXPECT_THAT(Ok("group 1"), Not(HasSubstr("handed over")));
+  EXPECT_EQ(Run("release-ownership 1 --force").exit_code, kExitRpcError);  // not owned
 }
 
 TEST_F(IommuctlTest, EveryCommandHasItsOwnHelp) {

@@ -57,6 +57,22 @@ TEST_P(RegistryOwnershipTest, ClaimSwitchesTheGroupToBlocking) {
   EXPECT_EQ(b.binding, DriverBinding::kUserOwned);
 }
 
+// Only a host backend can hand a group to a VMM (tests/core/host/linux_backend_handover_test.cc);
+// the others refuse, changing nothing, and a group in use is refused before the backend is asked.
+TEST_P(RegistryOwnershipTest, HandOverNeedsAHostBackend) {
+  const std::string before = Snapshot();
+  EXPECT_ERROR(registry_->HandOverGroup(group_, kOwner, 4242, 4242), kFailedPrecondition,
+               "HANDOVER_NEEDS_HOST_BACKEND");
+  EXPECT_ERROR(registry_->HandOverGroup(group_, "", 4242, 4242), kInvalidArgument,
+               "MISSING_OWNER");
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_FALSE(Group(group_).handed_over);
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner).status());
+  EXPECT_ERROR(registry_->HandOverGroup(group_, kOwner, 4242, 4242), kFailedPrecondition,
+               "GROUP_IN_USE");
+  EXPECT_THAT(registry_->Audit(), ::testing::IsEmpty());
+}
+
 TEST_P(RegistryOwnershipTest, ClaimErrorsChangeNothing) {
   const std::string before = Snapshot();
   EXPECT_ERROR(registry_->ClaimOwnership(group_, ""), kInvalidArgument, "MISSING_OWNER");

@@ -43,7 +43,7 @@ RPC = {name: i for i, name in enumerate([
     "AllocDomain", "FreeDomain", "AttachDevice", "AttachGroup", "DetachGroup", "Map", "Unmap",
     "ListMappings", "Translate", "ListTranslationFaults", "InjectFault", "WatchEvents",
     "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance", "RegisterMemory",
-    "UnregisterMemory", "ListMemoryRegions", "MapBatch"])}
+    "UnregisterMemory", "ListMemoryRegions", "HandOverGroup", "MapBatch"])}
 
 
 def calls(*items):

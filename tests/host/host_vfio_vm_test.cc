@@ -58,53 +58,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::Contains;
 
-// The VMM of the hand-over scenarios: Debian's QEMU (the build machine's, through the 9p root) run
-// as a uid that exists in no /etc/passwd; the kernel only compares numbers.
-constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+// The VMM of the hand-over scenarios (StartQemuVmm, vm_scenario_support.h) runs as a uid that
+// exists in no /etc/passwd; the kernel only compares numbers.
 constexpr uid_t kVmmUid = 1000;
 constexpr gid_t kVmmGid = 1000;
-// How long a VMM may take to open its group or to give up (a nested TCG QEMU loads in seconds).
-constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
-
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-// Whether process `pid` has an fd whose link reads `target` ("anon_inode:[vfio-device]").
-bool HasFdTo(pid_t pid, const std::string& target) {
-  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
-  absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory(dir);
-  if (!fds.ok()) return false;
-  for (const std::string& fd : *fds) {
-    char link[256];
-    const ssize_t n = ::readlink(absl::StrCat(dir, "/", fd).c_str(), link, sizeof(link));
-    if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) return true;
-  }
-  return false;
-}
-
-// A "Vm...:  N kB" line of /proc/PID/status, in KiB (-1 if absent).
-int64_t StatusKib(pid_t pid, const std::string& field) {
-  std::istringstream status(ReadWholeFile(absl::StrCat("/proc/", pid, "/status")));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (absl::StartsWith(line, field + ":")) {
-      return std::strtoll(line.c_str() + field.size() + 1, nullptr, 10);
-    }
-  }
-  return -1;
-}
-
-// What a child's wait status says, for failure messages.
-std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
-}
 
 class HostVfioVmTest : public ::testing::Test {
  protected:
@@ -193,55 +150,19 @@ class HostVfioVmTest : public ::testing::Test {
     return nullptr;
   }
 
-  // Starts Debian's QEMU as kVmmUid:kVmmGid, paused (-S), with `device` passed through: QEMU opens
-  // /dev/vfio/vfio and the device's /dev/vfio/N itself. Its stdout and stderr go to `log_path`.
-  // RLIMIT_MEMLOCK is lifted first (as root): VFIO pins the VMM's 64 MiB of RAM, which the default
-  // limit of an unprivileged user would refuse. Returns the pid (kept in vmms_, killed in
-  // TearDown), or -1.
+  // Starts Debian's QEMU as kVmmUid:kVmmGid (StartQemuVmm). Returns the pid (kept in vmms_,
+  // killed in TearDown), or -1.
   pid_t StartVmm(const std::string& device, const std::string& log_path) {
-    std::vector<std::string> args = {kQemu, "-machine", "q35,accel=tcg", "-m", "64", "-S",
-                                     "-display", "none", "-monitor", "none", "-serial", "none",
-                                     "-nodefaults", "-device",
-                                     absl::StrCat("vfio-pci,host=", device)};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    char path_env[] = "PATH=/usr/bin:/bin";
-    char* envp[] = {path_env, nullptr};
-    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (log_fd < 0) return -1;
-    const pid_t pid = ::fork();
-    if (pid == 0) {  // only async-signal-safe calls from here on
-      const struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
-      const int null_fd = ::open("/dev/null", O_RDONLY);
-      if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) {
-        ::_exit(120);
-      }
-      if (::setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0) ::_exit(121);
-      if (::setgroups(0, nullptr) != 0 || ::setgid(kVmmGid) != 0 || ::setuid(kVmmUid) != 0) {
-        ::_exit(122);
-      }
-      ::close_range(3, ~0U, 0);
-      ::execve(kQemu, argv.data(), envp);
-      ::_exit(127);
-    }
-    ::close(log_fd);
+    const pid_t pid = StartQemuVmm(device, kVmmUid, kVmmGid, log_path);
     if (pid > 0) vmms_.push_back(pid);
     return pid;
   }
 
   // Waits up to `timeout` for `pid` to exit; true (and its status) if it did.
   bool WaitForExit(pid_t pid, absl::Duration timeout, int* status) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      const pid_t waited = ::waitpid(pid, status, WNOHANG);
-      if (waited == pid) {
-        vmms_.erase(std::remove(vmms_.begin(), vmms_.end(), pid), vmms_.end());
-        return true;
-      }
-      if (waited < 0 || absl::Now() >= deadline) return false;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    if (!WaitForChildExit(pid, timeout, status)) return false;
+    vmms_.erase(std::remove(vmms_.begin(), vmms_.end(), pid), vmms_.end());
+    return true;
   }
 
   // Kills `pid` and reaps it.

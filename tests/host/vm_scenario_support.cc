@@ -2,11 +2,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -81,6 +87,81 @@ std::string KernelLog::WaitFor(const std::vector<std::string>& needles, absl::Du
     }
   }
   return "";
+}
+
+pid_t StartQemuVmm(const std::string& device, uid_t uid, gid_t gid, const std::string& log_path) {
+  std::vector<std::string> args = {kQemu, "-machine", "q35,accel=tcg", "-m", "64", "-S",
+                                   "-display", "none", "-monitor", "none", "-serial", "none",
+                                   "-nodefaults", "-device",
+                                   absl::StrCat("vfio-pci,host=", device)};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  char path_env[] = "PATH=/usr/bin:/bin";
+  char* envp[] = {path_env, nullptr};
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {  // only async-signal-safe calls from here on
+    const struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) {
+      ::_exit(120);
+    }
+    if (::setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0) ::_exit(121);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(122);
+    ::close_range(3, ~0U, 0);
+    ::execve(kQemu, argv.data(), envp);
+    ::_exit(127);
+  }
+  ::close(log_fd);
+  return pid;
+}
+
+bool WaitForChildExit(pid_t pid, absl::Duration timeout, int* status) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const pid_t waited = ::waitpid(pid, status, WNOHANG);
+    if (waited == pid) return true;
+    if (waited < 0 || absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+bool HasFdTo(pid_t pid, const std::string& target) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory(dir);
+  if (!fds.ok()) return false;
+  for (const std::string& fd : *fds) {
+    char link[256];
+    const ssize_t n = ::readlink(absl::StrCat(dir, "/", fd).c_str(), link, sizeof(link));
+    if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) return true;
+  }
+  return false;
+}
+
+int64_t StatusKib(pid_t pid, const std::string& field) {
+  std::istringstream status(ReadWholeFile(absl::StrCat("/proc/", pid, "/status")));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, field + ":")) {
+      return std::strtoll(line.c_str() + field.size() + 1, nullptr, 10);
+    }
+  }
+  return -1;
+}
+
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
 }
 
 }  // namespace test

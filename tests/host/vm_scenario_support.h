@@ -1,7 +1,10 @@
-// What the VM scenarios (host_vfio_vm_test, host_api_vm_test) share: memfd pages standing for a
-// VMM's memory, DMA patterns, the kernel log since a point, and leak checks of fds and drivers.
+// What the VM scenarios (host_vfio_vm_test, host_api_vm_test, host_handover_vm_test) share: memfd
+// pages standing for a VMM's memory, DMA patterns, the kernel log since a point, leak checks of fds
+// and drivers, and a real VMM (Debian's QEMU) to hand groups to.
 #ifndef IOMMUD_TESTS_HOST_VM_SCENARIO_SUPPORT_H_
 #define IOMMUD_TESTS_HOST_VM_SCENARIO_SUPPORT_H_
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -81,6 +84,36 @@ class KernelLog {
   UniqueFd fd_;
   std::string seen_;
 };
+
+// --- A VMM that opens VFIO itself (the hand-over scenarios) ---
+
+// Debian's QEMU 7.2 (the build machine's, through the 9p root).
+inline constexpr char kQemu[] = "/usr/bin/qemu-system-x86_64";
+// How long a VMM may take to open its group or to give up (a nested TCG QEMU loads in seconds).
+inline constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
+
+// Starts QEMU as `uid`:`gid` (a uid in no /etc/passwd is fine: the kernel compares numbers),
+// paused (-S), with `device` passed through (-device vfio-pci,host=...): QEMU opens /dev/vfio/vfio
+// and the device's /dev/vfio/N itself. Its stdout and stderr go to `log_path`. RLIMIT_MEMLOCK is
+// lifted first (as root): VFIO pins the VMM's 64 MiB of RAM. Returns the pid, or -1. The child
+// exits 120-127 when its own set-up fails (not QEMU's statuses).
+pid_t StartQemuVmm(const std::string& device, uid_t uid, gid_t gid, const std::string& log_path);
+
+// Waits up to `timeout` for child `pid` to exit; true (and its wait status) if it did.
+bool WaitForChildExit(pid_t pid, absl::Duration timeout, int* status);
+
+// Whether process `pid` has an fd whose link reads `target` ("anon_inode:[vfio-device]",
+// "/dev/vfio/7").
+bool HasFdTo(pid_t pid, const std::string& target);
+
+// A "Vm...:  N kB" line of /proc/PID/status, in KiB (-1 if absent).
+int64_t StatusKib(pid_t pid, const std::string& field);
+
+// What a child's wait status says, for failure messages.
+std::string DescribeExit(int status);
+
+// A file's whole content ("" if unreadable).
+std::string ReadWholeFile(const std::string& path);
 
 }  // namespace test
 }  // namespace host

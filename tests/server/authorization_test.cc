@@ -183,6 +183,34 @@ TEST_F(AuthorizationTest, ViewerReadsButCannotMutate) {
   EXPECT_EQ(DeniedMetric("Reconcile", "role_too_low"), 1);
 }
 
+// HandOverGroup: an operator may hand a group only to its own uid and gid (its unix peer
+// credentials); an admin to anyone. The software backend then refuses (no host), so the calls
+// that pass authorization end in HANDOVER_NEEDS_HOST_BACKEND and nothing changes either way.
+TEST_F(AuthorizationTest, OperatorsHandGroupsOverOnlyToThemselves) {
+  Start(absl::StrCat("operator ", Me(), "\noperator insecure\n"));
+  const uint64_t group = GroupOf(kDevice);
+  const std::string before = Snapshot(daemon_->registry());
+  auto hand_over = [&](IommuClient& client, uint32_t uid, uint32_t gid) {
+    iommu::v1::HandOverGroupRequest request;
+    request.set_group_id(group);
+    request.set_owner("vm");
+    request.set_uid(uid);
+    request.set_gid(gid);
+    return client.HandOverGroup(request);
+  };
+  absl::StatusOr<iommu::v1::Group> foreign = hand_over(*unix_, getuid() + 1, getgid());
+  EXPECT_ERROR(foreign, kPermissionDenied, "HANDOVER_UID_NOT_CALLERS");
+  EXPECT_EQ(GetErrorMetadata(foreign.status()).at("role"), "operator");
+  EXPECT_ERROR(hand_over(*unix_, getuid(), getgid() + 1), kPermissionDenied,
+               "HANDOVER_UID_NOT_CALLERS");
+  EXPECT_ERROR(hand_over(*tcp_, getuid(), getgid()), kPermissionDenied,
+               "HANDOVER_UID_NOT_CALLERS");  // no peer credentials over TCP
+  EXPECT_ERROR(hand_over(*unix_, getuid(), getgid()), kFailedPrecondition,
+               "HANDOVER_NEEDS_HOST_BACKEND");
+  EXPECT_EQ(Snapshot(daemon_->registry()), before);
+  EXPECT_EQ(DeniedMetric("HandOverGroup", "foreign_uid"), 3);
+}
+
 TEST_F(AuthorizationTest, CallersWithoutARoleGetNothingNotEvenReads) {
   Start("");  // default policy: only root and this uid (the unix caller) are admin
   EXPECT_TRUE(unix_->ListAllGroups().ok());

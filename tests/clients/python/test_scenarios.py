@@ -118,3 +118,16 @@ def test_memory_regions_are_mapped_by_region_and_offset(client):
     client.call("FreeDomain", domain_id=domain, owner="vmm-r")
     client.call("ReleaseOwnership", group_id=group, owner="vmm-r")
     client.call("ReleaseDevice", device="regions")
+
+
+def test_hand_over_needs_a_host_backend(client):
+    client.call("ProbeDevice", unit="smmu0", device="handover", rid=0x5200)
+    group = client.device("handover").group_id
+    before = client.call("GetGroup", group_id=group)
+    with pytest.raises(IommudError) as refused:
+        client.hand_over_group(group_id=group, owner="vmm-h", uid=os.getuid(), gid=os.getgid())
+    assert refused.value.code == "FAILED_PRECONDITION"
+    assert refused.value.reason == "HANDOVER_NEEDS_HOST_BACKEND"
+    after = client.call("GetGroup", group_id=group)
+    assert after == before and not after.handed_over
+    client.call("ReleaseDevice", device="handover")
