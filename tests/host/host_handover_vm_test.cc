@@ -1,7 +1,9 @@
 // iommud `--backend=linux` handing a group to a VMM that opens VFIO itself (HandOverGroup,
 // ReleaseOwnership; issue #17 item 5), through iommud's API only, with a real client: Debian's
 // QEMU 7.2 (the build machine's, through the 9p root) started paused (-S) as uid 4242 with
-// `-device vfio-pci,host=BDF`. Run only inside the VM that tests/host/run.sh boots, as root.
+// `-device vfio-pci,host=BDF`. Run only inside the VM that tests/host/run.sh boots, as root. The
+// guest's three topologies each have their scenario: the edu alone, the two edus sharing the PCI
+// bridge's requester id (one group, one QEMU given both), the edu behind the PCIe root port.
 //
 // The daemon is started from $IOMMUD_BIN (run.sh puts the build's iommud next to this binary).
 // After the scenario: iommud's audit is clean, every PCI device has the driver it had before, no
@@ -44,6 +46,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
 
 constexpr char kStateDir[] = "/tmp/iommud-handover";
 constexpr char kSocket[] = "/tmp/iommud-handover/iommud.sock";
@@ -101,6 +104,12 @@ class HostHandoverVmTest : public ::testing::Test {
       EXPECT_OK(client_->ReleaseOwnership(release).status());
     }
     owned_.clear();
+    for (const std::string& device : stubbed_) {
+      EXPECT_OK(WriteSysfsAttribute("/sys/bus/pci/drivers/pci-stub/unbind", device));
+      EXPECT_OK(WriteSysfsAttribute(
+          absl::StrCat("/sys/bus/pci/devices/", device, "/driver_override"), "\n"));
+    }
+    stubbed_.clear();
     absl::StatusOr<iommu::v1::AuditResponse> audit = client_->Audit(iommu::v1::AuditRequest());
     ASSERT_OK(audit);
     EXPECT_EQ(audit->leaks_size(), 0) << audit->DebugString();
@@ -163,15 +172,33 @@ class HostHandoverVmTest : public ::testing::Test {
     if (!audit.ok()) return {};
     return {audit->leaks().begin(), audit->leaks().end()};
   }
-  pid_t StartVmm(const std::string& device, const std::string& log) {
-    const pid_t pid = StartQemuVmm(device, kVmmUid, kVmmGid, log);
+  pid_t StartVmm(const std::vector<std::string>& devices, const std::string& log) {
+    const pid_t pid = StartQemuVmm(devices, kVmmUid, kVmmGid, log);
     if (pid > 0) vmms_.push_back(pid);
     return pid;
+  }
+  pid_t StartVmm(const std::string& device, const std::string& log) {
+    return StartVmm(std::vector<std::string>{device}, log);
   }
   bool Exited(pid_t pid, absl::Duration timeout, int* status) {
     if (!WaitForChildExit(pid, timeout, status)) return false;
     vmms_.erase(std::remove(vmms_.begin(), vmms_.end(), pid), vmms_.end());
     return true;
+  }
+  // `device` on pci-stub (a driver iommud is not told it may replace); TearDown gives it back.
+  void BindToPciStub(const std::string& device) {
+    stubbed_.push_back(device);
+    ASSERT_OK(WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", device, "/driver_override"),
+                                  "pci-stub"));
+    ASSERT_OK(WriteSysfsAttribute("/sys/bus/pci/drivers_probe", device));
+    ASSERT_EQ(DriverOf(device), "pci-stub");
+  }
+  void UnbindFromPciStub(const std::string& device) {
+    ASSERT_OK(WriteSysfsAttribute("/sys/bus/pci/drivers/pci-stub/unbind", device));
+    ASSERT_OK(WriteSysfsAttribute(
+        absl::StrCat("/sys/bus/pci/devices/", device, "/driver_override"), "\n"));
+    stubbed_.erase(std::remove(stubbed_.begin(), stubbed_.end(), device), stubbed_.end());
+    ASSERT_EQ(DriverOf(device), "");
   }
   struct stat NodeStat(int kernel_group) const {
     struct stat st = {};
@@ -180,10 +207,110 @@ class HostHandoverVmTest : public ::testing::Test {
     return st;
   }
 
+  // The whole life of one hand-over with the group of `devices` (every endpoint of the group):
+  // handed to uid 4242 (each device on vfio-pci, the node 4242:4242 0660); QEMU as that uid given
+  // every one of them opens the group and gets one device fd per device; the take-back is refused
+  // (GROUP_STILL_OPEN, QEMU's pid) and changes nothing while QEMU holds it; QEMU killed, the
+  // take-back gives every device of the group its driver back and the node to root (0600, or gone
+  // with vfio-pci); Audit clean throughout. Prints "FIGURES handover <topology>: ...".
+  void HandOverToQemuAndTakeBack(const std::string& topology,
+                                 const std::vector<std::string>& devices) {
+    const absl::Time start = absl::Now();
+    ASSERT_FALSE(devices.empty());
+    const uint64_t group = GroupOf(devices[0]);
+    const int kernel_group = KernelGroupOf(devices[0]);
+    ASSERT_GT(group, 0u);
+    ASSERT_GE(kernel_group, 0);
+    for (const std::string& device : devices) {
+      ASSERT_EQ(GroupOf(device), group) << device << " is not in the group of " << devices[0];
+    }
+    const std::string node = absl::StrCat("/dev/vfio/", kernel_group);
+    ASSERT_OK_AND_ASSIGN(const iommu::v1::Group before, Group(group));
+    std::map<std::string, std::string> drivers_before;
+    for (const std::string& member : before.devices()) drivers_before[member] = DriverOf(member);
+
+    // 1. The hand-over: every device given on vfio-pci, any other member (a bridge) untouched.
+    ASSERT_OK_AND_ASSIGN(const iommu::v1::Group handed, HandOver(group, kOwner));
+    EXPECT_TRUE(handed.handed_over());
+    EXPECT_EQ(handed.handover_uid(), kVmmUid);
+    for (const auto& [member, driver] : drivers_before) {
+      const bool given = std::find(devices.begin(), devices.end(), member) != devices.end();
+      EXPECT_EQ(DriverOf(member), given ? "vfio-pci" : driver) << member;
+    }
+    EXPECT_EQ(NodeStat(kernel_group).st_uid, kVmmUid);
+    EXPECT_EQ(NodeStat(kernel_group).st_gid, kVmmGid);
+    EXPECT_EQ(NodeStat(kernel_group).st_mode & 07777, 0660u);
+
+    // 2. QEMU as uid 4242 with every device: it holds the node and one device fd per device.
+    const std::string log = absl::StrCat("/tmp/vmm-handover-", kernel_group, ".log");
+    const absl::Time qemu_start = absl::Now();
+    const pid_t qemu = StartVmm(devices, log);
+    ASSERT_GT(qemu, 0) << "fork: " << std::strerror(errno);
+    const int want_fds = static_cast<int>(devices.size());
+    const absl::Time deadline = absl::Now() + kVmmTimeout;
+    while (!(HasFdTo(qemu, node) && CountFdsTo(qemu, "anon_inode:[vfio-device]") >= want_fds)) {
+      int status = 0;
+      if (Exited(qemu, absl::ZeroDuration(), &status)) {
+        FAIL() << "QEMU (uid " << kVmmUid << ") ended with " << DescribeExit(status)
+               << " before it opened " << node << " and its " << want_fds
+               << " device(s); its output:\n" << ReadWholeFile(log);
+      }
+      ASSERT_LT(absl::Now(), deadline)
+          << "QEMU did not open " << node << " and " << want_fds << " device(s) within "
+          << kVmmTimeout << " (device fds: " << CountFdsTo(qemu, "anon_inode:[vfio-device]")
+          << "); its output:\n" << ReadWholeFile(log);
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    const absl::Duration qemu_open = absl::Now() - qemu_start;
+    const int device_fds = CountFdsTo(qemu, "anon_inode:[vfio-device]");
+    EXPECT_EQ(device_fds, want_fds);
+    EXPECT_EQ(CountFdsTo(qemu, node), 1) << "QEMU opens a group once, for all its devices";
+    EXPECT_TRUE(Leaks().empty()) << "the VMM's own uid holding its group is no leak";
+
+    // 3. The take-back while QEMU holds the group: refused, naming QEMU, nothing changed.
+    const absl::StatusOr<iommu::v1::Group> refused = Release(group, kOwner);
+    EXPECT_ERROR(refused, kFailedPrecondition, "GROUP_STILL_OPEN");
+    EXPECT_EQ(GetErrorMetadata(refused.status())["pids"], absl::StrCat(qemu));
+    ASSERT_OK_AND_ASSIGN(const iommu::v1::Group kept, Group(group));
+    EXPECT_TRUE(kept.handed_over());
+    EXPECT_THAT(kept.owner(), HasSubstr(kOwner));
+    for (const std::string& device : devices) EXPECT_EQ(DriverOf(device), "vfio-pci") << device;
+    EXPECT_EQ(NodeStat(kernel_group).st_uid, kVmmUid);
+    EXPECT_EQ(NodeStat(kernel_group).st_mode & 07777, 0660u);
+    int status = 0;
+    EXPECT_FALSE(Exited(qemu, absl::ZeroDuration(), &status))
+        << "QEMU ended (" << DescribeExit(status) << ") while iommud refused to take its group";
+    EXPECT_EQ(CountFdsTo(qemu, "anon_inode:[vfio-device]"), want_fds);
+
+    // 4. QEMU ends; the take-back restores every driver and the node.
+    ::kill(qemu, SIGKILL);
+    ASSERT_TRUE(Exited(qemu, absl::Seconds(10), &status)) << "QEMU survived SIGKILL";
+    ASSERT_OK_AND_ASSIGN(const iommu::v1::Group released, Release(group, kOwner));
+    EXPECT_FALSE(released.handed_over());
+    EXPECT_EQ(released.owner(), "");
+    for (const auto& [member, driver] : drivers_before) {
+      EXPECT_EQ(DriverOf(member), driver) << member << "'s driver is not restored";
+    }
+    struct stat back = {};
+    if (::stat(node.c_str(), &back) == 0) {
+      EXPECT_EQ(back.st_uid, 0u);
+      EXPECT_EQ(back.st_gid, 0u);
+      EXPECT_EQ(back.st_mode & 07777, 0600u);
+    }
+    const size_t leaks = Leaks().size();
+    EXPECT_EQ(leaks, 0u);
+    std::cout << "FIGURES handover " << topology << ": group " << node << " ("
+              << before.devices_size() << " member(s)); QEMU (uid " << kVmmUid << ") given "
+              << devices.size() << " device(s) opened it once with " << device_fds
+              << " device fd(s) in " << qemu_open << "; take-back refused while open: 1; QEMU kills: 1"
+              << "; leaks after: " << leaks << "; total " << (absl::Now() - start) << "\n";
+  }
+
   SysfsInventory inventory_;
   std::unique_ptr<IommuClient> client_;
   std::vector<std::pair<uint64_t, std::string>> owned_;
   std::vector<pid_t> vmms_;
+  std::vector<std::string> stubbed_;
   int fds_before_ = 0;
   std::map<std::string, std::string> drivers_before_;
 };
@@ -320,10 +447,60 @@ TEST_F(HostHandoverVmTest, QemuOpensTheGroupHandedToItsUidAndOnlyThatOne) {
     EXPECT_EQ(back.st_mode & 07777, 0600u);
   }
   EXPECT_TRUE(Leaks().empty());
-  std::cout << "FIGURES handover: QEMU (uid " << kVmmUid << ") opened " << node << " and its device in "
+  std::cout << "FIGURES handover lone edu: QEMU (uid " << kVmmUid << ") opened " << node << " and its device in "
             << qemu_open << "; QEMU for the group not given: " << DescribeExit(refused_status)
             << "; take-back refused while open: 1; stranger leaks found: " << leaks_found
             << "; leaks after: 0; total " << (absl::Now() - start) << "\n";
+}
+
+// The two edus behind the conventional PCI bridge share its requester id: one group (the bridge
+// and both edus), handed over whole. With one edu on another driver (pci-stub, not replaceable)
+// the hand-over is refused and changes nothing; without it QEMU given both edus opens the group
+// once and gets both device fds, and the take-back waits for it.
+TEST_F(HostHandoverVmTest, SharedRidGroupIsHandedOverWholeToOneQemuWithBothEdus) {
+  const uint64_t group = GroupOf(kEduBehindBridgeA);
+  const int kernel_group = KernelGroupOf(kEduBehindBridgeA);
+  ASSERT_GT(group, 0u);
+  ASSERT_GE(kernel_group, 0);
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Group members, Group(group));
+  EXPECT_THAT(members.devices(), UnorderedElementsAre(kBridge, kEduBehindBridgeA, kEduBehindBridgeB));
+  const std::string node = absl::StrCat("/dev/vfio/", kernel_group);
+  const std::string bridge_driver = DriverOf(kBridge);
+
+  // One edu held by another driver: refused, nothing bound, nothing recorded, no node.
+  BindToPciStub(kEduBehindBridgeB);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_ERROR(HandOver(group, kOwner), kFailedPrecondition, "DRIVER_UNSAFE");
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Group untouched, Group(group));
+  EXPECT_FALSE(untouched.handed_over());
+  EXPECT_EQ(untouched.owner(), "");
+  EXPECT_EQ(untouched.handover_uid(), 0u);
+  EXPECT_EQ(DriverOf(kEduBehindBridgeA), "");
+  EXPECT_EQ(DriverOf(kEduBehindBridgeB), "pci-stub");
+  EXPECT_EQ(DriverOf(kBridge), bridge_driver);
+  EXPECT_FALSE(SysfsPathExists(node)) << node << " appeared: vfio-pci was bound";
+  EXPECT_TRUE(Leaks().empty());
+  UnbindFromPciStub(kEduBehindBridgeB);
+  ASSERT_FALSE(HasFatalFailure());
+  std::cout << "FIGURES handover shared-RID refused: hand-over with " << kEduBehindBridgeB
+            << " on pci-stub refused DRIVER_UNSAFE, nothing changed\n";
+
+  HandOverToQemuAndTakeBack("shared-RID group", {kEduBehindBridgeA, kEduBehindBridgeB});
+}
+
+// The edu behind the PCIe root port: its group is its own (the root port, on pcieport, is in
+// another group and is not touched); QEMU opens it, the take-back waits for it and restores.
+TEST_F(HostHandoverVmTest, EduBehindTheRootPortIsHandedOverAloneAndGivenBack) {
+  const uint64_t group = GroupOf(kEduBehindRootPort);
+  ASSERT_GT(group, 0u);
+  ASSERT_OK_AND_ASSIGN(const iommu::v1::Group members, Group(group));
+  EXPECT_THAT(members.devices(), ElementsAre(kEduBehindRootPort));
+  EXPECT_NE(KernelGroupOf(kRootPort), KernelGroupOf(kEduBehindRootPort));
+  const std::string root_port_driver = DriverOf(kRootPort);
+  EXPECT_EQ(root_port_driver, "pcieport");
+
+  HandOverToQemuAndTakeBack("root-port edu", {kEduBehindRootPort});
+  EXPECT_EQ(DriverOf(kRootPort), root_port_driver) << "the root port's driver changed";
 }
 
 // The host steps failed through their fault points (host.handover, host.take_back): each refusal

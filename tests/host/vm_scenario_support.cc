@@ -90,10 +90,18 @@ std::string KernelLog::WaitFor(const std::vector<std::string>& needles, absl::Du
 }
 
 pid_t StartQemuVmm(const std::string& device, uid_t uid, gid_t gid, const std::string& log_path) {
+  return StartQemuVmm(std::vector<std::string>{device}, uid, gid, log_path);
+}
+
+pid_t StartQemuVmm(const std::vector<std::string>& devices, uid_t uid, gid_t gid,
+                   const std::string& log_path) {
   std::vector<std::string> args = {kQemu, "-machine", "q35,accel=tcg", "-m", "64", "-S",
                                    "-display", "none", "-monitor", "none", "-serial", "none",
-                                   "-nodefaults", "-device",
-                                   absl::StrCat("vfio-pci,host=", device)};
+                                   "-nodefaults"};
+  for (const std::string& device : devices) {
+    args.push_back("-device");
+    args.push_back(absl::StrCat("vfio-pci,host=", device));
+  }
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -128,16 +136,19 @@ bool WaitForChildExit(pid_t pid, absl::Duration timeout, int* status) {
   }
 }
 
-bool HasFdTo(pid_t pid, const std::string& target) {
+bool HasFdTo(pid_t pid, const std::string& target) { return CountFdsTo(pid, target) > 0; }
+
+int CountFdsTo(pid_t pid, const std::string& target) {
   const std::string dir = absl::StrCat("/proc/", pid, "/fd");
   absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory(dir);
-  if (!fds.ok()) return false;
+  if (!fds.ok()) return 0;
+  int count = 0;
   for (const std::string& fd : *fds) {
     char link[256];
     const ssize_t n = ::readlink(absl::StrCat(dir, "/", fd).c_str(), link, sizeof(link));
-    if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) return true;
+    if (n > 0 && std::string(link, static_cast<size_t>(n)) == target) ++count;
   }
-  return false;
+  return count;
 }
 
 int64_t StatusKib(pid_t pid, const std::string& field) {

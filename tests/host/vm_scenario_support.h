@@ -98,6 +98,10 @@ inline constexpr absl::Duration kVmmTimeout = absl::Seconds(20);
 // lifted first (as root): VFIO pins the VMM's 64 MiB of RAM. Returns the pid, or -1. The child
 // exits 120-127 when its own set-up fails (not QEMU's statuses).
 pid_t StartQemuVmm(const std::string& device, uid_t uid, gid_t gid, const std::string& log_path);
+// The same with every device of `devices` passed through (one -device vfio-pci,host=... each: the
+// devices of one group, which QEMU opens once and gets one device fd per device from).
+pid_t StartQemuVmm(const std::vector<std::string>& devices, uid_t uid, gid_t gid,
+                   const std::string& log_path);
 
 // Waits up to `timeout` for child `pid` to exit; true (and its wait status) if it did.
 bool WaitForChildExit(pid_t pid, absl::Duration timeout, int* status);
@@ -105,6 +109,8 @@ bool WaitForChildExit(pid_t pid, absl::Duration timeout, int* status);
 // Whether process `pid` has an fd whose link reads `target` ("anon_inode:[vfio-device]",
 // "/dev/vfio/7").
 bool HasFdTo(pid_t pid, const std::string& target);
+// How many fds of process `pid` link to `target` (0 if /proc/PID/fd is unreadable).
+int CountFdsTo(pid_t pid, const std::string& target);
 
 // A "Vm...:  N kB" line of /proc/PID/status, in KiB (-1 if absent).
 int64_t StatusKib(pid_t pid, const std::string& field);
