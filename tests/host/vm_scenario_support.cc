@@ -23,6 +23,16 @@ namespace iommud {
 namespace host {
 namespace test {
 
+UniqueFd WriteSealedMemfd(size_t pages) {
+  UniqueFd fd(memfd_create("iommud-vm-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return fd;
+  if (ftruncate(fd.get(), static_cast<off_t>(pages * kPage)) != 0 ||
+      fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
 MemfdPages::MemfdPages(size_t pages)
     : fd_(::memfd_create("iommud_vm_scenario", MFD_CLOEXEC)), pages_(pages) {
   if (fd_.valid() && ::ftruncate(fd_.get(), static_cast<off_t>(size())) == 0) {

@@ -62,6 +62,10 @@ class MemfdPages {
   uint8_t* addr_ = nullptr;
 };
 
+// A memfd of `pages` pages sealed against writes (F_SEAL_WRITE: no writable shared mapping of it
+// can be made); not valid() on failure.
+UniqueFd WriteSealedMemfd(size_t pages);
+
 // `length` bytes that differ with `seed`.
 std::string Pattern(size_t length, int seed);
 
