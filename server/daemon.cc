@@ -25,6 +25,7 @@
 #include "server/host_topology.h"
 #include "core/host/linux_backend.h"
 #include "core/host/sysfs_inventory.h"
+#include "core/host/sysfs_io.h"
 #include "core/host/uevent_monitor.h"
 
 namespace iommud {
@@ -246,6 +247,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     };
     removal.count_outcome = [metrics = daemon->metrics_.get()](absl::string_view outcome) {
       metrics->CountReleaseRequest(outcome);
+    };
+    removal.holds_group = [host](const std::string& device) { return host->HoldsGroupOf(device); };
+    removal.remove_device = [root = host->options().sysfs_root](const std::string& device) {
+      return host::WriteSysfsAttribute(absl::StrCat(root, "/bus/pci/devices/", device, "/remove"), "1");
+    };
+    removal.rescan = [root = host->options().sysfs_root]() {
+      return host::WriteSysfsAttribute(absl::StrCat(root, "/bus/pci/rescan"), "1");
     };
     daemon->device_removals_ = std::make_unique<DeviceRemovalCoordinator>(std::move(removal));
     ASSIGN_OR_RETURN(std::unique_ptr<host::UeventMonitor> uevents, host::UeventMonitor::Open());

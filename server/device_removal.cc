@@ -42,6 +42,14 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
   }
   if (event.action == "add") {
     if (registry.GetDevice(device).ok() || !options_.probe_for) return;
+    if (options_.holds_group && options_.holds_group(device)) {
+      // Not while the group is held (see the header): out again, back in after the release.
+      const bool removed = options_.remove_device(device).ok();
+      absl::MutexLock lock(&mu_);
+      held_back_.insert(device);
+      if (removed) ++stats_.held_back;
+      return;
+    }
     absl::StatusOr<ProbeRequest> probe = options_.probe_for(device);
     absl::Status probed = probe.status();
     if (probed.ok()) probed = registry.ProbeDevice(*probe).status();
@@ -103,9 +111,22 @@ std::string DeviceRemovalCoordinator::Revoke(const std::string& device, std::str
 
 void DeviceRemovalCoordinator::Tick(absl::Time now) {
   std::vector<std::string> expired;
+  std::vector<std::string> held_back;
   {
     absl::MutexLock lock(&mu_);
     expired = tracker_.Expire(now);
+    held_back.assign(held_back_.begin(), held_back_.end());
+  }
+  bool rescan = false;
+  for (const std::string& device : held_back) {
+    if (options_.holds_group(device)) continue;
+    rescan = true;
+    absl::MutexLock lock(&mu_);
+    held_back_.erase(device);
+  }
+  if (rescan && options_.rescan().ok()) {  // its "add" comes back as a uevent
+    absl::MutexLock lock(&mu_);
+    ++stats_.rescans;
   }
   for (const std::string& device : expired) {
     std::string owner;
@@ -145,6 +166,14 @@ void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::str
 std::optional<absl::Time> DeviceRemovalCoordinator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
   return tracker_.NextDeadline();
+}
+
+bool DeviceRemovalCoordinator::MayHaveDeviceFds(const std::string& device) const {
+  absl::StatusOr<DeviceInfo> known = options_.registry->GetDevice(device);
+  if (!known.ok()) return false;
+  absl::StatusOr<GroupInfo> group = options_.registry->GetGroup(known->group);
+  if (!group.ok()) return false;
+  return group->domain != group->default_domain && group->domain != group->blocking_domain;
 }
 
 DeviceRemovalStats DeviceRemovalCoordinator::stats() const {

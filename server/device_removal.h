@@ -8,6 +8,14 @@
 // RIDs: `probe_for` decides) is probed again. Anything else is left alone (logged as an event
 // detail), the registry staying authoritative for what iommud owns.
 //
+// A device the kernel adds into an IOMMU group iommud holds (claimed or attached to a container:
+// e.g. a rescan while the group's other device is owned) is not adopted: with VFIO owning the
+// group's DMA the kernel gives the new device no domain, and on Debian's 6.1 kernel taking the
+// group out of its container afterwards hits a BUG (list corruption in the Intel IOMMU driver's
+// device_block_translation). So iommud removes it again at once (`remove_device`: it has no driver
+// and no fd yet) and rescans (`rescan`) once the group is back with the kernel (`holds_group`
+// false); the registry probes it then.
+//
 // A release request (the kernel's removal of a device waits for its fds): RELEASE_REQUESTED (device,
 // owner) at once, then a bounded wait (`release_timeout`). If the kernel removes the device in time
 // (the owner closed its fds) the outcome is "released". Otherwise iommud revokes what it can: it
@@ -25,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -52,6 +61,11 @@ struct DeviceRemovalOptions {
   std::function<absl::StatusOr<ProbeRequest>(const std::string& device)> probe_for;
   // Counts one outcome (kReleaseOutcome*). Optional.
   std::function<void(absl::string_view outcome)> count_outcome;
+  // Whether iommud holds the IOMMU group of `device` (LinuxBackend::HoldsGroupOf); how to remove a
+  // device from the kernel again and how to rescan. All three or none (then nothing is held back).
+  std::function<bool(const std::string& device)> holds_group;
+  std::function<absl::Status(const std::string& device)> remove_device;
+  std::function<absl::Status()> rescan;
 };
 
 struct DeviceRemovalStats {
@@ -62,6 +76,8 @@ struct DeviceRemovalStats {
   uint64_t released = 0;
   uint64_t revoked = 0;
   uint64_t revoke_failed = 0;
+  uint64_t held_back = 0;       // added into a held group: removed again
+  uint64_t rescans = 0;         // rescans once such a group went back to the kernel
 };
 
 class DeviceRemovalCoordinator {
@@ -72,10 +88,15 @@ class DeviceRemovalCoordinator {
   void OnUevent(const host::Uevent& event, absl::Time now);
   // The kernel asked for `device` back (its request eventfd fired) at `now`.
   void OnReleaseRequested(const std::string& device, absl::Time now);
-  // Revokes the waits that ran out by `now`.
+  // Revokes the waits that ran out by `now`; rescans for held-back devices whose group is free.
   void Tick(absl::Time now);
   // When Tick has something to do next, if ever.
   std::optional<absl::Time> NextDeadline() const;
+
+  // Whether an fd of `device` may still be open: its group is on a user domain (VFIO gives device
+  // fds only then, and refuses to take a group out of its container while one is open). False
+  // once the device is gone or its group is back on a core-owned domain.
+  bool MayHaveDeviceFds(const std::string& device) const;
 
   DeviceRemovalStats stats() const;
 
@@ -90,6 +111,7 @@ class DeviceRemovalCoordinator {
   const DeviceRemovalOptions options_;
   mutable absl::Mutex mu_;
   host::ReleaseRequestTracker tracker_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> held_back_ ABSL_GUARDED_BY(mu_);  // removed again, waiting for a rescan
   DeviceRemovalStats stats_ ABSL_GUARDED_BY(mu_);
 };
 

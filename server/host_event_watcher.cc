@@ -52,19 +52,21 @@ void HostEventWatcher::Wake() {
 void HostEventWatcher::WatchReleaseRequests(const std::string& device, host::UniqueFd eventfd) {
   {
     absl::MutexLock lock(&mu_);
-    host::UniqueFd& slot = eventfds_[device];
-    if (slot.valid()) retired_.push_back(std::move(slot));
-    slot = std::move(eventfd);
+    Watched& slot = eventfds_[device];
+    if (slot.fd.valid()) retired_.push_back(std::move(slot.fd));
+    slot.fd = std::move(eventfd);
+    slot.generation = ++generation_;
   }
   Wake();
 }
 
-void HostEventWatcher::Drop(const std::string& device) {
+void HostEventWatcher::Drop(const std::string& device, std::optional<uint64_t> generation) {
   {
     absl::MutexLock lock(&mu_);
     auto it = eventfds_.find(device);
     if (it == eventfds_.end()) return;
-    retired_.push_back(std::move(it->second));
+    if (generation.has_value() && it->second.generation != *generation) return;  // re-armed
+    retired_.push_back(std::move(it->second.fd));
     eventfds_.erase(it);
   }
   Wake();
@@ -94,6 +96,7 @@ void HostEventWatcher::UeventLoop() {
 }
 
 void HostEventWatcher::RequestLoop() {
+  absl::Time next_sweep = absl::Now() + poll_interval_;
   while (true) {
     std::vector<pollfd> fds;
     std::vector<std::string> devices;
@@ -102,8 +105,8 @@ void HostEventWatcher::RequestLoop() {
       if (stopping_) return;
       retired_.clear();  // nothing polls them any more
       fds.push_back({wake_.get(), POLLIN, 0});
-      for (const auto& [device, fd] : eventfds_) {
-        fds.push_back({fd.get(), POLLIN, 0});
+      for (const auto& [device, watched] : eventfds_) {
+        fds.push_back({watched.fd.get(), POLLIN, 0});
         devices.push_back(device);
       }
     }
@@ -122,6 +125,21 @@ void HostEventWatcher::RequestLoop() {
       }
     }
     coordinator_->Tick(absl::Now());
+    if (absl::Now() >= next_sweep) {
+      DropUnused();
+      next_sweep = absl::Now() + poll_interval_;
+    }
+  }
+}
+
+void HostEventWatcher::DropUnused() {
+  std::vector<std::pair<std::string, uint64_t>> devices;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [device, watched] : eventfds_) devices.emplace_back(device, watched.generation);
+  }
+  for (const auto& [device, generation] : devices) {
+    if (!coordinator_->MayHaveDeviceFds(device)) Drop(device, generation);
   }
 }
 

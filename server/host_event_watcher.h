@@ -5,14 +5,17 @@
 //   - the request thread polls the release-request eventfds of the device fds handed out
 //     (WatchReleaseRequests, fed by host::ReleaseRequestingFdProvider) and the coordinator's
 //     deadlines (OnReleaseRequested, Tick).
-// A device's eventfd is dropped when the kernel removes the device or a new fd of it is armed.
+// A device's eventfd is dropped when the kernel removes the device, a new fd of it is armed, or
+// (checked every `poll_interval`) no fd of it can be open any more (MayHaveDeviceFds).
 // Neither thread ever blocks on the kernel's removal: they wait only in poll / the source's Next,
 // with a bounded timeout, so Stop() returns within about `poll_interval`.
 // Thread-safe.
 #ifndef IOMMUD_SERVER_HOST_EVENT_WATCHER_H_
 #define IOMMUD_SERVER_HOST_EVENT_WATCHER_H_
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,7 +51,10 @@ class HostEventWatcher final : public host::ReleaseRequestSink {
  private:
   void UeventLoop();
   void RequestLoop();
-  void Drop(const std::string& device);
+  // Drops `device`'s eventfd (only the arming `generation`, if given).
+  void Drop(const std::string& device, std::optional<uint64_t> generation = std::nullopt);
+  // Drops the eventfds of devices no fd of which can be open any more.
+  void DropUnused();
   void Wake();
 
   DeviceRemovalCoordinator* const coordinator_;
@@ -58,7 +64,12 @@ class HostEventWatcher final : public host::ReleaseRequestSink {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<std::string, host::UniqueFd> eventfds_ ABSL_GUARDED_BY(mu_);
+  struct Watched {
+    host::UniqueFd fd;
+    uint64_t generation = 0;  // which arming it is (a sweep drops only the one it checked)
+  };
+  std::map<std::string, Watched> eventfds_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // Replaced or dropped eventfds, closed by the request thread between polls (so a descriptor it
   // polls is never closed and reused under it).
   std::vector<host::UniqueFd> retired_ ABSL_GUARDED_BY(mu_);

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -238,6 +239,55 @@ TEST_F(DeviceRemovalTest, TheWatcherHearsEventfdsAndUevents) {
   EXPECT_FALSE(registry_->GetDevice("a").ok());
   while (watcher.watched() != 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
   EXPECT_EQ(watcher.watched(), 0u);  // the removed device's eventfd is dropped
+  watcher.Stop();
+}
+
+TEST_F(DeviceRemovalTest, ADeviceAddedIntoAHeldGroupIsRemovedAgainAndRescannedAfterTheRelease) {
+  std::atomic<bool> held{true};
+  std::vector<std::string> removed;
+  int rescans = 0;
+  DeviceRemovalOptions removal;
+  removal.registry = registry_.get();
+  removal.probe_for = [](const std::string& device) -> absl::StatusOr<ProbeRequest> {
+    return Probe(device, 1);
+  };
+  removal.holds_group = [&](const std::string&) { return held.load(); };
+  removal.remove_device = [&](const std::string& device) {
+    removed.push_back(device);
+    return absl::OkStatus();
+  };
+  removal.rescan = [&] {
+    ++rescans;
+    return absl::OkStatus();
+  };
+  DeviceRemovalCoordinator coordinator(std::move(removal));
+  coordinator.OnUevent(PciEvent("remove", "a"), absl::Now());
+  coordinator.OnUevent(PciEvent("add", "a"), absl::Now());
+  EXPECT_THAT(removed, ElementsAre("a"));
+  EXPECT_FALSE(registry_->GetDevice("a").ok());  // not adopted while the group is held
+  coordinator.Tick(absl::Now());
+  EXPECT_EQ(rescans, 0);
+  held = false;
+  coordinator.Tick(absl::Now());
+  coordinator.Tick(absl::Now());
+  EXPECT_EQ(rescans, 1);
+  coordinator.OnUevent(PciEvent("add", "a"), absl::Now());  // what the rescan brings
+  EXPECT_TRUE(registry_->GetDevice("a").ok());
+  EXPECT_EQ(coordinator.stats().held_back, 1u);
+  EXPECT_EQ(coordinator.stats().rescans, 1u);
+}
+
+TEST_F(DeviceRemovalTest, AnEventfdIsDroppedOnceNoDeviceFdCanBeOpen) {
+  const DomainId domain = OwnAndMap();
+  HostEventWatcher watcher(coordinator_.get(), nullptr, absl::Milliseconds(20));
+  watcher.Start();
+  watcher.WatchReleaseRequests("b", host::UniqueFd(eventfd(0, EFD_CLOEXEC)));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(watcher.watched(), 1u);  // the group is on the owner's domain: fds may be open
+  ASSERT_OK(registry_->DetachGroup(group_, domain, kOwner).status());
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (watcher.watched() != 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(watcher.watched(), 0u);
   watcher.Stop();
 }
 
