@@ -25,7 +25,6 @@
 #include "server/host_topology.h"
 #include "core/host/linux_backend.h"
 #include "core/host/sysfs_inventory.h"
-#include "core/host/sysfs_io.h"
 #include "core/host/uevent_monitor.h"
 
 namespace iommud {
@@ -249,12 +248,6 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       metrics->CountReleaseRequest(outcome);
     };
     removal.holds_group = [host](const std::string& device) { return host->HoldsGroupOf(device); };
-    removal.remove_device = [root = host->options().sysfs_root](const std::string& device) {
-      return host::WriteSysfsAttribute(absl::StrCat(root, "/bus/pci/devices/", device, "/remove"), "1");
-    };
-    removal.rescan = [root = host->options().sysfs_root]() {
-      return host::WriteSysfsAttribute(absl::StrCat(root, "/bus/pci/rescan"), "1");
-    };
     daemon->device_removals_ = std::make_unique<DeviceRemovalCoordinator>(std::move(removal));
     ASSIGN_OR_RETURN(std::unique_ptr<host::UeventMonitor> uevents, host::UeventMonitor::Open());
     daemon->host_events_ = std::make_unique<HostEventWatcher>(daemon->device_removals_.get(),

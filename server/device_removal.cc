@@ -26,6 +26,7 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
     {
       absl::MutexLock lock(&mu_);
       state = tracker_.Removed(device);
+      held_back_.erase(device);
     }
     if (!known.ok()) return;  // not (or no longer) the registry's
     if (state == host::ReleaseRequestTracker::State::kWaiting) {
@@ -43,22 +44,23 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
   if (event.action == "add") {
     if (registry.GetDevice(device).ok() || !options_.probe_for) return;
     if (options_.holds_group && options_.holds_group(device)) {
-      // Not while the group is held (see the header): out again, back in after the release.
-      const bool removed = options_.remove_device(device).ok();
-      absl::MutexLock lock(&mu_);
-      held_back_.insert(device);
-      if (removed) ++stats_.held_back;
+      absl::MutexLock lock(&mu_);  // not while the group is held (see the header)
+      if (held_back_.insert(device).second) ++stats_.held_back;
       return;
     }
-    absl::StatusOr<ProbeRequest> probe = options_.probe_for(device);
-    absl::Status probed = probe.status();
-    if (probed.ok()) probed = registry.ProbeDevice(*probe).status();
-    absl::MutexLock lock(&mu_);
-    if (probed.ok()) {
-      ++stats_.added;
-    } else {
-      ++stats_.add_refused;
-    }
+    Adopt(device);
+  }
+}
+
+void DeviceRemovalCoordinator::Adopt(const std::string& device) {
+  absl::StatusOr<ProbeRequest> probe = options_.probe_for(device);
+  absl::Status probed = probe.status();
+  if (probed.ok()) probed = options_.registry->ProbeDevice(*probe).status();
+  absl::MutexLock lock(&mu_);
+  if (probed.ok()) {
+    ++stats_.added;
+  } else {
+    ++stats_.add_refused;
   }
 }
 
@@ -117,16 +119,14 @@ void DeviceRemovalCoordinator::Tick(absl::Time now) {
     expired = tracker_.Expire(now);
     held_back.assign(held_back_.begin(), held_back_.end());
   }
-  bool rescan = false;
   for (const std::string& device : held_back) {
     if (options_.holds_group(device)) continue;
-    rescan = true;
-    absl::MutexLock lock(&mu_);
-    held_back_.erase(device);
-  }
-  if (rescan && options_.rescan().ok()) {  // its "add" comes back as a uevent
-    absl::MutexLock lock(&mu_);
-    ++stats_.rescans;
+    {
+      absl::MutexLock lock(&mu_);
+      held_back_.erase(device);
+    }
+    // Removed again meanwhile: its "remove" found nothing to do, and nothing is left to adopt.
+    if (!options_.registry->GetDevice(device).ok()) Adopt(device);
   }
   for (const std::string& device : expired) {
     std::string owner;

@@ -9,12 +9,11 @@
 // detail), the registry staying authoritative for what iommud owns.
 //
 // A device the kernel adds into an IOMMU group iommud holds (claimed or attached to a container:
-// e.g. a rescan while the group's other device is owned) is not adopted: with VFIO owning the
-// group's DMA the kernel gives the new device no domain, and on Debian's 6.1 kernel taking the
-// group out of its container afterwards hits a BUG (list corruption in the Intel IOMMU driver's
-// device_block_translation). So iommud removes it again at once (`remove_device`: it has no driver
-// and no fd yet) and rescans (`rescan`) once the group is back with the kernel (`holds_group`
-// false); the registry probes it then.
+// e.g. a rescan while the group's other device is owned) is not adopted while the group is held:
+// VFIO owns the group's DMA and the kernel gives the new device no domain of iommud's. It is probed
+// once the group is back with the kernel (`holds_group` false, checked on every Tick). Beware: on
+// Debian's 6.1 kernel a group that gained a device while attached to a VFIO container BUGs when it
+// leaves the container (docs/semantics.md "Unplug of an owned device").
 //
 // A release request (the kernel's removal of a device waits for its fds): RELEASE_REQUESTED (device,
 // owner) at once, then a bounded wait (`release_timeout`). If the kernel removes the device in time
@@ -61,11 +60,9 @@ struct DeviceRemovalOptions {
   std::function<absl::StatusOr<ProbeRequest>(const std::string& device)> probe_for;
   // Counts one outcome (kReleaseOutcome*). Optional.
   std::function<void(absl::string_view outcome)> count_outcome;
-  // Whether iommud holds the IOMMU group of `device` (LinuxBackend::HoldsGroupOf); how to remove a
-  // device from the kernel again and how to rescan. All three or none (then nothing is held back).
+  // Whether iommud holds the IOMMU group of `device` (LinuxBackend::HoldsGroupOf). Null: added
+  // devices are probed at once.
   std::function<bool(const std::string& device)> holds_group;
-  std::function<absl::Status(const std::string& device)> remove_device;
-  std::function<absl::Status()> rescan;
 };
 
 struct DeviceRemovalStats {
@@ -76,8 +73,7 @@ struct DeviceRemovalStats {
   uint64_t released = 0;
   uint64_t revoked = 0;
   uint64_t revoke_failed = 0;
-  uint64_t held_back = 0;       // added into a held group: removed again
-  uint64_t rescans = 0;         // rescans once such a group went back to the kernel
+  uint64_t held_back = 0;       // added into a held group: probed only after its release
 };
 
 class DeviceRemovalCoordinator {
@@ -88,7 +84,7 @@ class DeviceRemovalCoordinator {
   void OnUevent(const host::Uevent& event, absl::Time now);
   // The kernel asked for `device` back (its request eventfd fired) at `now`.
   void OnReleaseRequested(const std::string& device, absl::Time now);
-  // Revokes the waits that ran out by `now`; rescans for held-back devices whose group is free.
+  // Revokes the waits that ran out by `now`; probes held-back devices whose group is free.
   void Tick(absl::Time now);
   // When Tick has something to do next, if ever.
   std::optional<absl::Time> NextDeadline() const;
@@ -107,11 +103,13 @@ class DeviceRemovalCoordinator {
   // it failed.
   std::string Revoke(const std::string& device, std::string* owner, GroupId* group);
   void Emit(RegistryEvent event, absl::Time now) const;
+  // probe_for + ProbeDevice of an added device; counts it.
+  void Adopt(const std::string& device);
 
   const DeviceRemovalOptions options_;
   mutable absl::Mutex mu_;
   host::ReleaseRequestTracker tracker_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> held_back_ ABSL_GUARDED_BY(mu_);  // removed again, waiting for a rescan
+  std::set<std::string> held_back_ ABSL_GUARDED_BY(mu_);  // added while their group was held
   DeviceRemovalStats stats_ ABSL_GUARDED_BY(mu_);
 };
 

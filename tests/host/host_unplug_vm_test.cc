@@ -433,31 +433,19 @@ class HostUnplugVmTest : public ::testing::Test {
     EXPECT_FALSE(DeviceExists(device));
     EXPECT_FALSE(GroupOf(client_.get(), device).ok());
 
-    ASSERT_OK(WriteSysfsAttribute("/sys/bus/pci/rescan", "1"));
-    absl::StatusOr<uint64_t> survivor_group = GroupOf(client_.get(), kEduBehindBridgeB);
-    const bool shared = device == kEduBehindBridgeA;
-    if (shared) {
-      // The group is still owned (edu B): iommud does not let the kernel add A into it; A is
-      // removed again and comes back once the owner released the group.
-      absl::SleepFor(absl::Seconds(1));
-      EXPECT_FALSE(GroupOf(client_.get(), device).ok()) << "adopted into an owned group";
-      EXPECT_FALSE(DeviceExists(device)) << "left in the kernel's owned group";
-    } else {
-      ASSERT_TRUE(
-          log.WaitFor(iommu::v1::EVENT_KIND_DEVICE_PROBED, device, absl::Seconds(10)).has_value())
-          << device << " did not come back after the rescan";
-      EXPECT_OK(GroupOf(client_.get(), device).status());
-    }
     remover.reset();
-
+    // The owner gives the group back (for the shared group: with edu B, which stays), then the
+    // rescan brings the device back and iommud probes it. (Not before: a device added into a group
+    // attached to a VFIO container makes Debian 6.1 BUG when the group leaves the container.)
     EXPECT_OK(Disown(client_.get(), group, domain));
-    if (shared) {
-      ASSERT_TRUE(
-          log.WaitFor(iommu::v1::EVENT_KIND_DEVICE_PROBED, device, absl::Seconds(10)).has_value())
-          << device << " did not come back after the owner released the group";
-      EXPECT_TRUE(DeviceExists(device));
-      ASSERT_OK(survivor_group.status());
-      EXPECT_EQ(*GroupOf(client_.get(), device), *survivor_group);
+    ASSERT_OK(WriteSysfsAttribute("/sys/bus/pci/rescan", "1"));
+    ASSERT_TRUE(
+        log.WaitFor(iommu::v1::EVENT_KIND_DEVICE_PROBED, device, absl::Seconds(10)).has_value())
+        << device << " did not come back after the rescan";
+    EXPECT_TRUE(DeviceExists(device));
+    EXPECT_OK(GroupOf(client_.get(), device).status());
+    if (device == kEduBehindBridgeA) {
+      EXPECT_EQ(*GroupOf(client_.get(), device), *GroupOf(client_.get(), kEduBehindBridgeB));
     }
     iommu::v1::UnregisterMemoryRequest unregister;
     unregister.set_region_id(region.id());
@@ -493,15 +481,18 @@ TEST_F(HostUnplugVmTest, OwnerKeepingASharedRidEduIsRevoked) {
   OwnedUnplug(kEduBehindBridgeA, false);
 }
 
-// (c) The seed race on the real kernel: edu A of the shared-RID group is removed and rescanned
-// over and over while another client claims the group (or edu B alone), attaches, maps, DMAs with
-// B, and releases. Afterwards every invariant of the issue holds, and B's DMA through the owner's
+// (c) The seed race on the real kernel: edu A of the shared-RID group is removed (and rescanned)
+// over and over while another client claims the group, attaches, maps, DMAs with B, and releases. Afterwards every invariant of the issue holds, and B's DMA through the owner's
 // mappings never failed while owned.
 TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   const int rounds = Soak() ? 60 : 8;
   const std::string a = kEduBehindBridgeA;
   const std::string b = kEduBehindBridgeB;
   std::atomic<bool> stop{false};
+  // Held by the owner from its claim to its release: the rescan waits for it (a device added into a
+  // group attached to a VFIO container makes Debian 6.1 BUG when the group leaves the container,
+  // docs/semantics.md). Removals are not held back: they race with everything.
+  absl::Mutex owned_mu;
   std::atomic<int> removed{0}, rescanned{0}, remove_failed{0}, not_dropped{0}, not_back{0};
   std::thread kernel([&] {
     for (int round = 0; round < rounds; ++round) {
@@ -515,9 +506,9 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
         ++not_dropped;
       }
       absl::SleepFor(absl::Milliseconds(50 * (round % 3)));
+      absl::MutexLock lock(&owned_mu);
       if (WriteSysfsAttribute("/sys/bus/pci/rescan", "1").ok()) ++rescanned;
-      // Back at once, or (rescanned while the group was owned) once the owner released it.
-      if (!WaitUntil([&] { return GroupOf(client_.get(), a).ok(); }, absl::Seconds(15))) ++not_back;
+      if (!WaitUntil([&] { return GroupOf(client_.get(), a).ok(); }, absl::Seconds(10))) ++not_back;
     }
     stop = true;
   });
@@ -539,6 +530,7 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       ADD_FAILURE() << "the survivor " << b << " left the registry: " << group.status();
       break;
     }
+    absl::MutexLock owned(&owned_mu);
     absl::StatusOr<uint64_t> domain = OwnAndMap(other.get(), *group, region.id());
     if (!domain.ok()) {
       ++refused;
