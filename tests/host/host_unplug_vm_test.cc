@@ -267,11 +267,17 @@ class HostUnplugVmTest : public ::testing::Test {
 
   // One owner's set-up on `group`: claim, a domain attached, page 0 of `memory` mapped read-only
   // at kIovaA and page 1 read-write at kIovaB. Returns the domain.
-  static absl::StatusOr<uint64_t> OwnAndMap(IommuClient* client, uint64_t group, uint64_t region) {
+  static absl::Status Claim(IommuClient* client, uint64_t group) {
     iommu::v1::ClaimOwnershipRequest claim;
     claim.set_group_id(group);
     claim.set_owner(kOwner);
-    if (absl::Status s = client->ClaimOwnership(claim).status(); !s.ok()) return s;
+    return client->ClaimOwnership(claim).status();
+  }
+  static absl::StatusOr<uint64_t> OwnAndMap(IommuClient* client, uint64_t group, uint64_t region,
+                                            bool claim = true) {
+    if (claim) {
+      if (absl::Status s = Claim(client, group); !s.ok()) return s;
+    }
     iommu::v1::AllocDomainRequest alloc;
     alloc.set_unit("dmar0");
     alloc.set_type(iommu::v1::DOMAIN_TYPE_UNMANAGED);
@@ -473,13 +479,14 @@ class HostUnplugVmTest : public ::testing::Test {
 // (a) The owner closes its fd when asked: the removal completes, the registry drops the device, a
 // rescan brings it back.
 TEST_F(HostUnplugVmTest, OwnerReleasesTheLoneEduInTime) { OwnedUnplug(kEduAlone, true); }
-TEST_F(HostUnplugVmTest, OwnerReleasesASharedRidEduInTime) { OwnedUnplug(kEduBehindBridgeA, true); }
 
 // (b) The owner keeps it: after the timeout iommud revokes (unmaps the owner's domain).
 TEST_F(HostUnplugVmTest, OwnerKeepingTheLoneEduIsRevoked) { OwnedUnplug(kEduAlone, false); }
-TEST_F(HostUnplugVmTest, OwnerKeepingASharedRidEduIsRevoked) {
-  OwnedUnplug(kEduBehindBridgeA, false);
-}
+
+// Not here: the same on edu A of the shared-RID group. Debian's 6.1 kernel (6.1.192) BUGs (list
+// corruption in intel-iommu's device_block_translation, from VFIO_GROUP_UNSET_CONTAINER) when a
+// group that lost a device while attached to a VFIO container leaves the container: the release
+// after such an unplug takes the VM down (docs/semantics.md "Unplug of an owned device").
 
 // (c) The seed race on the real kernel: edu A of the shared-RID group is removed (and rescanned)
 // over and over while another client claims the group, attaches, maps, DMAs with B, and releases. Afterwards every invariant of the issue holds, and B's DMA through the owner's
@@ -489,14 +496,21 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   const std::string a = kEduBehindBridgeA;
   const std::string b = kEduBehindBridgeB;
   std::atomic<bool> stop{false};
-  // Held by the owner from its claim to its release: the rescan waits for it (a device added into a
-  // group attached to a VFIO container makes Debian 6.1 BUG when the group leaves the container,
-  // docs/semantics.md). Removals are not held back: they race with everything.
+  // Held by the owner from its claim to its release: the rescan waits for it. Held from the attach
+  // to the detach: the removal waits for it. Debian's 6.1 kernel BUGs when a group that gained or
+  // lost a device while attached to a VFIO container leaves the container (docs/semantics.md), so
+  // the removal races with the claim, the drivers' binding, the release and the registry's
+  // bookkeeping, but not with an attached group.
   absl::Mutex owned_mu;
+  absl::Mutex attached_mu;
   std::atomic<int> removed{0}, rescanned{0}, remove_failed{0}, not_dropped{0}, not_back{0};
   std::thread kernel([&] {
     for (int round = 0; round < rounds; ++round) {
-      absl::Status s = WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", a, "/remove"), "1");
+      absl::Status s;
+      {
+        absl::MutexLock lock(&attached_mu);
+        s = WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", a, "/remove"), "1");
+      }
       if (!s.ok()) {
         ++remove_failed;
       } else {
@@ -531,40 +545,57 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       break;
     }
     absl::MutexLock owned(&owned_mu);
-    absl::StatusOr<uint64_t> domain = OwnAndMap(other.get(), *group, region.id());
-    if (!domain.ok()) {
+    // The claim (vfio-pci binding of the group's devices) races with the removal.
+    if (absl::Status claimed = Claim(other.get(), *group); !claimed.ok()) {
       ++refused;
-      if (first_refusal.empty()) first_refusal = domain.status().ToString();
-      // Undo whatever part of it was done (the domain, if allocated, is found by owner).
-      absl::StatusOr<std::vector<iommu::v1::Domain>> domains = other->ListAllDomains();
-      for (const iommu::v1::Domain& d : domains.ok() ? *domains : std::vector<iommu::v1::Domain>{}) {
-        if (IsOurs(d.owner()) && !Disown(other.get(), *group, d.id()).ok()) ++cleanup_failed;
-      }
-      iommu::v1::ReleaseOwnershipRequest release;
-      release.set_group_id(*group);
-      release.set_owner(kOwner);
-      (void)other->ReleaseOwnership(release);
+      if (first_refusal.empty()) first_refusal = claimed.ToString();
       continue;
     }
     {
-      absl::StatusOr<UniqueFd> fd = fds_->OpenDevice(b, kOwner);
-      if (!fd.ok()) {
-        ++dma_lost;
-        if (first_loss.empty()) first_loss = fd.status().ToString();
+      absl::MutexLock attached(&attached_mu);
+      absl::StatusOr<uint64_t> domain =
+          OwnAndMap(other.get(), *group, region.id(), /*claim=*/false);
+      if (!domain.ok()) {
+        ++refused;
+        if (first_refusal.empty()) first_refusal = domain.status().ToString();
       } else {
-        VfioDevice device(b, *std::move(fd));
-        absl::StatusOr<std::unique_ptr<EduDevice>> edu = EduDevice::Open(device);
-        if (edu.ok() && DmaLands(edu->get(), memory, pattern)) {
-          ++dma_ok;
-        } else {
+        absl::StatusOr<UniqueFd> fd = fds_->OpenDevice(b, kOwner);
+        if (!fd.ok()) {
           ++dma_lost;
-          if (first_loss.empty()) {
-            first_loss = edu.ok() ? "the DMA did not land" : edu.status().ToString();
+          if (first_loss.empty()) first_loss = fd.status().ToString();
+        } else {
+          VfioDevice device(b, *std::move(fd));
+          absl::StatusOr<std::unique_ptr<EduDevice>> edu = EduDevice::Open(device);
+          if (edu.ok() && DmaLands(edu->get(), memory, pattern)) {
+            ++dma_ok;
+          } else {
+            ++dma_lost;
+            if (first_loss.empty()) {
+              first_loss = edu.ok() ? "the DMA did not land" : edu.status().ToString();
+            }
           }
         }
       }
+      // Out of the container before the removal may run again (the group stays claimed).
+      absl::StatusOr<std::vector<iommu::v1::Domain>> domains = other->ListAllDomains();
+      for (const iommu::v1::Domain& d : domains.ok() ? *domains : std::vector<iommu::v1::Domain>{}) {
+        if (!IsOurs(d.owner()) || d.attached_group_ids_size() == 0) continue;
+        iommu::v1::DetachGroupRequest detach;
+        detach.set_group_id(*group);
+        detach.set_domain_id(d.id());
+        detach.set_owner(kOwner);
+        if (!other->DetachGroup(detach).ok()) ++cleanup_failed;
+      }
     }
-    if (!Disown(other.get(), *group, *domain).ok()) ++cleanup_failed;
+    // The release (drivers given back) races with the removal again; then the domains go.
+    iommu::v1::ReleaseOwnershipRequest release;
+    release.set_group_id(*group);
+    release.set_owner(kOwner);
+    if (!other->ReleaseOwnership(release).ok()) ++cleanup_failed;
+    absl::StatusOr<std::vector<iommu::v1::Domain>> domains = other->ListAllDomains();
+    for (const iommu::v1::Domain& d : domains.ok() ? *domains : std::vector<iommu::v1::Domain>{}) {
+      if (IsOurs(d.owner()) && !Disown(other.get(), *group, d.id()).ok()) ++cleanup_failed;
+    }
   }
   kernel.join();
   ASSERT_TRUE(WaitUntil([&] { return GroupOf(client_.get(), a).ok(); }, absl::Seconds(15)));
