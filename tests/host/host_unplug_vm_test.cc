@@ -457,7 +457,7 @@ class HostUnplugVmTest : public ::testing::Test {
     unregister.set_region_id(region.id());
     unregister.set_owner(kOwner);
     EXPECT_OK(client_->UnregisterMemory(unregister).status());
-    std::cout << "unplug " << device << (owner_closes ? " (owner closes)" : " (owner keeps the fd)")
+    std::cout << "FIGURES unplug " << device << (owner_closes ? " (owner closes)" : " (owner keeps the fd)")
               << ": outcome=" << outcome << " request_after=" << request_latency
               << " kernel_removal_took=" << removal_took
               << (owner_closes ? "" : absl::StrCat(" still_held_at=", absl::FormatDuration(
@@ -496,33 +496,31 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   const std::string a = kEduBehindBridgeA;
   const std::string b = kEduBehindBridgeB;
   std::atomic<bool> stop{false};
-  // Held by the owner from its claim to its release: the rescan waits for it. Held from the attach
-  // to the detach: the removal waits for it. Debian's 6.1 kernel BUGs when a group that gained or
-  // lost a device while attached to a VFIO container leaves the container (docs/semantics.md), so
-  // the removal races with the claim, the drivers' binding, the release and the registry's
-  // bookkeeping, but not with an attached group.
+  // Held by the owner from its claim to its release, and by the kernel thread for a removal and its
+  // rescan. Debian's 6.1 kernel BUGs (intel-iommu list corruption) when the shared-RID group
+  // changes domain after losing a device that was removed while the group was claimed or attached
+  // (docs/semantics.md), so the kernel's part never overlaps an ownership; iommud's handling of it
+  // (uevents, asynchronous) does.
   absl::Mutex owned_mu;
-  absl::Mutex attached_mu;
-  std::atomic<int> removed{0}, rescanned{0}, remove_failed{0}, not_dropped{0}, not_back{0};
+  absl::Mutex attached_mu;  // the attach-to-detach span
+  std::atomic<int> removed{0}, rescanned{0}, remove_failed{0}, not_back{0};
   std::thread kernel([&] {
     for (int round = 0; round < rounds; ++round) {
-      absl::Status s;
       {
-        absl::MutexLock lock(&attached_mu);
-        s = WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", a, "/remove"), "1");
+        // The kernel's part (removal, re-add) while nobody owns the group; iommud hears both
+        // asynchronously (uevents), so its registry updates race with the next claim and attach.
+        absl::MutexLock lock(&owned_mu);
+        if (WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", a, "/remove"), "1").ok()) {
+          ++removed;
+        } else {
+          ++remove_failed;
+        }
+        absl::SleepFor(absl::Milliseconds(20 * (round % 3)));
+        if (WriteSysfsAttribute("/sys/bus/pci/rescan", "1").ok()) ++rescanned;
       }
-      if (!s.ok()) {
-        ++remove_failed;
-      } else {
-        ++removed;
-      }
-      if (!WaitUntil([&] { return !GroupOf(client_.get(), a).ok(); }, absl::Seconds(5))) {
-        ++not_dropped;
-      }
-      absl::SleepFor(absl::Milliseconds(50 * (round % 3)));
-      absl::MutexLock lock(&owned_mu);
-      if (WriteSysfsAttribute("/sys/bus/pci/rescan", "1").ok()) ++rescanned;
+      // Dropped and probed again (possibly held back until the owner's release).
       if (!WaitUntil([&] { return GroupOf(client_.get(), a).ok(); }, absl::Seconds(10))) ++not_back;
+      absl::SleepFor(absl::Milliseconds(100));
     }
     stop = true;
   });
@@ -612,16 +610,15 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::Domain> domains, client_->ListAllDomains());
   for (const iommu::v1::Domain& domain : domains) EXPECT_EQ(domain.owner(), "");
 
-  std::cout << "seed race (" << (Soak() ? "soak" : "ci") << "): rounds=" << rounds
+  std::cout << "FIGURES seed race (" << (Soak() ? "soak" : "ci") << "): rounds=" << rounds
             << " removed=" << removed << " rescanned=" << rescanned
-            << " remove_failed=" << remove_failed << " not_dropped=" << not_dropped
+            << " remove_failed=" << remove_failed
             << " not_back=" << not_back << " owner_cycles=" << cycles << " refused=" << refused
             << " dma_ok=" << dma_ok << " dma_lost=" << dma_lost
             << " cleanup_failed=" << cleanup_failed << " leaks=0 (checked in TearDown)"
             << (first_refusal.empty() ? "" : " first_refusal=" + first_refusal)
             << (first_loss.empty() ? "" : " first_loss=" + first_loss) << std::endl;
   EXPECT_EQ(remove_failed.load(), 0);
-  EXPECT_EQ(not_dropped.load(), 0) << "a kernel removal the registry did not apply";
   EXPECT_EQ(not_back.load(), 0) << "a rescanned device the registry did not probe";
   EXPECT_EQ(cleanup_failed, 0);
   EXPECT_GT(dma_ok, 0) << "the survivor never DMAed: the race tested nothing";

@@ -228,6 +228,9 @@ fi
 if grep -q "Kernel panic" "$guest_log"; then
   reason="${reason:+$reason; }the guest kernel panicked: $(grep -m1 'Kernel panic' "$guest_log")"
 fi
+if grep -q "kernel BUG at" "$guest_log"; then
+  reason="${reason:+$reason; }the guest kernel hit a BUG: $(grep -m1 'kernel BUG at' "$guest_log")"
+fi
 if grep -q "HOSTVM: insmod .* failed" "$guest_log"; then
   reason="${reason:+$reason; }$(grep -m1 'HOSTVM: insmod' "$guest_log")"
 fi
@@ -248,6 +251,8 @@ if [ "$bench" -eq 1 ]; then
   exit 0
 fi
 
+# The scenarios' figures (lines starting with "FIGURES "), before the verdicts.
+[ -f "$results/gtest.log" ] && { grep '^FIGURES ' "$results/gtest.log" || true; }
 passed=0 failed=0
 for s in "${scenarios[@]}"; do
   if [ -f "$results/gtest.log" ] && grep -qF "[       OK ] $s (" "$results/gtest.log"; then
