@@ -31,8 +31,8 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
     if (!known.ok()) return;  // not (or no longer) the registry's
     if (state == host::ReleaseRequestTracker::State::kWaiting) {
       absl::StatusOr<GroupInfo> group = registry.GetGroup(known->group);
-      Resolve(device, group.ok() ? group->owner : "", known->group, kReleaseOutcomeReleased,
-              "the owner closed the device's fds; the kernel removed it", now);
+      Resolve(device, group.ok() ? group->owner : "", known->group, kReleaseOutcomeReleased, "",
+              now);
     }
     // The registry's own removal path: under the group's lock, shared RIDs kept.
     if (registry.ReleaseDevice(device).ok()) {
@@ -133,10 +133,7 @@ void DeviceRemovalCoordinator::Tick(absl::Time now) {
     GroupId group = 0;
     const std::string failed = Revoke(device, &owner, &group);
     if (failed.empty()) {
-      Resolve(device, owner, group, kReleaseOutcomeRevoked,
-              "the owner kept the device's fds: its domain was unmapped (the kernel's removal "
-              "still waits for those fds)",
-              now);
+      Resolve(device, owner, group, kReleaseOutcomeRevoked, "", now);
     } else {
       Resolve(device, owner, group, kReleaseOutcomeRevokeFailed, failed, now);
     }
@@ -145,7 +142,7 @@ void DeviceRemovalCoordinator::Tick(absl::Time now) {
 
 void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::string& owner,
                                        GroupId group, absl::string_view outcome,
-                                       const std::string& detail, absl::Time now) {
+                                       const std::string& why, absl::Time now) {
   {
     absl::MutexLock lock(&mu_);
     if (outcome == kReleaseOutcomeReleased) ++stats_.released;
@@ -158,7 +155,7 @@ void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::str
   event.device = device;
   event.owner = owner;
   event.group = group;
-  event.detail = outcome == kReleaseOutcomeRevokeFailed ? absl::StrCat(outcome, ": ", detail)
+  event.detail = outcome == kReleaseOutcomeRevokeFailed ? absl::StrCat(outcome, ": ", why)
                                                         : std::string(outcome);
   Emit(std::move(event), now);
 }

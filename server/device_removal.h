@@ -97,8 +97,9 @@ class DeviceRemovalCoordinator {
   DeviceRemovalStats stats() const;
 
  private:
+  // RELEASE_RESOLVED with `outcome` as its detail (and `why`, for revoke_failed), and the count.
   void Resolve(const std::string& device, const std::string& owner, GroupId group,
-               absl::string_view outcome, const std::string& detail, absl::Time now);
+               absl::string_view outcome, const std::string& why, absl::Time now);
   // Unmaps the domain `device`'s group is attached to; returns the owner, the group and "" or why
   // it failed.
   std::string Revoke(const std::string& device, std::string* owner, GroupId* group);
