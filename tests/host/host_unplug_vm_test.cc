@@ -240,9 +240,11 @@ class HostUnplugVmTest : public ::testing::Test {
     client_.reset();
     EXPECT_EQ(CountOpenFds(), fds_before_) << "file descriptors leaked";
     // The daemon drops a device's release-request eventfd within a poll interval of the last fd.
-    EXPECT_TRUE(WaitUntil([&] { return DaemonFds() == daemon_fds_before_; }, absl::Seconds(5)))
+    // (Fewer than before is no leak: gRPC may have closed a transient fd of its own meanwhile.)
+    EXPECT_TRUE(WaitUntil([&] { return DaemonFds() <= daemon_fds_before_; }, absl::Seconds(5)))
         << "the daemon has " << DaemonFds() << " fds open, " << daemon_fds_before_ << " before";
-    EXPECT_EQ(DaemonLockedKb(), locked_before_) << "the daemon's pinned memory leaked";
+    EXPECT_LE(DaemonLockedKb(), locked_before_) << "the daemon's pinned memory leaked";
+    EXPECT_GE(DaemonLockedKb(), 0) << "VmLck unreadable";
     EXPECT_EQ(DriverSnapshot(inventory_), drivers_before_) << "drivers or driver_override changed";
     absl::StatusOr<std::vector<std::string>> vfio = ListSysfsDirectory("/dev/vfio");
     ASSERT_OK(vfio);
@@ -534,6 +536,7 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   ASSERT_OK_AND_ASSIGN(iommu::v1::MemoryRegionRef region,
                        fds_->RegisterMemory(memory.fd(), memory.size(), kOwner));
   int cycles = 0, refused = 0, dma_ok = 0, dma_lost = 0, cleanup_failed = 0;
+  int claims_while_pending = 0;
   std::string first_refusal, first_loss;
   while (!stop.load()) {
     ++cycles;
@@ -543,7 +546,9 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       break;
     }
     absl::MutexLock owned(&owned_mu);
-    // The claim (vfio-pci binding of the group's devices) races with the removal.
+    // The claim races with iommud's handling of the kernel's last removal and re-add: count the
+    // claims made while the registry did not have edu A back yet.
+    if (!GroupOf(other.get(), a).ok()) ++claims_while_pending;
     if (absl::Status claimed = Claim(other.get(), *group); !claimed.ok()) {
       ++refused;
       if (first_refusal.empty()) first_refusal = claimed.ToString();
@@ -613,7 +618,8 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
   std::cout << "FIGURES seed race (" << (Soak() ? "soak" : "ci") << "): rounds=" << rounds
             << " removed=" << removed << " rescanned=" << rescanned
             << " remove_failed=" << remove_failed
-            << " not_back=" << not_back << " owner_cycles=" << cycles << " refused=" << refused
+            << " not_back=" << not_back << " owner_cycles=" << cycles
+            << " claims_while_a_pending=" << claims_while_pending << " refused=" << refused
             << " dma_ok=" << dma_ok << " dma_lost=" << dma_lost
             << " cleanup_failed=" << cleanup_failed << " leaks=0 (checked in TearDown)"
             << (first_refusal.empty() ? "" : " first_refusal=" + first_refusal)
