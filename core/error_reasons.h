@@ -155,6 +155,9 @@ inline constexpr absl::string_view kMemoryMapFailed = "MEMORY_MAP_FAILED";
 inline constexpr absl::string_view kGroupStatusFailed = "GROUP_STATUS_FAILED";
 inline constexpr absl::string_view kGroupNotViable = "GROUP_NOT_VIABLE";
 inline constexpr absl::string_view kDeviceFdFailed = "DEVICE_FD_FAILED";
+// Kernel device removal (core/host/uevent_monitor.h, core/host/device_release_requests.h).
+inline constexpr absl::string_view kUeventSocketFailed = "UEVENT_SOCKET_FAILED";
+inline constexpr absl::string_view kReleaseRequestArmFailed = "RELEASE_REQUEST_ARM_FAILED";
 // VFIO device
 inline constexpr absl::string_view kDeviceInfoFailed = "DEVICE_INFO_FAILED";
 inline constexpr absl::string_view kRegionInfoFailed = "REGION_INFO_FAILED";

@@ -166,6 +166,8 @@ absl::string_view EventKindName(RegistryEvent::Kind kind) {
     case Kind::kLeakFound: return "LEAK_FOUND";
     case Kind::kLeakRepaired: return "LEAK_REPAIRED";
     case Kind::kLeaseExpired: return "LEASE_EXPIRED";
+    case Kind::kReleaseRequested: return "RELEASE_REQUESTED";
+    case Kind::kReleaseResolved: return "RELEASE_RESOLVED";
   }
   return "UNKNOWN";
 }

@@ -47,6 +47,10 @@ struct RegistryEvent {
     kDeviceProbed, kDeviceReleased, kOwnershipClaimed, kOwnershipReleased, kDomainAllocated,
     kDomainFreed, kAttached, kDetached, kMapped, kUnmapped, kFault, kLeakFound, kLeakRepaired,
     kLeaseExpired,  // an ownership lease lapsed; a kOwnershipReleased for the group follows
+    // The kernel asks for an owned device back (its removal waits for the owner's device fds):
+    // `device`, `owner`; a kReleaseResolved follows with the outcome in `detail`.
+    kReleaseRequested,
+    kReleaseResolved,  // detail: "released", "revoked" or "revoke_failed: <why>"
   };
   Kind kind;
   std::string unit;

@@ -24,6 +24,8 @@
 #include "server/topology.h"
 #include "server/host_topology.h"
 #include "core/host/linux_backend.h"
+#include "core/host/sysfs_inventory.h"
+#include "core/host/uevent_monitor.h"
 
 namespace iommud {
 namespace {
@@ -229,11 +231,35 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (options.socket_path.empty()) unix_options.group_dir = options.state_dir;
   unix_options.metrics = daemon->metrics_->registry().get();
   ASSIGN_OR_RETURN(daemon->unix_listener_, PeerCredListener::Create(unix_options, &builder));
+  host::DeviceFdProvider* device_fds =
+      options.device_fds != nullptr ? options.device_fds : daemon->device_fds_;
+  if (host != nullptr) {
+    // The kernel's device removals and additions, and its requests for owned devices back: every
+    // device fd handed out is armed with a release-request eventfd (server/device_removal.h).
+    DeviceRemovalOptions removal;
+    removal.registry = daemon->registry_.get();
+    removal.observer = daemon->metrics_.get();
+    removal.release_timeout = options.release_request_timeout;
+    removal.probe_for = [host, inventory = host::SysfsInventory(host->options().sysfs_root)](
+                            const std::string& device) {
+      return ReprobeHostDevice(host->topology(), inventory, device);
+    };
+    removal.count_outcome = [metrics = daemon->metrics_.get()](absl::string_view outcome) {
+      metrics->CountReleaseRequest(outcome);
+    };
+    removal.holds_group = [host](const std::string& device) { return host->HoldsGroupOf(device); };
+    daemon->device_removals_ = std::make_unique<DeviceRemovalCoordinator>(std::move(removal));
+    ASSIGN_OR_RETURN(std::unique_ptr<host::UeventMonitor> uevents, host::UeventMonitor::Open());
+    daemon->host_events_ = std::make_unique<HostEventWatcher>(daemon->device_removals_.get(),
+                                                              std::move(uevents));
+    if (device_fds != nullptr) {
+      daemon->armed_device_fds_ = std::make_unique<host::ReleaseRequestingFdProvider>(
+          device_fds, daemon->host_events_.get());
+      device_fds = daemon->armed_device_fds_.get();
+    }
+  }
   // The fd channel listens now (clients wait in its backlog) and serves once recovered.
-  daemon->fd_ops_ =
-      std::make_unique<RegistryFdChannelOps>(
-          daemon->registry_.get(),
-          options.device_fds != nullptr ? options.device_fds : daemon->device_fds_);
+  daemon->fd_ops_ = std::make_unique<RegistryFdChannelOps>(daemon->registry_.get(), device_fds);
   FdChannelOptions fd_options;
   fd_options.socket.path = daemon->fd_socket_path_;
   fd_options.socket.owner = unix_options.socket_owner;
@@ -285,6 +311,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
   daemon->service_->SetRecovering(false);
   daemon->fd_channel_->Start();
+  if (daemon->host_events_ != nullptr) daemon->host_events_->Start();
   if (!options.metrics_listen.empty()) {
     RETURN_IF_ERROR(daemon->StartMetrics(options.metrics_listen));
   }
@@ -376,6 +403,7 @@ void Daemon::Shutdown(absl::Duration grace) {
   }
   if (audit_thread_.joinable()) audit_thread_.join();
   if (lease_reaper_ != nullptr) lease_reaper_->Stop();
+  if (host_events_ != nullptr) host_events_->Stop();
   if (idempotency_ != nullptr) idempotency_->Stop();
   if (server_ != nullptr) {
     StopServing();

@@ -41,6 +41,8 @@
 #include "server/instrumented_state_store.h"
 #include "server/keepalive.h"
 #include "server/iommu_service.h"
+#include "server/device_removal.h"
+#include "server/host_event_watcher.h"
 #include "server/lease_reaper.h"
 #include "server/peer_cred_listener.h"
 #include "server/limits.h"
@@ -80,6 +82,9 @@ struct DaemonOptions {
   absl::Duration audit_interval = absl::Seconds(60);
   // How often lapsed ownership leases are released (server/lease_reaper.h); zero = never.
   absl::Duration lease_reap_interval = absl::Seconds(1);
+  // --backend=linux: how long the owner of a device the kernel is removing has to close its fds
+  // before iommud revokes its mappings (server/device_removal.h).
+  absl::Duration release_request_timeout = absl::Seconds(10);
   // How long a request_id is remembered (server/idempotency.h); must be positive.
   absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
@@ -204,6 +209,11 @@ class Daemon {
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<LeaseReaper> lease_reaper_;  // before registry_ in destruction
+  // --backend=linux: the kernel's device additions, removals and release requests. Destroyed
+  // before registry_, after the fd channel (which arms device fds through armed_device_fds_).
+  std::unique_ptr<DeviceRemovalCoordinator> device_removals_;
+  std::unique_ptr<HostEventWatcher> host_events_;
+  std::unique_ptr<host::ReleaseRequestingFdProvider> armed_device_fds_;
   std::shared_ptr<StateCollector> state_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::thread audit_thread_;

@@ -96,6 +96,14 @@ DaemonMetrics::DaemonMetrics(EventBus* events)
   for (const std::string& point : FaultPoints()) {
     faults_injected_[point] = &injected.Add({{"point", point}});
   }
+  auto& release = prometheus::BuildCounter()
+                      .Name("iommud_release_requests_total")
+                      .Help("The kernel's requests for an owned device back (--backend=linux), "
+                            "by outcome: released, revoked, revoke_failed.")
+                      .Register(*registry_);
+  for (const char* outcome : {"released", "revoked", "revoke_failed"}) {
+    release_requests_[outcome] = &release.Add({{"outcome", outcome}});
+  }
   auto& backend = prometheus::BuildHistogram()
                       .Name("iommud_backend_op_seconds")
                       .Help("Duration of backend (hardware) operations, by op.")
@@ -147,6 +155,11 @@ void DaemonMetrics::CountAudit() { audits_->Increment(); }
 void DaemonMetrics::CountInjectedFault(absl::string_view point) {
   auto it = faults_injected_.find(point);
   if (it != faults_injected_.end()) it->second->Increment();
+}
+
+void DaemonMetrics::CountReleaseRequest(absl::string_view outcome) {
+  auto it = release_requests_.find(outcome);
+  if (it != release_requests_.end()) it->second->Increment();
 }
 
 }  // namespace iommud

@@ -46,6 +46,9 @@ class DaemonMetrics : public RegistryObserver {
   void CountAudit();
   // iommud_faults_injected_total{point}.
   void CountInjectedFault(absl::string_view point);
+  // iommud_release_requests_total{outcome}: how the kernel's requests for an owned device ended
+  // (server/device_removal.h: released, revoked, revoke_failed).
+  void CountReleaseRequest(absl::string_view outcome);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -61,6 +64,7 @@ class DaemonMetrics : public RegistryObserver {
   std::map<FaultReason, prometheus::Counter*> translation_faults_;
   std::map<std::string, prometheus::Histogram*, std::less<>> backend_ops_;
   std::map<std::string, prometheus::Counter*, std::less<>> faults_injected_;
+  std::map<std::string, prometheus::Counter*, std::less<>> release_requests_;
 };
 
 // Every LeakReason, for label pre-creation and tests.

@@ -1,5 +1,8 @@
 #include "server/host_topology.h"
 
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
 #include "core/host/pci_driver_binder.h"
 
 namespace iommud {
@@ -43,6 +46,35 @@ absl::Status MarkKernelDrivers(const host::HostTopology& host,
     if (!used.ok()) return used.status();
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ProbeRequest> ReprobeHostDevice(const host::HostTopology& host,
+                                               const host::SysfsInventory& inventory,
+                                               absl::string_view device) {
+  const host::HostDevice* known = nullptr;
+  for (const host::HostDevice& candidate : host.devices) {
+    if (candidate.name == device) known = &candidate;
+  }
+  if (known == nullptr) {
+    return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
+                 absl::StrCat(device, " was not in the host's inventory at start-up"),
+                 {{"device", std::string(device)}});
+  }
+  absl::StatusOr<host::PciDeviceInfo> now = inventory.PciDevice(device);
+  if (!now.ok()) return now.status();
+  if (!now->iommu_group.has_value() || *now->iommu_group != known->kernel_group) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kRidNotInKernelGroup,
+                 absl::StrCat(device, " came back in IOMMU group ",
+                              now->iommu_group.has_value() ? absl::StrCat(*now->iommu_group) : "none",
+                              ", not ", known->kernel_group, " as at start-up"),
+                 {{"device", std::string(device)}});
+  }
+  ProbeRequest probe;
+  probe.unit = known->unit;
+  probe.device = known->name;
+  probe.rid = known->rid;
+  probe.alias_rids = known->alias_rids;
+  return probe;
 }
 
 }  // namespace iommud

@@ -24,6 +24,14 @@ LoadedTopology TopologyOfHost(const host::HostTopology& host);
 absl::Status MarkKernelDrivers(const host::HostTopology& host,
                                const std::set<std::string>& replaceable, Registry* registry);
 
+// The probe of `device` when the kernel adds it again (server/device_removal.h): only a device of
+// the start-up inventory `host`, back in the same IOMMU group (the backend's group records are the
+// start-up ones). NOT_FOUND (DEVICE_NOT_FOUND) for a device the inventory did not have or that is
+// gone again; FAILED_PRECONDITION (RID_NOT_IN_KERNEL_GROUP) when the kernel put it in another group.
+absl::StatusOr<ProbeRequest> ReprobeHostDevice(const host::HostTopology& host,
+                                               const host::SysfsInventory& inventory,
+                                               absl::string_view device);
+
 }  // namespace iommud
 
 #endif  // IOMMUD_SERVER_HOST_TOPOLOGY_H_

@@ -98,6 +98,9 @@ ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
           "How often ownerships whose lease lapsed are released (0 = never).");
+ABSL_FLAG(absl::Duration, release_request_timeout, absl::Seconds(10),
+          "--backend=linux: how long the owner of a device the kernel is removing has to close "
+          "its device fds before iommud unmaps its domain (the outcome: RELEASE_RESOLVED).");
 ABSL_FLAG(absl::Duration, request_id_window, iommud::kDefaultRequestIdWindow,
           "How long the reply of a mutating request with a request_id is kept for its retries.");
 ABSL_FLAG(bool, allow_fault_injection, false,
@@ -190,6 +193,7 @@ int Main(int argc, char** argv) {
   options.audit_interval = absl::GetFlag(FLAGS_audit_interval);
   options.lease_reap_interval = absl::GetFlag(FLAGS_lease_reap_interval);
   options.request_id_window = absl::GetFlag(FLAGS_request_id_window);
+  options.release_request_timeout = absl::GetFlag(FLAGS_release_request_timeout);
   options.allow_fault_injection = absl::GetFlag(FLAGS_allow_fault_injection);
   options.channelz = absl::GetFlag(FLAGS_channelz);
   options.policy_file = absl::GetFlag(FLAGS_policy_file);

@@ -33,6 +33,8 @@ constexpr KindPair kKinds[] = {
     {RegistryEvent::Kind::kLeakFound, iommu::v1::EVENT_KIND_LEAK_FOUND},
     {RegistryEvent::Kind::kLeakRepaired, iommu::v1::EVENT_KIND_LEAK_REPAIRED},
     {RegistryEvent::Kind::kLeaseExpired, iommu::v1::EVENT_KIND_LEASE_EXPIRED},
+    {RegistryEvent::Kind::kReleaseRequested, iommu::v1::EVENT_KIND_RELEASE_REQUESTED},
+    {RegistryEvent::Kind::kReleaseResolved, iommu::v1::EVENT_KIND_RELEASE_RESOLVED},
 };
 
 }  // namespace

@@ -381,6 +381,10 @@ absl::Status LinuxBackend::Leave(GroupRecord& group) {
     absl::SleepFor(absl::Milliseconds(5));
     detached = domain->container->Detach(*group.vfio);
   }
+  // EINVAL: the group is in no container any more. The kernel took it out itself when the last
+  // VFIO device of the group went away (removed or unplugged: vfio_device_remove_group), and
+  // dropped the container's IOMMU with it if it was the last group: only our books are left.
+  if (detached.code() == absl::StatusCode::kInvalidArgument) detached = absl::OkStatus();
   if (!detached.ok()) {
     if (detached.code() == absl::StatusCode::kUnavailable) {  // EBUSY: a device fd is open
       return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceFdOpen,
@@ -757,6 +761,13 @@ std::vector<HandoverLeak> LinuxBackend::AuditHandovers() {
     leaks.push_back(std::move(leak));
   }
   return leaks;
+}
+
+bool LinuxBackend::HoldsGroupOf(absl::string_view device) const {
+  auto it = groups_by_device_.find(device);
+  if (it == groups_by_device_.end()) return false;
+  absl::MutexLock lock(&it->second->mu);
+  return it->second->state != GroupState::kKernel;
 }
 
 absl::StatusOr<UniqueFd> LinuxBackend::DeviceFd(absl::string_view device) {

@@ -160,6 +160,11 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   // DeviceFdProvider.
   absl::StatusOr<UniqueFd> DeviceFd(absl::string_view device) override;
 
+  // Whether iommud holds the IOMMU group that `device` (a device of the start-up inventory, present
+  // or not) belongs to: claimed or attached, not on the kernel's default domain. Waits for the
+  // group's transition in progress, if any.
+  bool HoldsGroupOf(absl::string_view device) const;
+
  private:
   enum class GroupState { kKernel, kClaimed, kAttached, kHandedOver };
   struct ShadowMapping {

@@ -123,11 +123,9 @@ absl::StatusOr<std::vector<DriverBinding>> PciDriverBinder::BindGroupToVfio(
 absl::Status PciDriverBinder::Restore(const DriverBinding& binding) {
   if (!binding.changed) return absl::OkStatus();
   const std::string path = DevicePath(binding.device);
-  if (!SysfsPathExists(path)) {
-    return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound,
-                 absl::StrCat("no PCI device ", binding.device, " to restore"),
-                 {{"device", binding.device}});
-  }
+  // The kernel removed the device (hot-unplug, sysfs remove): nothing of the bind is left to undo
+  // (a device added again later starts with no driver_override and its own driver probe).
+  if (!SysfsPathExists(path)) return absl::OkStatus();
   ASSIGN_OR_RETURN(const std::string current, ReadSysfsLinkName(path + "/driver"));
   if (!current.empty() && current != binding.previous_driver) {
     RETURN_IF_ERROR(write_(DriverPath(current) + "/unbind", binding.device));

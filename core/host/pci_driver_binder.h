@@ -72,7 +72,8 @@ class PciDriverBinder {
                                                              const BindOptions& options = {});
 
   // Gives the device back to binding.previous_driver (unbound if it had none) and restores its
-  // driver_override. DRIVER_RESTORE_FAILED if the device does not end up on that driver.
+  // driver_override. DRIVER_RESTORE_FAILED if the device does not end up on that driver. A device
+  // the kernel removed meanwhile is restored trivially (OK: nothing of the bind survives it).
   absl::Status Restore(const DriverBinding& binding);
 
   // Restores `bindings` in reverse order; continues past failures and returns the first one.

@@ -65,7 +65,7 @@ iommud_leaked_attachments iommud_leaks_detected_total iommud_translation_faults_
 iommud_backend_op_seconds iommud_devices iommud_groups iommud_owned_groups iommud_attachments
 iommud_mappings iommud_mapped_bytes iommud_domains iommud_event_watchers
 iommud_recovery_leaks_remaining iommud_leases_expired_total iommud_lease_expiry_failures_total
-iommud_store_failures_total"
+iommud_store_failures_total iommud_release_requests_total"
 if [ -n "$iommud" ]; then
   state="$(mktemp -d)"
   "$iommud" --state_dir="$state" --metrics_port=-1 --audit_interval=0 2>"$state/log" &

@@ -3,12 +3,15 @@
 # scenarios inside it: core/host against the kernel (host_vfio_vm_test) and iommud --backend=linux
 # through its API (host_api_vm_test). See tests/host/README.md.
 #
-#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]
+#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench] [--soak]
+#                     [--only BINARY]
 #
 # Prints "PASS name" / "FAIL name" per scenario and last "N passed, M failed"; exits 0 only if all
 # passed. A VM that does not boot or hangs fails (with the reason and the guest log's path).
 # --bench runs host_map_bench in the guest instead of the scenarios (map+unmap through iommud's API
 # vs direct VFIO), prints its output and exits 0 only if it ran (its figures are never judged).
+# --soak runs the scenarios' long variants (IOMMUD_VM_SOAK=1 in the guest: e.g. more rounds of the
+# unplug race); --only runs one scenario binary (e.g. host_unplug_vm_test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/tests/host"
@@ -17,13 +20,17 @@ build_dir=""
 timeout_s=240
 cache_dir="${IOMMUD_VM_CACHE:-/var/cache/iommud-vm}"
 bench=0
+soak=0
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --cache-dir) cache_dir="$2"; shift 2 ;;
     --bench) bench=1; shift ;;
-    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]" >&2
+    --soak) soak=1; shift ;;
+    --only) only="$2"; shift 2 ;;
+    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench] [--soak] [--only BINARY]" >&2
        exit 2 ;;
   esac
 done
@@ -60,14 +67,17 @@ if [ -z "$build_dir" ]; then
       -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >&2 ||
       die "cmake configure failed"
   fi
-  targets=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test iommud)
+  targets=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
+    host_unplug_vm_test iommud)
   [ "$bench" -eq 1 ] && targets=(host_map_bench iommud)
   cmake --build "$build_dir" --target "${targets[@]}" >&2 ||
     die "build of the scenario binaries failed"
 fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
 # the daemon the second one starts; with --bench, the benchmark instead (it starts the daemon too).
-test_bins=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test)
+test_bins=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
+  host_unplug_vm_test)
+[ -n "$only" ] && test_bins=("$only")
 [ "$bench" -eq 1 ] && test_bins=(host_map_bench)
 daemon_bin="$build_dir/server/iommud"
 [ -x "$daemon_bin" ] || die "no $daemon_bin (build the iommud target)"
@@ -161,7 +171,7 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p /host/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/results || { echo "HOSTVM: mounting the results share failed"; poweroff -f; }
 echo "HOSTVM: running scenarios"
-chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/${out_log} 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
+chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_VM_SOAK=${soak} IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/${out_log} 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
 sync
 echo "HOSTVM: scenarios finished"
 umount /host/tmp/results
@@ -220,6 +230,9 @@ fi
 if grep -q "Kernel panic" "$guest_log"; then
   reason="${reason:+$reason; }the guest kernel panicked: $(grep -m1 'Kernel panic' "$guest_log")"
 fi
+if grep -q "kernel BUG at" "$guest_log"; then
+  reason="${reason:+$reason; }the guest kernel hit a BUG: $(grep -m1 'kernel BUG at' "$guest_log")"
+fi
 if grep -q "HOSTVM: insmod .* failed" "$guest_log"; then
   reason="${reason:+$reason; }$(grep -m1 'HOSTVM: insmod' "$guest_log")"
 fi
@@ -240,6 +253,8 @@ if [ "$bench" -eq 1 ]; then
   exit 0
 fi
 
+# The scenarios' figures (lines starting with "FIGURES "), before the verdicts.
+[ -f "$results/gtest.log" ] && { grep '^FIGURES ' "$results/gtest.log" || true; }
 passed=0 failed=0
 for s in "${scenarios[@]}"; do
   if [ -f "$results/gtest.log" ] && grep -qF "[       OK ] $s (" "$results/gtest.log"; then
