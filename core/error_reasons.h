@@ -124,6 +124,7 @@ inline constexpr absl::string_view kDriverUnsafe = "DRIVER_UNSAFE";
 inline constexpr absl::string_view kDriverNotLoaded = "DRIVER_NOT_LOADED";
 inline constexpr absl::string_view kDriverBindFailed = "DRIVER_BIND_FAILED";
 inline constexpr absl::string_view kDriverRestoreFailed = "DRIVER_RESTORE_FAILED";
+inline constexpr absl::string_view kHostJournalFailed = "HOST_JOURNAL_FAILED";
 // VFIO container
 inline constexpr absl::string_view kVfioUnavailable = "VFIO_UNAVAILABLE";
 inline constexpr absl::string_view kVfioApiMismatch = "VFIO_API_MISMATCH";

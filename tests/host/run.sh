@@ -3,30 +3,36 @@
 # scenarios inside it: core/host against the kernel (host_vfio_vm_test) and iommud --backend=linux
 # through its API (host_api_vm_test). See tests/host/README.md.
 #
-#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]
+#   tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench] [--soak]
 #
 # Prints "PASS name" / "FAIL name" per scenario and last "N passed, M failed"; exits 0 only if all
 # passed. A VM that does not boot or hangs fails (with the reason and the guest log's path).
 # --bench runs host_map_bench in the guest instead of the scenarios (map+unmap through iommud's API
 # vs direct VFIO), prints its output and exits 0 only if it ran (its figures are never judged).
+# --soak runs the long variants of the scenarios that have one (IOMMUD_VM_SOAK=1 in the guest;
+# host_crash_vm_test: 40 kill rounds instead of 8), with a longer default timeout (1200 s).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/tests/host"
 
 build_dir=""
-timeout_s=240
+timeout_s=""
 cache_dir="${IOMMUD_VM_CACHE:-/var/cache/iommud-vm}"
 bench=0
+soak=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --cache-dir) cache_dir="$2"; shift 2 ;;
     --bench) bench=1; shift ;;
-    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench]" >&2
+    --soak) soak=1; shift ;;
+    *) echo "usage: tests/host/run.sh [--build-dir DIR] [--timeout SECONDS] [--cache-dir DIR] [--bench] [--soak]" >&2
        exit 2 ;;
   esac
 done
+
+[ -n "$timeout_s" ] || { [ "$soak" -eq 1 ] && timeout_s=1200 || timeout_s=360; }
 
 log() { printf 'host-vm: %s\n' "$*" >&2; }
 die() {  # die REASON: the run fails as a whole
@@ -60,14 +66,14 @@ if [ -z "$build_dir" ]; then
       -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >&2 ||
       die "cmake configure failed"
   fi
-  targets=(host_vfio_vm_test host_api_vm_test iommud)
+  targets=(host_vfio_vm_test host_api_vm_test host_crash_vm_test iommud)
   [ "$bench" -eq 1 ] && targets=(host_map_bench iommud)
   cmake --build "$build_dir" --target "${targets[@]}" >&2 ||
     die "build of the scenario binaries failed"
 fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
 # the daemon the second one starts; with --bench, the benchmark instead (it starts the daemon too).
-test_bins=(host_vfio_vm_test host_api_vm_test)
+test_bins=(host_vfio_vm_test host_api_vm_test host_crash_vm_test)
 [ "$bench" -eq 1 ] && test_bins=(host_map_bench)
 daemon_bin="$build_dir/server/iommud"
 [ -x "$daemon_bin" ] || die "no $daemon_bin (build the iommud target)"
@@ -161,7 +167,7 @@ mount -t tmpfs tmpfs /host/run
 mkdir -p /host/tmp/results
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/tmp/results || { echo "HOSTVM: mounting the results share failed"; poweroff -f; }
 echo "HOSTVM: running scenarios"
-chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/${out_log} 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
+chroot /host /bin/sh -c 'cd /tmp && rc=0; for t in ${test_bins[*]}; do IOMMUD_VM_SOAK=${soak} IOMMUD_BIN=/tmp/results/iommud /tmp/results/\$t >> /tmp/results/${out_log} 2>&1 || rc=\$?; done; echo \$rc > /tmp/results/exit_code'
 sync
 echo "HOSTVM: scenarios finished"
 umount /host/tmp/results
