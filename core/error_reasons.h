@@ -163,6 +163,8 @@ inline constexpr absl::string_view kRegionMapFailed = "REGION_MAP_FAILED";
 inline constexpr absl::string_view kConfigAccessFailed = "CONFIG_ACCESS_FAILED";
 // fd passing (SCM_RIGHTS)
 inline constexpr absl::string_view kFdSendFailed = "FD_SEND_FAILED";
+inline constexpr absl::string_view kFdStoreUnavailable = "FD_STORE_UNAVAILABLE";
+inline constexpr absl::string_view kFdStoreFailed = "FD_STORE_FAILED";
 inline constexpr absl::string_view kFdReceiveFailed = "FD_RECEIVE_FAILED";
 
 // --- Host: VFIO group hand-over ---
