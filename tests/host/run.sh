@@ -246,6 +246,8 @@ if [ "$bench" -eq 1 ]; then
   exit 0
 fi
 
+# The scenarios' figures (e.g. "host_crash: rounds=8 kills=8 ... leaks found=0"), pass or fail.
+[ -f "$results/gtest.log" ] && grep -hE '^[a-z_]+: rounds=' "$results/gtest.log" || true
 passed=0 failed=0
 for s in "${scenarios[@]}"; do
   if [ -f "$results/gtest.log" ] && grep -qF "[       OK ] $s (" "$results/gtest.log"; then
