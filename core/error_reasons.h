@@ -125,6 +125,7 @@ inline constexpr absl::string_view kDriverUnsafe = "DRIVER_UNSAFE";
 inline constexpr absl::string_view kDriverNotLoaded = "DRIVER_NOT_LOADED";
 inline constexpr absl::string_view kDriverBindFailed = "DRIVER_BIND_FAILED";
 inline constexpr absl::string_view kDriverRestoreFailed = "DRIVER_RESTORE_FAILED";
+inline constexpr absl::string_view kHostJournalFailed = "HOST_JOURNAL_FAILED";
 // VFIO container
 inline constexpr absl::string_view kVfioUnavailable = "VFIO_UNAVAILABLE";
 inline constexpr absl::string_view kVfioApiMismatch = "VFIO_API_MISMATCH";
@@ -166,6 +167,8 @@ inline constexpr absl::string_view kRegionMapFailed = "REGION_MAP_FAILED";
 inline constexpr absl::string_view kConfigAccessFailed = "CONFIG_ACCESS_FAILED";
 // fd passing (SCM_RIGHTS)
 inline constexpr absl::string_view kFdSendFailed = "FD_SEND_FAILED";
+inline constexpr absl::string_view kFdStoreUnavailable = "FD_STORE_UNAVAILABLE";
+inline constexpr absl::string_view kFdStoreFailed = "FD_STORE_FAILED";
 inline constexpr absl::string_view kFdReceiveFailed = "FD_RECEIVE_FAILED";
 
 // --- Host: VFIO group hand-over ---

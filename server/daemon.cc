@@ -23,6 +23,7 @@
 #include "server/tls_file_stager.h"
 #include "server/topology.h"
 #include "server/host_topology.h"
+#include "server/host_recovery_report.h"
 #include "core/host/linux_backend.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/uevent_monitor.h"
@@ -166,8 +167,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_hooks.before_durable_write = before_durable_step;
   backend_hooks.memory = daemon->memory_regions_.get();
   if (options.allow_fault_injection) backend_hooks.faults = &daemon->injector_;
+  BackendOptions backend_options = options.backend_options;
+  if (host_backend && backend_options.count("host_state_dir") == 0) {
+    // The host journal (what iommud changed on the host) next to the daemon's own state.
+    backend_options["host_state_dir"] = options.state_dir;
+  }
   ASSIGN_OR_RETURN(daemon->backend_,
-                   CreateBackend(options.backend, options.backend_options, backend_hooks));
+                   CreateBackend(options.backend, backend_options, backend_hooks));
   IommuBackend* hardware = daemon->backend_.get();
   const auto* host = dynamic_cast<const host::LinuxBackend*>(hardware);
   if (host != nullptr) topology = TopologyOfHost(host->topology());  // the host's, from sysfs
@@ -307,6 +313,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (host != nullptr) {
     RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host->options().bind.replaceable_drivers,
                                       daemon->registry_.get()));
+    ReportHostRecovery(host->recovered(), *daemon->registry_, &daemon->events_,
+                       daemon->metrics_->registry().get(), options.logger);
   }
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());
   daemon->service_->SetRecovering(false);

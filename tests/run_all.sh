@@ -84,7 +84,9 @@ step "host VM harness (tests/host/run.sh)"
 # The scenarios run the step-2 build's binary in the guest: with sanitizers, ASan+UBSan check
 # core/host against the real kernel too.
 if [ "$sanitizers" -eq 1 ]; then host_build="$root/build-asan"; else host_build="$root/build"; fi
-"$root/tests/host/run.sh" --build-dir "$host_build"
+host_args=(--build-dir "$host_build")
+[ "$soak" -eq 1 ] && host_args+=(--soak)  # host_crash_vm_test: 40 kill rounds instead of 8
+"$root/tests/host/run.sh" "${host_args[@]}"
 
 if [ "$bazel" -eq 1 ]; then
   step "Bazel (offline) build + test"

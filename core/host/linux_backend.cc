@@ -143,6 +143,8 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
       parsed.proc_root = value;
     } else if (key == "kmsg") {
       parsed.kmsg_path = value;
+    } else if (key == "host_state_dir") {
+      parsed.host_state_dir = value;
     } else if (key == "replaceable_drivers") {
       for (absl::string_view driver : absl::StrSplit(value, ',', absl::SkipEmpty())) {
         parsed.bind.replaceable_drivers.insert(std::string(driver));
@@ -151,7 +153,7 @@ absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOption
       return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
                    absl::StrCat("unknown option '", key,
                                 "' of the linux backend (known: sysfs_root, vfio_dir, proc_root, kmsg, "
-                                "replaceable_drivers)"),
+                                "replaceable_drivers, host_state_dir)"),
                    {{"option", key}});
     }
   }
@@ -164,9 +166,34 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
     return Error(absl::StatusCode::kFailedPrecondition, reason::kMissingMemoryResolver,
                  "the linux backend needs the registry's memory regions to map from");
   }
+  // What a previous process left first: restored drivers are then what the inventory reads.
+  std::unique_ptr<HostJournal> journal;
+  std::vector<RecoveredGroup> recovered;
+  if (!options.host_state_dir.empty()) {
+    ASSIGN_OR_RETURN(journal, HostJournal::Open(options.host_state_dir));
+    PciDriverBinder binder(options.sysfs_root);
+    for (const auto& [id, record] : journal->previous()) {
+      RecoveredGroup outcome = RecoverJournaledGroup(record, binder, options.vfio_dir);
+      if (outcome.outcome == RecoveredGroup::Outcome::kRestored ||
+          outcome.outcome == RecoveredGroup::Outcome::kGone) {
+        RETURN_IF_ERROR(journal->Remove(id));
+      }  // held or not restored: the record stays, for the next check
+      recovered.push_back(std::move(outcome));
+    }
+  }
   SysfsInventory inventory(options.sysfs_root);
   ASSIGN_OR_RETURN(HostTopology topology, ReadHostTopology(inventory));
   std::unique_ptr<LinuxBackend> backend(new LinuxBackend(options, memory, faults, std::move(topology)));
+  backend->journal_ = std::move(journal);
+  for (const RecoveredGroup& outcome : recovered) {
+    if (outcome.outcome != RecoveredGroup::Outcome::kHeld) continue;
+    auto group = backend->groups_.find(outcome.group);
+    if (group == backend->groups_.end()) continue;
+    absl::MutexLock lock(&group->second->mu);
+    group->second->held_elsewhere = true;
+    group->second->held_record = backend->journal_->previous().at(outcome.group);
+  }
+  backend->recovered_ = std::move(recovered);
   if (!options.kmsg_path.empty()) {
     ASSIGN_OR_RETURN(backend->faults_, DmarFaultReader::Open(options.kmsg_path));
   }
@@ -316,16 +343,65 @@ absl::Status LinuxBackend::FreeDomain(DomainId id) {
   return absl::OkStatus();
 }
 
+JournaledGroup LinuxBackend::IntendedBinding(const GroupRecord& group) const {
+  JournaledGroup record;
+  record.group = group.id;
+  record.phase = JournaledGroup::Phase::kBinding;
+  SysfsInventory inventory(options_.sysfs_root);
+  for (const std::string& name : group.devices) {
+    absl::StatusOr<PciDeviceInfo> device = inventory.PciDevice(name);
+    if (!device.ok() || device->IsBridge()) continue;
+    DriverBinding binding;
+    binding.device = name;
+    binding.previous_driver = device->driver;
+    binding.previous_override = device->driver_override;
+    binding.changed = device->driver != kVfioPciDriver;
+    record.bindings.push_back(std::move(binding));
+  }
+  return record;
+}
+
+absl::Status LinuxBackend::RecheckHeld(GroupRecord& group) {
+  RecoveredGroup now = RecoverJournaledGroup(group.held_record, binder_, options_.vfio_dir);
+  if (now.outcome == RecoveredGroup::Outcome::kHeld) {
+    return Error(absl::StatusCode::kUnavailable, reason::kGroupBusy,
+                 absl::StrCat("group ", group.id, " is held outside iommud: ", now.detail),
+                 {{"group_id", absl::StrCat(group.id)},
+                  {"path", absl::StrCat(options_.vfio_dir, "/", group.id)}});
+  }
+  if (now.outcome == RecoveredGroup::Outcome::kRestoreFailed) return now.status;
+  group.held_elsewhere = false;
+  group.held_record = JournaledGroup();
+  return journal_ != nullptr ? journal_->Remove(group.id) : absl::OkStatus();
+}
+
 absl::Status LinuxBackend::Claim(GroupRecord& group) {
+  if (group.held_elsewhere) RETURN_IF_ERROR(RecheckHeld(group));
   RETURN_IF_ERROR(Hit("host.bind"));
-  ASSIGN_OR_RETURN(std::vector<DriverBinding> bindings,
-                   binder_.BindGroupToVfio(group.id, options_.bind));
+  // Write-ahead: the journal names the drivers about to be replaced before any is.
+  if (journal_ != nullptr) RETURN_IF_ERROR(journal_->Put(IntendedBinding(group)));
+  absl::StatusOr<std::vector<DriverBinding>> bound =
+      binder_.BindGroupToVfio(group.id, options_.bind);
+  if (!bound.ok()) {
+    if (journal_ != nullptr) (void)journal_->Remove(group.id);  // the binder put them back
+    return bound.status();
+  }
+  std::vector<DriverBinding> bindings = *std::move(bound);
   absl::Status injected = Hit("host.open_group");
   absl::StatusOr<std::unique_ptr<VfioGroup>> opened =
       injected.ok() ? VfioGroup::Open(group.id, options_.vfio_dir)
                     : absl::StatusOr<std::unique_ptr<VfioGroup>>(injected);
+  if (opened.ok() && journal_ != nullptr) {
+    JournaledGroup claimed;
+    claimed.group = group.id;
+    claimed.phase = JournaledGroup::Phase::kClaimed;
+    claimed.bindings = bindings;
+    absl::Status recorded = journal_->Put(claimed);
+    if (!recorded.ok()) opened = recorded;  // closes the group below
+  }
   if (!opened.ok()) {
-    (void)binder_.RestoreAll(bindings);
+    const absl::Status restored = binder_.RestoreAll(bindings);
+    if (journal_ != nullptr && restored.ok()) (void)journal_->Remove(group.id);
     return opened.status();
   }
   group.bindings = std::move(bindings);
@@ -344,6 +420,8 @@ absl::Status LinuxBackend::GiveBack(GroupRecord& group) {
   if (group.state == GroupState::kAttached) RETURN_IF_ERROR(Leave(group));
   group.vfio.reset();  // closing the group ends the DMA ownership
   absl::Status restored = binder_.RestoreAll(group.bindings);
+  // Not restored: the record stays, and the next start tries again.
+  if (restored.ok() && journal_ != nullptr) restored = journal_->Remove(group.id);
   group.bindings.clear();
   group.state = GroupState::kKernel;
   return restored;
@@ -627,6 +705,10 @@ absl::StatusOr<RidEntry> LinuxBackend::ReadRid(absl::string_view unit, Rid rid) 
   auto it = group->rid_domains.find(rid);
   if (it == group->rid_domains.end()) return entry;
   entry.domain = it->second;
+  if (group->held_elsewhere) {  // the kernel has it in a container no one here knows
+    entry.domain = kHeldElsewhereDomain;
+    return entry;
+  }
   // Ask the kernel where it can tell: an attached group must still be in a container.
   if (group->state == GroupState::kAttached) {
     absl::StatusOr<bool> in_container = group->vfio->HasContainer();

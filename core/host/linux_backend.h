@@ -66,6 +66,8 @@
 #include "core/host/device_fd_provider.h"
 #include "core/host/dmar_fault_reader.h"
 #include "core/host/group_handover.h"
+#include "core/host/host_journal.h"
+#include "core/host/host_recovery.h"
 #include "core/host/pci_driver_binder.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/vfio_container.h"
@@ -114,8 +116,15 @@ struct LinuxBackendOptions {
   PciDriverBinder::AttributeWriter sysfs_writer;
 };
 
+  // Where the host journal lives (core/host/host_journal.h): "" keeps none, and a restart then
+  // cannot tell what a dead iommud left on the host. The daemon defaults it to its state dir.
+  std::string host_state_dir;
+};
+
+
 // Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, proc_root, kmsg (path or ""),
-// replaceable_drivers (comma separated). INVALID_ARGUMENT (INVALID_BACKEND_OPTION) otherwise.
+// replaceable_drivers (comma separated), host_state_dir. INVALID_ARGUMENT
+// (INVALID_BACKEND_OPTION) otherwise.
 absl::StatusOr<LinuxBackendOptions> ParseLinuxBackendOptions(const BackendOptions& options);
 
 class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
@@ -130,6 +139,11 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
 
   const HostTopology& topology() const { return topology_; }
   const LinuxBackendOptions& options() const { return options_; }
+  // What Create found of the groups a previous iommud process had claimed (host journal), in
+  // group order: restored to their drivers, still held by a VMM's device fds, ... A held group
+  // stays unclaimable (GROUP_BUSY) until its last device fd closes (re-checked at each claim), and
+  // ReadRid shows its RIDs on kHeldElsewhereDomain, so the registry's audit reports it.
+  const std::vector<RecoveredGroup>& recovered() const { return recovered_; }
 
   // IommuBackend.
   absl::string_view name() const override { return "linux"; }
@@ -197,6 +211,9 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
     std::optional<HandoverRecord> handover ABSL_GUARDED_BY(mu);  // kHandedOver only
     // Taken back from a VMM and not claimed or handed over since: audited for holders.
     bool taken_back ABSL_GUARDED_BY(mu) = false;
+    // Held through device fds a dead iommud handed out (its journal record, to restore later).
+    bool held_elsewhere ABSL_GUARDED_BY(mu) = false;
+    JournaledGroup held_record ABSL_GUARDED_BY(mu);
   };
 
   LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
@@ -211,6 +228,12 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   absl::StatusOr<std::shared_ptr<DomainRecord>> UserDomainOrError(DomainId id) const;
   // The state a group must be in for its RIDs to point at `domain`.
   static GroupState StateFor(const DomainRecord& domain);
+
+  // A held group's re-check before a claim: OK once its last device fd closed and its drivers are
+  // restored; GROUP_BUSY while it is still held.
+  absl::Status RecheckHeld(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // The journal's record of a claim of `group` about to bind (the drivers it will replace).
+  JournaledGroup IntendedBinding(const GroupRecord& group) const;
 
   // Transitions of `group` (its mutex held); each all or nothing.
   absl::Status Claim(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
@@ -234,6 +257,8 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   PciDriverBinder binder_;
   GroupHandover handover_;
   std::unique_ptr<DmarFaultReader> faults_;  // null without kmsg
+  std::unique_ptr<HostJournal> journal_;     // null without host_state_dir
+  std::vector<RecoveredGroup> recovered_;    // set by Create
 
   mutable absl::Mutex tables_mu_;
   std::map<std::string, UnitCaps, std::less<>> units_ ABSL_GUARDED_BY(tables_mu_);
@@ -243,6 +268,9 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   std::map<std::string, std::shared_ptr<GroupRecord>, std::less<>> groups_by_device_;
   std::map<DomainId, std::shared_ptr<DomainRecord>> domains_ ABSL_GUARDED_BY(tables_mu_);
 };
+
+// The domain ReadRid reports for the RIDs of a group held outside iommud (see recovered()).
+inline constexpr DomainId kHeldElsewhereDomain = ~DomainId{0};
 
 // The factory CreateBackend("linux") uses (hooks.memory is required).
 absl::StatusOr<std::unique_ptr<IommuBackend>> NewLinuxBackend(const BackendOptions& options,

@@ -11,13 +11,14 @@
 # --bench runs host_map_bench in the guest instead of the scenarios (map+unmap through iommud's API
 # vs direct VFIO), prints its output and exits 0 only if it ran (its figures are never judged).
 # --soak runs the scenarios' long variants (IOMMUD_VM_SOAK=1 in the guest: e.g. more rounds of the
-# unplug race); --only runs one scenario binary (e.g. host_unplug_vm_test).
+# unplug race, 40 kill rounds of host_crash_vm_test instead of 8) with a longer default timeout
+# (1200 s); --only runs one scenario binary (e.g. host_unplug_vm_test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 here="$root/tests/host"
 
 build_dir=""
-timeout_s=240
+timeout_s=""
 cache_dir="${IOMMUD_VM_CACHE:-/var/cache/iommud-vm}"
 bench=0
 soak=0
@@ -34,6 +35,8 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
   esac
 done
+
+[ -n "$timeout_s" ] || { [ "$soak" -eq 1 ] && timeout_s=1200 || timeout_s=480; }
 
 log() { printf 'host-vm: %s\n' "$*" >&2; }
 die() {  # die REASON: the run fails as a whole
@@ -68,7 +71,7 @@ if [ -z "$build_dir" ]; then
       die "cmake configure failed"
   fi
   targets=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
-    host_unplug_vm_test iommud)
+    host_unplug_vm_test host_crash_vm_test iommud)
   [ "$bench" -eq 1 ] && targets=(host_map_bench iommud)
   cmake --build "$build_dir" --target "${targets[@]}" >&2 ||
     die "build of the scenario binaries failed"
@@ -76,7 +79,7 @@ fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
 # the daemon the second one starts; with --bench, the benchmark instead (it starts the daemon too).
 test_bins=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
-  host_unplug_vm_test)
+  host_unplug_vm_test host_crash_vm_test)
 [ -n "$only" ] && test_bins=("$only")
 [ "$bench" -eq 1 ] && test_bins=(host_map_bench)
 daemon_bin="$build_dir/server/iommud"
@@ -253,8 +256,9 @@ if [ "$bench" -eq 1 ]; then
   exit 0
 fi
 
-# The scenarios' figures (lines starting with "FIGURES "), before the verdicts.
-[ -f "$results/gtest.log" ] && { grep '^FIGURES ' "$results/gtest.log" || true; }
+# The scenarios' figures (lines starting with "FIGURES ", and e.g. "host_crash: rounds=8 kills=8
+# ... leaks found=0"), before the verdicts, pass or fail.
+[ -f "$results/gtest.log" ] && { grep -hE '^FIGURES |^[a-z_]+: rounds=' "$results/gtest.log" || true; }
 passed=0 failed=0
 for s in "${scenarios[@]}"; do
   if [ -f "$results/gtest.log" ] && grep -qF "[       OK ] $s (" "$results/gtest.log"; then

@@ -28,7 +28,7 @@ std::string ReadVmDaemonLog(const std::string& state_dir) {
 
 absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string& state_dir,
                                     const std::vector<std::string>& extra_args,
-                                    absl::Duration timeout) {
+                                    absl::Duration timeout, bool append_log) {
   ::mkdir(state_dir.c_str(), 0750);
   const std::string log = absl::StrCat(state_dir, "/iommud.log");
   std::vector<std::string> args = {binary, "--backend=linux", "--state=memory",
@@ -40,7 +40,7 @@ absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string
   const pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError("fork of iommud failed");
   if (pid == 0) {
-    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | (append_log ? O_APPEND : O_TRUNC), 0644);
     if (log_fd < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) ::_exit(120);
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);
@@ -68,6 +68,16 @@ absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string
   return absl::DeadlineExceededError(absl::StrCat("iommud did not serve within ",
                                                   absl::FormatDuration(timeout), "; its log:\n",
                                                   ReadVmDaemonLog(state_dir)));
+}
+
+absl::Status Kill9VmDaemon(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return absl::InternalError("waitpid on iommud failed");
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+    return absl::InternalError(absl::StrCat("iommud did not die of SIGKILL (status ", status, ")"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status StopVmDaemon(pid_t pid, const std::string& state_dir) {

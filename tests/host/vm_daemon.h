@@ -22,12 +22,17 @@ namespace test {
 // up to `timeout` until its health service reports SERVING on unix:<state_dir>/iommud.sock.
 // Returns the daemon's pid; an error (with the log) if it exits or does not serve in time (then
 // it is killed).
+// With `append_log`, the log is appended to (a restart keeps the previous process's lines).
 absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string& state_dir,
                                     const std::vector<std::string>& extra_args = {},
-                                    absl::Duration timeout = absl::Seconds(60));
+                                    absl::Duration timeout = absl::Seconds(60),
+                                    bool append_log = false);
 
 // SIGTERM, then waits: an error (with the log) unless it exits with status 0.
 absl::Status StopVmDaemon(pid_t pid, const std::string& state_dir);
+
+// SIGKILL (a crash: no clean-up of any kind), then waits: an error unless it died of SIGKILL.
+absl::Status Kill9VmDaemon(pid_t pid);
 
 // The daemon's log (<state_dir>/iommud.log), "" if unreadable.
 std::string ReadVmDaemonLog(const std::string& state_dir);

@@ -220,6 +220,41 @@ TEST_F(LinuxBackendTest, HostFaultPointsFailAClaimBeforeTheKernelIsTouched) {
   EXPECT_EQ(injector.List()[0].injected, 1u);
 }
 
+// A journal record a killed iommud left (group 1 bound to vfio-pci, previously unbound): the group
+// node is gone (someone moved the device off vfio-pci), so the next Create reports it "gone", puts
+// the driver_override back and forgets the record. A later claim that fails at the bind leaves
+// no record behind.
+TEST_F(LinuxBackendTest, CreateRecoversWhatTheHostJournalRecordsAndAFailedClaimRecordsNothing) {
+  iommud::test::TempDir state;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostJournal> journal, HostJournal::Open(state.path()));
+    JournaledGroup record;
+    record.group = 1;
+    record.phase = JournaledGroup::Phase::kClaimed;
+    DriverBinding binding;
+    binding.device = "0000:00:02.0";
+    binding.changed = true;
+    record.bindings.push_back(binding);
+    ASSERT_OK(journal->Put(record));
+  }
+  options_.host_state_dir = state.path();
+  std::unique_ptr<LinuxBackend> backend = Backend();
+  ASSERT_NE(backend, nullptr);
+  ASSERT_EQ(backend->recovered().size(), 1u);
+  EXPECT_EQ(backend->recovered()[0].group, 1);
+  EXPECT_EQ(backend->recovered()[0].outcome, RecoveredGroup::Outcome::kGone)
+      << backend->recovered()[0].detail;
+  EXPECT_EQ(sysfs_.DriverOf("0000:00:02.0"), "");
+  ASSERT_OK(backend->AddUnit("dmar0", UnitCaps{}));
+  ASSERT_OK(backend->AllocDomain("dmar0", 1, DomainType::kDma));
+  ASSERT_OK(backend->AllocDomain("dmar0", 2, DomainType::kBlocked));
+  ASSERT_OK(backend->AttachRid("dmar0", 0x10, 1));
+  EXPECT_FALSE(backend->AttachRid("dmar0", 0x10, 2).ok());  // this tree cannot bind vfio-pci
+  backend.reset();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostJournal> after, HostJournal::Open(state.path()));
+  EXPECT_TRUE(after->previous().empty());
+}
+
 TEST_F(LinuxBackendTest, TranslateModelsTheGroupsDomain) {
   std::unique_ptr<LinuxBackend> backend = Backend();
   ASSERT_NE(backend, nullptr);
