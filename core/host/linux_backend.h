@@ -114,13 +114,10 @@ struct LinuxBackendOptions {
   absl::Duration handover_node_timeout = absl::Seconds(5);
   // Test hook: how sysfs attributes are written by hand-overs (null: WriteSysfsAttribute).
   PciDriverBinder::AttributeWriter sysfs_writer;
-};
-
   // Where the host journal lives (core/host/host_journal.h): "" keeps none, and a restart then
   // cannot tell what a dead iommud left on the host. The daemon defaults it to its state dir.
   std::string host_state_dir;
 };
-
 
 // Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, proc_root, kmsg (path or ""),
 // replaceable_drivers (comma separated), host_state_dir. INVALID_ARGUMENT
