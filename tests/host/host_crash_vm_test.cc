@@ -106,8 +106,9 @@ std::string OpenFds() {
   return listing;
 }
 
-// Open fds of this process: `sockets` true counts only sockets, false everything else (memfds,
-// VFIO device fds, files: what keeps kernel objects alive).
+// The descriptors of this process that hold a kernel object of the workload (`sockets` false):
+// memfds (guest memory) and VFIO fds (device, group, container); gRPC's own epoll and eventfd
+// descriptors come and go with its pollers and are not counted. `sockets` true: only sockets.
 int CountFds(bool sockets) {
   absl::StatusOr<std::vector<std::string>> fds = ListSysfsDirectory("/proc/self/fd");
   if (!fds.ok()) return -1;
@@ -116,7 +117,12 @@ int CountFds(bool sockets) {
     char target[256] = {};
     const ssize_t n = ::readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), target, sizeof(target) - 1);
     if (n <= 0) continue;  // the directory's own fd, closed by now
-    if (absl::StartsWith(target, "socket:") == sockets) ++count;
+    const absl::string_view name(target, static_cast<size_t>(n));
+    if (sockets) {
+      if (absl::StartsWith(name, "socket:")) ++count;
+    } else if (absl::StartsWith(name, "/memfd:") || absl::StrContains(name, "vfio")) {
+      ++count;
+    }
   }
   return count;
 }
