@@ -85,7 +85,7 @@ step "host VM harness (tests/host/run.sh)"
 # core/host against the real kernel too.
 if [ "$sanitizers" -eq 1 ]; then host_build="$root/build-asan"; else host_build="$root/build"; fi
 host_args=(--build-dir "$host_build")
-[ "$soak" -eq 1 ] && host_args+=(--soak)  # host_crash_vm_test: 40 kill rounds instead of 8
+[ "$soak" -eq 1 ] && host_args+=(--soak)  # host_crash_vm_test: 40 kill rounds instead of 6
 "$root/tests/host/run.sh" "${host_args[@]}"
 
 if [ "$bazel" -eq 1 ]; then

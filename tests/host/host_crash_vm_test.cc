@@ -449,7 +449,7 @@ class HostCrashVmTest : public ::testing::Test {
 };
 
 TEST_F(HostCrashVmTest, KilledAtRandomPointsOfAWorkloadTheRestartTellsTheTruth) {
-  const int rounds = Soak() ? 40 : 8;
+  const int rounds = Soak() ? 40 : 6;
   std::mt19937 random(12345);
   int round = 0;
   // The first rounds pin the interesting points (a VMM holding its fd with mappings; mid-claim);

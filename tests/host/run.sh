@@ -11,7 +11,7 @@
 # --bench runs host_map_bench in the guest instead of the scenarios (map+unmap through iommud's API
 # vs direct VFIO), prints its output and exits 0 only if it ran (its figures are never judged).
 # --soak runs the scenarios' long variants (IOMMUD_VM_SOAK=1 in the guest: e.g. more rounds of the
-# unplug race, 40 kill rounds of host_crash_vm_test instead of 8) with a longer default timeout
+# unplug race, 40 kill rounds of host_crash_vm_test instead of 6) with a longer default timeout
 # (1200 s); --only runs one scenario binary (e.g. host_unplug_vm_test).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
