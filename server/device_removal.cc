@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/sync.h"
 
 namespace iommud {
 
@@ -24,7 +25,7 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
     absl::StatusOr<DeviceInfo> known = registry.GetDevice(device);
     host::ReleaseRequestTracker::State state;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       state = tracker_.Removed(device);
       held_back_.erase(device);
     }
@@ -36,7 +37,7 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
     }
     // The registry's own removal path: under the group's lock, shared RIDs kept.
     if (registry.ReleaseDevice(device).ok()) {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       ++stats_.removed;
     }
     return;
@@ -44,7 +45,7 @@ void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time no
   if (event.action == "add") {
     if (registry.GetDevice(device).ok() || !options_.probe_for) return;
     if (options_.holds_group && options_.holds_group(device)) {
-      absl::MutexLock lock(&mu_);  // not while the group is held (see the header)
+      MutexLock lock(&mu_);  // not while the group is held (see the header)
       if (held_back_.insert(device).second) ++stats_.held_back;
       return;
     }
@@ -56,7 +57,7 @@ void DeviceRemovalCoordinator::Adopt(const std::string& device) {
   absl::StatusOr<ProbeRequest> probe = options_.probe_for(device);
   absl::Status probed = probe.status();
   if (probed.ok()) probed = options_.registry->ProbeDevice(*probe).status();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (probed.ok()) {
     ++stats_.added;
   } else {
@@ -66,7 +67,7 @@ void DeviceRemovalCoordinator::Adopt(const std::string& device) {
 
 void DeviceRemovalCoordinator::OnReleaseRequested(const std::string& device, absl::Time now) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!tracker_.Requested(device, now)) return;  // the kernel's repeat, or already revoked
     ++stats_.requests;
   }
@@ -115,14 +116,14 @@ void DeviceRemovalCoordinator::Tick(absl::Time now) {
   std::vector<std::string> expired;
   std::vector<std::string> held_back;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     expired = tracker_.Expire(now);
     held_back.assign(held_back_.begin(), held_back_.end());
   }
   for (const std::string& device : held_back) {
     if (options_.holds_group(device)) continue;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       held_back_.erase(device);
     }
     // Removed again meanwhile: its "remove" found nothing to do, and nothing is left to adopt.
@@ -144,7 +145,7 @@ void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::str
                                        GroupId group, absl::string_view outcome,
                                        const std::string& why, absl::Time now) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (outcome == kReleaseOutcomeReleased) ++stats_.released;
     if (outcome == kReleaseOutcomeRevoked) ++stats_.revoked;
     if (outcome == kReleaseOutcomeRevokeFailed) ++stats_.revoke_failed;
@@ -161,7 +162,7 @@ void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::str
 }
 
 std::optional<absl::Time> DeviceRemovalCoordinator::NextDeadline() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return tracker_.NextDeadline();
 }
 
@@ -174,7 +175,7 @@ bool DeviceRemovalCoordinator::MayHaveDeviceFds(const std::string& device) const
 }
 
 DeviceRemovalStats DeviceRemovalCoordinator::stats() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/host/fd_passing.h"
+#include "core/sync.h"
 #include "proto/status_codec.h"
 
 namespace iommud {
@@ -85,7 +86,7 @@ void FdChannel::Start() {
 }
 
 void FdChannel::Stop() {
-  absl::MutexLock lock(&stop_mu_);
+  MutexLock lock(&stop_mu_);
   if (stopped_) return;
   stopped_ = true;
   if (thread_.joinable()) {

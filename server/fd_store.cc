@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "core/sync.h"
 
 namespace iommud {
 namespace {
@@ -43,7 +44,7 @@ std::unique_ptr<FdStore> FdStore::FromEnvironment() {
   std::unique_ptr<FdStore> store(new FdStore(notify != nullptr && notify[0] != '\0'));
   char** names = nullptr;
   const int n = sd_listen_fds_with_names(/*unset_environment=*/1, &names);
-  absl::MutexLock lock(&store->mu_);
+  MutexLock lock(&store->mu_);
   for (int i = 0; i < n; ++i) {
     const int fd = SD_LISTEN_FDS_START + i;
     (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -76,7 +77,7 @@ absl::Status FdStore::Remove(absl::string_view name) {
 }
 
 host::UniqueFd FdStore::Take(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = adopted_.find(std::string(name));
   if (it == adopted_.end()) return host::UniqueFd();
   host::UniqueFd fd = std::move(it->second);
@@ -85,7 +86,7 @@ host::UniqueFd FdStore::Take(absl::string_view name) {
 }
 
 std::vector<std::string> FdStore::Untaken() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::string> names;
   for (const auto& entry : adopted_) names.push_back(entry.first);
   return names;

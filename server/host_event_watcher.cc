@@ -1,4 +1,5 @@
 #include "server/host_event_watcher.h"
+#include "core/sync.h"
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -36,7 +37,7 @@ void HostEventWatcher::Start() {
 
 void HostEventWatcher::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   Wake();
@@ -51,7 +52,7 @@ void HostEventWatcher::Wake() {
 
 void HostEventWatcher::WatchReleaseRequests(const std::string& device, host::UniqueFd eventfd) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     Watched& slot = eventfds_[device];
     if (slot.fd.valid()) retired_.push_back(std::move(slot.fd));
     slot.fd = std::move(eventfd);
@@ -62,7 +63,7 @@ void HostEventWatcher::WatchReleaseRequests(const std::string& device, host::Uni
 
 void HostEventWatcher::Drop(const std::string& device, std::optional<uint64_t> generation) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = eventfds_.find(device);
     if (it == eventfds_.end()) return;
     if (generation.has_value() && it->second.generation != *generation) return;  // re-armed
@@ -73,14 +74,14 @@ void HostEventWatcher::Drop(const std::string& device, std::optional<uint64_t> g
 }
 
 size_t HostEventWatcher::watched() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return eventfds_.size();
 }
 
 void HostEventWatcher::UeventLoop() {
   while (true) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
     }
     absl::StatusOr<std::optional<host::Uevent>> next = uevents_->Next(poll_interval_);
@@ -101,7 +102,7 @@ void HostEventWatcher::RequestLoop() {
     std::vector<pollfd> fds;
     std::vector<std::string> devices;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       retired_.clear();  // nothing polls them any more
       fds.push_back({wake_.get(), POLLIN, 0});
@@ -135,7 +136,7 @@ void HostEventWatcher::RequestLoop() {
 void HostEventWatcher::DropUnused() {
   std::vector<std::pair<std::string, uint64_t>> devices;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [device, watched] : eventfds_) devices.emplace_back(device, watched.generation);
   }
   for (const auto& [device, generation] : devices) {

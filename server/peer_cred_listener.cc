@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "core/sync.h"
 #include "server/caller_identity.h"
 #include "server/log.h"
 #include "server/unix_socket.h"
@@ -41,7 +42,7 @@ class PeerIdentitySlots {
 
   // The slot of (uid, gid), binding a free one on first use; -1 when all are bound to others.
   int Bind(uint32_t uid, uint32_t gid) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = index_.find({uid, gid});
     if (it != index_.end()) return it->second;
     if (index_.size() >= identities_.size()) return -1;
@@ -53,7 +54,7 @@ class PeerIdentitySlots {
 
   // The pair slot `index` is bound to; false while it is free.
   bool Get(int index, uint32_t* uid, uint32_t* gid) const ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const Identity& identity = identities_[index];
     *uid = identity.uid;
     *gid = identity.gid;
@@ -61,7 +62,7 @@ class PeerIdentitySlots {
   }
 
   int bound() const ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return static_cast<int>(index_.size());
   }
 
@@ -99,7 +100,7 @@ class SlotProcessor final : public grpc::AuthMetadataProcessor {
       // Cannot happen: a connection only reaches a bound slot's acceptor.
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no peer credentials");
     }
-    absl::MutexLock lock(&slots_->stamp_mu);
+    MutexLock lock(&slots_->stamp_mu);
     if (context->FindPropertyValues(kPeerUidProperty).empty()) {
       context->AddProperty(kPeerUidProperty, absl::StrCat(uid));
       context->AddProperty(kPeerGidProperty, absl::StrCat(gid));
@@ -181,7 +182,7 @@ void PeerCredListener::Start() {
 }
 
 void PeerCredListener::Stop() {
-  absl::MutexLock lock(&stop_mu_);
+  MutexLock lock(&stop_mu_);
   if (stopped_) return;
   stopped_ = true;
   if (accept_thread_.joinable()) {

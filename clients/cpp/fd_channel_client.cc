@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/host/fd_passing.h"
+#include "core/sync.h"
 #include "proto/status_codec.h"
 
 namespace iommud {
@@ -54,7 +55,7 @@ absl::StatusOr<std::unique_ptr<FdChannelClient>> FdChannelClient::Connect(const 
 
 absl::StatusOr<FdChannelClient::Reply> FdChannelClient::Call(const iommu::v1::FdRequest& request,
                                                              const std::vector<int>& fds) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status sent = host::SendFds(socket_.get(), request.SerializeAsString(), fds);
   if (!sent.ok()) return sent;
   pollfd readable = {socket_.get(), POLLIN, 0};

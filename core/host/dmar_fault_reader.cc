@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "core/error_reasons.h"
 #include "core/host/errno_error.h"
+#include "core/sync.h"
 
 namespace iommud {
 namespace host {
@@ -70,7 +71,7 @@ absl::StatusOr<std::unique_ptr<DmarFaultReader>> DmarFaultReader::Open(const std
 }
 
 std::vector<DmarFault> DmarFaultReader::Drain() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<DmarFault> faults;
   char record[8192];
   for (;;) {

@@ -16,6 +16,7 @@
 #include "core/host/errno_error.h"
 #include "core/host/unique_fd.h"
 #include "core/status_macros.h"
+#include "core/sync.h"
 
 namespace iommud {
 namespace host {
@@ -152,14 +153,14 @@ absl::StatusOr<std::unique_ptr<HostJournal>> HostJournal::Open(const std::string
       journal->discarded_other_boot_ = true;
     }
   }
-  absl::MutexLock lock(&journal->mu_);
+  MutexLock lock(&journal->mu_);
   journal->records_ = journal->previous_;
   RETURN_IF_ERROR(journal->WriteLocked());  // the file is writable, and of this boot
   return journal;
 }
 
 absl::Status HostJournal::Put(const JournaledGroup& group) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   const std::map<int, JournaledGroup> before = records_;
   records_[group.group] = group;
   absl::Status written = WriteLocked();
@@ -168,7 +169,7 @@ absl::Status HostJournal::Put(const JournaledGroup& group) {
 }
 
 absl::Status HostJournal::Remove(int group) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = records_.find(group);
   if (it == records_.end()) return absl::OkStatus();
   const JournaledGroup removed = it->second;
@@ -179,7 +180,7 @@ absl::Status HostJournal::Remove(int group) {
 }
 
 std::map<int, JournaledGroup> HostJournal::Current() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return records_;
 }
 

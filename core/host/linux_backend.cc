@@ -14,6 +14,7 @@
 #include "core/error_reasons.h"
 #include "core/host/sysfs_io.h"
 #include "core/status_macros.h"
+#include "core/sync.h"
 
 namespace iommud {
 namespace host {
@@ -189,7 +190,7 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
     if (outcome.outcome != RecoveredGroup::Outcome::kHeld) continue;
     auto group = backend->groups_.find(outcome.group);
     if (group == backend->groups_.end()) continue;
-    absl::MutexLock lock(&group->second->mu);
+    MutexLock lock(&group->second->mu);
     group->second->held_elsewhere = true;
     group->second->held_record = backend->journal_->previous().at(outcome.group);
   }
@@ -221,7 +222,7 @@ LinuxBackend::~LinuxBackend() {
   // Give the host back what iommud still holds: containers and groups close with their fds; the
   // devices go back to their drivers.
   for (const auto& [id, group] : groups_) {
-    absl::MutexLock lock(&group->mu);
+    MutexLock lock(&group->mu);
     // A handed-over group stays with its VMM (see the header comment).
     if (group->state != GroupState::kKernel && group->state != GroupState::kHandedOver) {
       (void)GiveBack(*group);
@@ -246,7 +247,7 @@ absl::StatusOr<std::shared_ptr<LinuxBackend::GroupRecord>> LinuxBackend::FindGro
 }
 
 std::shared_ptr<LinuxBackend::DomainRecord> LinuxBackend::FindDomain(DomainId id) const {
-  absl::MutexLock lock(&tables_mu_);
+  MutexLock lock(&tables_mu_);
   auto it = domains_.find(id);
   return it == domains_.end() ? nullptr : it->second;
 }
@@ -292,7 +293,7 @@ absl::Status LinuxBackend::AddUnit(absl::string_view unit, const UnitCaps& caps)
                  absl::StrCat("this host has no IOMMU unit '", unit, "' (/sys/class/iommu)"),
                  {{"unit", std::string(unit)}});
   }
-  absl::MutexLock lock(&tables_mu_);
+  MutexLock lock(&tables_mu_);
   auto it = units_.find(unit);
   if (it != units_.end()) return UnitExists(unit, it->second, caps);
   units_.emplace(std::string(unit), caps);
@@ -301,7 +302,7 @@ absl::Status LinuxBackend::AddUnit(absl::string_view unit, const UnitCaps& caps)
 
 absl::Status LinuxBackend::AllocDomain(absl::string_view unit, DomainId id, DomainType type) {
   {
-    absl::MutexLock lock(&tables_mu_);
+    MutexLock lock(&tables_mu_);
     if (units_.find(unit) == units_.end()) {
       return Error(absl::StatusCode::kNotFound, reason::kUnitNotFound,
                    absl::StrCat("no unit '", unit, "'"), {{"unit", std::string(unit)}});
@@ -315,10 +316,10 @@ absl::Status LinuxBackend::AllocDomain(absl::string_view unit, DomainId id, Doma
   if (type == DomainType::kUnmanaged) {
     ASSIGN_OR_RETURN(std::unique_ptr<VfioContainer> container,
                      VfioContainer::Open(absl::StrCat(options_.vfio_dir, "/vfio")));
-    absl::MutexLock lock(&domain->mu);
+    MutexLock lock(&domain->mu);
     domain->container = std::move(container);
   }
-  absl::MutexLock lock(&tables_mu_);
+  MutexLock lock(&tables_mu_);
   if (!domains_.emplace(id, std::move(domain)).second) {
     return Error(absl::StatusCode::kAlreadyExists, reason::kDomainExists,
                  absl::StrCat("domain ", id, " exists"), {{"domain_id", absl::StrCat(id)}});
@@ -329,7 +330,7 @@ absl::Status LinuxBackend::AllocDomain(absl::string_view unit, DomainId id, Doma
 absl::Status LinuxBackend::FreeDomain(DomainId id) {
   ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, DomainOrError(id));
   for (const auto& [group_id, group] : groups_) {
-    absl::MutexLock lock(&group->mu);
+    MutexLock lock(&group->mu);
     for (const auto& [rid, on] : group->rid_domains) {
       if (on == id) {
         return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainInUse,
@@ -338,7 +339,7 @@ absl::Status LinuxBackend::FreeDomain(DomainId id) {
       }
     }
   }
-  absl::MutexLock lock(&tables_mu_);
+  MutexLock lock(&tables_mu_);
   domains_.erase(id);  // the container closes with the last reference
   return absl::OkStatus();
 }
@@ -428,7 +429,7 @@ absl::Status LinuxBackend::GiveBack(GroupRecord& group) {
 }
 
 absl::Status LinuxBackend::Enter(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain) {
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   const bool first = domain->attached_groups.empty();
   RETURN_IF_ERROR(Hit("host.set_container"));
   RETURN_IF_ERROR(domain->container->Attach(*group.vfio));
@@ -449,7 +450,7 @@ absl::Status LinuxBackend::Enter(GroupRecord& group, const std::shared_ptr<Domai
 
 absl::Status LinuxBackend::Leave(GroupRecord& group) {
   std::shared_ptr<DomainRecord> domain = group.container_domain;
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   RETURN_IF_ERROR(Hit("host.unset_container"));
   absl::Status detached = domain->container->Detach(*group.vfio);
   // EBUSY while a device fd is open. The last copy may be closing just now (the fd channel closes
@@ -513,7 +514,7 @@ absl::Status LinuxBackend::AttachRid(absl::string_view unit, Rid rid, DomainId d
                  absl::StrCat("domain ", domain_id, " belongs to unit ", domain->unit),
                  {{"domain_id", absl::StrCat(domain_id)}, {"unit", std::string(unit)}});
   }
-  absl::MutexLock lock(&group->mu);
+  MutexLock lock(&group->mu);
   if (group->state == GroupState::kHandedOver && StateFor(*domain) != GroupState::kKernel) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupHandedOver,
                  absl::StrCat("kernel group ", group->id,
@@ -550,7 +551,7 @@ absl::Status LinuxBackend::AttachRid(absl::string_view unit, Rid rid, DomainId d
 
 absl::Status LinuxBackend::ReleaseRid(absl::string_view unit, Rid rid) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
-  absl::MutexLock lock(&group->mu);
+  MutexLock lock(&group->mu);
   group->rid_domains.erase(rid);
   // The last RID of the group released: nothing of it is programmed any more, give it back.
   if (group->rid_domains.empty() && group->state != GroupState::kKernel &&
@@ -576,7 +577,7 @@ absl::Status LinuxBackend::Map(DomainId domain_id, uint64_t iova, uint64_t paddr
   // Resolve first: a range no registered memory backs is refused even while nothing is attached.
   ASSIGN_OR_RETURN(void* unused, memory_->Resolve(paddr, size));
   (void)unused;
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   auto next = domain->mappings.lower_bound(iova);
   const bool overlaps_next = next != domain->mappings.end() && next->first < iova + size;
   const bool overlaps_previous =
@@ -596,7 +597,7 @@ absl::Status LinuxBackend::Map(DomainId domain_id, uint64_t iova, uint64_t paddr
 
 absl::StatusOr<uint64_t> LinuxBackend::Unmap(DomainId domain_id, uint64_t iova, uint64_t size) {
   ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, UserDomainOrError(domain_id));
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   // Whole mappings only (the registry never splits one; VFIO type1v2 refuses to).
   auto first = domain->mappings.lower_bound(iova);
   if (first != domain->mappings.begin() &&
@@ -640,7 +641,7 @@ Translation LinuxBackend::Translate(absl::string_view unit, Rid rid, uint64_t io
   }
   std::shared_ptr<DomainRecord> domain;
   {
-    absl::MutexLock lock(&(*group)->mu);
+    MutexLock lock(&(*group)->mu);
     auto it = (*group)->rid_domains.find(rid);
     if (it == (*group)->rid_domains.end()) {
       translation.fault = FaultReason::kUnknownRid;
@@ -657,7 +658,7 @@ Translation LinuxBackend::Translate(absl::string_view unit, Rid rid, uint64_t io
     translation.paddr = iova;                    // iommud can tell (it cannot read it)
     return translation;
   }
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   auto next = domain->mappings.upper_bound(iova);
   if (next == domain->mappings.begin() ||
       std::prev(next)->first + std::prev(next)->second.size <= iova) {
@@ -699,7 +700,7 @@ std::vector<FaultRecord> LinuxBackend::DrainFaults() {
 
 absl::StatusOr<RidEntry> LinuxBackend::ReadRid(absl::string_view unit, Rid rid) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
-  absl::MutexLock lock(&group->mu);
+  MutexLock lock(&group->mu);
   RidEntry entry;
   entry.rid = rid;
   auto it = group->rid_domains.find(rid);
@@ -728,7 +729,7 @@ absl::StatusOr<std::vector<RidEntry>> LinuxBackend::ReadRids(absl::string_view u
 }
 
 std::vector<DomainId> LinuxBackend::ReadDomains() {
-  absl::MutexLock lock(&tables_mu_);
+  MutexLock lock(&tables_mu_);
   std::vector<DomainId> ids;
   for (const auto& [id, domain] : domains_) ids.push_back(id);
   return ids;
@@ -738,12 +739,12 @@ absl::StatusOr<std::vector<Mapping>> LinuxBackend::ReadMappings(DomainId domain_
   ASSIGN_OR_RETURN(std::shared_ptr<DomainRecord> domain, DomainOrError(domain_id));
   UnitCaps caps;
   {
-    absl::MutexLock lock(&tables_mu_);
+    MutexLock lock(&tables_mu_);
     auto unit = units_.find(domain->unit);
     if (unit != units_.end()) caps = unit->second;
   }
   std::vector<Mapping> leaves;
-  absl::MutexLock lock(&domain->mu);
+  MutexLock lock(&domain->mu);
   for (const auto& entry : domain->mappings) {
     const ShadowMapping& mapping = entry.second;
     // The leaves a page table would hold; VFIO does not show its own, so the shadow's are cut the
@@ -762,11 +763,11 @@ absl::StatusOr<std::vector<Mapping>> LinuxBackend::ReadMappings(DomainId domain_
 BackendStats LinuxBackend::Stats() {
   BackendStats stats;
   {
-    absl::MutexLock lock(&tables_mu_);
+    MutexLock lock(&tables_mu_);
     stats.domains = domains_.size();
   }
   for (const auto& [id, group] : groups_) {
-    absl::MutexLock lock(&group->mu);
+    MutexLock lock(&group->mu);
     stats.programmed_rids += group->rid_domains.size();
   }
   return stats;
@@ -775,7 +776,7 @@ BackendStats LinuxBackend::Stats() {
 absl::Status LinuxBackend::HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid,
                                          uint32_t gid) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
-  absl::MutexLock lock(&group->mu);
+  MutexLock lock(&group->mu);
   ErrorMetadata metadata = GroupMetadataOf(group->id, unit, rid);
   if (group->state == GroupState::kHandedOver) {
     metadata["uid"] = absl::StrCat(group->handover->uid);
@@ -800,7 +801,7 @@ absl::Status LinuxBackend::HandOverGroup(absl::string_view unit, Rid rid, uint32
 
 absl::Status LinuxBackend::TakeBackGroup(absl::string_view unit, Rid rid, bool force) {
   ASSIGN_OR_RETURN(std::shared_ptr<GroupRecord> group, FindGroup(unit, rid));
-  absl::MutexLock lock(&group->mu);
+  MutexLock lock(&group->mu);
   if (group->state != GroupState::kHandedOver) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotHandedOver,
                  absl::StrCat("kernel group ", group->id, " is not handed over"),
@@ -819,7 +820,7 @@ std::vector<HandoverLeak> LinuxBackend::AuditHandovers() {
   for (const auto& [id, group] : groups_) {
     std::optional<uid_t> vmm_uid;
     {
-      absl::MutexLock lock(&group->mu);
+      MutexLock lock(&group->mu);
       if (group->state == GroupState::kHandedOver) {
         vmm_uid = group->handover->uid;
       } else if (!group->taken_back) {
@@ -848,7 +849,7 @@ std::vector<HandoverLeak> LinuxBackend::AuditHandovers() {
 bool LinuxBackend::HoldsGroupOf(absl::string_view device) const {
   auto it = groups_by_device_.find(device);
   if (it == groups_by_device_.end()) return false;
-  absl::MutexLock lock(&it->second->mu);
+  MutexLock lock(&it->second->mu);
   return it->second->state != GroupState::kKernel;
 }
 
@@ -860,7 +861,7 @@ absl::StatusOr<UniqueFd> LinuxBackend::DeviceFd(absl::string_view device) {
                  {{"device", std::string(device)}});
   }
   GroupRecord& group = *it->second;
-  absl::MutexLock lock(&group.mu);
+  MutexLock lock(&group.mu);
   if (group.state != GroupState::kAttached) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupNotAttached,
                  absl::StrCat("group ", group.id, " of ", device,

@@ -41,6 +41,7 @@
 #include "core/host/sysfs_io.h"
 #include "core/host/unique_fd.h"
 #include "core/host/vfio_device.h"
+#include "core/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/host/edu_device.h"
@@ -147,7 +148,7 @@ class EventLog {
       status_ = client->WatchEvents(
           request,
           [this](const iommu::v1::Event& event) {
-            absl::MutexLock lock(&mu_);
+            MutexLock lock(&mu_);
             events_.push_back(event);
             return !stop_(event);
           },
@@ -164,7 +165,7 @@ class EventLog {
     std::optional<iommu::v1::Event> found;
     WaitUntil(
         [&] {
-          absl::MutexLock lock(&mu_);
+          MutexLock lock(&mu_);
           for (const iommu::v1::Event& event : events_) {
             if (event.kind() == kind && event.device() == device) {
               found = event;
@@ -511,7 +512,7 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       {
         // The kernel's part (removal, re-add) while nobody owns the group; iommud hears both
         // asynchronously (uevents), so its registry updates race with the next claim and attach.
-        absl::MutexLock lock(&owned_mu);
+        MutexLock lock(&owned_mu);
         if (WriteSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", a, "/remove"), "1").ok()) {
           ++removed;
         } else {
@@ -545,7 +546,7 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       ADD_FAILURE() << "the survivor " << b << " left the registry: " << group.status();
       break;
     }
-    absl::MutexLock owned(&owned_mu);
+    MutexLock owned(&owned_mu);
     // The claim races with iommud's handling of the kernel's last removal and re-add: count the
     // claims made while the registry did not have edu A back yet.
     if (!GroupOf(other.get(), a).ok()) ++claims_while_pending;
@@ -555,7 +556,7 @@ TEST_F(HostUnplugVmTest, RemoveAndRescanRacesWithTheGroupsOwner) {
       continue;
     }
     {
-      absl::MutexLock attached(&attached_mu);
+      MutexLock attached(&attached_mu);
       absl::StatusOr<uint64_t> domain =
           OwnAndMap(other.get(), *group, region.id(), /*claim=*/false);
       if (!domain.ok()) {

@@ -35,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/cpp/iommud_client.h"
+#include "core/sync.h"
 #include "gtest/gtest.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/testing/status_test_macros.h"
@@ -413,14 +414,14 @@ void RunWorkload(IommuClient* client, Workload* workload, Progress* progress) {
     Op op;
     Model model;
     {
-      absl::MutexLock lock(&progress->mu);
+      MutexLock lock(&progress->mu);
       op = workload->Next(progress->model);
       op.request_id = absl::StrCat("op-", ++progress->sent);
       progress->in_flight = op;
       model = progress->model;
     }
     absl::StatusOr<uint64_t> result = Send(*client, op, model);
-    absl::MutexLock lock(&progress->mu);
+    MutexLock lock(&progress->mu);
     if (!result.ok()) {
       if (!progress->killing.load()) {
         progress->unexpected = absl::StrCat(op.DebugString(), ": ", result.status().ToString());
@@ -454,7 +455,7 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
   Workload workload(seed);
   Progress progress;
   {
-    absl::MutexLock lock(&progress.mu);
+    MutexLock lock(&progress.mu);
     for (int i = 0; i < kDevices / 2; ++i) progress.model.devices[DeviceName(i)] = {};
   }
   absl::Duration recovery_total;
@@ -477,7 +478,7 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
     std::optional<Op> retry;   // the call in flight at the kill
     Model acknowledged_model;  // the state every acknowledged call left
     {
-      absl::MutexLock lock(&progress.mu);
+      MutexLock lock(&progress.mu);
       retry = progress.in_flight;
       acknowledged_model = progress.model;
       bool matches = actual == progress.model;
@@ -516,7 +517,7 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
           << "retry of " << retry->DebugString() << "\nexpected:\n" << expected.DebugString()
           << "actual:\n" << after_retry.DebugString();
       ++retried;
-      absl::MutexLock lock(&progress.mu);
+      MutexLock lock(&progress.mu);
       progress.model = expected;
     }
     // 2. Registry and hardware agree.
@@ -530,14 +531,14 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
     // 3. More workload, then kill -9 after a random number of acknowledged calls, mid-call.
     absl::Duration delay;
     {
-      absl::MutexLock lock(&progress.mu);
+      MutexLock lock(&progress.mu);
       progress.kill_after = progress.acknowledged + 1 + workload.Pick(40);
       delay = absl::Microseconds(workload.Pick(2000));
     }
     progress.killing = false;
     std::thread worker(RunWorkload, client.get(), &workload, &progress);
     {
-      absl::MutexLock lock(&progress.mu);
+      MutexLock lock(&progress.mu);
       progress.mu.Await(absl::Condition(
           +[](Progress* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) {
             return p->acknowledged >= p->kill_after || p->stopped;
@@ -549,10 +550,10 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
     ASSERT_OK_AND_ASSIGN(int status, daemon->Stop(SIGKILL));
     EXPECT_EQ(status, 128 + SIGKILL);
     worker.join();
-    absl::MutexLock lock(&progress.mu);
+    MutexLock lock(&progress.mu);
     ASSERT_EQ(progress.unexpected, "");
   }
-  absl::MutexLock lock(&progress.mu);
+  MutexLock lock(&progress.mu);
   std::printf(
       "crash test (%s): %llu calls acknowledged; the call in flight at a kill was applied %d "
       "times, not applied %d times, retried with its request id %d times; mean "

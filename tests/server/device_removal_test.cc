@@ -16,6 +16,7 @@
 #include "core/backend/backend_factory.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "core/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/host_event_watcher.h"
@@ -33,11 +34,11 @@ constexpr char kOwner[] = "uid:1000/vm1";
 class RecordingObserver : public RegistryObserver {
  public:
   void OnEvent(const RegistryEvent& event) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     events_.push_back(event);
   }
   std::vector<RegistryEvent> Of(Kind kind) const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::vector<RegistryEvent> out;
     for (const RegistryEvent& event : events_) {
       if (event.kind == kind) out.push_back(event);
@@ -53,11 +54,11 @@ class RecordingObserver : public RegistryObserver {
 class ScriptedUevents : public host::UeventSource {
  public:
   void Push(host::Uevent event) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(std::move(event));
   }
   absl::StatusOr<std::optional<host::Uevent>> Next(absl::Duration timeout) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto ready = [this] { return !queue_.empty(); };
     mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
     if (queue_.empty()) return std::optional<host::Uevent>();
@@ -107,7 +108,7 @@ class DeviceRemovalTest : public ::testing::Test {
       return Error(absl::StatusCode::kNotFound, reason::kDeviceNotFound, "not at start-up");
     };
     removal.count_outcome = [this](absl::string_view outcome) {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       outcomes_.emplace_back(outcome);
     };
     coordinator_ = std::make_unique<DeviceRemovalCoordinator>(std::move(removal));
@@ -134,7 +135,7 @@ class DeviceRemovalTest : public ::testing::Test {
   }
 
   std::vector<std::string> Outcomes() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return outcomes_;
   }
 
