@@ -398,6 +398,7 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
 // The workload thread's shared state.
 struct Progress {
   absl::Mutex mu;
+  absl::CondVar changed;  // signalled when acknowledged or stopped changes
   Model model ABSL_GUARDED_BY(mu);
   std::optional<Op> in_flight ABSL_GUARDED_BY(mu);  // sent, not acknowledged
   uint64_t acknowledged ABSL_GUARDED_BY(mu) = 0;
@@ -427,11 +428,13 @@ void RunWorkload(IommuClient* client, Workload* workload, Progress* progress) {
         progress->unexpected = absl::StrCat(op.DebugString(), ": ", result.status().ToString());
       }
       progress->stopped = true;
+      progress->changed.SignalAll();
       return;
     }
     op.Apply(progress->model, *result);
     progress->in_flight.reset();
     ++progress->acknowledged;
+    progress->changed.SignalAll();
   }
 }
 
@@ -539,11 +542,9 @@ TEST_P(CrashRecoveryTest, EveryAcknowledgedCallSurvivesKill9) {
     std::thread worker(RunWorkload, client.get(), &workload, &progress);
     {
       MutexLock lock(&progress.mu);
-      progress.mu.Await(absl::Condition(
-          +[](Progress* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) {
-            return p->acknowledged >= p->kill_after || p->stopped;
-          },
-          &progress));
+      while (progress.acknowledged < progress.kill_after && !progress.stopped) {
+        WaitWithDeadline(&progress.changed, &progress.mu, absl::InfiniteFuture());
+      }
     }
     absl::SleepFor(delay);  // the kill lands at a random point of the next calls
     progress.killing = true;

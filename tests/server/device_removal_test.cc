@@ -56,11 +56,14 @@ class ScriptedUevents : public host::UeventSource {
   void Push(host::Uevent event) {
     MutexLock lock(&mu_);
     queue_.push_back(std::move(event));
+    pushed_.SignalAll();
   }
   absl::StatusOr<std::optional<host::Uevent>> Next(absl::Duration timeout) override {
     MutexLock lock(&mu_);
-    auto ready = [this] { return !queue_.empty(); };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    const absl::Time deadline = absl::Now() + timeout;
+    while (queue_.empty()) {
+      if (WaitWithDeadline(&pushed_, &mu_, deadline)) break;
+    }
     if (queue_.empty()) return std::optional<host::Uevent>();
     host::Uevent event = std::move(queue_.front());
     queue_.pop_front();
@@ -69,7 +72,8 @@ class ScriptedUevents : public host::UeventSource {
 
  private:
   absl::Mutex mu_;
-  std::deque<host::Uevent> queue_;
+  absl::CondVar pushed_;
+  std::deque<host::Uevent> queue_ ABSL_GUARDED_BY(mu_);
 };
 
 host::Uevent PciEvent(const std::string& action, const std::string& device) {
