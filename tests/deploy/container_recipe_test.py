@@ -110,7 +110,7 @@ else:
         "libclang-rt-14-dev": "sanitizer builds only",
         "libbenchmark-dev": "-DIOMMUD_BUILD_BENCHMARKS=OFF",
     }
-    build_tools = {"build-essential", "dpkg-dev", "cmake", "ninja-build", "pkg-config",
+    build_tools = {"build-essential", "dpkg-dev", "file", "cmake", "ninja-build", "pkg-config",
                    "protobuf-compiler", "protobuf-compiler-grpc"}
     for p in sorted(listed):
         needed = p.endswith("-dev") or p in build_tools
