@@ -427,6 +427,38 @@ void Daemon::Shutdown(absl::Duration grace) {
   changed_.SignalAll();
 }
 
+std::vector<Daemon::ReloadStep> Daemon::Reload() {
+  std::vector<ReloadStep> done;
+  if (options_.policy_file.empty()) {
+    done.push_back({"policy: the default policy (no --policy_file), unchanged", absl::OkStatus()});
+  } else {
+    absl::StatusOr<Policy> policy = Policy::Load(options_.policy_file);
+    if (policy.ok()) {
+      const size_t entries = policy->size();
+      authorizer_->ReplacePolicy(*std::move(policy));
+      done.push_back({absl::StrCat("policy reloaded from ", options_.policy_file, " (", entries,
+                                   entries == 1 ? " entry)" : " entries)"),
+                      absl::OkStatus()});
+    } else {
+      done.push_back({absl::StrCat("policy NOT reloaded, the previous one stays in force: ",
+                                   policy.status().message(), " (", ErrorReason(policy.status()),
+                                   ")"),
+                      policy.status()});
+    }
+  }
+  if (tcp_.stager != nullptr) {
+    absl::Status staged = tcp_.stager->PollOnce();
+    if (staged.ok()) {
+      done.push_back({"tls: files re-read (served within --tls_refresh_interval)", staged});
+    } else {
+      done.push_back({absl::StrCat("tls: files NOT taken, the previous ones stay: ",
+                                   staged.message(), " (", ErrorReason(staged), ")"),
+                      staged});
+    }
+  }
+  return done;
+}
+
 void Daemon::Wait() {
   MutexLock lock(&mu_);
   while (!shutdown_done_) WaitWithDeadline(&changed_, &mu_, absl::InfiniteFuture());

@@ -179,6 +179,23 @@ class Daemon {
   // Blocks until Shutdown has completed.
   void Wait();
 
+  // What SIGHUP does (server/main.cc), for the files an operator edits in place:
+  //   --policy_file: read again and put in force for every call authorized from then on (calls and
+  //     streams already admitted keep running); a file that does not load (INVALID_POLICY,
+  //     POLICY_UNREADABLE) is refused and the policy in force stays. No --policy_file: the default
+  //     policy stays.
+  //   TLS files (--listen_tcp with TLS): checked and staged now (TlsFileStager::PollOnce) rather
+  //     than at the next --tls_refresh_interval tick; gRPC's certificate watcher serves the staged
+  //     files within its own refresh interval. A version that fails its checks is refused.
+  // One step per item: what was done (e.g. "policy reloaded from FILE (3 entries)") and its
+  // status (a refusal does not keep the other items from being done). Logs go to stderr, which
+  // has nothing to reopen; the flags and the topology are start-up only. Thread-safe.
+  struct ReloadStep {
+    std::string what;
+    absl::Status status;
+  };
+  std::vector<ReloadStep> Reload();
+
  private:
   Daemon() = default;
 
