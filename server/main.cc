@@ -93,7 +93,7 @@ ABSL_FLAG(int, v, -1,
           "Verbosity as a number, instead of --log_level: 0 error, 1 warning, 2 info, 3 debug.");
 ABSL_FLAG(bool, channelz, false,
           "Serve grpc.channelz.v1.Channelz (gRPC connection and call introspection, e.g. with "
-          "grpcdebug) to whoever may connect; not covered by --policy_file roles.");
+          "grpcdebug) to admins (--policy_file roles); others get PERMISSION_DENIED.");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
