@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
+#include "core/sync.h"
 #include "server/log.h"
 
 namespace iommud {
@@ -36,7 +37,9 @@ bool NamesPrincipal(absl::string_view owner) {
   return owner == "insecure";
 }
 
-Authorizer::Authorizer(Options options) : options_(std::move(options)) {
+Authorizer::Authorizer(Options options)
+    : options_(std::move(options)),
+      policy_(std::make_shared<const Policy>(std::move(options_.policy))) {
   if (!options_.audit_log) options_.audit_log = WriteAuditLineToStderr;
   if (options_.metrics != nullptr) {
     denied_ = &prometheus::BuildCounter()
@@ -44,6 +47,18 @@ Authorizer::Authorizer(Options options) : options_(std::move(options)) {
                    .Help("Calls refused by authorization, by method and cause.")
                    .Register(*options_.metrics);
   }
+}
+
+std::shared_ptr<const Policy> Authorizer::policy() const {
+  ReaderMutexLock lock(&policy_mu_);
+  return policy_;
+}
+
+void Authorizer::ReplacePolicy(Policy policy) {
+  auto replacement = std::make_shared<const Policy>(std::move(policy));
+  MutexLock lock(&policy_mu_);
+  policy_.swap(replacement);
+  // The old policy is released after the lock, by `replacement`, once no call holds it.
 }
 
 absl::Status Authorizer::Deny(const CallerIdentity& identity, Role role,
@@ -87,10 +102,11 @@ absl::StatusOr<AuthorizedCaller> Authorizer::AuthorizeIdentity(CallerIdentity id
     return Deny(identity, Role::kNone, method, required, "unidentified",
                 "the transport established no identity");
   }
-  const Role role = options_.policy.RoleOf(identity);
+  const std::shared_ptr<const Policy> policy = this->policy();
+  const Role role = policy->RoleOf(identity);
   if (role == Role::kNone) {
     return Deny(identity, role, method, required, "no_role",
-                absl::StrCat("no role in ", options_.policy.source()));
+                absl::StrCat("no role in ", policy->source()));
   }
   if (role < required) {
     return Deny(identity, role, method, required, "role_too_low",

@@ -18,7 +18,8 @@
 // Every denial is PERMISSION_DENIED with reason PERMISSION_DENIED and metadata {principal, method,
 // required_role, role, cause}, is logged as an audit line, and counts in
 // iommud_authz_denied_total{method,reason} (reason = cause: unidentified, no_role, role_too_low,
-// foreign_owner, raw_paddr, identity_domain). Thread-safe.
+// foreign_owner, raw_paddr, identity_domain). Thread-safe; the policy can be replaced while calls
+// are authorized (ReplacePolicy: SIGHUP re-reads --policy_file), each call sees one whole policy.
 #ifndef IOMMUD_SERVER_AUTHORIZER_H_
 #define IOMMUD_SERVER_AUTHORIZER_H_
 
@@ -28,11 +29,13 @@
 #include <prometheus/registry.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "server/caller_identity.h"
 #include "server/policy.h"
 
@@ -90,7 +93,9 @@ class Authorizer {
                                absl::string_view reason, absl::string_view cause,
                                absl::string_view detail) const;
 
-  const Policy& policy() const { return options_.policy; }
+  // The policy in force; calls authorized after a ReplacePolicy returned use `policy`.
+  std::shared_ptr<const Policy> policy() const ABSL_LOCKS_EXCLUDED(policy_mu_);
+  void ReplacePolicy(Policy policy) ABSL_LOCKS_EXCLUDED(policy_mu_);
   const IdentityOptions& identity_options() const { return options_.identity; }
 
  private:
@@ -99,7 +104,9 @@ class Authorizer {
                     Role required, absl::string_view cause, absl::string_view detail,
                     absl::string_view reason = {}) const;
 
-  Options options_;
+  Options options_;  // options_.policy is unused after construction: policy_
+  mutable absl::Mutex policy_mu_;
+  std::shared_ptr<const Policy> policy_ ABSL_GUARDED_BY(policy_mu_);
   prometheus::Family<prometheus::Counter>* denied_ = nullptr;
 };
 

@@ -1,6 +1,5 @@
 #include "server/daemon.h"
 
-#include <grpcpp/ext/channelz_service_plugin.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <sys/socket.h>
@@ -17,6 +16,7 @@
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/channelz_service.h"
 #include "server/grpc_metrics_interceptor.h"
 #include "server/recovery_metrics.h"
 #include "server/tls_credentials.h"
@@ -42,15 +42,6 @@ void InitGrpcOnce() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     (void)grpc::health::v1::HealthCheckRequest::descriptor();
-    return true;
-  }();
-  (void)initialized;
-}
-
-// Adds gRPC's channelz service to every ServerBuilder of the process from now on.
-void InitChannelzOnce() {
-  static const bool initialized = [] {
-    grpc::channelz::experimental::InitChannelzService();
     return true;
   }();
   (void)initialized;
@@ -101,7 +92,6 @@ StateStoreOptions StoreOptionsOf(const DaemonOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   InitGrpcOnce();
-  if (options.channelz) InitChannelzOnce();
   std::unique_ptr<Daemon> daemon(new Daemon());
   daemon->options_ = options;
   daemon->socket_path_ = options.socket_path.empty()
@@ -282,6 +272,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     builder.AddListeningPort(options.listen_tcp, daemon->tcp_.credentials, &daemon->tcp_port_);
   }
   builder.RegisterService(daemon->service_.get());
+  if (options.channelz) {
+    // Admin only (server/channelz_service.h); every other unknown method stays UNIMPLEMENTED.
+    daemon->channelz_ = std::make_unique<ChannelzService>(daemon->authorizer_.get());
+    builder.RegisterCallbackGenericService(daemon->channelz_.get());
+  }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<GrpcMetricsInterceptorFactory>(
       *daemon->metrics_->registry(),
@@ -425,6 +420,38 @@ void Daemon::Shutdown(absl::Duration grace) {
   MutexLock lock(&mu_);
   shutdown_done_ = true;
   changed_.SignalAll();
+}
+
+std::vector<Daemon::ReloadStep> Daemon::Reload() {
+  std::vector<ReloadStep> done;
+  if (options_.policy_file.empty()) {
+    done.push_back({"policy: the default policy (no --policy_file), unchanged", absl::OkStatus()});
+  } else {
+    absl::StatusOr<Policy> policy = Policy::Load(options_.policy_file);
+    if (policy.ok()) {
+      const size_t entries = policy->size();
+      authorizer_->ReplacePolicy(*std::move(policy));
+      done.push_back({absl::StrCat("policy reloaded from ", options_.policy_file, " (", entries,
+                                   entries == 1 ? " entry)" : " entries)"),
+                      absl::OkStatus()});
+    } else {
+      done.push_back({absl::StrCat("policy NOT reloaded, the previous one stays in force: ",
+                                   policy.status().message(), " (", ErrorReason(policy.status()),
+                                   ")"),
+                      policy.status()});
+    }
+  }
+  if (tcp_.stager != nullptr) {
+    absl::Status staged = tcp_.stager->PollOnce();
+    if (staged.ok()) {
+      done.push_back({"tls: files re-read (served within --tls_refresh_interval)", staged});
+    } else {
+      done.push_back({absl::StrCat("tls: files NOT taken, the previous ones stay: ",
+                                   staged.message(), " (", ErrorReason(staged), ")"),
+                      staged});
+    }
+  }
+  return done;
 }
 
 void Daemon::Wait() {

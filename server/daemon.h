@@ -32,6 +32,7 @@
 #include "core/store/state_store.h"
 #include "core/types.h"
 #include "server/authorizer.h"
+#include "server/channelz_service.h"
 #include "core/host/device_fd_provider.h"
 #include "server/daemon_metrics.h"
 #include "server/fd_channel.h"
@@ -89,10 +90,8 @@ struct DaemonOptions {
   absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
-  // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz). gRPC
-  // registers it process-wide: once one Daemon of a process enabled it, every later one serves it.
-  // Not covered by the role policy (gRPC 1.51 interceptors cannot refuse a call): whoever may
-  // connect may read it (peer addresses, call counts; no IOMMU state).
+  // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz) to
+  // admins only (server/channelz_service.h): others get PERMISSION_DENIED like any admin RPC.
   bool channelz = false;
   // Where authorization denials are logged (AUDIT lines, server/log.h); not owned, must outlive
   // the Daemon. Null: "iommud: audit: ..." lines on stderr.
@@ -179,6 +178,23 @@ class Daemon {
   // Blocks until Shutdown has completed.
   void Wait();
 
+  // What SIGHUP does (server/main.cc), for the files an operator edits in place:
+  //   --policy_file: read again and put in force for every call authorized from then on (calls and
+  //     streams already admitted keep running); a file that does not load (INVALID_POLICY,
+  //     POLICY_UNREADABLE) is refused and the policy in force stays. No --policy_file: the default
+  //     policy stays.
+  //   TLS files (--listen_tcp with TLS): checked and staged now (TlsFileStager::PollOnce) rather
+  //     than at the next --tls_refresh_interval tick; gRPC's certificate watcher serves the staged
+  //     files within its own refresh interval. A version that fails its checks is refused.
+  // One step per item: what was done (e.g. "policy reloaded from FILE (3 entries)") and its
+  // status (a refusal does not keep the other items from being done). Logs go to stderr, which
+  // has nothing to reopen; the flags and the topology are start-up only. Thread-safe.
+  struct ReloadStep {
+    std::string what;
+    absl::Status status;
+  };
+  std::vector<ReloadStep> Reload();
+
  private:
   Daemon() = default;
 
@@ -221,6 +237,7 @@ class Daemon {
   std::unique_ptr<ClientLimiter> limiter_;  // outlives the service and its watch streams
   std::unique_ptr<IdempotencyKeeper> idempotency_;  // outlives the service
   std::unique_ptr<IommuService> service_;
+  std::unique_ptr<ChannelzService> channelz_;  // with options.channelz; outlives server_
   std::unique_ptr<RegistryFdChannelOps> fd_ops_;
   std::unique_ptr<FdChannel> fd_channel_;  // uses fd_ops_ and authorizer_; destroyed before them
   TcpCredentials tcp_;  // outlives server_, whose TLS watcher reads the staged files

@@ -93,7 +93,7 @@ ABSL_FLAG(int, v, -1,
           "Verbosity as a number, instead of --log_level: 0 error, 1 warning, 2 info, 3 debug.");
 ABSL_FLAG(bool, channelz, false,
           "Serve grpc.channelz.v1.Channelz (gRPC connection and call introspection, e.g. with "
-          "grpcdebug) to whoever may connect; not covered by --policy_file roles.");
+          "grpcdebug) to admins (--policy_file roles); others get PERMISSION_DENIED.");
 ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
           "How often the auditor compares the registry with the hardware (0 = only on demand).");
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
@@ -115,7 +115,8 @@ ABSL_FLAG(std::string, test_crash_phase, "start",
 ABSL_FLAG(std::string, policy_file, "",
           "Roles of principals, one '<role> <principal>' per line (roles viewer, operator, admin; "
           "principals uid:N, gid:N, x509:SUBJECT, x509-cn:NAME, insecure); empty = root and the "
-          "daemon's own uid are admin, nobody else has a role.");
+          "daemon's own uid are admin, nobody else has a role. Re-read on SIGHUP (systemctl "
+          "reload iommud); a file that does not load is refused and the previous one stays.");
 ABSL_FLAG(bool, unix_peer_fallback_to_daemon_uid, false,
           "Deprecated, no effect: unix-socket callers are always identified by SO_PEERCRED.");
 ABSL_FLAG(std::string, socket_owner, "", "Owner (user name or uid) of the unix socket (mode 0660).");
@@ -300,11 +301,17 @@ int Main(int argc, char** argv) {
               StoppingNotification(absl::StrCat("shutting down (signal ", signo, ")")));
           running->Shutdown(grace);
         },
-        [&log] {
-          // The policy, the flags and the topology are read at start-up only (the TLS files are
-          // re-read every --tls_refresh_interval anyway): a restart applies changes. What SIGHUP
-          // must not do is kill the daemon, which its default action would.
-          log.Info("SIGHUP: nothing to reload");
+        [running, &log] {
+          // `systemctl reload iommud`: the policy and TLS files (Daemon::Reload); the flags and
+          // the topology are start-up only. SIGHUP never ends the daemon (its default action).
+          bool refused = false;
+          for (const Daemon::ReloadStep& step : running->Reload()) {
+            refused |= !step.status.ok();
+            log.Log(step.status.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+                    absl::StrCat("SIGHUP: ", step.what));
+          }
+          NotifyServiceManager(absl::StrCat("STATUS=", refused ? "reload refused" : "reloaded",
+                                            ", serving on ", running->unix_target()));
         });
     running->Wait();
   }

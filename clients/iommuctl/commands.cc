@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -90,6 +91,14 @@ std::string ProtName(uint32_t prot) {
   return name.empty() ? "-" : name;
 }
 std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
+// A page-size bitmap as sizes: 4K|2M|1G.
+std::string PageSizes(uint64_t bitmap) {
+  std::vector<std::string> sizes;
+  for (int bit = 0; bit < 64; ++bit) {
+    if (bitmap & (uint64_t{1} << bit)) sizes.push_back(HumanSize(uint64_t{1} << bit));
+  }
+  return OrDash(absl::StrJoin(sizes, "|"));
+}
 // A group's lease: "-" or its expiry (UTC) and TTL, e.g. "12:00:30Z (30s)".
 std::string LeaseText(const iommu::v1::Group& group) {
   if (group.lease_ttl_millis() == 0) return "-";
@@ -219,16 +228,29 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
 // --- Output of resources ---
 
 void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups) {
-  Table table({"ID", "UNIT", "DOMAIN", "DEFAULT", "BLOCKING", "OWNER", "OWNER_CNT", "DEVICES",
-               "LEASE"});
+  const bool wide = ctx.options.output == OutputFormat::kWide;
+  std::vector<std::string> header = {"ID",    "UNIT",      "DOMAIN",  "DEFAULT", "BLOCKING",
+                                     "OWNER", "OWNER_CNT", "DEVICES", "LEASE"};
+  if (wide) header.insert(header.end(), {"CLAIMED", "LEASE_EXPIRY"});
+  Table table(header);
   for (const auto& g : groups) {
-    table.AddRow({absl::StrCat(g.id()), g.unit(), absl::StrCat(g.domain_id()),
-                  absl::StrCat(g.default_domain_id()), absl::StrCat(g.blocking_domain_id()),
-                  g.handed_over() ? absl::StrCat(g.owner(), " (handed over to ", g.handover_uid(),
-                                                 ":", g.handover_gid(), ")")
-                                  : OrDash(g.owner()),
-                  absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","),
-                  LeaseText(g)});
+    std::vector<std::string> row = {
+        absl::StrCat(g.id()), g.unit(), absl::StrCat(g.domain_id()),
+        absl::StrCat(g.default_domain_id()), absl::StrCat(g.blocking_domain_id()),
+        g.handed_over()
+            ? absl::StrCat(g.owner(), " (handed over to ", g.handover_uid(), ":",
+                           g.handover_gid(), ")")
+            : OrDash(g.owner()),
+        absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","), LeaseText(g)};
+    if (wide) {
+      row.push_back(OrDash(absl::StrJoin(g.claimed_devices(), ",")));
+      row.push_back(g.lease_ttl_millis() == 0
+                        ? "-"
+                        : absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                           absl::FromUnixNanos(g.lease_expiry_unix_nanos()),
+                                           absl::UTCTimeZone()));
+    }
+    table.AddRow(row);
   }
   ctx.out << table.Render();
 }
@@ -246,13 +268,23 @@ void PrintDevices(Context& ctx, const std::vector<iommu::v1::Device>& devices) {
 }
 
 void PrintDomains(Context& ctx, const std::vector<iommu::v1::Domain>& domains) {
-  Table table({"ID", "UNIT", "TYPE", "OWNER", "CORE", "GROUPS", "MAPPINGS", "MAPPED"});
+  const bool wide = ctx.options.output == OutputFormat::kWide;
+  std::vector<std::string> header = {"ID",     "UNIT",     "TYPE",  "OWNER",
+                                     "CORE",   "GROUPS",   "MAPPINGS", "MAPPED"};
+  if (wide) header.insert(header.end(), {"PAGE_SIZES", "IOVA_BITS"});
+  Table table(header);
   for (const auto& d : domains) {
     std::vector<std::string> groups;
     for (uint64_t group : d.attached_group_ids()) groups.push_back(absl::StrCat(group));
-    table.AddRow({absl::StrCat(d.id()), d.unit(), TypeName(d.type()), OrDash(d.owner()),
-                  d.core_owned() ? "yes" : "no", OrDash(absl::StrJoin(groups, ",")),
-                  absl::StrCat(d.mapping_count()), HumanSize(d.mapped_bytes())});
+    std::vector<std::string> row = {absl::StrCat(d.id()), d.unit(), TypeName(d.type()),
+                                    OrDash(d.owner()), d.core_owned() ? "yes" : "no",
+                                    OrDash(absl::StrJoin(groups, ",")),
+                                    absl::StrCat(d.mapping_count()), HumanSize(d.mapped_bytes())};
+    if (wide) {
+      row.push_back(PageSizes(d.pgsize_bitmap()));
+      row.push_back(absl::StrCat(d.iova_bits()));
+    }
+    table.AddRow(row);
   }
   ctx.out << table.Render();
 }
@@ -332,11 +364,7 @@ std::map<std::string, Command> BuildCommands() {
     Table table({"NAME", "BACKEND", "PAGE_SIZES", "IOVA_BITS", "MAX_RIDS", "DEVICES", "GROUPS",
                  "DOMAINS"});
     for (const auto& u : *units) {
-      std::vector<std::string> sizes;
-      for (int bit = 0; bit < 64; ++bit) {
-        if (u.pgsize_bitmap() & (uint64_t{1} << bit)) sizes.push_back(HumanSize(uint64_t{1} << bit));
-      }
-      table.AddRow({u.name(), u.backend(), absl::StrJoin(sizes, "|"), absl::StrCat(u.iova_bits()),
+      table.AddRow({u.name(), u.backend(), PageSizes(u.pgsize_bitmap()), absl::StrCat(u.iova_bits()),
                     absl::StrCat(u.max_rids()), absl::StrCat(u.device_count()),
                     absl::StrCat(u.group_count()), absl::StrCat(u.domain_count())});
     }
@@ -920,8 +948,8 @@ std::string FormatError(const absl::Status& status) {
 
 std::string Usage() {
   std::string text =
-      "usage: iommuctl [--target unix:PATH|HOST:PORT] [--owner OWNER] [--timeout 10s] [--json] "
-      "COMMAND [ARGS]\n"
+      "usage: iommuctl [--target unix:PATH|HOST:PORT] [--owner OWNER] [--timeout 10s] "
+      "[-o json|table|wide] COMMAND [ARGS]\n"
       "       iommuctl --version\n"
       "  --target   default $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock\n"
       "  --owner    owner for claim/alloc/attach/map...: NAME becomes <your identity>/NAME;\n"
@@ -933,7 +961,9 @@ std::string Usage() {
       "             answered with the first reply and acts once\n"
       "  --retries N  resend a mutating command up to N times while the daemon is unavailable,\n"
       "             with the same request id (random unless --request-id)\n"
-      "  --json     print the response message as protobuf JSON instead of a table\n"
+      "  -o, --output json|table|wide  a table (default); a wide table (more columns for groups\n"
+      "             and domains); or the response message as protobuf JSON\n"
+      "  --json     the same as -o json\n"
       "Numbers: decimal, 0x hex, or sizes 4K 2M 1G.\n\ncommands:\n";
   // Two lines per command rather than a table: some argument lists are long.
   for (const auto& [name, command] : Commands()) {
@@ -962,8 +992,8 @@ std::string CommandHelp(const std::string& name) {
     absl::StrAppend(&text, "options: ", absl::StrJoin(options, " "), "\n");
   }
   absl::StrAppend(&text,
-                  "global options (--target, --owner, --timeout, --json, --tls-*, --request-id, "
-                  "--retries): see iommuctl --help\n");
+                  "global options (--target, --owner, --timeout, -o/--output, --json, --tls-*, "
+                  "--request-id, --retries): see iommuctl --help\n");
   return text;
 }
 
@@ -996,21 +1026,70 @@ int RunHelp(const std::vector<std::string>& command, std::ostream& out, std::ost
   return kExitOk;
 }
 
+namespace {
+
+// Sets the output format `value` ("json", "table", "wide") given as `given_as` (for the error);
+// `*seen` is the first format given ("" before), which a later one must agree with.
+absl::Status SetOutputFormat(const std::string& value, const std::string& given_as,
+                             std::string* seen, CliOptions* options) {
+  OutputFormat format;
+  if (value == "json") {
+    format = OutputFormat::kJson;
+  } else if (value == "table") {
+    format = OutputFormat::kTable;
+  } else if (value == "wide") {
+    format = OutputFormat::kWide;
+  } else {
+    return UsageError(absl::StrCat(given_as, " takes json, table or wide, not '", value, "'"));
+  }
+  if (!seen->empty() && format != options->output) {
+    return UsageError(absl::StrCat(given_as, " conflicts with ", *seen));
+  }
+  if (seen->empty()) *seen = given_as;
+  options->output = format;
+  options->json = format == OutputFormat::kJson;
+  return absl::OkStatus();
+}
+
+// An output option at argv[*i] (--json, -o F, -oF, --output F, --output=F): applies it, advances
+// *i past its value and returns true; false when argv[*i] is not one.
+absl::StatusOr<bool> ParseOutputOption(const std::vector<std::string>& argv, size_t* i,
+                                       std::string* seen, CliOptions* options) {
+  const std::string& arg = argv[*i];
+  std::string value;
+  if (arg == "--json") {
+    value = "json";
+  } else if (arg == "-o" || arg == "--output") {
+    if (*i + 1 >= argv.size()) return UsageError(absl::StrCat(arg, " needs json, table or wide"));
+    value = argv[++*i];
+  } else if (absl::StartsWith(arg, "--output=")) {
+    value = arg.substr(std::strlen("--output="));
+  } else if (absl::StartsWith(arg, "-o") && !absl::StartsWith(arg, "--")) {
+    value = arg.substr(2);
+  } else {
+    return false;
+  }
+  if (absl::Status set = SetOutputFormat(value, arg == "--json" ? "--json" : "-o " + value, seen,
+                                         options);
+      !set.ok()) {
+    return set;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions* options,
                                 std::vector<std::string>* command) {
   command->clear();
+  std::string output_seen;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
+    absl::StatusOr<bool> output = ParseOutputOption(argv, &i, &output_seen, options);
+    if (!output.ok()) return output.status();
+    if (*output) continue;
     if (!command->empty()) {
-      if (arg == "--json") {
-        options->json = true;
-      } else {
-        command->push_back(arg);
-      }
-      continue;
-    }
-    if (arg == "--json") {
-      options->json = true;
+      command->push_back(arg);
       continue;
     }
     if (arg == "-h" || arg == "--help") {

@@ -20,11 +20,16 @@ inline constexpr int kExitUsage = 2;     // bad command line
 // SERVICE_UNKNOWN): the exit code grpc_health_probe uses for an unhealthy service.
 inline constexpr int kExitNotServing = 4;
 
+// -o/--output: a table (default), a wider table (more columns for groups and domains; the same
+// table elsewhere), or the response message as protobuf JSON (= --json).
+enum class OutputFormat { kTable, kWide, kJson };
+
 struct CliOptions {
   std::string target;  // default: $IOMMUD_TARGET, else unix:/run/iommud/iommud.sock
   absl::Duration timeout = absl::Seconds(10);
   std::string owner;   // default: "" = the caller's identity (the daemon prefixes others with it)
-  bool json = false;
+  OutputFormat output = OutputFormat::kTable;
+  bool json = false;  // output == kJson; ParseGlobalOptions keeps the two in step
   // mTLS for host:port targets: PEM files (see ClientOptions).
   std::string tls_ca;
   std::string tls_cert;
@@ -36,9 +41,10 @@ struct CliOptions {
   int retries = 0;
 };
 
-// Splits the command line into global options (before the subcommand, or --json anywhere) and
-// the subcommand with its arguments. `*command` is empty when none was given.
-// INVALID_ARGUMENT (USAGE) for an unknown global option or a missing value.
+// Splits the command line into global options (before the subcommand; --json and -o/--output
+// anywhere) and the subcommand with its arguments. `*command` is empty when none was given.
+// INVALID_ARGUMENT (USAGE) for an unknown global option, a missing value, an output format other
+// than json/table/wide, or two output formats that disagree (--json -o table).
 absl::Status ParseGlobalOptions(const std::vector<std::string>& argv, CliOptions* options,
                                 std::vector<std::string>* command);
 

@@ -2,7 +2,7 @@
 # share/bash-completion/completions/iommuctl; or source it. The subcommands and their options are
 # read from iommuctl's own help (`iommuctl help`, `iommuctl COMMAND --help`), so they never drift.
 
-_iommuctl_global_options="--target --owner --timeout --json --tls-ca --tls-cert --tls-key
+_iommuctl_global_options="--target --owner --timeout --output --json --tls-ca --tls-cert --tls-key
   --tls-server-name --request-id --retries --help --version"
 
 _iommuctl() {
@@ -19,7 +19,8 @@ _iommuctl() {
   while [ "$i" -lt "$COMP_CWORD" ]; do
     word="${COMP_WORDS[i]}"
     case "$word" in
-      --json|--help|-h|--version) ;;
+      --json|--help|-h|--version|-o?*) ;;
+      -o) i=$((i + 1)) ;;  # its format follows
       --*=*) ;;
       --*) i=$((i + 1)) ;;  # a global option's value follows
       *) cmd="$word"; break ;;
@@ -28,6 +29,8 @@ _iommuctl() {
   done
 
   case "$prev" in
+    -o|--output)
+      COMPREPLY=($(compgen -W "json table wide" -- "$cur")); return 0 ;;
     --tls-ca|--tls-cert|--tls-key)
       COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
     --prot|--access)
@@ -53,7 +56,7 @@ _iommuctl() {
   if [[ "$cur" == -* ]]; then
     local options
     options="$("$ctl" "$cmd" --help 2>/dev/null | sed -n 's/^options: //p')"
-    COMPREPLY=($(compgen -W "$options --help --json" -- "$cur"))
+    COMPREPLY=($(compgen -W "$options --help --json --output" -- "$cur"))
   fi
   return 0
 }

@@ -77,6 +77,7 @@ def _client_stub():
         "",
         f"from {NAME}._generated.iommu.v1 import iommu_pb2",
         f"from {NAME}.errors import IommudError as IommudError",
+        f"from {NAME}.lease import LeaseKeeper as LeaseKeeper",
         "",
         "def snake_case(name: str) -> str: ...",
         "",
@@ -98,6 +99,8 @@ def _client_stub():
         "    def watch_events(self, request: Optional[iommu_pb2.WatchEventsRequest] = ...,",
         "                     timeout: Optional[float] = ..., **fields: Any)"
         " -> Iterator[iommu_pb2.Event]: ...",
+        "    def keep_lease(self, group_id: int, ttl: float, *, owner: str = ...,",
+        "                   interval: Optional[float] = ..., release: bool = ...) -> LeaseKeeper: ...",
         "    def device(self, name: str) -> iommu_pb2.Device: ...",
         "    def leaks(self) -> list: ...",
         "    def map_region(self, domain_id: int, iova: int, region_id: int, offset: int, size: int,"

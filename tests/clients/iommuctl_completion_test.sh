@@ -46,4 +46,13 @@ got="$(complete_line alloc smmu0 --type "UN")"
 [ "$got" = "UNMANAGED" ] || fail "'--type UN' completes to: $got"
 got="$(complete_line help "keep")"
 [ "$got" = "keep-lease" ] || fail "'help keep' completes to: $got"
+got="$(complete_line -o "w")"
+[ "$got" = "wide" ] || fail "'-o w' completes to: $got"
+got="$(complete_line --output "")"
+has "json" "$got"; has "table" "$got"
+got="$(complete_line -o wide "grou")"
+[ "$(sort <<<"$got")" = "group
+groups" ] || fail "after -o wide, 'grou' completes to: $got"
+got="$(complete_line -ojson "heal")"
+[ "$got" = "health" ] || fail "after -ojson, 'heal' completes to: $got"
 echo PASS

@@ -3,17 +3,20 @@
 // error line format of refused calls (exit 1).
 #include <unistd.h>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "clients/cpp/iommud_client.h"
 #include "clients/iommuctl/commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon.h"
+#include "tests/testing/status_test_macros.h"
 #include "tests/testing/temp_dir.h"
 
 namespace iommud {
@@ -121,6 +124,48 @@ TEST_F(IommuctlTest, JsonOutputIsTheResponseMessage) {
   EXPECT_THAT(json, HasSubstr("\"binding\": \"DRIVER_BINDING_NONE\""));
   EXPECT_THAT(Ok("groups"), HasSubstr("\"groups\": ["));
   EXPECT_THAT(Ok("health"), HasSubstr("\"status\": \"SERVING\""));
+}
+
+// -o json is --json; -o wide adds columns to the group and domain tables; -o table is the default.
+TEST_F(IommuctlTest, OutputFormats) {
+  const std::string table = Ok("groups");
+  options_.output = OutputFormat::kWide;
+  const std::string wide = Ok("groups");
+  EXPECT_THAT(table, Not(HasSubstr("CLAIMED")));
+  EXPECT_THAT(wide, HasSubstr("LEASE  CLAIMED  LEASE_EXPIRY"));
+  // The same rows, each with two more cells ("-" for an unclaimed, unleased group).
+  EXPECT_EQ(std::count(wide.begin(), wide.end(), '\n'), std::count(table.begin(), table.end(), '\n'));
+  EXPECT_THAT(Ok("domains"), HasSubstr("MAPPED  PAGE_SIZES  IOVA_BITS"));
+  EXPECT_THAT(Ok("domains"), HasSubstr("4K|2M|1G"));
+  // Elsewhere wide is the table.
+  options_.output = OutputFormat::kTable;
+  const std::string units = Ok("units");
+  options_.output = OutputFormat::kWide;
+  EXPECT_EQ(Ok("units"), units);
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"-o", "json", "groups"}, {"-ojson", "groups"},
+        {"--output=json", "groups"}, {"groups", "--output", "json"}, {"groups", "-o", "json"},
+        {"--json", "-o", "json", "groups"}}) {
+    CliOptions options;
+    std::vector<std::string> command;
+    ASSERT_TRUE(ParseGlobalOptions(args, &options, &command).ok()) << absl::StrJoin(args, " ");
+    EXPECT_EQ(options.output, OutputFormat::kJson) << absl::StrJoin(args, " ");
+    EXPECT_TRUE(options.json) << absl::StrJoin(args, " ");
+    EXPECT_EQ(command, std::vector<std::string>{"groups"}) << absl::StrJoin(args, " ");
+  }
+  CliOptions options;
+  std::vector<std::string> command;
+  ASSERT_OK(ParseGlobalOptions({"-o", "wide", "domains"}, &options, &command));
+  EXPECT_EQ(options.output, OutputFormat::kWide);
+  EXPECT_FALSE(options.json);
+  EXPECT_ERROR(ParseGlobalOptions({"-o", "yaml", "groups"}, &options, &command), kInvalidArgument,
+               "USAGE");
+  EXPECT_ERROR(ParseGlobalOptions({"--json", "-o", "table", "groups"}, &options, &command),
+               kInvalidArgument, "USAGE");
+  EXPECT_ERROR(ParseGlobalOptions({"groups", "-o"}, &options, &command), kInvalidArgument,
+               "USAGE");
+  EXPECT_THAT(Usage(), HasSubstr("-o, --output json|table|wide"));
 }
 
 TEST_F(IommuctlTest, RefusedCallsPrintCodeReasonAndMetadata) {

@@ -236,6 +236,21 @@ TEST_F(AuthorizerTest, RolesAllowWhatTheyShouldAndNoMore) {
                kPermissionDenied, "PERMISSION_DENIED");
 }
 
+// SIGHUP's policy reload: calls authorized after ReplacePolicy get the new roles, and the denial
+// names the new policy's source.
+TEST_F(AuthorizerTest, ReplacePolicyChangesTheRolesOfLaterCalls) {
+  ASSERT_TRUE(As("1000", "ClaimOwnership").ok());
+  ASSERT_OK_AND_ASSIGN(Policy replacement,
+                       Policy::Parse("viewer uid:1000\nadmin uid:2000\n", "/etc/iommud/new"));
+  authorizer_->ReplacePolicy(std::move(replacement));
+  EXPECT_EQ(authorizer_->policy()->source(), "/etc/iommud/new");
+  EXPECT_ERROR(As("1000", "ClaimOwnership"), kPermissionDenied, "PERMISSION_DENIED");
+  EXPECT_TRUE(As("2000", "Reconcile").ok());
+  absl::StatusOr<AuthorizedCaller> unknown = As("0", "ListGroups");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), HasSubstr("no role in /etc/iommud/new"));
+}
+
 TEST_F(AuthorizerTest, DenialsCarryMetadataAndAreAuditedAndCounted) {
   absl::StatusOr<AuthorizedCaller> denied = As("2000", "Map");
   ASSERT_FALSE(denied.ok());

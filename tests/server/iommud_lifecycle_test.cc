@@ -74,39 +74,90 @@ TEST(IommudLifecycleTest, SigintExitsZero) {
   EXPECT_FALSE(Exists(daemon->socket_path()));
 }
 
-// SIGHUP's default action would kill the daemon and leave its socket and lock behind.
-TEST(IommudLifecycleTest, SighupIsLoggedAndTheDaemonKeepsServing) {
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start());
+// Waits until `needle` occurs `count` times in the daemon's log; false after 10 s.
+bool WaitForLogCount(TestDaemon& daemon, const std::string& needle, size_t count) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    const std::string log = daemon.Log();
+    size_t seen = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) {
+      ++seen;
+    }
+    if (seen >= count) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+// SIGHUP (`systemctl reload iommud`) re-reads --policy_file: the daemon keeps serving, calls
+// authorized afterwards get the new roles, and a file that does not parse is refused with the
+// previous policy kept. (SIGHUP's default action would kill the daemon, leaving socket and lock.)
+TEST(IommudLifecycleTest, SighupReloadsThePolicyAndTheDaemonKeepsServing) {
+  TempDir dir;
+  const std::string policy = dir.WriteFile("policy.txt", absl::StrCat("viewer uid:", getuid(), "\n"));
+  TestDaemonOptions options;
+  options.flags = {absl::StrCat("--policy_file=", policy)};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start(options));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, daemon->Connect());
   ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> units, client->ListAllUnits());
-  for (int hangup = 1; hangup <= 2; ++hangup) {
+  // A viewer may not reconcile (admin only).
+  EXPECT_ERROR(client->Reconcile(iommu::v1::ReconcileRequest()), kPermissionDenied,
+               "PERMISSION_DENIED");
+
+  // The file now makes the caller admin: after SIGHUP the same connection may reconcile.
+  dir.WriteFile("policy.txt", absl::StrCat("# reloaded\nadmin uid:", getuid(), "\n"));
+  ASSERT_TRUE(daemon->process().Signal(SIGHUP).ok());
+  ASSERT_TRUE(WaitForLogCount(*daemon, absl::StrCat("iommud: SIGHUP: policy reloaded from ", policy,
+                                                    " (1 entry)"),
+                              1))
+      << daemon->Log();
+  ASSERT_TRUE(daemon->process().running()) << daemon->Log();
+  EXPECT_OK(client->Reconcile(iommu::v1::ReconcileRequest()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> fresh, daemon->Connect());
+  EXPECT_OK(fresh->Reconcile(iommu::v1::ReconcileRequest()));
+
+  // A broken file is refused (logged as a warning) and the admin policy stays in force.
+  dir.WriteFile("policy.txt", absl::StrCat("superuser uid:", getuid(), "\n"));
+  ASSERT_TRUE(daemon->process().Signal(SIGHUP).ok());
+  ASSERT_TRUE(WaitForLogCount(*daemon, "WARN iommud: SIGHUP: policy NOT reloaded", 1))
+      << daemon->Log();
+  EXPECT_THAT(daemon->Log(), HasSubstr("(INVALID_POLICY)"));
+  ASSERT_TRUE(daemon->process().running()) << daemon->Log();
+  EXPECT_TRUE(Exists(daemon->socket_path()));
+  EXPECT_OK(client->Reconcile(iommu::v1::ReconcileRequest()));
+  ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> again, client->ListAllUnits());
+  EXPECT_THAT(again, SizeIs(units.size()));
+
+  // Back to viewer: refused again, so the reload really replaces the roles in both directions.
+  dir.WriteFile("policy.txt", absl::StrCat("viewer uid:", getuid(), "\n"));
+  ASSERT_TRUE(daemon->process().Signal(SIGHUP).ok());
+  ASSERT_TRUE(WaitForLogCount(*daemon, "iommud: SIGHUP: policy reloaded from", 2)) << daemon->Log();
+  EXPECT_ERROR(client->Reconcile(iommu::v1::ReconcileRequest()), kPermissionDenied,
+               "PERMISSION_DENIED");
+
+  client.reset();
+  fresh.reset();
+  ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGTERM));
+  EXPECT_EQ(exit_status, 0) << daemon->Log();
+  EXPECT_FALSE(Exists(daemon->socket_path()));
+}
+
+// Without --policy_file there is nothing to re-read: SIGHUP says so and the daemon keeps serving.
+TEST(IommudLifecycleTest, SighupWithoutPolicyFileKeepsServing) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestDaemon> daemon, TestDaemon::Start());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, daemon->Connect());
+  for (size_t hangup = 1; hangup <= 2; ++hangup) {
     ASSERT_TRUE(daemon->process().Signal(SIGHUP).ok());
-    // The log line comes after the signal was handled; count occurrences for the second one.
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    size_t seen = 0;
-    while (absl::Now() < deadline) {
-      const std::string log = daemon->Log();
-      seen = 0;
-      for (size_t at = log.find("iommud: SIGHUP: nothing to reload"); at != std::string::npos;
-           at = log.find("iommud: SIGHUP: nothing to reload", at + 1)) {
-        ++seen;
-      }
-      if (seen >= static_cast<size_t>(hangup)) break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ASSERT_EQ(seen, static_cast<size_t>(hangup)) << daemon->Log();
+    ASSERT_TRUE(WaitForLogCount(*daemon, "SIGHUP: policy: the default policy", hangup))
+        << daemon->Log();
     ASSERT_TRUE(daemon->process().running()) << daemon->Log();
-    EXPECT_TRUE(Exists(daemon->socket_path()));
-    // Both the existing connection and a new one are served.
-    ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> again, client->ListAllUnits());
-    EXPECT_THAT(again, SizeIs(units.size()));
+    EXPECT_TRUE(client->ListAllUnits().ok());
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> fresh, daemon->Connect());
     EXPECT_TRUE(fresh->ListAllGroups().ok());
   }
   client.reset();
   ASSERT_OK_AND_ASSIGN(int exit_status, daemon->Stop(SIGTERM));
   EXPECT_EQ(exit_status, 0) << daemon->Log();
-  EXPECT_FALSE(Exists(daemon->socket_path()));
 }
 
 TEST(IommudLifecycleTest, CreatesTheStateDirectory0750) {

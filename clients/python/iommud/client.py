@@ -12,7 +12,8 @@ Every unary RPC is a method named in snake_case (ClaimOwnership -> claim_ownersh
 request message or its fields as keyword arguments and returning the response message. A
 mutating call (its request has a request_id) gets a random request id unless one is given, and is
 resent with that same id up to `retries` times while the daemon is UNAVAILABLE: the daemon acts
-once (README "Request ids"). `watch_events` yields the events of a WatchEvents stream.
+once (README "Request ids"). `watch_events` yields the events of a WatchEvents stream;
+`keep_lease` keeps an ownership lease alive over a KeepLease stream (a context manager).
 """
 import re
 import time
@@ -22,6 +23,7 @@ import grpc
 
 from iommud._stubs import iommu_pb2, iommu_pb2_grpc
 from iommud.errors import IommudError
+from iommud.lease import LeaseKeeper
 
 __all__ = ["Client", "IommudError", "snake_case"]
 
@@ -134,6 +136,11 @@ class Client:
             raise IommudError.from_rpc_error(error) from None
         finally:
             stream.cancel()
+
+    def keep_lease(self, group_id, ttl, *, owner="", interval=None, release=False):
+        """A LeaseKeeper (iommud/lease.py): `with client.keep_lease(3, ttl=30.0) as lease:` renews
+        group 3's lease (ttl seconds) every `interval` (ttl/3) seconds until the block ends."""
+        return LeaseKeeper(self, group_id, ttl, owner=owner, interval=interval, release=release)
 
     # Helpers the scenarios share.
     def device(self, name):

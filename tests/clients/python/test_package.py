@@ -6,7 +6,9 @@
 - one snake_case method per unary RPC, returning the response message; refusals are IommudError,
   a grpc.RpcError with code(), details() and the ErrorInfo reason and metadata;
 - mutating calls carry a request id (a retry with the same id acts once), TLS options are checked,
-  watch_events yields the snapshot and ends with an IommudError when the daemon stops.
+  watch_events yields the snapshot and ends with an IommudError when the daemon stops;
+- keep_lease (a LeaseKeeper, a context manager) keeps a 1 s lease for 2.5 s over one KeepLease
+  stream, the lease lapses once the block ends, and a refused renewal raises.
 Every test cleans up what it created.
 """
 import os
@@ -119,6 +121,70 @@ def test_watch_ends_with_server_shutting_down():
         finally:
             process.terminate()
             assert process.wait(timeout=30) == 0
+
+
+def free_group(client):
+    for group in client.list_groups().groups:
+        if not group.owner and group.owner_cnt == 0:
+            return group.id
+    pytest.fail("no unowned group in the daemon's topology")
+
+
+def test_keep_lease_keeps_the_lease_until_the_block_ends(client):
+    group_id = free_group(client)
+    claimed = client.claim_ownership(group_id=group_id, owner="py-lease", lease_ttl_millis=1000)
+    try:
+        with client.keep_lease(group_id, ttl=1.0, owner="py-lease", interval=0.25) as lease:
+            assert lease.alive
+            assert lease.group.id == group_id
+            time.sleep(2.5)  # 2.5 lease lengths: only the renewals keep it
+            group = client.get_group(group_id=group_id)
+            assert group.owner.endswith("/py-lease"), group
+            assert lease.renewals >= 5
+            assert lease.group.lease_expiry_unix_nanos > claimed.lease_expiry_unix_nanos
+            assert lease.alive
+        assert not lease.alive
+        # Ending the stream released nothing; the lease lapses and the reaper releases it.
+        assert client.get_group(group_id=group_id).owner.endswith("/py-lease")
+        deadline = time.monotonic() + 10
+        while client.get_group(group_id=group_id).owner and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get_group(group_id=group_id).owner == ""
+    finally:
+        if client.get_group(group_id=group_id).owner:
+            client.release_ownership(group_id=group_id, owner="py-lease")
+
+
+def test_keep_lease_refusals_raise(client):
+    group_id = free_group(client)
+    client.claim_ownership(group_id=group_id, owner="py-lease", lease_ttl_millis=5000)
+    try:
+        # Another owner's lease: refused at the first renewal, when the block is entered.
+        with pytest.raises(IommudError) as caught:
+            with client.keep_lease(group_id, ttl=5.0, owner="py-other"):
+                pytest.fail("entered the block of a refused lease")
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert caught.value.reason == "NOT_OWNER"
+        # Refused later (the ownership was released meanwhile): alive turns False, leaving raises.
+        with pytest.raises(IommudError) as caught:
+            with client.keep_lease(group_id, ttl=5.0, owner="py-lease", interval=0.2) as lease:
+                client.release_ownership(group_id=group_id, owner="py-lease")
+                deadline = time.monotonic() + 10
+                while lease.alive and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not lease.alive
+                assert lease.error is not None
+        assert caught.value is lease.error
+        with pytest.raises(ValueError):
+            client.keep_lease(group_id, ttl=1.0, interval=2.0)
+    finally:
+        if client.get_group(group_id=group_id).owner:
+            client.release_ownership(group_id=group_id, owner="py-lease")
+    # With release=True leaving the block releases the ownership at once.
+    client.claim_ownership(group_id=group_id, owner="py-lease", lease_ttl_millis=5000)
+    with client.keep_lease(group_id, ttl=5.0, owner="py-lease", release=True):
+        assert client.get_group(group_id=group_id).owner.endswith("/py-lease")
+    assert client.get_group(group_id=group_id).owner == ""
 
 
 @pytest.mark.skipif(not (PACKAGE / "pyproject.toml").exists() or
