@@ -174,7 +174,6 @@ absl::StatusOr<pid_t> FdStoreSupervisor::Start(const std::vector<std::string>& a
   }
   // The environment, built before fork: ours without the variables we set, then those. LISTEN_PID
   // gets the child's pid in the child (after fork, as systemd does), written into its buffer.
-
   std::vector<std::string> env;
   for (char** e = ::environ; *e != nullptr; ++e) {
     const absl::string_view entry(*e);

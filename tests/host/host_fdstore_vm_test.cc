@@ -232,22 +232,23 @@ class HostFdStoreVmTest : public ::testing::Test {
         absl::StrCat(kStateDir, "/iommud.log"));
     if (!pid.ok()) return pid.status();
     daemon_pid_ = *pid;
-    return WaitForVmDaemon(daemon_pid_, kStateDir);
+    absl::Status serving = WaitForVmDaemon(daemon_pid_, kStateDir);
+    if (!serving.ok()) daemon_pid_ = -1;  // reaped (or killed) by the wait
+    return serving;
   }
 
-  // SIGKILL, restart under the supervisor; returns the new process's log lines.
-  std::string KillAndRestart(Vmm& vmm) {
+  // SIGKILL, restart under the supervisor; the new process's log lines in `log`. A failure is
+  // fatal (ASSERT_NO_FATAL_FAILURE at the callers).
+  void KillAndRestart(Vmm& vmm, std::string* log = nullptr) {
     vmm.Disconnect();
-    EXPECT_OK(Kill9VmDaemon(daemon_pid_));
+    ASSERT_OK(Kill9VmDaemon(daemon_pid_));
     daemon_pid_ = -1;
     ++kills_;
     supervisor_->Sync();
     const size_t log_before = ReadVmDaemonLog(kStateDir).size();
-    absl::Status started = StartDaemon();
-    EXPECT_OK(started);
-    if (!started.ok()) return "";
-    EXPECT_OK(vmm.Connect());
-    return ReadVmDaemonLog(kStateDir).substr(log_before);
+    ASSERT_OK(StartDaemon());
+    ASSERT_OK(vmm.Connect());
+    if (log != nullptr) *log = ReadVmDaemonLog(kStateDir).substr(log_before);
   }
 
   // The names the store must hold for what is live now.
@@ -321,8 +322,8 @@ class HostFdStoreVmTest : public ::testing::Test {
     ASSERT_OK(vmm.Claim(group));
     ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, vmm.GetGroup(group));
     const std::string owner = claimed.owner();
-    std::string log = KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    std::string log;
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm, &log));
     EXPECT_TRUE(absl::StrContains(log, "host recovery (adopted)")) << log;
     ++adopted_;
     ASSERT_OK_AND_ASSIGN(iommu::v1::Group after, vmm.GetGroup(group));
@@ -335,8 +336,7 @@ class HostFdStoreVmTest : public ::testing::Test {
 
     // 2. Its domain.
     ASSERT_OK_AND_ASSIGN(uint64_t domain, vmm.AllocAndAttach(group));
-    KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm));
     ++adopted_;
     ASSERT_OK_AND_ASSIGN(after, vmm.GetGroup(group));
     EXPECT_EQ(after.domain_id(), domain);
@@ -348,15 +348,13 @@ class HostFdStoreVmTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(iommu::v1::MemoryRegionRef ref,
                          vmm.fds().RegisterMemory(memory.fd(), memory.size(), kOwner));
     const uint64_t region = ref.id();
-    KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm));
     ExpectKept(kernel_group, domain, region);
 
     // 4. The maps: the DMA lands through mappings made by the dead process.
     ASSERT_OK(vmm.Map(domain, kIovaA, region, 0, iommu::v1::PROT_READ));
     ASSERT_OK(vmm.Map(domain, kIovaB, region, kPage, iommu::v1::PROT_READ | iommu::v1::PROT_WRITE));
-    log = KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm, &log));
     EXPECT_TRUE(absl::StrContains(log, "2 mappings kept by the kernel")) << log;
     HeldDevice held;
     ASSERT_OK(Open(vmm, edu, held));
@@ -364,16 +362,14 @@ class HostFdStoreVmTest : public ::testing::Test {
     ExpectAuditClean(vmm);
 
     // 5. Between calls, with the VMM's device fd open: it keeps working through the restart.
-    KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm));
     EXPECT_TRUE(DmaLands(held, memory, pattern)) << "the VMM's DMA stopped at the restart";
     ExpectAuditClean(vmm);
     held.Close();
 
     // 6. An unmap before the kill keeps DMA out after it.
     ASSERT_OK(vmm.Unmap(domain, kIovaB));
-    KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm));
     ASSERT_OK(Open(vmm, edu, held));
     EXPECT_FALSE(DmaLands(held, memory, pattern)) << "DMA landed through an unmapped IOVA";
     held.Close();
@@ -394,8 +390,7 @@ class HostFdStoreVmTest : public ::testing::Test {
     ASSERT_OK(vmm.Free(domain));
     ASSERT_OK(vmm.Unregister(region));
     ExpectKept(-1, 0, 0);
-    KillAndRestart(vmm);
-    ASSERT_FALSE(HasFatalFailure());
+    ASSERT_NO_FATAL_FAILURE(KillAndRestart(vmm));
     ExpectKept(-1, 0, 0);
     ASSERT_OK_AND_ASSIGN(after, vmm.GetGroup(group));
     EXPECT_EQ(after.owner(), "");
