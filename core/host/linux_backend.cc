@@ -1,5 +1,8 @@
 #include "core/host/linux_backend.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <utility>
@@ -68,6 +71,15 @@ std::string DescribeHolders(int group_id, const std::vector<GroupHolder>& holder
 }
 
 }  // namespace
+
+// Whether `fd` (handed back by an FdKeeper) is an open `path`: a kept fd is adopted only for what
+// its name says it is.
+bool IsOpenFileOf(const UniqueFd& fd, const std::string& path) {
+  char target[PATH_MAX];
+  const std::string link = absl::StrCat("/proc/self/fd/", fd.get());
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  return n > 0 && std::string(target, static_cast<size_t>(n)) == path;
+}
 
 absl::StatusOr<HostTopology> ReadHostTopology(const SysfsInventory& inventory) {
   HostTopology topology;
@@ -179,7 +191,12 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
       std::optional<ContainerName> container = ParseContainerFdName(name);
       if (!container.has_value()) continue;
       UniqueFd fd = options.fd_keeper->TakeBack(name);
-      if (fd.valid()) kept_containers[container->domain] = {*container, std::move(fd)};
+      // Not a container: closed here; the daemon drops what nobody adopted by name.
+      if (!IsOpenFileOf(fd, absl::StrCat(options.vfio_dir, "/vfio"))) {
+        (void)options.fd_keeper->Drop(name);
+        continue;
+      }
+      kept_containers[container->domain] = {*container, std::move(fd)};
     }
   }
   if (!options.host_state_dir.empty()) {
@@ -188,10 +205,13 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
     for (const auto& [id, record] : journal->previous()) {
       if (options.fd_keeper != nullptr) {
         UniqueFd kept = options.fd_keeper->TakeBack(GroupFdName(id));
-        if (kept.valid()) {  // still ours: adopted below, not restored
-          kept_groups[id] = std::move(kept);
+        if (IsOpenFileOf(kept, absl::StrCat(options.vfio_dir, "/", id))) {
+          kept_groups[id] = std::move(kept);  // still ours: adopted below, not restored
           continue;
         }
+        // Another file under the group's name: not adopted, closed and dropped (the journal's
+        // recovery below decides about the group as without the store).
+        if (kept.valid()) (void)options.fd_keeper->Drop(GroupFdName(id));
       }
       RecoveredGroup outcome = RecoverJournaledGroup(record, binder, options.vfio_dir);
       if (outcome.outcome == RecoveredGroup::Outcome::kRestored ||

@@ -2,6 +2,8 @@
 // from a previous process (core/host/fd_keeper.h; adoption in linux_backend.h). The kernel side of
 // adoption (a kept group still in its container, DMA through kept mappings) is tested in the VM
 // (tests/host/host_fdstore_vm_test.cc).
+#include <fcntl.h>
+
 #include <memory>
 #include <string>
 
@@ -64,6 +66,11 @@ class LinuxBackendAdoptionTest : public ::testing::Test {
     ASSERT_OK(journal->Put(record));
   }
 
+  // An open file at <vfio_dir>/<name>: what a kept /dev/vfio/N or /dev/vfio/vfio fd reads as.
+  UniqueFd OpenVfioNode(const std::string& name) {
+    return UniqueFd(::open(no_vfio_.WriteFile(name, "").c_str(), O_RDWR | O_CLOEXEC));
+  }
+
   std::unique_ptr<LinuxBackend> Backend() {
     absl::StatusOr<std::unique_ptr<LinuxBackend>> backend = LinuxBackend::Create(options_, &memory_);
     EXPECT_TRUE(backend.ok()) << backend.status();
@@ -79,7 +86,7 @@ class LinuxBackendAdoptionTest : public ::testing::Test {
 };
 
 TEST_F(LinuxBackendAdoptionTest, AKeptContainerIsAUserDomainAgainAndIsDroppedWhenFreed) {
-  keeper_.Hand("container-dmar0-5", SomeFd());
+  keeper_.Hand("container-dmar0-5", OpenVfioNode("vfio"));
   std::unique_ptr<LinuxBackend> backend = Backend();
   ASSERT_NE(backend, nullptr);
   EXPECT_THAT(keeper_.Untaken(), IsEmpty());
@@ -96,7 +103,7 @@ TEST_F(LinuxBackendAdoptionTest, AKeptContainerIsAUserDomainAgainAndIsDroppedWhe
 
 TEST_F(LinuxBackendAdoptionTest, AKeptGroupNoAcknowledgedCallHoldsIsGivenBackAndDropped) {
   JournalClaimOfGroup1();
-  keeper_.Hand("group-1", SomeFd());
+  keeper_.Hand("group-1", OpenVfioNode("1"));
   std::unique_ptr<LinuxBackend> backend = Backend();
   ASSERT_NE(backend, nullptr);
   // Taken back, so not restored by the journal's recovery (it is still claimed)...
@@ -115,6 +122,22 @@ TEST_F(LinuxBackendAdoptionTest, AKeptGroupNoAcknowledgedCallHoldsIsGivenBackAnd
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<HostJournal> journal, HostJournal::Open(state_.path()));
   EXPECT_THAT(journal->previous(), IsEmpty());  // given back: the record is gone
   EXPECT_THAT(backend->FinishAdoption(), IsEmpty());  // once
+}
+
+TEST_F(LinuxBackendAdoptionTest, FdsThatAreNotWhatTheirNameSaysAreNotAdoptedButDropped) {
+  JournalClaimOfGroup1();
+  keeper_.Hand("group-1", SomeFd());             // a pipe, not /dev/vfio/1
+  keeper_.Hand("container-dmar0-6", SomeFd());  // a pipe, not /dev/vfio/vfio
+  std::unique_ptr<LinuxBackend> backend = Backend();
+  ASSERT_NE(backend, nullptr);
+  EXPECT_THAT(backend->ReadDomains(), IsEmpty());
+  EXPECT_THAT(keeper_.Untaken(), IsEmpty());
+  EXPECT_THAT(keeper_.dropped, testing::UnorderedElementsAre("group-1", "container-dmar0-6"));
+  // The group is decided by the journal, as without the store (no /dev/vfio/1 here: gone).
+  ASSERT_EQ(backend->recovered().size(), 1u);
+  EXPECT_EQ(backend->recovered()[0].outcome, RecoveredGroup::Outcome::kGone);
+  EXPECT_FALSE(backend->HoldsGroupOf("0000:00:02.0"));
+  EXPECT_THAT(backend->FinishAdoption(), IsEmpty());
 }
 
 TEST_F(LinuxBackendAdoptionTest, AGroupFdWithoutAJournalRecordIsNotTaken) {
