@@ -15,7 +15,8 @@ void ReportHostRecovery(const std::vector<host::RecoveredGroup>& recovered,
     family = &prometheus::BuildCounter()
                   .Name("iommud_host_recovered_groups_total")
                   .Help("Groups a previous iommud process had claimed, by what its successor "
-                        "found at start-up (restored, held, gone, restore_failed, adopted from the fd store).")
+                        "found at start-up (restored, held, gone, restore_failed, adopted from "
+                        "the fd store).")
                   .Register(*metrics);
     for (Outcome outcome : {Outcome::kRestored, Outcome::kHeld, Outcome::kGone,
                             Outcome::kRestoreFailed, Outcome::kAdopted}) {

@@ -66,7 +66,7 @@ void LinuxBackend::SyncAdopted(DomainRecord& domain) {
                                       ") failed: ", unmapped.status().message()));
     }
   }
-  // 2. Every acknowledged mapping in the kernel: EEXIST = kept, mapped now = the kernel had lost it.
+  // 2. Every acknowledged mapping into the kernel: EEXIST = kept, mapped now = the kernel lost it.
   size_t kept = 0;
   size_t remapped = 0;
   for (const auto& [iova, mapping] : domain.mappings) {
@@ -80,10 +80,10 @@ void LinuxBackend::SyncAdopted(DomainRecord& domain) {
                                       mapped.message()));
     }
   }
-  domain.sync_report = absl::StrCat("domain ", domain.id, ": ", kept, " mappings kept by the kernel",
-                                    remapped == 0 ? "" : absl::StrCat(", ", remapped, " re-made"),
-                                    swept == 0 ? "" : absl::StrCat(", ", swept,
-                                                                   " unacknowledged bytes unmapped"));
+  domain.sync_report =
+      absl::StrCat("domain ", domain.id, ": ", kept, " mappings kept by the kernel",
+                   remapped == 0 ? "" : absl::StrCat(", ", remapped, " re-made"),
+                   swept == 0 ? "" : absl::StrCat(", ", swept, " unacknowledged bytes unmapped"));
   for (const std::string& problem : problems) absl::StrAppend(&domain.sync_report, "; ", problem);
 }
 

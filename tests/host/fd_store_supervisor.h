@@ -12,8 +12,8 @@
 //     with LISTEN_FDS=<n>, LISTEN_FDNAMES=<names joined by ':'> and LISTEN_PID=<its pid> (set in
 //     the child after fork, as systemd does), and NOTIFY_SOCKET.
 // What it does not reproduce: READY=1 and the other notify states (ignored), the watchdog,
-// EPOLL-checking stored fds for hang-ups (FDPOLL), dedup of an fd stored twice, persisting the store
-// across its own restart, and the unit's cgroup, sandboxing and DeviceAllow=.
+// EPOLL-checking stored fds for hang-ups (FDPOLL), dedup of an fd stored twice, persisting the
+// store across its own restart, and the unit's cgroup, sandboxing and DeviceAllow=.
 //
 // Thread safety: a thread drains the socket (a sender blocks once ~10 datagrams queue up);
 // the public methods are thread-safe.

@@ -77,7 +77,8 @@ int CountWorkloadFds() {
   int count = 0;
   for (const std::string& fd : *fds) {
     char target[256] = {};
-    const ssize_t n = ::readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), target, sizeof(target) - 1);
+    const ssize_t n =
+        ::readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), target, sizeof(target) - 1);
     if (n <= 0) continue;
     const absl::string_view name(target, static_cast<size_t>(n));
     if (absl::StartsWith(name, "/memfd:") || absl::StrContains(name, "vfio")) ++count;
@@ -137,7 +138,8 @@ class Vmm {
     if (!attached.ok()) return attached;
     return domain->id();
   }
-  absl::Status Map(uint64_t domain, uint64_t iova, uint64_t region, uint64_t offset, uint32_t prot) {
+  absl::Status Map(uint64_t domain, uint64_t iova, uint64_t region, uint64_t offset,
+                   uint32_t prot) {
     iommu::v1::MapRequest request;
     request.set_domain_id(domain);
     request.set_iova(iova);
@@ -414,8 +416,8 @@ class HostFdStoreVmTest : public ::testing::Test {
 };
 
 TEST_F(HostFdStoreVmTest, KilledAfterEachStepTheRestartKeepsOwnershipMappingsAndDma) {
-  // One round in CI (7 kills, about 30 s of a run in a loaded TCG guest), on the bridge's group: its
-  // several RIDs are the harder adoption; --soak alternates with the edu alone.
+  // One round in CI (7 kills, about 30 s of a run in a loaded TCG guest), on the bridge's group:
+  // its several RIDs are the harder adoption; --soak alternates with the edu alone.
   const int rounds = Soak() ? 10 : 1;
   int round = 0;
   for (; round < rounds && !HasFatalFailure(); ++round) {

@@ -72,7 +72,8 @@ class LinuxBackendAdoptionTest : public ::testing::Test {
   }
 
   std::unique_ptr<LinuxBackend> Backend() {
-    absl::StatusOr<std::unique_ptr<LinuxBackend>> backend = LinuxBackend::Create(options_, &memory_);
+    absl::StatusOr<std::unique_ptr<LinuxBackend>> backend =
+        LinuxBackend::Create(options_, &memory_);
     EXPECT_TRUE(backend.ok()) << backend.status();
     return backend.ok() ? std::move(*backend) : nullptr;
   }
@@ -95,7 +96,8 @@ TEST_F(LinuxBackendAdoptionTest, AKeptContainerIsAUserDomainAgainAndIsDroppedWhe
   EXPECT_THAT(mappings, IsEmpty());  // the shadow is the registry's to fill (Recover's Map calls)
   ASSERT_OK(backend->AddUnit("dmar0", UnitCaps{}));
   // A user domain: kernel-managed domains refuse mappings, this one asks the memory first.
-  EXPECT_ERROR(backend->Map(5, 0x1000, 0x1000, 0x1000, kProtRead), kNotFound, "MEMORY_NOT_REGISTERED");
+  EXPECT_ERROR(backend->Map(5, 0x1000, 0x1000, 0x1000, kProtRead), kNotFound,
+               "MEMORY_NOT_REGISTERED");
   ASSERT_OK(backend->FreeDomain(5));
   EXPECT_THAT(keeper_.dropped, ElementsAre("container-dmar0-5"));
   EXPECT_THAT(backend->ReadDomains(), IsEmpty());
