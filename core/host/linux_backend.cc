@@ -236,7 +236,10 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
   backend->recovered_ = std::move(recovered);
   for (auto& [id, kept] : kept_groups) {
     auto group = backend->groups_.find(id);
-    if (group == backend->groups_.end()) continue;  // not on this host any more: the fd closes
+    if (group == backend->groups_.end()) {  // not on this host any more: closed and dropped
+      (void)options.fd_keeper->Drop(GroupFdName(id));
+      continue;
+    }
     MutexLock lock(&group->second->mu);
     group->second->vfio = VfioGroup::Adopt(id, std::move(kept));
     group->second->bindings = backend->journal_->previous().at(id).bindings;
