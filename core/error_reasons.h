@@ -90,6 +90,7 @@ inline constexpr absl::string_view kRegionInUse = "REGION_IN_USE";
 inline constexpr absl::string_view kInvalidRegionSize = "INVALID_REGION_SIZE";
 inline constexpr absl::string_view kRegionRangeOutOfBounds = "REGION_RANGE_OUT_OF_BOUNDS";
 inline constexpr absl::string_view kRegionSpaceExhausted = "REGION_SPACE_EXHAUSTED";
+inline constexpr absl::string_view kRegionExists = "REGION_EXISTS";
 inline constexpr absl::string_view kPinnedMemoryLimit = "PINNED_MEMORY_LIMIT";
 inline constexpr absl::string_view kMemoryNeedsFd = "MEMORY_NEEDS_FD";
 // A MapRequest naming both a region and a paddr.

@@ -75,6 +75,51 @@ absl::StatusOr<MemoryRegionInfo> MemoryRegionTable::Add(absl::string_view owner,
   return info;
 }
 
+absl::Status MemoryRegionTable::Restore(const MemoryRegionInfo& region,
+                                        std::unique_ptr<ProcessMemory> backing) {
+  ErrorMetadata metadata = {{"region_id", absl::StrCat(region.id)}, {"base", Hex(region.base)},
+                            {"size", Hex(region.size)}};
+  if (region.id == 0 || region.owner.empty() || region.size == 0 ||
+      region.size % kRegionPageSize != 0 || region.size > kMaxRegionSize ||
+      region.base % kRegionAlignment != 0 || region.base < kRegionSpaceBase ||
+      region.base > kRegionSpaceEnd - region.size || backing == nullptr ||
+      backing->size() != region.size) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidRegionSize,
+                 absl::StrCat("memory region ", region.id, " cannot be restored as ",
+                              Hex(region.size), " bytes at ", Hex(region.base)),
+                 metadata);
+  }
+  MutexLock lock(&mu_);
+  auto next = by_base_.lower_bound(region.base);
+  const bool overlaps =
+      (next != by_base_.end() && next->first < region.base + region.size) ||
+      (next != by_base_.begin() &&
+       std::prev(next)->first + std::prev(next)->second.info.size > region.base);
+  if (overlaps || base_of_id_.count(region.id) != 0) {
+    return Error(absl::StatusCode::kAlreadyExists, reason::kRegionExists,
+                 absl::StrCat("memory region ", region.id, " overlaps a region or reuses its id"),
+                 metadata);
+  }
+  Region restored;
+  restored.info = region;
+  restored.info.mapped_bytes = 0;
+  restored.info.kind = MemoryRegionKind::kProcessMemory;
+  restored.backing = std::move(backing);
+  base_of_id_[region.id] = region.base;
+  by_base_.emplace(region.base, std::move(restored));
+  next_id_ = std::max(next_id_, region.id + 1);
+  return absl::OkStatus();
+}
+
+bool MemoryRegionTable::ChargeRestored(uint64_t paddr, uint64_t size) {
+  MutexLock lock(&mu_);
+  Region* region = RegionAt(paddr);
+  if (region == nullptr || paddr + size > region->info.base + region->info.size) return false;
+  region->info.mapped_bytes += size;
+  pinned_[region->info.owner] += size;
+  return true;
+}
+
 absl::StatusOr<MemoryRegionInfo> MemoryRegionTable::Remove(uint64_t id, absl::string_view owner) {
   std::unique_ptr<ProcessMemory> backing;  // unmapped after the lock is dropped
   MemoryRegionInfo info;

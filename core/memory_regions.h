@@ -98,6 +98,15 @@ class MemoryRegionTable final : public MemoryResolver {
   // Gives back `size` bytes of the region holding region-space address `paddr` (a mapping that
   // went). No-op when no region holds it (a mapping from before a restart, or a raw one).
   void Discharge(uint64_t paddr, uint64_t size);
+  // Puts back a region a previous process of the daemon registered, with its id, owner, size and
+  // base (a restart with the fd store: server/kept_regions.h), and `backing` (its memory, of
+  // `size` bytes). Later ids are above it. INVALID_ARGUMENT (INVALID_REGION_SIZE) for a size or
+  // base Add would not give, a missing backing or one of another size; ALREADY_EXISTS
+  // (REGION_EXISTS) when it overlaps a region or its id is taken.
+  absl::Status Restore(const MemoryRegionInfo& region, std::unique_ptr<ProcessMemory> backing);
+  // Charges `size` bytes at region-space `paddr` to the region holding it, without the owner's
+  // limit (a mapping that survived the restart); false when no region holds the whole range.
+  bool ChargeRestored(uint64_t paddr, uint64_t size);
   // Addresses below `end` are never given to a new region: the region-space mappings that
   // survived a restart keep their addresses (Registry::Recover).
   void ReserveBelow(uint64_t end);

@@ -24,6 +24,7 @@
 #include "server/topology.h"
 #include "server/host_topology.h"
 #include "server/host_recovery_report.h"
+#include "server/kept_regions.h"
 #include "core/host/linux_backend.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/uevent_monitor.h"
@@ -60,20 +61,29 @@ absl::StatusOr<LoadedTopology> LoadTopology(const std::string& topology) {
 // What --backend=linux does not combine with: a topology file (the host's sysfs is the topology)
 // and a durable store (the kernel drops every container, mapping and group claim with iommud's fds,
 // so state that outlived the process would describe things that are gone; docs/semantics.md).
-absl::Status CheckHostBackendOptions(const DaemonOptions& options) {
+absl::Status CheckHostBackendOptions(const DaemonOptions& options, bool fd_store) {
   if (!options.topology.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
                  "--topology does not apply to --backend=linux: the host's sysfs is the topology",
                  {{"flag", "topology"}});
   }
-  if (options.state.kind != StateKind::kMemory) {
+  if (options.state.kind != StateKind::kMemory && !fd_store) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
-                 "--backend=linux needs --state=memory: the kernel drops iommud's containers, "
+                 "--backend=linux needs --state=memory without the fd store (--fd_store, under a "
+                 "service manager with NOTIFY_SOCKET): the kernel drops iommud's containers, "
                  "mappings and claims with its file descriptors, so no durable state can describe "
                  "them after a restart",
                  {{"flag", "state"}});
   }
   return absl::OkStatus();
+}
+
+void LogLine(Logger* logger, LogLevel level, const std::string& line) {
+  if (logger != nullptr) {
+    logger->Log(level, line);
+  } else {
+    LogToStderr(level, line);
+  }
 }
 
 // The store options of `options`, with the emulated backend's memory file as evidence of state.
@@ -123,7 +133,26 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
   RETURN_IF_ERROR(RemoveStaleSocket(daemon->socket_path_));
   const bool host_backend = options.backend == "linux";
-  if (host_backend) RETURN_IF_ERROR(CheckHostBackendOptions(options));
+  if (options.fd_store == FdStoreMode::kRequired && !host_backend) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFlag,
+                 "--fd_store=required needs --backend=linux (only its kernel objects are kept)",
+                 {{"flag", "fd_store"}});
+  }
+  if (host_backend && options.fd_store != FdStoreMode::kOff) {
+    // Takes what a previous process kept (LISTEN_FDS) whether or not it is used: unused, the
+    // fds close here and the service manager's copies go when we report them below.
+    daemon->fd_store_ = FdStore::FromEnvironment();
+    if (!daemon->fd_store_->enabled()) {
+      if (options.fd_store == FdStoreMode::kRequired) {
+        return Error(absl::StatusCode::kFailedPrecondition, reason::kFdStoreUnavailable,
+                     "--fd_store=required, but no service manager's fd store (NOTIFY_SOCKET is "
+                     "not set)",
+                     {{"flag", "fd_store"}});
+      }
+      daemon->fd_store_.reset();
+    }
+  }
+  if (host_backend) RETURN_IF_ERROR(CheckHostBackendOptions(options, daemon->fd_store_ != nullptr));
   daemon->fd_socket_path_ = options.fd_socket_path.empty()
                                 ? absl::StrCat(daemon->socket_path_, ".fds")
                                 : options.fd_socket_path;
@@ -157,6 +186,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_hooks.before_durable_write = before_durable_step;
   backend_hooks.memory = daemon->memory_regions_.get();
   if (options.allow_fault_injection) backend_hooks.faults = &daemon->injector_;
+  backend_hooks.fd_keeper = daemon->fd_store_.get();
   BackendOptions backend_options = options.backend_options;
   if (host_backend && backend_options.count("host_state_dir") == 0) {
     // The host journal (what iommud changed on the host) next to the daemon's own state.
@@ -165,7 +195,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   ASSIGN_OR_RETURN(daemon->backend_,
                    CreateBackend(options.backend, backend_options, backend_hooks));
   IommuBackend* hardware = daemon->backend_.get();
-  const auto* host = dynamic_cast<const host::LinuxBackend*>(hardware);
+  auto* host = dynamic_cast<host::LinuxBackend*>(hardware);
   if (host != nullptr) topology = TopologyOfHost(host->topology());  // the host's, from sysfs
   daemon->device_fds_ = dynamic_cast<host::DeviceFdProvider*>(hardware);
   if (options.allow_fault_injection) {
@@ -255,7 +285,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     }
   }
   // The fd channel listens now (clients wait in its backlog) and serves once recovered.
-  daemon->fd_ops_ = std::make_unique<RegistryFdChannelOps>(daemon->registry_.get(), device_fds);
+  daemon->fd_ops_ = std::make_unique<RegistryFdChannelOps>(daemon->registry_.get(), device_fds,
+                                                           daemon->fd_store_.get());
   FdChannelOptions fd_options;
   fd_options.socket.path = daemon->fd_socket_path_;
   fd_options.socket.owner = unix_options.socket_owner;
@@ -302,13 +333,35 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
                  {{"listen_tcp", options.listen_tcp}});
   }
   if (options.while_recovering) options.while_recovering();
+  if (daemon->fd_store_ != nullptr) {
+    // The kept memory first: the store's mappings of it resolve to the same pages again.
+    ASSIGN_OR_RETURN(KeptRegionsOutcome regions,
+                     RestoreKeptRegions(daemon->fd_store_.get(), daemon->memory_regions_.get(),
+                                        store));
+    for (const std::string& line : regions.log) {
+      LogLine(options.logger, LogLevel::kInfo, absl::StrCat("fd store: ", line));
+    }
+  }
   ASSIGN_OR_RETURN(daemon->startup_, RecoverOrApplyTopology(daemon->registry_.get(), topology,
                                                             daemon->state_file_,
                                                             before_durable_step));
   if (host != nullptr) {
     RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host->options().bind.replaceable_drivers,
                                       daemon->registry_.get()));
-    ReportHostRecovery(host->recovered(), *daemon->registry_, &daemon->events_,
+    std::vector<host::RecoveredGroup> recovered = host->recovered();
+    if (daemon->fd_store_ != nullptr) {
+      for (host::RecoveredGroup& adopted : host->FinishAdoption()) {
+        recovered.push_back(std::move(adopted));
+      }
+      // Whatever nobody took back would keep the service manager holding it: closed and dropped.
+      for (const std::string& name : daemon->fd_store_->Untaken()) {
+        host::UniqueFd unused = daemon->fd_store_->TakeBack(name);
+        (void)daemon->fd_store_->Drop(name);
+        LogLine(options.logger, LogLevel::kWarning,
+            absl::StrCat("fd store: '", name, "' handed back but not adopted: closed and removed"));
+      }
+    }
+    ReportHostRecovery(recovered, *daemon->registry_, &daemon->events_,
                        daemon->metrics_->registry().get(), options.logger);
   }
   ExportRecoveryMetrics(daemon->startup_.report, daemon->metrics_.get());

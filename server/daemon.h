@@ -37,6 +37,8 @@
 #include "server/daemon_metrics.h"
 #include "server/fd_channel.h"
 #include "server/fd_channel_ops.h"
+#include "server/daemon_flags.h"
+#include "server/fd_store.h"
 #include "server/idempotency.h"
 #include "server/instrumented_backend.h"
 #include "server/instrumented_state_store.h"
@@ -73,6 +75,10 @@ struct DaemonOptions {
   bool insecure_tcp = false;
   std::string backend = "software";
   BackendOptions backend_options;
+  // --backend=linux only. With the store in use, --state may be durable (sqlite): a restart
+  // adopts the kept groups, containers and memory (docs/semantics.md "Crash and restart on a real
+  // host"); without it the linux backend needs --state=memory.
+  FdStoreMode fd_store = FdStoreMode::kAuto;
   // "" = the embedded demo topology; kNoTopology = no units or devices; else a text-format file.
   std::string topology;
   DomainType default_domain_type = DomainType::kDma;
@@ -214,6 +220,8 @@ class Daemon {
   int metrics_port_ = 0;
   EventBus events_;
   std::unique_ptr<DaemonMetrics> metrics_;
+  // The fd store in use (null: none); outlives the regions and the backend, which drop from it.
+  std::unique_ptr<FdStore> fd_store_;
   // The memory regions: the registry's, and the backend's resolver (outlives both).
   std::unique_ptr<MemoryRegionTable> memory_regions_;
   std::unique_ptr<IommuBackend> backend_;

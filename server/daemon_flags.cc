@@ -32,6 +32,13 @@ absl::StatusOr<BackendOptions> ParseBackendOptions(const std::vector<std::string
   return options;
 }
 
+absl::StatusOr<FdStoreMode> ParseFdStoreMode(absl::string_view value) {
+  if (value == "auto") return FdStoreMode::kAuto;
+  if (value == "off") return FdStoreMode::kOff;
+  if (value == "required") return FdStoreMode::kRequired;
+  return InvalidFlag("fd_store", value, "expected auto, off or required");
+}
+
 absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value) {
   const std::string upper = absl::AsciiStrToUpper(value);
   if (upper == "DMA") return DomainType::kDma;

@@ -13,12 +13,23 @@
 
 namespace iommud {
 
+// --fd_store: whether the linux backend keeps its kernel objects' fds (and the fd channel its
+// memory files) in systemd's fd store (server/fd_store.h), so that a restart adopts them.
+enum class FdStoreMode {
+  kAuto,      // iff NOTIFY_SOCKET names a service manager and the backend is linux
+  kOff,       // never
+  kRequired,  // the backend must be linux and NOTIFY_SOCKET set (FD_STORE_UNAVAILABLE otherwise)
+};
+
 // "key=value" entries (--backend_opt) -> BackendOptions. An entry without '=' or with an empty key,
 // or a key given twice, is an error. The value may contain '='.
 absl::StatusOr<BackendOptions> ParseBackendOptions(const std::vector<std::string>& entries);
 
 // --default_domain_type: "DMA", "DMA_FQ" or "IDENTITY" (any case).
 absl::StatusOr<DomainType> ParseDefaultDomainType(absl::string_view value);
+
+// --fd_store: "auto", "off" or "required" (INVALID_ARGUMENT INVALID_FLAG otherwise).
+absl::StatusOr<FdStoreMode> ParseFdStoreMode(absl::string_view value);
 
 // Lets every flag be spelled with dashes as well as underscores (--insecure-tcp = --insecure_tcp,
 // --state-dir = --state_dir): rewrites, in place, '-' to '_' in the name part (up to '=') of each

@@ -91,9 +91,10 @@ absl::Status FdChannelHandler::RegisterMemory(const AuthorizedCaller& caller,
                    authorizer_->EffectiveOwner(caller, kRegisterMemoryMethod, op.owner()));
   ASSIGN_OR_RETURN(std::unique_ptr<host::MappedFile> memory,
                    host::MappedFile::Map(request.fds[0].get(), op.size()));
-  request.fds.clear();  // the mapping keeps the memory; the daemon needs no fd of it
+  host::UniqueFd file = std::move(request.fds[0]);  // the mapping keeps the memory; the ops
+  request.fds.clear();                               // may keep the file (the fd store)
   ASSIGN_OR_RETURN(RegisteredRegion region,
-                   ops_->RegisterMemory(owner, op.size(), std::move(memory)));
+                   ops_->RegisterMemory(owner, op.size(), std::move(memory), std::move(file)));
   iommu::v1::MemoryRegionRef* ref = reply->response.mutable_region();
   ref->set_id(region.id);
   ref->set_base(region.base);

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/host/device_fd_provider.h"
+#include "core/host/fd_keeper.h"
 #include "core/host/unique_fd.h"
 #include "core/memory_resolver.h"
 #include "core/registry.h"
@@ -30,11 +31,13 @@ class FdChannelOps {
  public:
   virtual ~FdChannelOps() = default;
 
-  // Registers `memory` (`size` bytes, already mapped: core/host/mapped_file.h) as a region of
-  // `owner`, which keeps it until the region is unregistered. A failure changes nothing (and
+  // Registers `memory` (`size` bytes, already mapped from `file`: core/host/mapped_file.h) as a
+  // region of `owner`, which keeps it until the region is unregistered. `file` is the client's fd
+  // (the implementation may keep a copy, e.g. in the fd store). A failure changes nothing (and
   // `memory` is unmapped when it goes away).
   virtual absl::StatusOr<RegisteredRegion> RegisterMemory(absl::string_view owner, uint64_t size,
-                                                          std::unique_ptr<ProcessMemory> memory) = 0;
+                                                          std::unique_ptr<ProcessMemory> memory,
+                                                          host::UniqueFd file) = 0;
 
   // A new VFIO device fd of `device` for `owner`, which must own the device's group and have
   // attached it to one of its domains.
@@ -46,14 +49,18 @@ class FdChannelOps {
 class RegistryFdChannelOps : public FdChannelOps {
  public:
   // `device_fds` null: the backend drives no VFIO devices (software, emulated).
-  RegistryFdChannelOps(Registry* registry, host::DeviceFdProvider* device_fds)
-      : registry_(registry), device_fds_(device_fds) {}
+  // `keeper` (may be null; not owned): where registered memory files are kept across a restart.
+  RegistryFdChannelOps(Registry* registry, host::DeviceFdProvider* device_fds,
+                       host::FdKeeper* keeper = nullptr)
+      : registry_(registry), device_fds_(device_fds), keeper_(keeper) {}
 
   // Registry::RegisterMemory(owner, size, memory): a process-memory region (its errors:
   // INVALID_REGION_SIZE, REGION_SPACE_EXHAUSTED, ...). A failure registers nothing and `memory` is
-  // unmapped.
+  // unmapped. With a keeper, `file` is kept under host::MemoryFdName (server/kept_memory.h) once
+  // registered; if the keeper refuses it, the region is unregistered again and its error returned.
   absl::StatusOr<RegisteredRegion> RegisterMemory(absl::string_view owner, uint64_t size,
-                                                  std::unique_ptr<ProcessMemory> memory) override;
+                                                  std::unique_ptr<ProcessMemory> memory,
+                                                  host::UniqueFd file) override;
 
   // Registry::WithOwnedDevice(device, owner, DeviceFd(device)): the fd is made under the group's
   // mutex, so the group cannot change hands or domains meanwhile. Errors: those of
@@ -66,6 +73,7 @@ class RegistryFdChannelOps : public FdChannelOps {
  private:
   Registry* const registry_;
   host::DeviceFdProvider* const device_fds_;
+  host::FdKeeper* const keeper_;
 };
 
 }  // namespace iommud

@@ -8,10 +8,10 @@
 // on a real host"). Kept in the store, they survive a crash of the daemon, and the next process can
 // take them back instead of finding the groups orphaned.
 //
-// STATUS: the building block only. The linux backend does not store or adopt its fds yet: that
-// needs the durable registry with --backend=linux and a recovery that adopts kernel objects
-// instead of re-creating them (see the README, "When iommud crashes"). Storing fds no process
-// takes back would keep groups held by the service manager itself, so nothing calls Store today.
+// It is the daemon's host::FdKeeper (core/host/fd_keeper.h) with --fd_store (server/daemon.h):
+// the linux backend keeps its group and container fds in it, the fd channel its memory fds, and
+// a restarted daemon adopts what it hands back (docs/semantics.md "Crash and restart on a real
+// host").
 //
 // The unit needs FileDescriptorStoreMax= (the store is off at 0, systemd's default) and, for the
 // sender to be accepted, NotifyAccess= that includes the daemon's main process.
@@ -32,11 +32,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "core/host/fd_keeper.h"
 #include "core/host/unique_fd.h"
 
 namespace iommud {
 
-class FdStore {
+class FdStore final : public host::FdKeeper {
  public:
   // Takes what a previous process stored (LISTEN_FDS etc. for this pid; the variables are unset,
   // the fds marked close-on-exec), and remembers whether NOTIFY_SOCKET names a service manager.
@@ -55,7 +56,12 @@ class FdStore {
   // (several under one name: the first, then the next).
   host::UniqueFd Take(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
   // The names of the handed-back fds nobody took (recovery reports and closes them).
-  std::vector<std::string> Untaken() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::string> Untaken() const override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // host::FdKeeper: Store, Remove, Take.
+  absl::Status Keep(absl::string_view name, int fd) override { return Store(name, fd); }
+  absl::Status Drop(absl::string_view name) override { return Remove(name); }
+  host::UniqueFd TakeBack(absl::string_view name) override { return Take(name); }
 
  private:
   explicit FdStore(bool enabled) : enabled_(enabled) {}

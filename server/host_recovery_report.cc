@@ -15,10 +15,11 @@ void ReportHostRecovery(const std::vector<host::RecoveredGroup>& recovered,
     family = &prometheus::BuildCounter()
                   .Name("iommud_host_recovered_groups_total")
                   .Help("Groups a previous iommud process had claimed, by what its successor "
-                        "found at start-up (restored, held, gone, restore_failed).")
+                        "found at start-up (restored, held, gone, restore_failed, adopted from "
+                        "the fd store).")
                   .Register(*metrics);
     for (Outcome outcome : {Outcome::kRestored, Outcome::kHeld, Outcome::kGone,
-                            Outcome::kRestoreFailed}) {
+                            Outcome::kRestoreFailed, Outcome::kAdopted}) {
       family->Add({{"outcome", std::string(host::RecoveryOutcomeName(outcome))}});
     }
   }
@@ -34,7 +35,8 @@ void ReportHostRecovery(const std::vector<host::RecoveredGroup>& recovered,
     if (family != nullptr) {
       family->Add({{"outcome", std::string(host::RecoveryOutcomeName(group.outcome))}}).Increment();
     }
-    if (events == nullptr) continue;
+    // An adopted group is in place: an event only when its container had to be repaired.
+    if (events == nullptr || (group.outcome == Outcome::kAdopted && !group.repaired)) continue;
     RegistryEvent event;
     event.kind = bad ? RegistryEvent::Kind::kLeakFound : RegistryEvent::Kind::kLeakRepaired;
     if (!group.devices.empty()) {

@@ -43,6 +43,8 @@ absl::Status MarkKernelDrivers(const host::HostTopology& host,
       continue;
     }
     absl::StatusOr<GroupInfo> used = registry->UseDefaultDomain(device.name);
+    // A registry recovered from its store (--state=sqlite with the fd store) marked it before.
+    if (!used.ok() && ErrorReason(used.status()) == reason::kDriverAlreadyBound) continue;
     if (!used.ok()) return used.status();
   }
   return absl::OkStatus();

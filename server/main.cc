@@ -64,7 +64,11 @@ ABSL_FLAG(absl::Duration, tls_refresh_interval, absl::Seconds(60),
 ABSL_FLAG(bool, insecure_tcp, false,
           "Serve --listen_tcp as plaintext without client authentication (tests only); refused "
           "unless the address is loopback (127.0.0.0/8, [::1], localhost).");
-ABSL_FLAG(std::string, backend, "software", "Hardware backend: software, emulated, or linux (a real host through VFIO: needs root, --state=memory; see README \"Real hosts\").");
+ABSL_FLAG(std::string, backend, "software", "Hardware backend: software, emulated, or linux (a real host through VFIO: needs root, and --state=memory unless the fd store is used; see README \"Real hosts\").");
+ABSL_FLAG(std::string, fd_store, "auto",
+          "--backend=linux: keep group, container and memory fds in systemd's fd store so that a "
+          "restart adopts them (README \"When iommud crashes\"): auto (iff NOTIFY_SOCKET is set), "
+          "off, or required (refuse to start without it). With the store, --state may be sqlite.");
 ABSL_FLAG(std::vector<std::string>, backend_opt, {},
           "Backend option key=value, e.g. memory_file=/var/lib/iommud/hw.mem; repeat the flag for "
           "several options.");
@@ -209,12 +213,13 @@ int Main(int argc, char** argv) {
   absl::StatusOr<DomainType> default_type =
       ParseDefaultDomainType(absl::GetFlag(FLAGS_default_domain_type));
   absl::StatusOr<StateKind> state_kind = ParseStateKind(absl::GetFlag(FLAGS_state));
+  absl::StatusOr<FdStoreMode> fd_store = ParseFdStoreMode(absl::GetFlag(FLAGS_fd_store));
   absl::StatusOr<StateSync> state_sync = ParseStateSync(absl::GetFlag(FLAGS_state_sync));
   absl::StatusOr<Limits> limits = LimitsFromFlags();
   absl::StatusOr<CrashPoints::Phase> crash_phase =
       ParseCrashPhase(absl::GetFlag(FLAGS_test_crash_phase));
   for (const absl::Status& status : {backend_options.status(), default_type.status(),
-                                     state_kind.status(), state_sync.status(),
+                                     state_kind.status(), state_sync.status(), fd_store.status(),
                                      allow_uids.status(), allow_gids.status(),
                                      limits.status(), crash_phase.status()}) {
     if (!status.ok()) {
@@ -227,6 +232,7 @@ int Main(int argc, char** argv) {
   options.unix_listener.allow_gids = *allow_gids;
   options.default_domain_type = *default_type;
   options.state.kind = *state_kind;
+  options.fd_store = *fd_store;
   options.state.sync = *state_sync;
   options.state.path = absl::GetFlag(FLAGS_state_file);
   options.state.init = absl::GetFlag(FLAGS_init_state);

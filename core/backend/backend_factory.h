@@ -17,6 +17,10 @@
 
 namespace iommud {
 
+namespace host {
+class FdKeeper;  // core/host/fd_keeper.h
+}  // namespace host
+
 // Backend-specific settings, e.g. {"memory_file": "/var/lib/iommud/hw.mem"} for the emulated one.
 // A backend rejects keys it does not know with INVALID_ARGUMENT.
 using BackendOptions = std::map<std::string, std::string>;
@@ -32,6 +36,9 @@ struct BackendHooks {
   // Scripted faults at the backend's own steps (not owned; null: none). The linux backend's
   // host.* points (core/fault_injector.cc) are hit through it.
   FaultInjector* faults = nullptr;
+  // Where the linux backend keeps its kernel objects' fds across a restart and takes them back
+  // from (core/host/fd_keeper.h; not owned; outlives the backend; null: none).
+  host::FdKeeper* fd_keeper = nullptr;
 };
 
 using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<IommuBackend>>(

@@ -38,6 +38,7 @@ absl::string_view RecoveryOutcomeName(RecoveredGroup::Outcome outcome) {
     case RecoveredGroup::Outcome::kHeld: return "held";
     case RecoveredGroup::Outcome::kGone: return "gone";
     case RecoveredGroup::Outcome::kRestoreFailed: return "restore_failed";
+    case RecoveredGroup::Outcome::kAdopted: return "adopted";
   }
   return "unknown";
 }

@@ -33,16 +33,18 @@ namespace iommud {
 namespace host {
 
 struct RecoveredGroup {
-  enum class Outcome { kRestored, kHeld, kGone, kRestoreFailed };
+  // kAdopted: taken back from the fd store and kept as the registry recorded it (linux_backend.h).
+  enum class Outcome { kRestored, kHeld, kGone, kRestoreFailed, kAdopted };
   int group = -1;
   Outcome outcome = Outcome::kRestored;
   std::vector<std::string> devices;  // the journaled devices (what the claim had bound)
   std::vector<pid_t> holders;        // kHeld: processes with VFIO fds that may hold it
   absl::Status status;               // kRestoreFailed: why
   std::string detail;                // one line for logs and events
+  bool repaired = false;             // kAdopted: the kernel was made to agree with the registry
 };
 
-// "restored", "held", "gone", "restore_failed" (label values of
+// "restored", "held", "gone", "restore_failed", "adopted" (label values of
 // iommud_host_recovered_groups_total{outcome}).
 absl::string_view RecoveryOutcomeName(RecoveredGroup::Outcome outcome);
 

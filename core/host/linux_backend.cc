@@ -1,5 +1,8 @@
 #include "core/host/linux_backend.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <utility>
@@ -68,6 +71,15 @@ std::string DescribeHolders(int group_id, const std::vector<GroupHolder>& holder
 }
 
 }  // namespace
+
+// Whether `fd` (handed back by an FdKeeper) is an open `path`: a kept fd is adopted only for what
+// its name says it is.
+bool IsOpenFileOf(const UniqueFd& fd, const std::string& path) {
+  char target[PATH_MAX];
+  const std::string link = absl::StrCat("/proc/self/fd/", fd.get());
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  return n > 0 && std::string(target, static_cast<size_t>(n)) == path;
+}
 
 absl::StatusOr<HostTopology> ReadHostTopology(const SysfsInventory& inventory) {
   HostTopology topology;
@@ -170,10 +182,37 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
   // What a previous process left first: restored drivers are then what the inventory reads.
   std::unique_ptr<HostJournal> journal;
   std::vector<RecoveredGroup> recovered;
+  // What a previous process kept in the FdKeeper: its groups' fds (only journaled groups: the
+  // journal has the drivers to give back) and its containers.
+  std::map<int, UniqueFd> kept_groups;
+  std::map<DomainId, std::pair<ContainerName, UniqueFd>> kept_containers;
+  if (options.fd_keeper != nullptr) {
+    for (const std::string& name : options.fd_keeper->Untaken()) {
+      std::optional<ContainerName> container = ParseContainerFdName(name);
+      if (!container.has_value()) continue;
+      UniqueFd fd = options.fd_keeper->TakeBack(name);
+      // Not a container: closed here; the daemon drops what nobody adopted by name.
+      if (!IsOpenFileOf(fd, absl::StrCat(options.vfio_dir, "/vfio"))) {
+        (void)options.fd_keeper->Drop(name);
+        continue;
+      }
+      kept_containers[container->domain] = {*container, std::move(fd)};
+    }
+  }
   if (!options.host_state_dir.empty()) {
     ASSIGN_OR_RETURN(journal, HostJournal::Open(options.host_state_dir));
     PciDriverBinder binder(options.sysfs_root);
     for (const auto& [id, record] : journal->previous()) {
+      if (options.fd_keeper != nullptr) {
+        UniqueFd kept = options.fd_keeper->TakeBack(GroupFdName(id));
+        if (IsOpenFileOf(kept, absl::StrCat(options.vfio_dir, "/", id))) {
+          kept_groups[id] = std::move(kept);  // still ours: adopted below, not restored
+          continue;
+        }
+        // Another file under the group's name: not adopted, closed and dropped (the journal's
+        // recovery below decides about the group as without the store).
+        if (kept.valid()) (void)options.fd_keeper->Drop(GroupFdName(id));
+      }
       RecoveredGroup outcome = RecoverJournaledGroup(record, binder, options.vfio_dir);
       if (outcome.outcome == RecoveredGroup::Outcome::kRestored ||
           outcome.outcome == RecoveredGroup::Outcome::kGone) {
@@ -195,6 +234,28 @@ absl::StatusOr<std::unique_ptr<LinuxBackend>> LinuxBackend::Create(
     group->second->held_record = backend->journal_->previous().at(outcome.group);
   }
   backend->recovered_ = std::move(recovered);
+  for (auto& [id, kept] : kept_groups) {
+    auto group = backend->groups_.find(id);
+    if (group == backend->groups_.end()) {  // not on this host any more: closed and dropped
+      (void)options.fd_keeper->Drop(GroupFdName(id));
+      continue;
+    }
+    MutexLock lock(&group->second->mu);
+    group->second->vfio = VfioGroup::Adopt(id, std::move(kept));
+    group->second->bindings = backend->journal_->previous().at(id).bindings;
+    group->second->state = GroupState::kClaimed;
+    group->second->adopting = true;
+  }
+  for (auto& [id, kept] : kept_containers) {
+    auto domain = std::make_shared<DomainRecord>(id, kept.first.unit, DomainType::kUnmanaged);
+    {
+      MutexLock lock(&domain->mu);
+      domain->container = VfioContainer::Adopt(std::move(kept.second));
+      domain->adopted = true;
+    }
+    MutexLock lock(&backend->tables_mu_);
+    backend->domains_.emplace(id, std::move(domain));
+  }
   if (!options.kmsg_path.empty()) {
     ASSIGN_OR_RETURN(backend->faults_, DmarFaultReader::Open(options.kmsg_path));
   }
@@ -228,6 +289,19 @@ LinuxBackend::~LinuxBackend() {
       (void)GiveBack(*group);
     }
   }
+  // The containers close with this object: nothing kept of them may outlive it.
+  MutexLock lock(&tables_mu_);
+  for (const auto& [id, domain] : domains_) {
+    if (domain->type == DomainType::kUnmanaged) DropFd(ContainerFdName(domain->unit, id));
+  }
+}
+
+absl::Status LinuxBackend::KeepFd(const std::string& name, int fd) const {
+  return options_.fd_keeper == nullptr ? absl::OkStatus() : options_.fd_keeper->Keep(name, fd);
+}
+
+void LinuxBackend::DropFd(const std::string& name) const {
+  if (options_.fd_keeper != nullptr) (void)options_.fd_keeper->Drop(name);
 }
 
 absl::Status LinuxBackend::Hit(absl::string_view point) const {
@@ -316,11 +390,13 @@ absl::Status LinuxBackend::AllocDomain(absl::string_view unit, DomainId id, Doma
   if (type == DomainType::kUnmanaged) {
     ASSIGN_OR_RETURN(std::unique_ptr<VfioContainer> container,
                      VfioContainer::Open(absl::StrCat(options_.vfio_dir, "/vfio")));
+    // Kept before the domain exists: a domain the registry acknowledges survives a crash.
+    RETURN_IF_ERROR(KeepFd(ContainerFdName(unit, id), container->fd()));
     MutexLock lock(&domain->mu);
     domain->container = std::move(container);
   }
   MutexLock lock(&tables_mu_);
-  if (!domains_.emplace(id, std::move(domain)).second) {
+  if (!domains_.emplace(id, domain).second) {
     return Error(absl::StatusCode::kAlreadyExists, reason::kDomainExists,
                  absl::StrCat("domain ", id, " exists"), {{"domain_id", absl::StrCat(id)}});
   }
@@ -339,8 +415,11 @@ absl::Status LinuxBackend::FreeDomain(DomainId id) {
       }
     }
   }
-  MutexLock lock(&tables_mu_);
-  domains_.erase(id);  // the container closes with the last reference
+  {
+    MutexLock lock(&tables_mu_);
+    domains_.erase(id);  // the container closes with the last reference
+  }
+  if (domain->type == DomainType::kUnmanaged) DropFd(ContainerFdName(domain->unit, id));
   return absl::OkStatus();
 }
 
@@ -400,6 +479,10 @@ absl::Status LinuxBackend::Claim(GroupRecord& group) {
     absl::Status recorded = journal_->Put(claimed);
     if (!recorded.ok()) opened = recorded;  // closes the group below
   }
+  if (opened.ok()) {
+    absl::Status kept = KeepFd(GroupFdName(group.id), (*opened)->fd());
+    if (!kept.ok()) opened = kept;  // closes the group below
+  }
   if (!opened.ok()) {
     const absl::Status restored = binder_.RestoreAll(bindings);
     if (journal_ != nullptr && restored.ok()) (void)journal_->Remove(group.id);
@@ -419,7 +502,10 @@ absl::Status LinuxBackend::Unclaim(GroupRecord& group) {
 
 absl::Status LinuxBackend::GiveBack(GroupRecord& group) {
   if (group.state == GroupState::kAttached) RETURN_IF_ERROR(Leave(group));
+  if (group.vfio != nullptr) DropFd(GroupFdName(group.id));
   group.vfio.reset();  // closing the group ends the DMA ownership
+  group.adopting = false;
+  group.adopted = false;
   absl::Status restored = binder_.RestoreAll(group.bindings);
   // Not restored: the record stays, and the next start tries again.
   if (restored.ok() && journal_ != nullptr) restored = journal_->Remove(group.id);
@@ -433,7 +519,10 @@ absl::Status LinuxBackend::Enter(GroupRecord& group, const std::shared_ptr<Domai
   const bool first = domain->attached_groups.empty();
   RETURN_IF_ERROR(Hit("host.set_container"));
   RETURN_IF_ERROR(domain->container->Attach(*group.vfio));
-  if (first) {  // a fresh IOMMU in the container: put the domain's mappings back
+  if (domain->adopted && !domain->synced) {
+    // A kept container may still hold the previous process's mappings: synchronized, not replayed.
+    SyncAdopted(*domain);
+  } else if (first) {  // a fresh IOMMU in the container: put the domain's mappings back
     for (const auto& [iova, mapping] : domain->mappings) {
       absl::Status mapped = MapIntoContainer(*domain, iova, mapping);
       if (!mapped.ok()) {
@@ -481,6 +570,7 @@ absl::Status LinuxBackend::Leave(GroupRecord& group) {
 }
 
 absl::Status LinuxBackend::MoveTo(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain) {
+  if (group.adopting) RETURN_IF_ERROR(ConfirmAdopted(group, domain));
   const GroupState target = StateFor(*domain);
   if (target == group.state &&
       (target != GroupState::kAttached || group.container_domain == domain)) {
@@ -874,6 +964,7 @@ absl::StatusOr<UniqueFd> LinuxBackend::DeviceFd(absl::string_view device) {
 absl::StatusOr<std::unique_ptr<IommuBackend>> NewLinuxBackend(const BackendOptions& options,
                                                               const BackendHooks& hooks) {
   ASSIGN_OR_RETURN(LinuxBackendOptions parsed, ParseLinuxBackendOptions(options));
+  parsed.fd_keeper = hooks.fd_keeper;
   ASSIGN_OR_RETURN(std::unique_ptr<LinuxBackend> backend,
                    LinuxBackend::Create(parsed, hooks.memory, hooks.faults));
   return std::unique_ptr<IommuBackend>(std::move(backend));

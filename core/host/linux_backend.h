@@ -65,6 +65,7 @@
 #include "core/backend/iommu_backend.h"
 #include "core/host/device_fd_provider.h"
 #include "core/host/dmar_fault_reader.h"
+#include "core/host/fd_keeper.h"
 #include "core/host/group_handover.h"
 #include "core/host/host_journal.h"
 #include "core/host/host_recovery.h"
@@ -117,6 +118,10 @@ struct LinuxBackendOptions {
   // Where the host journal lives (core/host/host_journal.h): "" keeps none, and a restart then
   // cannot tell what a dead iommud left on the host. The daemon defaults it to its state dir.
   std::string host_state_dir;
+  // Where group and container fds are kept across a restart (core/host/fd_keeper.h; not owned;
+  // null: nowhere). Not a --backend_opt: the daemon sets it (BackendHooks::fd_keeper). With a
+  // keeper, Create takes back what a previous process kept and adopts it (see FinishAdoption).
+  FdKeeper* fd_keeper = nullptr;
 };
 
 // Parses the backend's --backend_opt keys: sysfs_root, vfio_dir, proc_root, kmsg (path or ""),
@@ -141,6 +146,23 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   // stays unclaimable (GROUP_BUSY) until its last device fd closes (re-checked at each claim), and
   // ReadRid shows its RIDs on kHeldElsewhereDomain, so the registry's audit reports it.
   const std::vector<RecoveredGroup>& recovered() const { return recovered_; }
+
+  // Adoption of what a previous process kept in the FdKeeper (docs/semantics.md "Crash and restart
+  // on a real host"). Create takes back every journaled group's fd (group-N: the group is then
+  // claimed, NOT restored to its drivers) and every container (container-<unit>-<id>: the domain
+  // exists, ReadDomains lists it, with no known mappings). The registry's Recover then replays its
+  // store: Map calls fill the adopted domain's shadow (no ioctl while no group is in it), and the
+  // AttachRid that moves an adopted group confirms it: still in a container and the target is an
+  // adopted domain -> kept as it is, and that container is synchronized once with the shadow
+  // (every IOVA range the shadow does not map is unmapped: a mapping the kernel got but the store
+  // never acknowledged goes; every shadow mapping is mapped again: EEXIST means the kernel kept
+  // it, success means the kernel had lost it and has it now); otherwise the group is taken out of
+  // its container and follows the ordinary path. VFIO cannot tell which container a group is in:
+  // a group in some container is taken to be in its domain's (iommud never puts it elsewhere).
+  // After Recover, FinishAdoption gives back every adopted group the registry did not reference
+  // (drivers restored, fd dropped from the keeper) and returns one outcome per group taken back
+  // (kAdopted or kRestored) plus the synchronization's findings in `detail`.
+  std::vector<RecoveredGroup> FinishAdoption();
 
   // IommuBackend.
   absl::string_view name() const override { return "linux"; }
@@ -192,6 +214,10 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
     std::unique_ptr<VfioContainer> container ABSL_GUARDED_BY(mu);  // user domains only
     std::map<uint64_t, ShadowMapping> mappings ABSL_GUARDED_BY(mu);  // by IOVA
     std::set<int> attached_groups ABSL_GUARDED_BY(mu);  // kernel groups in the container
+    // Taken back from the FdKeeper (see FinishAdoption); synced once a group of it is confirmed.
+    bool adopted ABSL_GUARDED_BY(mu) = false;
+    bool synced ABSL_GUARDED_BY(mu) = false;
+    std::string sync_report ABSL_GUARDED_BY(mu);  // what the synchronization found
   };
   struct GroupRecord {
     GroupRecord(int id, std::string unit) : id(id), unit(std::move(unit)) {}
@@ -211,6 +237,10 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
     // Held through device fds a dead iommud handed out (its journal record, to restore later).
     bool held_elsewhere ABSL_GUARDED_BY(mu) = false;
     JournaledGroup held_record ABSL_GUARDED_BY(mu);
+    // Taken back from the FdKeeper and not yet confirmed by the registry's recovery (adopting),
+    // and confirmed (adopted).
+    bool adopting ABSL_GUARDED_BY(mu) = false;
+    bool adopted ABSL_GUARDED_BY(mu) = false;
   };
 
   LinuxBackend(const LinuxBackendOptions& options, const MemoryResolver* memory,
@@ -242,6 +272,16 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   absl::Status Leave(GroupRecord& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   absl::Status MoveTo(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // The first move of an adopted group (see FinishAdoption): keeps it in `domain`'s adopted
+  // container, or takes it out of whatever container it is in (it is then kClaimed).
+  absl::Status ConfirmAdopted(GroupRecord& group, const std::shared_ptr<DomainRecord>& domain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Makes an adopted container's kernel mappings those of its shadow, once (see FinishAdoption).
+  void SyncAdopted(DomainRecord& domain) ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu);
+  // Hands a copy of `fd` to the keeper (OK without one) / drops it (best effort).
+  absl::Status KeepFd(const std::string& name, int fd) const;
+  void DropFd(const std::string& name) const;
 
   // VFIO_IOMMU_MAP_DMA of one shadow mapping into `domain`'s container.
   absl::Status MapIntoContainer(DomainRecord& domain, uint64_t iova, const ShadowMapping& mapping)

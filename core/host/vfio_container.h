@@ -34,6 +34,12 @@ class VfioContainer final : public DmaDomain {
   static absl::StatusOr<std::unique_ptr<VfioContainer>> Open(
       const std::string& path = "/dev/vfio/vfio");
 
+  // Takes `fd`, a container a previous process of the daemon kept (FdKeeper): its groups and
+  // mappings are whatever the kernel still holds in it.
+  static std::unique_ptr<VfioContainer> Adopt(UniqueFd fd) {
+    return std::unique_ptr<VfioContainer>(new VfioContainer(std::move(fd)));
+  }
+
   VfioContainer(const VfioContainer&) = delete;
   VfioContainer& operator=(const VfioContainer&) = delete;
 

@@ -68,6 +68,16 @@ absl::StatusOr<bool> VfioGroup::HasContainer() const {
   return (*flags & VFIO_GROUP_FLAGS_CONTAINER_SET) != 0;
 }
 
+absl::Status VfioGroup::UnsetContainer() {
+  if (::ioctl(fd_.get(), VFIO_GROUP_UNSET_CONTAINER) != 0) {
+    const int err = errno;
+    return ErrnoError(CodeForErrno(err), reason::kGroupUnsetContainerFailed,
+                      absl::StrCat("VFIO_GROUP_UNSET_CONTAINER for group ", id_), err,
+                      {{"group_id", absl::StrCat(id_)}});
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<UniqueFd> VfioGroup::GetDeviceFd(absl::string_view device) const {
   const std::string name(device);
   const int fd = ::ioctl(fd_.get(), VFIO_GROUP_GET_DEVICE_FD, name.c_str());

@@ -29,6 +29,12 @@ class VfioGroup {
   static absl::StatusOr<std::unique_ptr<VfioGroup>> Open(int group_id,
                                                          const std::string& vfio_dir = "/dev/vfio");
 
+  // Takes `fd`, an open /dev/vfio/<group_id> a previous process of the daemon kept (FdKeeper):
+  // nothing is checked here; HasContainer tells where it is.
+  static std::unique_ptr<VfioGroup> Adopt(int group_id, UniqueFd fd) {
+    return std::unique_ptr<VfioGroup>(new VfioGroup(group_id, std::move(fd)));
+  }
+
   VfioGroup(const VfioGroup&) = delete;
   VfioGroup& operator=(const VfioGroup&) = delete;
 
@@ -37,6 +43,9 @@ class VfioGroup {
 
   // Whether the group is attached to a container (VFIO_GROUP_FLAGS_CONTAINER_SET).
   absl::StatusOr<bool> HasContainer() const;
+
+  // VFIO_GROUP_UNSET_CONTAINER (GROUP_UNSET_CONTAINER_FAILED; EINVAL: in no container).
+  absl::Status UnsetContainer();
 
   // A device fd for `device` ("0000:00:02.0"), which must belong to this group and the group must be
   // attached to a container with an IOMMU set. The caller owns the fd (e.g. to hand it to a VMM).

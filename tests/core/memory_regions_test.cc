@@ -203,5 +203,51 @@ TEST(MemoryRegionTableTest, ConcurrentChargesAndRemovalsNeverRemoveAChargedRegio
   EXPECT_LE(removed.load(), 1);
 }
 
+
+TEST(MemoryRegionTableTest, RestoredRegionsKeepIdBaseAndOwnerAndLaterIdsFollow) {
+  MemoryRegionTable table;
+  MemoryRegionInfo kept;
+  kept.id = 5;
+  kept.owner = "vm";
+  kept.size = 2 * kPage4K;
+  kept.base = kRegionSpaceBase + 3 * kRegionAlignment;
+  ASSERT_OK(table.Restore(kept, std::make_unique<HeapMemory>(kept.size)));
+  ASSERT_OK_AND_ASSIGN(MemoryRegionInfo got, table.Get(5));
+  EXPECT_EQ(got.base, kept.base);
+  EXPECT_EQ(got.owner, "vm");
+  EXPECT_EQ(got.kind, MemoryRegionKind::kProcessMemory);
+  EXPECT_TRUE(table.Resolve(kept.base + kPage4K, kPage4K).ok());
+  // Surviving mappings are charged (whole range inside the region only), and pin the owner.
+  EXPECT_TRUE(table.ChargeRestored(kept.base, kPage4K));
+  EXPECT_FALSE(table.ChargeRestored(kept.base + kPage4K, 2 * kPage4K));
+  EXPECT_FALSE(table.ChargeRestored(kRegionSpaceBase, kPage4K));
+  EXPECT_EQ(table.PinnedBytes("vm"), kPage4K);
+  EXPECT_ERROR(table.Remove(5, "vm"), kFailedPrecondition, "REGION_IN_USE");
+  table.Discharge(kept.base, kPage4K);
+  // Its id and range are taken; a bad one is refused.
+  EXPECT_ERROR(table.Restore(kept, std::make_unique<HeapMemory>(kept.size)), kAlreadyExists,
+               "REGION_EXISTS");
+  MemoryRegionInfo overlapping = kept;
+  overlapping.id = 6;
+  EXPECT_ERROR(table.Restore(overlapping, std::make_unique<HeapMemory>(kept.size)),
+               kAlreadyExists, "REGION_EXISTS");
+  MemoryRegionInfo unaligned = kept;
+  unaligned.id = 7;
+  unaligned.base += kPage4K;
+  EXPECT_ERROR(table.Restore(unaligned, std::make_unique<HeapMemory>(kept.size)),
+               kInvalidArgument, "INVALID_REGION_SIZE");
+  MemoryRegionInfo wrong_backing = kept;
+  wrong_backing.id = 8;
+  wrong_backing.base += kRegionAlignment;
+  EXPECT_ERROR(table.Restore(wrong_backing, std::make_unique<HeapMemory>(kPage4K)),
+               kInvalidArgument, "INVALID_REGION_SIZE");
+  // A new region gets the next id, and a base that does not collide.
+  ASSERT_OK_AND_ASSIGN(MemoryRegionInfo added,
+                       table.Add("vm", kPage4K, std::make_unique<HeapMemory>(kPage4K)));
+  EXPECT_EQ(added.id, 6u);
+  EXPECT_NE(added.base, kept.base);
+  ASSERT_OK(table.Remove(5, "vm"));
+}
+
 }  // namespace
 }  // namespace iommud

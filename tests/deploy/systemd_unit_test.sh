@@ -43,6 +43,20 @@ if ! systemd-analyze verify --man=no "$work/iommud.service" >"$work/verify.log" 
   fail "systemd-analyze verify"
 fi
 echo "ok: systemd-analyze verify"
+# 1b. The host-backend example (deploy/systemd/iommud-host.service): verify only (it needs a host
+# with VFIO to run). It must keep the fd store on and the daemon's own notify access.
+host_unit="$here/../../deploy/systemd/iommud-host.service"
+for line in '^Type=notify$' '^NotifyAccess=main$' '^FileDescriptorStoreMax=[1-9]' '^DeviceAllow=char-vfio rw$' \
+            '^ExecStart=/usr/sbin/iommud --backend=linux --fd_store=required '; do
+  grep -qE "$line" "$host_unit" || fail "iommud-host.service has no line matching $line"
+done
+sed "s|^ExecStart=/usr/sbin/iommud |ExecStart=$iommud |" "$host_unit" >"$work/iommud-host.service"
+if ! systemd-analyze verify --man=no "$work/iommud-host.service" >"$work/verify-host.log" 2>&1 ||
+   [ -s "$work/verify-host.log" ]; then
+  cat "$work/verify-host.log" >&2
+  fail "systemd-analyze verify of iommud-host.service"
+fi
+echo "ok: systemd-analyze verify iommud-host.service"
 [ "$strace_step" -eq 1 ] || { echo "PASS (verify only)"; exit 0; }
 
 # 2. The daemon under strace, with the unit's arguments.

@@ -71,7 +71,7 @@ if [ -z "$build_dir" ]; then
       die "cmake configure failed"
   fi
   targets=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
-    host_unplug_vm_test host_crash_vm_test iommud)
+    host_unplug_vm_test host_crash_vm_test host_fdstore_vm_test iommud)
   [ "$bench" -eq 1 ] && targets=(host_map_bench iommud)
   cmake --build "$build_dir" --target "${targets[@]}" >&2 ||
     die "build of the scenario binaries failed"
@@ -79,7 +79,7 @@ fi
 # The scenario binaries (core/host against the kernel; the daemon's API against the kernel) and
 # the daemon the second one starts; with --bench, the benchmark instead (it starts the daemon too).
 test_bins=(host_vfio_vm_test host_api_vm_test host_handover_vm_test host_fd_channel_vm_test
-  host_unplug_vm_test host_crash_vm_test)
+  host_unplug_vm_test host_crash_vm_test host_fdstore_vm_test)
 [ -n "$only" ] && test_bins=("$only")
 [ "$bench" -eq 1 ] && test_bins=(host_map_bench)
 daemon_bin="$build_dir/server/iommud"

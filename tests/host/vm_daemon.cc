@@ -45,6 +45,12 @@ absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string
     ::execv(binary.c_str(), argv.data());
     ::_exit(127);
   }
+  absl::Status serving = WaitForVmDaemon(pid, state_dir, timeout);
+  if (!serving.ok()) return serving;
+  return pid;
+}
+
+absl::Status WaitForVmDaemon(pid_t pid, const std::string& state_dir, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     int status = 0;
@@ -59,7 +65,9 @@ absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string
     if (client.ok()) {
       absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health =
           (*client)->CheckHealth();
-      if (health.ok() && *health == grpc::health::v1::HealthCheckResponse::SERVING) return pid;
+      if (health.ok() && *health == grpc::health::v1::HealthCheckResponse::SERVING) {
+        return absl::OkStatus();
+      }
     }
     absl::SleepFor(absl::Milliseconds(200));
   }

@@ -28,6 +28,12 @@ absl::StatusOr<pid_t> StartVmDaemon(const std::string& binary, const std::string
                                     absl::Duration timeout = absl::Seconds(60),
                                     bool append_log = false);
 
+// Waits up to `timeout` until the daemon `pid` (a child of this process, started elsewhere, e.g.
+// by tests/host/fd_store_supervisor.h) serves on unix:<state_dir>/iommud.sock; an error (with the
+// log) if it exits or does not serve in time (then it is killed).
+absl::Status WaitForVmDaemon(pid_t pid, const std::string& state_dir,
+                             absl::Duration timeout = absl::Seconds(60));
+
 // SIGTERM, then waits: an error (with the log) unless it exits with status 0.
 absl::Status StopVmDaemon(pid_t pid, const std::string& state_dir);
 

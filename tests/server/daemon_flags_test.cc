@@ -32,6 +32,16 @@ TEST(DaemonFlagsTest, MalformedBackendOptions) {
   }
 }
 
+TEST(DaemonFlagsTest, FdStoreMode) {
+  EXPECT_EQ(*ParseFdStoreMode("auto"), FdStoreMode::kAuto);
+  EXPECT_EQ(*ParseFdStoreMode("off"), FdStoreMode::kOff);
+  EXPECT_EQ(*ParseFdStoreMode("required"), FdStoreMode::kRequired);
+  for (const char* bad : {"", "on", "AUTO", "yes"}) {
+    absl::StatusOr<FdStoreMode> mode = ParseFdStoreMode(bad);
+    EXPECT_EQ(ErrorReason(mode.status()), "INVALID_FLAG") << bad;
+  }
+}
+
 TEST(DaemonFlagsTest, DefaultDomainType) {
   EXPECT_EQ(*ParseDefaultDomainType("DMA"), DomainType::kDma);
   EXPECT_EQ(*ParseDefaultDomainType("dma_fq"), DomainType::kDmaFq);

@@ -89,6 +89,19 @@ TEST(DaemonTest, StartFailuresCarryTheirStepsReason) {
   options = OptionsIn(dir);
   options.request_id_window = absl::ZeroDuration();
   EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_FLAG");
+  // The fd store: only for the linux backend; required means a service manager must be there;
+  // without it the linux backend keeps refusing durable state (these fail before any sysfs read).
+  ::unsetenv("NOTIFY_SOCKET");
+  options = OptionsIn(dir);
+  options.fd_store = FdStoreMode::kRequired;
+  EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_FLAG");
+  options.backend = "linux";
+  options.topology = "";
+  options.state.kind = StateKind::kMemory;
+  EXPECT_ERROR(Daemon::Start(options), kFailedPrecondition, "FD_STORE_UNAVAILABLE");
+  options.fd_store = FdStoreMode::kAuto;
+  options.state.kind = StateKind::kSqlite;
+  EXPECT_ERROR(Daemon::Start(options), kInvalidArgument, "INVALID_FLAG");
   // None of them left a socket or the lock behind.
   EXPECT_FALSE(Exists(dir.path() + "/state/iommud.sock"));
   options = OptionsIn(dir);

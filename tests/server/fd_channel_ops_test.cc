@@ -144,14 +144,16 @@ class TestMemory : public ProcessMemory {
 TEST_F(FdChannelOpsTest, RegisterMemoryMakesAProcessMemoryRegionOfTheOwner) {
   RegistryFdChannelOps ops(registry_.get(), &device_fds_);
   ASSERT_OK_AND_ASSIGN(RegisteredRegion region,
-                       ops.RegisterMemory(kOwner, 2 * 4096, std::make_unique<TestMemory>(2 * 4096)));
+                       ops.RegisterMemory(kOwner, 2 * 4096, std::make_unique<TestMemory>(2 * 4096),
+                                          host::UniqueFd()));
   EXPECT_EQ(region.size, 2 * 4096u);
   ASSERT_OK_AND_ASSIGN(MemoryRegionInfo info, registry_->GetMemoryRegion(region.id));
   EXPECT_EQ(info.owner, kOwner);
   EXPECT_EQ(info.base, region.base);
   EXPECT_EQ(info.kind, MemoryRegionKind::kProcessMemory);
   // A bad size registers nothing.
-  EXPECT_ERROR(ops.RegisterMemory(kOwner, 100, std::make_unique<TestMemory>(4096)),
+  EXPECT_ERROR(ops.RegisterMemory(kOwner, 100, std::make_unique<TestMemory>(4096),
+                                  host::UniqueFd()),
                kInvalidArgument, "INVALID_REGION_SIZE");
   EXPECT_EQ(registry_->ListMemoryRegions().size(), 1u);
 }

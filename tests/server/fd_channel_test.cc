@@ -60,12 +60,15 @@ host::UniqueFd Memfd(off_t size) {
 class FakeOps : public FdChannelOps {
  public:
   absl::StatusOr<RegisteredRegion> RegisterMemory(absl::string_view owner, uint64_t size,
-                                                  std::unique_ptr<ProcessMemory> memory) override {
+                                                  std::unique_ptr<ProcessMemory> memory,
+                                                  host::UniqueFd file) override {
+    files.push_back(file.valid());
     owners.emplace_back(owner);
     sizes.push_back(size);
     memories.push_back(std::move(memory));
     return RegisteredRegion{7, 0x100000, size};
   }
+  std::vector<bool> files;  // whether each RegisterMemory came with the client's file
   absl::StatusOr<host::UniqueFd> OpenDevice(absl::string_view device,
                                             absl::string_view owner) override {
     owners.emplace_back(owner);
@@ -206,6 +209,7 @@ TEST_F(FdChannelTest, RegisterMemoryHandsTheOpsAUsableMappingOfTheMemfd) {
   // The owner is the caller's, as gRPC's owner rewrite makes it.
   EXPECT_THAT(ops_.owners, ElementsAre(absl::StrCat("uid:", getuid(), "/vm1")));
   EXPECT_THAT(ops_.sizes, ElementsAre(2u * 4096));
+  EXPECT_THAT(ops_.files, ElementsAre(true));  // the ops may keep the client's file
   ASSERT_EQ(ops_.memories.size(), 1u);
   ProcessMemory& memory = *ops_.memories[0];
   EXPECT_EQ(memory.size(), 2u * 4096);
