@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/error.h"
@@ -10,19 +11,6 @@
 #include "core/sync.h"
 
 namespace iommud {
-
-namespace {
-thread_local GroupId current_group = 0;
-thread_local std::string current_device;
-std::atomic<FaultInjector*> backend_injector{nullptr};
-}  // namespace
-
-void SetBackendFaultInjector(FaultInjector* injector) { backend_injector.store(injector); }
-
-absl::Status HitBackendPoint(absl::string_view point) {
-  FaultInjector* injector = backend_injector.load(std::memory_order_acquire);
-  return injector == nullptr ? absl::OkStatus() : injector->Hit(point);
-}
 
 const std::vector<std::string>& FaultPoints() {
   static const std::vector<std::string> points = {
@@ -35,15 +23,8 @@ const std::vector<std::string>& FaultPoints() {
   return points;
 }
 
-ScopedFaultScope::ScopedFaultScope(GroupId group, absl::string_view device)
-    : previous_group_(current_group), previous_device_(current_device) {
-  current_group = group;
-  current_device = std::string(device);
-}
-
-ScopedFaultScope::~ScopedFaultScope() {
-  current_group = previous_group_;
-  current_device = previous_device_;
+bool IsScopedFaultPoint(absl::string_view point) {
+  return absl::StartsWith(point, "backend.") || point == "store.write";
 }
 
 absl::StatusOr<uint64_t> FaultInjector::Add(const FaultSpec& spec) {
@@ -65,6 +46,12 @@ absl::StatusOr<uint64_t> FaultInjector::Add(const FaultSpec& spec) {
     return invalid("a fault that does not fail must add latency");
   }
   if (spec.latency < absl::ZeroDuration()) return invalid("negative latency");
+  if ((spec.group != 0 || !spec.device.empty()) && spec.point != "*" &&
+      !IsScopedFaultPoint(spec.point)) {
+    return invalid(
+        "only backend.* and store.write hits carry a group and device: this point "
+        "cannot be scoped");
+  }
   MutexLock lock(&mu_);
   FaultState state;
   state.id = next_id_++;
@@ -93,10 +80,10 @@ void FaultInjector::SetOnInjected(std::function<void(absl::string_view)> on_inje
   on_injected_ = std::move(on_injected);
 }
 
-absl::Status FaultInjector::Hit(absl::string_view point) {
+absl::Status FaultInjector::Hit(absl::string_view point, const FaultScope& scope) {
   if (!armed_.load(std::memory_order_relaxed)) return absl::OkStatus();
-  const GroupId group = current_group;
-  const std::string device = current_device;
+  const GroupId group = scope.group;
+  const std::string& device = scope.device;
   absl::Duration latency = absl::ZeroDuration();
   absl::Status error;
   {

@@ -1,14 +1,19 @@
 // FaultInjector: scripted failures at named injection points, for test engineers (the
 // InjectFault RPCs) and for the fail-nth sweeps.
 //
-// Points are hit by the code that owns them (backend.attach, backend.map, ...; see
-// FaultInjectingBackend). A fault fires on the Nth matching hit, on every Kth, or with a
-// probability from a seeded generator; it can add latency, fail with a chosen code, or both; and
-// it can be scoped to a group or a device (the registry names the group and device an operation
-// works on with a ScopedFaultScope). Thread-safe.
+// Points are hit by the code that owns them: backend.* by the registry before each backend call
+// (RegistryOptions::faults), store.write by FaultInjectingStateStore, pgtable.alloc,
+// cmdq.sync_timeout and host.* inside the backends (BackendHooks::faults). A fault fires on the Nth
+// matching hit, on every Kth, or with a probability from a seeded generator; it can add latency,
+// fail with a chosen code, or both; and it can be scoped to a group or a device: the hit then
+// passes the FaultScope of the operation explicitly (the registry's CallContext, core/store/
+// call_context.h). Only the points in ScopedFaultPoints() carry a scope. No injector is
+// process-wide: each daemon (or test) owns its own and hands it to its registry, backend and
+// store through their options. Thread-safe.
 #ifndef IOMMUD_CORE_FAULT_INJECTOR_H_
 #define IOMMUD_CORE_FAULT_INJECTOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <random>
@@ -28,14 +33,9 @@ namespace iommud {
 // The injection points the core, the backends and the state store provide (store.write: see
 // core/store/fault_injecting_state_store.h).
 const std::vector<std::string>& FaultPoints();
-
-class FaultInjector;
-// The injector that the backends' internal points consult (pgtable.alloc in both page tables,
-// cmdq.sync_timeout in the emulated backend); null, the default, disables them. Set by the daemon
-// with --allow_fault_injection, and by tests (who reset it to null). Thread-safe.
-void SetBackendFaultInjector(FaultInjector* injector);
-// Hit `point` on the backend injector, if one is set (OK otherwise).
-absl::Status HitBackendPoint(absl::string_view point);
+// The points whose hits carry the operation's FaultScope (backend.*, store.write); a fault scoped
+// to a group or device is refused at any other point.
+bool IsScopedFaultPoint(absl::string_view point);
 
 struct FaultSpec {
   enum class Mode { kNth, kEveryKth, kProbability };
@@ -58,24 +58,11 @@ struct FaultState {
   uint64_t injected = 0;  // times it fired
 };
 
-// The group and device the calling thread's current operation works on (hits outside any scope
-// match only unscoped faults).
-class ScopedFaultScope {
- public:
-  ScopedFaultScope(GroupId group, absl::string_view device);
-  ~ScopedFaultScope();
-  ScopedFaultScope(const ScopedFaultScope&) = delete;
-  ScopedFaultScope& operator=(const ScopedFaultScope&) = delete;
-
- private:
-  GroupId previous_group_;
-  std::string previous_device_;
-};
-
 class FaultInjector {
  public:
   // INVALID_ARGUMENT (INVALID_FAULT) for an unknown point, n == 0, a probability outside (0, 1],
-  // an OK code with fail set, or a negative latency. Returns the fault's id.
+  // an OK code with fail set, a negative latency, or a group/device scope at a point whose hits
+  // carry none (IsScopedFaultPoint). Returns the fault's id.
   absl::StatusOr<uint64_t> Add(const FaultSpec& spec);
   std::vector<FaultState> List() const;
   // Removes every fault; returns how many there were.
@@ -83,9 +70,10 @@ class FaultInjector {
   // Called when a fault fires (for iommud_faults_injected_total{point}); set before use.
   void SetOnInjected(std::function<void(absl::string_view point)> on_injected);
 
-  // At injection point `point`: sleeps the latency of matching faults, then returns the error of
-  // the first one that fires (OK when none does). Cheap when no fault is set.
-  absl::Status Hit(absl::string_view point);
+  // At injection point `point`, in the operation `scope` names (the empty scope: none, which only
+  // unscoped faults match): sleeps the latency of matching faults, then returns the error of the
+  // first one that fires (OK when none does). Cheap when no fault is set.
+  absl::Status Hit(absl::string_view point, const FaultScope& scope = FaultScope());
 
  private:
   mutable absl::Mutex mu_;

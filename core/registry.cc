@@ -75,6 +75,7 @@ absl::Status ValidateCaps(absl::string_view name, const UnitCaps& caps) {
 
 absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCaps& caps,
                                            bool* adopted) {
+  CallContext call;  // no request record; group operations set their fault scope
   if (adopted != nullptr) *adopted = false;
   RETURN_IF_ERROR(ValidateCaps(name, caps));
   auto unit = std::make_shared<UnitState>();
@@ -87,20 +88,20 @@ absl::StatusOr<UnitInfo> Registry::AddUnit(absl::string_view name, const UnitCap
                    absl::StrCat("unit '", name, "' already exists"), {{"unit", unit->name}});
     }
   }
-  absl::Status added = backend()->AddUnit(name, caps);
+  absl::Status added = state_->Backend(call).AddUnit(name, caps);
   // The hardware already holds the unit with these caps but the registry does not: a start that
   // died between programming the unit and committing it. Adopt it; the release domain allocated
   // then is an orphan the next Reconcile frees.
   const bool adopt = added.code() == absl::StatusCode::kAlreadyExists;
   if (!added.ok() && !adopt) return BackendError(added, "add_unit", {{"unit", unit->name}});
-  ASSIGN_OR_RETURN(unit->release_domain,
-                   state_->CreateDomain(unit, State::BlockingType(caps), "", /*core_owned=*/true));
+  ASSIGN_OR_RETURN(unit->release_domain, state_->CreateDomain(call, unit, State::BlockingType(caps),
+                                                              "", /*core_owned=*/true));
   StoreBatch batch;
   batch.put_units.push_back(State::UnitRecordOf(*unit));
   batch.put_domains.push_back(State::DomainRecordOf(*unit->release_domain));
-  if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
+  if (absl::Status committed = state_->Commit(call, std::move(batch)); !committed.ok()) {
     // The backend keeps the (empty) unit: it has no remove; a retry adopts it (above).
-    (void)state_->DestroyDomain(unit->release_domain);
+    (void)state_->DestroyDomain(call, unit->release_domain);
     unit->release_domain.reset();  // breaks the unit <-> release domain cycle
     return committed;
   }

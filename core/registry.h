@@ -28,8 +28,10 @@
 #include "absl/types/span.h"
 #include "core/backend/iommu_backend.h"
 #include "core/clock.h"
+#include "core/fault_injector.h"
 #include "core/memory_regions.h"
 #include "core/registry_observer.h"
+#include "core/store/call_context.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
 
@@ -43,6 +45,11 @@ struct RegistryOptions {
   // a mutation the store refuses is undone and fails with UNAVAILABLE (STORE_WRITE_FAILED).
   StateStore* store = nullptr;
   Clock* clock = nullptr;                  // optional; not owned; null = Clock::Real()
+  // Optional; not owned; must outlive the Registry. The registry hits its backend.* injection
+  // points (core/fault_injector.h) before each mutating backend call, with the FaultScope of the
+  // call's CallContext; an injected error is returned without reaching the backend. Null: none.
+  // The injector is this registry's: another registry in the process never sees it.
+  FaultInjector* faults = nullptr;
   DomainType default_domain_type = DomainType::kDma;  // policy for new groups' default domains
   size_t fault_log_capacity = 1024;        // most recent faults kept for ListTranslationFaults
   // The memory regions (core/memory_regions.h; not owned; must outlive the Registry): the daemon
@@ -188,6 +195,10 @@ struct RecoveryReport {
   absl::Duration elapsed;
 };
 
+// Every mutating call takes an optional CallContext (core/store/call_context.h), passed
+// explicitly: the request record it commits with its first change (idempotency), and the fault
+// scope the registry sets for its group operations. Null: a context of the call's own (no record).
+// The context is only used during the call, on whatever thread the registry does the work.
 class Registry {
  public:
   // INVALID_ARGUMENT if options.backend is null.
@@ -231,21 +242,26 @@ class Registry {
   absl::StatusOr<std::vector<Mapping>> ListMappings(DomainId domain) const;  // in IOVA order
 
   // --- Device lifecycle ---
-  absl::StatusOr<DeviceInfo> ProbeDevice(const ProbeRequest& request);
-  absl::StatusOr<ReleaseResult> ReleaseDevice(absl::string_view device);
+  absl::StatusOr<DeviceInfo> ProbeDevice(const ProbeRequest& request,
+                                         CallContext* context = nullptr);
+  absl::StatusOr<ReleaseResult> ReleaseDevice(absl::string_view device,
+                                              CallContext* context = nullptr);
 
   // --- DMA ownership (all return the group after the change) ---
-  absl::StatusOr<GroupInfo> UseDefaultDomain(absl::string_view device);
-  absl::StatusOr<GroupInfo> UnuseDefaultDomain(absl::string_view device);
+  absl::StatusOr<GroupInfo> UseDefaultDomain(absl::string_view device,
+                                             CallContext* context = nullptr);
+  absl::StatusOr<GroupInfo> UnuseDefaultDomain(absl::string_view device,
+                                               CallContext* context = nullptr);
   // `lease_ttl` zero: no lease; else in [kMinLeaseTtl, kMaxLeaseTtl] (LEASE_TTL_OUT_OF_RANGE):
   // the ownership lasts until now + lease_ttl unless RenewLease extends it, then ExpireLeases
   // releases it like ReleaseOwnership.
   absl::StatusOr<GroupInfo> ClaimOwnership(GroupId group, absl::string_view owner,
-                                           absl::Duration lease_ttl = absl::ZeroDuration());
+                                           absl::Duration lease_ttl = absl::ZeroDuration(),
+                                           CallContext* context = nullptr);
   // For a handed-over group the backend takes it back first (IommuBackend::TakeBackGroup): refused
   // with GROUP_STILL_OPEN (nothing changed) while a process holds the group open, unless `force`.
   absl::StatusOr<GroupInfo> ReleaseOwnership(GroupId group, absl::string_view owner,
-                                             bool force = false);
+                                             bool force = false, CallContext* context = nullptr);
   // The libvirt-style hand-over (docs/semantics.md "Hand-over to a VMM"): `owner` takes the group
   // as ClaimOwnership does (same refusals: MISSING_OWNER, GROUP_IN_USE, GROUP_BUSY), but instead of
   // blocking it in iommud the backend hands its kernel group to `uid`:`gid`
@@ -254,10 +270,12 @@ class Registry {
   // is not iommud's); attaching it, claiming its devices or taking their fds is refused
   // (GROUP_HANDED_OVER) until ReleaseOwnership takes it back. All or nothing; no lease.
   absl::StatusOr<GroupInfo> HandOverGroup(GroupId group, absl::string_view owner, uint32_t uid,
-                                          uint32_t gid);
-  absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner);
+                                          uint32_t gid, CallContext* context = nullptr);
+  absl::StatusOr<GroupInfo> ClaimDevice(absl::string_view device, absl::string_view owner,
+                                        CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> ReleaseDeviceOwnership(absl::string_view device,
-                                                   absl::string_view owner);
+                                                   absl::string_view owner,
+                                                   CallContext* context = nullptr);
 
   // Runs `fn` under the group mutex of `device` once the caller is entitled to the device itself
   // (the fd side channel hands out its VFIO device fd inside `fn`: server/fd_channel_ops.h), and
@@ -279,7 +297,8 @@ class Registry {
   // without a lease); LEASE_EXPIRED (FAILED_PRECONDITION: it lapsed; the next ExpireLeases
   // releases it); LEASE_TTL_OUT_OF_RANGE; STORE_WRITE_FAILED. A failure changes nothing.
   absl::StatusOr<GroupInfo> RenewLease(GroupId group, absl::string_view owner,
-                                       std::optional<absl::Duration> lease_ttl = std::nullopt);
+                                       std::optional<absl::Duration> lease_ttl = std::nullopt,
+                                       CallContext* context = nullptr);
   // Releases every ownership whose lease lapsed (clock now >= expiry), each exactly as
   // ReleaseOwnership does (under its group's mutex, one store commit, undone if the store
   // refuses), and emits kLeaseExpired then kOwnershipReleased for it. Takes each leased group's
@@ -288,22 +307,26 @@ class Registry {
 
   // --- Domains and attachment ---
   absl::StatusOr<DomainInfo> AllocDomain(absl::string_view unit, DomainType type,
-                                         absl::string_view owner);
+                                         absl::string_view owner, CallContext* context = nullptr);
   // Returns the domain as it was just before it was freed.
-  absl::StatusOr<DomainInfo> FreeDomain(DomainId domain, absl::string_view owner);
+  absl::StatusOr<DomainInfo> FreeDomain(DomainId domain, absl::string_view owner,
+                                        CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> AttachDevice(absl::string_view device, DomainId domain,
-                                         absl::string_view owner);
-  absl::StatusOr<GroupInfo> AttachGroup(GroupId group, DomainId domain, absl::string_view owner);
-  absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner);
+                                         absl::string_view owner, CallContext* context = nullptr);
+  absl::StatusOr<GroupInfo> AttachGroup(GroupId group, DomainId domain, absl::string_view owner,
+                                        CallContext* context = nullptr);
+  absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner,
+                                        CallContext* context = nullptr);
 
   // --- Mappings and DMA ---
   // A raw-paddr mapping: paddr ranges overlapping the region address space are refused
   // (INVALID_ARGUMENT PADDR_IN_REGION_SPACE: they belong to MapRegion).
   absl::StatusOr<Mapping> Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
-                              uint32_t prot, absl::string_view owner);
+                              uint32_t prot, absl::string_view owner,
+                              CallContext* context = nullptr);
   // Returns the bytes unmapped (0 for a hole).
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size,
-                                 absl::string_view owner);
+                                 absl::string_view owner, CallContext* context = nullptr);
 
   // --- Memory regions (core/registry_memory.cc; docs/semantics.md "Memory regions") ---
   // Registers a region of `size` bytes for `owner` (MemoryRegionTable::Add): emulated when
@@ -325,7 +348,7 @@ class Registry {
   // mapping is removed (Unmap, FreeDomain); a failure charges nothing.
   absl::StatusOr<Mapping> MapRegion(DomainId domain, uint64_t iova, uint64_t region_id,
                                     uint64_t offset, uint64_t size, uint32_t prot,
-                                    absl::string_view owner);
+                                    absl::string_view owner, CallContext* context = nullptr);
   MemoryRegionTable* memory_regions() const;
 
   // One mapping of a MapBatch: `size` bytes at `iova`, of region `region_id` from
@@ -345,7 +368,8 @@ class Registry {
   // backend's mappings taken back, region bytes discharged). INVALID_ARGUMENT EMPTY_BATCH for no
   // entries. Returns the mappings in the entries' order.
   absl::StatusOr<std::vector<Mapping>> MapBatch(DomainId domain, absl::Span<const MapSpec> entries,
-                                                absl::string_view owner);
+                                                absl::string_view owner,
+                                                CallContext* context = nullptr);
 
   // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
   // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.
@@ -391,7 +415,7 @@ class Registry {
   explicit Registry(const RegistryOptions& options);
   // Map, MapRegion and MapBatch once every paddr is known (core/registry_domains.cc): all of
   // `mappings` or none; `name_entries` adds each failing entry's index to its error ("entry").
-  absl::StatusOr<std::vector<Mapping>> MapPaddrs(DomainId domain,
+  absl::StatusOr<std::vector<Mapping>> MapPaddrs(CallContext& call, DomainId domain,
                                                  absl::Span<const Mapping> mappings,
                                                  absl::string_view owner, bool name_entries);
   RegistryOptions options_;

@@ -107,6 +107,7 @@ std::vector<LeakRecord> Registry::Audit() const {
 }
 
 Registry::ReconcileResult Registry::Reconcile() {
+  CallContext call;  // no request record; group operations set their fault scope
   ReconcileResult result;
   result.repaired = Audit();
   const Snapshot snapshot = TakeSnapshot(*state_);
@@ -120,11 +121,11 @@ Registry::ReconcileResult Registry::Reconcile() {
     const uint32_t accounted = AccountedOwners(group);
     if (accounted != group.owner_cnt) {
       group.owner_cnt = accounted;
-      if (accounted == 0 && !group.owner.empty()) state_->EndOwnership(group);
+      if (accounted == 0 && !group.owner.empty()) state_->EndOwnership(call, group);
     }
     if (group.owner.empty() && group.domain != group.default_domain) {
-      if (!state_->SwitchGroupDomain(group, group.default_domain).ok()) {
-        state_->ForceGroupBlocked(group);
+      if (!state_->SwitchGroupDomain(call, group, group.default_domain).ok()) {
+        state_->ForceGroupBlocked(call, group);
       }
     }
     const GroupRecord after = State::GroupRecordOf(group);
@@ -132,15 +133,15 @@ Registry::ReconcileResult Registry::Reconcile() {
         after.owner_cnt != before.owner_cnt) {
       StoreBatch batch;
       State::AddGroup(group, &batch);
-      state_->CommitOrCount(std::move(batch));  // the hardware was already repaired
+      state_->CommitOrCount(call, std::move(batch));  // the hardware was already repaired
     }
     const std::string& unit = group.unit->name;
     for (Rid rid : State::GroupRids(group)) {
       live_rids.insert({unit, rid});
       absl::StatusOr<RidEntry> entry = backend()->ReadRid(unit, rid);
       if (entry.ok() && entry->domain == group.domain->id) continue;
-      if (!backend()->AttachRid(unit, rid, group.domain->id).ok()) {
-        (void)backend()->ReleaseRid(unit, rid);
+      if (!state_->Backend(call).AttachRid(unit, rid, group.domain->id).ok()) {
+        (void)state_->Backend(call).ReleaseRid(unit, rid);
       }
     }
   }
@@ -150,13 +151,13 @@ Registry::ReconcileResult Registry::Reconcile() {
     if (!entries.ok()) continue;
     for (const RidEntry& entry : *entries) {
       if (live_rids.count({unit->name, entry.rid}) != 0) continue;
-      (void)backend()->AttachRid(unit->name, entry.rid, unit->release_domain->id);
-      (void)backend()->ReleaseRid(unit->name, entry.rid);
+      (void)state_->Backend(call).AttachRid(unit->name, entry.rid, unit->release_domain->id);
+      (void)state_->Backend(call).ReleaseRid(unit->name, entry.rid);
     }
   }
   // 3. Hardware domains the registry does not know (nothing points at them any more).
   for (DomainId id : backend()->ReadDomains()) {
-    if (snapshot.domains.count(id) == 0) (void)backend()->FreeDomain(id);
+    if (snapshot.domains.count(id) == 0) (void)state_->Backend(call).FreeDomain(id);
   }
   for (const LeakRecord& leak : result.repaired) {
     state_->EmitLeak(RegistryEvent::Kind::kLeakRepaired, leak);

@@ -90,7 +90,7 @@ absl::Status CheckRange(const DomainState& domain, uint64_t iova, uint64_t size,
 }
 
 // AttachGroup once the group is locked and found live (AttachDevice shares it).
-absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group,
+absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call, GroupState& group,
                                        const std::shared_ptr<DomainState>& domain,
                                        absl::string_view owner)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
@@ -125,8 +125,8 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
                  metadata);
   }
   const GroupUndo undo = Registry::State::SaveGroup(group);
-  RETURN_IF_ERROR(state.SwitchGroupDomain(group, domain));
-  RETURN_IF_ERROR(state.CommitGroup(group, undo));
+  RETURN_IF_ERROR(state.SwitchGroupDomain(call, group, domain));
+  RETURN_IF_ERROR(state.CommitGroup(call, group, undo));
   RegistryEvent event;
   event.kind = RegistryEvent::Kind::kAttached;
   event.unit = group.unit->name;
@@ -140,7 +140,9 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, GroupState& group
 }  // namespace
 
 absl::StatusOr<DomainInfo> Registry::AllocDomain(absl::string_view unit_name, DomainType type,
-                                                 absl::string_view owner) {
+                                                 absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<UnitState> unit, state_->FindUnit(unit_name));
   ErrorMetadata metadata = {{"unit", unit->name},
                             {"domain_type", std::string(DomainTypeName(type))}};
@@ -161,17 +163,21 @@ absl::StatusOr<DomainInfo> Registry::AllocDomain(absl::string_view unit_name, Do
                  metadata);
   }
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain,
-                   state_->CreateDomain(unit, type, owner, /*core_owned=*/false));
+                   state_->CreateDomain(call, unit, type, owner, /*core_owned=*/false));
   StoreBatch batch;
   batch.put_domains.push_back(State::DomainRecordOf(*domain));
-  if (absl::Status committed = state_->Commit(std::move(batch), domain->id); !committed.ok()) {
-    (void)state_->DestroyDomain(domain);
+  if (absl::Status committed = state_->Commit(call, std::move(batch), domain->id);
+      !committed.ok()) {
+    (void)state_->DestroyDomain(call, domain);
     return committed;
   }
   return State::SnapshotDomain(*domain);
 }
 
-absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view owner) {
+absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view owner,
+                                                CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   if (domain->core_owned) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kCoreDomain,
@@ -181,17 +187,19 @@ absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view o
   RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
   DomainInfo info = State::SnapshotDomain(*domain);
   state_->SyncPoint(kSyncFreeDomainChecked);
-  RETURN_IF_ERROR(state_->DestroyDomain(domain, /*durable=*/true));
+  RETURN_IF_ERROR(state_->DestroyDomain(call, domain, /*durable=*/true));
   return info;
 }
 
 absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainId domain_id,
-                                                 absl::string_view owner) {
+                                                 absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, device->name);
+  FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.devices.size() != 1) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupHasMultipleDevices,
@@ -199,26 +207,30 @@ absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainI
                               " devices: attach the group"),
                  {{"device", device->name}, {"group_id", absl::StrCat(group.id)}});
   }
-  return AttachLocked(*state_, group, domain, owner);
+  return AttachLocked(*state_, call, group, domain, owner);
 }
 
 absl::StatusOr<GroupInfo> Registry::AttachGroup(GroupId id, DomainId domain_id,
-                                                absl::string_view owner) {
+                                                absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(domain_id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
-  return AttachLocked(*state_, group, domain, owner);
+  return AttachLocked(*state_, call, group, domain, owner);
 }
 
 absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
-                                                absl::string_view owner) {
+                                                absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   ErrorMetadata metadata = {{"group_id", absl::StrCat(id)}, {"domain_id", absl::StrCat(domain_id)}};
   if (group.owner.empty() || group.owner != owner) {
@@ -232,8 +244,8 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
                  absl::StrCat("group ", id, " is not attached to domain ", domain_id), metadata);
   }
   const GroupUndo undo = State::SaveGroup(group);
-  RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, group.blocking_domain));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   RegistryEvent event;
   event.kind = RegistryEvent::Kind::kDetached;
   event.unit = group.unit->name;
@@ -312,15 +324,18 @@ absl::Status MappingExistsError(const DomainState& domain, const Mapping& mappin
 }  // namespace
 
 absl::StatusOr<Mapping> Registry::Map(DomainId id, uint64_t iova, uint64_t paddr, uint64_t size,
-                                      uint32_t prot, absl::string_view owner) {
+                                      uint32_t prot, absl::string_view owner,
+                                      CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   if (OverlapsRegionSpace(paddr, size)) return PaddrInRegionSpaceError(id, paddr, size);
   ASSIGN_OR_RETURN(std::vector<Mapping> mapped,
-                   MapPaddrs(id, {Mapping{iova, paddr, size, prot}}, owner,
+                   MapPaddrs(call, id, {Mapping{iova, paddr, size, prot}}, owner,
                              /*name_entries=*/false));
   return mapped.front();
 }
 
-absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(DomainId id,
+absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(CallContext& call, DomainId id,
                                                          absl::Span<const Mapping> mappings,
                                                          absl::string_view owner,
                                                          bool name_entries) {
@@ -359,17 +374,19 @@ absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(DomainId id,
     // Takes the first `count` mappings of this call off the backend again.
     auto take_back = [&](size_t count) {
       for (size_t j = 0; j < count; ++j) {
-        (void)TwiceIfNeeded(
-            [&] { return backend()->Unmap(id, mappings[j].iova, mappings[j].size).status(); });
-        (void)TwiceIfNeeded(
-            [&] { return backend()->InvalidateIotlb(id, mappings[j].iova, mappings[j].size); });
+        (void)TwiceIfNeeded([&] {
+          return state_->Backend(call).Unmap(id, mappings[j].iova, mappings[j].size).status();
+        });
+        (void)TwiceIfNeeded([&] {
+          return state_->Backend(call).InvalidateIotlb(id, mappings[j].iova, mappings[j].size);
+        });
       }
     };
     StoreBatch batch;
     for (size_t i = 0; i < mappings.size(); ++i) {
       const Mapping& mapping = mappings[i];
       absl::Status mapped =
-          backend()->Map(id, mapping.iova, mapping.paddr, mapping.size, mapping.prot);
+          state_->Backend(call).Map(id, mapping.iova, mapping.paddr, mapping.size, mapping.prot);
       if (!mapped.ok()) {
         take_back(i);
         return entry_error(BackendError(mapped, "map",
@@ -380,7 +397,7 @@ absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(DomainId id,
       }
       batch.put_mappings.push_back({id, mapping});
     }
-    if (absl::Status committed = state_->Commit(std::move(batch)); !committed.ok()) {
+    if (absl::Status committed = state_->Commit(call, std::move(batch)); !committed.ok()) {
       take_back(mappings.size());
       return committed;
     }
@@ -401,7 +418,10 @@ absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(DomainId id,
 
 absl::StatusOr<std::vector<Mapping>> Registry::MapBatch(DomainId id,
                                                         absl::Span<const MapSpec> entries,
-                                                        absl::string_view owner) {
+                                                        absl::string_view owner,
+                                                        CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   if (entries.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kEmptyBatch,
                  "a MapBatch needs at least one entry", {{"domain_id", absl::StrCat(id)}});
@@ -436,13 +456,15 @@ absl::StatusOr<std::vector<Mapping>> Registry::MapBatch(DomainId id,
     mappings.push_back(Mapping{entry.iova, paddr, entry.size, entry.prot});
   }
   absl::StatusOr<std::vector<Mapping>> mapped =
-      MapPaddrs(id, mappings, owner, /*name_entries=*/true);
+      MapPaddrs(call, id, mappings, owner, /*name_entries=*/true);
   if (!mapped.ok()) discharge();
   return mapped;
 }
 
 absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t size,
-                                         absl::string_view owner) {
+                                         absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   RETURN_IF_ERROR(RequirePaging(*domain));
   RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
@@ -466,15 +488,16 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
     auto put_back = [&](size_t count) {
       for (size_t j = 0; j < count; ++j) {
         (void)TwiceIfNeeded([&] {
-          return backend()->Map(id, covered[j].iova, covered[j].paddr, covered[j].size,
-                                covered[j].prot);
+          return state_->Backend(call).Map(id, covered[j].iova, covered[j].paddr, covered[j].size,
+                                           covered[j].prot);
         });
       }
-      (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, iova, size); });
+      (void)TwiceIfNeeded([&] { return state_->Backend(call).InvalidateIotlb(id, iova, size); });
     };
     StoreBatch batch;
     for (size_t i = 0; i < covered.size(); ++i) {
-      absl::StatusOr<uint64_t> bytes = backend()->Unmap(id, covered[i].iova, covered[i].size);
+      absl::StatusOr<uint64_t> bytes =
+          state_->Backend(call).Unmap(id, covered[i].iova, covered[i].size);
       if (bytes.ok()) {
         batch.delete_mappings.push_back({id, covered[i].iova});
         unmapped += covered[i].size;
@@ -486,7 +509,8 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
                            {"size", Hex(covered[i].size)}});
     }
     if (!batch.empty()) {
-      if (absl::Status committed = state_->Commit(std::move(batch), unmapped); !committed.ok()) {
+      if (absl::Status committed = state_->Commit(call, std::move(batch), unmapped);
+          !committed.ok()) {
         put_back(covered.size());
         return committed;
       }
@@ -497,9 +521,9 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
     }
     // No device may translate an unmapped IOVA once this call returns.
     if (!covered.empty()) {
-      absl::Status invalidated = backend()->InvalidateIotlb(id, iova, size);
+      absl::Status invalidated = state_->Backend(call).InvalidateIotlb(id, iova, size);
       if (!invalidated.ok()) {
-        (void)TwiceIfNeeded([&] { return backend()->InvalidateIotlb(id, 0, 0); });
+        (void)TwiceIfNeeded([&] { return state_->Backend(call).InvalidateIotlb(id, 0, 0); });
       }
     }
   }

@@ -40,11 +40,12 @@ absl::Status RequireNotHandedOver(const GroupState& group, absl::string_view doi
                HandoverMetadata(group));
 }
 
-absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, GroupState& group,
-                                         absl::string_view owner, uint32_t uid, uint32_t gid) {
+absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, CallContext& call,
+                                         GroupState& group, absl::string_view owner, uint32_t uid,
+                                         uint32_t gid) {
   const std::string& unit = group.unit->name;
   const Rid rid = GroupRid(group);
-  absl::Status handed = state.backend()->HandOverGroup(unit, rid, uid, gid);
+  absl::Status handed = state.Backend(call).HandOverGroup(unit, rid, uid, gid);
   if (!handed.ok()) {
     return BackendError(handed, "hand_over",
                         {{"group_id", absl::StrCat(group.id)}, {"uid", absl::StrCat(uid)}});
@@ -57,25 +58,27 @@ absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, GroupState& gro
   group.handover_uid = uid;
   group.handover_gid = gid;
   for (const auto& device : group.devices) device->binding = DriverBinding::kUserOwned;
-  absl::Status committed = state.CommitGroup(group, undo);
+  absl::Status committed = state.CommitGroup(call, group, undo);
   if (!committed.ok()) {
     // Nobody was told of the hand-over yet: take it back regardless of holders.
-    (void)TwiceIfNeeded([&] { return state.backend()->TakeBackGroup(unit, rid, /*force=*/true); });
+    (void)TwiceIfNeeded(
+        [&] { return state.Backend(call).TakeBackGroup(unit, rid, /*force=*/true); });
     return committed;
   }
   return Registry::State::SnapshotGroup(group);
 }
 
-absl::StatusOr<GroupInfo> TakeBackLocked(Registry::State& state, GroupState& group, bool force) {
-  absl::Status taken = state.backend()->TakeBackGroup(group.unit->name, GroupRid(group), force);
+absl::StatusOr<GroupInfo> TakeBackLocked(Registry::State& state, CallContext& call,
+                                         GroupState& group, bool force) {
+  absl::Status taken = state.Backend(call).TakeBackGroup(group.unit->name, GroupRid(group), force);
   if (!taken.ok()) return BackendError(taken, "take_back", HandoverMetadata(group));
   group.handed_over = false;
   group.handover_uid = 0;
   group.handover_gid = 0;
-  state.EndOwnership(group);
+  state.EndOwnership(call, group);
   StoreBatch batch;
   Registry::State::AddGroup(group, &batch);
-  state.CommitOrCount(std::move(batch));  // the host already has the group back
+  state.CommitOrCount(call, std::move(batch));  // the host already has the group back
   return Registry::State::SnapshotGroup(group);
 }
 

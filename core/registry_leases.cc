@@ -62,14 +62,17 @@ absl::Status CheckLeaseTtl(absl::Duration ttl, ErrorMetadata metadata) {
 }
 
 absl::StatusOr<GroupInfo> Registry::RenewLease(GroupId id, absl::string_view owner,
-                                               std::optional<absl::Duration> lease_ttl) {
+                                               std::optional<absl::Duration> lease_ttl,
+                                               CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   if (lease_ttl.has_value()) {
     RETURN_IF_ERROR(CheckLeaseTtl(*lease_ttl, {{"group_id", absl::StrCat(id)}}));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   if (group.lease_ttl == absl::ZeroDuration()) {
@@ -88,11 +91,12 @@ absl::StatusOr<GroupInfo> Registry::RenewLease(GroupId id, absl::string_view own
   const GroupUndo undo = State::SaveGroup(group);
   const absl::Duration ttl = lease_ttl.value_or(group.lease_ttl);
   State::SetLease(group, now + ttl, ttl);
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   return State::SnapshotGroup(group);
 }
 
 LeaseReapResult Registry::ExpireLeases() {
+  CallContext call;  // no request record; group operations set their fault scope
   std::vector<std::shared_ptr<GroupState>> groups;
   {
     MapReaderLock lock(&state_->map_mu, state_->observer());
@@ -108,7 +112,7 @@ LeaseReapResult Registry::ExpireLeases() {
       continue;
     }
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-    ScopedFaultScope fault_scope(group.id, "");
+    FaultScopeGuard fault_scope(call, group.id, "");
     if (!State::LiveGroup(group).ok() || group.lease_ttl == absl::ZeroDuration()) continue;
     if (state_->clock()->Now() < group.lease_expiry) {  // renewed since the hint was read
       ++result.active;
@@ -120,8 +124,8 @@ LeaseReapResult Registry::ExpireLeases() {
     // Exactly ReleaseOwnership's path: back to the default domain (or blocked + a leak if the
     // backend refuses), owner cleared, one commit; a refused commit undoes it all.
     const GroupUndo undo = State::SaveGroup(group);
-    state_->EndOwnership(group);
-    if (absl::Status committed = state_->CommitGroup(group, undo); !committed.ok()) {
+    state_->EndOwnership(call, group);
+    if (absl::Status committed = state_->CommitGroup(call, group, undo); !committed.ok()) {
       ++result.active;
       result.failed.emplace_back(std::move(lease), std::move(committed));
       continue;

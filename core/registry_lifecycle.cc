@@ -43,24 +43,24 @@ void DropReservations(Registry::State& state, const DeviceState& device)
 }
 
 // Sets a new group up with its first device: default and blocking domains, RIDs on the default.
-absl::Status SetUpGroup(Registry::State& state, GroupState& group,
+absl::Status SetUpGroup(Registry::State& state, CallContext& call, GroupState& group,
                         const std::shared_ptr<DeviceState>& device, DomainType default_type)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   const std::shared_ptr<UnitState>& unit = group.unit;
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> default_domain,
-                   state.CreateDomain(unit, default_type, "", /*core_owned=*/true));
-  absl::StatusOr<std::shared_ptr<DomainState>> blocking_domain =
-      state.CreateDomain(unit, Registry::State::BlockingType(unit->caps), "", /*core_owned=*/true);
+                   state.CreateDomain(call, unit, default_type, "", /*core_owned=*/true));
+  absl::StatusOr<std::shared_ptr<DomainState>> blocking_domain = state.CreateDomain(
+      call, unit, Registry::State::BlockingType(unit->caps), "", /*core_owned=*/true);
   if (!blocking_domain.ok()) {
-    (void)state.DestroyDomain(default_domain);
+    (void)state.DestroyDomain(call, default_domain);
     return blocking_domain.status();
   }
   group.devices.push_back(device);
-  absl::Status attached = state.SwitchGroupDomain(group, default_domain);
+  absl::Status attached = state.SwitchGroupDomain(call, group, default_domain);
   if (!attached.ok()) {
     group.devices.clear();
-    (void)state.DestroyDomain(default_domain);
-    (void)state.DestroyDomain(*blocking_domain);
+    (void)state.DestroyDomain(call, default_domain);
+    (void)state.DestroyDomain(call, *blocking_domain);
     return attached;
   }
   group.default_domain = std::move(default_domain);
@@ -70,7 +70,7 @@ absl::Status SetUpGroup(Registry::State& state, GroupState& group,
 }
 
 // Adds `device` to a set-up group: its RIDs the group does not use yet go to the group's domain.
-absl::Status JoinGroup(Registry::State& state, GroupState& group,
+absl::Status JoinGroup(Registry::State& state, CallContext& call, GroupState& group,
                        const std::shared_ptr<DeviceState>& device)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   const std::vector<Rid> in_use = Registry::State::GroupRids(group);
@@ -81,10 +81,10 @@ absl::Status JoinGroup(Registry::State& state, GroupState& group,
   const std::string& unit = group.unit->name;
   for (size_t i = 0; i < new_rids.size(); ++i) {
     if (i > 0) state.SyncPoint(kSyncAttachBetweenRids);
-    absl::Status status = state.backend()->AttachRid(unit, new_rids[i], group.domain->id);
+    absl::Status status = state.Backend(call).AttachRid(unit, new_rids[i], group.domain->id);
     if (status.ok()) continue;
     for (size_t j = 0; j < i; ++j) {
-      (void)TwiceIfNeeded([&] { return state.backend()->ReleaseRid(unit, new_rids[j]); });
+      (void)TwiceIfNeeded([&] { return state.Backend(call).ReleaseRid(unit, new_rids[j]); });
     }
     return BackendError(status, "attach_rid",
                         {{"device", device->name},
@@ -99,7 +99,7 @@ absl::Status JoinGroup(Registry::State& state, GroupState& group,
 // Commits a successful probe of `device` (a new group's domains too). If the store refuses it,
 // undoes the probe in the backend and the group (the caller then drops the reservations and, for
 // a new group, the group) and returns the error.
-absl::Status CommitProbe(Registry::State& state, GroupState& group,
+absl::Status CommitProbe(Registry::State& state, CallContext& call, GroupState& group,
                          const std::shared_ptr<DeviceState>& device, bool created)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   StoreBatch batch;
@@ -108,14 +108,14 @@ absl::Status CommitProbe(Registry::State& state, GroupState& group,
     batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.default_domain));
     batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.blocking_domain));
   }
-  absl::Status committed = state.Commit(std::move(batch));
+  absl::Status committed = state.Commit(call, std::move(batch));
   if (committed.ok()) return committed;
   group.devices.erase(std::find(group.devices.begin(), group.devices.end(), device));
   const std::vector<Rid> still_used = Registry::State::GroupRids(group);
   const std::string& unit = group.unit->name;
   for (Rid rid : device->all_rids) {
     if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
-    (void)TwiceIfNeeded([&] { return state.backend()->ReleaseRid(unit, rid); });
+    (void)TwiceIfNeeded([&] { return state.Backend(call).ReleaseRid(unit, rid); });
   }
   if (created) {
     {
@@ -123,8 +123,8 @@ absl::Status CommitProbe(Registry::State& state, GroupState& group,
       group.domain->attached_groups.erase(group.id);
     }
     group.domain = nullptr;
-    (void)state.DestroyDomain(group.default_domain);
-    (void)state.DestroyDomain(group.blocking_domain);
+    (void)state.DestroyDomain(call, group.default_domain);
+    (void)state.DestroyDomain(call, group.blocking_domain);
     group.default_domain = nullptr;
     group.blocking_domain = nullptr;
   }
@@ -133,7 +133,10 @@ absl::Status CommitProbe(Registry::State& state, GroupState& group,
 
 }  // namespace
 
-absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
+absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request,
+                                                 CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   if (request.device.empty()) {
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidDeviceName,
                  "a device needs a name");
@@ -219,16 +222,16 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
     DeviceInfo info;
     {
       GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-      ScopedFaultScope fault_scope(group.id, device->name);
+      FaultScopeGuard fault_scope(call, group.id, device->name);
       if (!created) AwaitSetUp(group);
       if (group.dead.load()) {
         group_died = true;
       } else if (created) {
-        status = SetUpGroup(*state_, group, device, type);
+        status = SetUpGroup(*state_, call, group, device, type);
       } else {
-        status = JoinGroup(*state_, group, device);
+        status = JoinGroup(*state_, call, group, device);
       }
-      if (!group_died && status.ok()) status = CommitProbe(*state_, group, device, created);
+      if (!group_died && status.ok()) status = CommitProbe(*state_, call, group, device, created);
       if (created) group.set_up.SignalAll();  // set up, or about to be marked dead below
       if (!group_died && status.ok()) {
         device->live.store(true, std::memory_order_release);
@@ -257,7 +260,10 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request) {
   }
 }
 
-absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
+absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
+                                                      CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   const std::string& unit = device->unit->name;
@@ -266,7 +272,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
   DomainId domain_id = 0;
   {
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-    ScopedFaultScope fault_scope(group.id, device->name);
+    FaultScopeGuard fault_scope(call, group.id, device->name);
     RETURN_IF_ERROR(State::LiveDevice(group, *device));
     domain_id = group.domain->id;
 
@@ -287,8 +293,8 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     const std::vector<Rid> still_used = State::GroupRids(group);
     for (Rid rid : device->all_rids) {
       if (std::binary_search(still_used.begin(), still_used.end(), rid)) continue;
-      (void)backend()->AttachRid(unit, rid, device->unit->release_domain->id);
-      if (!TwiceIfNeeded([&] { return backend()->ReleaseRid(unit, rid); }).ok()) {
+      (void)state_->Backend(call).AttachRid(unit, rid, device->unit->release_domain->id);
+      if (!TwiceIfNeeded([&] { return state_->Backend(call).ReleaseRid(unit, rid); }).ok()) {
         // The RID stays on the release (blocked) domain: DMA is blocked, but the hardware keeps
         // an entry the registry no longer accounts for. Recorded for the auditor.
         state_->RecordLeak({LeakReason::kReleasedRidTranslates, unit, group.id,
@@ -299,7 +305,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     // Its claim was the owner's last one but devices remain: ownership ends as on
     // ReleaseDeviceOwnership (the group goes back to its default domain).
     if (!group.devices.empty() && group.owner_cnt == 0 && !group.owner.empty()) {
-      state_->EndOwnership(group);
+      state_->EndOwnership(call, group);
     }
     StoreBatch batch;  // committed below, once the group's end (if it ends) is known
     batch.delete_devices.push_back(device->name);
@@ -318,8 +324,8 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
         group.domain->attached_groups.erase(group.id);
       }
       group.domain = nullptr;
-      (void)state_->DestroyDomain(group.default_domain);
-      (void)state_->DestroyDomain(group.blocking_domain);
+      (void)state_->DestroyDomain(call, group.default_domain);
+      (void)state_->DestroyDomain(call, group.blocking_domain);
       group.owner.clear();
       group.owner_cnt = 0;
       group.group_claimed = false;
@@ -334,7 +340,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name) {
     }
     // The device is gone whatever the store says: a refusal cannot be undone, only counted.
     // result_ref: whether the release leaked an attachment (the reply of a retried request id).
-    state_->CommitOrCount(std::move(batch), result.leaked_attachment ? 1 : 0);
+    state_->CommitOrCount(call, std::move(batch), result.leaked_attachment ? 1 : 0);
     MapWriterLock map_lock(&state_->map_mu, state_->observer());
     if (group.dead.load()) state_->groups.erase(group.id);
     auto it = state_->devices.find(device->name);

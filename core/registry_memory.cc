@@ -39,14 +39,16 @@ absl::StatusOr<MemoryRegionInfo> Registry::GetMemoryRegion(uint64_t region_id) c
 
 absl::StatusOr<Mapping> Registry::MapRegion(DomainId domain, uint64_t iova, uint64_t region_id,
                                             uint64_t offset, uint64_t size, uint32_t prot,
-                                            absl::string_view owner) {
+                                            absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   // Charged before the mapping exists, so that UnregisterMemory cannot remove the region while
   // the backend maps it; given back if the map fails.
   ASSIGN_OR_RETURN(const uint64_t paddr,
                    state_->regions->Charge(region_id, offset, size, owner,
                                            options_.max_pinned_bytes_per_owner));
   absl::StatusOr<std::vector<Mapping>> mapped =
-      MapPaddrs(domain, {Mapping{iova, paddr, size, prot}}, owner, /*name_entries=*/false);
+      MapPaddrs(call, domain, {Mapping{iova, paddr, size, prot}}, owner, /*name_entries=*/false);
   if (!mapped.ok()) {
     state_->regions->Discharge(paddr, size);
     return mapped.status();

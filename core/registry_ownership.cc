@@ -65,11 +65,13 @@ absl::Status RequireGroupOwner(const GroupState& group, absl::string_view owner)
   return absl::OkStatus();
 }
 
-absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
+absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, device->name);
+  FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -87,15 +89,18 @@ absl::StatusOr<GroupInfo> Registry::UseDefaultDomain(absl::string_view name) {
   const GroupUndo undo = State::SaveGroup(group);
   device->binding = DriverBinding::kKernelDriver;
   ++group.owner_cnt;
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   return State::SnapshotGroup(group);
 }
 
-absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
+absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name,
+                                                       CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, device->name);
+  FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -110,12 +115,14 @@ absl::StatusOr<GroupInfo> Registry::UnuseDefaultDomain(absl::string_view name) {
   const GroupUndo undo = State::SaveGroup(group);
   device->binding = DriverBinding::kNone;
   --group.owner_cnt;
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   return State::SnapshotGroup(group);
 }
 
 absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view owner,
-                                                   absl::Duration lease_ttl) {
+                                                   absl::Duration lease_ttl, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
   if (lease_ttl != absl::ZeroDuration()) {
     RETURN_IF_ERROR(CheckLeaseTtl(lease_ttl, {{"group_id", absl::StrCat(id)}}));
@@ -123,7 +130,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   if (group.owner_cnt != 0) {
     ErrorMetadata metadata = GroupMetadata(group);
@@ -134,7 +141,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   }
   RETURN_IF_ERROR(RequireOnDefault(group));
   const GroupUndo undo = State::SaveGroup(group);
-  RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
+  RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, group.blocking_domain));
   group.owner = std::string(owner);
   group.owner_cnt = 1;
   group.group_claimed = true;
@@ -142,38 +149,42 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
   if (lease_ttl != absl::ZeroDuration()) {
     State::SetLease(group, state_->clock()->Now() + lease_ttl, lease_ttl);
   }
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
   return State::SnapshotGroup(group);
 }
 
 absl::StatusOr<GroupInfo> Registry::ReleaseOwnership(GroupId id, absl::string_view owner,
-                                                     bool force) {
+                                                     bool force, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   if (group.handed_over) {
-    ASSIGN_OR_RETURN(GroupInfo info, TakeBackLocked(*state_, group, force));
+    ASSIGN_OR_RETURN(GroupInfo info, TakeBackLocked(*state_, call, group, force));
     EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
     return info;
   }
   const GroupUndo undo = State::SaveGroup(group);
-  state_->EndOwnership(group);
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  state_->EndOwnership(call, group);
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, "");
   return State::SnapshotGroup(group);
 }
 
-absl::StatusOr<GroupInfo> Registry::HandOverGroup(GroupId id, absl::string_view owner,
-                                                  uint32_t uid, uint32_t gid) {
+absl::StatusOr<GroupInfo> Registry::HandOverGroup(GroupId id, absl::string_view owner, uint32_t uid,
+                                                  uint32_t gid, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"group_id", absl::StrCat(id)}}));
   ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
   GroupState& group = *group_ptr;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, "");
+  FaultScopeGuard fault_scope(call, group.id, "");
   RETURN_IF_ERROR(State::LiveGroup(group));
   if (group.owner_cnt != 0) {
     ErrorMetadata metadata = GroupMetadata(group);
@@ -183,17 +194,20 @@ absl::StatusOr<GroupInfo> Registry::HandOverGroup(GroupId id, absl::string_view 
                  metadata);
   }
   RETURN_IF_ERROR(RequireOnDefault(group));
-  ASSIGN_OR_RETURN(GroupInfo info, HandOverLocked(*state_, group, owner, uid, gid));
+  ASSIGN_OR_RETURN(GroupInfo info, HandOverLocked(*state_, call, group, owner, uid, gid));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
   return info;
 }
 
-absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::string_view owner) {
+absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::string_view owner,
+                                                CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   RETURN_IF_ERROR(RequireOwnerCookie(owner, {{"device", std::string(name)}}));
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, device->name);
+  FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   ErrorMetadata metadata = GroupMetadata(group);
   metadata["device"] = device->name;
@@ -212,23 +226,26 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   const GroupUndo undo = State::SaveGroup(group);
   if (group.owner_cnt == 0) {
     RETURN_IF_ERROR(RequireOnDefault(group));
-    RETURN_IF_ERROR(state_->SwitchGroupDomain(group, group.blocking_domain));
+    RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, group.blocking_domain));
     group.owner = std::string(owner);
   }
   ++group.owner_cnt;
   group.claimed_devices.insert(device->name);
   device->binding = DriverBinding::kUserOwned;
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, device->name);
   return State::SnapshotGroup(group);
 }
 
 absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view name,
-                                                           absl::string_view owner) {
+                                                           absl::string_view owner,
+                                                           CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
   GroupState& group = *device->group;
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
-  ScopedFaultScope fault_scope(group.id, device->name);
+  FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
   if (group.claimed_devices.count(device->name) == 0) {
     ErrorMetadata metadata = GroupMetadata(group);
@@ -240,8 +257,8 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
   const GroupUndo undo = State::SaveGroup(group);
   group.claimed_devices.erase(device->name);
   device->binding = DriverBinding::kNone;
-  if (--group.owner_cnt == 0) state_->EndOwnership(group);
-  RETURN_IF_ERROR(state_->CommitGroup(group, undo));
+  if (--group.owner_cnt == 0) state_->EndOwnership(call, group);
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, device->name);
   return State::SnapshotGroup(group);
 }

@@ -110,8 +110,8 @@ std::vector<Rid> Registry::State::GroupRids(const GroupState& group) {
   return rids;
 }
 
-absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
-                                               const std::shared_ptr<DomainState>& to) {
+absl::Status Registry::State::SwitchGroupDomain(CallContext& call, GroupState& group,
+                                                const std::shared_ptr<DomainState>& to) {
   const std::shared_ptr<DomainState> from = group.domain;
   if (from == to) return absl::OkStatus();
   {
@@ -127,16 +127,16 @@ absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
   const std::string& unit = group.unit->name;
   for (size_t i = 0; i < rids.size(); ++i) {
     if (i > 0) SyncPoint(kSyncAttachBetweenRids);
-    absl::Status status = backend()->AttachRid(unit, rids[i], to->id);
+    absl::Status status = Backend(call).AttachRid(unit, rids[i], to->id);
     if (status.ok()) continue;
     // Roll back: the RIDs already switched go back to the old domain (or are released if there
     // is none, which only happens while a group is being set up).
     for (size_t j = 0; j < i; ++j) {
       absl::Status undo = TwiceIfNeeded([&] {
-        return from != nullptr ? backend()->AttachRid(unit, rids[j], from->id)
-                               : backend()->ReleaseRid(unit, rids[j]);
+        return from != nullptr ? Backend(call).AttachRid(unit, rids[j], from->id)
+                               : Backend(call).ReleaseRid(unit, rids[j]);
       });
-      if (!undo.ok()) (void)backend()->ReleaseRid(unit, rids[j]);
+      if (!undo.ok()) (void)Backend(call).ReleaseRid(unit, rids[j]);
     }
     {
       MutexLock lock(&to->mu);
@@ -156,11 +156,11 @@ absl::Status Registry::State::SwitchGroupDomain(GroupState& group,
   return absl::OkStatus();
 }
 
-void Registry::State::ForceGroupBlocked(GroupState& group) {
-  if (SwitchGroupDomain(group, group.blocking_domain).ok()) return;
+void Registry::State::ForceGroupBlocked(CallContext& call, GroupState& group) {
+  if (SwitchGroupDomain(call, group, group.blocking_domain).ok()) return;
   // The backend refuses even the blocking domain: make the RIDs invalid (DMA faults) instead.
   for (Rid rid : GroupRids(group)) {
-    (void)TwiceIfNeeded([&] { return backend()->ReleaseRid(group.unit->name, rid); });
+    (void)TwiceIfNeeded([&] { return Backend(call).ReleaseRid(group.unit->name, rid); });
   }
   if (group.domain != nullptr) {
     MutexLock lock(&group.domain->mu);
@@ -173,14 +173,14 @@ void Registry::State::ForceGroupBlocked(GroupState& group) {
   group.domain = group.blocking_domain;
 }
 
-void Registry::State::EndOwnership(GroupState& group) {
+void Registry::State::EndOwnership(CallContext& call, GroupState& group) {
   const std::string owner = group.owner;
   const DomainId owner_domain = group.domain != nullptr ? group.domain->id : 0;
   // Must succeed: a transient backend failure is retried before the group is forced to blocked.
-  absl::Status restored = SwitchGroupDomain(group, group.default_domain);
-  if (!restored.ok()) restored = SwitchGroupDomain(group, group.default_domain);
+  absl::Status restored = SwitchGroupDomain(call, group, group.default_domain);
+  if (!restored.ok()) restored = SwitchGroupDomain(call, group, group.default_domain);
   if (!restored.ok()) {
-    ForceGroupBlocked(group);
+    ForceGroupBlocked(call, group);
     RecordLeak({LeakReason::kRestoreDefaultFailed, group.unit->name, group.id, owner_domain, 0,
                 "", owner});
   }
@@ -208,15 +208,16 @@ DomainType Registry::State::BlockingType(const UnitCaps& caps) {
 }
 
 absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
-    const std::shared_ptr<UnitState>& unit, DomainType type, absl::string_view owner,
-    bool core_owned) {
+    CallContext& call, const std::shared_ptr<UnitState>& unit, DomainType type,
+    absl::string_view owner, bool core_owned) {
   auto domain = std::make_shared<DomainState>();
   domain->id = next_domain_id.fetch_add(1);
   domain->unit = unit;
   domain->type = type;
   domain->owner = std::string(owner);
   domain->core_owned = core_owned;
-  absl::Status status = backend()->AllocDomain(unit->name, domain->id, type);  // may fail: caller
+  absl::Status status =
+      Backend(call).AllocDomain(unit->name, domain->id, type);  // may fail: caller
   if (!status.ok()) {
     return BackendError(status, "alloc_domain",
                        {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
@@ -235,7 +236,8 @@ absl::StatusOr<std::shared_ptr<DomainState>> Registry::State::CreateDomain(
   return domain;
 }
 
-absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& domain,
+absl::Status Registry::State::DestroyDomain(CallContext& call,
+                                            const std::shared_ptr<DomainState>& domain,
                                             bool durable) {
   {
     MutexLock lock(&domain->mu);
@@ -248,9 +250,9 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
     if (durable) {
       StoreBatch batch;
       batch.delete_domains.push_back(domain->id);
-      RETURN_IF_ERROR(Commit(std::move(batch)));
+      RETURN_IF_ERROR(Commit(call, std::move(batch)));
     }
-    absl::Status status = TwiceIfNeeded([&] { return backend()->FreeDomain(domain->id); });
+    absl::Status status = TwiceIfNeeded([&] { return Backend(call).FreeDomain(domain->id); });
     if (!status.ok()) {
       if (durable) {  // put the domain and its mappings back in the store
         StoreBatch batch;
@@ -258,7 +260,7 @@ absl::Status Registry::State::DestroyDomain(const std::shared_ptr<DomainState>& 
         for (const Mapping& mapping : domain->mappings.All()) {
           batch.put_mappings.push_back({domain->id, mapping});
         }
-        CommitOrCount(std::move(batch));
+        CommitOrCount(call, std::move(batch));
       }
       return BackendError(status, "free_domain", {{"domain_id", absl::StrCat(domain->id)}});
     }

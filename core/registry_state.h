@@ -22,18 +22,20 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "core/backend/fault_injecting_backend.h"
 #include "core/backend/iommu_backend.h"
 #include "core/error.h"
 #include "core/group_lock.h"
 #include "core/mapping_index.h"
 #include "core/memory_regions.h"
-#include "core/registry_observer.h"
 #include "core/registry.h"
+#include "core/registry_observer.h"
+#include "core/store/call_context.h"
 #include "core/store/state_records.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
@@ -139,16 +141,17 @@ absl::Status RequireNotHandedOver(const GroupState& group, absl::string_view doi
 // HandOverGroup once the group is checked free and on its default domain: the backend's hand-over,
 // then the registry's record of it (owner, owner_cnt 1, the uid:gid), committed; a refused commit
 // takes the hand-over back. All or nothing.
-absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, GroupState& group,
-                                         absl::string_view owner, uint32_t uid, uint32_t gid)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+absl::StatusOr<GroupInfo> HandOverLocked(Registry::State& state, CallContext& call,
+                                         GroupState& group, absl::string_view owner, uint32_t uid,
+                                         uint32_t gid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 // ReleaseOwnership of a handed-over group: the backend takes it back (GROUP_STILL_OPEN unless
 // `force`: nothing changed), then the ownership ends and is committed (the host already moved on:
 // a refused commit is counted, not undone).
 // Appends the backend's hand-over leaks (IommuBackend::AuditHandovers) as LeakRecords, each with
 // the registry group of its RID (0 if none).
 void AppendHandoverLeaks(const Registry::State& state, std::vector<LeakRecord>* leaks);
-absl::StatusOr<GroupInfo> TakeBackLocked(Registry::State& state, GroupState& group, bool force)
+absl::StatusOr<GroupInfo> TakeBackLocked(Registry::State& state, CallContext& call,
+                                         GroupState& group, bool force)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
 // The caller must be the group's owner: FAILED_PRECONDITION (GROUP_NOT_OWNED) if nobody owns it,
@@ -184,6 +187,11 @@ struct Registry::State {
   const std::unique_ptr<MemoryRegionTable> own_regions;
   MemoryRegionTable* const regions;
   IommuBackend* backend() const { return options.backend; }
+  // The backend as `call` drives it: every mutating method first hits its backend.* point on
+  // options.faults with the call's fault scope (a stack object; use it within the call).
+  FaultInjectingBackend Backend(const CallContext& call) const {
+    return FaultInjectingBackend(options.backend, options.faults, call.fault_scope());
+  }
   RegistryObserver* observer() const { return options.observer; }
 
   // --- Helpers shared by core/registry*.cc (core/registry_state.cc). ---
@@ -217,27 +225,31 @@ struct Registry::State {
   // Points every RID of `group` at `to` (attaching `group` to `to` first, so `to` cannot be freed
   // meanwhile). On a backend failure re-points the RIDs already switched back to the old domain and
   // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed.
-  absl::Status SwitchGroupDomain(GroupState& group, const std::shared_ptr<DomainState>& to)
+  absl::Status SwitchGroupDomain(CallContext& call, GroupState& group,
+                                 const std::shared_ptr<DomainState>& to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Like SwitchGroupDomain to the blocking domain, but never fails: RIDs that cannot be pointed at
   // it are released in the backend. Used where the operation must complete (leaks).
-  void ForceGroupBlocked(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  void ForceGroupBlocked(CallContext& call, GroupState& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Returns the group of an owner whose ownership ends to its default domain; if the backend
   // refuses, forces it to blocked and records a kRestoreDefaultFailed leak. Clears the owner.
-  void EndOwnership(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  void EndOwnership(CallContext& call, GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Sets the group's lease (zero `ttl`: none, and `expiry` is ignored) and its hint.
   static void SetLease(GroupState& group, absl::Time expiry, absl::Duration ttl)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
   // Creates domain `id` of `type` in the backend and the registry (the maps too).
-  absl::StatusOr<std::shared_ptr<DomainState>> CreateDomain(const std::shared_ptr<UnitState>& unit,
+  absl::StatusOr<std::shared_ptr<DomainState>> CreateDomain(CallContext& call,
+                                                            const std::shared_ptr<UnitState>& unit,
                                                             DomainType type,
                                                             absl::string_view owner,
                                                             bool core_owned);
   // Frees a domain nobody is attached to in the backend and erases it from the maps. `durable`:
   // its deletion is committed to the store first (a refusal changes nothing); callers that commit
   // the domain's end in a batch of their own pass false.
-  absl::Status DestroyDomain(const std::shared_ptr<DomainState>& domain, bool durable = false);
+  absl::Status DestroyDomain(CallContext& call, const std::shared_ptr<DomainState>& domain,
+                             bool durable = false);
   // The type of a blocking (or release) domain on `unit`: BLOCKED, else an empty UNMANAGED one.
   static DomainType BlockingType(const UnitCaps& caps);
 
@@ -260,21 +272,23 @@ struct Registry::State {
   // Adds the group's record and its live devices' records to `batch`.
   static void AddGroup(const GroupState& group, StoreBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
-  // Commits `batch` with the id counters and the thread's pending request record (result_ref set
-  // to `result_ref`). OK without a store. UNAVAILABLE (STORE_WRITE_FAILED) if the store refuses;
-  // then nothing was written. Called with the locks of what the batch describes held.
-  absl::Status Commit(StoreBatch batch, uint64_t result_ref = 0);
+  // Commits `batch` with the id counters, the call's fault scope and its pending request record
+  // (result_ref set to `result_ref`; marked committed in `call` once durable). OK without a
+  // store. UNAVAILABLE (STORE_WRITE_FAILED) if the store refuses; then nothing was written.
+  // Called with the locks of what the batch describes held.
+  absl::Status Commit(CallContext& call, StoreBatch batch, uint64_t result_ref = 0);
   // Commit for changes that cannot be undone (the hardware already moved on: a release, a repair):
   // retried once; a failure is counted in unrecorded_changes.
-  void CommitOrCount(StoreBatch batch, uint64_t result_ref = 0);
+  void CommitOrCount(CallContext& call, StoreBatch batch, uint64_t result_ref = 0);
   static GroupUndo SaveGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Puts the group back as `undo` says, the hardware first (if that fails the group is forced to
   // blocked and a kRestoreDefaultFailed leak recorded, as EndOwnership does).
-  void RestoreGroup(GroupState& group, const GroupUndo& undo)
+  void RestoreGroup(CallContext& call, GroupState& group, const GroupUndo& undo)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Commits the group (plus `extra`); if the store refuses, restores `undo` and returns the error.
-  absl::Status CommitGroup(GroupState& group, const GroupUndo& undo, StoreBatch extra = {},
-                           uint64_t result_ref = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  absl::Status CommitGroup(CallContext& call, GroupState& group, const GroupUndo& undo,
+                           StoreBatch extra = {}, uint64_t result_ref = 0)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
   mutable absl::Mutex map_mu;
   std::map<std::string, std::shared_ptr<UnitState>> units ABSL_GUARDED_BY(map_mu);

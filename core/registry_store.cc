@@ -15,7 +15,6 @@
 #include "core/registry.h"
 #include "core/registry_state.h"
 #include "core/status_macros.h"
-#include "core/store/request_context.h"
 #include "core/sync.h"
 
 namespace iommud {
@@ -66,9 +65,10 @@ void Registry::State::AddGroup(const GroupState& group, StoreBatch* batch) {
   }
 }
 
-absl::Status Registry::State::Commit(StoreBatch batch, uint64_t result_ref) {
+absl::Status Registry::State::Commit(CallContext& call, StoreBatch batch, uint64_t result_ref) {
   if (store() == nullptr) return absl::OkStatus();
-  if (RequestRecord* request = ScopedRequestContext::Pending()) {
+  batch.fault_scope = call.fault_scope();
+  if (RequestRecord* request = call.pending_record()) {
     batch.request = *request;
     batch.request->result_ref = result_ref;
     if (batch.request->time_unix_nanos == 0) {
@@ -79,7 +79,7 @@ absl::Status Registry::State::Commit(StoreBatch batch, uint64_t result_ref) {
   batch.next_domain_id = next_domain_id.load();
   absl::Status status = store()->Commit(batch);
   if (status.ok()) {
-    if (batch.request.has_value()) ScopedRequestContext::MarkCommitted();
+    if (batch.request.has_value()) call.MarkRecordCommitted();
     return status;
   }
   if (!ErrorReason(status).empty()) return status;
@@ -87,8 +87,8 @@ absl::Status Registry::State::Commit(StoreBatch batch, uint64_t result_ref) {
                absl::StrCat("the state store refused the change: ", status.message()));
 }
 
-void Registry::State::CommitOrCount(StoreBatch batch, uint64_t result_ref) {
-  if (Commit(batch, result_ref).ok() || Commit(batch, result_ref).ok()) return;
+void Registry::State::CommitOrCount(CallContext& call, StoreBatch batch, uint64_t result_ref) {
+  if (Commit(call, batch, result_ref).ok() || Commit(call, batch, result_ref).ok()) return;
   unrecorded_changes.fetch_add(1);
 }
 
@@ -108,12 +108,12 @@ GroupUndo Registry::State::SaveGroup(const GroupState& group) {
   return undo;
 }
 
-void Registry::State::RestoreGroup(GroupState& group, const GroupUndo& undo) {
+void Registry::State::RestoreGroup(CallContext& call, GroupState& group, const GroupUndo& undo) {
   if (undo.domain != nullptr && group.domain != undo.domain) {
-    absl::Status back = SwitchGroupDomain(group, undo.domain);
-    if (!back.ok()) back = SwitchGroupDomain(group, undo.domain);
+    absl::Status back = SwitchGroupDomain(call, group, undo.domain);
+    if (!back.ok()) back = SwitchGroupDomain(call, group, undo.domain);
     if (!back.ok()) {
-      ForceGroupBlocked(group);
+      ForceGroupBlocked(call, group);
       RecordLeak({LeakReason::kRestoreDefaultFailed, group.unit->name, group.id,
                   undo.domain->id, 0, "", undo.owner});
     }
@@ -129,11 +129,12 @@ void Registry::State::RestoreGroup(GroupState& group, const GroupUndo& undo) {
   for (const auto& [device, binding] : undo.bindings) device->binding = binding;
 }
 
-absl::Status Registry::State::CommitGroup(GroupState& group, const GroupUndo& undo,
-                                          StoreBatch extra, uint64_t result_ref) {
+absl::Status Registry::State::CommitGroup(CallContext& call, GroupState& group,
+                                          const GroupUndo& undo, StoreBatch extra,
+                                          uint64_t result_ref) {
   AddGroup(group, &extra);
-  absl::Status status = Commit(std::move(extra), result_ref);
-  if (!status.ok()) RestoreGroup(group, undo);
+  absl::Status status = Commit(call, std::move(extra), result_ref);
+  if (!status.ok()) RestoreGroup(call, group, undo);
   return status;
 }
 
@@ -410,7 +411,9 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
 
   // 2. Program (or adopt) the hardware: units, domains with their page tables, RIDs.
   const std::vector<DomainId> hardware_domains = backend()->ReadDomains();
-  RETURN_IF_ERROR(ProgramHardware(backend(), objects, hardware_domains, &report));
+  CallContext call;  // Recover answers no request and works on no one group
+  FaultInjectingBackend hardware = state_->Backend(call);
+  RETURN_IF_ERROR(ProgramHardware(&hardware, objects, hardware_domains, &report));
 
   // 3. Publish, then reconcile against what the hardware holds beyond the store.
   {

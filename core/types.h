@@ -38,6 +38,14 @@ enum Prot : uint32_t { kProtRead = 1, kProtWrite = 2 };
 enum class FaultReason { kNone, kUnknownRid, kBlocked, kNoMapping, kPermission };
 absl::string_view FaultReasonName(FaultReason reason);  // "UNKNOWN_RID", ...
 
+// The group and device a registry operation works on, for fault injection: a fault scoped to a
+// group or a device (FaultSpec) only fires at hits carrying that scope. Hits outside any group
+// operation carry the empty scope and match only unscoped faults.
+struct FaultScope {
+  GroupId group = 0;   // 0: none
+  std::string device;  // "": none
+};
+
 struct IovaRange {
   uint64_t start = 0;
   uint64_t size = 0;

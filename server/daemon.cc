@@ -202,10 +202,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     DaemonMetrics* metrics = daemon->metrics_.get();
     daemon->injector_.SetOnInjected(
         [metrics](absl::string_view point) { metrics->CountInjectedFault(point); });
-    daemon->injecting_backend_ =
-        std::make_unique<FaultInjectingBackend>(hardware, &daemon->injector_);
-    SetBackendFaultInjector(&daemon->injector_);  // pgtable.alloc, cmdq.sync_timeout
-    hardware = daemon->injecting_backend_.get();
+    // backend.*: the registry hits them (RegistryOptions::faults, below); pgtable.alloc,
+    // cmdq.sync_timeout and host.*: the backend, through backend_hooks.faults (above).
     daemon->injecting_store_ =  // store.write
         std::make_unique<FaultInjectingStateStore>(store, &daemon->injector_);
     store = daemon->injecting_store_.get();
@@ -221,6 +219,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   registry_options.observer = daemon->metrics_.get();
   registry_options.default_domain_type = options.default_domain_type;
   registry_options.store = store;
+  if (options.allow_fault_injection) registry_options.faults = &daemon->injector_;
   registry_options.memory_regions = daemon->memory_regions_.get();
   registry_options.max_pinned_bytes_per_owner = options.limits.max_pinned_bytes_per_owner;
   // The linux backend maps real memory: its regions come with process memory (the fd channel).
@@ -425,7 +424,6 @@ void Daemon::AuditLoop() {
 }
 
 Daemon::~Daemon() {
-  if (options_.allow_fault_injection) SetBackendFaultInjector(nullptr);
   if (server_ == nullptr) {  // Start failed before serving
     {
       MutexLock lock(&mu_);

@@ -226,8 +226,9 @@ class Daemon {
   std::unique_ptr<MemoryRegionTable> memory_regions_;
   std::unique_ptr<IommuBackend> backend_;
   host::DeviceFdProvider* device_fds_ = nullptr;  // the backend, when it drives VFIO devices
+  // This daemon's own: handed to its backend (BackendHooks::faults), registry
+  // (RegistryOptions::faults) and store (injecting_store_); no other daemon sees it.
   FaultInjector injector_;
-  std::unique_ptr<FaultInjectingBackend> injecting_backend_;  // wraps backend_ when allowed
   std::unique_ptr<FaultInjectingStateStore> injecting_store_;  // wraps store_ when allowed
   std::unique_ptr<InstrumentedStateStore> instrumented_store_;  // the outermost wrapper
   std::unique_ptr<InstrumentedBackend> instrumented_backend_;  // wraps the one below it

@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
-#include "core/store/request_context.h"
 #include "core/sync.h"
 #include "google/rpc/status.pb.h"
 #include "proto/status_codec.h"
@@ -116,13 +115,16 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
                                            absl::string_view request_id,
                                            const google::protobuf::Message& request_without_id,
                                            google::protobuf::Message* response,
-                                           absl::FunctionRef<absl::Status()> handler,
+                                           absl::FunctionRef<absl::Status(CallContext*)> handler,
                                            absl::FunctionRef<absl::Status(uint64_t)> rebuild) {
   if (absl::Status valid = ValidateRequestId(request_id); !valid.ok()) {
     Count(invalid_);
     return valid;
   }
-  if (store_ == nullptr) return handler();
+  if (store_ == nullptr) {
+    CallContext none;
+    return handler(&none);
+  }
   const std::string key = StoreKey(principal, request_id);
   {
     MutexLock lock(&mu_);
@@ -171,9 +173,9 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
   absl::Status status;
   bool committed = false;
   {
-    ScopedRequestContext context(&record);
-    status = handler();
-    committed = ScopedRequestContext::Committed();
+    CallContext context(&record);
+    status = handler(&context);
+    committed = context.record_committed();
   }
   if (status.ok() || committed) Remember(std::move(record), committed, status, *response);
   return status;

@@ -2,8 +2,10 @@
 // identity within a window, and answers retries with the original result.
 //
 // The record of a request goes into the state store in the same transaction as the first change the
-// request makes (core/store/request_context.h), so "acknowledged" and "remembered" cannot disagree
-// after a crash; the serialized reply is added right after the handler returns. Contract of Run:
+// request makes: Run hands the handler a CallContext carrying the record (core/store/
+// call_context.h), which the handler passes to its registry call, so "acknowledged" and
+// "remembered" cannot disagree after a crash, whatever thread the registry commits on; the
+// serialized reply is added right after the handler returns. Contract of Run:
 //   - no request_id: the handler runs, nothing is remembered;
 //   - an invalid id (empty is "none"; 1..kMaxRequestIdBytes printable ASCII otherwise):
 //     INVALID_ARGUMENT INVALID_REQUEST_ID, nothing runs;
@@ -41,6 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/clock.h"
+#include "core/store/call_context.h"
 #include "core/store/state_store.h"
 
 namespace iommud {
@@ -69,14 +72,17 @@ class IdempotencyKeeper {
   template <typename Request, typename Response>
   absl::Status Run(absl::string_view method, absl::string_view principal, const Request& request,
                    Response* response,
-                   absl::FunctionRef<absl::Status(const Request&, Response*)> handler,
+                   absl::FunctionRef<absl::Status(const Request&, Response*, CallContext*)> handler,
                    absl::FunctionRef<absl::Status(uint64_t result_ref, Response*)> rebuild) {
-    if (request.request_id().empty()) return handler(request, response);
+    if (request.request_id().empty()) {
+      CallContext none;
+      return handler(request, response, &none);
+    }
     Request without_id = request;
     without_id.clear_request_id();
     return RunMessage(
         method, principal, request.request_id(), without_id, response,
-        [&] { return handler(request, response); },
+        [&](CallContext* context) { return handler(request, response, context); },
         [&](uint64_t result_ref) { return rebuild(result_ref, response); });
   }
 
@@ -93,7 +99,7 @@ class IdempotencyKeeper {
                           absl::string_view request_id,
                           const google::protobuf::Message& request_without_id,
                           google::protobuf::Message* response,
-                          absl::FunctionRef<absl::Status()> handler,
+                          absl::FunctionRef<absl::Status(CallContext*)> handler,
                           absl::FunctionRef<absl::Status(uint64_t)> rebuild);
   // Answers a retry from its record. Called with the key marked in flight.
   absl::Status Replay(const RequestRecord& record, google::protobuf::Message* response,

@@ -196,7 +196,8 @@ absl::Status IommuService::RunMutating(absl::string_view method, absl::string_vi
                                        Handler handler) const {
   if (idempotency_ == nullptr) {
     RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
-    return handler(request, response);
+    CallContext none;  // no record to keep
+    return handler(request, response, &none);
   }
   return idempotency_->Run<Request, Response>(
       method, principal, request, response, handler,
@@ -221,8 +222,8 @@ absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const R
   const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
   if constexpr (Rpc::kind == RpcKind::kMutating) {
     return RunMutating(rpc.name, principal, *authorized, response,
-                       [&](const Request& r, Response* out) {
-                         return (handlers.*rpc.handler)(r, out);
+                       [&](const Request& r, Response* out, CallContext* call) {
+                         return (handlers.*rpc.handler)(r, out, call);
                        });
   } else {
     return (handlers.*rpc.handler)(*authorized, response);

@@ -138,17 +138,18 @@ absl::Status RequestHandlers::GetDomain(const iommu::v1::GetDomainRequest& reque
 // --- Device lifecycle ---
 
 absl::Status RequestHandlers::ProbeDevice(const iommu::v1::ProbeDeviceRequest& request,
-                                          iommu::v1::Device* response) const {
+                                          iommu::v1::Device* response, CallContext* context) const {
   ASSIGN_OR_RETURN(ProbeRequest probe, ProbeRequestFromProto(request));
-  ASSIGN_OR_RETURN(DeviceInfo device, registry_->ProbeDevice(probe));
+  ASSIGN_OR_RETURN(DeviceInfo device, registry_->ProbeDevice(probe, context));
   DeviceToProto(device, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::ReleaseDevice(const iommu::v1::ReleaseDeviceRequest& request,
-                                            iommu::v1::ReleaseDeviceResponse* response) const {
+                                            iommu::v1::ReleaseDeviceResponse* response,
+                                            CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
-  ASSIGN_OR_RETURN(ReleaseResult result, registry_->ReleaseDevice(request.device()));
+  ASSIGN_OR_RETURN(ReleaseResult result, registry_->ReleaseDevice(request.device(), context));
   response->set_leaked_attachment(result.leaked_attachment);
   return absl::OkStatus();
 }
@@ -156,73 +157,81 @@ absl::Status RequestHandlers::ReleaseDevice(const iommu::v1::ReleaseDeviceReques
 // --- DMA ownership ---
 
 absl::Status RequestHandlers::UseDefaultDomain(const iommu::v1::UseDefaultDomainRequest& request,
-                                               iommu::v1::Group* response) const {
+                                               iommu::v1::Group* response,
+                                               CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->UseDefaultDomain(request.device()));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->UseDefaultDomain(request.device(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::UnuseDefaultDomain(
-    const iommu::v1::UnuseDefaultDomainRequest& request, iommu::v1::Group* response) const {
+    const iommu::v1::UnuseDefaultDomainRequest& request, iommu::v1::Group* response,
+    CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->UnuseDefaultDomain(request.device()));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->UnuseDefaultDomain(request.device(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::ClaimOwnership(const iommu::v1::ClaimOwnershipRequest& request,
-                                             iommu::v1::Group* response) const {
+                                             iommu::v1::Group* response,
+                                             CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
-  ASSIGN_OR_RETURN(GroupInfo group,
-                   registry_->ClaimOwnership(request.group_id(), request.owner(),
-                                             LeaseTtlFromProto(request.lease_ttl_millis())));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->ClaimOwnership(
+                                        request.group_id(), request.owner(),
+                                        LeaseTtlFromProto(request.lease_ttl_millis()), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::HandOverGroup(const iommu::v1::HandOverGroupRequest& request,
-                                            iommu::v1::Group* response) const {
+                                            iommu::v1::Group* response,
+                                            CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->HandOverGroup(request.group_id(), request.owner(),
-                                                             request.uid(), request.gid()));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->HandOverGroup(request.group_id(), request.owner(), request.uid(),
+                                            request.gid(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::RenewLease(const iommu::v1::RenewLeaseRequest& request,
-                                         iommu::v1::Group* response) const {
+                                         iommu::v1::Group* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
   std::optional<absl::Duration> ttl;
   if (request.lease_ttl_millis() != 0) ttl = LeaseTtlFromProto(request.lease_ttl_millis());
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->RenewLease(request.group_id(), request.owner(), ttl));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->RenewLease(request.group_id(), request.owner(), ttl, context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::ReleaseOwnership(const iommu::v1::ReleaseOwnershipRequest& request,
-                                               iommu::v1::Group* response) const {
+                                               iommu::v1::Group* response,
+                                               CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
-  ASSIGN_OR_RETURN(GroupInfo group,
-                   registry_->ReleaseOwnership(request.group_id(), request.owner(),
-                                               request.force()));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->ReleaseOwnership(request.group_id(), request.owner(),
+                                                                request.force(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::ClaimDevice(const iommu::v1::ClaimDeviceRequest& request,
-                                          iommu::v1::Group* response) const {
+                                          iommu::v1::Group* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
-  ASSIGN_OR_RETURN(GroupInfo group, registry_->ClaimDevice(request.device(), request.owner()));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->ClaimDevice(request.device(), request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::ReleaseDeviceOwnership(
-    const iommu::v1::ReleaseDeviceOwnershipRequest& request, iommu::v1::Group* response) const {
+    const iommu::v1::ReleaseDeviceOwnershipRequest& request, iommu::v1::Group* response,
+    CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
   ASSIGN_OR_RETURN(GroupInfo group,
-                   registry_->ReleaseDeviceOwnership(request.device(), request.owner()));
+                   registry_->ReleaseDeviceOwnership(request.device(), request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
@@ -230,50 +239,51 @@ absl::Status RequestHandlers::ReleaseDeviceOwnership(
 // --- Domains and attachment ---
 
 absl::Status RequestHandlers::AllocDomain(const iommu::v1::AllocDomainRequest& request,
-                                          iommu::v1::Domain* response) const {
+                                          iommu::v1::Domain* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.unit(), "unit"));
   ASSIGN_OR_RETURN(std::optional<DomainType> type, DomainTypeFromProto(request.type(), "type"));
   ASSIGN_OR_RETURN(DomainInfo domain,
                    registry_->AllocDomain(request.unit(), type.value_or(DomainType::kUnmanaged),
-                                          request.owner()));
+                                          request.owner(), context));
   DomainToProto(domain, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::FreeDomain(const iommu::v1::FreeDomainRequest& request,
-                                         iommu::v1::Domain* response) const {
+                                         iommu::v1::Domain* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
-  ASSIGN_OR_RETURN(DomainInfo domain, registry_->FreeDomain(request.domain_id(), request.owner()));
+  ASSIGN_OR_RETURN(DomainInfo domain,
+                   registry_->FreeDomain(request.domain_id(), request.owner(), context));
   DomainToProto(domain, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::AttachDevice(const iommu::v1::AttachDeviceRequest& request,
-                                           iommu::v1::Group* response) const {
+                                           iommu::v1::Group* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
-  ASSIGN_OR_RETURN(GroupInfo group,
-                   registry_->AttachDevice(request.device(), request.domain_id(), request.owner()));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->AttachDevice(request.device(), request.domain_id(),
+                                                            request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::AttachGroup(const iommu::v1::AttachGroupRequest& request,
-                                          iommu::v1::Group* response) const {
+                                          iommu::v1::Group* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   ASSIGN_OR_RETURN(GroupInfo group, registry_->AttachGroup(request.group_id(), request.domain_id(),
-                                                           request.owner()));
+                                                           request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& request,
-                                          iommu::v1::Group* response) const {
+                                          iommu::v1::Group* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   ASSIGN_OR_RETURN(GroupInfo group, registry_->DetachGroup(request.group_id(), request.domain_id(),
-                                                           request.owner()));
+                                                           request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }
@@ -281,7 +291,8 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
 // --- Memory regions ---
 
 absl::Status RequestHandlers::RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
-                                             iommu::v1::MemoryRegion* response) const {
+                                             iommu::v1::MemoryRegion* response,
+                                             CallContext* context) const {
   ASSIGN_OR_RETURN(MemoryRegionInfo region,
                    registry_->RegisterMemory(request.owner(), request.size(), nullptr));
   MemoryRegionToProto(region, response);
@@ -289,7 +300,8 @@ absl::Status RequestHandlers::RegisterMemory(const iommu::v1::RegisterMemoryRequ
 }
 
 absl::Status RequestHandlers::UnregisterMemory(const iommu::v1::UnregisterMemoryRequest& request,
-                                               iommu::v1::MemoryRegion* response) const {
+                                               iommu::v1::MemoryRegion* response,
+                                               CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.region_id(), "region_id"));
   ASSIGN_OR_RETURN(MemoryRegionInfo region,
                    registry_->UnregisterMemory(request.region_id(), request.owner()));
@@ -316,7 +328,7 @@ absl::Status RequestHandlers::ListMemoryRegions(
 // --- Mappings and DMA ---
 
 absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
-                                  iommu::v1::MapResponse* response) const {
+                                  iommu::v1::MapResponse* response, CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   RETURN_IF_ERROR(CheckMapSize(request.size(), bounds_));
   if (request.region_id() != 0 && request.paddr() != 0) {
@@ -326,19 +338,20 @@ absl::Status RequestHandlers::Map(const iommu::v1::MapRequest& request,
                   {"paddr", absl::StrCat("0x", absl::Hex(request.paddr()))}});
   }
   ASSIGN_OR_RETURN(uint32_t prot, ProtFromProto(request.prot(), kProtRead | kProtWrite, "prot"));
-  ASSIGN_OR_RETURN(
-      Mapping mapping,
-      request.region_id() != 0
-          ? registry_->MapRegion(request.domain_id(), request.iova(), request.region_id(),
-                                 request.region_offset(), request.size(), prot, request.owner())
-          : registry_->Map(request.domain_id(), request.iova(), request.paddr(), request.size(),
-                           prot, request.owner()));
+  ASSIGN_OR_RETURN(Mapping mapping,
+                   request.region_id() != 0
+                       ? registry_->MapRegion(request.domain_id(), request.iova(),
+                                              request.region_id(), request.region_offset(),
+                                              request.size(), prot, request.owner(), context)
+                       : registry_->Map(request.domain_id(), request.iova(), request.paddr(),
+                                        request.size(), prot, request.owner(), context));
   MappingToProto(mapping, response->mutable_mapping());
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::MapBatch(const iommu::v1::MapBatchRequest& request,
-                                       iommu::v1::MapBatchResponse* response) const {
+                                       iommu::v1::MapBatchResponse* response,
+                                       CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   std::vector<Registry::MapSpec> entries;
   entries.reserve(request.entries_size());
@@ -367,16 +380,17 @@ absl::Status RequestHandlers::MapBatch(const iommu::v1::MapBatchRequest& request
   }
   RETURN_IF_ERROR(CheckMapSize(total, bounds_));
   ASSIGN_OR_RETURN(std::vector<Mapping> mappings,
-                   registry_->MapBatch(request.domain_id(), entries, request.owner()));
+                   registry_->MapBatch(request.domain_id(), entries, request.owner(), context));
   for (const Mapping& mapping : mappings) MappingToProto(mapping, response->add_mappings());
   return absl::OkStatus();
 }
 
 absl::Status RequestHandlers::Unmap(const iommu::v1::UnmapRequest& request,
-                                    iommu::v1::UnmapResponse* response) const {
+                                    iommu::v1::UnmapResponse* response,
+                                    CallContext* context) const {
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   ASSIGN_OR_RETURN(uint64_t bytes, registry_->Unmap(request.domain_id(), request.iova(),
-                                                    request.size(), request.owner()));
+                                                    request.size(), request.owner(), context));
   response->set_bytes_unmapped(bytes);
   return absl::OkStatus();
 }

@@ -4,14 +4,16 @@
 // Each handler validates what belongs to the wire (required fields, unknown enum values, prot bits,
 // page tokens; INVALID_ARGUMENT with reasons MISSING_FIELD, INVALID_ENUM_VALUE, INVALID_PROT,
 // INVALID_PAGE_TOKEN), then makes exactly one registry call per mutation and returns the registry's
-// error unchanged. List calls are paginated (pagination.h); an unknown unit or group in a List
-// filter is NOT_FOUND like in the corresponding Get. On error `response` is unspecified.
-// Thread-safe: the registry is.
+// error unchanged. A mutating handler passes its `context` (the request's record for idempotency;
+// null: none) to that registry call. List calls are paginated (pagination.h); an unknown unit or
+// group in a List filter is NOT_FOUND like in the corresponding Get. On error `response` is
+// unspecified. Thread-safe: the registry is.
 #ifndef IOMMUD_SERVER_REQUEST_HANDLERS_H_
 #define IOMMUD_SERVER_REQUEST_HANDLERS_H_
 
 #include "absl/status/status.h"
 #include "core/registry.h"
+#include "core/store/call_context.h"
 #include "iommu/v1/iommu.pb.h"
 #include "server/request_bounds.h"
 
@@ -43,56 +45,62 @@ class RequestHandlers {
                          iommu::v1::Domain* response) const;
 
   absl::Status ProbeDevice(const iommu::v1::ProbeDeviceRequest& request,
-                           iommu::v1::Device* response) const;
+                           iommu::v1::Device* response, CallContext* context = nullptr) const;
   absl::Status ReleaseDevice(const iommu::v1::ReleaseDeviceRequest& request,
-                             iommu::v1::ReleaseDeviceResponse* response) const;
+                             iommu::v1::ReleaseDeviceResponse* response,
+                             CallContext* context = nullptr) const;
 
   absl::Status UseDefaultDomain(const iommu::v1::UseDefaultDomainRequest& request,
-                                iommu::v1::Group* response) const;
+                                iommu::v1::Group* response, CallContext* context = nullptr) const;
   absl::Status UnuseDefaultDomain(const iommu::v1::UnuseDefaultDomainRequest& request,
-                                  iommu::v1::Group* response) const;
+                                  iommu::v1::Group* response, CallContext* context = nullptr) const;
   absl::Status ClaimOwnership(const iommu::v1::ClaimOwnershipRequest& request,
-                              iommu::v1::Group* response) const;
+                              iommu::v1::Group* response, CallContext* context = nullptr) const;
   absl::Status ReleaseOwnership(const iommu::v1::ReleaseOwnershipRequest& request,
-                                iommu::v1::Group* response) const;
-  absl::Status ClaimDevice(const iommu::v1::ClaimDeviceRequest& request,
-                           iommu::v1::Group* response) const;
+                                iommu::v1::Group* response, CallContext* context = nullptr) const;
+  absl::Status ClaimDevice(const iommu::v1::ClaimDeviceRequest& request, iommu::v1::Group* response,
+                           CallContext* context = nullptr) const;
   absl::Status ReleaseDeviceOwnership(const iommu::v1::ReleaseDeviceOwnershipRequest& request,
-                                      iommu::v1::Group* response) const;
-  absl::Status RenewLease(const iommu::v1::RenewLeaseRequest& request,
-                          iommu::v1::Group* response) const;
+                                      iommu::v1::Group* response,
+                                      CallContext* context = nullptr) const;
+  absl::Status RenewLease(const iommu::v1::RenewLeaseRequest& request, iommu::v1::Group* response,
+                          CallContext* context = nullptr) const;
   absl::Status HandOverGroup(const iommu::v1::HandOverGroupRequest& request,
-                             iommu::v1::Group* response) const;
+                             iommu::v1::Group* response, CallContext* context = nullptr) const;
 
   absl::Status AllocDomain(const iommu::v1::AllocDomainRequest& request,
-                           iommu::v1::Domain* response) const;
-  absl::Status FreeDomain(const iommu::v1::FreeDomainRequest& request,
-                          iommu::v1::Domain* response) const;
+                           iommu::v1::Domain* response, CallContext* context = nullptr) const;
+  absl::Status FreeDomain(const iommu::v1::FreeDomainRequest& request, iommu::v1::Domain* response,
+                          CallContext* context = nullptr) const;
   absl::Status AttachDevice(const iommu::v1::AttachDeviceRequest& request,
-                            iommu::v1::Group* response) const;
-  absl::Status AttachGroup(const iommu::v1::AttachGroupRequest& request,
-                           iommu::v1::Group* response) const;
-  absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request,
-                           iommu::v1::Group* response) const;
+                            iommu::v1::Group* response, CallContext* context = nullptr) const;
+  absl::Status AttachGroup(const iommu::v1::AttachGroupRequest& request, iommu::v1::Group* response,
+                           CallContext* context = nullptr) const;
+  absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request, iommu::v1::Group* response,
+                           CallContext* context = nullptr) const;
 
   // Memory regions. RegisterMemory registers an emulated region (no process memory over gRPC).
   absl::Status RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
-                              iommu::v1::MemoryRegion* response) const;
+                              iommu::v1::MemoryRegion* response,
+                              CallContext* context = nullptr) const;
   absl::Status UnregisterMemory(const iommu::v1::UnregisterMemoryRequest& request,
-                                iommu::v1::MemoryRegion* response) const;
+                                iommu::v1::MemoryRegion* response,
+                                CallContext* context = nullptr) const;
   absl::Status ListMemoryRegions(const iommu::v1::ListMemoryRegionsRequest& request,
                                  iommu::v1::ListMemoryRegionsResponse* response) const;
 
   // A region_id selects Registry::MapRegion (then paddr must be 0: INVALID_ARGUMENT
   // REGION_AND_PADDR), else Registry::Map of the raw paddr (admins only: the service's check).
-  absl::Status Map(const iommu::v1::MapRequest& request, iommu::v1::MapResponse* response) const;
+  absl::Status Map(const iommu::v1::MapRequest& request, iommu::v1::MapResponse* response,
+                   CallContext* context = nullptr) const;
   // Registry::MapBatch of the entries (each checked as Map checks its request; the entries' sizes
   // together at most max_map_bytes: REQUEST_TOO_LARGE). Raw paddrs: admins only (the service's
   // check).
   absl::Status MapBatch(const iommu::v1::MapBatchRequest& request,
-                        iommu::v1::MapBatchResponse* response) const;
-  absl::Status Unmap(const iommu::v1::UnmapRequest& request,
-                     iommu::v1::UnmapResponse* response) const;
+                        iommu::v1::MapBatchResponse* response,
+                        CallContext* context = nullptr) const;
+  absl::Status Unmap(const iommu::v1::UnmapRequest& request, iommu::v1::UnmapResponse* response,
+                     CallContext* context = nullptr) const;
   absl::Status ListMappings(const iommu::v1::ListMappingsRequest& request,
                             iommu::v1::ListMappingsResponse* response) const;
   absl::Status Translate(const iommu::v1::TranslateRequest& request,

@@ -33,6 +33,18 @@ namespace iommud {
 
 enum class RpcKind { kPlain, kMutating };
 
+// A handler: plain ones take the request and the response; mutating ones also the call's
+// CallContext (core/store/call_context.h), which carries the request's idempotency record to the
+// registry explicitly.
+template <RpcKind kKind, typename Handlers, typename Request, typename Response>
+struct HandlerOf {
+  using Type = absl::Status (Handlers::*)(const Request&, Response*) const;
+};
+template <typename Handlers, typename Request, typename Response>
+struct HandlerOf<RpcKind::kMutating, Handlers, Request, Response> {
+  using Type = absl::Status (Handlers::*)(const Request&, Response*, CallContext*) const;
+};
+
 template <RpcKind kKind, typename Handlers, typename Request, typename Response>
 struct UnaryRpc {
   using HandlersType = Handlers;
@@ -42,7 +54,7 @@ struct UnaryRpc {
 
   const char* name;  // the method's name in iommu.v1.Iommu, e.g. "AttachGroup"
   Role role;         // the least role that may call it
-  absl::Status (Handlers::*handler)(const Request&, Response*) const;
+  typename HandlerOf<kKind, Handlers, Request, Response>::Type handler;
 };
 
 template <typename Handlers, typename Request, typename Response>
@@ -55,7 +67,7 @@ constexpr UnaryRpc<RpcKind::kPlain, Handlers, Request, Response> PlainRpc(
 template <typename Handlers, typename Request, typename Response>
 constexpr UnaryRpc<RpcKind::kMutating, Handlers, Request, Response> MutatingRpc(
     const char* name, Role role,
-    absl::Status (Handlers::*handler)(const Request&, Response*) const) {
+    absl::Status (Handlers::*handler)(const Request&, Response*, CallContext*) const) {
   return {name, role, handler};
 }
 

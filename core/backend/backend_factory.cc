@@ -24,8 +24,8 @@ FactoryTable& TableWithBuiltins() {
   static FactoryTable* const table = [] {
     FactoryTable* t = new FactoryTable;
     MutexLock lock(&t->mu);
-    t->factories.emplace("software", [](const BackendOptions& options, const BackendHooks&) {
-      return NewSoftwareBackend(options);  // nothing of it outlives the process
+    t->factories.emplace("software", [](const BackendOptions& options, const BackendHooks& hooks) {
+      return NewSoftwareBackend(options, hooks.faults);  // nothing of it outlives the process
     });
     t->factories.emplace("emulated", &NewEmulatedBackend);
     t->factories.emplace("linux", &host::NewLinuxBackend);  // a real host, through VFIO

@@ -33,8 +33,10 @@ struct BackendHooks {
   // Where registered memory lives in this process (not owned; outlives the backend). Backends that
   // map process memory (linux) need it and refuse to start without it; the others ignore it.
   const MemoryResolver* memory = nullptr;
-  // Scripted faults at the backend's own steps (not owned; null: none). The linux backend's
-  // host.* points (core/fault_injector.cc) are hit through it.
+  // Scripted faults at the backend's own steps (not owned; null: none; the injector of the daemon
+  // or test that creates the backend, never a process-wide one): pgtable.alloc (software,
+  // emulated), cmdq.sync_timeout (emulated), host.* (linux). These points carry no fault scope
+  // (FaultInjector::Add refuses group/device scopes on them).
   FaultInjector* faults = nullptr;
   // Where the linux backend keeps its kernel objects' fds across a restart and takes them back
   // from (core/host/fd_keeper.h; not owned; outlives the backend; null: none).

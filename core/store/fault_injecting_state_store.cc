@@ -8,7 +8,7 @@ namespace iommud {
 
 absl::Status FaultInjectingStateStore::Commit(const StoreBatch& batch) {
   if (batch.empty()) return ForwardingStateStore::Commit(batch);
-  const absl::Status injected = injector_->Hit(kPoint);
+  const absl::Status injected = injector_->Hit(kPoint, batch.fault_scope);
   if (!injected.ok()) {
     return Error(absl::StatusCode::kUnavailable, reason::kStoreWriteFailed,
                  absl::StrCat("the state store write failed: ", injected.message()),

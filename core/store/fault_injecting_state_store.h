@@ -1,5 +1,6 @@
 // FaultInjectingStateStore: a StateStore decorator that asks a FaultInjector at the `store.write`
-// injection point before forwarding each non-empty Commit. When the point fires, Commit returns
+// injection point before forwarding each non-empty Commit, with the batch's fault scope
+// (StoreBatch::fault_scope: the registry call's). When the point fires, Commit returns
 // UNAVAILABLE (STORE_WRITE_FAILED), as a store whose disk write failed would, without reaching
 // the wrapped store (so the batch left nothing, as the contract requires); metadata "point" and
 // "fault_id" name the fault. Reads, SetRequestResponse and ExpireRequests are never injected.

@@ -84,8 +84,11 @@ struct StoreBatch {
   std::vector<GroupId> delete_groups;
   std::vector<MappingRecord> put_mappings;
   std::vector<std::pair<DomainId, uint64_t>> delete_mappings;  // (domain, iova)
-  // The request this change answers (see RequestContext); stored in the same transaction.
+  // The request this change answers (see CallContext); stored in the same transaction.
   std::optional<RequestRecord> request;
+  // Not stored: the fault-injection scope of the call committing the batch (the store.write
+  // point of FaultInjectingStateStore matches scoped faults against it).
+  FaultScope fault_scope;
   // Id counters: the next ids the registry will hand out (0 = unchanged). Never decrease.
   GroupId next_group_id = 0;
   DomainId next_domain_id = 0;

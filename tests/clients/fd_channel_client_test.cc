@@ -32,7 +32,8 @@ using ::testing::ElementsAre;
 class FakeOps : public FdChannelOps {
  public:
   absl::StatusOr<RegisteredRegion> RegisterMemory(absl::string_view owner, uint64_t size,
-                                                  std::unique_ptr<ProcessMemory> memory) override {
+                                                  std::unique_ptr<ProcessMemory> memory,
+                                                  host::UniqueFd file) override {
     owners.emplace_back(owner);
     memories.push_back(std::move(memory));
     return RegisteredRegion{3, 0x200000, size};

@@ -18,7 +18,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/backend/backend_factory.h"
-#include "core/backend/fault_injecting_backend.h"
 #include "core/error.h"
 #include "core/fault_injector.h"
 #include "core/registry.h"
@@ -36,12 +35,11 @@ using ::testing::IsEmpty;
 constexpr char kOwner[] = "vmm";
 
 struct World {
-  // The backends' internal points (pgtable.alloc, cmdq.sync_timeout) count too.
-  World() { SetBackendFaultInjector(&injector); }
-  ~World() { SetBackendFaultInjector(nullptr); }
-  std::unique_ptr<IommuBackend> hardware;
+  // One injector for every point: the registry's backend.* hits (RegistryOptions::faults), the
+  // backend's internal points (pgtable.alloc, cmdq.sync_timeout: BackendHooks::faults) and the
+  // store's store.write.
   FaultInjector injector;
-  std::unique_ptr<FaultInjectingBackend> backend;
+  std::unique_ptr<IommuBackend> hardware;
   InMemoryStateStore store;  // used with `with_store`, through `faulty_store`
   FaultInjectingStateStore faulty_store{&store, &injector};
   std::unique_ptr<Registry> registry;
@@ -120,10 +118,12 @@ std::vector<Sequence> Sequences() {
 
 std::unique_ptr<World> NewWorld(const std::string& backend, bool with_store = false) {
   auto world = std::make_unique<World>();
-  world->hardware = CreateBackend(backend).value();
-  world->backend = std::make_unique<FaultInjectingBackend>(world->hardware.get(), &world->injector);
+  BackendHooks hooks;
+  hooks.faults = &world->injector;
+  world->hardware = CreateBackend(backend, {}, hooks).value();
   RegistryOptions options;
-  options.backend = world->backend.get();
+  options.backend = world->hardware.get();
+  options.faults = &world->injector;
   if (with_store) options.store = &world->faulty_store;
   world->registry = Registry::Create(options).value();
   EXPECT_TRUE(world->registry->AddUnit("u0", UnitCaps()).ok());

@@ -3,11 +3,14 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "core/backend/backend_factory.h"
 #include "core/error.h"
+#include "core/registry.h"
+#include "core/store/call_context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -95,18 +98,45 @@ TEST(FaultInjectorTest, ScopedToAGroupOrADevice) {
   ASSERT_TRUE(injector.Add(by_group).ok());
   ASSERT_TRUE(injector.Add(by_device).ok());
   EXPECT_TRUE(injector.Hit("backend.attach").ok());  // no scope: no group 7
-  {
-    ScopedFaultScope scope(7, "0000:01:00.0");
-    EXPECT_FALSE(injector.Hit("backend.attach").ok());
-    EXPECT_TRUE(injector.Hit("backend.release").ok());
-    {
-      ScopedFaultScope inner(8, "0000:03:00.0");
-      EXPECT_TRUE(injector.Hit("backend.attach").ok());
-      EXPECT_FALSE(injector.Hit("backend.release").ok());
-    }
-    EXPECT_FALSE(injector.Hit("backend.attach").ok());  // the outer scope is back
-  }
+  const FaultScope in_7{7, "0000:01:00.0"};
+  const FaultScope in_8{8, "0000:03:00.0"};
+  EXPECT_FALSE(injector.Hit("backend.attach", in_7).ok());
+  EXPECT_TRUE(injector.Hit("backend.release", in_7).ok());
+  EXPECT_TRUE(injector.Hit("backend.attach", in_8).ok());
+  EXPECT_FALSE(injector.Hit("backend.release", in_8).ok());
   EXPECT_TRUE(injector.Hit("backend.attach").ok());
+}
+
+TEST(FaultInjectorTest, TheScopeTravelsWithTheCallNotTheThread) {
+  FaultInjector injector;
+  FaultSpec by_group = Spec("backend.attach", FaultSpec::Mode::kEveryKth, 1);
+  by_group.group = 7;
+  ASSERT_TRUE(injector.Add(by_group).ok());
+  CallContext call;
+  FaultScopeGuard guard(call, 7, "");
+  absl::Status elsewhere;
+  std::thread worker([&] { elsewhere = injector.Hit("backend.attach", call.fault_scope()); });
+  worker.join();
+  EXPECT_EQ(ErrorReason(elsewhere), "INJECTED_FAULT");
+  EXPECT_TRUE(injector.Hit("backend.attach").ok());  // this thread has no scope of its own
+}
+
+TEST(FaultInjectorTest, OnlyScopedPointsTakeAScope) {
+  FaultInjector injector;
+  for (const std::string point : {"pgtable.alloc", "cmdq.sync_timeout", "host.map_dma"}) {
+    FaultSpec scoped = Spec(point);
+    scoped.group = 1;
+    EXPECT_EQ(ErrorReason(injector.Add(scoped).status()), "INVALID_FAULT") << point;
+    scoped.group = 0;
+    scoped.device = "0000:01:00.0";
+    EXPECT_EQ(ErrorReason(injector.Add(scoped).status()), "INVALID_FAULT") << point;
+    EXPECT_TRUE(injector.Add(Spec(point)).ok()) << point;
+  }
+  for (const std::string point : {"backend.map", "store.write", "*"}) {
+    FaultSpec scoped = Spec(point);
+    scoped.group = 1;
+    EXPECT_TRUE(injector.Add(scoped).ok()) << point;
+  }
 }
 
 TEST(FaultInjectorTest, BadSpecsAreRefused) {
@@ -124,16 +154,81 @@ TEST(FaultInjectorTest, BadSpecsAreRefused) {
   EXPECT_TRUE(injector.List().empty());
 }
 
+// One registry with its own backend and injector, as one daemon has them.
+struct Stack {
+  explicit Stack(const std::string& backend_name) {
+    BackendHooks hooks;
+    hooks.faults = &injector;
+    backend = CreateBackend(backend_name, {}, hooks).value();
+    RegistryOptions options;
+    options.backend = backend.get();
+    options.faults = &injector;
+    registry = Registry::Create(options).value();
+    EXPECT_TRUE(registry->AddUnit("u0", UnitCaps()).ok());
+  }
+  GroupId Probe(const std::string& device, Rid rid) {
+    ProbeRequest request;
+    request.unit = "u0";
+    request.device = device;
+    request.rid = rid;
+    return registry->ProbeDevice(request).value().group;
+  }
+  FaultInjector injector;
+  std::unique_ptr<IommuBackend> backend;
+  std::unique_ptr<Registry> registry;
+};
+
+TEST(FaultInjectorTest, TwoRegistriesInOneProcessHaveTheirOwnInjectors) {
+  auto a = std::make_unique<Stack>("software");
+  Stack b("software");
+  ASSERT_TRUE(a->injector.Add(Spec("backend.alloc_domain", FaultSpec::Mode::kEveryKth, 1)).ok());
+  ASSERT_TRUE(a->injector.Add(Spec("pgtable.alloc", FaultSpec::Mode::kEveryKth, 1)).ok());
+  EXPECT_EQ(ErrorReason(a->registry->AllocDomain("u0", DomainType::kUnmanaged, "vm").status()),
+            "INJECTED_FAULT");
+  absl::StatusOr<DomainInfo> in_b = b.registry->AllocDomain("u0", DomainType::kUnmanaged, "vm");
+  ASSERT_TRUE(in_b.ok()) << in_b.status();
+  // b's backend allocates page tables: a's pgtable.alloc fault is not b's.
+  EXPECT_TRUE(b.registry->Map(in_b->id, 0x1000, 0x1000, kPage4K, kProtRead, "vm").ok());
+  EXPECT_EQ(a->injector.List()[0].hits, 1u);
+  EXPECT_EQ(a->injector.List()[1].hits, 0u);
+  // b's faults are b's; a going away (its daemon stopping) clears nothing of b's.
+  ASSERT_TRUE(b.injector.Add(Spec("backend.map", FaultSpec::Mode::kEveryKth, 1)).ok());
+  a.reset();
+  EXPECT_EQ(ErrorReason(b.registry->Map(in_b->id, 0x2000, 0x2000, kPage4K, kProtRead, "vm").status()),
+            "INJECTED_FAULT");
+  EXPECT_EQ(b.injector.List().size(), 1u);
+}
+
+TEST(FaultInjectorTest, TheRegistryHitsBackendPointsWithItsOperationsScope) {
+  Stack stack("software");
+  const GroupId g1 = stack.Probe("0000:01:00.0", 0x10);
+  const GroupId g2 = stack.Probe("0000:02:00.0", 0x20);
+  FaultSpec in_g1 = Spec("backend.attach", FaultSpec::Mode::kEveryKth, 1);
+  in_g1.group = g1;
+  ASSERT_TRUE(stack.injector.Add(in_g1).ok());
+  // Claiming blocks the group: an attach of its RIDs, in g1's operation only.
+  EXPECT_TRUE(stack.registry->ClaimOwnership(g2, "vm").ok());
+  EXPECT_EQ(ErrorReason(stack.registry->ClaimOwnership(g1, "vm").status()), "INJECTED_FAULT");
+  FaultSpec on_device = Spec("backend.attach", FaultSpec::Mode::kEveryKth, 1);
+  on_device.device = "0000:02:00.0";
+  ASSERT_TRUE(stack.injector.Add(on_device).ok());
+  // ClaimDevice names the device: its attach carries it.
+  EXPECT_EQ(ErrorReason(stack.registry->ReleaseOwnership(g2, "vm").status()), "");
+  EXPECT_EQ(ErrorReason(stack.registry->ClaimDevice("0000:02:00.0", "vm").status()),
+            "INJECTED_FAULT");
+  EXPECT_TRUE(stack.registry->CheckInvariants().empty());
+}
+
 class BackendPointsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    SetBackendFaultInjector(&injector_);
-    backend_ = CreateBackend(GetParam()).value();
+    BackendHooks hooks;
+    hooks.faults = &injector_;  // the backend's own injector, through its hooks
+    backend_ = CreateBackend(GetParam(), {}, hooks).value();
     ASSERT_TRUE(backend_->AddUnit("u0", UnitCaps()).ok());
     ASSERT_TRUE(backend_->AllocDomain("u0", 1, DomainType::kUnmanaged).ok());
     ASSERT_TRUE(backend_->AllocDomain("u0", 2, DomainType::kBlocked).ok());
   }
-  void TearDown() override { SetBackendFaultInjector(nullptr); }
   FaultInjector injector_;
   std::unique_ptr<IommuBackend> backend_;
 };

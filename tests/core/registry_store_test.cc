@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "core/error.h"
 #include "core/backend/backend_factory.h"
-#include "core/store/request_context.h"
+#include "core/store/call_context.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/core/testing/refusing_state_store.h"
@@ -303,10 +303,11 @@ TEST_P(RegistryStoreTest, TheRequestRecordIsCommittedWithTheChange) {
   record.fingerprint = "f1";
   absl::StatusOr<DomainInfo> domain;
   {
-    ScopedRequestContext context(&record);
-    domain = registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
+    CallContext context(&record);
+    domain = registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner, &context);
     ASSERT_OK(domain.status());
-    EXPECT_TRUE(ScopedRequestContext::Committed());
+    EXPECT_TRUE(context.record_committed());
+    EXPECT_EQ(context.pending_record(), nullptr);  // one batch carries it, not every later one
   }
   absl::StatusOr<std::optional<RequestRecord>> found = store_.FindRequest("req-1");
   ASSERT_OK(found.status());
@@ -318,9 +319,9 @@ TEST_P(RegistryStoreTest, TheRequestRecordIsCommittedWithTheChange) {
   RequestRecord failed = record;
   failed.request_id = "req-2";
   {
-    ScopedRequestContext context(&failed);
-    EXPECT_FALSE(registry_->AllocDomain("u0", DomainType::kDma, kOwner).ok());
-    EXPECT_FALSE(ScopedRequestContext::Committed());
+    CallContext context(&failed);
+    EXPECT_FALSE(registry_->AllocDomain("u0", DomainType::kDma, kOwner, &context).ok());
+    EXPECT_FALSE(context.record_committed());
   }
   found = store_.FindRequest("req-2");
   ASSERT_OK(found.status());

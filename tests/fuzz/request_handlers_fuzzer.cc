@@ -89,14 +89,16 @@ bool Parse(absl::string_view bytes, Request* request) {
   return request->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
 }
 
-// A RequestHandlers method on parsed `bytes`; the response must serialize.
-template <typename Request, typename Response>
-absl::Status Handle(absl::Status (RequestHandlers::*method)(const Request&, Response*) const,
+// A RequestHandlers method on parsed `bytes`; the response must serialize. Mutating handlers
+// also take a CallContext*: null (no request record), as a call without request_id.
+template <typename Request, typename Response, typename... Context>
+absl::Status Handle(absl::Status (RequestHandlers::*method)(const Request&, Response*, Context...)
+                        const,
                     const RequestHandlers& handlers, absl::string_view bytes) {
   Request request;
   if (!Parse(bytes, &request)) return Unparsed();
   Response response;
-  absl::Status status = (handlers.*method)(request, &response);
+  absl::Status status = (handlers.*method)(request, &response, Context()...);
   if (status.ok()) {
     std::string wire;
     if (!response.SerializeToString(&wire)) Fail("a response does not serialize", "");

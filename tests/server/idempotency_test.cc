@@ -19,7 +19,7 @@
 #include "core/error.h"
 #include "core/registry.h"
 #include "core/store/in_memory_state_store.h"
-#include "core/store/request_context.h"
+#include "core/store/call_context.h"
 #include "core/store/sqlite_state_store.h"
 #include "gtest/gtest.h"
 #include "server/rebuilt_replies.h"
@@ -42,7 +42,10 @@ class SpyStore : public StateStore {
   absl::string_view kind() const override { return store_->kind(); }
   StoreDurability durability() const override { return store_->durability(); }
   absl::Status Commit(const StoreBatch& batch) override {
-    if (batch.request.has_value()) ++request_commits;
+    if (batch.request.has_value()) {
+      ++request_commits;
+      if (!batch.put_domains.empty()) ++request_commits_with_domain;
+    }
     return store_->Commit(batch);
   }
   absl::StatusOr<StoreSnapshot> Load() override { return store_->Load(); }
@@ -59,6 +62,7 @@ class SpyStore : public StateStore {
 
   bool drop_replies = false;
   int request_commits = 0;
+  int request_commits_with_domain = 0;  // the record in the batch of a domain's creation
 
  private:
   StateStore* const store_;
@@ -103,12 +107,13 @@ class IdempotencyTest : public ::testing::Test {
   template <typename Request, typename Response>
   absl::Status Run(absl::string_view method, const std::string& principal, const Request& request,
                    Response* reply,
-                   absl::Status (RequestHandlers::*handler)(const Request&, Response*) const) {
+                   absl::Status (RequestHandlers::*handler)(const Request&, Response*,
+                                                            CallContext*) const) {
     return keeper_->Run<Request, Response>(
         method, principal, request, reply,
-        [&](const Request& r, Response* out) {
+        [&](const Request& r, Response* out, CallContext* context) {
           ++handler_runs_;
-          return (handlers_.get()->*handler)(r, out);
+          return (handlers_.get()->*handler)(r, out, context);
         },
         [&](uint64_t result_ref, Response* out) {
           return RebuildReply(*handlers_, request, result_ref, out);
@@ -263,10 +268,10 @@ TEST_F(IdempotencyTest, ADuplicateWhileTheFirstRunsIsAbortedAsInProgress) {
     Domain domain;
     EXPECT_OK((keeper_->Run<AllocDomainRequest, Domain>(
         "AllocDomain", "uid:1", request, &domain,
-        [&](const AllocDomainRequest& r, Domain* out) {
+        [&](const AllocDomainRequest& r, Domain* out, CallContext* context) {
           entered.Notify();
           proceed.WaitForNotification();
-          return handlers_->AllocDomain(r, out);
+          return handlers_->AllocDomain(r, out, context);
         },
         [](uint64_t, Domain*) { return absl::OkStatus(); })));
   });
@@ -283,14 +288,59 @@ TEST_F(IdempotencyTest, ADuplicateWhileTheFirstRunsIsAbortedAsInProgress) {
   EXPECT_EQ(Outcome("in_progress"), 1);
 }
 
+// The issue #13 failure: the request record travelled in a thread-local, so a registry call made
+// on another thread than the one that received the request committed its change without the
+// record (the keeper then stored the record alone, in a second transaction, and a crash between
+// the two would run the retry again). With the record in the CallContext it goes into the change's
+// own batch, exactly once, whatever thread commits.
+TEST_F(IdempotencyTest, TheRecordIsCommittedWithTheChangeWhenTheRegistryCallRunsOnAnotherThread) {
+  AllocDomainRequest request = AllocRequest("elsewhere");
+  std::thread::id handler_thread;
+  std::thread::id commit_thread;
+  auto on_another_thread = [&](const AllocDomainRequest& r, Domain* out,
+                               CallContext* context) -> absl::Status {
+    ++handler_runs_;
+    handler_thread = std::this_thread::get_id();
+    absl::Status status;
+    std::thread worker([&] {
+      commit_thread = std::this_thread::get_id();
+      status = handlers_->AllocDomain(r, out, context);
+    });
+    worker.join();
+    return status;
+  };
+  auto rebuild = [&](uint64_t result_ref, Domain* out) {
+    return RebuildReply(*handlers_, request, result_ref, out);
+  };
+  Domain reply;
+  ASSERT_OK((keeper_->Run<AllocDomainRequest, Domain>("AllocDomain", "uid:1", request, &reply,
+                                                     on_another_thread, rebuild)));
+  EXPECT_NE(handler_thread, commit_thread);
+  EXPECT_EQ(spy_->request_commits, 1);              // stored exactly once ...
+  EXPECT_EQ(spy_->request_commits_with_domain, 1);  // ... in the domain's own transaction
+  absl::StatusOr<std::optional<RequestRecord>> found =
+      spy_->FindRequest(absl::StrCat(5, ":", "uid:1", ":", "elsewhere"));
+  ASSERT_OK(found.status());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->result_ref, reply.id());
+  // A retry is answered from that record: nothing runs, nothing more is created.
+  Domain again;
+  ASSERT_OK((keeper_->Run<AllocDomainRequest, Domain>("AllocDomain", "uid:1", request, &again,
+                                                     on_another_thread, rebuild)));
+  EXPECT_EQ(handler_runs_, 1);
+  EXPECT_EQ(again.id(), reply.id());
+  EXPECT_EQ(UserDomains(), 1u);
+  EXPECT_EQ(spy_->request_commits, 1);
+}
+
 TEST_F(IdempotencyTest, AnErrorAfterAChangeIsRememberedAndReplayed) {
   AllocDomainRequest request = AllocRequest("half");
-  auto half_done = [&](const AllocDomainRequest&, Domain*) -> absl::Status {
+  auto half_done = [&](const AllocDomainRequest&, Domain*, CallContext* context) -> absl::Status {
     ++handler_runs_;
     StoreBatch batch;  // what a registry call that changed something and then failed commits
-    batch.request = *ScopedRequestContext::Pending();
+    batch.request = *context->pending_record();
     RETURN_IF_ERROR(spy_->Commit(batch));
-    ScopedRequestContext::MarkCommitted();
+    context->MarkRecordCommitted();
     return Error(absl::StatusCode::kUnavailable, "BACKEND_FAILED", "the second step failed",
                  {{"step", "2"}});
   };

@@ -37,6 +37,7 @@ struct Options {
   uint64_t memory_bytes = uint64_t{256} << 20;
   size_t iotlb_entries = 4096;
   bool skip_invalidation = false;
+  FaultInjector* faults = nullptr;  // BackendHooks::faults: pgtable.alloc, cmdq.sync_timeout
 };
 
 absl::Status BadOption(const std::string& key, const std::string& why) {
@@ -97,7 +98,8 @@ class EmulatedBackend : public IommuBackend {
  public:
   EmulatedBackend(std::unique_ptr<EmulatedMemory> memory, const Options& options)
       : memory_(std::move(memory)),
-        pool_(memory_.get()),
+        faults_(options.faults),
+        pool_(memory_.get(), options.faults),
         device_(memory_.get(), options.iotlb_entries),
         skip_invalidation_(options.skip_invalidation) {}
 
@@ -633,9 +635,12 @@ class EmulatedBackend : public IommuBackend {
   // CMD_SYNC: returns once the device has consumed every command before it. The
   // cmdq.sync_timeout injection point makes the device not answer: the commands stay queued (the
   // next SYNC consumes them) and the caller undoes what it wrote. UNAVAILABLE (SYNC_TIMEOUT).
+  absl::Status HitFault(absl::string_view point) {
+    return faults_ == nullptr ? absl::OkStatus() : faults_->Hit(point);
+  }
   absl::Status Sync() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Command(kSync, ++sync_sequence_, 0, 0);
-    if (absl::Status timeout = HitBackendPoint("cmdq.sync_timeout"); !timeout.ok()) {
+    if (absl::Status timeout = HitFault("cmdq.sync_timeout"); !timeout.ok()) {
       return Error(absl::StatusCode::kUnavailable, reason::kSyncTimeout,
                    absl::StrCat("the emulated IOMMU did not complete CMD_SYNC: ",
                                 timeout.message()),
@@ -673,6 +678,7 @@ class EmulatedBackend : public IommuBackend {
 
   mutable absl::Mutex mu_;
   const std::unique_ptr<EmulatedMemory> memory_;
+  FaultInjector* const faults_;  // not owned; may be null
   PagePool pool_ ABSL_GUARDED_BY(mu_);
   EmulatedDevice device_ ABSL_GUARDED_BY(mu_);
   const bool skip_invalidation_;
@@ -692,6 +698,7 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> NewEmulatedBackend(const BackendOp
       EmulatedMemory::Open(options->memory_file, options->memory_bytes, &existed);
   if (!memory.ok()) return memory.status();
   (*memory)->set_before_write(hooks.before_durable_write);
+  options->faults = hooks.faults;
   auto backend = std::make_unique<EmulatedBackend>(*std::move(memory), *options);
   absl::Status started = backend->Start(existed);
   if (!started.ok()) return started;

@@ -34,7 +34,7 @@ bool IsLeaf(uint64_t pte, int level) {
 }  // namespace
 
 absl::StatusOr<uint64_t> PagePool::Alloc() {
-  RETURN_IF_ERROR(HitBackendPoint("pgtable.alloc"));
+  if (faults_ != nullptr) RETURN_IF_ERROR(faults_->Hit("pgtable.alloc"));
   uint64_t page = memory_->Read64(kHdrFreeList);
   if (page != 0) {
     memory_->Write64(kHdrFreeList, memory_->Read64(page));

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/backend/emulated/emulated_memory.h"
+#include "core/fault_injector.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -19,7 +20,9 @@ namespace iommud {
 // the free pages' first words. Its state is in the header, so it survives a re-open.
 class PagePool {
  public:
-  explicit PagePool(EmulatedMemory* memory) : memory_(memory) {}
+  // `faults` (not owned; may be null) is hit at pgtable.alloc before each page allocation.
+  explicit PagePool(EmulatedMemory* memory, FaultInjector* faults = nullptr)
+      : memory_(memory), faults_(faults) {}
   // RESOURCE_EXHAUSTED (HW_MEMORY_FULL) when the memory is full.
   absl::StatusOr<uint64_t> Alloc();
   // Several contiguous pages (never freed; stream tables).
@@ -29,6 +32,7 @@ class PagePool {
 
  private:
   EmulatedMemory* const memory_;
+  FaultInjector* const faults_;
 };
 
 class EmulatedPageTable {

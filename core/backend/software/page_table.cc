@@ -17,8 +17,13 @@ constexpr uint64_t kInputLimit = uint64_t{1} << PageTable::kInputBits;
 std::string Hex(uint64_t value) { return absl::StrCat("0x", absl::Hex(value)); }
 }  // namespace
 
-PageTable::PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages)
-    : pgsize_bitmap_(pgsize_bitmap), table_pages_(table_pages) {}
+PageTable::PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages,
+                     FaultInjector* faults)
+    : pgsize_bitmap_(pgsize_bitmap), table_pages_(table_pages), faults_(faults) {}
+
+absl::Status PageTable::HitAlloc() {
+  return faults_ == nullptr ? absl::OkStatus() : faults_->Hit("pgtable.alloc");
+}
 
 PageTable::~PageTable() { FreeTable(std::move(root_)); }
 
@@ -63,7 +68,7 @@ absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, u
     return status;
   };
   if (root_ == nullptr) {  // an unused domain costs no table
-    RETURN_IF_ERROR(HitBackendPoint("pgtable.alloc"));
+    RETURN_IF_ERROR(HitAlloc());
     root_ = NewTable();
   }
   Table* table = root_.get();
@@ -74,7 +79,7 @@ absl::Status PageTable::MapLeaf(uint64_t iova, uint64_t paddr, int leaf_level, u
                    absl::StrCat(Hex(iova), " is inside a mapped block"), {{"iova", Hex(iova)}});
     }
     if (entry.table == nullptr) {
-      if (absl::Status status = HitBackendPoint("pgtable.alloc"); !status.ok()) {
+      if (absl::Status status = HitAlloc(); !status.ok()) {
         return undo(status);
       }
       entry.table = NewTable();

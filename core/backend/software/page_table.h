@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/fault_injector.h"
 #include "core/types.h"
 
 namespace iommud {
@@ -24,8 +25,10 @@ class PageTable {
 
   // `pgsize_bitmap`: the page sizes Map may use (a subset of 4K|2M|1G).
   // `table_pages`: counts the table pages in use (the root too, allocated with the first
-  // mapping and freed with the last); may be null.
-  PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages);
+  // mapping and freed with the last); may be null. `faults` (not owned; may be null) is hit at
+  // pgtable.alloc before each table page allocation.
+  PageTable(uint64_t pgsize_bitmap, std::atomic<uint64_t>* table_pages,
+            FaultInjector* faults = nullptr);
   ~PageTable();
   PageTable(const PageTable&) = delete;
   PageTable& operator=(const PageTable&) = delete;
@@ -67,6 +70,8 @@ class PageTable {
   static int IndexAt(uint64_t iova, int level);
   static uint64_t SpanOf(int level);  // bytes one entry at `level` covers
   std::unique_ptr<Table> NewTable();
+  // The pgtable.alloc injection point (OK without an injector).
+  absl::Status HitAlloc();
   void FreeTable(std::unique_ptr<Table> table);
   // A table that became empty: kept for reuse (it is all-empty already), up to kSpareTables.
   void RecycleTable(std::unique_ptr<Table> table);
@@ -81,6 +86,7 @@ class PageTable {
 
   const uint64_t pgsize_bitmap_;
   std::atomic<uint64_t>* const table_pages_;
+  FaultInjector* const faults_;  // not owned; may be null
   // Empty tables pruned by Unmap, reused by Map: map/unmap churn allocates nothing. Not counted in
   // table_pages (they hold no entries).
   static constexpr size_t kSpareTables = 16;

@@ -35,9 +35,9 @@ struct Unit {
 
 struct Domain {
   Domain(DomainId domain_id, std::string unit_name, DomainType domain_type, uint64_t pgsizes,
-         std::atomic<uint64_t>* table_pages)
+         std::atomic<uint64_t>* table_pages, FaultInjector* faults)
       : id(domain_id), unit(std::move(unit_name)), type(domain_type) {
-    if (IsPaging(type)) page_table = std::make_unique<PageTable>(pgsizes, table_pages);
+    if (IsPaging(type)) page_table = std::make_unique<PageTable>(pgsizes, table_pages, faults);
   }
   const DomainId id;
   const std::string unit;
@@ -52,8 +52,8 @@ struct Domain {
 
 class SoftwareBackend : public IommuBackend {
  public:
-  SoftwareBackend(size_t iotlb_entries, size_t fault_queue)
-      : iotlb_capacity_(iotlb_entries), fault_capacity_(fault_queue) {}
+  SoftwareBackend(size_t iotlb_entries, size_t fault_queue, FaultInjector* faults)
+      : iotlb_capacity_(iotlb_entries), fault_capacity_(fault_queue), injector_(faults) {}
 
   absl::string_view name() const override { return "software"; }
 
@@ -83,7 +83,7 @@ class SoftwareBackend : public IommuBackend {
     Unit* unit = FindUnit(unit_name);
     if (unit == nullptr) return UnitNotFound(unit_name);
     auto domain = std::make_shared<Domain>(id, unit->name, type, unit->caps.pgsize_bitmap,
-                                           &table_pages_);
+                                           &table_pages_, injector_);
     MutexLock lock(&domains_mu_);
     if (!domains_.emplace(id, std::move(domain)).second) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kDomainExists,
@@ -355,6 +355,7 @@ class SoftwareBackend : public IommuBackend {
 
   const size_t iotlb_capacity_;
   const size_t fault_capacity_;
+  FaultInjector* const injector_;  // not owned; may be null: the page tables' pgtable.alloc
   std::atomic<uint64_t> table_pages_{0};
   mutable absl::Mutex units_mu_;
   std::map<std::string, std::unique_ptr<Unit>> units_ ABSL_GUARDED_BY(units_mu_);
@@ -380,7 +381,8 @@ absl::StatusOr<size_t> ParseCapacity(const BackendOptions& options, const std::s
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOptions& options) {
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOptions& options,
+                                                                 FaultInjector* faults) {
   for (const auto& [key, value] : options) {
     if (key != "iotlb_entries" && key != "fault_queue") {
       return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidBackendOption,
@@ -390,9 +392,9 @@ absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOp
   }
   absl::StatusOr<size_t> iotlb = ParseCapacity(options, "iotlb_entries", 4096);
   if (!iotlb.ok()) return iotlb.status();
-  absl::StatusOr<size_t> faults = ParseCapacity(options, "fault_queue", 4096);
-  if (!faults.ok()) return faults.status();
-  return std::unique_ptr<IommuBackend>(new SoftwareBackend(*iotlb, *faults));
+  absl::StatusOr<size_t> queue = ParseCapacity(options, "fault_queue", 4096);
+  if (!queue.ok()) return queue.status();
+  return std::unique_ptr<IommuBackend>(new SoftwareBackend(*iotlb, *queue, faults));
 }
 
 }  // namespace iommud

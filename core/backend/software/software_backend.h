@@ -22,8 +22,9 @@ namespace iommud {
 
 // Creates a software backend. Options: "iotlb_entries" (per-domain IOTLB capacity, default 4096),
 // "fault_queue" (fault queue capacity, default 4096). INVALID_ARGUMENT for an unknown key or a bad
-// value.
-absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOptions& options);
+// value. `faults` (not owned; may be null; BackendHooks::faults) is hit at pgtable.alloc.
+absl::StatusOr<std::unique_ptr<IommuBackend>> NewSoftwareBackend(const BackendOptions& options,
+                                                                 FaultInjector* faults = nullptr);
 
 }  // namespace iommud
 

@@ -1,0 +1,47 @@
+// iommuctl subcommands: device lifecycle (hot-plug).
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "clients/iommuctl/command_table.h"
+#include "clients/iommuctl/numbers.h"
+#include "clients/iommuctl/table.h"
+
+namespace iommud {
+namespace iommuctl {
+
+void AddDeviceCommands(CommandTable& commands) {
+  const CommandAdder add(commands);
+  // Device lifecycle.
+  add("probe", "UNIT NAME RID [--alias RID]... [--default-type DMA|DMA_FQ|IDENTITY]",
+      "hot-plug a device", 3, 3, {"alias", "default-type"}, [](Context& ctx, const Args& a) {
+        iommu::v1::ProbeDeviceRequest request;
+        request.set_unit(a.positional[0]);
+        request.set_device(a.positional[1]);
+        request.set_rid(Rid(a.positional[2]));
+        for (const std::string& alias : a.All("alias")) request.add_alias_rids(Rid(alias));
+        if (!a.Option("default-type").empty()) {
+          request.set_default_domain_type(DomainType(a.Option("default-type")));
+        }
+        return Print<iommu::v1::Device>(ctx, ctx.client.ProbeDevice(request),
+                                        [&](const iommu::v1::Device& d) { PrintDevices(ctx, {d}); });
+      });
+  add("release", "NAME", "hot-unplug a device", 1, 1, {}, [](Context& ctx, const Args& a) {
+    iommu::v1::ReleaseDeviceRequest request;
+    request.set_device(a.positional[0]);
+    return Print<iommu::v1::ReleaseDeviceResponse>(
+        ctx, ctx.client.ReleaseDevice(request), [&](const iommu::v1::ReleaseDeviceResponse& r) {
+          ctx.out << "released " << a.positional[0]
+                  << (r.leaked_attachment() ? " (leaked attachment recorded)" : "") << "\n";
+        });
+  });
+}
+
+}  // namespace iommuctl
+}  // namespace iommud
