@@ -192,6 +192,20 @@ struct RecoveryReport {
   // audit still finds after the repair.
   std::vector<LeakRecord> repaired;
   std::vector<LeakRecord> remaining;
+  // Owned groups whose hardware could not be programmed again (the linux backend with the fd
+  // store: a group whose fd was not handed back cannot be claimed again, e.g. a VMM still holds
+  // its device fds): their ownership is dropped instead of failing the start. The group is put on
+  // its default domain and no longer owned (committed to the store); the owner's domains and
+  // their mappings stay. What the kernel still holds of it is the reconcile's and the audit's.
+  struct DroppedGroup {
+    GroupId group = 0;
+    std::string unit;
+    std::string owner;
+    DomainId domain = 0;               // the domain the store had it on
+    std::vector<std::string> devices;  // its devices, in probe order
+    absl::Status status;               // why the backend refused
+  };
+  std::vector<DroppedGroup> dropped_groups;
   absl::Duration elapsed;
 };
 
@@ -213,6 +227,8 @@ class Registry {
   // domain — memory that outlived the daemon — is adopted, and page tables that disagree are
   // rewritten); then Reconcile()s, so hardware the store does not know is blocked/released and
   // reported. Call once, before any other call. An empty store gives an empty report.
+  // An owned group whose RIDs the backend refuses to program does not fail the start: its
+  // ownership is dropped and reported (RecoveryReport::dropped_groups).
   // FAILED_PRECONDITION (NO_STATE_STORE) without a store, (REGISTRY_NOT_EMPTY) on a used registry;
   // the store's errors (DATA_LOSS STATE_CORRUPT...) and backend errors otherwise.
   absl::StatusOr<RecoveryReport> Recover();

@@ -348,6 +348,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host->options().bind.replaceable_drivers,
                                       daemon->registry_.get()));
     std::vector<host::RecoveredGroup> recovered = host->recovered();
+    // Owned groups the restart could not claim or attach again: their ownership was dropped.
+    AddDroppedOwnerships(daemon->startup_.report.dropped_groups,
+                         [host](const std::string& device) {
+                           for (const host::HostDevice& d : host->topology().devices) {
+                             if (d.name == device) return d.kernel_group;
+                           }
+                           return -1;
+                         },
+                         &recovered);
     if (daemon->fd_store_ != nullptr) {
       for (host::RecoveredGroup& adopted : host->FinishAdoption()) {
         recovered.push_back(std::move(adopted));
