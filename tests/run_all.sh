@@ -9,7 +9,7 @@
 #      TSan-instrumented: tests/tsan.supp lists what their unseen synchronization makes TSan report);
 #   4. the libFuzzer targets (tests/fuzz/run_fuzzers.sh): 30 s each, 20 min each with --soak;
 #   5. the host VM harness (tests/host/run.sh, CTest's host_vm): Debian's kernel under QEMU with an
-#      emulated Intel IOMMU, core/host's VFIO layer driving real device DMA (about a minute);
+#      emulated Intel IOMMU, core/host's VFIO layer driving real device DMA (one boot, about 4 minutes of QEMU with the ASan build);
 #   6. Bazel (offline) build + test of the same targets, with gcc;
 #   7. a short benchmark run (Release core build) so the benchmarks keep working.
 # Any failure, sanitizer report included, fails the run.
