@@ -20,7 +20,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
-#include "core/backend/fault_injecting_backend.h"
 #include "core/host/device_fd_provider.h"
 #include "core/crash_points.h"
 #include "core/event_bus.h"
