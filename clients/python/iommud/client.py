@@ -154,6 +154,22 @@ class Client:
         return self.call("Map", domain_id=domain_id, iova=iova, region_id=region_id,
                          region_offset=offset, size=size, prot=prot, owner=owner).mapping
 
+    UNMAP_ALL = (1 << 64) - 1  # Unmap's size that, with iova 0, means every mapping
+
+    def unmap_all(self, domain_id, owner=""):
+        """Unmaps every mapping of the domain (Unmap of iova 0, size 2^64 - 1); returns the bytes."""
+        return self.call("Unmap", domain_id=domain_id, iova=0, size=self.UNMAP_ALL,
+                         owner=owner).bytes_unmapped
+
+    def iova_ranges(self, domain_id):
+        """The domain's usable IOVA ranges (GetIovaRanges) as [(start, size), ...], ascending."""
+        return [(r.start, r.size) for r in self.get_iova_ranges(domain_id=domain_id).ranges]
+
+    def replace(self, group_id, from_domain_id, to_domain_id, owner=""):
+        """ReplaceDomain: moves the attached group straight to another domain; returns the Group."""
+        return self.call("ReplaceDomain", group_id=group_id, from_domain_id=from_domain_id,
+                         to_domain_id=to_domain_id, owner=owner)
+
     def inject(self, point, nth=1, code="UNAVAILABLE", **extra):
         spec = iommu_pb2.FaultSpec(point=point, mode=iommu_pb2.FaultSpec.NTH, n=nth, code=code,
                                    **extra)
