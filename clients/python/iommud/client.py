@@ -27,6 +27,8 @@ from iommud.lease import LeaseKeeper
 
 __all__ = ["Client", "IommudError", "snake_case"]
 
+_UNMAP_ALL = (1 << 64) - 1  # Unmap's size that, with iova 0, means every mapping
+
 
 def snake_case(name):
     """ClaimOwnership -> claim_ownership."""
@@ -154,11 +156,9 @@ class Client:
         return self.call("Map", domain_id=domain_id, iova=iova, region_id=region_id,
                          region_offset=offset, size=size, prot=prot, owner=owner).mapping
 
-    UNMAP_ALL = (1 << 64) - 1  # Unmap's size that, with iova 0, means every mapping
-
     def unmap_all(self, domain_id, owner=""):
         """Unmaps every mapping of the domain (Unmap of iova 0, size 2^64 - 1); returns the bytes."""
-        return self.call("Unmap", domain_id=domain_id, iova=0, size=self.UNMAP_ALL,
+        return self.call("Unmap", domain_id=domain_id, iova=0, size=_UNMAP_ALL,
                          owner=owner).bytes_unmapped
 
     def iova_ranges(self, domain_id):
