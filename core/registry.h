@@ -333,6 +333,19 @@ class Registry {
                                         CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);
+  // Moves `group` from the user domain `from` straight to the user domain `to`, with no blocking
+  // window (the kernel's iommu_group_replace_domain; iommufd's replace of a device's HWPT): every
+  // RID of the group is pointed at `to` in turn while the group mutex is held, and if the backend
+  // fails on one, the RIDs already moved go back to `from` and the call fails with nothing changed.
+  // The caller must own the group (PERMISSION_DENIED NOT_OWNER) and `to` (NOT_OWNER); `to` must
+  // be a user domain on the group's unit (INVALID_ARGUMENT DOMAIN_INCOMPATIBLE); the group must be
+  // attached to `from`, a user domain (FAILED_PRECONDITION DOMAIN_NOT_ATTACHED: AttachGroup
+  // attaches a group that is on its default or blocking domain); a handed-over group is
+  // GROUP_HANDED_OVER. `to` == `from` succeeds and changes nothing. A backend that cannot switch
+  // without a blocking window refuses first (IommuBackend::CanReplaceDomain: FAILED_PRECONDITION
+  // REPLACE_NOT_ATOMIC on linux). Returns the group after the change.
+  absl::StatusOr<GroupInfo> ReplaceDomain(GroupId group, DomainId from, DomainId to,
+                                          absl::string_view owner, CallContext* context = nullptr);
 
   // --- Mappings and DMA ---
   // A raw-paddr mapping: paddr ranges overlapping the region address space are refused
@@ -340,7 +353,10 @@ class Registry {
   absl::StatusOr<Mapping> Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
                               uint32_t prot, absl::string_view owner,
                               CallContext* context = nullptr);
-  // Returns the bytes unmapped (0 for a hole).
+  // Returns the bytes unmapped (0 for a hole). `iova` 0 with `size` kUnmapAll removes every
+  // mapping of the domain (iommufd's IOMMU_IOAS_UNMAP of iova 0, length U64_MAX), all or nothing,
+  // with no alignment or aperture check.
+  static constexpr uint64_t kUnmapAll = ~uint64_t{0};
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size,
                                  absl::string_view owner, CallContext* context = nullptr);
 
@@ -386,6 +402,13 @@ class Registry {
   absl::StatusOr<std::vector<Mapping>> MapBatch(DomainId domain, absl::Span<const MapSpec> entries,
                                                 absl::string_view owner,
                                                 CallContext* context = nullptr);
+
+  // The IOVA ranges a Map into `domain` may use, sorted and disjoint (iommufd's
+  // IOMMU_IOAS_IOVA_RANGES): the unit's aperture minus its reserved regions, intersected with the
+  // kernel's own report where the backend has one (IommuBackend::KernelIovaRanges: a VFIO
+  // container's IOVA range capability). DOMAIN_NOT_FOUND; FAILED_PRECONDITION DOMAIN_NOT_PAGING
+  // for a domain without a page table. Changes nothing.
+  absl::StatusOr<std::vector<IovaRange>> IovaRanges(DomainId domain) const;
 
   // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
   // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.
