@@ -195,10 +195,15 @@ struct RecoveredObjects {
   RecoveredObjects() = default;
   RecoveredObjects(const RecoveredObjects&) = delete;
   RecoveredObjects& operator=(const RecoveredObjects&) = delete;
-  // A unit and its release domain point at each other: objects never published must break that
-  // cycle (publishing moves `units` out and clears it, so this does nothing then).
+  // A unit and its release domain point at each other, and so do a group and its devices: objects
+  // never published (a start that fails) must break those cycles, as ~Registry does for published
+  // ones (publishing moves `units` and `groups` out and clears them, so this does nothing then).
   ~RecoveredObjects() {
     for (auto& [name, unit] : units) unit->release_domain.reset();
+    for (auto& [id, group] : groups) {
+      MutexLock lock(&group->mu);
+      group->devices.clear();
+    }
   }
 
   std::map<std::string, std::shared_ptr<UnitState>> units;
@@ -470,6 +475,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     objects.units.clear();  // published: nothing for ~RecoveredObjects to break
     state_->domains = std::move(objects.domains);
     state_->groups = std::move(objects.groups);
+    objects.groups.clear();
     state_->devices = std::move(objects.devices);
     state_->rid_owners = std::move(objects.rid_owners);
     report.units = state_->units.size();

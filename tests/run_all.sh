@@ -12,8 +12,8 @@
 #      emulated Intel IOMMU, core/host's VFIO layer driving real device DMA (one boot, about 4 minutes of QEMU with the ASan build);
 #   6. Bazel (offline) build + test of the same targets, with gcc;
 #   7. a short benchmark run (Release core build) so the benchmarks keep working.
-# Any failure, sanitizer report included, fails the run. The sanitizer builds precompile the
-# headers of the tests and the gRPC layer (IOMMUD_PRECOMPILE_HEADERS): clean builds, no ccache.
+# Any failure, sanitizer report included, fails the run. The ASan build precompiles the headers
+# of the tests and the gRPC layer (IOMMUD_PRECOMPILE_HEADERS: a clean build, no ccache).
 #
 # Flags: --quick (plain CMake build + ctest only), --soak (long stress runs as well, hours not
 # minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips steps 3-4).
@@ -72,7 +72,6 @@ else
   tsan_skip=(-E 'CrashPointSweepTest|CallSweepTest')
   [ "$soak" -eq 1 ] && tsan_skip=()
   CC=clang CXX=clang++ build_and_test "$root/build-tsan" -DIOMMUD_SANITIZE=thread \
-    -DIOMMUD_PRECOMPILE_HEADERS=ON \
     -DIOMMUD_BUILD_BENCHMARKS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -- "${tsan_skip[@]}"
 fi
 
