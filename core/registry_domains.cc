@@ -302,8 +302,7 @@ absl::StatusOr<GroupInfo> Registry::ReplaceDomain(GroupId id, DomainId from_id, 
   if (group.domain == to) return State::SnapshotGroup(group);  // kernel: already there, 0
   const std::vector<Rid> rids = state_->GroupRids(group);
   if (!rids.empty()) {
-    absl::Status can = options_.backend->CanReplaceDomain(group.unit->name, rids.front());
-    if (!can.ok()) return can;
+    RETURN_IF_ERROR(options_.backend->CanReplaceDomain(group.unit->name, rids.front()));
   }
   const GroupUndo undo = State::SaveGroup(group);
   // SwitchGroupDomain points each RID at `to` in turn (no RID passes through a blocked or default
