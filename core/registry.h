@@ -102,6 +102,8 @@ struct DeviceInfo {
   GroupId group = 0;
   DriverBinding binding = DriverBinding::kNone;
   DomainId domain = 0;  // the group's current domain
+  // Attached to the group's (user) domain by AttachDevice, or by AttachGroup with all its group.
+  bool attached = false;
 };
 
 struct GroupInfo {
@@ -114,6 +116,9 @@ struct GroupInfo {
   std::string owner;                 // empty when not owned
   uint32_t owner_cnt = 0;
   std::vector<std::string> claimed_devices;  // device-level claims of `owner`, sorted
+  // The devices attached to `domain` (AttachDevice one by one, AttachGroup all), sorted; empty
+  // while the group is on its default or blocking domain.
+  std::vector<std::string> attached_devices;
   // The ownership lease (ClaimOwnership with a TTL): zero TTL = none. `lease_expiry` is wall-clock
   // time (RegistryOptions::clock), meaningful only with a lease.
   absl::Duration lease_ttl = absl::ZeroDuration();
@@ -327,7 +332,20 @@ class Registry {
   // Returns the domain as it was just before it was freed.
   absl::StatusOr<DomainInfo> FreeDomain(DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);
+  // Per-device attach, iommufd style (docs/semantics.md "Attach / detach"): the caller must own the
+  // group and the domain (NOT_OWNER; DOMAIN_INCOMPATIBLE, GROUP_HANDED_OVER as AttachGroup). On a
+  // group on its default or blocking domain the device attaches the whole group (every RID, all
+  // or nothing); on a group already attached to `domain` it only joins (recorded per device; a
+  // device already attached: no-op); on a group attached to another domain it is refused with
+  // FAILED_PRECONDITION GROUP_ATTACHED_ELSEWHERE. Returns the group after the change.
   absl::StatusOr<GroupInfo> AttachDevice(absl::string_view device, DomainId domain,
+                                         absl::string_view owner, CallContext* context = nullptr);
+  // Undoes one AttachDevice (or one device's share of an AttachGroup): the owner only
+  // (NOT_OWNER); the group must be on `domain`, a user domain (DOMAIN_NOT_ATTACHED), and the
+  // device attached to it (FAILED_PRECONDITION DEVICE_NOT_ATTACHED). A device that is not the
+  // last attached one only leaves (no hardware change); the last one returns the group to its
+  // blocking domain, as DetachGroup. Returns the group after the change.
+  absl::StatusOr<GroupInfo> DetachDevice(absl::string_view device, DomainId domain,
                                          absl::string_view owner, CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> AttachGroup(GroupId group, DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);

@@ -107,6 +107,10 @@ struct GroupState {
   uint32_t owner_cnt ABSL_GUARDED_BY(mu) = 0;
   bool group_claimed ABSL_GUARDED_BY(mu) = false;  // ClaimOwnership (counts 1 in owner_cnt)
   std::set<std::string> claimed_devices ABSL_GUARDED_BY(mu);  // ClaimDevice by `owner`
+  // The devices attached to `domain` (AttachDevice one by one, or all of them by AttachGroup):
+  // empty whenever `domain` is core-owned (SwitchGroupDomain and ForceGroupBlocked clear it when
+  // they move the group onto one); non-empty whenever `domain` is a user domain.
+  std::set<std::string> attached_devices ABSL_GUARDED_BY(mu);
   // Ownership lease (zero TTL: none); set only through Registry::State::SetLease.
   absl::Duration lease_ttl ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
   absl::Time lease_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
@@ -127,6 +131,7 @@ struct GroupUndo {
   uint32_t owner_cnt = 0;
   bool group_claimed = false;
   std::set<std::string> claimed_devices;
+  std::set<std::string> attached_devices;
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
   bool handed_over = false;
@@ -224,7 +229,9 @@ struct Registry::State {
 
   // Points every RID of `group` at `to` (attaching `group` to `to` first, so `to` cannot be freed
   // meanwhile). On a backend failure re-points the RIDs already switched back to the old domain and
-  // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed.
+  // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed. A switch onto a
+  // core-owned domain clears group.attached_devices; onto a user domain it leaves them to the
+  // caller (AttachGroup records every device, AttachDevice the one, ReplaceDomain keeps them).
   absl::Status SwitchGroupDomain(CallContext& call, GroupState& group,
                                  const std::shared_ptr<DomainState>& to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);

@@ -288,6 +288,16 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
   return absl::OkStatus();
 }
 
+absl::Status RequestHandlers::DetachDevice(const iommu::v1::DetachDeviceRequest& request,
+                                           iommu::v1::Group* response, CallContext* context) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->DetachDevice(request.device(), request.domain_id(),
+                                                            request.owner(), context));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
 absl::Status RequestHandlers::ReplaceDomain(const iommu::v1::ReplaceDomainRequest& request,
                                             iommu::v1::Group* response,
                                             CallContext* context) const {

@@ -78,6 +78,8 @@ class RequestHandlers {
                            CallContext* context = nullptr) const;
   absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request, iommu::v1::Group* response,
                            CallContext* context = nullptr) const;
+  absl::Status DetachDevice(const iommu::v1::DetachDeviceRequest& request,
+                            iommu::v1::Group* response, CallContext* context = nullptr) const;
   absl::Status ReplaceDomain(const iommu::v1::ReplaceDomainRequest& request,
                              iommu::v1::Group* response, CallContext* context = nullptr) const;
 

@@ -63,6 +63,32 @@ def test_methods_are_snake_case_rpcs(client):
     assert client.call("GetDevice", device="0000:00:02.0").name == "0000:00:02.0"  # still works
 
 
+def test_per_device_attach_and_detach(client):
+    for name, rid in (("0000:09:10.0", 0x990), ("0000:09:11.0", 0x998)):
+        client.probe_device(unit="smmu0", device=name, rid=rid, alias_rids=[0x98F])
+    group = client.device("0000:09:10.0").group_id
+    client.claim_ownership(group_id=group, owner="vm-pd")
+    domain = client.alloc_domain(unit="smmu0", owner="vm-pd").id
+    other = client.alloc_domain(unit="smmu0", owner="vm-pd").id
+    attached = client.attach_device(device="0000:09:10.0", domain_id=domain, owner="vm-pd")
+    assert list(attached.attached_devices) == ["0000:09:10.0"]
+    with pytest.raises(IommudError) as refused:
+        client.attach_device(device="0000:09:11.0", domain_id=other, owner="vm-pd")
+    assert refused.value.reason == "GROUP_ATTACHED_ELSEWHERE"
+    joined = client.attach_device(device="0000:09:11.0", domain_id=domain, owner="vm-pd")
+    assert list(joined.attached_devices) == ["0000:09:10.0", "0000:09:11.0"]
+    assert client.device("0000:09:11.0").attached
+    left = client.detach_device(device="0000:09:10.0", domain_id=domain, owner="vm-pd")
+    assert left.domain_id == domain and list(left.attached_devices) == ["0000:09:11.0"]
+    last = client.detach_device(device="0000:09:11.0", domain_id=domain, owner="vm-pd")
+    assert last.domain_id == last.blocking_domain_id and not last.attached_devices
+    client.free_domain(domain_id=domain, owner="vm-pd")
+    client.free_domain(domain_id=other, owner="vm-pd")
+    client.release_ownership(group_id=group, owner="vm-pd")
+    for name in ("0000:09:10.0", "0000:09:11.0"):
+        client.release_device(device=name)
+
+
 def test_refusals_are_rpc_errors_with_the_reason(client):
     with pytest.raises(IommudError) as caught:
         client.get_device(device="0000:99:00.0")
