@@ -189,6 +189,7 @@ void Registry::State::EndOwnership(CallContext& call, GroupState& group) {
   group.group_claimed = false;
   group.claimed_devices.clear();
   SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+  group.bound_stream = 0;
   for (const auto& device : group.devices) {
     if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
   }
@@ -295,6 +296,7 @@ GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
   info.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
   info.lease_ttl = group.lease_ttl;
   info.lease_expiry = group.lease_expiry;
+  info.lease_bound = group.bound_stream != 0;
   info.handed_over = group.handed_over;
   info.handover_uid = group.handover_uid;
   info.handover_gid = group.handover_gid;
