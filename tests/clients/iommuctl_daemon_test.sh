@@ -132,7 +132,7 @@ grep -q "LEASE_TTL_OUT_OF_RANGE" "$work/err" || fail "claim --lease 100ms: $(cat
 # claim --hold: the ownership is bound to iommuctl's KeepLease stream; killing iommuctl (SIGKILL:
 # nothing of it runs) releases the group at once, long before its 10-minute lease; --for ends it
 # cleanly, with the same effect.
-ctl claim "$group" --hold --lease 10m --interval 1s >"$work/hold.out" 2>"$work/hold.err" &
+"$iommuctl" --owner vmm-1 claim "$group" --hold --lease 10m --interval 1s >"$work/hold.out" 2>"$work/hold.err" &  # not ctl: $! must be iommuctl itself
 holder=$!
 for _ in $(seq 100); do grep -q "bound to this stream" "$work/hold.out" && break; sleep 0.1; done
 grep -q "bound to this stream" "$work/hold.out" || fail "claim --hold: $(cat "$work/hold.out" "$work/hold.err")"
