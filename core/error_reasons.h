@@ -57,6 +57,7 @@ inline constexpr absl::string_view kDeviceNotClaimed = "DEVICE_NOT_CLAIMED";
 inline constexpr absl::string_view kLeaseTtlOutOfRange = "LEASE_TTL_OUT_OF_RANGE";
 inline constexpr absl::string_view kNoLease = "NO_LEASE";
 inline constexpr absl::string_view kLeaseExpired = "LEASE_EXPIRED";
+inline constexpr absl::string_view kLeaseAlreadyBound = "LEASE_ALREADY_BOUND";
 
 // --- Domains and attachment ---
 // AllocDomain, FreeDomain, AttachDevice, AttachGroup, DetachGroup.

@@ -345,6 +345,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
       group.group_claimed = false;
       group.claimed_devices.clear();
       State::SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+      group.bound_stream = 0;
       group.dead.store(true, std::memory_order_release);
       batch.delete_groups.push_back(group.id);
       batch.delete_domains.push_back(group.default_domain->id);

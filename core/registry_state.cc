@@ -191,6 +191,7 @@ void Registry::State::EndOwnership(CallContext& call, GroupState& group) {
   group.group_claimed = false;
   group.claimed_devices.clear();
   SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+  group.bound_stream = 0;
   for (const auto& device : group.devices) {
     if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
   }
@@ -298,6 +299,7 @@ GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
   info.attached_devices.assign(group.attached_devices.begin(), group.attached_devices.end());
   info.lease_ttl = group.lease_ttl;
   info.lease_expiry = group.lease_expiry;
+  info.lease_bound = group.bound_stream != 0;
   info.handed_over = group.handed_over;
   info.handover_uid = group.handover_uid;
   info.handover_gid = group.handover_gid;

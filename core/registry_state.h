@@ -116,6 +116,9 @@ struct GroupState {
   absl::Time lease_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   // lease_expiry in unix nanos, 0 without a lease: read without mu by ExpireLeases to skip groups.
   std::atomic<int64_t> lease_expiry_hint{0};
+  // The liveness stream the leased ownership is bound to (Registry::BindLease), 0 = none. In memory
+  // only: a restart unbinds (the lease's TTL then decides). Cleared when the ownership ends.
+  uint64_t bound_stream ABSL_GUARDED_BY(mu) = 0;
   // HandOverGroup: the backend handed the group's kernel group to this uid:gid (owner_cnt 1,
   // group_claimed, on its default domain). Not persisted (docs/semantics.md "Hand-over to a VMM").
   bool handed_over ABSL_GUARDED_BY(mu) = false;
@@ -134,6 +137,7 @@ struct GroupUndo {
   std::set<std::string> attached_devices;
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
+  uint64_t bound_stream = 0;
   bool handed_over = false;
   uint32_t handover_uid = 0;
   uint32_t handover_gid = 0;

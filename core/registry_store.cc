@@ -103,6 +103,7 @@ GroupUndo Registry::State::SaveGroup(const GroupState& group) {
   undo.attached_devices = group.attached_devices;
   undo.lease_ttl = group.lease_ttl;
   undo.lease_expiry = group.lease_expiry;
+  undo.bound_stream = group.bound_stream;
   undo.handed_over = group.handed_over;
   undo.handover_uid = group.handover_uid;
   undo.handover_gid = group.handover_gid;
@@ -126,6 +127,7 @@ void Registry::State::RestoreGroup(CallContext& call, GroupState& group, const G
   group.claimed_devices = undo.claimed_devices;
   group.attached_devices = undo.attached_devices;
   SetLease(group, undo.lease_expiry, undo.lease_ttl);
+  group.bound_stream = undo.bound_stream;
   group.handed_over = undo.handed_over;
   group.handover_uid = undo.handover_uid;
   group.handover_gid = undo.handover_gid;

@@ -106,6 +106,7 @@ void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
   if (group.lease_ttl != absl::ZeroDuration()) {
     out->set_lease_ttl_millis(absl::ToInt64Milliseconds(group.lease_ttl));
     out->set_lease_expiry_unix_nanos(absl::ToUnixNanos(group.lease_expiry));
+    out->set_lease_bound(group.lease_bound);
   }
   if (group.handed_over) {
     out->set_handed_over(true);

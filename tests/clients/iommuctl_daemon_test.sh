@@ -159,6 +159,32 @@ run 2 claim "$group" --lease soon
 run 2 claim "$group" --lease -5s
 run 1 claim "$group" --lease 100ms
 grep -q "LEASE_TTL_OUT_OF_RANGE" "$work/err" || fail "claim --lease 100ms: $(cat "$work/err")"
+# claim --hold: the ownership is bound to iommuctl's KeepLease stream; killing iommuctl (SIGKILL:
+# nothing of it runs) releases the group at once, long before its 10-minute lease; --for ends it
+# cleanly, with the same effect.
+"$iommuctl" --owner vmm-1 claim "$group" --hold --lease 10m --interval 1s >"$work/hold.out" 2>"$work/hold.err" &  # not ctl: $! must be iommuctl itself
+holder=$!
+for _ in $(seq 100); do grep -q "bound to this stream" "$work/hold.out" && break; sleep 0.1; done
+grep -q "bound to this stream" "$work/hold.out" || fail "claim --hold: $(cat "$work/hold.out" "$work/hold.err")"
+run 0 --json group "$group"
+[ "$(json_field lease_bound)" = "True" ] || fail "claim --hold: not bound: $(cat "$work/out")"
+kill -9 "$holder"; wait "$holder" 2>/dev/null || true
+for _ in $(seq 100); do
+  run 0 --json group "$group"
+  grep -q "vmm-1" "$work/out" || break
+  sleep 0.1
+done
+grep -q "vmm-1" "$work/out" && fail "the group stayed owned after its holder was killed: $(cat "$work/out")"
+run 0 claim "$group" --hold --lease 10m --interval 200ms --for 600ms
+grep -q "bound to this stream" "$work/out" || fail "claim --hold --for: $(cat "$work/out")"
+for _ in $(seq 100); do
+  run 0 --json group "$group"
+  grep -q "vmm-1" "$work/out" || break
+  sleep 0.1
+done
+grep -q "vmm-1" "$work/out" && fail "claim --hold --for did not release the group: $(cat "$work/out")"
+run 1 keep-lease "$group" --bind --interval 1s
+grep -q "GROUP_NOT_OWNED" "$work/err" || fail "keep-lease --bind of an unowned group: $(cat "$work/err")"
 # Request ids: a retried alloc with the same --request-id is answered with the first domain and
 # allocates nothing more; the id reused for other fields is refused; a bad id is refused.
 run 0 --json --request-id alloc-7 alloc smmu0 --type UNMANAGED
