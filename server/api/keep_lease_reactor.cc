@@ -3,6 +3,7 @@
 #include <atomic>
 #include <utility>
 
+#include "core/sync.h"
 #include "proto/status_codec.h"
 #include "server/api/raw_request.h"
 
@@ -58,20 +59,30 @@ void KeepLeaseReactor::OnReadDone(bool ok) {
 }
 
 void KeepLeaseReactor::Renew(const iommu::v1::RenewLeaseRequest& renew, bool bind) {
-  response_.Clear();
-  absl::Status renewed = bind ? handlers_->BindLease(renew, stream_id_, &response_)
-                              : handlers_->RenewLease(renew, &response_);
+  absl::Status renewed;
+  {
+    // Not held across Finish or StartWrite (gRPC may run reactions from them).
+    MutexLock lock(&renew_mu_);
+    response_.Clear();
+    renewed = bind ? handlers_->BindLease(renew, stream_id_, &response_)
+                   : handlers_->RenewLease(renew, &response_);
+    if (renewed.ok() && bind) bound_.insert(renew.group_id());
+  }
   if (!renewed.ok()) {
     Finish(ToGrpcStatus(renewed));
     return;
   }
-  if (bind) bound_.insert(renew.group_id());
   StartWrite(&response_);
 }
 
 void KeepLeaseReactor::OnDone() {
+  std::set<uint64_t> bound;
+  {
+    MutexLock lock(&renew_mu_);
+    bound.swap(bound_);
+  }
   if (release_bound_ != nullptr) {
-    for (uint64_t group : bound_) release_bound_(group, stream_id_);
+    for (uint64_t group : bound) release_bound_(group, stream_id_);
   }
   delete this;
 }

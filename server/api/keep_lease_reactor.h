@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "iommu/v1/iommu.pb.h"
 #include "server/api/blocking_executor.h"
 #include "server/api/request_handlers.h"
@@ -75,11 +76,18 @@ class KeepLeaseReactor
   const Admit admit_;
   const ReleaseBound release_bound_;
   const uint64_t stream_id_;
+  // Renewals of one stream never overlap (the next read starts only when the previous write is
+  // done), but consecutive ones may run on different executor threads, ordered only inside gRPC,
+  // which ThreadSanitizer cannot see (Debian's gRPC is not instrumented). Renew fills response_
+  // and bound_ under this mutex, and OnDone reads bound_ under it, so the order is visible.
+  absl::Mutex renew_mu_;
   // Groups this stream bound; written by Renew before its write starts, read by OnDone after the
-  // last callback (handed over by gRPC like the other members).
-  std::set<uint64_t> bound_;
+  // last callback.
+  std::set<uint64_t> bound_ ABSL_GUARDED_BY(renew_mu_);
   ClientLimiter::Permit permit_;
   grpc::ByteBuffer read_;
+  // Written by Renew under renew_mu_; read by gRPC during the write Renew then starts (after the
+  // mutex is released: gRPC may run reactions from StartWrite), always before the next Renew.
   iommu::v1::Group response_;
 };
 
