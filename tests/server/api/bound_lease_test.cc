@@ -10,84 +10,26 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "clients/cpp/iommud_client.h"
 #include "core/error.h"
 #include "gtest/gtest.h"
 #include "proto/status_codec.h"
 #include "server/daemon.h"
-#include "tests/server/daemon_fixture.h"
+#include "tests/server/api/keep_lease_stream.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
 namespace {
 
+using ::iommud::test::ClaimLeased;
+using ::iommud::test::ConnectTo;
+using ::iommud::test::InProcessDaemonOptions;
 using ::iommud::test::TempDir;
 
-constexpr char kSingle[] = "0000:01:00.0";  // alone in its group (daemon_fixture.h)
-constexpr uint64_t kLeaseMillis = 600000;   // 10 minutes: far beyond every wait here
+using Stream = ::iommud::test::KeepLeaseStream;
 
-DaemonOptions OptionsIn(const TempDir& dir, const Limits& limits = Limits()) {
-  DaemonOptions options;
-  options.state_dir = dir.path() + "/state";
-  options.topology = dir.WriteFile("topology.textpb", test::kTestTopology);
-  options.metrics_listen = "";
-  options.audit_interval = absl::ZeroDuration();
-  options.limits = limits;
-  return options;
-}
-
-absl::StatusOr<std::unique_ptr<IommuClient>> ConnectTo(const std::string& target) {
-  ClientOptions options;
-  options.target = target;
-  return IommuClient::Connect(options);
-}
-
-absl::StatusOr<iommu::v1::Group> ClaimLeased(IommuClient& client) {
-  iommu::v1::GetDeviceRequest get;
-  get.set_device(kSingle);
-  absl::StatusOr<iommu::v1::Device> device = client.GetDevice(get);
-  if (!device.ok()) return device.status();
-  iommu::v1::ClaimOwnershipRequest claim;
-  claim.set_group_id(device->group_id());
-  claim.set_owner("vm-1");
-  claim.set_lease_ttl_millis(kLeaseMillis);
-  return client.ClaimOwnership(claim);
-}
-
-// One KeepLease stream of `client`.
-class Stream {
- public:
-  Stream(IommuClient& client, uint64_t group) : group_(group) {
-    context_.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    stream_ = client.stub()->KeepLease(&context_);
-  }
-  // Sends one message (binding if `bind`) and reads its answer: the group, or the final status.
-  absl::StatusOr<iommu::v1::Group> Send(bool bind) {
-    iommu::v1::KeepLeaseRequest keep;
-    keep.set_group_id(group_);
-    keep.set_owner("vm-1");
-    keep.set_bind(bind);
-    stream_->Write(keep);
-    iommu::v1::Group group;
-    if (stream_->Read(&group)) return group;
-    return FromGrpcStatus(stream_->Finish());
-  }
-  absl::Status Close() {
-    stream_->WritesDone();
-    iommu::v1::Group ignored;
-    while (stream_->Read(&ignored)) {
-    }
-    return FromGrpcStatus(stream_->Finish());
-  }
-  void Cancel() { context_.TryCancel(); }
-
- private:
-  const uint64_t group_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<iommu::v1::KeepLeaseRequest, iommu::v1::Group>> stream_;
-};
+constexpr uint64_t kLeaseMillis = 600000;  // 10 minutes: far beyond every wait here
 
 GroupInfo GroupNow(const Daemon& daemon, uint64_t group) {
   absl::StatusOr<GroupInfo> info = daemon.registry()->GetGroup(group);
@@ -122,9 +64,9 @@ class BoundLeaseEndTest : public ::testing::TestWithParam<End> {};
 
 TEST_P(BoundLeaseEndTest, TheEndOfTheBoundStreamReleasesTheOwnershipAtOnce) {
   TempDir dir;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(InProcessDaemonOptions(dir)));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> admin, ConnectTo(daemon->unix_target()));
-  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*admin));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*admin, kLeaseMillis));
   EXPECT_FALSE(claimed.lease_bound());
   const absl::Time started = absl::Now();
 
@@ -166,7 +108,7 @@ TEST_P(BoundLeaseEndTest, TheEndOfTheBoundStreamReleasesTheOwnershipAtOnce) {
   }
   EXPECT_EQ(BoundReleases(*daemon, "released"), 1);
   // Claimable again by anyone.
-  ASSERT_OK(ClaimLeased(*admin));
+  ASSERT_OK(ClaimLeased(*admin, kLeaseMillis));
 }
 
 INSTANTIATE_TEST_SUITE_P(Ends, BoundLeaseEndTest,
@@ -174,9 +116,9 @@ INSTANTIATE_TEST_SUITE_P(Ends, BoundLeaseEndTest,
 
 TEST(BoundLeaseTest, OneStreamBindsAnOwnershipAndAnUnboundStreamsEndKeepsIt) {
   TempDir dir;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(InProcessDaemonOptions(dir)));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, ConnectTo(daemon->unix_target()));
-  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client, kLeaseMillis));
   Stream first(*client, claimed.id());
   ASSERT_OK(first.Send(/*bind=*/true));
   {
@@ -198,10 +140,10 @@ TEST(BoundLeaseTest, OneStreamBindsAnOwnershipAndAnUnboundStreamsEndKeepsIt) {
 
 TEST(BoundLeaseTest, ABindWithoutALeaseIsRefused) {
   TempDir dir;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(InProcessDaemonOptions(dir)));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, ConnectTo(daemon->unix_target()));
   iommu::v1::GetDeviceRequest get;
-  get.set_device(kSingle);
+  get.set_device(test::kLeasedDevice);
   ASSERT_OK_AND_ASSIGN(iommu::v1::Device device, client->GetDevice(get));
   iommu::v1::ClaimOwnershipRequest claim;
   claim.set_group_id(device.group_id());
@@ -217,9 +159,10 @@ TEST(BoundLeaseTest, AMessageTheLimiterRefusesEndsTheBoundStreamAndReleases) {
   Limits limits;
   limits.rate_per_client = 0.001;  // no refill within the test
   limits.burst_per_client = 6;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir, limits)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon,
+                       Daemon::Start(InProcessDaemonOptions(dir, limits)));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, ConnectTo(daemon->unix_target()));
-  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client));  // 2 tokens
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client, kLeaseMillis));  // 2 tokens
   Stream stream(*client, claimed.id());                                  // 1 token
   ASSERT_OK_AND_ASSIGN(iommu::v1::Group bound, stream.Send(/*bind=*/true));  // 1 token
   EXPECT_TRUE(bound.lease_bound());
@@ -233,9 +176,10 @@ TEST(BoundLeaseTest, ShutdownReleasesNothingAndAfterARestartTheTtlDecides) {
   TempDir dir;
   iommu::v1::Group bound;
   {
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon, Daemon::Start(OptionsIn(dir)));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Daemon> daemon,
+                         Daemon::Start(InProcessDaemonOptions(dir)));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<IommuClient> client, ConnectTo(daemon->unix_target()));
-    ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client));
+    ASSERT_OK_AND_ASSIGN(iommu::v1::Group claimed, ClaimLeased(*client, kLeaseMillis));
     Stream stream(*client, claimed.id());
     ASSERT_OK_AND_ASSIGN(bound, stream.Send(/*bind=*/true));
     ASSERT_TRUE(bound.lease_bound());
@@ -244,7 +188,7 @@ TEST(BoundLeaseTest, ShutdownReleasesNothingAndAfterARestartTheTtlDecides) {
     EXPECT_EQ(GroupNow(*daemon, claimed.id()).owner, claimed.owner());
     EXPECT_EQ(BoundReleases(*daemon, "released"), 0);
   }
-  DaemonOptions options = OptionsIn(dir);
+  DaemonOptions options = InProcessDaemonOptions(dir);
   bool hook_ran = false;
   options.while_recovering = [&] {
     hook_ran = true;
