@@ -34,28 +34,21 @@ spdlog::level::level_enum SpdlogLevel(LogLevel level) {
   return spdlog::level::info;
 }
 
+// The tag of a line of spdlog level `level`: our level's tag (the inverse of SpdlogLevel), AUDIT
+// for kAuditLevel.
+absl::string_view TagOf(spdlog::level::level_enum level) {
+  for (LogLevel ours : {LogLevel::kError, LogLevel::kWarning, LogLevel::kInfo, LogLevel::kDebug}) {
+    if (SpdlogLevel(ours) == level) return LogLevelTag(ours);
+  }
+  return "AUDIT";
+}
+
 // %* in the pattern: the line's tag (ERROR, WARN, INFO, DEBUG, AUDIT).
 class TagFlag : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm& /*time*/,
               spdlog::memory_buf_t& dest) override {
-    absl::string_view tag = "AUDIT";
-    switch (msg.level) {
-      case spdlog::level::err:
-        tag = LogLevelTag(LogLevel::kError);
-        break;
-      case spdlog::level::warn:
-        tag = LogLevelTag(LogLevel::kWarning);
-        break;
-      case spdlog::level::info:
-        tag = LogLevelTag(LogLevel::kInfo);
-        break;
-      case spdlog::level::debug:
-        tag = LogLevelTag(LogLevel::kDebug);
-        break;
-      default:
-        break;
-    }
+    const absl::string_view tag = TagOf(msg.level);
     dest.append(tag.data(), tag.data() + tag.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
