@@ -169,6 +169,8 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
       status = CheckDomainType(value).status();
     } else if (name == "kind") {
       status = CheckEventKind(value).status();
+    } else if (name == "reserved") {
+      status = ParseReservedRegion(value).status();
     } else if (name == "for" || name == "latency") {
       status = CheckDuration(value, "--" + name);
     } else if (name == "lease" || name == "interval") {
