@@ -47,6 +47,7 @@ inline constexpr absl::string_view kDriverNotBound = "DRIVER_NOT_BOUND";
 inline constexpr absl::string_view kOwnerCountUnderflow = "OWNER_COUNT_UNDERFLOW";
 inline constexpr absl::string_view kGroupInUse = "GROUP_IN_USE";
 inline constexpr absl::string_view kGroupBusy = "GROUP_BUSY";
+inline constexpr absl::string_view kDeviceRequiresDirectMapping = "DEVICE_REQUIRES_DIRECT_MAPPING";
 inline constexpr absl::string_view kGroupNotOwned = "GROUP_NOT_OWNED";
 inline constexpr absl::string_view kNotOwner = "NOT_OWNER";
 inline constexpr absl::string_view kDeviceAlreadyClaimed = "DEVICE_ALREADY_CLAIMED";
@@ -87,6 +88,8 @@ inline constexpr absl::string_view kOutOfAperture = "OUT_OF_APERTURE";
 inline constexpr absl::string_view kPaddrOverflow = "PADDR_OVERFLOW";
 inline constexpr absl::string_view kReservedRegion = "RESERVED_REGION";
 inline constexpr absl::string_view kMappingExists = "MAPPING_EXISTS";
+inline constexpr absl::string_view kReservedRegionMapped = "RESERVED_REGION_MAPPED";
+inline constexpr absl::string_view kInvalidReservedRegion = "INVALID_RESERVED_REGION";
 inline constexpr absl::string_view kUnmapSplit = "UNMAP_SPLIT";
 // A raw paddr inside the region address space (core/memory_regions.h).
 inline constexpr absl::string_view kPaddrInRegionSpace = "PADDR_IN_REGION_SPACE";

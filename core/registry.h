@@ -104,6 +104,9 @@ struct DeviceInfo {
   DomainId domain = 0;  // the group's current domain
   // Attached to the group's (user) domain by AttachDevice, or by AttachGroup with all its group.
   bool attached = false;
+  // The device's own reserved regions (ProbeRequest::reserved_regions), sorted by start. The
+  // unit's UnitCaps::reserved_regions apply to it too and are not repeated here.
+  std::vector<ReservedRegion> reserved_regions;
 };
 
 struct GroupInfo {
@@ -168,6 +171,10 @@ struct ProbeRequest {
   std::vector<Rid> alias_rids;
   // Default-domain type of a new group: kDma, kDmaFq or kIdentity. Unset: the policy's.
   std::optional<DomainType> default_domain_type;
+  // The device's typed reserved regions (docs/semantics.md "Reserved regions"), besides the
+  // unit's. Each must be non-empty, aligned to the unit's smallest page size and inside its
+  // aperture (INVALID_ARGUMENT INVALID_RESERVED_REGION). Fixed for the device's life.
+  std::vector<ReservedRegion> reserved_regions;
 };
 
 struct ReleaseResult {

@@ -418,7 +418,20 @@ absl::StatusOr<std::vector<IovaRange>> Registry::IovaRanges(DomainId id) const {
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   RETURN_IF_ERROR(RequirePaging(*domain));
   const UnitCaps& caps = domain->unit->caps;
-  std::vector<IovaRange> ranges = UsableIovaRanges(caps.aperture_end(), caps.reserved_regions);
+  std::vector<IovaRange> reserved = caps.reserved_regions;
+  {
+    // Every attached device's regions, of every type: for a user domain direct-relaxable ones too
+    // (never identity-mapped there), for a default domain the direct ones it maps 1:1.
+    MutexLock lock(&domain->mu);
+    for (GroupId group : domain->attached_groups) {
+      auto it = domain->device_reserved.find(group);
+      if (it == domain->device_reserved.end()) continue;
+      for (const ReservedRegion& region : it->second) {
+        reserved.push_back({region.start, region.length});
+      }
+    }
+  }
+  std::vector<IovaRange> ranges = UsableIovaRanges(caps.aperture_end(), reserved);
   ASSIGN_OR_RETURN(std::optional<std::vector<IovaRange>> kernel,
                    options_.backend->KernelIovaRanges(id));
   if (kernel.has_value()) ranges = IntersectIovaRanges(ranges, *kernel);
@@ -471,6 +484,34 @@ absl::Status CheckNewMapping(const DomainState& domain, const Mapping& mapping) 
                               ") overlaps the reserved region [", Hex(reserved.start), ", +",
                               Hex(reserved.size), ")"),
                  metadata);
+  }
+  return absl::OkStatus();
+}
+
+// RESERVED_REGION for a mapping over a reserved region of a device of a group attached to
+// `domain` (iommufd's iopt_check_iova against the reserved ranges the attached devices added).
+absl::Status CheckDeviceReserved(const DomainState& domain, const Mapping& mapping)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(domain.mu) {
+  const IovaRange range{mapping.iova, mapping.size};
+  for (GroupId group : domain.attached_groups) {
+    auto it = domain.device_reserved.find(group);
+    if (it == domain.device_reserved.end()) continue;
+    for (const ReservedRegion& reserved : it->second) {
+      if (!range.Overlaps(reserved.start, reserved.length)) continue;
+      ErrorMetadata metadata = DomainMetadata(domain);
+      metadata["iova"] = Hex(mapping.iova);
+      metadata["size"] = Hex(mapping.size);
+      metadata["reserved_start"] = Hex(reserved.start);
+      metadata["reserved_size"] = Hex(reserved.length);
+      metadata["region_type"] = std::string(ReservedRegionTypeName(reserved.type));
+      metadata["group_id"] = absl::StrCat(group);
+      return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
+                   absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size),
+                                ") overlaps the ", ReservedRegionTypeName(reserved.type),
+                                " region [", Hex(reserved.start), ", +", Hex(reserved.length),
+                                ") of a device of attached group ", group),
+                   metadata);
+    }
   }
   return absl::OkStatus();
 }
@@ -535,6 +576,7 @@ absl::StatusOr<std::vector<Mapping>> Registry::MapPaddrs(CallContext& call, Doma
     MutexLock lock(&domain->mu);
     if (domain->freed) return state_->FindDomain(id).status();
     for (size_t i = 0; i < mappings.size(); ++i) {
+      RETURN_IF_ERROR(entry_error(CheckDeviceReserved(*domain, mappings[i]), i));
       if (std::optional<Mapping> existing =
               domain->mappings.FindOverlap(mappings[i].iova, mappings[i].size)) {
         return entry_error(MappingExistsError(*domain, mappings[i], *existing), i);

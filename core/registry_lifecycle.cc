@@ -23,6 +23,38 @@ bool IsDefaultDomainType(DomainType type) {
   return type == DomainType::kDma || type == DomainType::kDmaFq || type == DomainType::kIdentity;
 }
 
+// Checks a device's reserved regions against its unit (INVALID_RESERVED_REGION) and sorts them.
+absl::Status ValidateReservedRegions(absl::string_view device, const UnitState& unit,
+                                     std::vector<ReservedRegion>* regions) {
+  const uint64_t page = unit.caps.min_page_size();
+  for (size_t i = 0; i < regions->size(); ++i) {
+    const ReservedRegion& region = (*regions)[i];
+    auto invalid = [&](absl::string_view why) {
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidReservedRegion,
+                   absl::StrCat("reserved region ", i, " [0x", absl::Hex(region.start), ", +0x",
+                                absl::Hex(region.length), ") of '", device, "': ", why),
+                   {{"device", std::string(device)},
+                    {"unit", unit.name},
+                    {"region", absl::StrCat(i)},
+                    {"reserved_start", absl::StrCat("0x", absl::Hex(region.start))},
+                    {"reserved_size", absl::StrCat("0x", absl::Hex(region.length))}});
+    };
+    if (region.length == 0) return invalid("empty");
+    if (region.start % page != 0 || region.length % page != 0) {
+      return invalid(absl::StrCat("not aligned to the unit's smallest page size 0x",
+                                  absl::Hex(page)));
+    }
+    if (region.start >= unit.caps.aperture_end() ||
+        region.length > unit.caps.aperture_end() - region.start) {
+      return invalid(absl::StrCat("outside the unit's aperture [0, 0x",
+                                  absl::Hex(unit.caps.aperture_end()), ")"));
+    }
+  }
+  std::sort(regions->begin(), regions->end(),
+            [](const ReservedRegion& a, const ReservedRegion& b) { return a.start < b.start; });
+  return absl::OkStatus();
+}
+
 // Waits (releasing group.mu meanwhile) until the group's creator finished setting it up or gave up.
 void AwaitSetUp(GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   while (!group.initialized && !group.dead.load()) {
@@ -73,6 +105,32 @@ absl::Status SetUpGroup(Registry::State& state, CallContext& call, GroupState& g
 absl::Status JoinGroup(Registry::State& state, CallContext& call, GroupState& group,
                        const std::shared_ptr<DeviceState>& device)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  // A device that needs its direct regions cannot join a group that is off its default domain
+  // (the kernel's require_direct in __iommu_device_set_domain), nor one whose user domain maps
+  // over one of its reserved regions (iommufd's iopt_table_enforce_dev_resv_regions).
+  if (group.domain != group.default_domain) {
+    RETURN_IF_ERROR(Registry::State::RequireNoDirect(*device, group.id,
+                                                     "probed into a group off its default domain"));
+  }
+  if (!group.domain->core_owned) {
+    MutexLock lock(&group.domain->mu);
+    for (const ReservedRegion& region : device->reserved_regions) {
+      std::optional<Mapping> existing =
+          group.domain->mappings.FindOverlap(region.start, region.length);
+      if (!existing.has_value()) continue;
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kReservedRegionMapped,
+                   absl::StrCat("device '", device->name, "' reserves [0x",
+                                absl::Hex(region.start), ", +0x", absl::Hex(region.length),
+                                "), which domain ", group.domain->id, " of its group maps"),
+                   {{"device", device->name},
+                    {"group_id", absl::StrCat(group.id)},
+                    {"domain_id", absl::StrCat(group.domain->id)},
+                    {"reserved_start", absl::StrCat("0x", absl::Hex(region.start))},
+                    {"reserved_size", absl::StrCat("0x", absl::Hex(region.length))},
+                    {"existing_iova", absl::StrCat("0x", absl::Hex(existing->iova))},
+                    {"existing_size", absl::StrCat("0x", absl::Hex(existing->size))}});
+    }
+  }
   const std::vector<Rid> in_use = Registry::State::GroupRids(group);
   std::vector<Rid> new_rids;
   for (Rid rid : device->all_rids) {
@@ -108,8 +166,16 @@ absl::Status CommitProbe(Registry::State& state, CallContext& call, GroupState& 
     batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.default_domain));
     batch.put_domains.push_back(Registry::State::DomainRecordOf(*group.blocking_domain));
   }
-  absl::Status committed = state.Commit(call, std::move(batch));
-  if (committed.ok()) return committed;
+  // Its direct regions, identity-mapped in the group's default domain (kernel:
+  // iommu_create_device_direct_mappings at probe), committed with the probe.
+  std::vector<Mapping> direct;
+  absl::Status committed = state.MapDirectRegions(call, group, *device, &batch, &direct);
+  if (committed.ok()) committed = state.Commit(call, std::move(batch));
+  if (committed.ok()) {
+    Registry::State::RefreshDomainReserved(group);
+    return committed;
+  }
+  state.UnmapDirectRegions(call, group, direct);
   group.devices.erase(std::find(group.devices.begin(), group.devices.end(), device));
   const std::vector<Rid> still_used = Registry::State::GroupRids(group);
   const std::string& unit = group.unit->name;
@@ -167,8 +233,12 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request,
                  {{"unit", unit->name}, {"domain_type", std::string(DomainTypeName(type))}});
   }
 
+  std::vector<ReservedRegion> reserved = request.reserved_regions;
+  RETURN_IF_ERROR(ValidateReservedRegions(request.device, *unit, &reserved));
+
   for (;;) {
     auto device = std::make_shared<DeviceState>();
+    device->reserved_regions = reserved;
     device->name = request.device;
     device->unit = unit;
     device->rid = request.rid;
@@ -321,6 +391,9 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
       }
       detached_group = true;
     }
+    // Its reserved regions no longer bind the group's domain. (Its direct regions stay mapped
+    // in the default domain, as the kernel leaves them, until the group ends.)
+    if (!group.devices.empty()) State::RefreshDomainReserved(group);
     StoreBatch batch;  // committed below, once the group's end (if it ends) is known
     batch.delete_devices.push_back(device->name);
 

@@ -140,6 +140,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimOwnership(GroupId id, absl::string_view
                  metadata);
   }
   RETURN_IF_ERROR(RequireOnDefault(group));
+  RETURN_IF_ERROR(State::RequireNoDirectDevice(group, "claimed for user ownership"));
   const GroupUndo undo = State::SaveGroup(group);
   RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, group.blocking_domain));
   group.owner = std::string(owner);
@@ -194,6 +195,7 @@ absl::StatusOr<GroupInfo> Registry::HandOverGroup(GroupId id, absl::string_view 
                  metadata);
   }
   RETURN_IF_ERROR(RequireOnDefault(group));
+  RETURN_IF_ERROR(State::RequireNoDirectDevice(group, "handed over for user ownership"));
   ASSIGN_OR_RETURN(GroupInfo info, HandOverLocked(*state_, call, group, owner, uid, gid));
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipClaimed, owner, "");
   return info;
@@ -226,6 +228,7 @@ absl::StatusOr<GroupInfo> Registry::ClaimDevice(absl::string_view name, absl::st
   const GroupUndo undo = State::SaveGroup(group);
   if (group.owner_cnt == 0) {
     RETURN_IF_ERROR(RequireOnDefault(group));
+    RETURN_IF_ERROR(State::RequireNoDirectDevice(group, "claimed for user ownership"));
     RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, group.blocking_domain));
     group.owner = std::string(owner);
   }

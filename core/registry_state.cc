@@ -110,6 +110,107 @@ std::vector<Rid> Registry::State::GroupRids(const GroupState& group) {
   return rids;
 }
 
+std::vector<ReservedRegion> Registry::State::GroupReserved(const GroupState& group) {
+  std::vector<ReservedRegion> out;
+  for (const std::shared_ptr<DeviceState>& device : group.devices) {
+    out.insert(out.end(), device->reserved_regions.begin(), device->reserved_regions.end());
+  }
+  return out;
+}
+
+void Registry::State::RefreshDomainReserved(const GroupState& group) {
+  if (group.domain == nullptr) return;
+  MutexLock lock(&group.domain->mu);
+  group.domain->device_reserved[group.id] = GroupReserved(group);
+}
+
+absl::Status Registry::State::RequireNoDirectDevice(const GroupState& group,
+                                                    absl::string_view doing) {
+  for (const std::shared_ptr<DeviceState>& device : group.devices) {
+    RETURN_IF_ERROR(RequireNoDirect(*device, group.id, doing));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Registry::State::RequireNoDirect(const DeviceState& device, GroupId group_id,
+                                              absl::string_view doing) {
+  for (const ReservedRegion& region : device.reserved_regions) {
+    if (region.type != ReservedRegionType::kDirect) continue;
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceRequiresDirectMapping,
+                 absl::StrCat("device '", device.name, "' of group ", group_id,
+                              " requires a 1:1 mapping of [0x", absl::Hex(region.start), ", +0x",
+                              absl::Hex(region.length), ") (firmware direct region): it cannot be ",
+                              doing),
+                 {{"device", device.name},
+                  {"group_id", absl::StrCat(group_id)},
+                  {"reserved_start", absl::StrCat("0x", absl::Hex(region.start))},
+                  {"reserved_size", absl::StrCat("0x", absl::Hex(region.length))}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Registry::State::MapDirectRegions(CallContext& call, GroupState& group,
+                                               const DeviceState& device, StoreBatch* batch,
+                                               std::vector<Mapping>* added) {
+  DomainState* domain = group.default_domain.get();
+  if (domain == nullptr || !IsPaging(domain->type)) return absl::OkStatus();
+  if (backend()->KernelMapsDirectRegions()) return absl::OkStatus();
+  MutexLock lock(&domain->mu);
+  const size_t first = added->size();
+  for (const ReservedRegion& region : device.reserved_regions) {
+    if (!IsDirect(region.type)) continue;
+    // The parts of the region no mapping covers yet (another device's direct region may).
+    bool splits = false;
+    std::vector<IovaRange> covered;
+    for (const Mapping& m : domain->mappings.Covered(region.start, region.length, &splits)) {
+      covered.push_back({m.iova, m.size});
+    }
+    const uint64_t end = region.start + region.length;
+    std::vector<IovaRange> gaps;
+    uint64_t next = region.start;
+    for (const IovaRange& c : covered) {
+      if (c.start > next) gaps.push_back({next, c.start - next});
+      next = std::max(next, c.end());
+    }
+    if (next < end) gaps.push_back({next, end - next});
+    for (const IovaRange& gap : gaps) {
+      const Mapping mapping{gap.start, gap.start, gap.size, kProtRead | kProtWrite};
+      absl::Status mapped =
+          Backend(call).Map(domain->id, mapping.iova, mapping.paddr, mapping.size, mapping.prot);
+      if (!mapped.ok()) {
+        for (size_t j = first; j < added->size(); ++j) {
+          const Mapping& undo = (*added)[j];
+          (void)TwiceIfNeeded([&] { return Backend(call).Unmap(domain->id, undo.iova, undo.size).status(); });
+          domain->mappings.Erase(undo.iova);
+        }
+        batch->put_mappings.resize(batch->put_mappings.size() - (added->size() - first));
+        added->resize(first);
+        return BackendError(mapped, "map",
+                            {{"device", device.name},
+                             {"domain_id", absl::StrCat(domain->id)},
+                             {"iova", absl::StrCat("0x", absl::Hex(mapping.iova))},
+                             {"size", absl::StrCat("0x", absl::Hex(mapping.size))}});
+      }
+      domain->mappings.Insert(mapping);
+      added->push_back(mapping);
+      batch->put_mappings.push_back({domain->id, mapping});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Registry::State::UnmapDirectRegions(CallContext& call, GroupState& group,
+                                         const std::vector<Mapping>& added) {
+  if (added.empty()) return;
+  DomainState* domain = group.default_domain.get();
+  MutexLock lock(&domain->mu);
+  for (const Mapping& undo : added) {
+    (void)TwiceIfNeeded([&] { return Backend(call).Unmap(domain->id, undo.iova, undo.size).status(); });
+    (void)TwiceIfNeeded([&] { return Backend(call).InvalidateIotlb(domain->id, undo.iova, undo.size); });
+    domain->mappings.Erase(undo.iova);
+  }
+}
+
 absl::Status Registry::State::SwitchGroupDomain(CallContext& call, GroupState& group,
                                                 const std::shared_ptr<DomainState>& to) {
   const std::shared_ptr<DomainState> from = group.domain;
@@ -121,7 +222,31 @@ absl::Status Registry::State::SwitchGroupDomain(CallContext& call, GroupState& g
                    absl::StrCat("domain ", to->id, " was freed"),
                    {{"domain_id", absl::StrCat(to->id)}});
     }
+    std::vector<ReservedRegion> reserved = GroupReserved(group);
+    // A user domain may not get a device whose reserved region lies under one of its mappings
+    // (iommufd's iopt_table_enforce_dev_resv_regions). Core domains hold only the registry's own
+    // identity maps of direct regions.
+    if (!to->core_owned) {
+      for (const ReservedRegion& region : reserved) {
+        std::optional<Mapping> existing = to->mappings.FindOverlap(region.start, region.length);
+        if (!existing.has_value()) continue;
+        return Error(absl::StatusCode::kFailedPrecondition, reason::kReservedRegionMapped,
+                     absl::StrCat("a device of group ", group.id, " reserves [0x",
+                                  absl::Hex(region.start), ", +0x", absl::Hex(region.length),
+                                  ") (", ReservedRegionTypeName(region.type), "), which domain ",
+                                  to->id, " maps at [0x", absl::Hex(existing->iova), ", +0x",
+                                  absl::Hex(existing->size), ")"),
+                     {{"group_id", absl::StrCat(group.id)},
+                      {"domain_id", absl::StrCat(to->id)},
+                      {"reserved_start", absl::StrCat("0x", absl::Hex(region.start))},
+                      {"reserved_size", absl::StrCat("0x", absl::Hex(region.length))},
+                      {"region_type", std::string(ReservedRegionTypeName(region.type))},
+                      {"existing_iova", absl::StrCat("0x", absl::Hex(existing->iova))},
+                      {"existing_size", absl::StrCat("0x", absl::Hex(existing->size))}});
+      }
+    }
     to->attached_groups.insert(group.id);
+    to->device_reserved[group.id] = std::move(reserved);
   }
   const std::vector<Rid> rids = GroupRids(group);
   const std::string& unit = group.unit->name;
@@ -170,6 +295,7 @@ void Registry::State::ForceGroupBlocked(CallContext& call, GroupState& group) {
   {
     MutexLock lock(&group.blocking_domain->mu);
     group.blocking_domain->attached_groups.insert(group.id);
+    group.blocking_domain->device_reserved[group.id] = GroupReserved(group);
   }
   group.domain = group.blocking_domain;
   group.attached_devices.clear();
@@ -316,6 +442,7 @@ DeviceInfo Registry::State::SnapshotDevice(const GroupState& group, const Device
   info.binding = device.binding;
   info.domain = group.domain != nullptr ? group.domain->id : 0;
   info.attached = group.attached_devices.count(device.name) != 0;
+  info.reserved_regions = device.reserved_regions;
   return info;
 }
 

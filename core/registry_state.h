@@ -69,6 +69,10 @@ struct DomainState {
   mutable absl::Mutex mu;
   bool freed ABSL_GUARDED_BY(mu) = false;
   std::set<GroupId> attached_groups ABSL_GUARDED_BY(mu);
+  // The device reserved regions of each attached group (every device of the group: all its RIDs
+  // translate through this domain), kept in step with attached_groups and the groups' devices
+  // (under the group's mu and this mu), so that Map checks them under this mu alone.
+  std::map<GroupId, std::vector<ReservedRegion>> device_reserved ABSL_GUARDED_BY(mu);
   MappingIndex mappings ABSL_GUARDED_BY(mu);
 };
 
@@ -80,6 +84,13 @@ struct DeviceState {
   Rid rid = 0;
   std::vector<Rid> alias_rids;
   std::vector<Rid> all_rids;  // rid + aliases, sorted, distinct
+  std::vector<ReservedRegion> reserved_regions;  // sorted by start; fixed at probe
+  bool requires_direct() const {
+    for (const ReservedRegion& region : reserved_regions) {
+      if (region.type == ReservedRegionType::kDirect) return true;
+    }
+    return false;
+  }
   std::shared_ptr<GroupState> group;  // fixed for the device's life
   uint64_t probe_seq = 0;  // orders the devices of a group across restarts (DeviceRecord)
 
@@ -227,6 +238,31 @@ struct Registry::State {
   static absl::Status LiveDevice(const GroupState& group, const DeviceState& device)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   static absl::Status LiveGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+
+  // The reserved regions of every live device of the group.
+  static std::vector<ReservedRegion> GroupReserved(const GroupState& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Sets group.domain's device_reserved entry of the group to GroupReserved(group) (after a device
+  // joined or left the group).
+  static void RefreshDomainReserved(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Identity-maps the direct and direct-relaxable regions of `device` that its group's default
+  // domain (a paging one; nothing for IDENTITY) does not map yet, in the backend and the domain's
+  // index, appending the new mappings to `batch` and to `added` (kernel:
+  // iommu_create_device_direct_mappings). On a backend failure takes back what it mapped.
+  absl::Status MapDirectRegions(CallContext& call, GroupState& group, const DeviceState& device,
+                                StoreBatch* batch, std::vector<Mapping>* added)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // Takes `added` (MapDirectRegions') off the group's default domain again.
+  void UnmapDirectRegions(CallContext& call, GroupState& group, const std::vector<Mapping>& added)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // FAILED_PRECONDITION DEVICE_REQUIRES_DIRECT_MAPPING if a device of the group has a DIRECT
+  // region (kernel: require_direct): such a group may not leave its default domain for user
+  // ownership. `doing`: "claimed", ...
+  static absl::Status RequireNoDirectDevice(const GroupState& group, absl::string_view doing)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
+  // The same for one device (of group `group_id`).
+  static absl::Status RequireNoDirect(const DeviceState& device, GroupId group_id,
+                                      absl::string_view doing);
 
   // The distinct RIDs of the group's devices, sorted.
   static std::vector<Rid> GroupRids(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);

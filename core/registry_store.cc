@@ -44,6 +44,7 @@ DeviceRecord Registry::State::DeviceRecordOf(const GroupState& group, const Devi
   record.unit = device.unit->name;
   record.rid = device.rid;
   record.alias_rids = device.alias_rids;
+  record.reserved_regions = device.reserved_regions;
   record.group = group.id;
   record.probe_seq = device.probe_seq;
   record.binding = device.binding;
@@ -315,6 +316,7 @@ absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* obj
     device->unit = units[record.unit];
     device->rid = record.rid;
     device->alias_rids = record.alias_rids;
+    device->reserved_regions = record.reserved_regions;
     device->all_rids = record.alias_rids;
     device->all_rids.push_back(record.rid);
     std::sort(device->all_rids.begin(), device->all_rids.end());
@@ -352,6 +354,7 @@ absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* obj
     group->attached_devices = std::move(attached);
     MutexLock domain_lock(&group->domain->mu);
     group->domain->attached_groups.insert(id);
+    group->domain->device_reserved[id] = Registry::State::GroupReserved(*group);
   }
   for (auto& [id, domain] : domains) {
     MutexLock lock(&domain->mu);
@@ -398,6 +401,7 @@ void DropRecoveredOwnership(IommuBackend* backend, GroupState& group, const absl
     group.domain = group.default_domain;
     MutexLock lock(&group.domain->mu);
     group.domain->attached_groups.insert(group.id);
+    group.domain->device_reserved[group.id] = Registry::State::GroupReserved(group);
   }
   group.owner.clear();
   group.owner_cnt = 0;

@@ -35,6 +35,29 @@ absl::string_view FaultReasonName(FaultReason reason) {
   return "UNKNOWN";
 }
 
+absl::string_view ReservedRegionTypeName(ReservedRegionType type) {
+  switch (type) {
+    case ReservedRegionType::kDirect: return "direct";
+    case ReservedRegionType::kDirectRelaxable: return "direct-relaxable";
+    case ReservedRegionType::kReserved: return "reserved";
+    case ReservedRegionType::kMsi: return "msi";
+    case ReservedRegionType::kSwMsi: return "msi-sw";
+  }
+  return "unknown";
+}
+
+bool ParseReservedRegionType(absl::string_view name, ReservedRegionType* type) {
+  for (ReservedRegionType candidate :
+       {ReservedRegionType::kDirect, ReservedRegionType::kDirectRelaxable,
+        ReservedRegionType::kReserved, ReservedRegionType::kMsi, ReservedRegionType::kSwMsi}) {
+    if (name == ReservedRegionTypeName(candidate)) {
+      *type = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
 bool UnitCaps::Supports(DomainType type) const {
   return std::find(domain_types.begin(), domain_types.end(), type) != domain_types.end();
 }

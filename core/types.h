@@ -55,6 +55,35 @@ struct IovaRange {
   }
 };
 
+// The kinds of a device's reserved IOVA region, as the kernel's enum iommu_resv_type
+// (include/linux/iommu.h) and /sys/kernel/iommu_groups/N/reserved_regions name them.
+enum class ReservedRegionType {
+  kDirect,           // IOMMU_RESV_DIRECT: must be identity-mapped; the device cannot be user-owned
+  kDirectRelaxable,  // IOMMU_RESV_DIRECT_RELAXABLE: identity-mapped in the default domain only
+  kReserved,         // IOMMU_RESV_RESERVED: never mappable
+  kMsi,              // IOMMU_RESV_MSI: hardware MSI doorbells, never mappable
+  kSwMsi,            // IOMMU_RESV_SW_MSI: the software MSI window, never mappable
+};
+// "direct", "direct-relaxable", "reserved", "msi", "msi-sw" (the kernel's sysfs spelling
+// has "msi" for both MSI kinds; iommud spells SW_MSI "msi-sw").
+absl::string_view ReservedRegionTypeName(ReservedRegionType type);
+// Parses ReservedRegionTypeName()'s names and the kernel's sysfs ones; false if unknown.
+bool ParseReservedRegionType(absl::string_view name, ReservedRegionType* type);
+// True for the types identity-mapped in a default (DMA) domain.
+inline bool IsDirect(ReservedRegionType type) {
+  return type == ReservedRegionType::kDirect || type == ReservedRegionType::kDirectRelaxable;
+}
+
+// A reserved IOVA region of one device (the kernel's struct iommu_resv_region).
+struct ReservedRegion {
+  uint64_t start = 0;
+  uint64_t length = 0;
+  ReservedRegionType type = ReservedRegionType::kReserved;
+  bool operator==(const ReservedRegion& other) const {
+    return start == other.start && length == other.length && type == other.type;
+  }
+};
+
 // What a hardware IOMMU unit can do.
 struct UnitCaps {
   uint64_t pgsize_bitmap = kPage4K | kPage2M | kPage1G;
@@ -63,7 +92,8 @@ struct UnitCaps {
   std::vector<DomainType> domain_types = {DomainType::kBlocked, DomainType::kIdentity,
                                           DomainType::kUnmanaged, DomainType::kDma,
                                           DomainType::kDmaFq};
-  // Never mappable (e.g. the MSI doorbell window).
+  // Never mappable (e.g. the MSI doorbell window): the unit-wide default that applies to every
+  // device of the unit, besides each device's own ReservedRegions.
   std::vector<IovaRange> reserved_regions = {{0xfee00000, 0x100000}};
 
   uint64_t aperture_end() const {  // exclusive; saturates at 2^64-1 for iova_bits >= 64

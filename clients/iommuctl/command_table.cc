@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "clients/iommuctl/command_table.h"
@@ -168,6 +169,8 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
       status = CheckDomainType(value).status();
     } else if (name == "kind") {
       status = CheckEventKind(value).status();
+    } else if (name == "reserved") {
+      status = ParseReservedRegion(value).status();
     } else if (name == "for" || name == "latency") {
       status = CheckDuration(value, "--" + name);
     } else if (name == "lease" || name == "interval") {
@@ -230,6 +233,45 @@ void PrintDevices(Context& ctx, const std::vector<iommu::v1::Device>& devices) {
                   Short(iommu::v1::DriverBinding_Name(d.binding()), "DRIVER_BINDING_")});
   }
   ctx.out << table.Render();
+}
+
+void PrintDeviceDetail(Context& ctx, const iommu::v1::Device& device) {
+  PrintDevices(ctx, {device});
+  if (device.reserved_regions().empty()) {
+    ctx.out << "reserved regions: none (the unit's apply)\n";
+    return;
+  }
+  ctx.out << "reserved regions (besides the unit's):\n";
+  for (const iommu::v1::ReservedRegion& region : device.reserved_regions()) {
+    std::string type = absl::AsciiStrToLower(
+        Short(iommu::v1::ReservedRegionType_Name(region.type()), "RESERVED_REGION_TYPE_"));
+    absl::StrReplaceAll({{"_", "-"}}, &type);
+    ctx.out << "  [" << Hex(region.start()) << ", +" << Hex(region.length()) << ") " << type
+            << "\n";
+  }
+}
+
+absl::StatusOr<iommu::v1::ReservedRegion> ParseReservedRegion(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  iommu::v1::ReservedRegion region;
+  iommu::v1::ReservedRegionType type;
+  std::string type_name = parts.size() == 3 ? absl::AsciiStrToUpper(parts[2]) : "";
+  absl::StrReplaceAll({{"-", "_"}}, &type_name);
+  if (parts.size() != 3 ||
+      !iommu::v1::ReservedRegionType_Parse("RESERVED_REGION_TYPE_" + type_name, &type) ||
+      type == iommu::v1::RESERVED_REGION_TYPE_UNSPECIFIED) {
+    return UsageError(absl::StrCat("--reserved '", text,
+                                   "': want START:LENGTH:TYPE (TYPE direct, direct-relaxable, "
+                                   "reserved, msi, sw-msi)"));
+  }
+  absl::StatusOr<uint64_t> start = CheckNumber(parts[0], "--reserved START");
+  if (!start.ok()) return start.status();
+  absl::StatusOr<uint64_t> length = CheckNumber(parts[1], "--reserved LENGTH");
+  if (!length.ok()) return length.status();
+  region.set_start(*start);
+  region.set_length(*length);
+  region.set_type(type);
+  return region;
 }
 
 void PrintDomains(Context& ctx, const std::vector<iommu::v1::Domain>& domains) {

@@ -115,6 +115,11 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args);
 // --- Output of resources ---
 void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups);
 void PrintDevices(Context& ctx, const std::vector<iommu::v1::Device>& devices);
+// One device: its PrintDevices row, then its reserved regions, one per line.
+void PrintDeviceDetail(Context& ctx, const iommu::v1::Device& device);
+// --reserved START:LENGTH:TYPE (TYPE direct, direct-relaxable, reserved, msi, sw-msi; numbers as
+// for every other argument). USAGE for anything else.
+absl::StatusOr<iommu::v1::ReservedRegion> ParseReservedRegion(const std::string& text);
 void PrintDomains(Context& ctx, const std::vector<iommu::v1::Domain>& domains);
 void PrintRegions(Context& ctx, const std::vector<iommu::v1::MemoryRegion>& regions);
 absl::Status PrintGroup(Context& ctx, const absl::StatusOr<iommu::v1::Group>& group);

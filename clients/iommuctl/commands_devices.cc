@@ -19,18 +19,26 @@ namespace iommuctl {
 void AddDeviceCommands(CommandTable& commands) {
   const CommandAdder add(commands);
   // Device lifecycle.
-  add("probe", "UNIT NAME RID [--alias RID]... [--default-type DMA|DMA_FQ|IDENTITY]",
-      "hot-plug a device", 3, 3, {"alias", "default-type"}, [](Context& ctx, const Args& a) {
+  add("probe",
+      "UNIT NAME RID [--alias RID]... [--default-type DMA|DMA_FQ|IDENTITY] "
+      "[--reserved START:LENGTH:TYPE]...",
+      "hot-plug a device", 3, 3, {"alias", "default-type", "reserved"},
+      [](Context& ctx, const Args& a) {
         iommu::v1::ProbeDeviceRequest request;
         request.set_unit(a.positional[0]);
         request.set_device(a.positional[1]);
         request.set_rid(Rid(a.positional[2]));
         for (const std::string& alias : a.All("alias")) request.add_alias_rids(Rid(alias));
+        for (const std::string& text : a.All("reserved")) {
+          absl::StatusOr<iommu::v1::ReservedRegion> region = ParseReservedRegion(text);
+          if (!region.ok()) return region.status();
+          *request.add_reserved_regions() = *region;
+        }
         if (!a.Option("default-type").empty()) {
           request.set_default_domain_type(DomainType(a.Option("default-type")));
         }
         return Print<iommu::v1::Device>(ctx, ctx.client.ProbeDevice(request),
-                                        [&](const iommu::v1::Device& d) { PrintDevices(ctx, {d}); });
+                                        [&](const iommu::v1::Device& d) { PrintDeviceDetail(ctx, d); });
       });
   add("release", "NAME", "hot-unplug a device", 1, 1, {}, [](Context& ctx, const Args& a) {
     iommu::v1::ReleaseDeviceRequest request;

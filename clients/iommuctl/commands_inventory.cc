@@ -77,7 +77,7 @@ void AddInventoryCommands(CommandTable& commands) {
     iommu::v1::GetDeviceRequest request;
     request.set_device(a.positional[0]);
     return Print<iommu::v1::Device>(ctx, ctx.client.GetDevice(request),
-                                    [&](const iommu::v1::Device& d) { PrintDevices(ctx, {d}); });
+                                    [&](const iommu::v1::Device& d) { PrintDeviceDetail(ctx, d); });
   });
   add("domains", "[--unit UNIT]", "list domains", 0, 0, {"unit"}, [](Context& ctx, const Args& a) {
     absl::StatusOr<std::vector<iommu::v1::Domain>> domains = ctx.client.ListAllDomains();

@@ -57,6 +57,7 @@ class ForwardingBackend : public IommuBackend {
   absl::Status CanReplaceDomain(absl::string_view unit, Rid rid) override {
     return wrapped_->CanReplaceDomain(unit, rid);
   }
+  bool KernelMapsDirectRegions() const override { return wrapped_->KernelMapsDirectRegions(); }
   absl::StatusOr<std::optional<std::vector<IovaRange>>> KernelIovaRanges(
       DomainId domain) override {
     return wrapped_->KernelIovaRanges(domain);

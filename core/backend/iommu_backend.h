@@ -154,6 +154,12 @@ class IommuBackend {
     return absl::OkStatus();
   }
 
+  // True when the kernel, not the registry, keeps the default domains' identity maps of direct
+  // reserved regions (iommu_create_device_direct_mappings): the registry then maps nothing into
+  // default domains for them (docs/semantics.md "Reserved regions"). False by default: simulated
+  // default domains are the registry's to fill.
+  virtual bool KernelMapsDirectRegions() const { return false; }
+
   // The usable IOVA ranges of `domain` as the kernel reports them (VFIO_IOMMU_GET_INFO's IOVA
   // range capability of a container), in address order; nullopt when the backend has no such
   // report for it (simulated backends, a domain with no kernel object): the registry computes the

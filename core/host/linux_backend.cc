@@ -128,6 +128,16 @@ absl::StatusOr<HostTopology> ReadHostTopology(const SysfsInventory& inventory) {
     }
     ASSIGN_OR_RETURN(IommuGroupInfo group, inventory.Group(group_id));
     UnitCaps& caps = topology.units[unit_index[topology.devices[indexes.front()].unit]].caps;
+    std::vector<::iommud::ReservedRegion> typed;
+    for (const ReservedRegion& region : group.reserved_regions) {
+      ::iommud::ReservedRegionType type;
+      if (!ParseReservedRegionType(region.type, &type) || region.end < region.start) continue;
+      const uint64_t start = region.start & ~(kPage4K - 1);
+      const uint64_t last = std::min(region.end | (kPage4K - 1), caps.aperture_end() - 1);
+      if (start > last) continue;
+      typed.push_back({start, last - start + 1, type});
+    }
+    for (size_t i : indexes) topology.devices[i].reserved_regions = typed;
     for (const ReservedRegion& region : group.reserved_regions) {
       if (!IsReservedForUsers(region)) continue;
       const ::iommud::IovaRange range{region.start, region.end - region.start + 1};

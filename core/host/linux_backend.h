@@ -88,6 +88,11 @@ struct HostDevice {
   int kernel_group = -1;
   std::string driver;           // bound kernel driver at inventory time ("" when none)
   bool bridge = false;
+  // Its kernel group's typed reserved regions (/sys/kernel/iommu_groups/N/reserved_regions: the
+  // kernel exposes them per group, not per device, so every device of a group gets all of them),
+  // rounded out to 4 KiB pages and clipped to the unit's aperture; regions of unknown type are
+  // left out.
+  std::vector<::iommud::ReservedRegion> reserved_regions;
 };
 struct HostUnit {
   std::string name;
@@ -186,6 +191,8 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   // VFIO_GROUP_SET_CONTAINER, a window where it has no IOMMU context. Always FAILED_PRECONDITION
   // REPLACE_NOT_ATOMIC (docs/semantics.md "Where iommud differs from the kernel").
   absl::Status CanReplaceDomain(absl::string_view unit, Rid rid) override;
+  // The host's default domains are the kernel's: it identity-maps direct regions itself.
+  bool KernelMapsDirectRegions() const override { return true; }
   // A user domain whose container holds a group: the IOVA range capability of its
   // VFIO_IOMMU_GET_INFO (IOMMU_INFO_FAILED if the kernel refuses); else (no group in it yet, a
   // kernel-managed domain, an unknown id, a kernel that does not report ranges) nullopt.

@@ -24,7 +24,8 @@
 namespace iommud {
 namespace {
 
-// The schema, version 2 (version 1 lacked device_groups.attached_devices; Open migrates it). Ids and 64-bit values are stored bit for bit as SQLite's signed 64-bit
+// The schema, version 3 (version 1 lacked device_groups.attached_devices, version 2
+// devices.reserved_regions; Open migrates both). Ids and 64-bit values are stored bit for bit as SQLite's signed 64-bit
 // integers (Load sorts by the unsigned value). Enumerations are stored by name. List fields use
 // these compact text encodings:
 //   devices.alias_rids        decimal RIDs joined by ','                   "33,34"
@@ -32,12 +33,20 @@ namespace {
 //   units.reserved_regions    decimal start '+' size, joined by ','        "4276092928+1048576"
 //   groups.claimed_devices    each name as <decimal length> ':' <bytes>    "12:0000:03:00.05:dev-b"
 //   groups.attached_devices   as claimed_devices
+//   devices.reserved_regions  decimal start '+' length '+' type name, joined by ','
+//                                                        "4096+8192+direct,65536+4096+msi"
 // `meta` holds the schema version and the two id counters (they only grow: max(old, new)).
 // Version 1 -> 2: per-device attach (an attached group of a version-1 file has no attached devices
 // recorded; Registry::Recover takes them all as attached, as AttachGroup attached them).
 constexpr char kMigrateV1ToV2[] = R"sql(
 ALTER TABLE device_groups ADD COLUMN attached_devices TEXT NOT NULL DEFAULT '';
 UPDATE meta SET value = 2 WHERE key = 'schema_version';
+)sql";
+// Version 2 -> 3: per-device typed reserved regions (devices of a version-2 file have none: the
+// unit's regions applied to them alone).
+constexpr char kMigrateV2ToV3[] = R"sql(
+ALTER TABLE devices ADD COLUMN reserved_regions TEXT NOT NULL DEFAULT '';
+UPDATE meta SET value = 3 WHERE key = 'schema_version';
 )sql";
 
 constexpr char kSchema[] = R"sql(
@@ -51,7 +60,8 @@ CREATE TABLE domains (
   core_owned INTEGER NOT NULL);
 CREATE TABLE devices (
   name TEXT PRIMARY KEY, unit TEXT NOT NULL, rid INTEGER NOT NULL, alias_rids TEXT NOT NULL,
-  group_id INTEGER NOT NULL, probe_seq INTEGER NOT NULL, binding TEXT NOT NULL) WITHOUT ROWID;
+  group_id INTEGER NOT NULL, probe_seq INTEGER NOT NULL, binding TEXT NOT NULL,
+  reserved_regions TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 CREATE TABLE device_groups (
   id INTEGER PRIMARY KEY, unit TEXT NOT NULL, domain INTEGER NOT NULL,
   default_domain INTEGER NOT NULL, blocking_domain INTEGER NOT NULL, owner TEXT NOT NULL,
@@ -65,7 +75,7 @@ CREATE TABLE requests (
   request_id TEXT PRIMARY KEY, method TEXT NOT NULL, fingerprint BLOB NOT NULL,
   result_ref INTEGER NOT NULL, response BLOB, time_unix_nanos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX requests_by_time ON requests (time_unix_nanos);
-INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('next_group_id', 1),
+INSERT INTO meta (key, value) VALUES ('schema_version', 3), ('next_group_id', 1),
   ('next_domain_id', 1);
 )sql";
 
@@ -267,6 +277,29 @@ bool DecodeRegions(absl::string_view text, std::vector<IovaRange>* regions) {
   return true;
 }
 
+std::string EncodeTypedRegions(const std::vector<ReservedRegion>& regions) {
+  return absl::StrJoin(regions, ",", [](std::string* out, const ReservedRegion& region) {
+    absl::StrAppend(out, region.start, "+", region.length, "+",
+                    ReservedRegionTypeName(region.type));
+  });
+}
+
+bool DecodeTypedRegions(absl::string_view text, std::vector<ReservedRegion>* regions) {
+  regions->clear();
+  if (text.empty()) return true;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::vector<absl::string_view> fields = absl::StrSplit(part, '+');
+    ReservedRegion region;
+    if (fields.size() != 3 || !absl::SimpleAtoi(fields[0], &region.start) ||
+        !absl::SimpleAtoi(fields[1], &region.length) ||
+        !ParseReservedRegionType(fields[2], &region.type)) {
+      return false;
+    }
+    regions->push_back(region);
+  }
+  return true;
+}
+
 std::string EncodeNames(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& name : names) absl::StrAppend(&out, name.size(), ":", name);
@@ -377,7 +410,7 @@ struct SqliteStateStore::Statements {
         {&delete_domain_mappings, "DELETE FROM mappings WHERE domain = ?"},
         {&put_device,
          "INSERT OR REPLACE INTO devices (name, unit, rid, alias_rids, group_id, probe_seq, "
-         "binding) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+         "binding, reserved_regions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
         {&delete_device, "DELETE FROM devices WHERE name = ?"},
         {&put_group,
          "INSERT OR REPLACE INTO device_groups (id, unit, domain, default_domain, "
@@ -398,7 +431,8 @@ struct SqliteStateStore::Statements {
          "release_domain FROM units"},
         {&select_domains, "SELECT id, unit, type, owner, core_owned FROM domains"},
         {&select_devices,
-         "SELECT name, unit, rid, alias_rids, group_id, probe_seq, binding FROM devices"},
+         "SELECT name, unit, rid, alias_rids, group_id, probe_seq, binding, reserved_regions "
+         "FROM devices"},
         {&select_groups,
          "SELECT id, unit, domain, default_domain, blocking_domain, owner, owner_cnt, "
          "group_claimed, claimed_devices, lease_expiry_unix_nanos, lease_ttl_nanos, "
@@ -476,6 +510,11 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
     rc = Exec(raw, kMigrateV1ToV2);
     if (rc != SQLITE_OK) return OpenError(path, raw, rc, "migrating schema 1 to 2");
     version = 2;
+  }
+  if (version == 2) {
+    rc = Exec(raw, kMigrateV2ToV3);
+    if (rc != SQLITE_OK) return OpenError(path, raw, rc, "migrating schema 2 to 3");
+    version = 3;
   }
   if (version != kSchemaVersion) {
     ErrorMetadata metadata = PathMetadata(path);
@@ -585,7 +624,8 @@ absl::Status SqliteStateStore::CommitLocked(const StoreBatch& batch) {
         .Text(EncodeRids(device.alias_rids))
         .Int(ToSql(device.group))
         .Int(ToSql(device.probe_seq))
-        .Text(DriverBindingName(device.binding));
+        .Text(DriverBindingName(device.binding))
+        .Text(EncodeTypedRegions(device.reserved_regions));
     RETURN_IF_ERROR(run(query, "put device"));
   }
   for (const GroupRecord& group : batch.put_groups) {
@@ -688,7 +728,8 @@ absl::Status SqliteStateStore::LoadLocked(StoreSnapshot* snapshot) {
     device.group = FromSql(q.ColumnInt(4));
     device.probe_seq = FromSql(q.ColumnInt(5));
     if (!DecodeRids(q.ColumnText(3), &device.alias_rids) ||
-        !ParseBinding(q.ColumnText(6), &device.binding)) {
+        !ParseBinding(q.ColumnText(6), &device.binding) ||
+        !DecodeTypedRegions(q.ColumnText(7), &device.reserved_regions)) {
       return false;
     }
     snapshot->devices.push_back(std::move(device));

@@ -47,13 +47,14 @@ struct SqliteStateStoreOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this build writes and reads.
-  // Version 1 files (before per-device attach) are migrated to it when opened.
-  static constexpr int64_t kSchemaVersion = 2;
+  // Version 1 files (before per-device attach) and version 2 files (before per-device reserved
+  // regions) are migrated to it when opened.
+  static constexpr int64_t kSchemaVersion = 3;
 
   // Opens (or creates) the store at `options.path`. Errors, each naming the path (metadata "path"):
   //   NOT_FOUND (STATE_MISSING): no file and !create_if_missing;
   //   DATA_LOSS (STATE_CORRUPT): not an SQLite file, fails PRAGMA quick_check, has no iommud schema,
-  //     or a schema version other than 1 (migrated) and kSchemaVersion (metadata "schema_version");
+  //     or a schema version other than 1, 2 (migrated) and kSchemaVersion (metadata "schema_version");
   //   FAILED_PRECONDITION (STATE_LOCKED): another store (this process or another) has it open;
   //   UNAVAILABLE (STATE_OPEN_FAILED): the file cannot be opened or created (permissions, I/O).
   // A new file is initialized under a temporary name and linked into place once complete, so a

@@ -36,6 +36,7 @@ struct DeviceRecord {
   GroupId group = 0;
   uint64_t probe_seq = 0;   // orders the devices of a group as they were probed
   DriverBinding binding = DriverBinding::kNone;
+  std::vector<ReservedRegion> reserved_regions;  // ProbeRequest::reserved_regions, sorted
 };
 
 struct GroupRecord {

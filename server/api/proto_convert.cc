@@ -41,6 +41,50 @@ absl::StatusOr<std::optional<DomainType>> DomainTypeFromProto(int value, absl::s
   return InvalidEnum(value, field);
 }
 
+iommu::v1::ReservedRegionType ReservedRegionTypeToProto(ReservedRegionType type) {
+  switch (type) {
+    case ReservedRegionType::kDirect: return iommu::v1::RESERVED_REGION_TYPE_DIRECT;
+    case ReservedRegionType::kDirectRelaxable:
+      return iommu::v1::RESERVED_REGION_TYPE_DIRECT_RELAXABLE;
+    case ReservedRegionType::kReserved: return iommu::v1::RESERVED_REGION_TYPE_RESERVED;
+    case ReservedRegionType::kMsi: return iommu::v1::RESERVED_REGION_TYPE_MSI;
+    case ReservedRegionType::kSwMsi: return iommu::v1::RESERVED_REGION_TYPE_SW_MSI;
+  }
+  return iommu::v1::RESERVED_REGION_TYPE_UNSPECIFIED;
+}
+
+absl::StatusOr<std::vector<ReservedRegion>> ReservedRegionsFromProto(
+    const google::protobuf::RepeatedPtrField<iommu::v1::ReservedRegion>& regions) {
+  std::vector<ReservedRegion> out;
+  for (const iommu::v1::ReservedRegion& region : regions) {
+    ReservedRegion converted{region.start(), region.length(), ReservedRegionType::kReserved};
+    switch (region.type()) {
+      case iommu::v1::RESERVED_REGION_TYPE_DIRECT:
+        converted.type = ReservedRegionType::kDirect;
+        break;
+      case iommu::v1::RESERVED_REGION_TYPE_DIRECT_RELAXABLE:
+        converted.type = ReservedRegionType::kDirectRelaxable;
+        break;
+      case iommu::v1::RESERVED_REGION_TYPE_RESERVED:
+        converted.type = ReservedRegionType::kReserved;
+        break;
+      case iommu::v1::RESERVED_REGION_TYPE_MSI:
+        converted.type = ReservedRegionType::kMsi;
+        break;
+      case iommu::v1::RESERVED_REGION_TYPE_SW_MSI:
+        converted.type = ReservedRegionType::kSwMsi;
+        break;
+      default:
+        return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidEnumValue,
+                     absl::StrCat("reserved_regions.type: ", region.type(),
+                                  " is not a reserved region type"),
+                     {{"field", "reserved_regions.type"}, {"value", absl::StrCat(region.type())}});
+    }
+    out.push_back(converted);
+  }
+  return out;
+}
+
 iommu::v1::DriverBinding DriverBindingToProto(DriverBinding binding) {
   switch (binding) {
     case DriverBinding::kNone: return iommu::v1::DRIVER_BINDING_NONE;
@@ -89,6 +133,12 @@ void DeviceToProto(const DeviceInfo& device, iommu::v1::Device* out) {
   out->set_binding(DriverBindingToProto(device.binding));
   out->set_domain_id(device.domain);
   out->set_attached(device.attached);
+  for (const ReservedRegion& region : device.reserved_regions) {
+    iommu::v1::ReservedRegion* added = out->add_reserved_regions();
+    added->set_start(region.start);
+    added->set_length(region.length);
+    added->set_type(ReservedRegionTypeToProto(region.type));
+  }
 }
 
 void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
@@ -195,6 +245,7 @@ absl::StatusOr<ProbeRequest> ProbeRequestFromProto(const iommu::v1::ProbeDeviceR
   probe.device = request.device();
   probe.rid = request.rid();
   probe.alias_rids.assign(request.alias_rids().begin(), request.alias_rids().end());
+  ASSIGN_OR_RETURN(probe.reserved_regions, ReservedRegionsFromProto(request.reserved_regions()));
   return probe;
 }
 
@@ -208,6 +259,7 @@ absl::StatusOr<ProbeRequest> ProbeRequestFromTopology(const iommu::v1::Topology:
   probe.device = device.name();
   probe.rid = device.rid();
   probe.alias_rids.assign(device.alias_rids().begin(), device.alias_rids().end());
+  ASSIGN_OR_RETURN(probe.reserved_regions, ReservedRegionsFromProto(device.reserved_regions()));
   return probe;
 }
 

@@ -30,6 +30,10 @@ iommu::v1::FaultReason FaultReasonToProto(FaultReason reason);
 // --- Resources (core snapshot -> proto; `out` is overwritten) ---
 void UnitToProto(const UnitInfo& unit, iommu::v1::IommuUnit* out);
 void DeviceToProto(const DeviceInfo& device, iommu::v1::Device* out);
+iommu::v1::ReservedRegionType ReservedRegionTypeToProto(ReservedRegionType type);
+// INVALID_ARGUMENT INVALID_ENUM_VALUE for an UNSPECIFIED or unknown type.
+absl::StatusOr<std::vector<ReservedRegion>> ReservedRegionsFromProto(
+    const google::protobuf::RepeatedPtrField<iommu::v1::ReservedRegion>& regions);
 void GroupToProto(const GroupInfo& group, iommu::v1::Group* out);
 void DomainToProto(const DomainInfo& domain, iommu::v1::Domain* out);
 void MappingToProto(const Mapping& mapping, iommu::v1::Mapping* out);

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/host/pci_driver_binder.h"
+#include "server/api/proto_convert.h"
 
 namespace iommud {
 
@@ -30,6 +31,12 @@ LoadedTopology TopologyOfHost(const host::HostTopology& host) {
     proto->set_name(device.name);
     proto->set_rid(device.rid);
     for (Rid alias : device.alias_rids) proto->add_alias_rids(alias);
+    for (const ReservedRegion& region : device.reserved_regions) {
+      iommu::v1::ReservedRegion* added = proto->add_reserved_regions();
+      added->set_start(region.start);
+      added->set_length(region.length);
+      added->set_type(ReservedRegionTypeToProto(region.type));
+    }
     loaded.device_lines.push_back(static_cast<int>(loaded.device_lines.size()) + 1);
   }
   return loaded;
@@ -76,6 +83,7 @@ absl::StatusOr<ProbeRequest> ReprobeHostDevice(const host::HostTopology& host,
   probe.device = known->name;
   probe.rid = known->rid;
   probe.alias_rids = known->alias_rids;
+  probe.reserved_regions = known->reserved_regions;
   return probe;
 }
 

@@ -205,6 +205,29 @@ TEST_F(IommuctlTest, RefusedCallsPrintCodeReasonAndMetadata) {
   EXPECT_THAT(result.err, StartsWith("iommuctl: FAILED_PRECONDITION CORE_DOMAIN: "));
 }
 
+TEST_F(IommuctlTest, ProbeTakesAndDeviceShowsTypedReservedRegions) {
+  const std::string probed =
+      Ok("probe smmu0 0000:07:00.0 0x700 --reserved 0x200000:0x4000:direct-relaxable "
+         "--reserved 0x8000000:0x100000:sw-msi");
+  EXPECT_THAT(probed, HasSubstr("[0x200000, +0x4000) direct-relaxable"));
+  EXPECT_THAT(Ok("device 0000:07:00.0"), HasSubstr("[0x8000000, +0x100000) sw-msi"));
+  const DeviceInfo device = daemon_->registry()->GetDevice("0000:07:00.0").value();
+  ASSERT_EQ(device.reserved_regions.size(), 2u);
+  EXPECT_EQ(device.reserved_regions[0].type, ReservedRegionType::kDirectRelaxable);
+  // Malformed --reserved is a usage error and sends nothing; a region the daemon refuses is its.
+  const size_t devices = daemon_->registry()->ListDevices().size();
+  for (const char* bad : {"probe smmu0 a 1 --reserved 0x1000:0x1000",
+                          "probe smmu0 a 1 --reserved 0x1000:0x1000:bogus",
+                          "probe smmu0 a 1 --reserved x:0x1000:msi"}) {
+    Result result = Run(bad);
+    EXPECT_EQ(result.exit_code, kExitUsage) << bad;
+  }
+  Result refused = Run("probe smmu0 a 1 --reserved 0x1800:0x1000:msi");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("INVALID_RESERVED_REGION"));
+  EXPECT_EQ(daemon_->registry()->ListDevices().size(), devices);
+}
+
 TEST_F(IommuctlTest, BadArgumentsAreUsageErrorsAndSendNothing) {
   const size_t devices = daemon_->registry()->ListDevices().size();
   for (const char* bad :

@@ -354,6 +354,40 @@ TEST_P(RegistryStoreTest, AttachedDevicesSurviveARestart) {
   EXPECT_THAT(registry_->Audit(), IsEmpty());
 }
 
+// Typed per-device reserved regions are committed with the probe (the default domain's identity
+// maps of direct ones too) and enforced again after a restart.
+TEST_P(RegistryStoreTest, DeviceReservedRegionsSurviveARestart) {
+  ProbeRequest request;
+  request.unit = "u0";
+  request.device = "r";
+  request.rid = 0x300;
+  request.reserved_regions = {{0x100000, 0x1000, ReservedRegionType::kMsi},
+                              {0x400000, 0x2000, ReservedRegionType::kDirectRelaxable}};
+  ASSERT_OK_AND_ASSIGN(DeviceInfo r, registry_->ProbeDevice(request));
+  request.device = "d";
+  request.rid = 0x310;
+  request.reserved_regions = {{0x600000, 0x1000, ReservedRegionType::kDirect}};
+  ASSERT_OK_AND_ASSIGN(DeviceInfo d, registry_->ProbeDevice(request));
+  ASSERT_OK(registry_->ClaimOwnership(r.group, kOwner));
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK(registry_->AttachGroup(r.group, domain.id, kOwner));
+  const std::string before = Snapshot();
+  RecoverInto(/*same_hardware=*/false);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(registry_->GetDevice("r")->reserved_regions.size(), 2u);
+  EXPECT_ERROR(registry_->Map(domain.id, 0x100000, 0x80000000, 0x1000, kProtRead, kOwner),
+               kInvalidArgument, "RESERVED_REGION");
+  EXPECT_ERROR(registry_->ClaimOwnership(d.group, kOwner), kFailedPrecondition,
+               "DEVICE_REQUIRES_DIRECT_MAPPING");
+  ASSERT_OK_AND_ASSIGN(std::vector<Mapping> direct, registry_->ListMappings(d.domain));
+  ASSERT_EQ(direct.size(), 1u);
+  EXPECT_EQ(direct[0].paddr, 0x600000u);
+  ASSERT_OK_AND_ASSIGN(Translation t, registry_->Translate("d", 0x600010, kProtRead));
+  EXPECT_EQ(t.paddr, 0x600010u);
+  ExpectConsistent();
+}
+
 // A store written before per-device attach has an attached group without attached devices:
 // AttachGroup attached them all, and Recover says so.
 TEST_P(RegistryStoreTest, AnAttachedGroupWithoutAttachedDevicesRecoversWithAllOfThem) {

@@ -79,6 +79,26 @@ REQUEST_SEEDS = {
         ("ReleaseDevice", (1, "n0")),
         ("ProbeDevice", (1, "u0"), (2, "n1"), (3, 4)),
         ("ReleaseDeviceOwnership", (1, "n1"), (2, "vmm"))),
+    # Typed per-device reserved regions: a DIRECT device (group 5, domains 11/12) cannot be
+    # claimed; a device whose SW_MSI window lies under a mapping (group 6, domains 13/14) cannot be
+    # attached until it is unmapped; an UNSPECIFIED type and an unaligned region are refused.
+    "reserved_regions": calls(
+        ("ProbeDevice", (1, "u0"), (2, "r0"), (3, 11),
+         (6, message((1, 0x300000), (2, 0x1000), (3, 3))),
+         (6, message((1, 0x200000), (2, 0x4000), (3, 1)))),
+        ("GetDevice", (1, "r0")),
+        ("ClaimOwnership", (1, 5), (2, "vmm")),
+        ("ProbeDevice", (1, "u0"), (2, "r1"), (3, 12), (6, message((1, 0x200000), (2, 0x4000), (3, 5)))),
+        ("ClaimOwnership", (1, 6), (2, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("Map", (1, 15), (2, 0x200000), (3, 0x80000000), (4, 0x1000), (6, "vmm")),
+        ("AttachGroup", (1, 6), (2, 15), (3, "vmm")),
+        ("Unmap", (1, 15), (2, 0x200000), (3, 0x1000), (4, "vmm")),
+        ("AttachGroup", (1, 6), (2, 15), (3, "vmm")),
+        ("GetIovaRanges", (1, 15)),
+        ("Map", (1, 15), (2, 0x203000), (3, 0x80000000), (4, 0x1000), (6, "vmm")),
+        ("ProbeDevice", (1, "u0"), (2, "r2"), (3, 13), (6, message((1, 0x1000), (2, 0x1000)))),
+        ("ProbeDevice", (1, "u0"), (2, "r3"), (3, 14), (6, message((1, 0x1800), (2, 0x1000), (3, 4))))),
     "inventory": calls(
         ("ListUnits", (1, 1)),
         ("ListGroups", (1, 1), (3, "u0")),

@@ -88,6 +88,23 @@ const HostDevice* Find(const HostTopology& topology, const std::string& name) {
   return nullptr;
 }
 
+// The kernel shows reserved regions per group: every device of a group gets all of its group's,
+// typed, in the order sysfs lists them.
+TEST_F(LinuxBackendTest, EveryDeviceOfAKernelGroupGetsItsGroupsTypedRegions) {
+  ASSERT_OK_AND_ASSIGN(HostTopology topology, ReadHostTopology(SysfsInventory(sysfs_.root())));
+  const ::iommud::ReservedRegion msi{0xfee00000, 0x100000, ::iommud::ReservedRegionType::kMsi};
+  const ::iommud::ReservedRegion isa{0, 0x1000000,
+                                     ::iommud::ReservedRegionType::kDirectRelaxable};
+  const HostDevice* alone = Find(topology, "0000:00:02.0");
+  ASSERT_NE(alone, nullptr);
+  EXPECT_THAT(alone->reserved_regions, ElementsAre(msi));
+  for (const char* name : {"0000:00:1f.0", "0000:00:1f.2", "0000:00:1f.3"}) {
+    const HostDevice* device = Find(topology, name);
+    ASSERT_NE(device, nullptr) << name;
+    EXPECT_THAT(device->reserved_regions, ElementsAre(isa, msi)) << name;
+  }
+}
+
 TEST_F(LinuxBackendTest, TopologyGroupsDevicesAsTheKernelDoes) {
   ASSERT_OK_AND_ASSIGN(HostTopology topology, ReadHostTopology(SysfsInventory(sysfs_.root())));
   ASSERT_EQ(topology.units.size(), 1u);

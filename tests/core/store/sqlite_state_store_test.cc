@@ -168,10 +168,10 @@ TEST_F(SqliteStateStoreTest, OverwrittenPagesAreStateCorrupt) {
 
 TEST_F(SqliteStateStoreTest, ANewerSchemaVersionIsStateCorrupt) {
   Create();
-  Sql("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
+  Sql("UPDATE meta SET value = 4 WHERE key = 'schema_version'");
   ExpectOpenFails(Options(), absl::StatusCode::kDataLoss, "STATE_CORRUPT");
   auto store = SqliteStateStore::Open(Options());
-  EXPECT_EQ(GetErrorMetadata(store.status())["schema_version"], "3");
+  EXPECT_EQ(GetErrorMetadata(store.status())["schema_version"], "4");
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("newer iommud"));
 }
 
@@ -195,6 +195,7 @@ TEST_F(SqliteStateStoreTest, ASchemaVersionOneFileIsMigratedToTwo) {
     ASSERT_OK(store->Commit(batch));
   }
   Sql("ALTER TABLE device_groups DROP COLUMN attached_devices;"
+      "ALTER TABLE devices DROP COLUMN reserved_regions;"
       "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
   {
     std::unique_ptr<SqliteStateStore> store = Create();
@@ -214,6 +215,43 @@ TEST_F(SqliteStateStoreTest, ASchemaVersionOneFileIsMigratedToTwo) {
   ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store->Load());
   ASSERT_EQ(snapshot.groups.size(), 1u);
   EXPECT_EQ(snapshot.groups[0].attached_devices, (std::vector<std::string>{"dev-a", "dev-b"}));
+}
+
+// A version-2 file (before per-device reserved regions: no devices.reserved_regions) is migrated
+// on open: its devices load with none, and the new column is written from then on.
+TEST_F(SqliteStateStoreTest, ASchemaVersionTwoFileIsMigratedToThree) {
+  DeviceRecord device;
+  device.name = "0000:03:00.0";
+  device.unit = "u0";
+  device.rid = 0x300;
+  device.group = 4;
+  device.probe_seq = 1;
+  {
+    std::unique_ptr<SqliteStateStore> store = Create();
+    ASSERT_NE(store, nullptr);
+    StoreBatch batch;
+    batch.put_devices = {device};
+    ASSERT_OK(store->Commit(batch));
+  }
+  Sql("ALTER TABLE devices DROP COLUMN reserved_regions;"
+      "UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+  {
+    std::unique_ptr<SqliteStateStore> store = Create();
+    ASSERT_NE(store, nullptr);
+    ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store->Load());
+    ASSERT_EQ(snapshot.devices.size(), 1u);
+    EXPECT_TRUE(snapshot.devices[0].reserved_regions.empty());
+    StoreBatch batch;
+    device.reserved_regions = {{0x1000, 0x2000, ReservedRegionType::kDirect},
+                               {0xfee00000, 0x100000, ReservedRegionType::kSwMsi}};
+    batch.put_devices = {device};
+    ASSERT_OK(store->Commit(batch));
+  }
+  std::unique_ptr<SqliteStateStore> store = Create();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store->Load());
+  ASSERT_EQ(snapshot.devices.size(), 1u);
+  EXPECT_EQ(snapshot.devices[0].reserved_regions, device.reserved_regions);
 }
 
 TEST_F(SqliteStateStoreTest, AForeignDatabaseIsStateCorrupt) {

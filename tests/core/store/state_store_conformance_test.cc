@@ -50,7 +50,13 @@ std::string Dump(const StoreSnapshot& s) {
   for (const DeviceRecord& d : s.devices) {
     absl::StrAppend(&out, "device ", d.name, " ", d.unit, " rid=", d.rid, " aliases=",
                     absl::StrJoin(d.alias_rids, ","), " group=", d.group, " seq=", d.probe_seq,
-                    " ", DriverBindingName(d.binding), "\n");
+                    " ", DriverBindingName(d.binding), " reserved=[",
+                    absl::StrJoin(d.reserved_regions, ",",
+                                  [](std::string* o, const ReservedRegion& r) {
+                                    absl::StrAppend(o, r.start, "+", r.length, ":",
+                                                    ReservedRegionTypeName(r.type));
+                                  }),
+                    "]\n");
   }
   for (const GroupRecord& g : s.groups) {
     absl::StrAppend(&out, "group ", g.id, " ", g.unit, " domain=", g.domain, " default=",
@@ -138,6 +144,13 @@ StoreBatch FullBatch() {
                        Domain(5), Domain(~uint64_t{0} - 1, DomainType::kDma)};
   batch.put_devices = {Device("0000:03:00.0", 0x300, 7, {0x301, 0x302}), Device("b", 0x10, 8),
                        Device("a", 0x20, 8)};
+  // Typed per-device reserved regions round-trip, every type.
+  batch.put_devices[0].reserved_regions = {
+      {0x1000, 0x1000, ReservedRegionType::kDirect},
+      {0x4000, 0x2000, ReservedRegionType::kDirectRelaxable},
+      {0x10000, 0x1000, ReservedRegionType::kReserved},
+      {0xfee00000, 0x100000, ReservedRegionType::kMsi},
+      {0x8000000, 0x100000, ReservedRegionType::kSwMsi}};
   batch.put_groups = {Group(7, 3), Group(8, 3)};
   batch.put_mappings = {MappingOf(5, 0x1000), MappingOf(5, kPage2M, kPage2M),
                         MappingOf(5, 0xfffffffffffff000), MappingOf(~uint64_t{0} - 1, 0x2000)};

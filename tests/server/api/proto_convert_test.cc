@@ -186,6 +186,45 @@ TEST(ProtoConvertTest, ProbeRequestFromProto) {
   EXPECT_FALSE(probe->default_domain_type.has_value());
 }
 
+TEST(ProtoConvertTest, ReservedRegionsConvertBothWays) {
+  iommu::v1::ProbeDeviceRequest request;
+  request.set_unit("u0");
+  request.set_device("d0");
+  iommu::v1::ReservedRegion* region = request.add_reserved_regions();
+  region->set_start(0x200000);
+  region->set_length(0x4000);
+  region->set_type(iommu::v1::RESERVED_REGION_TYPE_DIRECT_RELAXABLE);
+  region = request.add_reserved_regions();
+  region->set_start(0x8000000);
+  region->set_length(0x100000);
+  region->set_type(iommu::v1::RESERVED_REGION_TYPE_SW_MSI);
+  absl::StatusOr<ProbeRequest> probe = ProbeRequestFromProto(request);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  ASSERT_EQ(probe->reserved_regions.size(), 2u);
+  EXPECT_EQ(probe->reserved_regions[0],
+            (ReservedRegion{0x200000, 0x4000, ReservedRegionType::kDirectRelaxable}));
+  EXPECT_EQ(probe->reserved_regions[1].type, ReservedRegionType::kSwMsi);
+
+  DeviceInfo device;
+  device.name = "d0";
+  device.reserved_regions = probe->reserved_regions;
+  iommu::v1::Device proto;
+  DeviceToProto(device, &proto);
+  ASSERT_EQ(proto.reserved_regions_size(), 2);
+  EXPECT_EQ(proto.reserved_regions(0).start(), 0x200000u);
+  EXPECT_EQ(proto.reserved_regions(0).length(), 0x4000u);
+  EXPECT_EQ(proto.reserved_regions(0).type(), iommu::v1::RESERVED_REGION_TYPE_DIRECT_RELAXABLE);
+  EXPECT_EQ(proto.reserved_regions(1).type(), iommu::v1::RESERVED_REGION_TYPE_SW_MSI);
+
+  // UNSPECIFIED and unknown types are refused.
+  request.mutable_reserved_regions(1)->set_type(iommu::v1::RESERVED_REGION_TYPE_UNSPECIFIED);
+  probe = ProbeRequestFromProto(request);
+  EXPECT_EQ(probe.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorReason(probe.status()), "INVALID_ENUM_VALUE");
+  request.mutable_reserved_regions(1)->set_type(static_cast<iommu::v1::ReservedRegionType>(42));
+  EXPECT_EQ(ErrorReason(ProbeRequestFromProto(request).status()), "INVALID_ENUM_VALUE");
+}
+
 TEST(ProtoConvertTest, ProbeRequestNeedsUnitAndDevice) {
   iommu::v1::ProbeDeviceRequest request;
   request.set_device("0000:03:00.0");

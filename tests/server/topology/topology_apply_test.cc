@@ -113,6 +113,65 @@ TEST_F(ApplyTopologyTest, MissingNamesAreReportedWithTheirLine) {
   EXPECT_EQ(registry_->ListUnits().size(), 1u);  // only u0 from the first topology
 }
 
+TEST_F(ApplyTopologyTest, DevicesCarryTheirTypedReservedRegions) {
+  absl::StatusOr<LoadedTopology> loaded = ParseTopology(
+      "units { name: \"u0\" }\n"
+      "devices { unit: \"u0\" name: \"gpu\" rid: 1\n"
+      "  reserved_regions { start: 0x8000000 length: 0x100000 type: RESERVED_REGION_TYPE_SW_MSI }\n"
+      "  reserved_regions { start: 0x200000 length: 0x4000 type: RESERVED_REGION_TYPE_DIRECT }\n"
+      "}\n"
+      "devices { unit: \"u0\" name: \"nic\" rid: 2 }\n",
+      "t.textpb");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE(ApplyTopology(*loaded, registry_.get()).ok());
+  absl::StatusOr<DeviceInfo> gpu = registry_->GetDevice("gpu");
+  ASSERT_TRUE(gpu.ok());
+  EXPECT_THAT(gpu->reserved_regions,
+              ElementsAre(ReservedRegion{0x200000, 0x4000, ReservedRegionType::kDirect},
+                          ReservedRegion{0x8000000, 0x100000, ReservedRegionType::kSwMsi}));
+  EXPECT_TRUE(registry_->GetDevice("nic")->reserved_regions.empty());
+  // The direct region is already identity-mapped in gpu's default domain.
+  absl::StatusOr<std::vector<Mapping>> mappings = registry_->ListMappings(gpu->domain);
+  ASSERT_TRUE(mappings.ok());
+  ASSERT_EQ(mappings->size(), 1u);
+  EXPECT_EQ((*mappings)[0].iova, 0x200000u);
+  EXPECT_EQ((*mappings)[0].paddr, 0x200000u);
+}
+
+TEST_F(ApplyTopologyTest, BadReservedRegionsAreRefusedWithTheirLine) {
+  // No type.
+  absl::StatusOr<LoadedTopology> loaded = ParseTopology(
+      "units { name: \"u0\" }\n"
+      "devices { unit: \"u0\" name: \"d0\" rid: 1 reserved_regions { start: 0x1000 length: 0x1000 } }\n",
+      "t.textpb");
+  ASSERT_TRUE(loaded.ok());
+  absl::Status status = ApplyTopology(*loaded, registry_.get());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorReason(status), "INVALID_ENUM_VALUE");
+  EXPECT_EQ(GetErrorMetadata(status).at("topology_line"), "2");
+  // Unaligned.
+  loaded = ParseTopology(
+      "devices { unit: \"u0\" name: \"d1\" rid: 2\n"
+      "  reserved_regions { start: 0x1800 length: 0x1000 type: RESERVED_REGION_TYPE_MSI } }\n",
+      "t.textpb");
+  ASSERT_TRUE(loaded.ok());
+  status = ApplyTopology(*loaded, registry_.get());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ErrorReason(status), "INVALID_RESERVED_REGION");
+  // Outside the aperture (48 bits by default).
+  loaded = ParseTopology(
+      "devices { unit: \"u0\" name: \"d2\" rid: 3\n"
+      "  reserved_regions { start: 0x1000000000000 length: 0x1000 type: RESERVED_REGION_TYPE_MSI } }\n",
+      "t.textpb");
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(ErrorReason(ApplyTopology(*loaded, registry_.get())), "INVALID_RESERVED_REGION");
+  // An unknown type name is a parse error of the file.
+  EXPECT_FALSE(ParseTopology("devices { reserved_regions { type: RESERVED_REGION_TYPE_BOGUS } }\n",
+                             "t.textpb")
+                   .ok());
+  EXPECT_TRUE(registry_->ListDevices().empty());
+}
+
 TEST_F(ApplyTopologyTest, EmptyTopologyIsFine) {
   EXPECT_TRUE(ApplyTopology(LoadedTopology{}, registry_.get()).ok());
   EXPECT_TRUE(registry_->ListUnits().empty());
