@@ -113,7 +113,12 @@ std::vector<Rid> Registry::State::GroupRids(const GroupState& group) {
 std::vector<ReservedRegion> Registry::State::GroupReserved(const GroupState& group) {
   std::vector<ReservedRegion> out;
   for (const std::shared_ptr<DeviceState>& device : group.devices) {
-    out.insert(out.end(), device->reserved_regions.begin(), device->reserved_regions.end());
+    for (const ReservedRegion& region : device->reserved_regions) {
+      // Relaxable: firmware's use may be dropped once the device is assigned (iommufd's
+      // iopt_table_enforce_dev_resv_regions and VFIO's vfio_iommu_resv_exclude skip it).
+      if (region.type == ReservedRegionType::kDirectRelaxable) continue;
+      out.push_back(region);
+    }
   }
   return out;
 }

@@ -239,7 +239,8 @@ struct Registry::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   static absl::Status LiveGroup(const GroupState& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
 
-  // The reserved regions of every live device of the group.
+  // The reserved regions a domain the group is attached to must keep clear: those of every live
+  // device of the group but DIRECT_RELAXABLE ones (the kernel's iommufd and VFIO skip those too).
   static std::vector<ReservedRegion> GroupReserved(const GroupState& group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);
   // Sets group.domain's device_reserved entry of the group to GroupReserved(group) (after a device
