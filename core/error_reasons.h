@@ -218,6 +218,11 @@ inline constexpr absl::string_view kRecovering = "RECOVERING";
 inline constexpr absl::string_view kDeadlinePassed = "DEADLINE_PASSED";
 // A WatchEvents stream ended (or refused) because the daemon began shutting down.
 inline constexpr absl::string_view kServerShuttingDown = "SERVER_SHUTTING_DOWN";
+// ReleaseDevice of an owned device (server/api/owned_device_release.h): the owner did not let go
+// within the wait; a force without the admin role; the caller cancelled while it waited.
+inline constexpr absl::string_view kDeviceInUse = "DEVICE_IN_USE";
+inline constexpr absl::string_view kForceReleaseAdminOnly = "FORCE_RELEASE_ADMIN_ONLY";
+inline constexpr absl::string_view kReleaseWaitCancelled = "RELEASE_WAIT_CANCELLED";
 
 // --- Request ids ---
 // Idempotent retries of mutating calls.

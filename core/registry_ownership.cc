@@ -258,10 +258,37 @@ absl::StatusOr<GroupInfo> Registry::ReleaseDeviceOwnership(absl::string_view nam
   }
   RETURN_IF_ERROR(RequireGroupOwner(group, owner));
   const GroupUndo undo = State::SaveGroup(group);
+  // iommufd_device_unbind: the device is detached before its claim ends, under the same rules as
+  // DetachDevice (a non-last attached device only leaves; the last returns the group to its
+  // blocking domain). When this is the owner's last claim, EndOwnership below moves the whole
+  // group to its default domain anyway.
+  const DomainId attached_domain = group.domain->id;
+  const bool was_attached = group.attached_devices.erase(device->name) != 0;
+  const bool last_claim = group.owner_cnt == 1;
+  const bool group_detached = was_attached && !last_claim && group.attached_devices.empty();
+  if (group_detached) {
+    if (absl::Status detached = state_->SwitchGroupDomain(call, group, group.blocking_domain);
+        !detached.ok()) {
+      group.attached_devices = undo.attached_devices;
+      return detached;
+    }
+  }
   group.claimed_devices.erase(device->name);
   device->binding = DriverBinding::kNone;
   if (--group.owner_cnt == 0) state_->EndOwnership(call, group);
   RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
+  if (was_attached && !last_claim) {
+    RegistryEvent event;
+    event.kind = RegistryEvent::Kind::kDetached;
+    event.unit = group.unit->name;
+    event.group = group.id;
+    event.domain = attached_domain;
+    event.device = device->name;
+    event.owner = std::string(owner);
+    event.detail = group_detached ? "claim released; last device: group detached"
+                                  : "claim released; the group stays attached";
+    state_->Emit(event);
+  }
   EmitOwnership(*state_, group, RegistryEvent::Kind::kOwnershipReleased, owner, device->name);
   return State::SnapshotGroup(group);
 }

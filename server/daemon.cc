@@ -248,6 +248,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get(),
       daemon->limiter_.get(), daemon->idempotency_.get());
   daemon->service_->SetRecovering(true);
+  daemon->service_->SetDefaultReleaseWait(options.release_request_timeout);
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);
   ApplyKeepalive(options.keepalive, &builder);

@@ -89,7 +89,8 @@ struct DaemonOptions {
   // How often lapsed ownership leases are released (server/state/lease_reaper.h); zero = never.
   absl::Duration lease_reap_interval = absl::Seconds(1);
   // --backend=linux: how long the owner of a device the kernel is removing has to close its fds
-  // before iommud revokes its mappings (server/host/device_removal.h).
+  // before iommud revokes its mappings (server/host/device_removal.h); every backend: the default
+  // wait of a ReleaseDevice of an owned device (server/api/owned_device_release.h).
   absl::Duration release_request_timeout = absl::Seconds(10);
   // How long a request_id is remembered (server/api/idempotency.h); must be positive.
   absl::Duration request_id_window = kDefaultRequestIdWindow;

@@ -103,8 +103,10 @@ ABSL_FLAG(absl::Duration, audit_interval, absl::Seconds(60),
 ABSL_FLAG(absl::Duration, lease_reap_interval, absl::Seconds(1),
           "How often ownerships whose lease lapsed are released (0 = never).");
 ABSL_FLAG(absl::Duration, release_request_timeout, absl::Seconds(10),
-          "--backend=linux: how long the owner of a device the kernel is removing has to close "
-          "its device fds before iommud unmaps its domain (the outcome: RELEASE_RESOLVED).");
+          "How long the owner of a device being released has to let go: --backend=linux, the "
+          "kernel's removal (close its device fds before iommud unmaps its domain); every backend, "
+          "a ReleaseDevice of an owned device without wait_millis (release its ownership before "
+          "the call is refused with DEVICE_IN_USE; at most 60s). The outcome: RELEASE_RESOLVED.");
 ABSL_FLAG(absl::Duration, request_id_window, iommud::kDefaultRequestIdWindow,
           "How long the reply of a mutating request with a request_id is kept for its retries.");
 ABSL_FLAG(bool, allow_fault_injection, false,

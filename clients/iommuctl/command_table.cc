@@ -173,6 +173,12 @@ absl::Status ValidateArgs(const std::string& usage, const Args& args) {
       status = ParseReservedRegion(value).status();
     } else if (name == "for" || name == "latency") {
       status = CheckDuration(value, "--" + name);
+    } else if (name == "wait") {
+      status = CheckDuration(value, "--" + name);
+      absl::Duration wait;
+      if (status.ok() && absl::ParseDuration(value, &wait) && wait < absl::ZeroDuration()) {
+        status = UsageError(absl::StrCat("--wait takes a duration of 0 or more, not '", value, "'"));
+      }
     } else if (name == "lease" || name == "interval") {
       status = CheckDuration(value, "--" + name);
       absl::Duration positive;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "clients/iommuctl/command_table.h"
 #include "clients/iommuctl/numbers.h"
 #include "clients/iommuctl/table.h"
@@ -40,9 +41,21 @@ void AddDeviceCommands(CommandTable& commands) {
         return Print<iommu::v1::Device>(ctx, ctx.client.ProbeDevice(request),
                                         [&](const iommu::v1::Device& d) { PrintDeviceDetail(ctx, d); });
       });
-  add("release", "NAME", "hot-unplug a device", 1, 1, {}, [](Context& ctx, const Args& a) {
+  add("release", "NAME [--wait 10s] [--force]",
+      "hot-unplug a device; one whose group is owned is released once its owner lets go: the "
+      "owner is asked (RELEASE_REQUESTED) and waited for (--wait, else the daemon's "
+      "--release_request_timeout; at most 60s; give a --timeout longer than the wait), else "
+      "DEVICE_IN_USE and nothing changed; --force (admins) then revokes the owner's mappings and "
+      "releases it anyway",
+      1, 1, {"wait", "force"}, [](Context& ctx, const Args& a) {
     iommu::v1::ReleaseDeviceRequest request;
     request.set_device(a.positional[0]);
+    if (!a.Option("wait").empty()) {
+      absl::Duration wait;
+      (void)absl::ParseDuration(a.Option("wait"), &wait);  // validated (ValidateArgs)
+      request.set_wait_millis(static_cast<uint64_t>(absl::ToInt64Milliseconds(wait)));
+    }
+    request.set_force(!a.Option("force").empty());
     return Print<iommu::v1::ReleaseDeviceResponse>(
         ctx, ctx.client.ReleaseDevice(request), [&](const iommu::v1::ReleaseDeviceResponse& r) {
           ctx.out << "released " << a.positional[0]

@@ -26,6 +26,8 @@ template <typename T>
 struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::string()))>>
     : std::true_type {};
 
+constexpr char kReleaseDeviceMethod[] = "ReleaseDevice";
+
 }  // namespace
 
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
@@ -38,7 +40,12 @@ IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* 
       limiter_(limiter),
       idempotency_(idempotency),
       handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}),
-      maintenance_(registry, metrics, injector) {
+      maintenance_(registry, metrics, injector),
+      release_requests_(registry, metrics,
+                        [metrics](absl::string_view outcome) {
+                          if (metrics != nullptr) metrics->CountReleaseRequest(outcome);
+                        }),
+      owned_release_(&release_requests_) {
   std::apply([this](const auto&... rpc) { (AddUnary(rpc), ...); }, kUnaryRpcs);
   AddKeepLease();
   AddWatchEvents();
@@ -57,6 +64,21 @@ template <typename Rpc>
 void IommuService::AddUnary(const Rpc& rpc) {
   using Request = typename Rpc::RequestType;
   using Response = typename Rpc::ResponseType;
+  if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
+    // May wait for the device's owner: off gRPC's callback threads.
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewDeferredUnaryHandler<Request, Response>(
+                     [this, rpc](grpc::CallbackServerContext* context, Request request,
+                                 Response* response,
+                                 std::function<void(const absl::Status&)> finish) {
+                       release_executor_.Schedule([this, rpc, context,
+                                                   request = std::move(request), response,
+                                                   finish = std::move(finish)] {
+                         finish(Serve(*context, rpc, request, response));
+                       });
+                     }));
+    return;
+  }
   AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
                NewUnaryHandler<Request, Response>(
                    [this, rpc](grpc::CallbackServerContext* context, const Request& request,
@@ -130,6 +152,13 @@ absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerCon
 
 absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
                                        const iommu::v1::ReleaseDeviceRequest& request) const {
+  if (request.force()) {
+    RETURN_IF_ERROR(authorizer_->RequireAdminFor(
+        caller, method, reason::kForceReleaseAdminOnly, "force_release",
+        absl::StrCat("forcing the release of '", request.device(),
+                     "' (revoking its owner's mappings) needs the admin role: release it without "
+                     "force, which asks the owner and waits for it")));
+  }
   if (caller.role >= Role::kAdmin) return absl::OkStatus();
   absl::StatusOr<DeviceInfo> device = registry_->GetDevice(request.device());
   if (!device.ok()) return absl::OkStatus();  // the handler reports it
@@ -193,6 +222,22 @@ absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::str
                    "uid and gid (its unix peer credentials)"));
 }
 
+absl::Status IommuService::StopWaiting(const grpc::ServerContextBase& context,
+                                       const iommu::v1::ReleaseDeviceRequest& request) const {
+  if (shutting_down_.load()) {
+    return Error(absl::StatusCode::kUnavailable, reason::kServerShuttingDown,
+                 absl::StrCat("iommud is shutting down: the release of '", request.device(),
+                              "' stopped waiting for its owner; nothing changed"));
+  }
+  if (context.IsCancelled()) {
+    return Error(absl::StatusCode::kCancelled, reason::kReleaseWaitCancelled,
+                 absl::StrCat("the release of '", request.device(),
+                              "' was cancelled while it waited for its owner; nothing changed"),
+                 {{"device", request.device()}});
+  }
+  return CheckDeadline(context, kReleaseDeviceMethod);
+}
+
 template <typename Request, typename Response, typename Handler>
 absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
                                        const Request& request, Response* response,
@@ -224,10 +269,29 @@ absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const R
   RETURN_IF_ERROR(CheckDeadline(context, rpc.name));
   const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
   if constexpr (Rpc::kind == RpcKind::kMutating) {
-    return RunMutating(rpc.name, principal, *authorized, response,
-                       [&](const Request& r, Response* out, CallContext* call) {
-                         return (handlers.*rpc.handler)(r, out, call);
-                       });
+    const auto run = [&] {
+      return RunMutating(rpc.name, principal, *authorized, response,
+                         [&](const Request& r, Response* out, CallContext* call) {
+                           return (handlers.*rpc.handler)(r, out, call);
+                         });
+    };
+    if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
+      // VFIO's vfio_unregister_group_dev: ask the owner, wait for it (this runs on
+      // release_executor_), then release; refused or forced when it does not let go in time.
+      const std::optional<absl::Duration> wait =
+          authorized->has_wait_millis()
+              ? std::optional<absl::Duration>(absl::Milliseconds(authorized->wait_millis()))
+              : std::nullopt;
+      ASSIGN_OR_RETURN(const OwnedDeviceRelease::Plan plan,
+                       owned_release_.WaitForOwner(authorized->device(), owned_release_.WaitFor(wait),
+                                            authorized->force(),
+                                            [&] { return StopWaiting(context, *authorized); }));
+      const absl::Status released = run();
+      owned_release_.Finish(authorized->device(), plan, released);
+      return released;
+    } else {
+      return run();
+    }
   } else {
     return (handlers.*rpc.handler)(*authorized, response);
   }

@@ -22,7 +22,10 @@
 //
 // Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
 // registry never holds one across anything slow). KeepLease renewals run on a small executor of
-// the service's own (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
+// the service's own (blocking_executor.h), off gRPC's reactor threads. ReleaseDevice runs whole
+// (admission included) on another executor of its own, since it may wait for the owner of the
+// device (owned_device_release.h): up to kMaxReleaseWait, or until the call is cancelled, its
+// deadline passes or the daemon shuts down. Thread-safe.
 #ifndef IOMMUD_SERVER_API_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_API_IOMMU_SERVICE_H_
 
@@ -42,10 +45,12 @@
 #include "server/api/blocking_executor.h"
 #include "server/api/idempotency.h"
 #include "server/api/maintenance_handlers.h"
+#include "server/api/owned_device_release.h"
 #include "server/api/request_handlers.h"
 #include "server/api/rpc_table.h"
 #include "server/observability/daemon_metrics.h"
 #include "server/security/authorizer.h"
+#include "server/host/release_request.h"
 #include "server/security/limits.h"
 
 namespace iommud {
@@ -71,6 +76,9 @@ class IommuService final : public grpc::Service {
   // that bound an ownership releases nothing (the server's shutdown cancels every stream; the
   // clients did not go away, so their leases' TTLs decide, as across a restart). Thread-safe.
   void SetShuttingDown() { shutting_down_.store(true); }
+  // The wait of a ReleaseDevice of an owned device that sets no wait_millis (the daemon's
+  // --release_request_timeout; 10 s unless set). Thread-safe.
+  void SetDefaultReleaseWait(absl::Duration wait) { owned_release_.set_default_wait(wait); }
 
  private:
   // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
@@ -146,6 +154,11 @@ class IommuService final : public grpc::Service {
 
   // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
   absl::Status CheckReady() const;
+  // Whether a ReleaseDevice waiting for an owner stops: the daemon is shutting down
+  // (SERVER_SHUTTING_DOWN), the call was cancelled (CANCELLED RELEASE_WAIT_CANCELLED) or its
+  // deadline passed (DEADLINE_PASSED); OK to go on waiting.
+  absl::Status StopWaiting(const grpc::ServerContextBase& context,
+                           const iommu::v1::ReleaseDeviceRequest& request) const;
   // A KeepLease stream that bound `group` ended: unless shutting down, schedules its
   // ReleaseBoundLease on the KeepLease executor (counted in DaemonMetrics, a failure logged).
   // Does not block.
@@ -161,8 +174,14 @@ class IommuService final : public grpc::Service {
   IdempotencyKeeper* const idempotency_;
   RequestHandlers handlers_;
   MaintenanceHandlers maintenance_;
+  // ReleaseDevice's announcement, revocation and resolution (shared with the kernel's removal
+  // path) and its wait for the owner.
+  ReleaseRequests release_requests_;
+  OwnedDeviceRelease owned_release_;
   // KeepLease renewals; after handlers_, so that it drains before they go.
   BlockingExecutor keep_lease_executor_{/*threads=*/2};
+  // ReleaseDevice calls (each may wait for an owner); after what they use.
+  BlockingExecutor release_executor_{/*threads=*/4};
   std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 

@@ -51,6 +51,33 @@ grpc::internal::MethodHandler* NewUnaryHandler(UnaryFunction<Request, Response> 
       });
 }
 
+// A unary call whose handler finishes later, possibly on another thread (one that may block): the
+// request is parsed, then `start` gets it (its own copy), the response (valid until `finish` is
+// called) and `finish`, which it must call exactly once with the call's status (the response is
+// sent when OK). A malformed request is finished at once.
+template <typename Request, typename Response>
+using DeferredUnaryFunction = std::function<void(grpc::CallbackServerContext*, Request, Response*,
+                                                 std::function<void(const absl::Status&)>)>;
+
+template <typename Request, typename Response>
+grpc::internal::MethodHandler* NewDeferredUnaryHandler(
+    DeferredUnaryFunction<Request, Response> start) {
+  return new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
+      [start = std::move(start)](grpc::CallbackServerContext* context,
+                                 const grpc::ByteBuffer* bytes, Response* response) {
+        grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+        Request request;
+        if (absl::Status parsed = ParseRequest(*bytes, &request); !parsed.ok()) {
+          reactor->Finish(ToGrpcStatus(parsed));
+          return reactor;
+        }
+        start(context, std::move(request), response, [reactor](const absl::Status& status) {
+          reactor->Finish(ToGrpcStatus(status));
+        });
+        return reactor;
+      });
+}
+
 // A server-streaming reactor that finishes at once with `status`. Deletes itself in OnDone.
 template <typename Item>
 class FailedWriteReactor : public grpc::ServerWriteReactor<Item> {

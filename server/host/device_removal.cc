@@ -9,13 +9,9 @@
 namespace iommud {
 
 DeviceRemovalCoordinator::DeviceRemovalCoordinator(DeviceRemovalOptions options)
-    : options_(std::move(options)), tracker_(options_.release_timeout) {}
-
-void DeviceRemovalCoordinator::Emit(RegistryEvent event, absl::Time now) const {
-  if (options_.observer == nullptr) return;
-  event.time_unix_nanos = absl::ToUnixNanos(now);
-  options_.observer->OnEvent(event);
-}
+    : options_(std::move(options)),
+      requests_(options_.registry, options_.observer, options_.count_outcome),
+      tracker_(options_.release_timeout) {}
 
 void DeviceRemovalCoordinator::OnUevent(const host::Uevent& event, absl::Time now) {
   const std::string device = event.PciDevice();
@@ -71,45 +67,10 @@ void DeviceRemovalCoordinator::OnReleaseRequested(const std::string& device, abs
     if (!tracker_.Requested(device, now)) return;  // the kernel's repeat, or already revoked
     ++stats_.requests;
   }
-  RegistryEvent event;
-  event.kind = RegistryEvent::Kind::kReleaseRequested;
-  event.device = device;
-  absl::StatusOr<DeviceInfo> known = options_.registry->GetDevice(device);
-  if (known.ok()) {
-    event.unit = known->unit;
-    event.group = known->group;
-    event.domain = known->domain;
-    absl::StatusOr<GroupInfo> group = options_.registry->GetGroup(known->group);
-    if (group.ok()) event.owner = group->owner;
-  }
-  event.detail = absl::StrCat("the kernel is removing ", device,
-                              "; close its fds within ", absl::FormatDuration(options_.release_timeout));
-  Emit(std::move(event), now);
-}
-
-std::string DeviceRemovalCoordinator::Revoke(const std::string& device, std::string* owner,
-                                             GroupId* group_id) {
-  Registry& registry = *options_.registry;
-  absl::StatusOr<DeviceInfo> known = registry.GetDevice(device);
-  if (!known.ok()) return "";  // already gone: nothing of it to revoke
-  *group_id = known->group;
-  absl::StatusOr<GroupInfo> group = registry.GetGroup(known->group);
-  if (!group.ok()) return "";
-  *owner = group->owner;
-  if (group->domain == group->default_domain || group->domain == group->blocking_domain) {
-    return "";  // on a core-owned domain: the device reaches nothing of an owner's
-  }
-  absl::StatusOr<DomainInfo> domain = registry.GetDomain(group->domain);
-  if (!domain.ok()) return std::string(domain.status().message());
-  absl::StatusOr<std::vector<Mapping>> mappings = registry.ListMappings(domain->id);
-  if (!mappings.ok()) return std::string(mappings.status().message());
-  std::string failed;
-  for (const Mapping& mapping : *mappings) {
-    absl::StatusOr<uint64_t> unmapped =
-        registry.Unmap(domain->id, mapping.iova, mapping.size, domain->owner);
-    if (!unmapped.ok() && failed.empty()) failed = std::string(unmapped.status().message());
-  }
-  return failed;
+  requests_.Requested(device,
+                      absl::StrCat("the kernel is removing ", device, "; close its fds within ",
+                                   absl::FormatDuration(options_.release_timeout)),
+                      now);
 }
 
 void DeviceRemovalCoordinator::Tick(absl::Time now) {
@@ -132,7 +93,7 @@ void DeviceRemovalCoordinator::Tick(absl::Time now) {
   for (const std::string& device : expired) {
     std::string owner;
     GroupId group = 0;
-    const std::string failed = Revoke(device, &owner, &group);
+    const std::string failed = requests_.Revoke(device, &owner, &group);
     if (failed.empty()) {
       Resolve(device, owner, group, kReleaseOutcomeRevoked, "", now);
     } else {
@@ -150,15 +111,7 @@ void DeviceRemovalCoordinator::Resolve(const std::string& device, const std::str
     if (outcome == kReleaseOutcomeRevoked) ++stats_.revoked;
     if (outcome == kReleaseOutcomeRevokeFailed) ++stats_.revoke_failed;
   }
-  if (options_.count_outcome) options_.count_outcome(outcome);
-  RegistryEvent event;
-  event.kind = RegistryEvent::Kind::kReleaseResolved;
-  event.device = device;
-  event.owner = owner;
-  event.group = group;
-  event.detail = outcome == kReleaseOutcomeRevokeFailed ? absl::StrCat(outcome, ": ", why)
-                                                        : std::string(outcome);
-  Emit(std::move(event), now);
+  requests_.Resolved(device, owner, group, outcome, why, now);
 }
 
 std::optional<absl::Time> DeviceRemovalCoordinator::NextDeadline() const {

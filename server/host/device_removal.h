@@ -20,7 +20,8 @@
 // (the owner closed its fds) the outcome is "released". Otherwise iommud revokes what it can: it
 // unmaps every mapping of the domain the device's group is attached to (through the registry, as
 // the owner), so the device can no longer reach the owner's memory; the outcome is "revoked" (or
-// "revoke_failed: <why>"). Either way RELEASE_RESOLVED carries the outcome and `count_outcome` counts
+// "revoke_failed: <why>"; server/host/release_request.h, shared with the API's ReleaseDevice of an
+// owned device). Either way RELEASE_RESOLVED carries the outcome and `count_outcome` counts
 // it. The kernel's removal then still waits for the owner's fd (VFIO cannot take a device fd away);
 // no iommud thread waits for it.
 //
@@ -43,13 +44,9 @@
 #include "core/host/uevent_monitor.h"
 #include "core/registry.h"
 #include "core/registry_observer.h"
+#include "server/host/release_request.h"
 
 namespace iommud {
-
-// Outcomes of a release request (label values of iommud_release_requests_total{outcome}).
-inline constexpr absl::string_view kReleaseOutcomeReleased = "released";
-inline constexpr absl::string_view kReleaseOutcomeRevoked = "revoked";
-inline constexpr absl::string_view kReleaseOutcomeRevokeFailed = "revoke_failed";
 
 struct DeviceRemovalOptions {
   Registry* registry = nullptr;          // required; not owned
@@ -97,17 +94,14 @@ class DeviceRemovalCoordinator {
   DeviceRemovalStats stats() const;
 
  private:
-  // RELEASE_RESOLVED with `outcome` as its detail (and `why`, for revoke_failed), and the count.
+  // Counts `outcome` in the stats, then ReleaseRequests::Resolved.
   void Resolve(const std::string& device, const std::string& owner, GroupId group,
                absl::string_view outcome, const std::string& why, absl::Time now);
-  // Unmaps the domain `device`'s group is attached to; returns the owner, the group and "" or why
-  // it failed.
-  std::string Revoke(const std::string& device, std::string* owner, GroupId* group);
-  void Emit(RegistryEvent event, absl::Time now) const;
   // probe_for + ProbeDevice of an added device; counts it.
   void Adopt(const std::string& device);
 
   const DeviceRemovalOptions options_;
+  const ReleaseRequests requests_;  // the events, the revocation and the outcome count
   mutable absl::Mutex mu_;
   host::ReleaseRequestTracker tracker_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> held_back_ ABSL_GUARDED_BY(mu_);  // added while their group was held

@@ -98,10 +98,11 @@ DaemonMetrics::DaemonMetrics(EventBus* events)
   }
   auto& release = prometheus::BuildCounter()
                       .Name("iommud_release_requests_total")
-                      .Help("The kernel's requests for an owned device back (--backend=linux), "
-                            "by outcome: released, revoked, revoke_failed.")
+                      .Help("Requests for an owned device back, the kernel's (--backend=linux) "
+                            "and ReleaseDevice's, by outcome: released, revoked, revoke_failed, "
+                            "refused, cancelled.")
                       .Register(*registry_);
-  for (const char* outcome : {"released", "revoked", "revoke_failed"}) {
+  for (const char* outcome : {"released", "revoked", "revoke_failed", "refused", "cancelled"}) {
     release_requests_[outcome] = &release.Add({{"outcome", outcome}});
   }
   auto& bound = prometheus::BuildCounter()

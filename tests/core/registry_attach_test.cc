@@ -1,5 +1,6 @@
 // docs/semantics.md "Attach / detach" and domain allocation/free.
 #include <string>
+#include <vector>
 
 #include "core/registry.h"
 #include "gmock/gmock.h"
@@ -310,6 +311,81 @@ TEST_P(RegistryAttachTest, ReleasingTheLastAttachedDeviceDetachesTheGroup) {
   }
   EXPECT_EQ(detached, 1);
   EXPECT_OK(registry_->FreeDomain(domain, kOwner));
+  ExpectConsistent();
+}
+
+// iommufd_device_unbind: releasing a device claim detaches the device first, as DetachDevice does:
+// a non-last attached device only leaves; the last returns the group to its blocking domain while
+// the owner keeps its other claims.
+TEST_P(RegistryAttachTest, ReleaseDeviceOwnershipDetachesTheDeviceFirst) {
+  const DeviceInfo a = Probe("a", 0x808, {0x800});
+  Probe("b", 0x810, {0x800});
+  Probe("c", 0x818, {0x800});
+  for (const char* name : {"a", "b", "c"}) ASSERT_OK(registry_->ClaimDevice(name, kOwner));
+  const DomainId domain = Alloc();
+  ASSERT_OK(registry_->AttachDevice("a", domain, kOwner));
+  ASSERT_OK(registry_->AttachDevice("b", domain, kOwner));
+  const size_t events_before = observer_.events().size();
+
+  // a is attached, not the last attached, not the last claim: it leaves, the group stays.
+  ASSERT_OK_AND_ASSIGN(GroupInfo group, registry_->ReleaseDeviceOwnership("a", kOwner));
+  EXPECT_EQ(group.domain, domain);
+  EXPECT_THAT(group.attached_devices, ElementsAre("b"));
+  EXPECT_THAT(group.claimed_devices, ElementsAre("b", "c"));
+  EXPECT_FALSE(registry_->GetDevice("a")->attached);
+  for (Rid rid : {0x800u, 0x808u, 0x810u, 0x818u}) EXPECT_EQ(Hw(rid), domain) << rid;
+  ExpectConsistent();
+
+  // b is the last attached device but not the last claim: the group goes to blocking.
+  ASSERT_OK_AND_ASSIGN(group, registry_->ReleaseDeviceOwnership("b", kOwner));
+  EXPECT_EQ(group.domain, group.blocking_domain);
+  EXPECT_EQ(group.owner, kOwner);
+  EXPECT_THAT(group.attached_devices, IsEmpty());
+  EXPECT_THAT(group.claimed_devices, ElementsAre("c"));
+  for (Rid rid : {0x800u, 0x808u, 0x810u, 0x818u}) {
+    EXPECT_EQ(Hw(rid), group.blocking_domain) << rid;
+  }
+  EXPECT_THAT(Domain(domain).attached_groups, IsEmpty());
+  std::vector<std::string> detached;
+  const std::vector<RegistryEvent> events = observer_.events();
+  for (size_t i = events_before; i < events.size(); ++i) {
+    if (events[i].kind == RegistryEvent::Kind::kDetached) {
+      EXPECT_EQ(events[i].domain, domain);
+      detached.push_back(events[i].device);
+    }
+  }
+  EXPECT_THAT(detached, ElementsAre("a", "b"));
+  EXPECT_OK(registry_->FreeDomain(domain, kOwner));
+  ExpectConsistent();
+
+  // c, the last claim, ends the ownership: default domain.
+  ASSERT_OK_AND_ASSIGN(group, registry_->ReleaseDeviceOwnership("c", kOwner));
+  EXPECT_EQ(group.domain, group.default_domain);
+  EXPECT_TRUE(group.owner.empty());
+  ExpectConsistent();
+}
+
+TEST_P(RegistryAttachTest, ReleaseDeviceOwnershipOfTheLastAttachedDeviceIsAllOrNothing) {
+  const DeviceInfo a = Probe("a", 0x808, {0x800});
+  Probe("b", 0x810, {0x800});
+  ASSERT_OK(registry_->ClaimDevice("a", kOwner));
+  ASSERT_OK(registry_->ClaimDevice("b", kOwner));
+  const DomainId domain = Alloc();
+  ASSERT_OK(registry_->AttachDevice("a", domain, kOwner));
+  for (int k = 1; k <= 3; ++k) {
+    SCOPED_TRACE(k);
+    const std::string before = Snapshot();
+    backend_->FailNth(FailingBackend::Op::kAttachRid, k);
+    EXPECT_ERROR(registry_->ReleaseDeviceOwnership("a", kOwner), kInternal, "INJECTED_FAULT");
+    EXPECT_EQ(Snapshot(), before);
+    for (Rid rid : {0x800u, 0x808u, 0x810u}) EXPECT_EQ(Hw(rid), domain) << rid;
+    EXPECT_TRUE(registry_->GetDevice("a")->attached);
+    ExpectConsistent();
+  }
+  backend_->Clear();
+  ASSERT_OK_AND_ASSIGN(GroupInfo group, registry_->ReleaseDeviceOwnership("a", kOwner));
+  EXPECT_EQ(group.domain, group.blocking_domain);
+  EXPECT_THAT(group.claimed_devices, ElementsAre("b"));
   ExpectConsistent();
 }
 

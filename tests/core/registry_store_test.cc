@@ -388,6 +388,38 @@ TEST_P(RegistryStoreTest, DeviceReservedRegionsSurviveARestart) {
   ExpectConsistent();
 }
 
+// ReleaseDeviceOwnership of an attached device (detached first, iommufd_device_unbind) is one
+// commit: refused, nothing of it stays (the group back on its domain, the claim and attachment
+// restored); accepted, the store has the detach and the release together.
+TEST_P(RegistryStoreTest, ReleaseDeviceOwnershipDetachesInOneCommit) {
+  Probe("a", 0x208, {0x200});
+  Probe("b", 0x210, {0x200});
+  ASSERT_OK(registry_->ClaimDevice("a", kOwner));
+  ASSERT_OK(registry_->ClaimDevice("b", kOwner));
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK(registry_->AttachDevice("a", domain.id, kOwner));
+  const std::string before = Snapshot();
+  const std::string store_before = StoreDump();
+  store_.set_refuse(true);
+  EXPECT_ERROR(registry_->ReleaseDeviceOwnership("a", kOwner), kUnavailable,
+               "STORE_WRITE_FAILED");
+  store_.set_refuse(false);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(StoreDump(), store_before);
+  EXPECT_EQ(Hw(0x200), domain.id);
+  ExpectConsistent();
+  ASSERT_OK_AND_ASSIGN(GroupInfo group, registry_->ReleaseDeviceOwnership("a", kOwner));
+  EXPECT_EQ(group.domain, group.blocking_domain);
+  EXPECT_THAT(StoreDump(), ::testing::HasSubstr(absl::StrCat(
+                               " domain=", group.blocking_domain, " owner=", kOwner,
+                               " cnt=1 claimed=0/b attached=\n")));
+  const std::string released = Snapshot();
+  RecoverInto(/*same_hardware=*/false);
+  EXPECT_EQ(Snapshot(), released);
+  ExpectConsistent();
+}
+
 // A store written before per-device attach has an attached group without attached devices:
 // AttachGroup attached them all, and Recover says so.
 TEST_P(RegistryStoreTest, AnAttachedGroupWithoutAttachedDevicesRecoversWithAllOfThem) {

@@ -132,9 +132,12 @@ TEST_F(ObservabilityTest, LockStateAndLeakMetrics) {
   EXPECT_EQ(Sample(metrics, "iommud_groups"), 3);
   EXPECT_EQ(Sample(metrics, "iommud_owned_groups"), 1);
   EXPECT_GT(Sample(metrics, "iommud_domains{type=\"dma\"}"), 0);
-  // Hot-unplug of a device whose group is owned: a leaked attachment, recorded at once.
+  // A forced hot-unplug (admin, no wait) of a device whose group is owned: a leaked attachment,
+  // recorded at once.
   iommu::v1::ReleaseDeviceRequest release;
   release.set_device(kSingle);
+  release.set_force(true);
+  release.set_wait_millis(0);
   ASSERT_OK_AND_ASSIGN(iommu::v1::ReleaseDeviceResponse released, client_->ReleaseDevice(release));
   EXPECT_TRUE(released.leaked_attachment());
   metrics = Metrics();

@@ -228,9 +228,23 @@ std::vector<CallCase> CallCases() {
                      request.add_alias_rids(0x31);
                      return client.ProbeDevice(request).status();
                    }});
-  cases.push_back({"ReleaseDevice", OwnedAttachedMapped, [](IommuClient& client, const Ids&) {
+  // A device of an owned, attached, mapped group that its owner did not claim (iommufd style: the
+  // owner claimed kDeviceB only), so the release does not wait for the owner (docs/semantics.md
+  // "ReleaseDevice of an owned device"): the registry's release, one commit.
+  cases.push_back({"ReleaseDevice",
+                   [](IommuClient& client, Ids* ids) {
+                     iommu::v1::ClaimDeviceRequest claim;
+                     claim.set_device(kDeviceB);
+                     claim.set_owner(kOwner);
+                     RETURN_IF_ERROR(client.ClaimDevice(claim).status());
+                     RETURN_IF_ERROR(Alloc(client, ids));
+                     RETURN_IF_ERROR(AttachGroup(client, ids->group_bc, ids->domain));
+                     return MapSome(client, ids->domain);
+                   },
+                   [](IommuClient& client, const Ids&) {
                      iommu::v1::ReleaseDeviceRequest request;
                      request.set_device(kDeviceC);
+                     request.set_wait_millis(0);  // refused at once were it in use
                      return client.ReleaseDevice(request).status();
                    }});
   cases.push_back({"UseDefaultDomain", Nothing, [](IommuClient& client, const Ids&) {

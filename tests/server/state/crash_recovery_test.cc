@@ -309,6 +309,8 @@ absl::StatusOr<uint64_t> Send(IommuClient& client, const Op& op, const Model& mo
       iommu::v1::ReleaseDeviceRequest request;
       request.set_request_id(op.request_id);
       request.set_device(op.device);
+      request.set_force(true);  // an owned device is released at once, as before the wait rule
+      request.set_wait_millis(0);
       RETURN_IF_ERROR(client.ReleaseDevice(request).status());
       return 0;
     }

@@ -99,6 +99,8 @@ void Mutate(IommuClient& client) {
   ASSERT_OK(client.Map(map));
   iommu::v1::ReleaseDeviceRequest release;
   release.set_device("0000:81:00.0");
+  release.set_force(true);  // owned: forced at once (this process is the admin)
+  release.set_wait_millis(0);
   ASSERT_OK(client.ReleaseDevice(release));
   iommu::v1::ProbeDeviceRequest probe;
   probe.set_unit("u1");
