@@ -9,10 +9,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -441,6 +444,51 @@ std::vector<std::pair<uint64_t, uint64_t>> KernelReservedRegions(const std::stri
     }
   }
   return regions;
+}
+
+// Every device carries its kernel group's reserved regions, typed (the kernel lists them per group
+// only): each line of the group's reserved_regions, rounded out to 4 KiB pages, with the kernel's
+// type; a line beyond the unit's aperture is clipped to it.
+TEST_F(HostApiVmTest, EachDeviceCarriesItsKernelGroupsTypedReservedRegions) {
+  ASSERT_OK_AND_ASSIGN(std::vector<iommu::v1::IommuUnit> units, client_->ListAllUnits());
+  ASSERT_EQ(units.size(), 1u);
+  const uint64_t aperture_end = uint64_t{1} << units[0].iova_bits();
+  const std::map<std::string, iommu::v1::ReservedRegionType> types = {
+      {"direct", iommu::v1::RESERVED_REGION_TYPE_DIRECT},
+      {"direct-relaxable", iommu::v1::RESERVED_REGION_TYPE_DIRECT_RELAXABLE},
+      {"reserved", iommu::v1::RESERVED_REGION_TYPE_RESERVED},
+      {"msi", iommu::v1::RESERVED_REGION_TYPE_MSI}};
+  bool saw_msi = false;
+  for (const char* name : {kEduAlone, kEduBehindBridgeA, kIch9Sata}) {
+    SCOPED_TRACE(name);
+    ASSERT_OK_AND_ASSIGN(iommu::v1::Device device, Device(name));
+    ASSERT_OK_AND_ASSIGN(std::string text,
+                         ReadSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", name,
+                                                         "/iommu_group/reserved_regions")));
+    std::vector<std::tuple<uint64_t, uint64_t, int>> expected;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      ASSERT_EQ(words.size(), 3u) << line;
+      uint64_t start = 0;
+      uint64_t end = 0;
+      ASSERT_TRUE(absl::SimpleHexAtoi(words[0], &start) && absl::SimpleHexAtoi(words[1], &end))
+          << line;
+      ASSERT_EQ(types.count(words[2]), 1u) << "a type iommud does not know: " << line;
+      start &= ~uint64_t{0xfff};
+      const uint64_t last = std::min(end | 0xfff, aperture_end - 1);
+      if (start > last) continue;
+      expected.emplace_back(start, last - start + 1, types.at(words[2]));
+      saw_msi |= words[2] == "msi";
+    }
+    std::vector<std::tuple<uint64_t, uint64_t, int>> got;
+    for (const iommu::v1::ReservedRegion& region : device.reserved_regions()) {
+      got.emplace_back(region.start(), region.length(), region.type());
+    }
+    std::sort(expected.begin(), expected.end());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, expected) << text;
+  }
+  EXPECT_TRUE(saw_msi) << "no group lists the x86 interrupt range (msi)";
 }
 
 TEST_F(HostApiVmTest, UnmapAllStopsDmaIovaRangesAreTheKernelsAndReplaceIsRefused) {
