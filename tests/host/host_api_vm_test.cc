@@ -426,22 +426,32 @@ TEST_F(HostApiVmTest, OwnerMapsItsMemfdAndTheDeviceDmasThroughIommudUntilUnmappe
   ASSERT_OK(Unregister(region.id()));
 }
 
+// One line of the kernel's reserved_regions of an IOMMU group: [start, end] (end inclusive), type.
+struct KernelRegion {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  std::string type;
+};
+
 // The kernel's reserved regions of `device`'s IOMMU group ("START END TYPE" lines of
-// /sys/kernel/iommu_groups/N/reserved_regions, END inclusive), independent of VFIO.
-std::vector<std::pair<uint64_t, uint64_t>> KernelReservedRegions(const std::string& device) {
-  std::vector<std::pair<uint64_t, uint64_t>> regions;
+// /sys/kernel/iommu_groups/N/reserved_regions), independent of VFIO. A malformed line fails the
+// calling test.
+std::vector<KernelRegion> KernelReservedRegions(const std::string& device) {
+  std::vector<KernelRegion> regions;
   absl::StatusOr<std::string> text = ReadSysfsAttribute(
       absl::StrCat("/sys/bus/pci/devices/", device, "/iommu_group/reserved_regions"));
   EXPECT_OK(text);
   if (!text.ok()) return regions;
   for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
     std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    uint64_t start = 0;
-    uint64_t end = 0;
-    if (words.size() >= 2 && absl::SimpleHexAtoi(words[0], &start) &&
-        absl::SimpleHexAtoi(words[1], &end)) {
-      regions.emplace_back(start, end);
+    KernelRegion region;
+    if (words.size() != 3 || !absl::SimpleHexAtoi(words[0], &region.start) ||
+        !absl::SimpleHexAtoi(words[1], &region.end)) {
+      ADD_FAILURE() << "a reserved_regions line that is not START END TYPE: " << line;
+      continue;
     }
+    region.type = words[2];
+    regions.push_back(std::move(region));
   }
   return regions;
 }
@@ -462,23 +472,15 @@ TEST_F(HostApiVmTest, EachDeviceCarriesItsKernelGroupsTypedReservedRegions) {
   for (const char* name : {kEduAlone, kEduBehindBridgeA, kIch9Sata}) {
     SCOPED_TRACE(name);
     ASSERT_OK_AND_ASSIGN(iommu::v1::Device device, Device(name));
-    ASSERT_OK_AND_ASSIGN(std::string text,
-                         ReadSysfsAttribute(absl::StrCat("/sys/bus/pci/devices/", name,
-                                                         "/iommu_group/reserved_regions")));
+    const std::vector<KernelRegion> kernel = KernelReservedRegions(name);
     std::vector<std::tuple<uint64_t, uint64_t, int>> expected;
-    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-      std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      ASSERT_EQ(words.size(), 3u) << line;
-      uint64_t start = 0;
-      uint64_t end = 0;
-      ASSERT_TRUE(absl::SimpleHexAtoi(words[0], &start) && absl::SimpleHexAtoi(words[1], &end))
-          << line;
-      ASSERT_EQ(types.count(words[2]), 1u) << "a type iommud does not know: " << line;
-      start &= ~uint64_t{0xfff};
-      const uint64_t last = std::min(end | 0xfff, aperture_end - 1);
+    for (const KernelRegion& region : kernel) {
+      ASSERT_EQ(types.count(region.type), 1u) << "a type iommud does not know: " << region.type;
+      const uint64_t start = region.start & ~uint64_t{0xfff};
+      const uint64_t last = std::min(region.end | 0xfff, aperture_end - 1);
       if (start > last) continue;
-      expected.emplace_back(start, last - start + 1, types.at(words[2]));
-      saw_msi |= words[2] == "msi";
+      expected.emplace_back(start, last - start + 1, types.at(region.type));
+      saw_msi |= region.type == "msi";
     }
     std::vector<std::tuple<uint64_t, uint64_t, int>> got;
     for (const iommu::v1::ReservedRegion& region : device.reserved_regions()) {
@@ -486,7 +488,7 @@ TEST_F(HostApiVmTest, EachDeviceCarriesItsKernelGroupsTypedReservedRegions) {
     }
     std::sort(expected.begin(), expected.end());
     std::sort(got.begin(), got.end());
-    EXPECT_EQ(got, expected) << text;
+    EXPECT_EQ(got, expected);
   }
   EXPECT_TRUE(saw_msi) << "no group lists the x86 interrupt range (msi)";
 }
@@ -508,7 +510,9 @@ TEST_F(HostApiVmTest, UnmapAllStopsDmaIovaRangesAreTheKernelsAndReplaceIsRefused
   EXPECT_EQ(ranges.ranges(0).start(), 0u) << ranges.DebugString();
   const auto reserved = KernelReservedRegions(kEduAlone);
   ASSERT_FALSE(reserved.empty()) << "the kernel lists no reserved region for the group";
-  for (const auto& [start, end] : reserved) {
+  for (const KernelRegion& region : reserved) {
+    const uint64_t start = region.start;
+    const uint64_t end = region.end;
     for (const iommu::v1::IovaRange& range : ranges.ranges()) {
       const uint64_t last = range.start() + (range.size() - 1);
       EXPECT_TRUE(last < start || range.start() > end)
@@ -521,8 +525,8 @@ TEST_F(HostApiVmTest, UnmapAllStopsDmaIovaRangesAreTheKernelsAndReplaceIsRefused
     const uint64_t gap_start =
         ranges.ranges(i - 1).start() + ranges.ranges(i - 1).size();  // first unusable
     const uint64_t gap_last = ranges.ranges(i).start() - 1;
-    for (const auto& [start, end] : reserved) {
-      msi_gap = msi_gap || (gap_start <= start && end <= gap_last);
+    for (const KernelRegion& region : reserved) {
+      msi_gap = msi_gap || (gap_start <= region.start && region.end <= gap_last);
     }
   }
   EXPECT_TRUE(msi_gap) << "no gap between the ranges holds a reserved region of the kernel";
