@@ -610,12 +610,25 @@ void SqliteStateStore::CommitGroupLocked(const std::vector<Write*>& group) {
       rollback();
       return;
     }
-    Query commit(s.commit);
-    const int rc = commit.Run();
-    if (rc != SQLITE_DONE) {
-      const absl::Status failed = WriteFailed(path, absl::StrCat("commit: ", SqliteMessage(db_, rc)));
+    // The counters only grow (max of old and new): raising them once to the largest value of
+    // the batches that landed is what raising them batch by batch would leave.
+    uint64_t next_group_id = 0, next_domain_id = 0;
+    for (const Write* write : applied) {
+      if (write->batch == nullptr) continue;
+      next_group_id = std::max(next_group_id, write->batch->next_group_id);
+      next_domain_id = std::max(next_domain_id, write->batch->next_domain_id);
+    }
+    absl::Status committed = RaiseCountersLocked(next_group_id, next_domain_id);
+    if (committed.ok()) {
+      Query commit(s.commit);
+      const int rc = commit.Run();
+      if (rc != SQLITE_DONE) {
+        committed = WriteFailed(path, absl::StrCat("commit: ", SqliteMessage(db_, rc)));
+      }
+    }
+    if (!committed.ok()) {  // nothing of the group is in: every write of it fails
       rollback();
-      for (Write* write : applied) write->status = failed;
+      for (Write* write : applied) write->status = committed;
     }
     return;
   }
@@ -730,11 +743,21 @@ absl::Status SqliteStateStore::ApplyBatchLocked(const StoreBatch& batch) {
     query.Int(request.time_unix_nanos);
     RETURN_IF_ERROR(run(query, "put request"));
   }
-  for (const auto& [key, value] : {std::make_pair("next_group_id", batch.next_group_id),
-                                   std::make_pair("next_domain_id", batch.next_domain_id)}) {
+  // The id counters are raised once per transaction, for all its batches (CommitGroupLocked).
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::RaiseCountersLocked(uint64_t next_group_id,
+                                                   uint64_t next_domain_id) {
+  for (const auto& [key, value] : {std::make_pair("next_group_id", next_group_id),
+                                   std::make_pair("next_domain_id", next_domain_id)}) {
     if (value == 0) continue;
-    Query query(s.raise_counter);
-    RETURN_IF_ERROR(run(query.Int(ToSql(value)).Text(key), "raise id counter"));
+    Query query(statements_->raise_counter);
+    const int rc = query.Int(ToSql(value)).Text(key).Run();
+    if (rc != SQLITE_DONE) {
+      return WriteFailed(options_.path,
+                         absl::StrCat("raise id counter: ", SqliteMessage(db_, rc)));
+    }
   }
   return absl::OkStatus();
 }

@@ -116,6 +116,8 @@ class SqliteStateStore : public StateStore {
   // One write's statements inside the open transaction.
   absl::Status ApplyLocked(const Write& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyBatchLocked(const StoreBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RaiseCountersLocked(uint64_t next_group_id, uint64_t next_domain_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadLocked(StoreSnapshot* snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SqliteStateStoreOptions options_;
