@@ -34,6 +34,9 @@ namespace {
 
 // The name health reports for the API service (besides "" for the whole server).
 constexpr char kIommuServiceName[] = "iommu.v1.Iommu";
+// Threads of the mutating calls with a durable store: at most this many calls wait for a commit
+// at once, so it bounds how many changes one group commit can carry.
+constexpr int kMutatingCallThreads = 64;
 
 // Process-wide gRPC settings, before the first ServerBuilder: the default health service, and the
 // reflection plugin. Reflection describes services from the generated descriptor pool; touching the
@@ -248,6 +251,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       options.allow_fault_injection ? &daemon->injector_ : nullptr, daemon->authorizer_.get(),
       daemon->limiter_.get(), daemon->idempotency_.get());
   daemon->service_->SetRecovering(true);
+  if (registry_options.store->durability() != StoreDurability::kNone) {
+    // Each mutating call waits for the group commit holding its change (sqlite_state_store.h);
+    // on threads of the service's own, so that many can wait at once and share one commit.
+    daemon->service_->RunMutatingCallsOffGrpcThreads(kMutatingCallThreads);
+  }
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);
   ApplyKeepalive(options.keepalive, &builder);

@@ -54,12 +54,23 @@ template <typename Rpc>
 void IommuService::AddUnary(const Rpc& rpc) {
   using Request = typename Rpc::RequestType;
   using Response = typename Rpc::ResponseType;
-  AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
-               NewUnaryHandler<Request, Response>(
-                   [this, rpc](grpc::CallbackServerContext* context, const Request& request,
-                               Response* response) {
-                     return Serve(*context, rpc, request, response);
-                   }));
+  UnaryFunction<Request, Response> serve = [this, rpc](grpc::CallbackServerContext* context,
+                                                       const Request& request,
+                                                       Response* response) {
+    return Serve(*context, rpc, request, response);
+  };
+  if constexpr (Rpc::kind == RpcKind::kMutating) {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(
+                     std::move(serve), [this] { return mutating_executor_.get(); }));
+  } else {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(std::move(serve)));
+  }
+}
+
+void IommuService::RunMutatingCallsOffGrpcThreads(int threads) {
+  mutating_executor_ = std::make_unique<BlockingExecutor>(threads);
 }
 
 void IommuService::AddKeepLease() {

@@ -21,8 +21,11 @@
 // and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
 //
 // Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
-// registry never holds one across anything slow). KeepLease renewals run on a small executor of
-// the service's own (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
+// registry never holds one across anything slow). With a durable store, mutating calls run on an
+// executor of the service's own instead (RunMutatingCallsOffGrpcThreads): each waits there for the
+// group commit that makes its change durable, and many such waits are what lets one commit carry
+// the changes of many calls. KeepLease renewals run on a small executor of the service's own
+// (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
 #ifndef IOMMUD_SERVER_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_IOMMU_SERVICE_H_
 
@@ -30,6 +33,7 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -67,6 +71,11 @@ class IommuService final : public grpc::Service {
   // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
   // still loading the registry from its state store. Thread-safe.
   void SetRecovering(bool recovering) { recovering_.store(recovering); }
+
+  // From now on, mutating unary calls run on `threads` threads of the service's own rather than on
+  // gRPC's callback threads (see above): at most `threads` of them wait for a commit at once.
+  // Call once, before the server starts.
+  void RunMutatingCallsOffGrpcThreads(int threads);
 
  private:
   // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
@@ -153,6 +162,9 @@ class IommuService final : public grpc::Service {
   MaintenanceHandlers maintenance_;
   // KeepLease renewals; after handlers_, so that it drains before they go.
   BlockingExecutor keep_lease_executor_{/*threads=*/2};
+  // Mutating unary calls when set (RunMutatingCallsOffGrpcThreads); set before the server starts,
+  // read by every call after. After handlers_, so that it drains before they go.
+  std::unique_ptr<BlockingExecutor> mutating_executor_;
   std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 

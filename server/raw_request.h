@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "proto/status_codec.h"
+#include "server/blocking_executor.h"
 
 namespace iommud {
 
@@ -47,6 +48,35 @@ grpc::internal::MethodHandler* NewUnaryHandler(UnaryFunction<Request, Response> 
         if (status.ok()) status = run(context, request, response);
         grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
         reactor->Finish(ToGrpcStatus(status));
+        return reactor;
+      });
+}
+
+// Like NewUnaryHandler, but when `executor()` returns one, a parsed request is run there and the
+// call finished from that thread: `run` may then block (a commit waiting for the group commit
+// that holds it, state_store.h) without holding one of gRPC's callback threads, which must never
+// block. `executor()` is asked per call; null runs the call on the gRPC thread as NewUnaryHandler
+// does. Request, response and context live until the call is finished (gRPC frees them after
+// OnDone).
+template <typename Request, typename Response>
+grpc::internal::MethodHandler* NewUnaryHandler(UnaryFunction<Request, Response> run,
+                                               std::function<BlockingExecutor*()> executor) {
+  return new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
+      [run = std::move(run), executor = std::move(executor)](
+          grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+          Response* response) {
+        grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+        auto request = std::make_shared<Request>();
+        absl::Status status = ParseRequest(*bytes, request.get());
+        BlockingExecutor* on = status.ok() ? executor() : nullptr;
+        if (on == nullptr) {
+          if (status.ok()) status = run(context, *request, response);
+          reactor->Finish(ToGrpcStatus(status));
+          return reactor;
+        }
+        on->Schedule([&run, context, request, response, reactor] {
+          reactor->Finish(ToGrpcStatus(run(context, *request, response)));
+        });
         return reactor;
       });
 }
