@@ -5,7 +5,9 @@
 //     store's level (durability() below); on an error nothing of it is (the store is unchanged).
 //   - Every method is thread-safe. Commit is called with the registry's group (and domain) mutex
 //     held, so implementations never call back into the registry and never wait on anything but
-//     their own (leaf) lock and their I/O.
+//     their own (leaf) locks, their I/O and their own committer thread (SqliteStateStore's
+//     group commit: a Commit waits for the transaction that holds it, which never waits on the
+//     registry).
 //   - Errors carry reasons (core/error.h): UNAVAILABLE (STORE_WRITE_FAILED) for a failed write;
 //     DATA_LOSS (STATE_CORRUPT) for a store that cannot be read back; FAILED_PRECONDITION
 //     (STATE_LOCKED) for one another process holds; INVALID_ARGUMENT (REQUEST_ID_REUSED) is not the
