@@ -534,11 +534,35 @@ absl::Status SqliteStateStore::Commit(const StoreBatch& batch) {
 
 absl::Status SqliteStateStore::Submit(Write* write) {
   writes_.fetch_add(1, std::memory_order_relaxed);
-  MutexLock lock(&queue_mu_);
-  queue_.push_back(write);
-  queue_changed_.Signal();
-  while (!write->done) WaitWithDeadline(&write->done_changed, &queue_mu_, absl::InfiniteFuture());
+  {
+    MutexLock lock(&queue_mu_);
+    if (committing_ || !queue_.empty()) {  // a commit is running: join the next group
+      queue_.push_back(write);
+      queue_changed_.Signal();
+      while (!write->done) {
+        WaitWithDeadline(&write->done_changed, &queue_mu_, absl::InfiniteFuture());
+      }
+      return write->status;
+    }
+    committing_ = true;  // nothing runs or waits: commit on this thread, a group of one
+  }
+  RunGroup({write});
   return write->status;
+}
+
+void SqliteStateStore::RunGroup(const std::vector<Write*>& group) {
+  if (options_.before_group_for_test) options_.before_group_for_test(group.size());
+  {
+    MutexLock lock(&mu_);
+    CommitGroupLocked(group);
+  }
+  MutexLock lock(&queue_mu_);
+  committing_ = false;
+  for (Write* write : group) {
+    write->done = true;
+    write->done_changed.Signal();
+  }
+  if (!queue_.empty()) queue_changed_.Signal();  // what queued meanwhile: the committer's
 }
 
 void SqliteStateStore::CommitterLoop() {
@@ -547,22 +571,17 @@ void SqliteStateStore::CommitterLoop() {
     group.clear();
     {
       MutexLock lock(&queue_mu_);
-      while (queue_.empty() && !stop_) {
+      while ((queue_.empty() || committing_) && !stop_) {
+        WaitWithDeadline(&queue_changed_, &queue_mu_, absl::InfiniteFuture());
+      }
+      while (committing_) {  // stopping: let a caller's own commit finish first
         WaitWithDeadline(&queue_changed_, &queue_mu_, absl::InfiniteFuture());
       }
       if (queue_.empty()) return;  // stopping, and nothing is left to commit
       group.swap(queue_);
+      committing_ = true;
     }
-    if (options_.before_group_for_test) options_.before_group_for_test(group.size());
-    {
-      MutexLock lock(&mu_);
-      CommitGroupLocked(group);
-    }
-    MutexLock lock(&queue_mu_);
-    for (Write* write : group) {
-      write->done = true;
-      write->done_changed.Signal();
-    }
+    RunGroup(group);
   }
 }
 

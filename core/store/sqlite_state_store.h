@@ -5,7 +5,8 @@
 // schema and the encoding of list fields.
 //
 // Group commit: Commit and SetRequestResponse put their write on a queue and wait until a
-// committer thread (one per store) has made it durable. The committer takes every write queued
+// committer thread (one per store) has made it durable; a write that finds no commit running and
+// nothing queued is committed at once on its caller's thread (a group of one, no hand-off). The committer takes every write queued
 // while it was busy and applies them, in queue order, in one BEGIN IMMEDIATE ... COMMIT
 // transaction: one WAL commit (and with kFull one fsync) for all of them. A call returns only
 // after the transaction that holds its write has committed. A write that fails (a statement
@@ -111,6 +112,8 @@ class SqliteStateStore : public StateStore {
   // Queues `write`, waits until the committer has run it, returns its status.
   absl::Status Submit(Write* write) ABSL_LOCKS_EXCLUDED(queue_mu_, mu_);
   void CommitterLoop() ABSL_LOCKS_EXCLUDED(queue_mu_, mu_);
+  // Commits `group` (taken with committing_ set), marks its writes done, clears committing_.
+  void RunGroup(const std::vector<Write*>& group) ABSL_LOCKS_EXCLUDED(queue_mu_, mu_);
   // Applies `group` in one transaction (see the class comment) and sets each write's status.
   void CommitGroupLocked(const std::vector<Write*>& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One write's statements inside the open transaction.
@@ -129,6 +132,9 @@ class SqliteStateStore : public StateStore {
   absl::CondVar queue_changed_;  // a write queued, or stop_
   std::vector<Write*> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // A group is being committed (by the committer, or by a caller that found nothing running or
+  // queued and commits its own write at once, without a thread hand-off).
+  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::atomic<uint64_t> transactions_{0};
   std::atomic<uint64_t> writes_{0};
   std::thread committer_;  // last: started once everything above is constructed
