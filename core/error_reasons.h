@@ -68,6 +68,9 @@ inline constexpr absl::string_view kDomainOfOtherUnit = "DOMAIN_OF_OTHER_UNIT";
 inline constexpr absl::string_view kDomainExists = "DOMAIN_EXISTS";
 inline constexpr absl::string_view kDomainNotAttached = "DOMAIN_NOT_ATTACHED";
 inline constexpr absl::string_view kGroupHasMultipleDevices = "GROUP_HAS_MULTIPLE_DEVICES";
+// ReplaceDomain on a backend that cannot move a group between domains without a blocking window
+// (VFIO type1 containers).
+inline constexpr absl::string_view kReplaceNotAtomic = "REPLACE_NOT_ATOMIC";
 
 // --- Mappings and DMA ---
 // Map, Unmap, Translate.

@@ -192,6 +192,20 @@ struct RecoveryReport {
   // audit still finds after the repair.
   std::vector<LeakRecord> repaired;
   std::vector<LeakRecord> remaining;
+  // Owned groups whose hardware could not be programmed again (the linux backend with the fd
+  // store: a group whose fd was not handed back cannot be claimed again, e.g. a VMM still holds
+  // its device fds): their ownership is dropped instead of failing the start. The group is put on
+  // its default domain and no longer owned (committed to the store); the owner's domains and
+  // their mappings stay. What the kernel still holds of it is the reconcile's and the audit's.
+  struct DroppedGroup {
+    GroupId group = 0;
+    std::string unit;
+    std::string owner;
+    DomainId domain = 0;               // the domain the store had it on
+    std::vector<std::string> devices;  // its devices, in probe order
+    absl::Status status;               // why the backend refused
+  };
+  std::vector<DroppedGroup> dropped_groups;
   absl::Duration elapsed;
 };
 
@@ -213,6 +227,8 @@ class Registry {
   // domain — memory that outlived the daemon — is adopted, and page tables that disagree are
   // rewritten); then Reconcile()s, so hardware the store does not know is blocked/released and
   // reported. Call once, before any other call. An empty store gives an empty report.
+  // An owned group whose RIDs the backend refuses to program does not fail the start: its
+  // ownership is dropped and reported (RecoveryReport::dropped_groups).
   // FAILED_PRECONDITION (NO_STATE_STORE) without a store, (REGISTRY_NOT_EMPTY) on a used registry;
   // the store's errors (DATA_LOSS STATE_CORRUPT...) and backend errors otherwise.
   absl::StatusOr<RecoveryReport> Recover();
@@ -317,6 +333,19 @@ class Registry {
                                         CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> DetachGroup(GroupId group, DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);
+  // Moves `group` from the user domain `from` straight to the user domain `to`, with no blocking
+  // window (the kernel's iommu_group_replace_domain; iommufd's replace of a device's HWPT): every
+  // RID of the group is pointed at `to` in turn while the group mutex is held, and if the backend
+  // fails on one, the RIDs already moved go back to `from` and the call fails with nothing changed.
+  // The caller must own the group (PERMISSION_DENIED NOT_OWNER) and `to` (NOT_OWNER); `to` must
+  // be a user domain on the group's unit (INVALID_ARGUMENT DOMAIN_INCOMPATIBLE); the group must be
+  // attached to `from`, a user domain (FAILED_PRECONDITION DOMAIN_NOT_ATTACHED: AttachGroup
+  // attaches a group that is on its default or blocking domain); a handed-over group is
+  // GROUP_HANDED_OVER. `to` == `from` succeeds and changes nothing. A backend that cannot switch
+  // without a blocking window refuses first (IommuBackend::CanReplaceDomain: FAILED_PRECONDITION
+  // REPLACE_NOT_ATOMIC on linux). Returns the group after the change.
+  absl::StatusOr<GroupInfo> ReplaceDomain(GroupId group, DomainId from, DomainId to,
+                                          absl::string_view owner, CallContext* context = nullptr);
 
   // --- Mappings and DMA ---
   // A raw-paddr mapping: paddr ranges overlapping the region address space are refused
@@ -324,7 +353,10 @@ class Registry {
   absl::StatusOr<Mapping> Map(DomainId domain, uint64_t iova, uint64_t paddr, uint64_t size,
                               uint32_t prot, absl::string_view owner,
                               CallContext* context = nullptr);
-  // Returns the bytes unmapped (0 for a hole).
+  // Returns the bytes unmapped (0 for a hole). `iova` 0 with `size` kUnmapAll removes every
+  // mapping of the domain (iommufd's IOMMU_IOAS_UNMAP of iova 0, length U64_MAX), all or nothing,
+  // with no alignment or aperture check.
+  static constexpr uint64_t kUnmapAll = ~uint64_t{0};
   absl::StatusOr<uint64_t> Unmap(DomainId domain, uint64_t iova, uint64_t size,
                                  absl::string_view owner, CallContext* context = nullptr);
 
@@ -370,6 +402,13 @@ class Registry {
   absl::StatusOr<std::vector<Mapping>> MapBatch(DomainId domain, absl::Span<const MapSpec> entries,
                                                 absl::string_view owner,
                                                 CallContext* context = nullptr);
+
+  // The IOVA ranges a Map into `domain` may use, sorted and disjoint (iommufd's
+  // IOMMU_IOAS_IOVA_RANGES): the unit's aperture minus its reserved regions, intersected with the
+  // kernel's own report where the backend has one (IommuBackend::KernelIovaRanges: a VFIO
+  // container's IOVA range capability). DOMAIN_NOT_FOUND; FAILED_PRECONDITION DOMAIN_NOT_PAGING
+  // for a domain without a page table. Changes nothing.
+  absl::StatusOr<std::vector<IovaRange>> IovaRanges(DomainId domain) const;
 
   // An emulated DMA by `device` (through its primary RID). Faults are recorded (fault log,
   // observer) and returned in the Translation, not as an error; NOT_FOUND only for an unknown device.

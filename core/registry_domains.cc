@@ -10,6 +10,7 @@
 #include "core/error_reasons.h"
 #include "core/fault_injector.h"
 #include "core/group_lock.h"
+#include "core/iova_ranges.h"
 #include "core/memory_regions.h"
 #include "core/registry.h"
 #include "core/registry_state.h"
@@ -89,6 +90,36 @@ absl::Status CheckRange(const DomainState& domain, uint64_t iova, uint64_t size,
   return absl::OkStatus();
 }
 
+// NOT_OWNER unless `owner` owns the group.
+absl::Status RequireGroupOwner(const GroupState& group, absl::string_view owner,
+                               ErrorMetadata metadata) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  if (!group.owner.empty() && group.owner == owner) return absl::OkStatus();
+  metadata["owner"] = std::string(owner);
+  return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
+               group.owner.empty()
+                   ? absl::StrCat("group ", group.id, " is not owned: claim it first")
+                   : absl::StrCat("group ", group.id, " is owned by another client"),
+               metadata);
+}
+
+// What AttachGroup and ReplaceDomain ask of the domain a group goes to: a user domain of the
+// group's unit (DOMAIN_INCOMPATIBLE) that `owner` owns (NOT_OWNER).
+absl::Status RequireAttachable(const GroupState& group, const DomainState& domain,
+                               absl::string_view owner, ErrorMetadata metadata)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  if (domain.unit != group.unit || domain.core_owned) {
+    metadata["unit"] = group.unit->name;
+    metadata["domain_unit"] = domain.unit->name;
+    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainIncompatible,
+                 domain.core_owned
+                     ? absl::StrCat("domain ", domain.id, " is core-owned")
+                     : absl::StrCat("domain ", domain.id, " is on unit '", domain.unit->name,
+                                    "', group ", group.id, " on '", group.unit->name, "'"),
+                 metadata);
+  }
+  return RequireDomainOwner(domain, owner);
+}
+
 // AttachGroup once the group is locked and found live (AttachDevice shares it).
 absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call, GroupState& group,
                                        const std::shared_ptr<DomainState>& domain,
@@ -96,26 +127,9 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
   ErrorMetadata metadata = {{"group_id", absl::StrCat(group.id)},
                             {"domain_id", absl::StrCat(domain->id)}};
-  if (group.owner.empty() || group.owner != owner) {
-    metadata["owner"] = std::string(owner);
-    return Error(absl::StatusCode::kPermissionDenied, reason::kNotOwner,
-                 group.owner.empty()
-                     ? absl::StrCat("group ", group.id, " is not owned: claim it first")
-                     : absl::StrCat("group ", group.id, " is owned by another client"),
-                 metadata);
-  }
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner, metadata));
   RETURN_IF_ERROR(RequireNotHandedOver(group, "attached to a domain of iommud"));
-  if (domain->unit != group.unit || domain->core_owned) {
-    metadata["unit"] = group.unit->name;
-    metadata["domain_unit"] = domain->unit->name;
-    return Error(absl::StatusCode::kInvalidArgument, reason::kDomainIncompatible,
-                 domain->core_owned
-                     ? absl::StrCat("domain ", domain->id, " is core-owned")
-                     : absl::StrCat("domain ", domain->id, " is on unit '", domain->unit->name,
-                                    "', group ", group.id, " on '", group.unit->name, "'"),
-                 metadata);
-  }
-  RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
+  RETURN_IF_ERROR(RequireAttachable(group, *domain, owner, metadata));
   if (group.domain == domain) return Registry::State::SnapshotGroup(group);  // already: no-op
   if (group.domain != group.default_domain && group.domain != group.blocking_domain) {
     metadata["current_domain_id"] = absl::StrCat(group.domain->id);
@@ -254,6 +268,67 @@ absl::StatusOr<GroupInfo> Registry::DetachGroup(GroupId id, DomainId domain_id,
   event.owner = std::string(owner);
   state_->Emit(event);
   return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<GroupInfo> Registry::ReplaceDomain(GroupId id, DomainId from_id, DomainId to_id,
+                                                  absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
+  ASSIGN_OR_RETURN(std::shared_ptr<GroupState> group_ptr, state_->FindGroup(id));
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainState> to, state_->FindDomain(to_id));
+  GroupState& group = *group_ptr;
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  FaultScopeGuard fault_scope(call, group.id, "");
+  RETURN_IF_ERROR(State::LiveGroup(group));
+  ErrorMetadata metadata = {{"group_id", absl::StrCat(id)},
+                            {"from_domain_id", absl::StrCat(from_id)},
+                            {"domain_id", absl::StrCat(to_id)}};
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner, metadata));
+  RETURN_IF_ERROR(RequireNotHandedOver(group, "attached to a domain of iommud"));
+  // As iommufd's replace: only an attached group is replaced (the device must already be on a
+  // paging domain of the user; a group on its default or blocking domain is attached instead).
+  if (group.domain->id != from_id || group.domain->core_owned) {
+    metadata["current_domain_id"] = absl::StrCat(group.domain->id);
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotAttached,
+                 group.domain->core_owned
+                     ? absl::StrCat("group ", id, " is on its ",
+                                    group.domain == group.default_domain ? "default" : "blocking",
+                                    " domain: attach it instead of replacing")
+                     : absl::StrCat("group ", id, " is attached to domain ", group.domain->id,
+                                    ", not ", from_id),
+                 metadata);
+  }
+  RETURN_IF_ERROR(RequireAttachable(group, *to, owner, metadata));
+  if (group.domain == to) return State::SnapshotGroup(group);  // kernel: already there, 0
+  const std::vector<Rid> rids = state_->GroupRids(group);
+  if (!rids.empty()) {
+    RETURN_IF_ERROR(options_.backend->CanReplaceDomain(group.unit->name, rids.front()));
+  }
+  const GroupUndo undo = State::SaveGroup(group);
+  // SwitchGroupDomain points each RID at `to` in turn (no RID passes through a blocked or default
+  // domain) and, if the backend refuses one, points the RIDs already moved back at `from`.
+  RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, to));
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
+  RegistryEvent event;
+  event.kind = RegistryEvent::Kind::kAttached;
+  event.unit = group.unit->name;
+  event.group = id;
+  event.domain = to_id;
+  event.owner = std::string(owner);
+  event.detail = absl::StrCat("replaced domain ", from_id);
+  state_->Emit(event);
+  return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<std::vector<IovaRange>> Registry::IovaRanges(DomainId id) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
+  RETURN_IF_ERROR(RequirePaging(*domain));
+  const UnitCaps& caps = domain->unit->caps;
+  std::vector<IovaRange> ranges = UsableIovaRanges(caps.aperture_end(), caps.reserved_regions);
+  ASSIGN_OR_RETURN(std::optional<std::vector<IovaRange>> kernel,
+                   options_.backend->KernelIovaRanges(id));
+  if (kernel.has_value()) ranges = IntersectIovaRanges(ranges, *kernel);
+  return ranges;
 }
 
 namespace {
@@ -468,7 +543,15 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
   ASSIGN_OR_RETURN(std::shared_ptr<DomainState> domain, state_->FindDomain(id));
   RETURN_IF_ERROR(RequirePaging(*domain));
   RETURN_IF_ERROR(RequireDomainOwner(*domain, owner));
-  RETURN_IF_ERROR(CheckRange(*domain, iova, size, nullptr));
+  // Unmap all (iommufd's iopt_unmap_all): the whole aperture, no alignment check.
+  const bool all = iova == 0 && size == kUnmapAll;
+  if (all) {
+    size = domain->unit->caps.aperture_end();
+  } else {
+    RETURN_IF_ERROR(CheckRange(*domain, iova, size, nullptr));
+  }
+  // What the IOTLB invalidation covers: the range, or (size 0) the whole domain.
+  const uint64_t flush_size = all ? 0 : size;
   uint64_t unmapped = 0;
   {
     MutexLock lock(&domain->mu);
@@ -492,7 +575,8 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
                                            covered[j].prot);
         });
       }
-      (void)TwiceIfNeeded([&] { return state_->Backend(call).InvalidateIotlb(id, iova, size); });
+      (void)TwiceIfNeeded(
+          [&] { return state_->Backend(call).InvalidateIotlb(id, iova, flush_size); });
     };
     StoreBatch batch;
     for (size_t i = 0; i < covered.size(); ++i) {
@@ -521,7 +605,7 @@ absl::StatusOr<uint64_t> Registry::Unmap(DomainId id, uint64_t iova, uint64_t si
     }
     // No device may translate an unmapped IOVA once this call returns.
     if (!covered.empty()) {
-      absl::Status invalidated = state_->Backend(call).InvalidateIotlb(id, iova, size);
+      absl::Status invalidated = state_->Backend(call).InvalidateIotlb(id, iova, flush_size);
       if (!invalidated.ok()) {
         (void)TwiceIfNeeded([&] { return state_->Backend(call).InvalidateIotlb(id, 0, 0); });
       }

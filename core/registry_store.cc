@@ -195,10 +195,15 @@ struct RecoveredObjects {
   RecoveredObjects() = default;
   RecoveredObjects(const RecoveredObjects&) = delete;
   RecoveredObjects& operator=(const RecoveredObjects&) = delete;
-  // A unit and its release domain point at each other: objects never published must break that
-  // cycle (publishing moves `units` out and clears it, so this does nothing then).
+  // A unit and its release domain point at each other, and so do a group and its devices: objects
+  // never published (a start that fails) must break those cycles, as ~Registry does for published
+  // ones (publishing moves `units` and `groups` out and clears them, so this does nothing then).
   ~RecoveredObjects() {
     for (auto& [name, unit] : units) unit->release_domain.reset();
+    for (auto& [id, group] : groups) {
+      MutexLock lock(&group->mu);
+      group->devices.clear();
+    }
   }
 
   std::map<std::string, std::shared_ptr<UnitState>> units;
@@ -339,6 +344,60 @@ absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* obj
   return absl::OkStatus();
 }
 
+// Makes the backend hold every RID of `group` on the group's domain.
+absl::Status ProgramGroupRids(IommuBackend* backend, const GroupState& group)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  for (Rid rid : Registry::State::GroupRids(group)) {
+    absl::StatusOr<RidEntry> entry = backend->ReadRid(group.unit->name, rid);
+    // A RID already on its domain is adopted; one the hardware lost is programmed here, and one
+    // on another domain is left for the reconcile after it to find, report and repair.
+    if (entry.ok() && entry->domain != 0) continue;
+    absl::Status attached = backend->AttachRid(group.unit->name, rid, group.domain->id);
+    if (!attached.ok()) {
+      return BackendError(attached, "attach_rid",
+                          {{"group_id", absl::StrCat(group.id)}, {"rid", absl::StrCat(rid)}});
+    }
+  }
+  return absl::OkStatus();
+}
+
+// An owned group whose RIDs the backend refused (`why`): no longer owned, on its default domain,
+// reported in `report->dropped_groups` (RecoveryReport). Before anything is published.
+void DropRecoveredOwnership(IommuBackend* backend, GroupState& group, const absl::Status& why,
+                            RecoveryReport* report) ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu) {
+  RecoveryReport::DroppedGroup dropped;
+  dropped.group = group.id;
+  dropped.unit = group.unit->name;
+  dropped.owner = group.owner;
+  dropped.domain = group.domain->id;
+  for (const auto& device : group.devices) dropped.devices.push_back(device->name);
+  dropped.status = why;
+  // The registry's side, as EndOwnership leaves a group (not yet published: no event, no commit).
+  if (group.domain != group.default_domain) {
+    {
+      MutexLock lock(&group.domain->mu);
+      group.domain->attached_groups.erase(group.id);
+    }
+    group.domain = group.default_domain;
+    MutexLock lock(&group.domain->mu);
+    group.domain->attached_groups.insert(group.id);
+  }
+  group.owner.clear();
+  group.owner_cnt = 0;
+  group.group_claimed = false;
+  group.claimed_devices.clear();
+  Registry::State::SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+  for (const auto& device : group.devices) {
+    if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
+  }
+  // The hardware's side, best effort: every RID onto the default domain (what the kernel keeps
+  // elsewhere, e.g. a group held in a dead process's container, the reconcile reports).
+  for (Rid rid : Registry::State::GroupRids(group)) {
+    (void)backend->AttachRid(group.unit->name, rid, group.domain->id);
+  }
+  report->dropped_groups.push_back(std::move(dropped));
+}
+
 // Phase 2: makes the backend hold `objects`: units (adopted when the hardware has them), domains
 // with their page tables (adopted, rewritten or allocated: ProgramDomain) and every group's RIDs.
 absl::Status ProgramHardware(IommuBackend* backend, const RecoveredObjects& objects,
@@ -359,23 +418,17 @@ absl::Status ProgramHardware(IommuBackend* backend, const RecoveredObjects& obje
   }
   for (const auto& [id, group] : objects.groups) {
     MutexLock lock(&group->mu);
-    for (Rid rid : Registry::State::GroupRids(*group)) {
-      absl::StatusOr<RidEntry> entry = backend->ReadRid(group->unit->name, rid);
-      // A RID already on its domain is adopted; one the hardware lost is programmed here, and one
-      // on another domain is left for the reconcile after it to find, report and repair.
-      if (entry.ok() && entry->domain != 0) continue;
-      absl::Status attached = backend->AttachRid(group->unit->name, rid, group->domain->id);
-      if (!attached.ok()) {
-        return BackendError(attached, "attach_rid",
-                            {{"group_id", absl::StrCat(id)}, {"rid", absl::StrCat(rid)}});
-      }
-    }
+    absl::Status programmed = ProgramGroupRids(backend, *group);
+    if (programmed.ok()) continue;
+    if (group->owner.empty()) return programmed;  // no ownership to drop: the start fails
+    DropRecoveredOwnership(backend, *group, programmed, report);
   }
 
   return absl::OkStatus();
 }
 
 }  // namespace
+
 
 absl::StatusOr<RecoveryReport> Registry::Recover() {
   const absl::Time start = absl::Now();
@@ -422,6 +475,7 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
     objects.units.clear();  // published: nothing for ~RecoveredObjects to break
     state_->domains = std::move(objects.domains);
     state_->groups = std::move(objects.groups);
+    objects.groups.clear();
     state_->devices = std::move(objects.devices);
     state_->rid_owners = std::move(objects.rid_owners);
     report.units = state_->units.size();
@@ -448,6 +502,21 @@ absl::StatusOr<RecoveryReport> Registry::Recover() {
   state_->next_group_id.store(std::max<uint64_t>(snapshot.next_group_id, max_group + 1));
   state_->next_domain_id.store(std::max<uint64_t>(snapshot.next_domain_id, max_domain + 1));
   state_->next_probe_seq.store(objects.max_probe_seq + 1);
+  // 4. The ownerships dropped in step 2, durably (the hardware has moved on: a refused commit is
+  // counted, and the next start, reading the old record, tries the claim again and drops it again).
+  for (const RecoveryReport::DroppedGroup& dropped : report.dropped_groups) {
+    std::shared_ptr<GroupState> group;
+    {
+      MapReaderLock lock(&state_->map_mu, state_->observer());
+      auto it = state_->groups.find(dropped.group);
+      if (it != state_->groups.end()) group = it->second;
+    }
+    if (group == nullptr) continue;
+    MutexLock lock(&group->mu);
+    StoreBatch batch;
+    State::AddGroup(*group, &batch);
+    state_->CommitOrCount(call, std::move(batch));
+  }
   ReconcileResult reconciled = Reconcile();
   report.repaired = std::move(reconciled.repaired);
   report.remaining = std::move(reconciled.remaining);

@@ -356,6 +356,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     RETURN_IF_ERROR(MarkKernelDrivers(host->topology(), host->options().bind.replaceable_drivers,
                                       daemon->registry_.get()));
     std::vector<host::RecoveredGroup> recovered = host->recovered();
+    // Owned groups the restart could not claim or attach again: their ownership was dropped.
+    AddDroppedOwnerships(daemon->startup_.report.dropped_groups,
+                         [host](const std::string& device) {
+                           for (const host::HostDevice& d : host->topology().devices) {
+                             if (d.name == device) return d.kernel_group;
+                           }
+                           return -1;
+                         },
+                         &recovered);
     if (daemon->fd_store_ != nullptr) {
       for (host::RecoveredGroup& adopted : host->FinishAdoption()) {
         recovered.push_back(std::move(adopted));
@@ -396,18 +405,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 }
 
 absl::Status Daemon::StartMetrics(const std::string& listen) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/1);
-  } catch (const std::exception& e) {
-    return Error(absl::StatusCode::kUnavailable, reason::kMetricsListenFailed,
-                 absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()),
-                 {{"metrics_listen", listen}});
-  }
+  ASSIGN_OR_RETURN(metrics_listener_, MetricsListener::Start(listen));
   state_collector_ = std::make_shared<StateCollector>(registry_.get(), &events_);
-  exposer_->RegisterCollectable(metrics_->registry());
-  exposer_->RegisterCollectable(state_collector_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  metrics_port_ = ports.empty() ? 0 : ports.front();
+  metrics_listener_->Register(metrics_->registry());
+  metrics_listener_->Register(state_collector_);
+  metrics_port_ = metrics_listener_->port();
   return absl::OkStatus();
 }
 
@@ -443,7 +445,7 @@ Daemon::~Daemon() {
   }
   Shutdown(absl::ZeroDuration());  // returns at once if it already started
   Wait();
-  exposer_.reset();  // stop scrapes before the registry goes away
+  metrics_listener_.reset();  // stop scrapes before the registry goes away
 }
 
 void Daemon::StopServing() {

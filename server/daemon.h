@@ -8,7 +8,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <prometheus/exposer.h>
 
 #include <functional>
 #include <memory>
@@ -21,7 +20,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
-#include "core/backend/fault_injecting_backend.h"
 #include "core/host/device_fd_provider.h"
 #include "core/crash_points.h"
 #include "core/event_bus.h"
@@ -50,6 +48,7 @@
 #include "server/peer_cred_listener.h"
 #include "server/limits.h"
 #include "server/log.h"
+#include "server/metrics_listener.h"
 #include "server/state_collector.h"
 #include "server/state_dir.h"
 #include "server/state_recovery.h"
@@ -240,7 +239,7 @@ class Daemon {
   std::unique_ptr<HostEventWatcher> host_events_;
   std::unique_ptr<host::ReleaseRequestingFdProvider> armed_device_fds_;
   std::shared_ptr<StateCollector> state_collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsListener> metrics_listener_;
   std::thread audit_thread_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<ClientLimiter> limiter_;  // outlives the service and its watch streams

@@ -18,6 +18,15 @@ void DrainEventfd(int fd) {
   }
 }
 
+// Whether `fd` (an eventfd) has been signalled and not drained yet; drains it if so. Never blocks
+// (also on an eventfd opened without EFD_NONBLOCK).
+bool TakeSignal(int fd) {
+  pollfd ready = {fd, POLLIN, 0};
+  if (::poll(&ready, 1, 0) != 1 || (ready.revents & POLLIN) == 0) return false;
+  uint64_t count = 0;
+  return ::read(fd, &count, sizeof(count)) == sizeof(count) && count != 0;
+}
+
 }  // namespace
 
 HostEventWatcher::HostEventWatcher(DeviceRemovalCoordinator* coordinator,
@@ -54,7 +63,13 @@ void HostEventWatcher::WatchReleaseRequests(const std::string& device, host::Uni
   {
     MutexLock lock(&mu_);
     Watched& slot = eventfds_[device];
-    if (slot.fd.valid()) retired_.push_back(std::move(slot.fd));
+    if (slot.fd.valid()) {
+      // The kernel may have signalled the eventfd being replaced (its removal of the device
+      // started) before the request thread polled it: that request is kept, not retired with it
+      // (the kernel repeats a request only every 10 s, to the new eventfd).
+      if (TakeSignal(slot.fd.get())) requested_.push_back(device);
+      retired_.push_back(std::move(slot.fd));
+    }
     slot.fd = std::move(eventfd);
     slot.generation = ++generation_;
   }
@@ -101,15 +116,20 @@ void HostEventWatcher::RequestLoop() {
   while (true) {
     std::vector<pollfd> fds;
     std::vector<std::string> devices;
+    std::vector<std::string> requested;
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
       retired_.clear();  // nothing polls them any more
+      requested.swap(requested_);
       fds.push_back({wake_.get(), POLLIN, 0});
       for (const auto& [device, watched] : eventfds_) {
         fds.push_back({watched.fd.get(), POLLIN, 0});
         devices.push_back(device);
       }
+    }
+    for (const std::string& device : requested) {
+      coordinator_->OnReleaseRequested(device, absl::Now());
     }
     absl::Duration wait = poll_interval_;
     if (std::optional<absl::Time> deadline = coordinator_->NextDeadline()) {

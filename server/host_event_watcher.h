@@ -6,7 +6,12 @@
 //     (WatchReleaseRequests, fed by host::ReleaseRequestingFdProvider) and the coordinator's
 //     deadlines (OnReleaseRequested, Tick).
 // A device's eventfd is dropped when the kernel removes the device, a new fd of it is armed, or
-// (checked every `poll_interval`) no fd of it can be open any more (MayHaveDeviceFds).
+// (checked every `poll_interval`) no fd of it can be open any more (MayHaveDeviceFds). No request
+// is lost to a re-arming: an eventfd replaced while signalled (the kernel's request came before the
+// request thread polled it) counts as a request. Eventfds are level-triggered, so a request that
+// comes before the request thread polls a newly armed eventfd is heard at its first poll.
+// (A request the kernel makes before the device fd is armed at all, i.e. a removal that started
+// while iommud was opening the fd, reaches no eventfd: the kernel repeats it every 10 s.)
 // Neither thread ever blocks on the kernel's removal: they wait only in poll / the source's Next,
 // with a bounded timeout, so Stop() returns within about `poll_interval`.
 // Thread-safe.
@@ -73,6 +78,9 @@ class HostEventWatcher final : public host::ReleaseRequestSink {
   // Replaced or dropped eventfds, closed by the request thread between polls (so a descriptor it
   // polls is never closed and reused under it).
   std::vector<host::UniqueFd> retired_ ABSL_GUARDED_BY(mu_);
+  // Devices whose replaced eventfd had been signalled before it was replaced: the request thread
+  // passes them on (OnReleaseRequested) before its next poll.
+  std::vector<std::string> requested_ ABSL_GUARDED_BY(mu_);
   std::thread uevent_thread_;
   std::thread request_thread_;
 };

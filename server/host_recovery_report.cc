@@ -1,10 +1,53 @@
 #include "server/host_recovery_report.h"
 
+#include <algorithm>
+#include <string>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
 #include "absl/time/clock.h"
 #include "prometheus/counter.h"
 
 namespace iommud {
+
+void AddDroppedOwnerships(const std::vector<RecoveryReport::DroppedGroup>& dropped,
+                          const std::function<int(const std::string& device)>& kernel_group_of,
+                          std::vector<host::RecoveredGroup>* recovered) {
+  using Outcome = host::RecoveredGroup::Outcome;
+  for (const RecoveryReport::DroppedGroup& group : dropped) {
+    const std::string line = absl::StrCat(
+        "group ", group.group, " (", absl::StrJoin(group.devices, ", "), ") could not be claimed "
+        "or attached again, so its ownership by ", group.owner, " (domain ", group.domain,
+        ") is dropped: it is not shown as owned or attached; ", group.status.message());
+    auto known = std::find_if(recovered->begin(), recovered->end(),
+                              [&](const host::RecoveredGroup& r) {
+                                for (const std::string& device : r.devices) {
+                                  if (std::find(group.devices.begin(), group.devices.end(),
+                                                device) != group.devices.end()) {
+                                    return true;
+                                  }
+                                }
+                                return false;
+                              });
+    if (known != recovered->end()) {
+      absl::StrAppend(&known->detail, "; ", line);
+      known->ownership_dropped = true;
+      continue;
+    }
+    host::RecoveredGroup outcome;
+    outcome.group = group.devices.empty() ? -1 : kernel_group_of(group.devices.front());
+    outcome.outcome = ErrorReason(group.status) == reason::kGroupBusy ? Outcome::kHeld
+                                                                     : Outcome::kGone;
+    outcome.devices = group.devices;
+    outcome.status = group.status;
+    outcome.detail = line;
+    outcome.ownership_dropped = true;
+    recovered->push_back(std::move(outcome));
+  }
+}
 
 void ReportHostRecovery(const std::vector<host::RecoveredGroup>& recovered,
                         const Registry& registry, EventBus* events,
@@ -24,7 +67,8 @@ void ReportHostRecovery(const std::vector<host::RecoveredGroup>& recovered,
     }
   }
   for (const host::RecoveredGroup& group : recovered) {
-    const bool bad = group.outcome == Outcome::kHeld || group.outcome == Outcome::kRestoreFailed;
+    const bool bad = group.outcome == Outcome::kHeld || group.outcome == Outcome::kRestoreFailed ||
+                     group.ownership_dropped;
     const std::string line = absl::StrCat("host recovery (", host::RecoveryOutcomeName(group.outcome),
                                           "): ", group.detail);
     if (logger != nullptr) {

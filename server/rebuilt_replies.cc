@@ -125,6 +125,12 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
   return GroupById(handlers, request.group_id(), reply);
 }
 
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ReplaceDomainRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupById(handlers, request.group_id(), reply);
+}
+
 absl::Status RebuildReply(const RequestHandlers& /*handlers*/,
                           const iommu::v1::RegisterMemoryRequest& /*request*/,
                           uint64_t /*result_ref*/, iommu::v1::MemoryRegion* /*reply*/) {

@@ -76,6 +76,9 @@ absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::MapR
 absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::MapBatchRequest& request, uint64_t result_ref,
                           iommu::v1::MapBatchResponse* reply);
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::ReplaceDomainRequest& request, uint64_t result_ref,
+                          iommu::v1::Group* reply);
 absl::Status RebuildReply(const RequestHandlers& handlers, const iommu::v1::UnmapRequest& request,
                           uint64_t result_ref, iommu::v1::UnmapResponse* reply);
 

@@ -288,6 +288,19 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
   return absl::OkStatus();
 }
 
+absl::Status RequestHandlers::ReplaceDomain(const iommu::v1::ReplaceDomainRequest& request,
+                                            iommu::v1::Group* response,
+                                            CallContext* context) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  RETURN_IF_ERROR(RequireId(request.from_domain_id(), "from_domain_id"));
+  RETURN_IF_ERROR(RequireId(request.to_domain_id(), "to_domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->ReplaceDomain(request.group_id(), request.from_domain_id(),
+                                            request.to_domain_id(), request.owner(), context));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
 // --- Memory regions ---
 
 absl::Status RequestHandlers::RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
@@ -407,6 +420,18 @@ absl::Status RequestHandlers::ListMappings(const iommu::v1::ListMappingsRequest&
           request.page_token()));
   for (const Mapping& mapping : page.items) MappingToProto(mapping, response->add_mappings());
   response->set_next_page_token(page.next_page_token);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::GetIovaRanges(const iommu::v1::GetIovaRangesRequest& request,
+                                            iommu::v1::GetIovaRangesResponse* response) const {
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(std::vector<IovaRange> ranges, registry_->IovaRanges(request.domain_id()));
+  for (const IovaRange& range : ranges) {
+    iommu::v1::IovaRange* out = response->add_ranges();
+    out->set_start(range.start);
+    out->set_size(range.size);
+  }
   return absl::OkStatus();
 }
 

@@ -78,6 +78,8 @@ class RequestHandlers {
                            CallContext* context = nullptr) const;
   absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request, iommu::v1::Group* response,
                            CallContext* context = nullptr) const;
+  absl::Status ReplaceDomain(const iommu::v1::ReplaceDomainRequest& request,
+                             iommu::v1::Group* response, CallContext* context = nullptr) const;
 
   // Memory regions. RegisterMemory registers an emulated region (no process memory over gRPC).
   absl::Status RegisterMemory(const iommu::v1::RegisterMemoryRequest& request,
@@ -103,6 +105,8 @@ class RequestHandlers {
                      CallContext* context = nullptr) const;
   absl::Status ListMappings(const iommu::v1::ListMappingsRequest& request,
                             iommu::v1::ListMappingsResponse* response) const;
+  absl::Status GetIovaRanges(const iommu::v1::GetIovaRangesRequest& request,
+                             iommu::v1::GetIovaRangesResponse* response) const;
   absl::Status Translate(const iommu::v1::TranslateRequest& request,
                          iommu::v1::TranslateResponse* response) const;
   absl::Status ListTranslationFaults(const iommu::v1::ListTranslationFaultsRequest& request,

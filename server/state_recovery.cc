@@ -133,7 +133,15 @@ std::string FormatRecoveryReport(const RecoveryReport& report) {
       ", hardware domains adopted ", report.domains_adopted,
       ", rewritten ", report.domains_rewritten, "; repaired ", report.repaired.size(),
       repaired.empty() ? "" : absl::StrCat(" (", absl::StrJoin(repaired, ", ", absl::PairFormatter("=")), ")"),
-      "; leaks remaining ", report.remaining.size());
+      "; leaks remaining ", report.remaining.size(),
+      report.dropped_groups.empty()
+          ? ""
+          : absl::StrCat("; ownerships dropped ", report.dropped_groups.size(), " (",
+                         absl::StrJoin(report.dropped_groups, ", ",
+                                       [](std::string* out, const RecoveryReport::DroppedGroup& g) {
+                                         absl::StrAppend(out, "group ", g.group, " of ", g.owner);
+                                       }),
+                         ")"));
 }
 
 }  // namespace iommud

@@ -138,7 +138,7 @@ absl::Status CheckDuration(const std::string& text, const std::string& what) {
 // domain type, event kind or duration, before anything is sent.
 absl::Status ValidateArgs(const std::string& usage, const Args& args) {
   static const std::set<std::string> kNumberWords = {"GROUP", "DOMAIN", "IOVA", "PADDR", "SIZE",
-                                                     "UID", "GID"};
+                                                     "UID", "GID", "FROM_DOMAIN", "TO_DOMAIN"};
   std::vector<std::string> words;
   for (absl::string_view word : absl::StrSplit(usage, ' ')) {
     if (!word.empty() && word[0] != '[' && word[0] != '-' && absl::AsciiStrToUpper(word) == word &&

@@ -58,6 +58,16 @@ void AddDomainCommands(CommandTable& commands) {
         request.set_owner(ctx.options.owner);
         return PrintGroup(ctx, ctx.client.DetachGroup(request));
       });
+  add("replace", "GROUP FROM_DOMAIN TO_DOMAIN",
+      "move an attached group straight to another domain (no blocking window)", 3, 3, {},
+      [](Context& ctx, const Args& a) {
+        iommu::v1::ReplaceDomainRequest request;
+        request.set_group_id(Number(a.positional[0], "GROUP"));
+        request.set_from_domain_id(Number(a.positional[1], "FROM_DOMAIN"));
+        request.set_to_domain_id(Number(a.positional[2], "TO_DOMAIN"));
+        request.set_owner(ctx.options.owner);
+        return PrintGroup(ctx, ctx.client.ReplaceDomain(request));
+      });
 }
 
 }  // namespace iommuctl

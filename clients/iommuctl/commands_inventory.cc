@@ -121,6 +121,21 @@ void AddInventoryCommands(CommandTable& commands) {
     ctx.out << table.Render();
     return absl::OkStatus();
   });
+  add("iova-ranges", "DOMAIN", "the IOVA ranges a map into the domain may use", 1, 1, {},
+      [](Context& ctx, const Args& a) {
+        iommu::v1::GetIovaRangesRequest request;
+        request.set_domain_id(Number(a.positional[0], "DOMAIN"));
+        return Print<iommu::v1::GetIovaRangesResponse>(
+            ctx, ctx.client.GetIovaRanges(request),
+            [&](const iommu::v1::GetIovaRangesResponse& r) {
+              Table table({"START", "END", "SIZE"});
+              for (const auto& range : r.ranges()) {
+                table.AddRow({Hex(range.start()), Hex(range.start() + (range.size() - 1)),
+                              HumanSize(range.size())});
+              }
+              ctx.out << table.Render();
+            });
+      });
   add("faults", "[--max N]", "recent translation faults, newest first", 0, 0, {"max"},
       [](Context& ctx, const Args& a) {
         iommu::v1::ListTranslationFaultsRequest request;

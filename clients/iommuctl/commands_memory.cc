@@ -106,6 +106,18 @@ void AddMemoryCommands(CommandTable& commands) {
               ctx.out << "unmapped " << HumanSize(r.bytes_unmapped()) << "\n";
             });
       });
+  add("unmap-all", "DOMAIN", "unmap every mapping of a domain", 1, 1, {},
+      [](Context& ctx, const Args& a) {
+        iommu::v1::UnmapRequest request;
+        request.set_domain_id(Number(a.positional[0], "DOMAIN"));
+        request.set_iova(0);
+        request.set_size(~uint64_t{0});  // iova 0, size 2^64 - 1: all (as IOMMU_IOAS_UNMAP)
+        request.set_owner(ctx.options.owner);
+        return Print<iommu::v1::UnmapResponse>(
+            ctx, ctx.client.Unmap(request), [&](const iommu::v1::UnmapResponse& r) {
+              ctx.out << "unmapped " << HumanSize(r.bytes_unmapped()) << "\n";
+            });
+      });
   add("translate", "NAME IOVA [--access r|w|rw]", "emulate a DMA by the device", 2, 2, {"access"},
       [](Context& ctx, const Args& a) {
         iommu::v1::TranslateRequest request;

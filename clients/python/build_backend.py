@@ -105,6 +105,10 @@ def _client_stub():
         "    def leaks(self) -> list: ...",
         "    def map_region(self, domain_id: int, iova: int, region_id: int, offset: int, size: int,"
         " owner: str = ..., prot: int = ...) -> iommu_pb2.Mapping: ...",
+        "    def unmap_all(self, domain_id: int, owner: str = ...) -> int: ...",
+        "    def iova_ranges(self, domain_id: int) -> list: ...",
+        "    def replace(self, group_id: int, from_domain_id: int, to_domain_id: int,"
+        " owner: str = ...) -> iommu_pb2.Group: ...",
         "    def inject(self, point: str, nth: int = ..., code: str = ..., **extra: Any) -> int: ...",
     ]
     for name, client_stream, request, server_stream, response in rpcs:

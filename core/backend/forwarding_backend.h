@@ -3,6 +3,7 @@
 #ifndef IOMMUD_CORE_BACKEND_FORWARDING_BACKEND_H_
 #define IOMMUD_CORE_BACKEND_FORWARDING_BACKEND_H_
 
+#include <optional>
 #include <vector>
 
 #include "core/backend/iommu_backend.h"
@@ -53,6 +54,13 @@ class ForwardingBackend : public IommuBackend {
     return wrapped_->ReadMappings(domain);
   }
   BackendStats Stats() override { return wrapped_->Stats(); }
+  absl::Status CanReplaceDomain(absl::string_view unit, Rid rid) override {
+    return wrapped_->CanReplaceDomain(unit, rid);
+  }
+  absl::StatusOr<std::optional<std::vector<IovaRange>>> KernelIovaRanges(
+      DomainId domain) override {
+    return wrapped_->KernelIovaRanges(domain);
+  }
   absl::Status HandOverGroup(absl::string_view unit, Rid rid, uint32_t uid, uint32_t gid) override {
     return wrapped_->HandOverGroup(unit, rid, uid, gid);
   }

@@ -15,6 +15,7 @@
 #define IOMMUD_CORE_BACKEND_IOMMU_BACKEND_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,27 @@ class IommuBackend {
   virtual absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) = 0;
 
   virtual BackendStats Stats() = 0;
+
+  // --- Replace and IOVA ranges (docs/semantics.md "Attach / detach", "Domains and mappings") ---
+
+  // Whether the group holding `rid` of `unit` can be moved from one user domain straight to
+  // another (iommu_group_replace_domain) by pointing its RIDs at the new domain with AttachRid,
+  // with no window where the group has no translation or is blocked. OK by default: a simulated
+  // stream table entry is rewritten in place. A backend that cannot (VFIO type1 moves a group
+  // between containers only by unsetting and setting it) returns FAILED_PRECONDITION with its
+  // reason; the registry then refuses the replace and changes nothing. Changes nothing itself.
+  virtual absl::Status CanReplaceDomain(absl::string_view unit, Rid rid) {
+    return absl::OkStatus();
+  }
+
+  // The usable IOVA ranges of `domain` as the kernel reports them (VFIO_IOMMU_GET_INFO's IOVA
+  // range capability of a container), in address order; nullopt when the backend has no such
+  // report for it (simulated backends, a domain with no kernel object): the registry computes the
+  // ranges from the unit's caps alone. The kernel's error if it was asked and failed. Changes
+  // nothing.
+  virtual absl::StatusOr<std::optional<std::vector<IovaRange>>> KernelIovaRanges(DomainId domain) {
+    return std::nullopt;
+  }
 
   // --- Hand-over to a VMM that opens VFIO itself (docs/semantics.md "Hand-over to a VMM") ---
   // Host backends only; the defaults refuse (FAILED_PRECONDITION HANDOVER_NEEDS_HOST_BACKEND) and

@@ -42,6 +42,9 @@ struct RecoveredGroup {
   absl::Status status;               // kRestoreFailed: why
   std::string detail;                // one line for logs and events
   bool repaired = false;             // kAdopted: the kernel was made to agree with the registry
+  // The registry's ownership of the group was dropped at the restart (it could not be claimed
+  // again: server/host_recovery_report.h AddDroppedOwnerships): reported as a leak.
+  bool ownership_dropped = false;
 };
 
 // "restored", "held", "gone", "restore_failed", "adopted" (label values of

@@ -850,6 +850,34 @@ absl::StatusOr<std::vector<Mapping>> LinuxBackend::ReadMappings(DomainId domain_
   return leaves;
 }
 
+absl::Status LinuxBackend::CanReplaceDomain(absl::string_view unit, Rid rid) {
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kReplaceNotAtomic,
+               "VFIO type1 moves a group between containers only by VFIO_GROUP_UNSET_CONTAINER and "
+               "VFIO_GROUP_SET_CONTAINER, a window where the group has no IOMMU context; a replace "
+               "without it needs iommufd (IOMMU_HWPT replace), which this backend does not use: "
+               "detach and attach instead",
+               {{"unit", std::string(unit)}, {"rid", absl::StrCat(rid)}});
+}
+
+absl::StatusOr<std::optional<std::vector<::iommud::IovaRange>>> LinuxBackend::KernelIovaRanges(
+    DomainId id) {
+  std::shared_ptr<DomainRecord> domain = FindDomain(id);
+  if (domain == nullptr) return std::nullopt;
+  MutexLock lock(&domain->mu);
+  // VFIO_IOMMU_GET_INFO works only once a group has set the container's IOMMU.
+  if (domain->container == nullptr || domain->attached_groups.empty()) return std::nullopt;
+  ASSIGN_OR_RETURN(DmaDomainInfo info, domain->container->Info());
+  if (info.iova_ranges.empty()) return std::nullopt;
+  std::vector<::iommud::IovaRange> ranges;
+  for (const host::IovaRange& range : info.iova_ranges) {
+    if (range.end < range.start) continue;
+    // [start, end] inclusive; [0, 2^64 - 1] loses its last byte (no aperture reaches it).
+    const uint64_t size = range.end - range.start + 1;
+    ranges.push_back({range.start, size == 0 ? ~uint64_t{0} : size});
+  }
+  return ranges;
+}
+
 BackendStats LinuxBackend::Stats() {
   BackendStats stats;
   {

@@ -182,6 +182,15 @@ class LinuxBackend final : public IommuBackend, public DeviceFdProvider {
   std::vector<DomainId> ReadDomains() override;
   absl::StatusOr<std::vector<Mapping>> ReadMappings(DomainId domain) override;
   BackendStats Stats() override;
+  // VFIO type1 cannot replace: a group changes containers only by VFIO_GROUP_UNSET_CONTAINER then
+  // VFIO_GROUP_SET_CONTAINER, a window where it has no IOMMU context. Always FAILED_PRECONDITION
+  // REPLACE_NOT_ATOMIC (docs/semantics.md "Where iommud differs from the kernel").
+  absl::Status CanReplaceDomain(absl::string_view unit, Rid rid) override;
+  // A user domain whose container holds a group: the IOVA range capability of its
+  // VFIO_IOMMU_GET_INFO (IOMMU_INFO_FAILED if the kernel refuses); else (no group in it yet, a
+  // kernel-managed domain, an unknown id, a kernel that does not report ranges) nullopt.
+  absl::StatusOr<std::optional<std::vector<::iommud::IovaRange>>> KernelIovaRanges(
+      DomainId domain) override;
   // Hand-over (see the header comment). HandOverGroup refuses a group iommud holds (claimed or
   // attached: GROUP_BUSY) or has handed over (GROUP_ALREADY_HANDED_OVER), then GroupHandover's
   // refusals; TakeBackGroup refuses a group not handed over (GROUP_NOT_HANDED_OVER), then

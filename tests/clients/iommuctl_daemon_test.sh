@@ -36,8 +36,8 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 run 0 --help
 for sub in units groups devices domains mappings faults health probe release use-default \
            unuse-default claim renew keep-lease release-ownership claim-device release-device-ownership alloc free \
-           attach-device attach detach register-memory unregister-memory regions map-region map unmap \
-           translate; do
+           attach-device attach detach replace register-memory unregister-memory regions map-region map \
+           unmap unmap-all iova-ranges translate; do
   grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
 done
 

@@ -109,7 +109,32 @@ TEST_F(IommuctlTest, TheVmmWalkthrough) {
   EXPECT_EQ(Ok(absl::StrCat("unmap ", d, " 0x100000 2M")), "unmapped 2M\n");
   EXPECT_EQ(Ok("translate 0000:07:00.0 0x100040 --access rw"),
             absl::StrCat("fault NO_MAPPING at 0x100040 (domain ", d, ")\n"));
-  Ok(absl::StrCat("detach ", group, " ", d));
+  // iova-ranges: the unit's aperture minus the MSI window.
+  const std::string ranges = Ok("iova-ranges " + d);
+  EXPECT_THAT(ranges, HasSubstr("0x0  "));
+  EXPECT_THAT(ranges, HasSubstr("0xfedfffff"));
+  EXPECT_THAT(ranges, HasSubstr("0xfef00000"));
+  // replace: straight to a second domain; then unmap-all of it.
+  Ok("alloc smmu0");
+  DomainId second = 0;
+  for (const DomainInfo& info : daemon_->registry()->ListDomains()) {
+    if (info.owner == absl::StrCat("uid:", getuid(), "/vmm-1") && info.id != domain) {
+      second = info.id;
+    }
+  }
+  ASSERT_NE(second, 0u);
+  const std::string d2 = absl::StrCat(second);
+  Ok(absl::StrCat("map ", d2, " 0x1000 0x80000000 4K"));
+  Ok(absl::StrCat("map ", d2, " 0x200000 0x80200000 2M"));
+  Ok(absl::StrCat("replace ", group, " ", d, " ", d2));
+  EXPECT_EQ(daemon_->registry()->GetGroup(device.group)->domain, second);
+  EXPECT_EQ(Run(absl::StrCat("replace ", group, " ", d, " ", d2)).exit_code, 1);
+  EXPECT_EQ(Run(absl::StrCat("replace ", group, " ", d, " two")).exit_code, 2);
+  EXPECT_EQ(Ok("unmap-all " + d2), "unmapped 2052K\n");  // 4K + 2M
+  EXPECT_THAT(daemon_->registry()->ListMappings(second).value(), ::testing::IsEmpty());
+  EXPECT_EQ(Ok("unmap-all " + d2), "unmapped 0\n");
+  Ok(absl::StrCat("detach ", group, " ", d2));
+  Ok("free " + d2);
   Ok("free " + d);
   Ok("release-ownership " + group);
   EXPECT_EQ(Ok("release 0000:07:00.0"), "released 0000:07:00.0\n");

@@ -45,6 +45,7 @@ struct World {
   std::unique_ptr<Registry> registry;
   GroupId group = 0;
   DomainId domain = 0;
+  DomainId domain2 = 0;  // the domain a replace moves the group to
 };
 
 using Step = std::function<absl::Status(World&)>;
@@ -68,6 +69,24 @@ absl::Status Alloc(World& w) {
   absl::StatusOr<DomainInfo> domain = w.registry->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
   if (domain.ok()) w.domain = domain->id;
   return domain.status();
+}
+absl::Status Alloc2(World& w) {
+  absl::StatusOr<DomainInfo> domain = w.registry->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
+  if (domain.ok()) w.domain2 = domain->id;
+  return domain.status();
+}
+absl::Status Free2(World& w) { return w.registry->FreeDomain(w.domain2, kOwner).status(); }
+absl::Status ReplaceTo2(World& w) {
+  return w.registry->ReplaceDomain(w.group, w.domain, w.domain2, kOwner).status();
+}
+absl::Status ReplaceBack(World& w) {
+  return w.registry->ReplaceDomain(w.group, w.domain2, w.domain, kOwner).status();
+}
+absl::Status UnmapAll(World& w) {
+  return w.registry->Unmap(w.domain, 0, Registry::kUnmapAll, kOwner).status();
+}
+absl::Status UnmapAll2(World& w) {
+  return w.registry->Unmap(w.domain2, 0, Registry::kUnmapAll, kOwner).status();
 }
 absl::Status Free(World& w) { return w.registry->FreeDomain(w.domain, kOwner).status(); }
 absl::Status Attach(World& w) { return w.registry->AttachGroup(w.group, w.domain, kOwner).status(); }
@@ -113,6 +132,18 @@ std::vector<Sequence> Sequences() {
         UnmapStep(0x1000, kPage4K), UnmapStep(kPage2M, kPage2M + kPage4K),
         UnmapStep(kPage1G, kPage1G), Detach, Free, Unclaim,
         [](World& w) { return Release(w, "a"); }}},
+      // ReplaceDomain over three RIDs (0x50, 0x51 shared, 0x52) and Unmap all of several mappings.
+      {"replace_unmap_all",
+       {[](World& w) { return Probe(w, "a", 0x50, {0x51}); },
+        [](World& w) { return Probe(w, "b", 0x52, {0x51}); }, Claim, Alloc, Alloc2, Attach,
+        MapStep(0x1000, kPage4K), MapStep(kPage2M, kPage2M),
+        [](World& w) {
+          return w.registry->Map(w.domain2, 0x4000, 0x4000, kPage4K, kProtRead, kOwner).status();
+        },
+        ReplaceTo2, ReplaceBack, ReplaceTo2, UnmapAll, UnmapAll2,
+        [](World& w) { return w.registry->DetachGroup(w.group, w.domain2, kOwner).status(); },
+        Free, Free2, Unclaim,
+        [](World& w) { return Release(w, "a"); }, [](World& w) { return Release(w, "b"); }}},
   };
 }
 

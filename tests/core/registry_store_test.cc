@@ -2,6 +2,7 @@
 // it), and Recover rebuilds the registry and the hardware from what was committed. Parameterized by
 // backend and store kind ("software/sqlite", ...): over sqlite, Recover reads a reopened file.
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -117,7 +118,9 @@ class RegistryStoreTest : public RegistryTest {
   // Replaces the registry with one recovered from the store (sqlite: the file reopened, as a
   // restarted daemon reads it), over the same hardware (memory that outlived the daemon) or over
   // fresh hardware (a software IOMMU after a restart).
-  RecoveryReport RecoverInto(bool same_hardware) {
+  // `before_recover` (optional) plans the backend's failures of the recovery.
+  RecoveryReport RecoverInto(bool same_hardware,
+                             const std::function<void(FailingBackend&)>& before_recover = {}) {
     registry_.reset();
     test_store_.Reopen();
     if (!same_hardware) {
@@ -133,7 +136,9 @@ class RegistryStoreTest : public RegistryTest {
     auto registry = Registry::Create(options);
     EXPECT_TRUE(registry.ok()) << registry.status();
     registry_ = *std::move(registry);
+    if (before_recover) before_recover(*backend_);
     absl::StatusOr<RecoveryReport> report = registry_->Recover();
+    backend_->Clear();
     EXPECT_TRUE(report.ok()) << report.status();
     return report.ok() ? *std::move(report) : RecoveryReport{};
   }
@@ -238,6 +243,79 @@ TEST_P(RegistryStoreTest, RecoverRepairsHardwareTowardTheStore) {
   absl::StatusOr<DomainInfo> next = registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner);
   ASSERT_OK(next.status());
   EXPECT_GT(next->id, 900u);
+}
+
+// The backend cannot program an owned group again at the restart (the linux backend with the fd
+// store: a group whose fd was not handed back, and that a VMM now holds, cannot be claimed again):
+// the start goes on; that group's ownership is dropped (on its default domain, no owner),
+// committed and reported, and everything else is recovered as it was.
+TEST_P(RegistryStoreTest, AnOwnedGroupRecoverCannotProgramLosesItsOwnershipNotTheStart) {
+  Workload();
+  const GroupInfo a = GroupOf("a");
+  ASSERT_EQ(a.owner, kOwner);
+  ASSERT_EQ(a.domain, domain_);
+  const GroupInfo d = GroupOf("d");
+  // The hardware lost a's RID (so Recover programs it), and that programming fails.
+  ASSERT_OK(hardware_->ReleaseRid("u0", 0x10));
+  const RecoveryReport report = RecoverInto(/*same_hardware=*/true, [](FailingBackend& backend) {
+    backend.FailNth(FailingBackend::Op::kAttachRid, 1, absl::UnavailableError("held by a VMM"));
+  });
+  ASSERT_EQ(report.dropped_groups.size(), 1u);
+  const RecoveryReport::DroppedGroup& dropped = report.dropped_groups[0];
+  EXPECT_EQ(dropped.group, a.id);
+  EXPECT_EQ(dropped.unit, "u0");
+  EXPECT_EQ(dropped.owner, kOwner);
+  EXPECT_EQ(dropped.domain, domain_);
+  EXPECT_THAT(dropped.devices, ::testing::ElementsAre("a"));
+  EXPECT_EQ(dropped.status.code(), absl::StatusCode::kUnavailable);
+  // Not owned, on its default domain, in the registry and the hardware.
+  const GroupInfo after = GroupOf("a");
+  EXPECT_EQ(after.owner, "");
+  EXPECT_EQ(after.domain, a.default_domain);
+  EXPECT_EQ(Hw(0x10), a.default_domain);
+  // The owner's domain and its mapping stay (the owner frees them); it has no group any more.
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain, registry_->GetDomain(domain_));
+  EXPECT_EQ(domain.owner, kOwner);
+  EXPECT_THAT(domain.attached_groups, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(std::vector<Mapping> mappings, registry_->ListMappings(domain_));
+  EXPECT_EQ(mappings.size(), 1u);
+  // The rest is as it was.
+  EXPECT_EQ(GroupOf("d").owner, d.owner);
+  EXPECT_EQ(GroupOf("d").domain, d.domain);
+  EXPECT_THAT(report.remaining, IsEmpty());
+  EXPECT_THAT(registry_->Audit(), IsEmpty());
+  // Committed: the next start reads the group as not owned, and drops nothing.
+  EXPECT_THAT(StoreDump(), ::testing::HasSubstr(absl::StrCat("group ", a.id, " domain=",
+                                                             a.default_domain, " owner= cnt=0")));
+  const std::string before = Snapshot();
+  const RecoveryReport again = RecoverInto(/*same_hardware=*/true);
+  EXPECT_THAT(again.dropped_groups, IsEmpty());
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(GroupOf("a").owner, "");
+  // The group can be claimed again, and the owner can free its domain.
+  ASSERT_OK(registry_->ClaimOwnership(a.id, kOther).status());
+  ASSERT_OK(registry_->Unmap(domain_, 0x200000, kPage2M, kOwner).status());
+  ASSERT_OK(registry_->FreeDomain(domain_, kOwner).status());
+  EXPECT_THAT(registry_->Audit(), IsEmpty());
+}
+
+// A group nobody owns has no ownership to drop: the backend refusing its RIDs still fails the
+// start, as before.
+TEST_P(RegistryStoreTest, AnUnownedGroupRecoverCannotProgramFailsTheStart) {
+  Workload();
+  ASSERT_EQ(GroupOf("b").owner, "");
+  ASSERT_OK(hardware_->ReleaseRid("u0", 0x20));
+  registry_.reset();
+  test_store_.Reopen();
+  backend_ = std::make_unique<FailingBackend>(hardware_.get());
+  backend_->FailNth(FailingBackend::Op::kAttachRid, 1, absl::UnavailableError("refused"));
+  RegistryOptions options;
+  options.backend = backend_.get();
+  options.store = &store_;
+  ASSERT_OK_AND_ASSIGN(registry_, Registry::Create(options));
+  absl::StatusOr<RecoveryReport> report = registry_->Recover();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
+  registry_.reset();  // refused to start: nothing of it to check against the hardware
 }
 
 TEST_P(RegistryStoreTest, RefusedCommitsChangeNothing) {

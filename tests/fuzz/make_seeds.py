@@ -43,7 +43,8 @@ RPC = {name: i for i, name in enumerate([
     "AllocDomain", "FreeDomain", "AttachDevice", "AttachGroup", "DetachGroup", "Map", "Unmap",
     "ListMappings", "Translate", "ListTranslationFaults", "InjectFault", "WatchEvents",
     "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance", "RegisterMemory",
-    "UnregisterMemory", "ListMemoryRegions", "HandOverGroup", "MapBatch"])}
+    "UnregisterMemory", "ListMemoryRegions", "HandOverGroup", "MapBatch", "ReplaceDomain",
+    "GetIovaRanges"])}
 
 
 def calls(*items):
@@ -125,6 +126,20 @@ REQUEST_SEEDS = {
          (3, message((1, 0x702000), (2, 0x1000), (6, 0x80000000)))),
         ("Unmap", (1, 11), (2, 0x200000), (3, 0x200000), (4, "vmm")),
         ("UnregisterMemory", (1, 1), (2, "vmm"))),
+    "replace_unmap_all": calls(
+        ("ClaimOwnership", (1, 2), (2, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("AttachGroup", (1, 2), (2, 11), (3, "vmm")),
+        ("Map", (1, 11), (2, 0x1000), (3, 0x80000000), (4, 0x2000), (6, "vmm")),
+        ("Map", (1, 12), (2, 0x4000), (3, 0x80000000), (4, 0x1000), (6, "vmm")),
+        ("ReplaceDomain", (1, 2), (2, 11), (3, 12), (4, "vmm")),
+        ("Translate", (1, "d1"), (2, 0x4000)),
+        ("GetIovaRanges", (1, 12)),
+        ("ReplaceDomain", (1, 2), (2, 12), (3, 11), (4, "vmm")),
+        ("Unmap", (1, 11), (3, 0xFFFFFFFFFFFFFFFF), (4, "vmm")),
+        ("GetIovaRanges", (1, 3)),
+        ("DetachGroup", (1, 2), (2, 11), (3, "vmm"))),
     "service_rpcs": calls(
         ("InjectFault", (1, message((1, "backend.attach"), (2, 1), (3, 3), (7, "UNAVAILABLE")))),
         ("InjectFault", (1, message((1, "*"), (2, 3), (5, 7), (8, 10)))),
@@ -179,7 +194,7 @@ class Ops:
         self.p = Provider().bool(emulated)
 
     def _op(self, index):
-        self.p.int(index, 0, 19)
+        self.p.int(index, 0, 21)
 
     def _pick(self, values, value):
         self.p.int(values.index(value), 0, len(values) - 1)
@@ -288,6 +303,20 @@ class Ops:
         self._op(16)
         return self
 
+    def replace(self, group, from_domain, to_domain, owner):
+        self._op(20)
+        self.p.int(group, 0, 24)
+        self.p.int(from_domain, 0, 24)
+        self.p.int(to_domain, 0, 24)
+        self._pick(OWNERS, owner)
+        return self
+
+    def unmap_all(self, domain, owner):
+        self._op(21)
+        self.p.int(domain, 0, 24)
+        self._pick(OWNERS, owner)
+        return self
+
 
 def ops_scenario(emulated):
     # Units u0 (release domain 1), u1 (2); d0 -> group 1 (domains 3, 4); d1 joins d0's group by
@@ -304,10 +333,18 @@ def ops_scenario(emulated):
             .translate("d0", 0x200000, 0x10, 1)
             .translate("d1", 0, 0x20, 2)
             .unmap(7, 0x200000, 0x200000, "a")
+            .alloc("u0", "a")
+            .map(8, 0x10000, 0x10000, 0x2000, 3, "a")
+            .replace(1, 7, 8, "a")
+            .translate("d1", 0x10000, 0x10, 1)
+            .replace(1, 8, 7, "a")
+            .unmap_all(8, "a")
+            .unmap_all(7, "a")
             .device_op(6, "d2", "b")
             .attach_group(1, 7, "a", detach=True)
             .reconcile()
             .device_op(1, "d1")
+            .free(8, "a")
             .free(7, "a")
             .group_op(5, 1, "a")
             .p.data())

@@ -77,7 +77,7 @@ class OpRunner {
 
   // Runs one operation; returns its status and names it in `step`.
   absl::Status RunOne(std::string* step) {
-    switch (in_.ConsumeIntegralInRange<int>(0, 19)) {
+    switch (in_.ConsumeIntegralInRange<int>(0, 21)) {
       case 0: {
         ProbeRequest probe;
         probe.unit = Unit();
@@ -210,6 +210,29 @@ class OpRunner {
         const LeaseReapResult reaped = registry_.ExpireLeases();
         if (!reaped.failed.empty()) Fail("a lease release failed without store failures", "");
         return absl::OkStatus();
+      }
+      case 20: {
+        const GroupId group = Id();
+        const DomainId from = Id();
+        const DomainId to = Id();
+        const std::string owner = Owner();
+        *step = absl::StrCat("ReplaceDomain(", group, ", ", from, ", ", to, ", ", owner, ")");
+        return registry_.ReplaceDomain(group, from, to, owner).status();
+      }
+      case 21: {
+        const DomainId domain = Id();
+        const std::string owner = Owner();
+        *step = absl::StrCat("Unmap(", domain, ", all, ", owner, ") + IovaRanges");
+        absl::StatusOr<std::vector<IovaRange>> ranges = registry_.IovaRanges(domain);
+        if (ranges.ok()) {
+          for (size_t i = 0; i < ranges->size(); ++i) {
+            const IovaRange& range = (*ranges)[i];
+            if (range.size == 0 || (i > 0 && range.start < (*ranges)[i - 1].end())) {
+              Fail("IovaRanges are not ascending, disjoint and non-empty", "");
+            }
+          }
+        }
+        return registry_.Unmap(domain, 0, Registry::kUnmapAll, owner).status();
       }
       default: {
         const std::string unit = Unit();

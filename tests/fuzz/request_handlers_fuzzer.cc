@@ -197,6 +197,8 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
     IOMMUD_FUZZ_RPC(34, ListMemoryRegions)
     IOMMUD_FUZZ_RPC(35, HandOverGroup)
     IOMMUD_FUZZ_RPC(36, MapBatch)
+    IOMMUD_FUZZ_RPC(37, ReplaceDomain)
+    IOMMUD_FUZZ_RPC(38, GetIovaRanges)
     case 31: {
       // What the daemon's lease reaper does as time passes: the bytes are the milliseconds.
       *name = "Advance+ExpireLeases";
@@ -221,7 +223,7 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
       Fail("no RPC", absl::StrCat(rpc));
   }
 }
-constexpr int kRpcs = 37;
+constexpr int kRpcs = 39;
 
 // The wire form of an error keeps its reason (the client reads it back from the ErrorInfo).
 void CheckWireError(const absl::Status& status, absl::string_view step) {

@@ -13,9 +13,12 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clients/cpp/fd_channel_client.h"
@@ -417,6 +420,123 @@ TEST_F(HostApiVmTest, OwnerMapsItsMemfdAndTheDeviceDmasThroughIommudUntilUnmappe
   ASSERT_OK_AND_ASSIGN(iommu::v1::Group released, Release(group, kOwner));
   EXPECT_EQ(released.domain_id(), released.default_domain_id());
   EXPECT_EQ(DriverOf(kEduAlone), "") << "the edu's driver (none) is not restored";
+  ASSERT_OK(Unregister(region.id()));
+}
+
+// The kernel's reserved regions of `device`'s IOMMU group ("START END TYPE" lines of
+// /sys/kernel/iommu_groups/N/reserved_regions, END inclusive), independent of VFIO.
+std::vector<std::pair<uint64_t, uint64_t>> KernelReservedRegions(const std::string& device) {
+  std::vector<std::pair<uint64_t, uint64_t>> regions;
+  absl::StatusOr<std::string> text = ReadSysfsAttribute(
+      absl::StrCat("/sys/bus/pci/devices/", device, "/iommu_group/reserved_regions"));
+  EXPECT_OK(text);
+  if (!text.ok()) return regions;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    uint64_t start = 0;
+    uint64_t end = 0;
+    if (words.size() >= 2 && absl::SimpleHexAtoi(words[0], &start) &&
+        absl::SimpleHexAtoi(words[1], &end)) {
+      regions.emplace_back(start, end);
+    }
+  }
+  return regions;
+}
+
+TEST_F(HostApiVmTest, UnmapAllStopsDmaIovaRangesAreTheKernelsAndReplaceIsRefused) {
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Device edu_info, Device(kEduAlone));
+  const uint64_t group = edu_info.group_id();
+  ASSERT_OK(Claim(group, kOwner));
+  ASSERT_OK_AND_ASSIGN(const uint64_t domain, AttachNewDomain(group, kOwner));
+
+  // IOVA ranges: what the container reports (VFIO_IOMMU_GET_INFO) within the unit's aperture;
+  // every reserved region the kernel lists for the group (the x86 interrupt range) is outside
+  // them, and the addresses between them are inside.
+  iommu::v1::GetIovaRangesRequest ranges_request;
+  ranges_request.set_domain_id(domain);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::GetIovaRangesResponse ranges,
+                       client_->GetIovaRanges(ranges_request));
+  ASSERT_GE(ranges.ranges_size(), 2) << ranges.DebugString();
+  EXPECT_EQ(ranges.ranges(0).start(), 0u) << ranges.DebugString();
+  const auto reserved = KernelReservedRegions(kEduAlone);
+  ASSERT_FALSE(reserved.empty()) << "the kernel lists no reserved region for the group";
+  for (const auto& [start, end] : reserved) {
+    for (const iommu::v1::IovaRange& range : ranges.ranges()) {
+      const uint64_t last = range.start() + (range.size() - 1);
+      EXPECT_TRUE(last < start || range.start() > end)
+          << "usable range [0x" << std::hex << range.start() << ", 0x" << last
+          << "] overlaps the kernel's reserved [0x" << start << ", 0x" << end << "]";
+    }
+  }
+  bool msi_gap = false;
+  for (int i = 1; i < ranges.ranges_size(); ++i) {
+    const uint64_t gap_start =
+        ranges.ranges(i - 1).start() + ranges.ranges(i - 1).size();  // first unusable
+    const uint64_t gap_last = ranges.ranges(i).start() - 1;
+    for (const auto& [start, end] : reserved) {
+      msi_gap = msi_gap || (gap_start <= start && end <= gap_last);
+    }
+  }
+  EXPECT_TRUE(msi_gap) << "no gap between the ranges holds a reserved region of the kernel";
+
+  MemfdPages memory(2);
+  ASSERT_TRUE(memory.ok());
+  const std::string pattern = Pattern(kCount, 9);
+  std::memcpy(memory.data(0), pattern.data(), kCount);
+  memory.Fill(0, 1);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::MemoryRegionRef region,
+                       fds_->RegisterMemory(memory.fd(), memory.size(), kOwner));
+  ASSERT_OK(Map(domain, kIovaA, region.id(), 0, iommu::v1::PROT_READ));
+  ASSERT_OK(Map(domain, kIovaB, region.id(), kPage, iommu::v1::PROT_READ | iommu::v1::PROT_WRITE));
+  EduDevice* edu = OpenEdu(kEduAlone);
+  ASSERT_NE(edu, nullptr);
+  ASSERT_OK(edu->CopyToDevice(kIovaA, kCount));
+  ASSERT_OK(edu->CopyFromDevice(kIovaB, kCount));
+  EXPECT_EQ(memory.ReadFile(kCount, 1), pattern) << "the device's DMA did not land in the memfd";
+
+  // Replace: VFIO type1 cannot move a group between containers without a blocking window.
+  iommu::v1::AllocDomainRequest alloc;
+  alloc.set_unit("dmar0");
+  alloc.set_owner(kOwner);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Domain other, client_->AllocDomain(alloc));
+  iommu::v1::ReplaceDomainRequest replace;
+  replace.set_group_id(group);
+  replace.set_from_domain_id(domain);
+  replace.set_to_domain_id(other.id());
+  replace.set_owner(kOwner);
+  EXPECT_ERROR(client_->ReplaceDomain(replace), kFailedPrecondition, "REPLACE_NOT_ATOMIC");
+  iommu::v1::GetGroupRequest get_group;
+  get_group.set_group_id(group);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group still, client_->GetGroup(get_group));
+  EXPECT_EQ(still.domain_id(), domain);
+  memory.Fill(0, 1);
+  ASSERT_OK(edu->CopyFromDevice(kIovaB, kCount));
+  EXPECT_EQ(memory.ReadFile(kCount, 1), pattern) << "a refused replace stopped the DMA";
+  ASSERT_OK(Free(other.id()));
+
+  // Unmap all: both mappings go, and the same DMA no longer lands.
+  iommu::v1::UnmapRequest unmap_all;
+  unmap_all.set_domain_id(domain);
+  unmap_all.set_iova(0);
+  unmap_all.set_size(~uint64_t{0});
+  unmap_all.set_owner(kOwner);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::UnmapResponse unmapped, client_->Unmap(unmap_all));
+  EXPECT_EQ(unmapped.bytes_unmapped(), 2 * kPage);
+  iommu::v1::ListMappingsRequest list;
+  list.set_domain_id(domain);
+  ASSERT_OK_AND_ASSIGN(iommu::v1::ListMappingsResponse left, client_->ListMappings(list));
+  EXPECT_EQ(left.mappings_size(), 0);
+  memory.Fill(0x5a, 1);
+  KernelLog log;
+  ASSERT_OK(edu->CopyFromDevice(kIovaB, kCount));
+  EXPECT_EQ(memory.ReadFile(kCount, 1), std::string(kCount, '\x5a'))
+      << "DMA reached memory after unmap-all";
+  EXPECT_FALSE(log.WaitFor({"DMAR", "[00:02.0]", "fault addr 0x200000"}, absl::Seconds(5)).empty());
+  // The region is no longer pinned by any mapping: it unregisters.
+  CloseDevices();
+  ASSERT_OK(Detach(group, domain));
+  ASSERT_OK(Free(domain));
+  ASSERT_OK(Release(group, kOwner));
   ASSERT_OK(Unregister(region.id()));
 }
 

@@ -108,6 +108,8 @@ bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout) {
 }
 
 // `1 > /sys/bus/pci/devices/<device>/remove` on a thread of its own (the kernel may hold it).
+// The kernel holds the write until every fd of the device is closed: whoever starts a Remover
+// closes its device fds before the Remover goes (RemovalGuard below), on success or failure.
 class Remover {
  public:
   explicit Remover(const std::string& device) : started_(absl::Now()) {
@@ -117,7 +119,17 @@ class Remover {
       done_.Notify();
     });
   }
-  ~Remover() { thread_.join(); }  // a removal the kernel never completes hangs the test: run.sh's timeout
+  // Bounded: if the kernel still holds the removal 30 s after the device fds were closed (a device
+  // fd this process still holds), the process exits, which closes every fd it has, so the kernel's
+  // removal completes and the VM goes on with the next scenario binary instead of hanging.
+  ~Remover() {
+    if (!done_.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+      std::cout << "FAIL: the kernel's removal is still held 30 s after the test closed its device "
+                   "fds; exiting so the kernel gets every fd of this process back" << std::endl;
+      std::_Exit(3);
+    }
+    thread_.join();
+  }
   bool done() const { return done_.HasBeenNotified(); }
   bool WaitDone(absl::Duration timeout) { return done_.WaitForNotificationWithTimeout(timeout); }
   const absl::Status& status() const { return status_; }  // after done()
@@ -131,12 +143,28 @@ class Remover {
   std::thread thread_;
 };
 
+// Runs `cleanup` when it goes (declared after a Remover, it goes first: on an early return of a
+// failed ASSERT it gives the device fds back so the kernel's removal can complete).
+class RemovalGuard {
+ public:
+  explicit RemovalGuard(std::function<void()> cleanup) : cleanup_(std::move(cleanup)) {}
+  ~RemovalGuard() { cleanup_(); }
+
+ private:
+  std::function<void()> cleanup_;
+};
+
 // Every event of the kinds that matter here, on a stream of its own, until `stop` says so for one
-// of them (or 60 s pass).
+// of them (or 60 s pass). The constructor returns once the stream is subscribed: the daemon
+// subscribes a stream before it builds its snapshot, so every event after the snapshot's
+// SNAPSHOT_END is seen. (A fixed sleep was not enough in the ASan build: the daemon's
+// RELEASE_REQUESTED could come before the stream existed, and a stream skipping the snapshot never
+// sees it.)
 class EventLog {
  public:
   EventLog(IommuClient* client, std::function<bool(const iommu::v1::Event&)> stop)
       : stop_(std::move(stop)) {
+    const absl::Time start = absl::Now();
     thread_ = std::thread([this, client] {
       iommu::v1::WatchEventsRequest request;
       for (iommu::v1::EventKind kind :
@@ -144,10 +172,18 @@ class EventLog {
             iommu::v1::EVENT_KIND_DEVICE_RELEASED, iommu::v1::EVENT_KIND_DEVICE_PROBED}) {
         request.add_kinds(kind);
       }
-      request.set_skip_snapshot(true);
       status_ = client->WatchEvents(
           request,
           [this](const iommu::v1::Event& event) {
+            if (event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_END) {
+              subscribed_.Notify();
+              return true;
+            }
+            if (event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_GROUP ||
+                event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_DEVICE ||
+                event.kind() == iommu::v1::EVENT_KIND_SNAPSHOT_DOMAIN) {
+              return true;
+            }
             MutexLock lock(&mu_);
             events_.push_back(event);
             return !stop_(event);
@@ -155,9 +191,14 @@ class EventLog {
           absl::Seconds(60));
       ended_.Notify();
     });
-    absl::SleepFor(absl::Milliseconds(300));  // the stream subscribes
+    subscribed_in_time_ = subscribed_.WaitForNotificationWithTimeout(absl::Seconds(20));
+    subscribe_took_ = absl::Now() - start;
   }
   ~EventLog() { thread_.join(); }
+
+  // Whether the stream was subscribed (its snapshot ended) within 20 s, and how long it took.
+  bool subscribed() const { return subscribed_in_time_; }
+  absl::Duration subscribe_took() const { return subscribe_took_; }
 
   // The first event of `kind` for `device`, waiting up to `timeout`.
   std::optional<iommu::v1::Event> WaitFor(iommu::v1::EventKind kind, const std::string& device,
@@ -183,6 +224,9 @@ class EventLog {
   absl::Mutex mu_;
   std::vector<iommu::v1::Event> events_;
   absl::Status status_;
+  absl::Notification subscribed_;
+  bool subscribed_in_time_ = false;
+  absl::Duration subscribe_took_;
   absl::Notification ended_;
   std::thread thread_;
 };
@@ -387,8 +431,17 @@ class HostUnplugVmTest : public ::testing::Test {
     EventLog log(client_.get(), [&](const iommu::v1::Event& event) {
       return event.kind() == iommu::v1::EVENT_KIND_DEVICE_PROBED && event.device() == device;
     });
+    ASSERT_TRUE(log.subscribed()) << "the WatchEvents stream did not subscribe within 20 s";
     const absl::Time removing = absl::Now();
     auto remover = std::make_unique<Remover>(device);
+    // On any failure below: the device fds go back (the kernel's removal completes), then the
+    // device comes back (a DEVICE_PROBED ends the event log). On success both are already done.
+    RemovalGuard guard([&] {
+      CloseDevices();
+      if (remover != nullptr && remover->WaitDone(absl::Seconds(15))) {
+        (void)WriteSysfsAttribute("/sys/bus/pci/rescan", "1");
+      }
+    });
     std::optional<iommu::v1::Event> requested =
         log.WaitFor(iommu::v1::EVENT_KIND_RELEASE_REQUESTED, device, absl::Seconds(10));
     ASSERT_TRUE(requested.has_value()) << "no RELEASE_REQUESTED for " << device;
@@ -461,7 +514,8 @@ class HostUnplugVmTest : public ::testing::Test {
     unregister.set_owner(kOwner);
     EXPECT_OK(client_->UnregisterMemory(unregister).status());
     std::cout << "FIGURES unplug " << device << (owner_closes ? " (owner closes)" : " (owner keeps the fd)")
-              << ": outcome=" << outcome << " request_after=" << request_latency
+              << ": outcome=" << outcome << " subscribe_took=" << log.subscribe_took()
+              << " request_after=" << request_latency
               << " kernel_removal_took=" << removal_took
               << (owner_closes ? "" : absl::StrCat(" still_held_at=", absl::FormatDuration(
                                                         held_after_revoke)))

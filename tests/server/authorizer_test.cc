@@ -211,12 +211,12 @@ class AuthorizerTest : public ::testing::Test {
 TEST(RequiredRoleTest, ReadsAreViewerMutationsOperatorRepairAndFaultsAdmin) {
   for (const char* method : {"ListUnits", "GetGroup", "ListDomains", "ListMappings",
                              "ListTranslationFaults", "Audit", "WatchEvents",
-                             "ListMemoryRegions"}) {
+                             "ListMemoryRegions", "GetIovaRanges"}) {
     EXPECT_EQ(RequiredRole(method), Role::kViewer) << method;
   }
   for (const char* method : {"ProbeDevice", "ReleaseDevice", "ClaimOwnership", "AttachGroup",
                              "Map", "Unmap", "AllocDomain", "FreeDomain", "Translate",
-                             "RegisterMemory", "UnregisterMemory"}) {
+                             "RegisterMemory", "UnregisterMemory", "ReplaceDomain"}) {
     EXPECT_EQ(RequiredRole(method), Role::kOperator) << method;
   }
   for (const char* method : {"Reconcile", "InjectFault", "ListFaults", "ClearFaults",

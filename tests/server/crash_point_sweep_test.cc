@@ -152,6 +152,7 @@ struct Ids {
   uint64_t group_a = 0;   // the group of kDeviceA
   uint64_t group_bc = 0;  // the group of kDeviceB and kDeviceC
   uint64_t domain = 0;    // the user domain the setup allocated, if any
+  uint64_t domain2 = 0;   // a second one (ReplaceDomain's target), if any
 };
 
 // One mutating call of the sweep: what it needs first (run once, by a daemon without crash
@@ -324,6 +325,20 @@ std::vector<CallCase> CallCases() {
                      request.set_owner(kOwner);
                      return client.DetachGroup(request).status();
                    }});
+  cases.push_back({"ReplaceDomain",
+                   [](IommuClient& client, Ids* ids) {
+                     RETURN_IF_ERROR(Alloc(client, ids));
+                     ids->domain2 = ids->domain;
+                     return OwnedAttachedMapped(client, ids);
+                   },
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::ReplaceDomainRequest request;
+                     request.set_group_id(ids.group_bc);
+                     request.set_from_domain_id(ids.domain);
+                     request.set_to_domain_id(ids.domain2);
+                     request.set_owner(kOwner);
+                     return client.ReplaceDomain(request).status();
+                   }});
   cases.push_back({"Map", Alloc, [](IommuClient& client, const Ids& ids) {
                      return MapSome(client, ids.domain);
                    }});
@@ -337,6 +352,26 @@ std::vector<CallCase> CallCases() {
                      request.set_domain_id(ids.domain);
                      request.set_iova(k2M);
                      request.set_size(k2M + 2 * k4K);
+                     request.set_owner(kOwner);
+                     return client.Unmap(request).status();
+                   }});
+  cases.push_back({"UnmapAll",
+                   [](IommuClient& client, Ids* ids) {
+                     RETURN_IF_ERROR(Alloc(client, ids));
+                     RETURN_IF_ERROR(MapSome(client, ids->domain));
+                     iommu::v1::MapRequest request;
+                     request.set_domain_id(ids->domain);
+                     request.set_iova(0x40000000);
+                     request.set_paddr(0x80000000);
+                     request.set_size(k4K);
+                     request.set_owner(kOwner);
+                     return client.Map(request).status();
+                   },
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::UnmapRequest request;
+                     request.set_domain_id(ids.domain);
+                     request.set_iova(0);
+                     request.set_size(std::numeric_limits<uint64_t>::max());
                      request.set_owner(kOwner);
                      return client.Unmap(request).status();
                    }});

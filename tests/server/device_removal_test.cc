@@ -290,5 +290,43 @@ TEST_F(DeviceRemovalTest, AnEventfdIsDroppedOnceNoDeviceFdCanBeOpen) {
   watcher.Stop();
 }
 
+// The kernel signalled a device's eventfd (its removal started) and a new fd of the device was
+// armed before the request thread polled the old eventfd: the request is not retired with it.
+// (The watcher is started only after the re-arming, so the old eventfd is never polled.)
+TEST_F(DeviceRemovalTest, ARequestSignalledBeforeTheEventfdIsReplacedIsNotLost) {
+  OwnAndMap();
+  HostEventWatcher watcher(coordinator_.get(), nullptr, absl::Milliseconds(20));
+  host::UniqueFd first(eventfd(0, EFD_CLOEXEC));  // blocking: replacing it must not block
+  ASSERT_TRUE(first.valid());
+  host::UniqueFd kernel(dup(first.get()));
+  watcher.WatchReleaseRequests("a", std::move(first));
+  const uint64_t one = 1;
+  ASSERT_EQ(write(kernel.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+  watcher.WatchReleaseRequests("a", host::UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)));
+  EXPECT_EQ(watcher.watched(), 1u);
+  watcher.Start();
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (observer_.Of(Kind::kReleaseRequested).empty() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(observer_.Of(Kind::kReleaseRequested).size(), 1u);
+  EXPECT_EQ(observer_.Of(Kind::kReleaseRequested)[0].device, "a");
+  EXPECT_EQ(coordinator_->stats().requests, 1u);
+  watcher.Stop();
+}
+
+// A replaced eventfd that was never signalled is no request.
+TEST_F(DeviceRemovalTest, AQuietReplacedEventfdIsNoRequest) {
+  OwnAndMap();
+  HostEventWatcher watcher(coordinator_.get(), nullptr, absl::Milliseconds(20));
+  watcher.WatchReleaseRequests("a", host::UniqueFd(eventfd(0, EFD_CLOEXEC)));
+  watcher.WatchReleaseRequests("a", host::UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)));
+  watcher.Start();
+  absl::SleepFor(absl::Milliseconds(200));  // ten poll intervals
+  EXPECT_THAT(observer_.Of(Kind::kReleaseRequested), IsEmpty());
+  EXPECT_EQ(coordinator_->stats().requests, 0u);
+  watcher.Stop();
+}
+
 }  // namespace
 }  // namespace iommud

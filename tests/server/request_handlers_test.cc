@@ -122,6 +122,26 @@ TEST_F(RequestHandlersTest, MissingFieldsNeverReachTheRegistry) {
          r.set_group_id(1);
          return handlers_->DetachGroup(r, &group);
        }},
+      {"group_id", [&] { return handlers_->ReplaceDomain({}, &group); }},
+      {"from_domain_id",
+       [&] {
+         iommu::v1::ReplaceDomainRequest r;
+         r.set_group_id(1);
+         r.set_to_domain_id(2);
+         return handlers_->ReplaceDomain(r, &group);
+       }},
+      {"to_domain_id",
+       [&] {
+         iommu::v1::ReplaceDomainRequest r;
+         r.set_group_id(1);
+         r.set_from_domain_id(2);
+         return handlers_->ReplaceDomain(r, &group);
+       }},
+      {"domain_id",
+       [&] {
+         iommu::v1::GetIovaRangesResponse response;
+         return handlers_->GetIovaRanges({}, &response);
+       }},
       {"domain_id",
        [&] {
          iommu::v1::MapResponse response;
@@ -178,6 +198,47 @@ TEST_F(RequestHandlersTest, UnknownEnumValuesAndProtBitsAreRejected) {
   iommu::v1::MapResponse mapped;
   EXPECT_ERROR(handlers_->Map(map, &mapped), kInvalidArgument, "INVALID_PROT");
   EXPECT_THAT(*registry_->ListMappings(paging.id), SizeIs(0));
+}
+
+TEST_F(RequestHandlersTest, ReplaceUnmapAllAndIovaRangesOnTheWire) {
+  const uint64_t group = GroupOf("d0");
+  ASSERT_TRUE(registry_->ClaimOwnership(group, kOwner).ok());
+  ASSERT_OK_AND_ASSIGN(DomainInfo from, registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK_AND_ASSIGN(DomainInfo to, registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_TRUE(registry_->AttachGroup(group, from.id, kOwner).ok());
+  iommu::v1::ReplaceDomainRequest replace;
+  replace.set_group_id(group);
+  replace.set_from_domain_id(from.id);
+  replace.set_to_domain_id(to.id);
+  replace.set_owner(kOwner);
+  iommu::v1::Group replaced;
+  ASSERT_TRUE(handlers_->ReplaceDomain(replace, &replaced).ok());
+  EXPECT_EQ(replaced.domain_id(), to.id);
+  EXPECT_EQ(registry_->GetGroup(group)->domain, to.id);
+
+  // u0: 32-bit aperture, the MSI window [0xfee00000, +1M) reserved.
+  iommu::v1::GetIovaRangesRequest ranges_request;
+  ranges_request.set_domain_id(to.id);
+  iommu::v1::GetIovaRangesResponse ranges;
+  ASSERT_TRUE(handlers_->GetIovaRanges(ranges_request, &ranges).ok());
+  ASSERT_EQ(ranges.ranges_size(), 2);
+  EXPECT_EQ(ranges.ranges(0).start(), 0u);
+  EXPECT_EQ(ranges.ranges(0).size(), 0xfee00000u);
+  EXPECT_EQ(ranges.ranges(1).start(), 0xfef00000u);
+  EXPECT_EQ(ranges.ranges(1).size(), 0x100000000u - 0xfef00000u);
+
+  for (uint64_t iova : {0x1000, 0x5000, 0x9000}) {
+    ASSERT_TRUE(registry_->Map(to.id, iova, 0x20000 + iova, kPage4K, kProtRead, kOwner).ok());
+  }
+  iommu::v1::UnmapRequest unmap;
+  unmap.set_domain_id(to.id);
+  unmap.set_iova(0);
+  unmap.set_size(~uint64_t{0});
+  unmap.set_owner(kOwner);
+  iommu::v1::UnmapResponse unmapped;
+  ASSERT_TRUE(handlers_->Unmap(unmap, &unmapped).ok());
+  EXPECT_EQ(unmapped.bytes_unmapped(), 3 * kPage4K);
+  EXPECT_THAT(*registry_->ListMappings(to.id), SizeIs(0));
 }
 
 TEST_F(RequestHandlersTest, Defaults) {

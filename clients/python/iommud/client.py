@@ -27,6 +27,8 @@ from iommud.lease import LeaseKeeper
 
 __all__ = ["Client", "IommudError", "snake_case"]
 
+_UNMAP_ALL = (1 << 64) - 1  # Unmap's size that, with iova 0, means every mapping
+
 
 def snake_case(name):
     """ClaimOwnership -> claim_ownership."""
@@ -153,6 +155,20 @@ class Client:
         """Maps [offset, offset + size) of a memory region at iova; returns the Mapping."""
         return self.call("Map", domain_id=domain_id, iova=iova, region_id=region_id,
                          region_offset=offset, size=size, prot=prot, owner=owner).mapping
+
+    def unmap_all(self, domain_id, owner=""):
+        """Unmaps every mapping of the domain (Unmap of iova 0, size 2^64 - 1); returns the bytes."""
+        return self.call("Unmap", domain_id=domain_id, iova=0, size=_UNMAP_ALL,
+                         owner=owner).bytes_unmapped
+
+    def iova_ranges(self, domain_id):
+        """The domain's usable IOVA ranges (GetIovaRanges) as [(start, size), ...], ascending."""
+        return [(r.start, r.size) for r in self.get_iova_ranges(domain_id=domain_id).ranges]
+
+    def replace(self, group_id, from_domain_id, to_domain_id, owner=""):
+        """ReplaceDomain: moves the attached group straight to another domain; returns the Group."""
+        return self.call("ReplaceDomain", group_id=group_id, from_domain_id=from_domain_id,
+                         to_domain_id=to_domain_id, owner=owner)
 
     def inject(self, point, nth=1, code="UNAVAILABLE", **extra):
         spec = iommu_pb2.FaultSpec(point=point, mode=iommu_pb2.FaultSpec.NTH, n=nth, code=code,

@@ -131,3 +131,46 @@ def test_hand_over_needs_a_host_backend(client):
     after = client.call("GetGroup", group_id=group)
     assert after == before and not after.handed_over
     client.call("ReleaseDevice", device="handover")
+
+
+def test_replace_unmap_all_and_iova_ranges(client):
+    for i, alias in enumerate((0x5301, 0x5302)):
+        client.call("ProbeDevice", unit="smmu0", device=f"replace-{i}", rid=0x5300,
+                    alias_rids=[alias])
+    group = client.device("replace-0").group_id
+    client.call("ClaimOwnership", group_id=group, owner="vmm-x")
+    first = client.call("AllocDomain", unit="smmu0", owner="vmm-x").id
+    second = client.call("AllocDomain", unit="smmu0", owner="vmm-x").id
+    client.call("AttachGroup", group_id=group, domain_id=first, owner="vmm-x")
+    region = client.register_memory(size=0x400000, owner="vmm-x")
+    client.map_region(first, 0x100000, region.id, 0, 0x1000, owner="vmm-x")
+    client.map_region(second, 0x200000, region.id, 0x1000, 0x1000, owner="vmm-x")
+    client.map_region(second, 0x300000, region.id, 0x2000, 0x200000, owner="vmm-x")
+    # A failure on the 2nd RID: every RID stays on the first domain.
+    client.inject("backend.attach", nth=2)
+    with pytest.raises(IommudError) as failed:
+        client.replace(group, first, second, owner="vmm-x")
+    assert failed.value.reason == "INJECTED_FAULT"
+    assert client.call("GetGroup", group_id=group).domain_id == first
+    assert client.call("Translate", device="replace-1", iova=0x100000, access=1).paddr == region.base
+    client.call("ClearFaults")
+    moved = client.replace(group, first, second, owner="vmm-x")
+    assert moved.domain_id == second
+    assert client.call("Translate", device="replace-1", iova=0x200000, access=1).paddr == \
+        region.base + 0x1000
+    with pytest.raises(IommudError) as stale:
+        client.replace(group, first, second, owner="vmm-x")
+    assert stale.value.reason == "DOMAIN_NOT_ATTACHED"
+    ranges = client.iova_ranges(second)
+    assert ranges[0] == (0, 0xfee00000) and ranges[1][0] == 0xfef00000
+    assert client.unmap_all(second, owner="vmm-x") == 0x201000
+    assert list(client.call("ListMappings", domain_id=second).mappings) == []
+    fault = client.call("Translate", device="replace-0", iova=0x200000, access=1)
+    assert fault.fault != 0
+    assert client.unmap_all(first, owner="vmm-x") == 0x1000
+    client.call("UnregisterMemory", region_id=region.id, owner="vmm-x")
+    client.call("ReleaseOwnership", group_id=group, owner="vmm-x")
+    client.call("FreeDomain", domain_id=first, owner="vmm-x")
+    client.call("FreeDomain", domain_id=second, owner="vmm-x")
+    for i in range(2):
+        client.call("ReleaseDevice", device=f"replace-{i}")
