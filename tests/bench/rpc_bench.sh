@@ -36,19 +36,28 @@ run attach_detach --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x
 # Group isolation: 64 distinct groups vs 1 group, same clients.
 run distinct_groups --mix=use_unuse --channels=4 --outstanding=16 --groups=64 --rid_base=0x2000
 run one_group --mix=use_unuse --channels=4 --outstanding=16 --groups=1 --rid_base=0x3000
-# A light client on group A, idle and while a heavy client hammers group B.
+# Isolation (issue #18 item 4): one light client (1x1 use_unuse on its own group) while a heavy
+# client (4x16) runs health Checks (CPU contention alone), then while it mutates another group
+# (the same concurrency, plus whatever waiting for that group costs the light client).
 run light_idle --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base=0x4000
-"$loadgen" --target="$target" --json --duration="$((seconds + 2))s" --mix=use_unuse --channels=4 \
-  --outstanding=16 --groups=1 --rid_base=0x5000 >/dev/null &
-heavy=$!
-sleep 1
-run light_under_load --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base=0x6000
-wait "$heavy"
+light_beside() {  # light_beside NAME RID_BASE heavy-loadgen-args...
+  local name="$1" rid="$2"; shift 2
+  "$loadgen" --target="$target" --json --duration="$((seconds + 2))s" --channels=4 \
+    --outstanding=16 "$@" >/dev/null &
+  local heavy=$!
+  sleep 1
+  run "$name" --mix=use_unuse --channels=1 --outstanding=1 --groups=1 --rid_base="$rid"
+  wait "$heavy"
+}
+light_beside light_under_health 0x6000 --mix=health
+light_beside light_under_load 0x7000 --mix=use_unuse --groups=1 --rid_base=0x5000
 # Durable attach+detach: every change committed to the SQLite file before the reply.
 start_daemon sqlite_normal --state=sqlite --state_sync=normal
 run attach_detach_sqlite_normal --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
 # The same with a request id on every call (its record and reply are stored too).
 run attach_detach_sqlite_normal_ids --mix=attach_detach --channels=4 --outstanding=8 \
   --rid_base=0x1000 --request_ids
+light_beside light_under_health_sqlite_normal 0x6000 --mix=health
+light_beside light_under_load_sqlite_normal 0x7000 --mix=use_unuse --groups=1 --rid_base=0x5000
 start_daemon sqlite_full --state=sqlite --state_sync=full
 run attach_detach_sqlite_full --mix=attach_detach --channels=4 --outstanding=8 --rid_base=0x1000
