@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -487,11 +488,14 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
 }
 
 // One queued write: a Commit's batch, or a SetRequestResponse. Lives on the stack of the caller,
-// which waits in Submit until the committer sets `done`.
+// which waits in Submit until the committer sets `done` -- except a SetRequestResponseAsync, which
+// is owned by the queue (it holds its id and reply) and is deleted after `on_done` ran.
 struct SqliteStateStore::Write {
   const StoreBatch* batch = nullptr;  // a Commit; null for a SetRequestResponse
   absl::string_view request_id;       // a SetRequestResponse: the record and its reply
   const std::string* response = nullptr;
+  std::string owned_request_id, owned_response;  // SetRequestResponseAsync: what the views show
+  std::function<void(absl::Status)> on_done;     // SetRequestResponseAsync only
   // Written by the committer (with mu_ held) before it sets `done`; read by the caller after.
   absl::Status status;
   bool done = false;  // guarded by queue_mu_
@@ -556,9 +560,20 @@ void SqliteStateStore::RunGroup(const std::vector<Write*>& group) {
     MutexLock lock(&mu_);
     CommitGroupLocked(group);
   }
+  // SetRequestResponseAsync writes are answered (and deleted) before the group is over, so that
+  // a write queued after one of them returns only after its `done` ran.
+  std::vector<Write*> waiting;  // the callers' own writes, woken below
+  for (Write* write : group) {
+    if (!write->on_done) {
+      waiting.push_back(write);
+      continue;
+    }
+    std::unique_ptr<Write> owned(write);
+    owned->on_done(owned->status);
+  }
   MutexLock lock(&queue_mu_);
   committing_ = false;
-  for (Write* write : group) {
+  for (Write* write : waiting) {
     write->done = true;
     write->done_changed.Signal();
   }
@@ -921,6 +936,20 @@ absl::Status SqliteStateStore::SetRequestResponse(absl::string_view request_id,
   write.request_id = request_id;
   write.response = &response;
   return Submit(&write);
+}
+
+void SqliteStateStore::SetRequestResponseAsync(std::string request_id, std::string response,
+                                               std::function<void(absl::Status)> done) {
+  auto write = std::make_unique<Write>();
+  write->owned_request_id = std::move(request_id);
+  write->owned_response = std::move(response);
+  write->request_id = write->owned_request_id;
+  write->response = &write->owned_response;
+  write->on_done = std::move(done);
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  MutexLock lock(&queue_mu_);
+  queue_.push_back(write.release());  // the committer's from now on (RunGroup deletes it)
+  queue_changed_.Signal();
 }
 
 absl::StatusOr<uint64_t> SqliteStateStore::ExpireRequests(int64_t cutoff_unix_nanos) {

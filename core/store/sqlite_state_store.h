@@ -92,6 +92,10 @@ class SqliteStateStore : public StateStore {
   absl::StatusOr<std::optional<RequestRecord>> FindRequest(absl::string_view request_id) override;
   absl::Status SetRequestResponse(absl::string_view request_id,
                                   const std::string& response) override;
+  // Queues the write for the committer and returns at once: it joins the next group (it never
+  // commits on the caller's thread), and `done` runs on the thread that committed it.
+  void SetRequestResponseAsync(std::string request_id, std::string response,
+                               std::function<void(absl::Status)> done) override;
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) override;
 
   const std::string& path() const { return options_.path; }

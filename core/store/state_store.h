@@ -16,6 +16,7 @@
 #define IOMMUD_CORE_STORE_STATE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -51,6 +52,14 @@ class StateStore {
   // Fills in the response of a record Commit stored; NOT_FOUND (REQUEST_NOT_FOUND) if there is none.
   virtual absl::Status SetRequestResponse(absl::string_view request_id,
                                           const std::string& response) = 0;
+  // SetRequestResponse without waiting for it: `done` gets its status once the reply is stored
+  // (durable at the store's level), on any thread, possibly before this returns. `done` must not
+  // call back into the store. A store that cannot do better runs SetRequestResponse, then `done`
+  // (the default). SqliteStateStore queues the write for its committer and returns at once.
+  virtual void SetRequestResponseAsync(std::string request_id, std::string response,
+                                       std::function<void(absl::Status)> done) {
+    done(SetRequestResponse(request_id, response));
+  }
   // Drops the records older than `cutoff_unix_nanos`; returns how many went.
   virtual absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) = 0;
 };

@@ -386,6 +386,38 @@ TEST_F(SqliteStateStoreTest, ConcurrentWritesShareOneTransactionAndARefusedOneFa
   EXPECT_FALSE(store.FindRequest("req-none")->has_value());
 }
 
+// A reply stored without waiting: `done` gets the committer's answer (OK once it is in the file,
+// NOT_FOUND for a request without a record), and a Commit made after it by the same thread lands
+// after it (it queues behind it, never commits ahead on the caller's thread).
+TEST_F(SqliteStateStoreTest, AnAsyncReplyLandsAndReportsToItsCallback) {
+  Create();
+  auto opened = SqliteStateStore::Open(Options());
+  ASSERT_OK(opened.status());
+  SqliteStateStore& store = **opened;
+  StoreBatch with_record;
+  with_record.request = RequestRecord{"req-1", "AllocDomain", "f", 1, std::nullopt, 1};
+  ASSERT_OK(store.Commit(with_record));
+  std::promise<absl::Status> stored, lost;
+  store.SetRequestResponseAsync("req-1", "the reply",
+                                [&](absl::Status status) { stored.set_value(status); });
+  store.SetRequestResponseAsync("req-none", "lost",
+                                [&](absl::Status status) { lost.set_value(status); });
+  StoreBatch after;
+  after.put_domains = {DomainRecord{7, "u0", DomainType::kDma, "x", false}};
+  ASSERT_OK(store.Commit(after));
+  // Both replies were queued before that commit: they were answered before it returned.
+  std::future<absl::Status> stored_status = stored.get_future();
+  std::future<absl::Status> lost_status = lost.get_future();
+  ASSERT_EQ(stored_status.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  ASSERT_EQ(lost_status.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_OK(stored_status.get());
+  absl::Status none = lost_status.get();
+  EXPECT_EQ(none.code(), absl::StatusCode::kNotFound) << none;
+  ASSERT_OK_AND_ASSIGN(std::optional<RequestRecord> record, store.FindRequest("req-1"));
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->response, std::optional<std::string>("the reply"));
+}
+
 TEST_F(SqliteStateStoreTest, AnUnopenablePathIsStateOpenFailed) {
   SqliteStateStoreOptions options = Options(/*create=*/true);
   options.path = dir_.File("no/such/dir/state.db");
