@@ -23,8 +23,11 @@ namespace {
 // How often the stopping listener is poked: civetweb checks its stop flag after each wake-up.
 constexpr absl::Duration kWakeInterval = absl::Milliseconds(5);
 
+std::atomic<uint64_t> pokes{0};  // MetricsListenerPokes
+
 // Opens and drops one TCP connection to host:port without waiting for it to complete.
 void Poke(const std::string& host, int port) {
+  pokes.fetch_add(1, std::memory_order_relaxed);
   addrinfo hints = {};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
@@ -41,6 +44,8 @@ void Poke(const std::string& host, int port) {
 }
 
 }  // namespace
+
+uint64_t MetricsListenerPokes() { return pokes.load(std::memory_order_relaxed); }
 
 std::string MetricsWakeHost(const std::string& listen) {
   std::string host;

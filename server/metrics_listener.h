@@ -9,6 +9,7 @@
 #ifndef IOMMUD_SERVER_METRICS_LISTENER_H_
 #define IOMMUD_SERVER_METRICS_LISTENER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -49,6 +50,11 @@ class MetricsListener {
 // The address a local connection to a listener on `listen` should go to: the loopback address of
 // its family for a wildcard (or empty) host, else the host itself, without brackets. For tests.
 std::string MetricsWakeHost(const std::string& listen);
+
+// Wake-up connections made by stopping listeners so far, in this process (one every 5 ms while a
+// listener stops). For tests: a stop that works needs a few, one left to civetweb's 2 s poll
+// hundreds.
+uint64_t MetricsListenerPokes();
 
 }  // namespace iommud
 
