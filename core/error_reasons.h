@@ -206,7 +206,7 @@ inline constexpr absl::string_view kNoStateStore = "NO_STATE_STORE";
 inline constexpr absl::string_view kRegistryNotEmpty = "REGISTRY_NOT_EMPTY";
 inline constexpr absl::string_view kRequestNotFound = "REQUEST_NOT_FOUND";
 inline constexpr absl::string_view kRecovering = "RECOVERING";
-// A unary call whose deadline passed before its handler ran (server/deadline_check.h).
+// A unary call whose deadline passed before its handler ran (server/api/deadline_check.h).
 inline constexpr absl::string_view kDeadlinePassed = "DEADLINE_PASSED";
 // A WatchEvents stream ended (or refused) because the daemon began shutting down.
 inline constexpr absl::string_view kServerShuttingDown = "SERVER_SHUTTING_DOWN";
@@ -229,12 +229,12 @@ inline constexpr absl::string_view kTooManyElements = "TOO_MANY_ELEMENTS";
 inline constexpr absl::string_view kNoEventStream = "NO_EVENT_STREAM";
 
 // --- Fd channel ---
-// The SOCK_SEQPACKET side channel that passes file descriptors (server/fd_channel.h).
+// The SOCK_SEQPACKET side channel that passes file descriptors (server/host/fd_channel.h).
 inline constexpr absl::string_view kWrongFdCount = "WRONG_FD_COUNT";
 inline constexpr absl::string_view kNoDeviceFds = "NO_DEVICE_FDS";
 
 // --- Limits ---
-// Per-principal limits (server/limits.h); also the labels of iommud_limited_total.
+// Per-principal limits (server/security/limits.h); also the labels of iommud_limited_total.
 inline constexpr absl::string_view kRateLimited = "RATE_LIMITED";
 inline constexpr absl::string_view kTooManyCalls = "TOO_MANY_CALLS";
 inline constexpr absl::string_view kTooManyWatchers = "TOO_MANY_WATCHERS";

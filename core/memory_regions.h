@@ -99,7 +99,7 @@ class MemoryRegionTable final : public MemoryResolver {
   // went). No-op when no region holds it (a mapping from before a restart, or a raw one).
   void Discharge(uint64_t paddr, uint64_t size);
   // Puts back a region a previous process of the daemon registered, with its id, owner, size and
-  // base (a restart with the fd store: server/kept_regions.h), and `backing` (its memory, of
+  // base (a restart with the fd store: server/host/kept_regions.h), and `backing` (its memory, of
   // `size` bytes). Later ids are above it. INVALID_ARGUMENT (INVALID_REGION_SIZE) for a size or
   // base Add would not give, a missing backing or one of another size; ALREADY_EXISTS
   // (REGION_EXISTS) when it overlaps a region or its id is taken.

@@ -183,7 +183,7 @@ struct RecoveryReport {
   size_t domains_adopted = 0;
   size_t domains_rewritten = 0;
   // Units the hardware already held: those of the store, and (counted by the start-up, see
-  // server/state_recovery.h) those a crashed first start programmed but never committed.
+  // server/state/state_recovery.h) those a crashed first start programmed but never committed.
   size_t units_adopted = 0;
   // Domains the hardware held when the store was empty (a first start that died after programming
   // some): ids are allocated past them, and the start-up's Reconcile frees them.
@@ -294,8 +294,8 @@ class Registry {
                                                    CallContext* context = nullptr);
 
   // Runs `fn` under the group mutex of `device` once the caller is entitled to the device itself
-  // (the fd side channel hands out its VFIO device fd inside `fn`: server/fd_channel_ops.h), and
-  // returns fn's status. Entitled: the device exists (NOT_FOUND DEVICE_NOT_FOUND), its group is
+  // (the fd side channel hands out its VFIO device fd inside `fn`: server/host/fd_channel_ops.h),
+  // and returns fn's status. Entitled: the device exists (NOT_FOUND DEVICE_NOT_FOUND), its group is
   // owned (FAILED_PRECONDITION GROUP_NOT_OWNED) by `owner` (PERMISSION_DENIED NOT_OWNER), and the
   // group is attached to a user domain, not to a core-owned default or blocking one
   // (FAILED_PRECONDITION GROUP_NOT_ATTACHED: VFIO gives device fds only for a group in a container

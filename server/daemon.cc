@@ -13,21 +13,21 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
-#include "core/status_macros.h"
-#include "core/sync.h"
-#include "grpc/health/v1/health.pb.h"
-#include "server/channelz_service.h"
-#include "server/grpc_metrics_interceptor.h"
-#include "server/recovery_metrics.h"
-#include "server/tls_credentials.h"
-#include "server/tls_file_stager.h"
-#include "server/topology.h"
-#include "server/host_topology.h"
-#include "server/host_recovery_report.h"
-#include "server/kept_regions.h"
 #include "core/host/linux_backend.h"
 #include "core/host/sysfs_inventory.h"
 #include "core/host/uevent_monitor.h"
+#include "core/status_macros.h"
+#include "core/sync.h"
+#include "grpc/health/v1/health.pb.h"
+#include "server/host/host_recovery_report.h"
+#include "server/host/kept_regions.h"
+#include "server/observability/channelz_service.h"
+#include "server/observability/grpc_metrics_interceptor.h"
+#include "server/observability/recovery_metrics.h"
+#include "server/security/tls_credentials.h"
+#include "server/security/tls_file_stager.h"
+#include "server/topology/host_topology.h"
+#include "server/topology/topology.h"
 
 namespace iommud {
 namespace {
@@ -268,7 +268,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       options.device_fds != nullptr ? options.device_fds : daemon->device_fds_;
   if (host != nullptr) {
     // The kernel's device removals and additions, and its requests for owned devices back: every
-    // device fd handed out is armed with a release-request eventfd (server/device_removal.h).
+    // device fd handed out is armed with a release-request eventfd (server/host/device_removal.h).
     DeviceRemovalOptions removal;
     removal.registry = daemon->registry_.get();
     removal.observer = daemon->metrics_.get();
@@ -311,7 +311,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
   builder.RegisterService(daemon->service_.get());
   if (options.channelz) {
-    // Admin only (server/channelz_service.h); every other unknown method stays UNIMPLEMENTED.
+    // Admin only (server/observability/channelz_service.h); every other unknown method stays
+    // UNIMPLEMENTED.
     daemon->channelz_ = std::make_unique<ChannelzService>(daemon->authorizer_.get());
     builder.RegisterCallbackGenericService(daemon->channelz_.get());
   }

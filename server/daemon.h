@@ -1,8 +1,9 @@
 // Daemon: one running iommud — backend, registry, start-up topology and the gRPC server
 // (iommu.v1.Iommu, grpc.health.v1.Health, server reflection) on a unix socket in its state
 // directory and optionally on TCP; the fd side channel next to the unix socket
-// (server/fd_channel.h); Prometheus metrics on their own HTTP listener; the periodic auditor. main.cc turns flags into DaemonOptions and signals into
-// Shutdown(); tests can run a Daemon in-process.
+// (server/host/fd_channel.h); Prometheus metrics on their own HTTP listener; the periodic auditor.
+// main.cc turns flags into DaemonOptions and signals into Shutdown(); tests can run a Daemon
+// in-process.
 #ifndef IOMMUD_SERVER_DAEMON_H_
 #define IOMMUD_SERVER_DAEMON_H_
 
@@ -20,40 +21,39 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/backend/backend_factory.h"
-#include "core/host/device_fd_provider.h"
 #include "core/crash_points.h"
 #include "core/event_bus.h"
 #include "core/fault_injector.h"
+#include "core/host/device_fd_provider.h"
 #include "core/registry.h"
 #include "core/store/durable_step_state_store.h"
 #include "core/store/fault_injecting_state_store.h"
 #include "core/store/state_store.h"
 #include "core/types.h"
-#include "server/authorizer.h"
-#include "server/channelz_service.h"
-#include "core/host/device_fd_provider.h"
-#include "server/daemon_metrics.h"
-#include "server/fd_channel.h"
-#include "server/fd_channel_ops.h"
+#include "server/api/idempotency.h"
+#include "server/api/iommu_service.h"
 #include "server/daemon_flags.h"
-#include "server/fd_store.h"
-#include "server/idempotency.h"
-#include "server/instrumented_backend.h"
-#include "server/instrumented_state_store.h"
+#include "server/host/device_removal.h"
+#include "server/host/fd_channel.h"
+#include "server/host/fd_channel_ops.h"
+#include "server/host/fd_store.h"
+#include "server/host/host_event_watcher.h"
 #include "server/keepalive.h"
-#include "server/iommu_service.h"
-#include "server/device_removal.h"
-#include "server/host_event_watcher.h"
-#include "server/lease_reaper.h"
-#include "server/peer_cred_listener.h"
-#include "server/limits.h"
-#include "server/log.h"
-#include "server/metrics_listener.h"
-#include "server/state_collector.h"
-#include "server/state_dir.h"
-#include "server/state_recovery.h"
-#include "server/state_store_factory.h"
-#include "server/tls_credentials.h"
+#include "server/observability/channelz_service.h"
+#include "server/observability/daemon_metrics.h"
+#include "server/observability/instrumented_backend.h"
+#include "server/observability/instrumented_state_store.h"
+#include "server/observability/log.h"
+#include "server/observability/metrics_listener.h"
+#include "server/observability/state_collector.h"
+#include "server/security/authorizer.h"
+#include "server/security/limits.h"
+#include "server/security/peer_cred_listener.h"
+#include "server/security/tls_credentials.h"
+#include "server/state/lease_reaper.h"
+#include "server/state/state_dir.h"
+#include "server/state/state_recovery.h"
+#include "server/state/state_store_factory.h"
 
 namespace iommud {
 
@@ -65,7 +65,7 @@ struct DaemonOptions {
   std::string socket_path;                // empty: <state_dir>/iommud.sock
   // TCP listener, "host:port" ("127.0.0.1:0" picks a free port); "" = no TCP. Mutual TLS from the
   // tls_* files (all three required, re-read every tls_refresh_interval), or plaintext with
-  // insecure_tcp on a loopback address only (server/tls_credentials.h).
+  // insecure_tcp on a loopback address only (server/security/tls_credentials.h).
   std::string listen_tcp;
   std::string tls_cert;
   std::string tls_key;
@@ -86,23 +86,24 @@ struct DaemonOptions {
   std::string metrics_listen;
   // How often the auditor compares the registry with the hardware; zero = only on demand.
   absl::Duration audit_interval = absl::Seconds(60);
-  // How often lapsed ownership leases are released (server/lease_reaper.h); zero = never.
+  // How often lapsed ownership leases are released (server/state/lease_reaper.h); zero = never.
   absl::Duration lease_reap_interval = absl::Seconds(1);
   // --backend=linux: how long the owner of a device the kernel is removing has to close its fds
-  // before iommud revokes its mappings (server/device_removal.h).
+  // before iommud revokes its mappings (server/host/device_removal.h).
   absl::Duration release_request_timeout = absl::Seconds(10);
-  // How long a request_id is remembered (server/idempotency.h); must be positive.
+  // How long a request_id is remembered (server/api/idempotency.h); must be positive.
   absl::Duration request_id_window = kDefaultRequestIdWindow;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
   // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz) to
-  // admins only (server/channelz_service.h): others get PERMISSION_DENIED like any admin RPC.
+  // admins only (server/observability/channelz_service.h): others get PERMISSION_DENIED like any
+  // admin RPC.
   bool channelz = false;
-  // Where authorization denials are logged (AUDIT lines, server/log.h); not owned, must outlive
-  // the Daemon. Null: "iommud: audit: ..." lines on stderr.
+  // Where authorization denials are logged (AUDIT lines, server/observability/log.h); not owned,
+  // must outlive the Daemon. Null: "iommud: audit: ..." lines on stderr.
   Logger* logger = nullptr;
-  // Roles of principals (server/policy.h); "" = the default policy (root and the daemon's own uid
-  // are admin, nobody else has a role).
+  // Roles of principals (server/security/policy.h); "" = the default policy (root and the daemon's
+  // own uid are admin, nobody else has a role).
   std::string policy_file;
   // Identify a unix peer without peer-credential properties as the daemon's own uid. The daemon's
   // own listener identifies every peer by SO_PEERCRED, so this no longer changes anything on its
@@ -118,13 +119,15 @@ struct DaemonOptions {
   // Test hook: called during Start while the registry is being recovered (the server listens,
   // health is NOT_SERVING, iommu.v1.Iommu calls fail with UNAVAILABLE RECOVERING).
   std::function<void()> while_recovering;
-  // The unix socket's owner/group and which peers may connect (server/peer_cred_listener.h); the
-  // daemon fills in socket_path, group_dir (the state dir, for the default socket) and metrics.
+  // The unix socket's owner/group and which peers may connect
+  // (server/security/peer_cred_listener.h); the daemon fills in socket_path, group_dir (the state
+  // dir, for the default socket) and metrics.
   PeerCredListenerOptions unix_listener;
-  // Message sizes, streams, per-client rate/calls/watchers, request bounds (server/limits.h).
+  // Message sizes, streams, per-client rate/calls/watchers, request bounds
+  // (server/security/limits.h).
   Limits limits;
-  // The fd side channel (server/fd_channel.h): its SOCK_SEQPACKET socket, "" = the unix socket's
-  // path + ".fds". It gets the unix socket's owner, group and allow-list (unix_listener).
+  // The fd side channel (server/host/fd_channel.h): its SOCK_SEQPACKET socket, "" = the unix
+  // socket's path + ".fds". It gets the unix socket's owner, group and allow-list (unix_listener).
   std::string fd_socket_path;
   int fd_channel_max_connections = 64;
   // The VFIO device fds OpenDevice hands out; not owned, must outlive the daemon. Null: the

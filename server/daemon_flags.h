@@ -14,7 +14,7 @@
 namespace iommud {
 
 // --fd_store: whether the linux backend keeps its kernel objects' fds (and the fd channel its
-// memory files) in systemd's fd store (server/fd_store.h), so that a restart adopts them.
+// memory files) in systemd's fd store (server/host/fd_store.h), so that a restart adopts them.
 enum class FdStoreMode {
   kAuto,      // iff NOTIFY_SOCKET names a service manager and the backend is linux
   kOff,       // never

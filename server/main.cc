@@ -19,11 +19,11 @@
 #include "iommud_version.h"
 #include "server/daemon.h"
 #include "server/daemon_flags.h"
-#include "server/limits_flags.h"
-#include "server/log.h"
+#include "server/observability/log.h"
+#include "server/security/limits_flags.h"
+#include "server/security/unix_ids.h"
 #include "server/service_manager.h"
 #include "server/termination_signals.h"
-#include "server/unix_ids.h"
 
 ABSL_FLAG(std::string, state_dir, "/run/iommud",
           "State directory (created 0750 if missing); holds the socket, the lock file and, unless "
@@ -155,7 +155,7 @@ int Main(int argc, char** argv) {
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = [](absl::string_view file) {
     return absl::EndsWith(file, "server/main.cc") ||
-           absl::EndsWith(file, "server/limits_flags.cc");
+           absl::EndsWith(file, "server/security/limits_flags.cc");
   };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
   // absl's default says only whether NDEBUG is defined.

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
-#include "server/unix_ids.h"
+#include "server/security/unix_ids.h"
 
 namespace iommud {
 namespace {

@@ -1,7 +1,7 @@
 // The daemon's listening unix sockets and their peers, shared by the gRPC socket
-// (server/peer_cred_listener.h) and the fd channel (server/fd_channel.h): binding a socket with its
-// mode, owner and group, and reading and admitting a connected peer's kernel credentials.
-// Stateless functions; thread-safe.
+// (server/security/peer_cred_listener.h) and the fd channel (server/host/fd_channel.h): binding a
+// socket with its mode, owner and group, and reading and admitting a connected peer's kernel
+// credentials. Stateless functions; thread-safe.
 #ifndef IOMMUD_SERVER_UNIX_SOCKET_H_
 #define IOMMUD_SERVER_UNIX_SOCKET_H_
 

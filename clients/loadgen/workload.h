@@ -36,7 +36,7 @@ struct LoadOptions {
   uint32_t rid_base = 0xa000;    // RIDs rid_base.. are the run's
   std::string owner = "loadgen";
   // Give every mutating call a fresh request_id (what a client that retries safely sends): the
-  // daemon then also stores each call's reply (server/idempotency.h).
+  // daemon then also stores each call's reply (server/api/idempotency.h).
   bool request_ids = false;
 };
 

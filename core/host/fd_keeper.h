@@ -1,6 +1,6 @@
 // FdKeeper: somewhere outside this process that keeps copies of file descriptors across a restart
-// (systemd's fd store: server/fd_store.h implements it), as the linux backend and the fd channel
-// see it. core/ does not depend on libsystemd; the daemon hands the backend one of these.
+// (systemd's fd store: server/host/fd_store.h implements it), as the linux backend and the fd
+// channel see it. core/ does not depend on libsystemd; the daemon hands the backend one of these.
 //
 // What is kept, under which name (names are stable, so that FDSTOREREMOVE finds them):
 //   group-<kernel group>                 an open /dev/vfio/<group> (the DMA ownership), kept from
@@ -13,7 +13,7 @@
 // objects (docs/semantics.md "Crash and restart on a real host").
 //
 // Thread safety: implementations are thread-safe.
-// Errors: the implementation's (server/fd_store.h: FD_STORE_UNAVAILABLE, FD_STORE_FAILED,
+// Errors: the implementation's (server/host/fd_store.h: FD_STORE_UNAVAILABLE, FD_STORE_FAILED,
 // INVALID_ARGUMENT for a name it refuses).
 #ifndef IOMMUD_CORE_HOST_FD_KEEPER_H_
 #define IOMMUD_CORE_HOST_FD_KEEPER_H_

@@ -43,7 +43,7 @@ struct RecoveredGroup {
   std::string detail;                // one line for logs and events
   bool repaired = false;             // kAdopted: the kernel was made to agree with the registry
   // The registry's ownership of the group was dropped at the restart (it could not be claimed
-  // again: server/host_recovery_report.h AddDroppedOwnerships): reported as a leak.
+  // again: server/host/host_recovery_report.h AddDroppedOwnerships): reported as a leak.
   bool ownership_dropped = false;
 };
 

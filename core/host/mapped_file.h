@@ -1,9 +1,9 @@
 // MappedFile: a client's shared memory file (a memfd, a file on hugetlbfs or /dev/shm) mapped into
 // this process, as the ProcessMemory (core/memory_resolver.h) behind a registered memory region.
 //
-// The fd channel (server/fd_channel.h) maps the memfd a VMM sends with RegisterMemory; the linux
-// backend then maps those pages into VFIO containers. The mapping is MAP_SHARED and read-write, so
-// the daemon, the VMM and the device see the same bytes.
+// The fd channel (server/host/fd_channel.h) maps the memfd a VMM sends with RegisterMemory; the
+// linux backend then maps those pages into VFIO containers. The mapping is MAP_SHARED and
+// read-write, so the daemon, the VMM and the device see the same bytes.
 //
 // Ownership: the mapping lives exactly as long as the object (munmap in the destructor); the fd
 // passed to Map stays the caller's (an mmap keeps the file alive by itself). Thread safety: the

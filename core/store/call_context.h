@@ -2,7 +2,7 @@
 // through thread-locals, so a call may hand its work to another thread and still carry it):
 //   - the idempotency record of the request it answers, if any. The server creates the context
 //     around the registry call of a mutating request that carried a request_id
-//     (server/idempotency.h); the registry puts the record into the first StoreBatch it commits
+//     (server/api/idempotency.h); the registry puts the record into the first StoreBatch it commits
 //     for the call, so the change and its record become durable in one transaction, and marks it
 //     committed;
 //   - the fault-injection scope (core/types.h FaultScope): the group and device of the operation

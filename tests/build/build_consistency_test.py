@@ -6,8 +6,8 @@ build a file under one and not the other: a .cc that CMake forgot still builds u
 test CMake forgot never runs in CI's CMake steps. This check fails, naming the file, when:
   1. a .cc file of core/, server/ or clients/ (sources, not tests) is named in no CMakeLists.txt of
      its directory or an ancestor up to its top directory;
-  2. a tests/**/*_test.cc file is named in no CMakeLists.txt under tests/, or its directory has no
-     BUILD.bazel (Bazel would not build it);
+  2. a tests/**/*_test.cc file is named in no CMakeLists.txt under tests/, or no Bazel package
+     globs it (its directory has no BUILD.bazel and the one above does not glob recursively);
   3. a file under core/ includes gRPC, protobuf, Prometheus or generated proto headers (core/ is
      the transport-free half; server/ adapts it to the wire).
 Usage: build_consistency_test.py REPO_ROOT
@@ -58,8 +58,17 @@ for test in sorted((root / "tests").rglob("*_test.cc")):
         continue
     if not named(tests_cmake, relative, test.name):
         problems.append(f"{relative}: named in no tests/**/CMakeLists.txt (CMake never runs it)")
-    if not (test.parent / "BUILD.bazel").exists():
-        problems.append(f"{relative}: no BUILD.bazel in its directory (Bazel never builds it)")
+    # Its Bazel package: the nearest directory up with a BUILD.bazel; a package above the test's
+    # own directory builds it only if its iommud_tests globs recursively (tests/server's rooms).
+    package = test.parent
+    while not (package / "BUILD.bazel").exists() and package != root / "tests":
+        package = package.parent
+    build = package / "BUILD.bazel"
+    if not build.exists():
+        problems.append(f"{relative}: no BUILD.bazel in its directory or above (Bazel never builds it)")
+    elif package != test.parent and "recursive = True" not in build.read_text():
+        problems.append(f"{relative}: {build.relative_to(root)} does not glob subdirectories "
+                        f"(Bazel never builds it)")
 
 # 3. Layering.
 forbidden = re.compile(r'#include\s*[<"](grpc|grpcpp|google/protobuf|prometheus|iommu/v1/|proto/)')

@@ -1,5 +1,5 @@
-// FdChannelClient against a real FdChannel listener (server/fd_channel.h) with fake ops: regions
-// and device fds come back, and errors carry the daemon's reason.
+// FdChannelClient against a real FdChannel listener (server/host/fd_channel.h) with fake ops:
+// regions and device fds come back, and errors carry the daemon's reason.
 #include "clients/cpp/fd_channel_client.h"
 
 #include <fcntl.h>
@@ -17,9 +17,9 @@
 #include "core/error_reasons.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/authorizer.h"
-#include "server/fd_channel.h"
-#include "server/policy.h"
+#include "server/host/fd_channel.h"
+#include "server/security/authorizer.h"
+#include "server/security/policy.h"
 #include "tests/testing/status_test_macros.h"
 #include "tests/testing/temp_dir.h"
 

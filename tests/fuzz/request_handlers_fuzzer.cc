@@ -21,9 +21,9 @@
 #include "core/fault_injector.h"
 #include "core/registry.h"
 #include "proto/status_codec.h"
-#include "server/fault_injection_convert.h"
-#include "server/observability_convert.h"
-#include "server/request_handlers.h"
+#include "server/api/fault_injection_convert.h"
+#include "server/api/observability_convert.h"
+#include "server/api/request_handlers.h"
 #include "tests/fuzz/fuzz_checks.h"
 
 namespace iommud {

@@ -62,7 +62,7 @@ class Subprocess {
 };
 
 // The full owner cookie the daemon gives a request of this process naming owner `name`: callers
-// are identified as this process's uid, so "uid:<getuid()>/<name>" (server/authorizer.h).
+// are identified as this process's uid, so "uid:<getuid()>/<name>" (server/security/authorizer.h).
 std::string OwnOwner(absl::string_view name);
 
 // TestDaemonOptions::topology values besides a topology's text.

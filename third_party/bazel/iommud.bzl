@@ -47,16 +47,22 @@ def iommud_cc_test(name, srcs, deps = [], **kwargs):
         **kwargs
     )
 
-def iommud_tests(prefix, deps = [], overrides = {}, exclude = []):
+def iommud_tests(prefix, deps = [], overrides = {}, exclude = [], recursive = False):
     """One GoogleTest binary per `*_test.cc` of this package (glob: new suites are picked up).
 
     Each test is named `<prefix><file name without .cc>` (e.g. "core_" + "error_test" gives
-    core_error_test, the CMake name) and links `deps`. `overrides` maps a file name to attributes
-    that replace the defaults for that one test (a CMake name that differs, narrower deps, data).
+    core_error_test, the CMake name) and links `deps`. `overrides` maps a file's path in the
+    package to attributes that replace the defaults for that one test (a CMake name that differs,
+    narrower deps, data). `recursive` also takes the tests of subdirectories without a BUILD file
+    of their own (tests/server's rooms); the name is still the file name's.
     """
-    for src in native.glob(["*_test.cc"], exclude = exclude):
+    srcs = native.glob(["**/*_test.cc" if recursive else "*_test.cc"], exclude = exclude)
+    for key in overrides:
+        if key not in srcs:
+            fail("iommud_tests override for %s, which is no test of this package" % key)
+    for src in srcs:
         attrs = {
-            "name": prefix + src[:-len(".cc")],
+            "name": prefix + src.split("/")[-1][:-len(".cc")],
             "srcs": [src],
             "deps": deps,
         }

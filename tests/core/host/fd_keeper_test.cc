@@ -7,7 +7,7 @@ namespace iommud {
 namespace host {
 namespace {
 
-bool ValidFdName(const std::string& name) {  // systemd's rule (server/fd_store.h)
+bool ValidFdName(const std::string& name) {  // systemd's rule (server/host/fd_store.h)
   if (name.empty() || name.size() > 255) return false;
   for (char c : name) {
     if (c < 0x21 || c > 0x7e || c == ':') return false;

@@ -1,0 +1,307 @@
+#include "server/api/iommu_service.h"
+
+#include <optional>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "core/error_reasons.h"
+#include "core/status_macros.h"
+#include "proto/status_codec.h"
+#include "server/api/deadline_check.h"
+#include "server/api/keep_lease_reactor.h"
+#include "server/api/raw_request.h"
+#include "server/api/rebuilt_replies.h"
+#include "server/api/watch_events_reactor.h"
+
+namespace iommud {
+namespace {
+
+// Whether a request message has an `owner` field (then the authorizer rewrites it).
+template <typename T, typename = void>
+struct HasOwnerField : std::false_type {};
+template <typename T>
+struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::string()))>>
+    : std::true_type {};
+
+}  // namespace
+
+IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
+                           FaultInjector* injector, const Authorizer* authorizer,
+                           ClientLimiter* limiter, IdempotencyKeeper* idempotency)
+    : registry_(registry),
+      events_(events),
+      authorizer_(authorizer),
+      limiter_(limiter),
+      idempotency_(idempotency),
+      handlers_(registry, limiter != nullptr ? limiter->limits().request : RequestBounds{}),
+      maintenance_(registry, metrics, injector) {
+  std::apply([this](const auto&... rpc) { (AddUnary(rpc), ...); }, kUnaryRpcs);
+  AddKeepLease();
+  AddWatchEvents();
+}
+
+void IommuService::AddRawMethod(absl::string_view name, grpc::internal::RpcMethod::RpcType type,
+                                grpc::internal::MethodHandler* handler) {
+  const std::string& path = method_paths_.emplace_back(
+      absl::StrCat("/", iommu::v1::Iommu::service_full_name(), "/", name));
+  auto* method = new grpc::internal::RpcServiceMethod(path.c_str(), type, handler);
+  method->SetServerApiType(grpc::internal::RpcServiceMethod::ApiType::RAW_CALL_BACK);
+  AddMethod(method);
+}
+
+template <typename Rpc>
+void IommuService::AddUnary(const Rpc& rpc) {
+  using Request = typename Rpc::RequestType;
+  using Response = typename Rpc::ResponseType;
+  UnaryFunction<Request, Response> serve = [this, rpc](grpc::CallbackServerContext* context,
+                                                       const Request& request,
+                                                       Response* response) {
+    return Serve(*context, rpc, request, response);
+  };
+  if constexpr (Rpc::kind == RpcKind::kMutating) {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(
+                     std::move(serve), [this] { return mutating_executor_.get(); }));
+  } else {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(std::move(serve)));
+  }
+}
+
+void IommuService::RunMutatingCallsOffGrpcThreads(int threads) {
+  mutating_executor_ = std::make_unique<BlockingExecutor>(threads);
+}
+
+void IommuService::AddKeepLease() {
+  AddRawMethod(kKeepLeaseRpc.name, grpc::internal::RpcMethod::BIDI_STREAMING,
+               NewBidiStreamHandler<iommu::v1::Group>(
+                   [this](grpc::CallbackServerContext* context) { return KeepLease(context); }));
+}
+
+void IommuService::AddWatchEvents() {
+  AddRawMethod(kWatchEventsRpc.name, grpc::internal::RpcMethod::SERVER_STREAMING,
+               NewServerStreamHandler<iommu::v1::WatchEventsRequest, iommu::v1::Event>(
+                   [this](grpc::CallbackServerContext* context,
+                          const iommu::v1::WatchEventsRequest& request) {
+                     return WatchEvents(*context, request);
+                   }));
+}
+
+template <typename Handlers>
+const Handlers& IommuService::HandlersOf() const {
+  if constexpr (std::is_same_v<Handlers, RequestHandlers>) {
+    return handlers_;
+  } else {
+    static_assert(std::is_same_v<Handlers, MaintenanceHandlers>, "a handler class of rpc_table.h");
+    return maintenance_;
+  }
+}
+
+absl::StatusOr<ClientLimiter::Permit> IommuService::Admit(const std::string& principal,
+                                                          LimiterSlot slot) const {
+  return slot == LimiterSlot::kWatcher ? limiter_->AdmitWatcher(principal)
+                                       : limiter_->AdmitCall(principal);
+}
+
+absl::Status IommuService::CheckReady() const {
+  if (!recovering_.load()) return absl::OkStatus();
+  return Error(absl::StatusCode::kUnavailable, reason::kRecovering,
+               "iommud is recovering its registry from the state store; retry shortly");
+}
+
+template <typename Rpc, typename Request>
+absl::StatusOr<const Request*> IommuService::AuthorizeCall(const grpc::ServerContextBase& context,
+                                                           const Rpc& rpc, const Request* request,
+                                                           Request* rewritten,
+                                                           ClientLimiter::Permit* permit,
+                                                           std::string* principal) const {
+  RETURN_IF_ERROR(CheckReady());
+  if (authorizer_ == nullptr) return request;
+  ASSIGN_OR_RETURN(const AuthorizedCaller caller,
+                   authorizer_->Authorize(context, rpc.name, rpc.role));
+  *principal = caller.identity.principal;
+  if (limiter_ != nullptr) {
+    ASSIGN_OR_RETURN(*permit, Admit(*principal, SlotOf(rpc)));
+    RETURN_IF_ERROR(limiter_->CheckRequest(*principal, *request));
+  }
+  RETURN_IF_ERROR(CheckTarget(caller, rpc.name, *request));
+  if constexpr (HasOwnerField<Request>::value) {
+    ASSIGN_OR_RETURN(std::string owner,
+                     authorizer_->EffectiveOwner(caller, rpc.name, request->owner()));
+    *rewritten = *request;
+    rewritten->set_owner(std::move(owner));
+    return rewritten;
+  }
+  return request;
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::ReleaseDeviceRequest& request) const {
+  if (caller.role >= Role::kAdmin) return absl::OkStatus();
+  absl::StatusOr<DeviceInfo> device = registry_->GetDevice(request.device());
+  if (!device.ok()) return absl::OkStatus();  // the handler reports it
+  absl::StatusOr<GroupInfo> group = registry_->GetGroup(device->group);
+  if (!group.ok()) return absl::OkStatus();
+  // Racy by design: an owner that claims the group after this check and before the release is
+  // treated like one that claimed it just after (the release records the leak either way).
+  return authorizer_->CheckMayTouch(caller, method, group->owner);
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::MapRequest& request) const {
+  if (request.region_id() != 0) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kRawPaddrAdminOnly, "raw_paddr",
+      "mapping a raw physical address needs the admin role: register the memory "
+      "(RegisterMemory) and map (region_id, region_offset)");
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::MapBatchRequest& request) const {
+  for (const iommu::v1::MapBatchEntry& entry : request.entries()) {
+    if (entry.region_id() != 0) continue;
+    return authorizer_->RequireAdminFor(
+        caller, method, reason::kRawPaddrAdminOnly, "raw_paddr",
+        "mapping a raw physical address needs the admin role: register the memory "
+        "(RegisterMemory) and map (region_id, region_offset)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::AllocDomainRequest& request) const {
+  if (request.type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kIdentityDomainAdminOnly, "identity_domain",
+      "an IDENTITY domain lets devices reach all physical memory: it needs the admin role");
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::ProbeDeviceRequest& request) const {
+  if (request.default_domain_type() != iommu::v1::DOMAIN_TYPE_IDENTITY) return absl::OkStatus();
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kIdentityDomainAdminOnly, "identity_domain",
+      "an IDENTITY default domain lets the device reach all physical memory: it needs the admin "
+      "role");
+}
+
+absl::Status IommuService::CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                                       const iommu::v1::HandOverGroupRequest& request) const {
+  const CallerIdentity& identity = caller.identity;
+  if (identity.uid.has_value() && identity.gid.has_value() && *identity.uid == request.uid() &&
+      *identity.gid == request.gid()) {
+    return absl::OkStatus();
+  }
+  return authorizer_->RequireAdminFor(
+      caller, method, reason::kHandoverUidNotCallers, "foreign_uid",
+      absl::StrCat("handing group ", request.group_id(), " to uid ", request.uid(), " gid ",
+                   request.gid(),
+                   " needs the admin role: a caller below admin may hand a group only to its own "
+                   "uid and gid (its unix peer credentials)"));
+}
+
+template <typename Request, typename Response, typename Handler>
+absl::Status IommuService::RunMutating(absl::string_view method, absl::string_view principal,
+                                       const Request& request, Response* response,
+                                       Handler handler) const {
+  if (idempotency_ == nullptr) {
+    RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+    CallContext none;  // no record to keep
+    return handler(request, response, &none);
+  }
+  return idempotency_->Run<Request, Response>(
+      method, principal, request, response, handler,
+      [&](uint64_t result_ref, Response* out) {
+        return RebuildReply(handlers_, request, result_ref, out);
+      });
+}
+
+template <typename Rpc>
+absl::Status IommuService::Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
+                                 const typename Rpc::RequestType& request,
+                                 typename Rpc::ResponseType* response) const {
+  using Request = typename Rpc::RequestType;
+  using Response = typename Rpc::ResponseType;
+  Request rewritten;
+  ClientLimiter::Permit permit;  // held until the handler returns
+  std::string principal;
+  ASSIGN_OR_RETURN(const Request* authorized,
+                   AuthorizeCall(context, rpc, &request, &rewritten, &permit, &principal));
+  // Last step before the handler: a call its client has given up on is not executed.
+  RETURN_IF_ERROR(CheckDeadline(context, rpc.name));
+  const auto& handlers = HandlersOf<typename Rpc::HandlersType>();
+  if constexpr (Rpc::kind == RpcKind::kMutating) {
+    return RunMutating(rpc.name, principal, *authorized, response,
+                       [&](const Request& r, Response* out, CallContext* call) {
+                         return (handlers.*rpc.handler)(r, out, call);
+                       });
+  } else {
+    return (handlers.*rpc.handler)(*authorized, response);
+  }
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepLease(
+    grpc::CallbackServerContext* context) {
+  if (absl::Status ready = CheckReady(); !ready.ok()) return KeepLeaseReactor::Failed(ready);
+  std::optional<AuthorizedCaller> caller;  // none without an authorizer: owners pass unchanged
+  ClientLimiter::Permit permit;            // the stream's call slot, held for its life
+  if (authorizer_ != nullptr) {
+    absl::StatusOr<AuthorizedCaller> authorized =
+        authorizer_->Authorize(*context, kKeepLeaseRpc.name, kKeepLeaseRpc.role);
+    if (!authorized.ok()) return KeepLeaseReactor::Failed(authorized.status());
+    if (limiter_ != nullptr) {
+      absl::StatusOr<ClientLimiter::Permit> admitted =
+          Admit(authorized->identity.principal, kKeepLeaseRpc.slot);
+      if (!admitted.ok()) return KeepLeaseReactor::Failed(admitted.status());
+      permit = *std::move(admitted);
+    }
+    caller = *std::move(authorized);
+  }
+  KeepLeaseReactor::Admit admit =
+      [this, caller = std::move(caller)](const iommu::v1::KeepLeaseRequest& message)
+      -> absl::StatusOr<iommu::v1::RenewLeaseRequest> {
+    RETURN_IF_ERROR(CheckReady());
+    iommu::v1::RenewLeaseRequest renew;
+    renew.set_group_id(message.group_id());
+    renew.set_lease_ttl_millis(message.lease_ttl_millis());
+    if (!caller.has_value()) {
+      renew.set_owner(message.owner());
+      return renew;
+    }
+    const std::string& principal = caller->identity.principal;
+    if (limiter_ != nullptr) {
+      RETURN_IF_ERROR(limiter_->AdmitMessage(principal));
+      RETURN_IF_ERROR(limiter_->CheckRequest(principal, message));
+    }
+    ASSIGN_OR_RETURN(std::string owner,
+                     authorizer_->EffectiveOwner(*caller, kKeepLeaseRpc.name, message.owner()));
+    renew.set_owner(std::move(owner));
+    return renew;
+  };
+  return new KeepLeaseReactor(&handlers_, &keep_lease_executor_, std::move(admit),
+                              std::move(permit));
+}
+
+grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(
+    const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request) {
+  using FailedStream = FailedWriteReactor<iommu::v1::Event>;
+  iommu::v1::WatchEventsRequest unused;  // (no owner field to rewrite)
+  ClientLimiter::Permit permit;          // the stream's watcher slot, held for its life
+  std::string principal;
+  if (absl::StatusOr<const iommu::v1::WatchEventsRequest*> allowed =
+          AuthorizeCall(context, kWatchEventsRpc, &request, &unused, &permit, &principal);
+      !allowed.ok()) {
+    return new FailedStream(allowed.status());
+  }
+  if (events_ == nullptr) {
+    return new FailedStream(Error(absl::StatusCode::kUnimplemented, reason::kNoEventStream,
+                                  "this server has no event stream"));
+  }
+  absl::StatusOr<WatchSpec> spec = WatchSpecFromProto(request);
+  if (!spec.ok()) return new FailedStream(spec.status());
+  if (events_->closed()) return new FailedStream(ShuttingDownStatus());
+  return new WatchEventsReactor(registry_, events_, *spec, std::move(permit));
+}
+
+}  // namespace iommud

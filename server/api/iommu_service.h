@@ -1,0 +1,173 @@
+// IommuService: the iommu.v1.Iommu gRPC service (callback API, one unary reactor per call), a thin
+// adapter of RequestHandlers and MaintenanceHandlers onto the wire. Its methods are registered
+// from the RPC table (rpc_table.h), not from the generated service class: each takes its request as
+// bytes and parses it (raw_request.h), so a request that is not valid protobuf is INVALID_ARGUMENT
+// MALFORMED_REQUEST (gRPC's own handler would answer a bare UNIMPLEMENTED). Every reply's status
+// goes through ToGrpcStatus (proto/status_codec.h), so every error carries a google.rpc.ErrorInfo
+// with its reason.
+//
+// While the daemon recovers, every call is refused (UNAVAILABLE RECOVERING). Otherwise each is
+// first authorized (authorizer.h): the caller's role must be at least the role of the method's table entry, and the
+// owner field of a request is replaced by the caller's effective owner before the handler sees it;
+// a denial finishes the call with PERMISSION_DENIED and changes nothing. Then the caller's
+// principal is admitted by the ClientLimiter (limits.h: rate, calls in flight, watchers, request
+// bounds); a refusal finishes the call with RESOURCE_EXHAUSTED (or INVALID_ARGUMENT for an
+// oversized field) and changes nothing. A mutating request with a request_id then goes through the
+// IdempotencyKeeper (idempotency.h): a retry is answered with the original reply, not run again.
+//
+// The streams go through the same admission: a WatchEvents stream holds a watcher permit for its
+// life; a KeepLease stream is checked for readiness, authorized and holds a call permit for its
+// life, and each of its messages is checked for readiness again, takes a rate token, is bounded
+// and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
+//
+// Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
+// registry never holds one across anything slow). With a durable store, mutating calls run on an
+// executor of the service's own instead (RunMutatingCallsOffGrpcThreads): each waits there for the
+// group commit that makes its change durable, and many such waits are what lets one commit carry
+// the changes of many calls. KeepLease renewals run on a small executor of the service's own
+// (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
+#ifndef IOMMUD_SERVER_API_IOMMU_SERVICE_H_
+#define IOMMUD_SERVER_API_IOMMU_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "core/event_bus.h"
+#include "core/fault_injector.h"
+#include "core/registry.h"
+#include "iommu/v1/iommu.grpc.pb.h"
+#include "server/api/blocking_executor.h"
+#include "server/api/idempotency.h"
+#include "server/api/maintenance_handlers.h"
+#include "server/api/request_handlers.h"
+#include "server/api/rpc_table.h"
+#include "server/observability/daemon_metrics.h"
+#include "server/security/authorizer.h"
+#include "server/security/limits.h"
+
+namespace iommud {
+
+class IommuService final : public grpc::Service {
+ public:
+  // None is owned; each must outlive the service. `events` (WatchEvents) and `metrics` (the
+  // audit gauges) may be null: WatchEvents is then UNIMPLEMENTED.
+  // `injector` null: the fault-injection RPCs are refused (FAULT_INJECTION_DISABLED).
+  // `authorizer` null: no authorization and owners are passed through unchanged (in-process tests
+  // of the service only; the daemon always has one).
+  // `idempotency` null: request ids are validated but not remembered (every request runs).
+  explicit IommuService(Registry* registry, EventBus* events = nullptr,
+                        DaemonMetrics* metrics = nullptr, FaultInjector* injector = nullptr,
+                        const Authorizer* authorizer = nullptr,
+                        ClientLimiter* limiter = nullptr,
+                        IdempotencyKeeper* idempotency = nullptr);
+
+  // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
+  // still loading the registry from its state store. Thread-safe.
+  void SetRecovering(bool recovering) { recovering_.store(recovering); }
+
+  // From now on, mutating unary calls run on `threads` threads of the service's own rather than on
+  // gRPC's callback threads (see above): at most `threads` of them wait for a commit at once.
+  // Call once, before the server starts.
+  void RunMutatingCallsOffGrpcThreads(int threads);
+
+ private:
+  // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
+  // requests as bytes (raw_request.h).
+  void AddRawMethod(absl::string_view name, grpc::internal::RpcMethod::RpcType type,
+                    grpc::internal::MethodHandler* handler);
+  // Register one unary entry of kUnaryRpcs (rpc_table.h), and the two streams.
+  template <typename Rpc>
+  void AddUnary(const Rpc& rpc);
+  void AddKeepLease();
+  void AddWatchEvents();
+
+  // One unary call of `rpc`: authorizes and admits it (AuthorizeCall), then runs its handler, for
+  // a kMutating one through RunMutating.
+  template <typename Rpc>
+  absl::Status Serve(const grpc::ServerContextBase& context, const Rpc& rpc,
+                     const typename Rpc::RequestType& request,
+                     typename Rpc::ResponseType* response) const;
+  // The handler object of a table entry's Handlers type.
+  template <typename Handlers>
+  const Handlers& HandlersOf() const;
+
+  // The reactor of a new stream; one that finishes at once when the call is refused.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* KeepLease(
+      grpc::CallbackServerContext* context);
+  grpc::ServerWriteReactor<iommu::v1::Event>* WatchEvents(
+      const grpc::ServerContextBase& context, const iommu::v1::WatchEventsRequest& request);
+
+  // Checks readiness, authorizes the caller of `context` for the table entry `rpc` (its name and
+  // role), takes the entry's limiter slot into `permit` (held until it is destroyed) and checks
+  // the request's bounds. For a request with an owner field, returns `rewritten` (a copy of
+  // `request` with the effective owner); otherwise `request`. `principal` gets the caller's
+  // identity ("" without an authorizer).
+  template <typename Rpc, typename Request>
+  absl::StatusOr<const Request*> AuthorizeCall(const grpc::ServerContextBase& context,
+                                               const Rpc& rpc, const Request* request,
+                                               Request* rewritten, ClientLimiter::Permit* permit,
+                                               std::string* principal) const;
+  // The limiter's admission of one call or stream of `principal` holding `slot`.
+  absl::StatusOr<ClientLimiter::Permit> Admit(const std::string& principal,
+                                              LimiterSlot slot) const;
+  // Per-request checks beyond the role: ReleaseDevice of a device in a group another principal
+  // owns needs admin; so do a Map of a raw paddr (no region_id: PERMISSION_DENIED
+  // RAW_PADDR_ADMIN_ONLY) and AllocDomain of an IDENTITY domain (IDENTITY_DOMAIN_ADMIN_ONLY),
+  // which reach all physical memory (issue #15). Other requests: nothing.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::ReleaseDeviceRequest& request) const;
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::MapRequest& request) const;
+  // Any entry of a raw paddr: the Map rule.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::MapBatchRequest& request) const;
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::AllocDomainRequest& request) const;
+  // ProbeDevice asking for an IDENTITY default domain: the same rule (the kernel lets only
+  // CAP_SYS_ADMIN change a group's default domain type through sysfs).
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::ProbeDeviceRequest& request) const;
+  // HandOverGroup to a uid:gid other than the caller's own (its unix peer credentials) needs admin
+  // (HANDOVER_UID_NOT_CALLERS): a VMM's manager may hand a group only to itself.
+  absl::Status CheckTarget(const AuthorizedCaller& caller, absl::string_view method,
+                           const iommu::v1::HandOverGroupRequest& request) const;
+  template <typename Request>
+  absl::Status CheckTarget(const AuthorizedCaller&, absl::string_view, const Request&) const {
+    return absl::OkStatus();
+  }
+
+  // Runs `handler` for a mutating request: through the IdempotencyKeeper when there is one (a
+  // retry with the same request_id gets the original reply), else after checking the id's form.
+  template <typename Request, typename Response, typename Handler>
+  absl::Status RunMutating(absl::string_view method, absl::string_view principal,
+                           const Request& request, Response* response, Handler handler) const;
+
+  // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
+  absl::Status CheckReady() const;
+
+  std::atomic<bool> recovering_{false};
+  Registry* const registry_;
+  EventBus* const events_;
+  const Authorizer* const authorizer_;
+  ClientLimiter* const limiter_;
+  IdempotencyKeeper* const idempotency_;
+  RequestHandlers handlers_;
+  MaintenanceHandlers maintenance_;
+  // KeepLease renewals; after handlers_, so that it drains before they go.
+  BlockingExecutor keep_lease_executor_{/*threads=*/2};
+  // Mutating unary calls when set (RunMutatingCallsOffGrpcThreads); set before the server starts,
+  // read by every call after. After handlers_, so that it drains before they go.
+  std::unique_ptr<BlockingExecutor> mutating_executor_;
+  std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
+};
+
+}  // namespace iommud
+
+#endif  // IOMMUD_SERVER_API_IOMMU_SERVICE_H_
