@@ -8,6 +8,8 @@ import sys
 def load(paths):
     runs, context = {}, {}
     for path in paths:
+        if not os.path.exists(path):  # e.g. rpc_bench.sh run alone: its rows only
+            continue
         data = json.load(open(path))
         context = data.get("context", context)
         for run in data["benchmarks"]:
@@ -97,11 +99,13 @@ def main():
         row(f"attach batch commits ({label}); registry attach+detach over it",
             f"{fmt_rate(commits)}; {fmt_rate(ops)}", None, "(context: store_bench)")
 
-    memory = json.load(open(os.path.join(results, "memory.json")))
-    row(f"memory per device ({memory['devices']} devices)", f"{memory['bytes_per_device']:.0f} B",
-        None, "(context)")
-    row(f"memory per 4K mapping ({memory['pages']} pages)",
-        f"{memory['bytes_per_4k_mapping']:.1f} B", None, "(context)")
+    memory_path = os.path.join(results, "memory.json")
+    if os.path.exists(memory_path):
+        memory = json.load(open(memory_path))
+        row(f"memory per device ({memory['devices']} devices)",
+            f"{memory['bytes_per_device']:.0f} B", None, "(context)")
+        row(f"memory per 4K mapping ({memory['pages']} pages)",
+            f"{memory['bytes_per_4k_mapping']:.1f} B", None, "(context)")
     rpc_path = os.path.join(results, "rpc.jsonl")
     if os.path.exists(rpc_path):
         rpc = {}
