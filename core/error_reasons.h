@@ -57,6 +57,7 @@ inline constexpr absl::string_view kDeviceNotClaimed = "DEVICE_NOT_CLAIMED";
 inline constexpr absl::string_view kLeaseTtlOutOfRange = "LEASE_TTL_OUT_OF_RANGE";
 inline constexpr absl::string_view kNoLease = "NO_LEASE";
 inline constexpr absl::string_view kLeaseExpired = "LEASE_EXPIRED";
+inline constexpr absl::string_view kLeaseAlreadyBound = "LEASE_ALREADY_BOUND";
 
 // --- Domains and attachment ---
 // AllocDomain, FreeDomain, AttachDevice, AttachGroup, DetachGroup.
@@ -67,7 +68,11 @@ inline constexpr absl::string_view kDomainIncompatible = "DOMAIN_INCOMPATIBLE";
 inline constexpr absl::string_view kDomainOfOtherUnit = "DOMAIN_OF_OTHER_UNIT";
 inline constexpr absl::string_view kDomainExists = "DOMAIN_EXISTS";
 inline constexpr absl::string_view kDomainNotAttached = "DOMAIN_NOT_ATTACHED";
-inline constexpr absl::string_view kGroupHasMultipleDevices = "GROUP_HAS_MULTIPLE_DEVICES";
+// AttachDevice of a device whose group is attached (by another of its devices, or by AttachGroup)
+// to another user domain (iommufd_hw_pagetable_attach: -EINVAL).
+inline constexpr absl::string_view kGroupAttachedElsewhere = "GROUP_ATTACHED_ELSEWHERE";
+// DetachDevice of a device that is not attached (its group is attached by other devices).
+inline constexpr absl::string_view kDeviceNotAttached = "DEVICE_NOT_ATTACHED";
 // ReplaceDomain on a backend that cannot move a group between domains without a blocking window
 // (VFIO type1 containers).
 inline constexpr absl::string_view kReplaceNotAtomic = "REPLACE_NOT_ATOMIC";

@@ -102,6 +102,8 @@ struct DeviceInfo {
   GroupId group = 0;
   DriverBinding binding = DriverBinding::kNone;
   DomainId domain = 0;  // the group's current domain
+  // Attached to the group's (user) domain by AttachDevice, or by AttachGroup with all its group.
+  bool attached = false;
 };
 
 struct GroupInfo {
@@ -114,10 +116,16 @@ struct GroupInfo {
   std::string owner;                 // empty when not owned
   uint32_t owner_cnt = 0;
   std::vector<std::string> claimed_devices;  // device-level claims of `owner`, sorted
+  // The devices attached to `domain` (AttachDevice one by one, AttachGroup all), sorted; empty
+  // while the group is on its default or blocking domain.
+  std::vector<std::string> attached_devices;
   // The ownership lease (ClaimOwnership with a TTL): zero TTL = none. `lease_expiry` is wall-clock
   // time (RegistryOptions::clock), meaningful only with a lease.
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
+  // The lease is bound to a live KeepLease stream (Registry::BindLease): the stream's end releases
+  // the ownership. Never true after a restart.
+  bool lease_bound = false;
   // HandOverGroup: the group is handed to a VMM's uid:gid, which opens VFIO itself.
   bool handed_over = false;
   uint32_t handover_uid = 0;
@@ -315,6 +323,23 @@ class Registry {
   absl::StatusOr<GroupInfo> RenewLease(GroupId group, absl::string_view owner,
                                        std::optional<absl::Duration> lease_ttl = std::nullopt,
                                        CallContext* context = nullptr);
+  // Ownership bound to a client's liveness (docs/semantics.md "Ownership bound to a stream"):
+  // renews the lease as RenewLease does (same errors, nothing changed on failure), then binds it to
+  // the liveness stream `stream` (a nonzero id, unique per stream for the process's life), so that
+  // ReleaseBoundLease(group, stream) releases it when the stream ends. Binding again from the same
+  // stream is a renewal; from another stream while bound: LEASE_ALREADY_BOUND
+  // (FAILED_PRECONDITION). The binding lives in memory only (not committed; a restart unbinds and
+  // the lease's TTL decides); it ends with the ownership.
+  absl::StatusOr<GroupInfo> BindLease(GroupId group, absl::string_view owner,
+                                      std::optional<absl::Duration> lease_ttl, uint64_t stream,
+                                      CallContext* context = nullptr);
+  // The liveness stream `stream` ended. If the group's ownership is still bound to it, releases
+  // the ownership exactly as ReleaseOwnership does (one commit) and emits kOwnershipReleased with
+  // detail "bound stream ended"; returns true. False (and nothing done) if the group is gone or
+  // its ownership is not bound to `stream` (released, re-claimed, or bound to another stream).
+  // If the store refuses the release, the ownership stays with its lease but is unbound (the TTL
+  // then decides; ExpireLeases retries) and the error is returned.
+  absl::StatusOr<bool> ReleaseBoundLease(GroupId group, uint64_t stream);
   // Releases every ownership whose lease lapsed (clock now >= expiry), each exactly as
   // ReleaseOwnership does (under its group's mutex, one store commit, undone if the store
   // refuses), and emits kLeaseExpired then kOwnershipReleased for it. Takes each leased group's
@@ -327,7 +352,20 @@ class Registry {
   // Returns the domain as it was just before it was freed.
   absl::StatusOr<DomainInfo> FreeDomain(DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);
+  // Per-device attach, iommufd style (docs/semantics.md "Attach / detach"): the caller must own the
+  // group and the domain (NOT_OWNER; DOMAIN_INCOMPATIBLE, GROUP_HANDED_OVER as AttachGroup). On a
+  // group on its default or blocking domain the device attaches the whole group (every RID, all
+  // or nothing); on a group already attached to `domain` it only joins (recorded per device; a
+  // device already attached: no-op); on a group attached to another domain it is refused with
+  // FAILED_PRECONDITION GROUP_ATTACHED_ELSEWHERE. Returns the group after the change.
   absl::StatusOr<GroupInfo> AttachDevice(absl::string_view device, DomainId domain,
+                                         absl::string_view owner, CallContext* context = nullptr);
+  // Undoes one AttachDevice (or one device's share of an AttachGroup): the owner only
+  // (NOT_OWNER); the group must be on `domain`, a user domain (DOMAIN_NOT_ATTACHED), and the
+  // device attached to it (FAILED_PRECONDITION DEVICE_NOT_ATTACHED). A device that is not the
+  // last attached one only leaves (no hardware change); the last one returns the group to its
+  // blocking domain, as DetachGroup. Returns the group after the change.
+  absl::StatusOr<GroupInfo> DetachDevice(absl::string_view device, DomainId domain,
                                          absl::string_view owner, CallContext* context = nullptr);
   absl::StatusOr<GroupInfo> AttachGroup(GroupId group, DomainId domain, absl::string_view owner,
                                         CallContext* context = nullptr);
@@ -457,6 +495,10 @@ class Registry {
   absl::StatusOr<std::vector<Mapping>> MapPaddrs(CallContext& call, DomainId domain,
                                                  absl::Span<const Mapping> mappings,
                                                  absl::string_view owner, bool name_entries);
+  // RenewLease (`stream` 0) and BindLease (core/registry_leases.cc).
+  absl::StatusOr<GroupInfo> RenewOrBind(GroupId id, absl::string_view owner,
+                                        std::optional<absl::Duration> lease_ttl, uint64_t stream,
+                                        CallContext* context);
   RegistryOptions options_;
   std::unique_ptr<State> state_;
 };

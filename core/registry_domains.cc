@@ -2,10 +2,12 @@
 // "Domains and mappings".
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/fault_injector.h"
@@ -120,7 +122,21 @@ absl::Status RequireAttachable(const GroupState& group, const DomainState& domai
   return RequireDomainOwner(domain, owner);
 }
 
-// AttachGroup once the group is locked and found live (AttachDevice shares it).
+void EmitAttachEvent(const Registry::State& state, RegistryEvent::Kind kind,
+                     const GroupState& group, DomainId domain, absl::string_view owner,
+                     absl::string_view device, std::string detail) {
+  RegistryEvent event;
+  event.kind = kind;
+  event.unit = group.unit->name;
+  event.group = group.id;
+  event.domain = domain;
+  event.device = std::string(device);
+  event.owner = std::string(owner);
+  event.detail = std::move(detail);
+  state.Emit(event);
+}
+
+// AttachGroup once the group is locked and found live: every device of the group is attached.
 absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call, GroupState& group,
                                        const std::shared_ptr<DomainState>& domain,
                                        absl::string_view owner)
@@ -130,7 +146,18 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call
   RETURN_IF_ERROR(RequireGroupOwner(group, owner, metadata));
   RETURN_IF_ERROR(RequireNotHandedOver(group, "attached to a domain of iommud"));
   RETURN_IF_ERROR(RequireAttachable(group, *domain, owner, metadata));
-  if (group.domain == domain) return Registry::State::SnapshotGroup(group);  // already: no-op
+  std::set<std::string> all_devices;
+  for (const auto& device : group.devices) all_devices.insert(device->name);
+  const GroupUndo undo = Registry::State::SaveGroup(group);
+  if (group.domain == domain) {
+    // Already there: nothing changes, except that devices AttachDevice had not attached yet now are.
+    if (group.attached_devices == all_devices) return Registry::State::SnapshotGroup(group);
+    group.attached_devices = std::move(all_devices);
+    RETURN_IF_ERROR(state.CommitGroup(call, group, undo));
+    EmitAttachEvent(state, RegistryEvent::Kind::kAttached, group, domain->id, owner, "",
+                    "every device of the group attached");
+    return Registry::State::SnapshotGroup(group);
+  }
   if (group.domain != group.default_domain && group.domain != group.blocking_domain) {
     metadata["current_domain_id"] = absl::StrCat(group.domain->id);
     return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupBusy,
@@ -138,16 +165,10 @@ absl::StatusOr<GroupInfo> AttachLocked(Registry::State& state, CallContext& call
                               ": detach it first"),
                  metadata);
   }
-  const GroupUndo undo = Registry::State::SaveGroup(group);
   RETURN_IF_ERROR(state.SwitchGroupDomain(call, group, domain));
+  group.attached_devices = std::move(all_devices);
   RETURN_IF_ERROR(state.CommitGroup(call, group, undo));
-  RegistryEvent event;
-  event.kind = RegistryEvent::Kind::kAttached;
-  event.unit = group.unit->name;
-  event.group = group.id;
-  event.domain = domain->id;
-  event.owner = std::string(owner);
-  state.Emit(event);
+  EmitAttachEvent(state, RegistryEvent::Kind::kAttached, group, domain->id, owner, "", "");
   return Registry::State::SnapshotGroup(group);
 }
 
@@ -205,6 +226,9 @@ absl::StatusOr<DomainInfo> Registry::FreeDomain(DomainId id, absl::string_view o
   return info;
 }
 
+// iommufd's per-device attach (drivers/iommu/iommufd/device.c, iommufd_hw_pagetable_attach): the
+// first device attaches the whole group (iommu_attach_group), later ones to the same domain only
+// join the group's device list; another domain is refused (-EINVAL there).
 absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainId domain_id,
                                                  absl::string_view owner, CallContext* context) {
   CallContext own_call;  // the caller passed none
@@ -215,13 +239,83 @@ absl::StatusOr<GroupInfo> Registry::AttachDevice(absl::string_view name, DomainI
   GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
   FaultScopeGuard fault_scope(call, group.id, device->name);
   RETURN_IF_ERROR(State::LiveDevice(group, *device));
-  if (group.devices.size() != 1) {
-    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupHasMultipleDevices,
-                 absl::StrCat("group ", group.id, " of '", name, "' has ", group.devices.size(),
-                              " devices: attach the group"),
-                 {{"device", device->name}, {"group_id", absl::StrCat(group.id)}});
+  ErrorMetadata metadata = {{"device", device->name},
+                            {"group_id", absl::StrCat(group.id)},
+                            {"domain_id", absl::StrCat(domain_id)}};
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner, metadata));
+  RETURN_IF_ERROR(RequireNotHandedOver(group, "attached to a domain of iommud"));
+  RETURN_IF_ERROR(RequireAttachable(group, *domain, owner, metadata));
+  const GroupUndo undo = State::SaveGroup(group);
+  if (group.domain == domain) {
+    // The group is attached there already: the device joins (a device attached twice: no-op).
+    if (!group.attached_devices.insert(device->name).second) return State::SnapshotGroup(group);
+    RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
+    EmitAttachEvent(*state_, RegistryEvent::Kind::kAttached, group, domain_id, owner,
+                    device->name, "device joined the group's attachment");
+    return State::SnapshotGroup(group);
   }
-  return AttachLocked(*state_, call, group, domain, owner);
+  if (!group.domain->core_owned) {
+    metadata["current_domain_id"] = absl::StrCat(group.domain->id);
+    metadata["attached_devices"] = absl::StrJoin(group.attached_devices, ",");
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kGroupAttachedElsewhere,
+                 absl::StrCat("group ", group.id, " of '", device->name,
+                              "' is attached to domain ", group.domain->id, " (devices ",
+                              absl::StrJoin(group.attached_devices, ", "),
+                              "): a group's devices share one domain"),
+                 metadata);
+  }
+  RETURN_IF_ERROR(state_->SwitchGroupDomain(call, group, domain));
+  group.attached_devices = {device->name};
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
+  EmitAttachEvent(*state_, RegistryEvent::Kind::kAttached, group, domain_id, owner, device->name,
+                  group.devices.size() > 1 ? "first device: group attached" : "");
+  return State::SnapshotGroup(group);
+}
+
+// iommufd_hw_pagetable_detach: the device leaves the group's device list; the last one detaches
+// the group (iommu_detach_group, which returns an owned group to its blocking domain).
+absl::StatusOr<GroupInfo> Registry::DetachDevice(absl::string_view name, DomainId domain_id,
+                                                 absl::string_view owner, CallContext* context) {
+  CallContext own_call;  // the caller passed none
+  CallContext& call = context != nullptr ? *context : own_call;
+  ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
+  GroupState& group = *device->group;
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  FaultScopeGuard fault_scope(call, group.id, device->name);
+  RETURN_IF_ERROR(State::LiveDevice(group, *device));
+  ErrorMetadata metadata = {{"device", device->name},
+                            {"group_id", absl::StrCat(group.id)},
+                            {"domain_id", absl::StrCat(domain_id)}};
+  RETURN_IF_ERROR(RequireGroupOwner(group, owner, metadata));
+  if (group.domain->id != domain_id || group.domain->core_owned) {
+    metadata["current_domain_id"] = absl::StrCat(group.domain->id);
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDomainNotAttached,
+                 absl::StrCat("group ", group.id, " of '", device->name,
+                              "' is not attached to domain ", domain_id),
+                 metadata);
+  }
+  if (group.attached_devices.count(device->name) == 0) {
+    metadata["attached_devices"] = absl::StrJoin(group.attached_devices, ",");
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceNotAttached,
+                 absl::StrCat("'", device->name, "' is not attached to domain ", domain_id,
+                              " (its group is, through ",
+                              absl::StrJoin(group.attached_devices, ", "), ")"),
+                 metadata);
+  }
+  const GroupUndo undo = State::SaveGroup(group);
+  group.attached_devices.erase(device->name);
+  const bool last = group.attached_devices.empty();
+  if (last) {
+    if (absl::Status detached = state_->SwitchGroupDomain(call, group, group.blocking_domain);
+        !detached.ok()) {
+      group.attached_devices = undo.attached_devices;
+      return detached;
+    }
+  }
+  RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
+  EmitAttachEvent(*state_, RegistryEvent::Kind::kDetached, group, domain_id, owner, device->name,
+                  last ? "last device: group detached" : "device left; the group stays attached");
+  return State::SnapshotGroup(group);
 }
 
 absl::StatusOr<GroupInfo> Registry::AttachGroup(GroupId id, DomainId domain_id,

@@ -87,6 +87,19 @@ std::vector<InvariantViolation> Registry::CheckInvariants() const {
       if (device->binding == DriverBinding::kKernelDriver) ++accounted;
     }
     accounted += group->claimed_devices.size();
+    for (const std::string& name : group->attached_devices) {
+      if (std::none_of(group->devices.begin(), group->devices.end(),
+                       [&](const auto& device) { return device->name == name; })) {
+        violation(absl::StrCat("group ", group->id, ": attached device '", name,
+                               "' is not in the group"));
+      }
+    }
+    if (group->domain->core_owned != group->attached_devices.empty()) {
+      violation(absl::StrCat("group ", group->id, " is on ",
+                             group->domain->core_owned ? "a core" : "a user", " domain ",
+                             group->domain->id, " with ", group->attached_devices.size(),
+                             " attached devices"));
+    }
     if (accounted != group->owner_cnt) {
       violation(absl::StrCat("group ", group->id, ": owner_cnt ", group->owner_cnt, " but ",
                              accounted, " bound drivers and claims"));

@@ -64,6 +64,22 @@ absl::Status CheckLeaseTtl(absl::Duration ttl, ErrorMetadata metadata) {
 absl::StatusOr<GroupInfo> Registry::RenewLease(GroupId id, absl::string_view owner,
                                                std::optional<absl::Duration> lease_ttl,
                                                CallContext* context) {
+  return RenewOrBind(id, owner, lease_ttl, /*stream=*/0, context);
+}
+
+absl::StatusOr<GroupInfo> Registry::BindLease(GroupId id, absl::string_view owner,
+                                              std::optional<absl::Duration> lease_ttl,
+                                              uint64_t stream, CallContext* context) {
+  if (stream == 0) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                 "a liveness stream id must not be 0", {{"group_id", absl::StrCat(id)}});
+  }
+  return RenewOrBind(id, owner, lease_ttl, stream, context);
+}
+
+absl::StatusOr<GroupInfo> Registry::RenewOrBind(GroupId id, absl::string_view owner,
+                                                std::optional<absl::Duration> lease_ttl,
+                                                uint64_t stream, CallContext* context) {
   CallContext own_call;  // the caller passed none
   CallContext& call = context != nullptr ? *context : own_call;
   if (lease_ttl.has_value()) {
@@ -88,11 +104,47 @@ absl::StatusOr<GroupInfo> Registry::RenewLease(GroupId id, absl::string_view own
                               "; its ownership is being released"),
                  LeaseMetadata(group));
   }
+  if (stream != 0 && group.bound_stream != 0 && group.bound_stream != stream) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kLeaseAlreadyBound,
+                 absl::StrCat("the ownership of group ", id,
+                              " is already bound to another live KeepLease stream"),
+                 LeaseMetadata(group));
+  }
   const GroupUndo undo = State::SaveGroup(group);
   const absl::Duration ttl = lease_ttl.value_or(group.lease_ttl);
   State::SetLease(group, now + ttl, ttl);
+  if (stream != 0) group.bound_stream = stream;
   RETURN_IF_ERROR(state_->CommitGroup(call, group, undo));
   return State::SnapshotGroup(group);
+}
+
+absl::StatusOr<bool> Registry::ReleaseBoundLease(GroupId id, uint64_t stream) {
+  if (stream == 0) return false;
+  CallContext call;  // no request record: the stream's end is nobody's request
+  absl::StatusOr<std::shared_ptr<GroupState>> found = state_->FindGroup(id);
+  if (!found.ok()) return false;  // released with its devices meanwhile
+  GroupState& group = **found;
+  GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
+  FaultScopeGuard fault_scope(call, group.id, "");
+  if (!State::LiveGroup(group).ok() || group.bound_stream != stream) return false;
+  const std::string owner = group.owner;
+  // Exactly ReleaseOwnership's path (a leased group is never handed over): back to the default
+  // domain (or blocked + a leak), owner, claims and lease cleared, one commit.
+  const GroupUndo undo = State::SaveGroup(group);
+  state_->EndOwnership(call, group);
+  if (absl::Status committed = state_->CommitGroup(call, group, undo); !committed.ok()) {
+    group.bound_stream = 0;  // the stream is gone: the lease's TTL decides now
+    return committed;
+  }
+  RegistryEvent released;
+  released.kind = RegistryEvent::Kind::kOwnershipReleased;
+  released.unit = group.unit->name;
+  released.group = group.id;
+  released.domain = group.domain->id;
+  released.owner = owner;
+  released.detail = "bound stream ended";
+  state_->Emit(released);
+  return true;
 }
 
 LeaseReapResult Registry::ExpireLeases() {

@@ -270,6 +270,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
   ReleaseResult result;
   GroupId group_id = group.id;
   DomainId domain_id = 0;
+  bool detached_group = false;  // its release detached the group (it was the last attached)
   {
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
     FaultScopeGuard fault_scope(call, group.id, device->name);
@@ -282,6 +283,9 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
     if (device->binding == DriverBinding::kKernelDriver && group.owner_cnt > 0) --group.owner_cnt;
     const bool owned_at_release = group.owner_cnt != 0;
     if (group.claimed_devices.erase(device->name) != 0 && group.owner_cnt > 0) --group.owner_cnt;
+    // Its attachment ends likewise (iommufd_hw_pagetable_detach on unbind); if it was the last
+    // attached device of a group that keeps devices, the group is detached below.
+    const bool was_attached = group.attached_devices.erase(device->name) != 0;
     device->binding = DriverBinding::kNone;
     state_->SyncPoint(kSyncReleaseRemovedFromGroup);
 
@@ -307,6 +311,16 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
     if (!group.devices.empty() && group.owner_cnt == 0 && !group.owner.empty()) {
       state_->EndOwnership(call, group);
     }
+    // It was the last attached device and the ownership goes on: the group leaves the owner's
+    // domain for its blocking domain, as DetachDevice of the last device (after the device's own
+    // RIDs were released, above). Must complete: a backend refusal forces the group blocked.
+    if (was_attached && group.attached_devices.empty() && !group.devices.empty() &&
+        !group.domain->core_owned) {
+      if (!state_->SwitchGroupDomain(call, group, group.blocking_domain).ok()) {
+        state_->ForceGroupBlocked(call, group);
+      }
+      detached_group = true;
+    }
     StoreBatch batch;  // committed below, once the group's end (if it ends) is known
     batch.delete_devices.push_back(device->name);
 
@@ -331,6 +345,7 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
       group.group_claimed = false;
       group.claimed_devices.clear();
       State::SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+      group.bound_stream = 0;
       group.dead.store(true, std::memory_order_release);
       batch.delete_groups.push_back(group.id);
       batch.delete_domains.push_back(group.default_domain->id);
@@ -350,6 +365,16 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
       if (owner == state_->rid_owners.end() || owner->second.group != device->group) continue;
       if (--owner->second.users == 0) state_->rid_owners.erase(owner);
     }
+  }
+  if (detached_group) {
+    RegistryEvent detached;
+    detached.kind = RegistryEvent::Kind::kDetached;
+    detached.unit = unit;
+    detached.group = group_id;
+    detached.domain = domain_id;
+    detached.device = device->name;
+    detached.detail = "last attached device released: group detached";
+    state_->Emit(detached);
   }
   RegistryEvent event;
   event.kind = RegistryEvent::Kind::kDeviceReleased;

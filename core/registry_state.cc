@@ -153,6 +153,7 @@ absl::Status Registry::State::SwitchGroupDomain(CallContext& call, GroupState& g
     from->attached_groups.erase(group.id);
   }
   group.domain = to;
+  if (to->core_owned) group.attached_devices.clear();
   return absl::OkStatus();
 }
 
@@ -171,6 +172,7 @@ void Registry::State::ForceGroupBlocked(CallContext& call, GroupState& group) {
     group.blocking_domain->attached_groups.insert(group.id);
   }
   group.domain = group.blocking_domain;
+  group.attached_devices.clear();
 }
 
 void Registry::State::EndOwnership(CallContext& call, GroupState& group) {
@@ -189,6 +191,7 @@ void Registry::State::EndOwnership(CallContext& call, GroupState& group) {
   group.group_claimed = false;
   group.claimed_devices.clear();
   SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
+  group.bound_stream = 0;
   for (const auto& device : group.devices) {
     if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;
   }
@@ -293,8 +296,10 @@ GroupInfo Registry::State::SnapshotGroup(const GroupState& group) {
   info.owner = group.owner;
   info.owner_cnt = group.owner_cnt;
   info.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  info.attached_devices.assign(group.attached_devices.begin(), group.attached_devices.end());
   info.lease_ttl = group.lease_ttl;
   info.lease_expiry = group.lease_expiry;
+  info.lease_bound = group.bound_stream != 0;
   info.handed_over = group.handed_over;
   info.handover_uid = group.handover_uid;
   info.handover_gid = group.handover_gid;
@@ -310,6 +315,7 @@ DeviceInfo Registry::State::SnapshotDevice(const GroupState& group, const Device
   info.group = group.id;
   info.binding = device.binding;
   info.domain = group.domain != nullptr ? group.domain->id : 0;
+  info.attached = group.attached_devices.count(device.name) != 0;
   return info;
 }
 

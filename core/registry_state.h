@@ -107,11 +107,18 @@ struct GroupState {
   uint32_t owner_cnt ABSL_GUARDED_BY(mu) = 0;
   bool group_claimed ABSL_GUARDED_BY(mu) = false;  // ClaimOwnership (counts 1 in owner_cnt)
   std::set<std::string> claimed_devices ABSL_GUARDED_BY(mu);  // ClaimDevice by `owner`
+  // The devices attached to `domain` (AttachDevice one by one, or all of them by AttachGroup):
+  // empty whenever `domain` is core-owned (SwitchGroupDomain and ForceGroupBlocked clear it when
+  // they move the group onto one); non-empty whenever `domain` is a user domain.
+  std::set<std::string> attached_devices ABSL_GUARDED_BY(mu);
   // Ownership lease (zero TTL: none); set only through Registry::State::SetLease.
   absl::Duration lease_ttl ABSL_GUARDED_BY(mu) = absl::ZeroDuration();
   absl::Time lease_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   // lease_expiry in unix nanos, 0 without a lease: read without mu by ExpireLeases to skip groups.
   std::atomic<int64_t> lease_expiry_hint{0};
+  // The liveness stream the leased ownership is bound to (Registry::BindLease), 0 = none. In memory
+  // only: a restart unbinds (the lease's TTL then decides). Cleared when the ownership ends.
+  uint64_t bound_stream ABSL_GUARDED_BY(mu) = 0;
   // HandOverGroup: the backend handed the group's kernel group to this uid:gid (owner_cnt 1,
   // group_claimed, on its default domain). Not persisted (docs/semantics.md "Hand-over to a VMM").
   bool handed_over ABSL_GUARDED_BY(mu) = false;
@@ -127,8 +134,10 @@ struct GroupUndo {
   uint32_t owner_cnt = 0;
   bool group_claimed = false;
   std::set<std::string> claimed_devices;
+  std::set<std::string> attached_devices;
   absl::Duration lease_ttl = absl::ZeroDuration();
   absl::Time lease_expiry = absl::InfinitePast();
+  uint64_t bound_stream = 0;
   bool handed_over = false;
   uint32_t handover_uid = 0;
   uint32_t handover_gid = 0;
@@ -224,7 +233,9 @@ struct Registry::State {
 
   // Points every RID of `group` at `to` (attaching `group` to `to` first, so `to` cannot be freed
   // meanwhile). On a backend failure re-points the RIDs already switched back to the old domain and
-  // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed.
+  // returns the error: nothing changed. DOMAIN_NOT_FOUND if `to` was freed. A switch onto a
+  // core-owned domain clears group.attached_devices; onto a user domain it leaves them to the
+  // caller (AttachGroup records every device, AttachDevice the one, ReplaceDomain keeps them).
   absl::Status SwitchGroupDomain(CallContext& call, GroupState& group,
                                  const std::shared_ptr<DomainState>& to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(group.mu);

@@ -30,6 +30,7 @@ GroupRecord Registry::State::GroupRecordOf(const GroupState& group) {
   record.owner_cnt = group.owner_cnt;
   record.group_claimed = group.group_claimed;
   record.claimed_devices.assign(group.claimed_devices.begin(), group.claimed_devices.end());
+  record.attached_devices.assign(group.attached_devices.begin(), group.attached_devices.end());
   if (group.lease_ttl != absl::ZeroDuration()) {
     record.lease_expiry_unix_nanos = absl::ToUnixNanos(group.lease_expiry);
     record.lease_ttl_nanos = absl::ToInt64Nanoseconds(group.lease_ttl);
@@ -99,8 +100,10 @@ GroupUndo Registry::State::SaveGroup(const GroupState& group) {
   undo.owner_cnt = group.owner_cnt;
   undo.group_claimed = group.group_claimed;
   undo.claimed_devices = group.claimed_devices;
+  undo.attached_devices = group.attached_devices;
   undo.lease_ttl = group.lease_ttl;
   undo.lease_expiry = group.lease_expiry;
+  undo.bound_stream = group.bound_stream;
   undo.handed_over = group.handed_over;
   undo.handover_uid = group.handover_uid;
   undo.handover_gid = group.handover_gid;
@@ -122,7 +125,9 @@ void Registry::State::RestoreGroup(CallContext& call, GroupState& group, const G
   group.owner_cnt = undo.owner_cnt;
   group.group_claimed = undo.group_claimed;
   group.claimed_devices = undo.claimed_devices;
+  group.attached_devices = undo.attached_devices;
   SetLease(group, undo.lease_expiry, undo.lease_ttl);
+  group.bound_stream = undo.bound_stream;
   group.handed_over = undo.handed_over;
   group.handover_uid = undo.handover_uid;
   group.handover_gid = undo.handover_gid;
@@ -281,6 +286,7 @@ absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* obj
     group->owner_cnt = record.owner_cnt;
     group->group_claimed = record.group_claimed;
     group->claimed_devices.insert(record.claimed_devices.begin(), record.claimed_devices.end());
+    group->attached_devices.insert(record.attached_devices.begin(), record.attached_devices.end());
     if (record.lease_ttl_nanos != 0) {
       // A lease that lapsed while the daemon was down is kept as it was: the first ExpireLeases
       // after the start releases it.
@@ -333,6 +339,17 @@ absl::Status RebuildObjects(const StoreSnapshot& snapshot, RecoveredObjects* obj
   for (auto& [id, group] : groups) {
     MutexLock lock(&group->mu);
     if (group->devices.empty()) return Corrupt(absl::StrCat("group ", id, " has no devices"));
+    // Attached devices: only the group's own, none on a core domain; a store written before
+    // per-device attach (schema 1) has none for an attached group: AttachGroup attached them all.
+    std::set<std::string> attached;
+    for (const auto& device : group->devices) {
+      if (group->attached_devices.count(device->name) != 0) attached.insert(device->name);
+    }
+    if (group->domain->core_owned) attached.clear();
+    if (!group->domain->core_owned && attached.empty()) {
+      for (const auto& device : group->devices) attached.insert(device->name);
+    }
+    group->attached_devices = std::move(attached);
     MutexLock domain_lock(&group->domain->mu);
     group->domain->attached_groups.insert(id);
   }
@@ -386,6 +403,7 @@ void DropRecoveredOwnership(IommuBackend* backend, GroupState& group, const absl
   group.owner_cnt = 0;
   group.group_claimed = false;
   group.claimed_devices.clear();
+  group.attached_devices.clear();
   Registry::State::SetLease(group, absl::InfinitePast(), absl::ZeroDuration());
   for (const auto& device : group.devices) {
     if (device->binding == DriverBinding::kUserOwned) device->binding = DriverBinding::kNone;

@@ -471,6 +471,8 @@ void Daemon::Shutdown(absl::Duration grace) {
   if (host_events_ != nullptr) host_events_->Stop();
   if (idempotency_ != nullptr) idempotency_->Stop();
   if (server_ != nullptr) {
+    // The streams the shutdown cancels are not clients going away: bound ownerships stay (TTL).
+    service_->SetShuttingDown();
     StopServing();
     if (fd_channel_ != nullptr) fd_channel_->Stop();  // no fd op runs past this point
     // Watch streams end now with UNAVAILABLE SERVER_SHUTTING_DOWN, not when the grace runs out.

@@ -11,24 +11,30 @@
 #   5. the host VM harness (tests/host/run.sh, CTest's host_vm): Debian's kernel under QEMU with an
 #      emulated Intel IOMMU, core/host's VFIO layer driving real device DMA (one boot, about 4 minutes of QEMU with the ASan build);
 #   6. Bazel (offline) build + test of the same targets, with gcc;
-#   7. a short benchmark run (Release core build) so the benchmarks keep working.
+#   7. a short benchmark run (Release core build) so the benchmarks keep working;
+#   8. on CI's throwaway machine only (CI=true, or --host-install): the Debian package installed on
+#      the machine itself with apt-get, run as its unit says, purged (tests/deploy/host_install.sh).
 # Any failure, sanitizer report included, fails the run. The ASan build precompiles the headers
 # of the tests and the gRPC layer (IOMMUD_PRECOMPILE_HEADERS: a clean build, no ccache).
 #
 # Flags: --quick (plain CMake build + ctest only), --soak (long stress runs as well, hours not
-# minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips steps 3-4).
+# minutes), --no-bazel, --no-sanitizers (plain build instead of ASan in step 2; skips steps 3-4),
+# --host-install (step 8 outside CI: it installs and purges the package iommud on this machine).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-quick=0 soak=0 bazel=1 sanitizers=1
+quick=0 soak=0 bazel=1 sanitizers=1 host_install=0
+[ "${CI:-}" = true ] && host_install=1
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --soak) soak=1 ;;
     --no-bazel) bazel=0 ;;
     --no-sanitizers) sanitizers=0 ;;
-    *) echo "usage: tests/run_all.sh [--quick] [--soak] [--no-bazel] [--no-sanitizers]" >&2; exit 2 ;;
+    --host-install) host_install=1 ;;
+    *) echo "usage: tests/run_all.sh [--quick] [--soak] [--no-bazel] [--no-sanitizers] [--host-install]" >&2
+       exit 2 ;;
   esac
 done
 jobs="$(nproc)"
@@ -93,6 +99,13 @@ host_args=(--build-dir "$host_build")
 if [ "$bazel" -eq 1 ]; then
   step "Bazel (offline) build + test"
   bazel test //... --jobs="$jobs"
+fi
+
+step "install on a host: the Debian package on this machine (tests/deploy/host_install.sh)"
+if [ "$host_install" -eq 1 ]; then
+  "$root/tests/deploy/host_install.sh" "$host_build" --yes
+else
+  echo "not run here: it installs and purges a package on this machine (CI=true or --host-install)"
 fi
 
 step "benchmark smoke run"

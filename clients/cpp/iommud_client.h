@@ -97,7 +97,9 @@ class IommuClient {
   // sending `request` every `every` (so `every` must be well below the lease's TTL) and calling
   // `on_renewed` with each answer, until it returns false (OK), `duration` passes (OK; no limit
   // when infinite) or the daemon refuses a renewal (its error: NOT_OWNER, LEASE_EXPIRED, ...).
-  // Ending the stream releases nothing: without renewals the lease then lapses.
+  // Ending the stream releases nothing (without renewals the lease then lapses), unless
+  // `request.bind()`: then the ownership is bound to the stream, and its end, by whatever path
+  // (a return from here, this process dying, the connection dropping), releases it at once.
   absl::Status KeepLease(const iommu::v1::KeepLeaseRequest& request, absl::Duration every,
                          const std::function<bool(const iommu::v1::Group&)>& on_renewed,
                          absl::Duration duration = absl::InfiniteDuration());

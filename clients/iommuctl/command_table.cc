@@ -195,7 +195,7 @@ void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups) {
   const bool wide = ctx.options.output == OutputFormat::kWide;
   std::vector<std::string> header = {"ID",    "UNIT",      "DOMAIN",  "DEFAULT", "BLOCKING",
                                      "OWNER", "OWNER_CNT", "DEVICES", "LEASE"};
-  if (wide) header.insert(header.end(), {"CLAIMED", "LEASE_EXPIRY"});
+  if (wide) header.insert(header.end(), {"CLAIMED", "ATTACHED", "LEASE_EXPIRY"});
   Table table(header);
   for (const auto& g : groups) {
     std::vector<std::string> row = {
@@ -208,6 +208,7 @@ void PrintGroups(Context& ctx, const std::vector<iommu::v1::Group>& groups) {
         absl::StrCat(g.owner_cnt()), absl::StrJoin(g.devices(), ","), LeaseText(g)};
     if (wide) {
       row.push_back(OrDash(absl::StrJoin(g.claimed_devices(), ",")));
+      row.push_back(OrDash(absl::StrJoin(g.attached_devices(), ",")));
       row.push_back(g.lease_ttl_millis() == 0
                         ? "-"
                         : absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",

@@ -30,7 +30,7 @@ using iommuctl::UsageError;
 using iommuctl::ValidateArgs;
 
 // Options that are flags: given alone (--force), they take no value.
-const std::set<std::string> kFlagOptions = {"force"};
+const std::set<std::string> kFlagOptions = {"force", "hold", "bind"};
 
 // The one table of subcommands, assembled from the areas (command_table.h).
 CommandTable BuildCommands() {

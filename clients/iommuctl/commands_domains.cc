@@ -34,13 +34,24 @@ void AddDomainCommands(CommandTable& commands) {
         request.set_owner(ctx.options.owner);
         return PrintDomain(ctx, ctx.client.FreeDomain(request));
       });
-  add("attach-device", "NAME DOMAIN", "attach a single-device group through its device", 2, 2, {},
+  add("attach-device", "NAME DOMAIN",
+      "attach a device (the first attaches its group; others of the group join the domain)", 2, 2,
+      {},
       [](Context& ctx, const Args& a) {
         iommu::v1::AttachDeviceRequest request;
         request.set_device(a.positional[0]);
         request.set_domain_id(Number(a.positional[1], "DOMAIN"));
         request.set_owner(ctx.options.owner);
         return PrintGroup(ctx, ctx.client.AttachDevice(request));
+      });
+  add("detach-device", "NAME DOMAIN",
+      "detach a device (the group's last attached device detaches the group)", 2, 2, {},
+      [](Context& ctx, const Args& a) {
+        iommu::v1::DetachDeviceRequest request;
+        request.set_device(a.positional[0]);
+        request.set_domain_id(Number(a.positional[1], "DOMAIN"));
+        request.set_owner(ctx.options.owner);
+        return PrintGroup(ctx, ctx.client.DetachDevice(request));
       });
   add("attach", "GROUP DOMAIN", "attach a group to a domain", 2, 2, {},
       [](Context& ctx, const Args& a) {

@@ -16,6 +16,43 @@
 namespace iommud {
 namespace iommuctl {
 
+namespace {
+
+// Renews `request`'s lease over one KeepLease stream every `every` (default: a third of the TTL)
+// for `duration`, printing each renewal; with request.bind() the ownership is bound to the
+// stream, so this process ending (^C, kill, --for) releases it.
+absl::Status KeepLeaseFor(Context& ctx, const iommu::v1::KeepLeaseRequest& request,
+                          const std::string& interval, const std::string& for_option) {
+  absl::Duration every, duration = absl::InfiniteDuration();
+  if (!for_option.empty()) absl::ParseDuration(for_option, &duration);
+  if (!interval.empty()) {
+    absl::ParseDuration(interval, &every);
+  } else {
+    iommu::v1::GetGroupRequest get;
+    get.set_group_id(request.group_id());
+    absl::StatusOr<iommu::v1::Group> group = ctx.client.GetGroup(get);
+    if (!group.ok()) return group.status();
+    const uint64_t ttl = request.lease_ttl_millis() != 0 ? request.lease_ttl_millis()
+                                                         : group->lease_ttl_millis();
+    every = std::max(absl::Milliseconds(static_cast<int64_t>(ttl)) / 3, absl::Milliseconds(100));
+  }
+  return ctx.client.KeepLease(
+      request, every,
+      [&](const iommu::v1::Group& group) {
+        if (ctx.options.json) {
+          ctx.out << Json(group) << "\n";
+        } else {
+          ctx.out << "renewed group " << group.id() << ": lease until " << LeaseText(group)
+                  << (group.lease_bound() ? " (bound to this stream)" : "") << "\n";
+        }
+        ctx.out.flush();
+        return true;
+      },
+      duration);
+}
+
+}  // namespace
+
 void AddOwnershipCommands(CommandTable& commands) {
   const CommandAdder add(commands);
   // Ownership.
@@ -36,14 +73,24 @@ void AddOwnershipCommands(CommandTable& commands) {
         request.set_device(a.positional[0]);
         return PrintGroup(ctx, ctx.client.UnuseDefaultDomain(request));
       });
-  add("claim", "GROUP [--lease 30s]",
-      "take DMA ownership of a group (--owner); with --lease it lapses unless renewed", 1, 1,
-      {"lease"}, [](Context& ctx, const Args& a) {
+  add("claim", "GROUP [--lease 30s] [--hold [--interval 10s] [--for 1m]]",
+      "take DMA ownership of a group (--owner); with --lease it lapses unless renewed; with "
+      "--hold (lease 30s unless --lease) it stays bound to this process: iommuctl keeps a "
+      "KeepLease stream open and the daemon releases the ownership as soon as it ends (^C, kill, "
+      "--for, a dropped connection)",
+      1, 1, {"lease", "hold", "interval", "for"}, [](Context& ctx, const Args& a) -> absl::Status {
+        const bool hold = !a.Option("hold").empty();
         iommu::v1::ClaimOwnershipRequest request;
         request.set_group_id(Number(a.positional[0], "GROUP"));
         request.set_owner(ctx.options.owner);
-        request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
-        return PrintGroup(ctx, ctx.client.ClaimOwnership(request));
+        request.set_lease_ttl_millis(LeaseMillis(a.Option("lease", hold ? "30s" : "")));
+        absl::Status claimed = PrintGroup(ctx, ctx.client.ClaimOwnership(request));
+        if (!claimed.ok() || !hold) return claimed;
+        iommu::v1::KeepLeaseRequest keep;
+        keep.set_group_id(request.group_id());
+        keep.set_owner(ctx.options.owner);
+        keep.set_bind(true);
+        return KeepLeaseFor(ctx, keep, a.Option("interval"), a.Option("for"));
       });
   add("renew", "GROUP [--lease 30s]",
       "renew the ownership lease of a group (--lease: a new TTL; default: the lease's own)", 1, 1,
@@ -54,41 +101,17 @@ void AddOwnershipCommands(CommandTable& commands) {
         request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
         return PrintGroup(ctx, ctx.client.RenewLease(request));
       });
-  add("keep-lease", "GROUP [--interval 10s] [--for 1m] [--lease 30s]",
+  add("keep-lease", "GROUP [--interval 10s] [--for 1m] [--lease 30s] [--bind]",
       "keep a group's lease alive over one KeepLease stream: a renewal every --interval (default "
-      "a third of the lease's TTL) until --for passes or ^C (the lease then lapses on its own)",
-      1, 1, {"interval", "for", "lease"}, [](Context& ctx, const Args& a) -> absl::Status {
+      "a third of the lease's TTL) until --for passes or ^C (the lease then lapses on its own; "
+      "with --bind the ownership is bound to the stream and released as soon as it ends)",
+      1, 1, {"interval", "for", "lease", "bind"}, [](Context& ctx, const Args& a) -> absl::Status {
         iommu::v1::KeepLeaseRequest request;
         request.set_group_id(Number(a.positional[0], "GROUP"));
         request.set_owner(ctx.options.owner);
         request.set_lease_ttl_millis(LeaseMillis(a.Option("lease")));
-        absl::Duration every, duration = absl::InfiniteDuration();
-        if (!a.Option("for").empty()) absl::ParseDuration(a.Option("for"), &duration);
-        if (!a.Option("interval").empty()) {
-          absl::ParseDuration(a.Option("interval"), &every);
-        } else {
-          iommu::v1::GetGroupRequest get;
-          get.set_group_id(request.group_id());
-          absl::StatusOr<iommu::v1::Group> group = ctx.client.GetGroup(get);
-          if (!group.ok()) return group.status();
-          const uint64_t ttl = request.lease_ttl_millis() != 0 ? request.lease_ttl_millis()
-                                                               : group->lease_ttl_millis();
-          every = std::max(absl::Milliseconds(static_cast<int64_t>(ttl)) / 3,
-                           absl::Milliseconds(100));
-        }
-        return ctx.client.KeepLease(
-            request, every,
-            [&](const iommu::v1::Group& group) {
-              if (ctx.options.json) {
-                ctx.out << Json(group) << "\n";
-              } else {
-                ctx.out << "renewed group " << group.id() << ": lease until " << LeaseText(group)
-                        << "\n";
-              }
-              ctx.out.flush();
-              return true;
-            },
-            duration);
+        request.set_bind(!a.Option("bind").empty());
+        return KeepLeaseFor(ctx, request, a.Option("interval"), a.Option("for"));
       });
   add("release-ownership", "GROUP [--force]",
       "give a group back to its default domain (a handed-over group: taken back from its VMM, "

@@ -100,7 +100,8 @@ def _client_stub():
         "                     timeout: Optional[float] = ..., **fields: Any)"
         " -> Iterator[iommu_pb2.Event]: ...",
         "    def keep_lease(self, group_id: int, ttl: float, *, owner: str = ...,",
-        "                   interval: Optional[float] = ..., release: bool = ...) -> LeaseKeeper: ...",
+        "                   interval: Optional[float] = ..., release: bool = ...,",
+        "                   bind: bool = ...) -> LeaseKeeper: ...",
         "    def device(self, name: str) -> iommu_pb2.Device: ...",
         "    def leaks(self) -> list: ...",
         "    def map_region(self, domain_id: int, iova: int, region_id: int, offset: int, size: int,"

@@ -25,14 +25,22 @@
 namespace iommud {
 namespace {
 
-// The schema, version 1. Ids and 64-bit values are stored bit for bit as SQLite's signed 64-bit
+// The schema, version 2 (version 1 lacked device_groups.attached_devices; Open migrates it). Ids and 64-bit values are stored bit for bit as SQLite's signed 64-bit
 // integers (Load sorts by the unsigned value). Enumerations are stored by name. List fields use
 // these compact text encodings:
 //   devices.alias_rids        decimal RIDs joined by ','                   "33,34"
 //   units.domain_types        DomainTypeName()s joined by ','              "BLOCKED,IDENTITY"
 //   units.reserved_regions    decimal start '+' size, joined by ','        "4276092928+1048576"
 //   groups.claimed_devices    each name as <decimal length> ':' <bytes>    "12:0000:03:00.05:dev-b"
+//   groups.attached_devices   as claimed_devices
 // `meta` holds the schema version and the two id counters (they only grow: max(old, new)).
+// Version 1 -> 2: per-device attach (an attached group of a version-1 file has no attached devices
+// recorded; Registry::Recover takes them all as attached, as AttachGroup attached them).
+constexpr char kMigrateV1ToV2[] = R"sql(
+ALTER TABLE device_groups ADD COLUMN attached_devices TEXT NOT NULL DEFAULT '';
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
+)sql";
+
 constexpr char kSchema[] = R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE units (
@@ -49,7 +57,8 @@ CREATE TABLE device_groups (
   id INTEGER PRIMARY KEY, unit TEXT NOT NULL, domain INTEGER NOT NULL,
   default_domain INTEGER NOT NULL, blocking_domain INTEGER NOT NULL, owner TEXT NOT NULL,
   owner_cnt INTEGER NOT NULL, group_claimed INTEGER NOT NULL, claimed_devices TEXT NOT NULL,
-  lease_expiry_unix_nanos INTEGER NOT NULL, lease_ttl_nanos INTEGER NOT NULL);
+  lease_expiry_unix_nanos INTEGER NOT NULL, lease_ttl_nanos INTEGER NOT NULL,
+  attached_devices TEXT NOT NULL DEFAULT '');
 CREATE TABLE mappings (
   domain INTEGER NOT NULL, iova INTEGER NOT NULL, paddr INTEGER NOT NULL, size INTEGER NOT NULL,
   prot INTEGER NOT NULL, PRIMARY KEY (domain, iova)) WITHOUT ROWID;
@@ -57,7 +66,7 @@ CREATE TABLE requests (
   request_id TEXT PRIMARY KEY, method TEXT NOT NULL, fingerprint BLOB NOT NULL,
   result_ref INTEGER NOT NULL, response BLOB, time_unix_nanos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX requests_by_time ON requests (time_unix_nanos);
-INSERT INTO meta (key, value) VALUES ('schema_version', 1), ('next_group_id', 1),
+INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('next_group_id', 1),
   ('next_domain_id', 1);
 )sql";
 
@@ -374,7 +383,8 @@ struct SqliteStateStore::Statements {
         {&put_group,
          "INSERT OR REPLACE INTO device_groups (id, unit, domain, default_domain, "
          "blocking_domain, owner, owner_cnt, group_claimed, claimed_devices, "
-         "lease_expiry_unix_nanos, lease_ttl_nanos) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+         "lease_expiry_unix_nanos, lease_ttl_nanos, attached_devices) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
         {&delete_group, "DELETE FROM device_groups WHERE id = ?"},
         {&put_mapping,
          "INSERT OR REPLACE INTO mappings (domain, iova, paddr, size, prot) "
@@ -392,8 +402,8 @@ struct SqliteStateStore::Statements {
          "SELECT name, unit, rid, alias_rids, group_id, probe_seq, binding FROM devices"},
         {&select_groups,
          "SELECT id, unit, domain, default_domain, blocking_domain, owner, owner_cnt, "
-         "group_claimed, claimed_devices, lease_expiry_unix_nanos, lease_ttl_nanos "
-         "FROM device_groups"},
+         "group_claimed, claimed_devices, lease_expiry_unix_nanos, lease_ttl_nanos, "
+         "attached_devices FROM device_groups"},
         {&select_mappings, "SELECT domain, iova, paddr, size, prot FROM mappings"},
         {&select_meta, "SELECT key, value FROM meta"},
         {&find_request,
@@ -462,6 +472,11 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
   int64_t version = 0;
   if (!absl::SimpleAtoi(version_text, &version)) {
     return Corrupt(path, "not an iommud state file (no schema version)");
+  }
+  if (version == 1) {
+    rc = Exec(raw, kMigrateV1ToV2);
+    if (rc != SQLITE_OK) return OpenError(path, raw, rc, "migrating schema 1 to 2");
+    version = 2;
   }
   if (version != kSchemaVersion) {
     ErrorMetadata metadata = PathMetadata(path);
@@ -752,7 +767,8 @@ absl::Status SqliteStateStore::ApplyBatchLocked(const StoreBatch& batch) {
         .Int(group.group_claimed ? 1 : 0)
         .Text(EncodeNames(group.claimed_devices))
         .Int(group.lease_expiry_unix_nanos)
-        .Int(group.lease_ttl_nanos);
+        .Int(group.lease_ttl_nanos)
+        .Text(EncodeNames(group.attached_devices));
     RETURN_IF_ERROR(run(query, "put group"));
   }
   for (const MappingRecord& record : batch.put_mappings) {
@@ -867,6 +883,7 @@ absl::Status SqliteStateStore::LoadLocked(StoreSnapshot* snapshot) {
     group.lease_expiry_unix_nanos = q.ColumnInt(9);
     group.lease_ttl_nanos = q.ColumnInt(10);
     if (!DecodeNames(q.ColumnText(8), &group.claimed_devices)) return false;
+    if (!DecodeNames(q.ColumnText(11), &group.attached_devices)) return false;
     snapshot->groups.push_back(std::move(group));
     return true;
   }));

@@ -67,12 +67,13 @@ struct SqliteStateStoreOptions {
 class SqliteStateStore : public StateStore {
  public:
   // The schema version this build writes and reads.
-  static constexpr int64_t kSchemaVersion = 1;
+  // Version 1 files (before per-device attach) are migrated to it when opened.
+  static constexpr int64_t kSchemaVersion = 2;
 
   // Opens (or creates) the store at `options.path`. Errors, each naming the path (metadata "path"):
   //   NOT_FOUND (STATE_MISSING): no file and !create_if_missing;
   //   DATA_LOSS (STATE_CORRUPT): not an SQLite file, fails PRAGMA quick_check, has no iommud schema,
-  //     or a schema version other than kSchemaVersion (metadata "schema_version");
+  //     or a schema version other than 1 (migrated) and kSchemaVersion (metadata "schema_version");
   //   FAILED_PRECONDITION (STATE_LOCKED): another store (this process or another) has it open;
   //   UNAVAILABLE (STATE_OPEN_FAILED): the file cannot be opened or created (permissions, I/O).
   // A new file is initialized under a temporary name and linked into place once complete, so a

@@ -48,6 +48,8 @@ struct GroupRecord {
   uint32_t owner_cnt = 0;
   bool group_claimed = false;                // ClaimOwnership (counts 1 in owner_cnt)
   std::vector<std::string> claimed_devices;  // ClaimDevice by `owner`, sorted
+  // The devices attached to `domain` (AttachDevice / AttachGroup), sorted; empty on a core domain.
+  std::vector<std::string> attached_devices;
   // Ownership lease (0 = none): wall-clock expiry and the TTL each renewal extends it by.
   int64_t lease_expiry_unix_nanos = 0;
   int64_t lease_ttl_nanos = 0;

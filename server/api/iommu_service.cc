@@ -13,6 +13,8 @@
 #include "server/api/raw_request.h"
 #include "server/api/rebuilt_replies.h"
 #include "server/api/watch_events_reactor.h"
+#include "server/observability/daemon_metrics.h"
+#include "server/observability/log.h"
 
 namespace iommud {
 namespace {
@@ -29,7 +31,8 @@ struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::s
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
                            FaultInjector* injector, const Authorizer* authorizer,
                            ClientLimiter* limiter, IdempotencyKeeper* idempotency)
-    : registry_(registry),
+    : metrics_(metrics),
+      registry_(registry),
       events_(events),
       authorizer_(authorizer),
       limiter_(limiter),
@@ -279,8 +282,29 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, iommu::v1::Group>* IommuService::KeepL
     renew.set_owner(std::move(owner));
     return renew;
   };
-  return new KeepLeaseReactor(&handlers_, &keep_lease_executor_, std::move(admit),
-                              std::move(permit));
+  return new KeepLeaseReactor(
+      &handlers_, &keep_lease_executor_, std::move(admit),
+      [this](uint64_t group, uint64_t stream) { ReleaseBound(group, stream); }, std::move(permit));
+}
+
+void IommuService::ReleaseBound(uint64_t group, uint64_t stream) {
+  if (shutting_down_.load()) return;
+  keep_lease_executor_.Schedule([this, group, stream] {
+    if (shutting_down_.load()) return;
+    const absl::StatusOr<bool> released = handlers_.ReleaseBoundLease(group, stream);
+    if (!released.ok()) {
+      LogToStderr(LogLevel::kError,
+                  absl::StrCat("the KeepLease stream bound to group ", group,
+                               " ended but releasing its ownership failed (its lease's TTL "
+                               "decides now): ",
+                               released.status().ToString()));
+    }
+    if (metrics_ != nullptr) {
+      metrics_->CountBoundStreamRelease(!released.ok() ? "failed"
+                                        : *released    ? "released"
+                                                       : "kept");
+    }
+  });
 }
 
 grpc::ServerWriteReactor<iommu::v1::Event>* IommuService::WatchEvents(

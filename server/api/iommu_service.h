@@ -71,6 +71,10 @@ class IommuService final : public grpc::Service {
   // While set, every call fails with UNAVAILABLE (RECOVERING) and touches nothing: the daemon is
   // still loading the registry from its state store. Thread-safe.
   void SetRecovering(bool recovering) { recovering_.store(recovering); }
+  // Called by the daemon before it stops the server: from then on, the end of a KeepLease stream
+  // that bound an ownership releases nothing (the server's shutdown cancels every stream; the
+  // clients did not go away, so their leases' TTLs decide, as across a restart). Thread-safe.
+  void SetShuttingDown() { shutting_down_.store(true); }
 
   // From now on, mutating unary calls run on `threads` threads of the service's own rather than on
   // gRPC's callback threads (see above): at most `threads` of them wait for a commit at once.
@@ -151,8 +155,14 @@ class IommuService final : public grpc::Service {
 
   // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
   absl::Status CheckReady() const;
+  // A KeepLease stream that bound `group` ended: unless shutting down, schedules its
+  // ReleaseBoundLease on the KeepLease executor (counted in DaemonMetrics, a failure logged).
+  // Does not block.
+  void ReleaseBound(uint64_t group, uint64_t stream);
 
   std::atomic<bool> recovering_{false};
+  std::atomic<bool> shutting_down_{false};
+  DaemonMetrics* const metrics_;
   Registry* const registry_;
   EventBus* const events_;
   const Authorizer* const authorizer_;

@@ -1,7 +1,9 @@
 #include "server/api/keep_lease_reactor.h"
 
+#include <atomic>
 #include <utility>
 
+#include "core/sync.h"
 #include "proto/status_codec.h"
 #include "server/api/raw_request.h"
 
@@ -15,13 +17,19 @@ class FailedKeepLease
   void OnDone() override { delete this; }
 };
 
+// Liveness ids of KeepLease streams: unique for the process's life, never 0.
+std::atomic<uint64_t> next_stream_id{1};
+
 }  // namespace
 
 KeepLeaseReactor::KeepLeaseReactor(const RequestHandlers* handlers, BlockingExecutor* executor,
-                                   Admit admit, ClientLimiter::Permit permit)
+                                   Admit admit, ReleaseBound release_bound,
+                                   ClientLimiter::Permit permit)
     : handlers_(handlers),
       executor_(executor),
       admit_(std::move(admit)),
+      release_bound_(std::move(release_bound)),
+      stream_id_(next_stream_id.fetch_add(1)),
       permit_(std::move(permit)) {
   StartRead(&read_);
 }
@@ -46,16 +54,37 @@ void KeepLeaseReactor::OnReadDone(bool ok) {
     Finish(ToGrpcStatus(renew.status()));
     return;
   }
-  executor_->Schedule([this, renew = *std::move(renew)] { Renew(renew); });
+  executor_->Schedule(
+      [this, renew = *std::move(renew), bind = message.bind()] { Renew(renew, bind); });
 }
 
-void KeepLeaseReactor::Renew(const iommu::v1::RenewLeaseRequest& renew) {
-  response_.Clear();
-  if (absl::Status renewed = handlers_->RenewLease(renew, &response_); !renewed.ok()) {
+void KeepLeaseReactor::Renew(const iommu::v1::RenewLeaseRequest& renew, bool bind) {
+  absl::Status renewed;
+  {
+    // Not held across Finish or StartWrite (gRPC may run reactions from them).
+    MutexLock lock(&renew_mu_);
+    response_.Clear();
+    renewed = bind ? handlers_->BindLease(renew, stream_id_, &response_)
+                   : handlers_->RenewLease(renew, &response_);
+    if (renewed.ok() && bind) bound_.insert(renew.group_id());
+  }
+  if (!renewed.ok()) {
     Finish(ToGrpcStatus(renewed));
     return;
   }
   StartWrite(&response_);
+}
+
+void KeepLeaseReactor::OnDone() {
+  std::set<uint64_t> bound;
+  {
+    MutexLock lock(&renew_mu_);
+    bound.swap(bound_);
+  }
+  if (release_bound_ != nullptr) {
+    for (uint64_t group : bound) release_bound_(group, stream_id_);
+  }
+  delete this;
 }
 
 void KeepLeaseReactor::OnWriteDone(bool ok) {

@@ -88,6 +88,7 @@ void DeviceToProto(const DeviceInfo& device, iommu::v1::Device* out) {
   out->set_group_id(device.group);
   out->set_binding(DriverBindingToProto(device.binding));
   out->set_domain_id(device.domain);
+  out->set_attached(device.attached);
 }
 
 void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
@@ -101,9 +102,11 @@ void GroupToProto(const GroupInfo& group, iommu::v1::Group* out) {
   out->set_owner(group.owner);
   out->set_owner_cnt(group.owner_cnt);
   for (const std::string& device : group.claimed_devices) out->add_claimed_devices(device);
+  for (const std::string& device : group.attached_devices) out->add_attached_devices(device);
   if (group.lease_ttl != absl::ZeroDuration()) {
     out->set_lease_ttl_millis(absl::ToInt64Milliseconds(group.lease_ttl));
     out->set_lease_expiry_unix_nanos(absl::ToUnixNanos(group.lease_expiry));
+    out->set_lease_bound(group.lease_bound);
   }
   if (group.handed_over) {
     out->set_handed_over(true);

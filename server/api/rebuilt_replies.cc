@@ -126,6 +126,12 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
 }
 
 absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::DetachDeviceRequest& request, uint64_t /*result_ref*/,
+                          iommu::v1::Group* reply) {
+  return GroupOfDevice(handlers, request.device(), reply);
+}
+
+absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::ReplaceDomainRequest& request, uint64_t /*result_ref*/,
                           iommu::v1::Group* reply) {
   return GroupById(handlers, request.group_id(), reply);

@@ -62,6 +62,9 @@ absl::Status RebuildReply(const RequestHandlers& handlers,
 absl::Status RebuildReply(const RequestHandlers& handlers,
                           const iommu::v1::DetachGroupRequest& request, uint64_t result_ref,
                           iommu::v1::Group* reply);
+absl::Status RebuildReply(const RequestHandlers& handlers,
+                          const iommu::v1::DetachDeviceRequest& request, uint64_t result_ref,
+                          iommu::v1::Group* reply);
 // RegisterMemory: NOT_FOUND REGION_NOT_FOUND (regions do not survive a restart); UnregisterMemory:
 // the region's id only; Map of a region: the domain's mapping at the request's iova.
 absl::Status RebuildReply(const RequestHandlers& handlers,

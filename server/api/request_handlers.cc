@@ -207,6 +207,21 @@ absl::Status RequestHandlers::RenewLease(const iommu::v1::RenewLeaseRequest& req
   return absl::OkStatus();
 }
 
+absl::Status RequestHandlers::BindLease(const iommu::v1::RenewLeaseRequest& request,
+                                        uint64_t stream, iommu::v1::Group* response) const {
+  RETURN_IF_ERROR(RequireId(request.group_id(), "group_id"));
+  std::optional<absl::Duration> ttl;
+  if (request.lease_ttl_millis() != 0) ttl = LeaseTtlFromProto(request.lease_ttl_millis());
+  ASSIGN_OR_RETURN(GroupInfo group,
+                   registry_->BindLease(request.group_id(), request.owner(), ttl, stream));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> RequestHandlers::ReleaseBoundLease(uint64_t group, uint64_t stream) const {
+  return registry_->ReleaseBoundLease(group, stream);
+}
+
 absl::Status RequestHandlers::ReleaseOwnership(const iommu::v1::ReleaseOwnershipRequest& request,
                                                iommu::v1::Group* response,
                                                CallContext* context) const {
@@ -284,6 +299,16 @@ absl::Status RequestHandlers::DetachGroup(const iommu::v1::DetachGroupRequest& r
   RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
   ASSIGN_OR_RETURN(GroupInfo group, registry_->DetachGroup(request.group_id(), request.domain_id(),
                                                            request.owner(), context));
+  GroupToProto(group, response);
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandlers::DetachDevice(const iommu::v1::DetachDeviceRequest& request,
+                                           iommu::v1::Group* response, CallContext* context) const {
+  RETURN_IF_ERROR(RequireField(request.device(), "device"));
+  RETURN_IF_ERROR(RequireId(request.domain_id(), "domain_id"));
+  ASSIGN_OR_RETURN(GroupInfo group, registry_->DetachDevice(request.device(), request.domain_id(),
+                                                            request.owner(), context));
   GroupToProto(group, response);
   return absl::OkStatus();
 }

@@ -65,6 +65,13 @@ class RequestHandlers {
                                       CallContext* context = nullptr) const;
   absl::Status RenewLease(const iommu::v1::RenewLeaseRequest& request, iommu::v1::Group* response,
                           CallContext* context = nullptr) const;
+  // A KeepLease message with `bind`: RenewLease that also binds the ownership to the KeepLease
+  // stream `stream` (Registry::BindLease; LEASE_ALREADY_BOUND).
+  absl::Status BindLease(const iommu::v1::RenewLeaseRequest& request, uint64_t stream,
+                         iommu::v1::Group* response) const;
+  // The KeepLease stream `stream` that bound `group` ended (Registry::ReleaseBoundLease): true if
+  // the ownership was released.
+  absl::StatusOr<bool> ReleaseBoundLease(uint64_t group, uint64_t stream) const;
   absl::Status HandOverGroup(const iommu::v1::HandOverGroupRequest& request,
                              iommu::v1::Group* response, CallContext* context = nullptr) const;
 
@@ -78,6 +85,8 @@ class RequestHandlers {
                            CallContext* context = nullptr) const;
   absl::Status DetachGroup(const iommu::v1::DetachGroupRequest& request, iommu::v1::Group* response,
                            CallContext* context = nullptr) const;
+  absl::Status DetachDevice(const iommu::v1::DetachDeviceRequest& request,
+                            iommu::v1::Group* response, CallContext* context = nullptr) const;
   absl::Status ReplaceDomain(const iommu::v1::ReplaceDomainRequest& request,
                              iommu::v1::Group* response, CallContext* context = nullptr) const;
 

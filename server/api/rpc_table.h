@@ -113,6 +113,7 @@ inline constexpr auto kUnaryRpcs = std::make_tuple(
     MutatingRpc("AttachDevice", Role::kOperator, &RequestHandlers::AttachDevice),
     MutatingRpc("AttachGroup", Role::kOperator, &RequestHandlers::AttachGroup),
     MutatingRpc("DetachGroup", Role::kOperator, &RequestHandlers::DetachGroup),
+    MutatingRpc("DetachDevice", Role::kOperator, &RequestHandlers::DetachDevice),
     MutatingRpc("ReplaceDomain", Role::kOperator, &RequestHandlers::ReplaceDomain),
     MutatingRpc("RegisterMemory", Role::kOperator, &RequestHandlers::RegisterMemory),
     MutatingRpc("UnregisterMemory", Role::kOperator, &RequestHandlers::UnregisterMemory),

@@ -104,6 +104,14 @@ DaemonMetrics::DaemonMetrics(EventBus* events)
   for (const char* outcome : {"released", "revoked", "revoke_failed"}) {
     release_requests_[outcome] = &release.Add({{"outcome", outcome}});
   }
+  auto& bound = prometheus::BuildCounter()
+                    .Name("iommud_bound_stream_releases_total")
+                    .Help("Ends of KeepLease streams that bound an ownership, by outcome: "
+                          "released, kept, failed.")
+                    .Register(*registry_);
+  for (const char* outcome : {"released", "kept", "failed"}) {
+    bound_stream_releases_[outcome] = &bound.Add({{"outcome", outcome}});
+  }
   auto& backend = prometheus::BuildHistogram()
                       .Name("iommud_backend_op_seconds")
                       .Help("Duration of backend (hardware) operations, by op.")
@@ -160,6 +168,11 @@ void DaemonMetrics::CountInjectedFault(absl::string_view point) {
 void DaemonMetrics::CountReleaseRequest(absl::string_view outcome) {
   auto it = release_requests_.find(outcome);
   if (it != release_requests_.end()) it->second->Increment();
+}
+
+void DaemonMetrics::CountBoundStreamRelease(absl::string_view outcome) {
+  auto it = bound_stream_releases_.find(outcome);
+  if (it != bound_stream_releases_.end()) it->second->Increment();
 }
 
 }  // namespace iommud

@@ -49,6 +49,10 @@ class DaemonMetrics : public RegistryObserver {
   // iommud_release_requests_total{outcome}: how the kernel's requests for an owned device ended
   // (server/host/device_removal.h: released, revoked, revoke_failed).
   void CountReleaseRequest(absl::string_view outcome);
+  // iommud_bound_stream_releases_total{outcome}: what the end of a KeepLease stream that bound an
+  // ownership did to it: released, kept (released or re-claimed meanwhile), failed (the store
+  // refused; the lease's TTL decides).
+  void CountBoundStreamRelease(absl::string_view outcome);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -65,6 +69,7 @@ class DaemonMetrics : public RegistryObserver {
   std::map<std::string, prometheus::Histogram*, std::less<>> backend_ops_;
   std::map<std::string, prometheus::Counter*, std::less<>> faults_injected_;
   std::map<std::string, prometheus::Counter*, std::less<>> release_requests_;
+  std::map<std::string, prometheus::Counter*, std::less<>> bound_stream_releases_;
 };
 
 // Every LeakReason, for label pre-creation and tests.

@@ -6,20 +6,23 @@
 // (`grep ' AUDIT '`; journald: `journalctl -u iommud | grep ' AUDIT '`). Lines below the
 // Logger's level (--log_level, or --v) are dropped.
 //
-// Why not a library: Debian 12's Abseil (20220623) has no absl/log, and glog or spdlog would be a
-// new dependency of both builds (CMake and the offline Bazel setup, third_party/bazel) and of the
-// runtime package for a few dozen lines a day; one small module here does it (docs/building.md).
+// The lines are formatted and written by spdlog (Debian's libspdlog: a pattern formatter with the
+// tag as a custom flag, a sink per FILE that writes and flushes each line whole under spdlog's
+// console mutex, so lines of different Loggers on stderr never interleave). The daemon logs to
+// stderr only: systemd's journal (or the container runtime) stores, rotates and forwards it, so
+// there is no log file to reopen on SIGHUP.
 #ifndef IOMMUD_SERVER_OBSERVABILITY_LOG_H_
 #define IOMMUD_SERVER_OBSERVABILITY_LOG_H_
 
 #include <cstdio>
-#include <string>
+#include <memory>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
+
+namespace spdlog {
+class logger;
+}  // namespace spdlog
 
 namespace iommud {
 
@@ -31,38 +34,36 @@ absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text);
 // ERROR, WARN, INFO, DEBUG.
 absl::string_view LogLevelTag(LogLevel level);
 
-// One line, without its newline: "<time> <tag> iommud: <message>".
-std::string FormatLogLine(absl::Time time, absl::string_view tag, absl::string_view message);
-
 // Writes one line "<now> <tag of level> iommud: <message>" to stderr, whatever the level: for the
 // few warnings of parts that are given no Logger (the lease reaper, request ids, the unix
 // listener, TLS rotation), so that every line of the daemon has a time and a level.
 void LogToStderr(LogLevel level, absl::string_view message);
+// Writes one audit line "<now> AUDIT iommud: audit: <message>" to stderr (an Authorizer given no
+// Logger).
+void AuditToStderr(absl::string_view message);
 
-// Writes log lines to a FILE (stderr), whole lines at a time, flushed. Thread-safe.
+// Writes log lines to a FILE (stderr), whole lines at a time, each flushed. Thread-safe.
 class Logger {
  public:
   // `out` is not owned and must outlive the Logger.
   explicit Logger(LogLevel level = LogLevel::kInfo, std::FILE* out = stderr);
+  ~Logger();
   Logger(const Logger&) = delete;
   Logger& operator=(const Logger&) = delete;
 
   LogLevel level() const { return level_; }
   bool Enabled(LogLevel level) const { return level <= level_; }
-  void Log(LogLevel level, absl::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
+  void Log(LogLevel level, absl::string_view message);
   void Error(absl::string_view message) { Log(LogLevel::kError, message); }
   void Warning(absl::string_view message) { Log(LogLevel::kWarning, message); }
   void Info(absl::string_view message) { Log(LogLevel::kInfo, message); }
   void Debug(absl::string_view message) { Log(LogLevel::kDebug, message); }
   // An audit line (authorization denials): tag AUDIT, message prefixed "audit: ", at every level.
-  void Audit(absl::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
+  void Audit(absl::string_view message);
 
  private:
-  void Write(absl::string_view tag, absl::string_view message) ABSL_LOCKS_EXCLUDED(mu_);
-
   const LogLevel level_;
-  absl::Mutex mu_;
-  std::FILE* const out_ ABSL_PT_GUARDED_BY(mu_);
+  const std::shared_ptr<spdlog::logger> logger_;
 };
 
 }  // namespace iommud

@@ -1,28 +1,15 @@
 #include "server/security/authorizer.h"
 
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "core/sync.h"
 #include "server/observability/log.h"
 
 namespace iommud {
-namespace {
-
-// "<time> AUDIT iommud: audit: <line>", as Logger::Audit writes it (server/observability/log.h).
-void WriteAuditLineToStderr(const std::string& line) {
-  const std::string text =
-      FormatLogLine(absl::Now(), "AUDIT", absl::StrCat("audit: ", line)) + "\n";
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
-}
-
-}  // namespace
 
 bool IsOwnerOf(absl::string_view principal, absl::string_view owner) {
   if (principal.empty()) return false;
@@ -40,7 +27,7 @@ bool NamesPrincipal(absl::string_view owner) {
 Authorizer::Authorizer(Options options)
     : options_(std::move(options)),
       policy_(std::make_shared<const Policy>(std::move(options_.policy))) {
-  if (!options_.audit_log) options_.audit_log = WriteAuditLineToStderr;
+  if (!options_.audit_log) options_.audit_log = [](const std::string& line) { AuditToStderr(line); };
   if (options_.metrics != nullptr) {
     denied_ = &prometheus::BuildCounter()
                    .Name("iommud_authz_denied_total")

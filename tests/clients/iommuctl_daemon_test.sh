@@ -36,7 +36,7 @@ json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[s
 run 0 --help
 for sub in units groups devices domains mappings faults health probe release use-default \
            unuse-default claim renew keep-lease release-ownership claim-device release-device-ownership alloc free \
-           attach-device attach detach replace register-memory unregister-memory regions map-region map \
+           attach-device detach-device attach detach replace register-memory unregister-memory regions map-region map \
            unmap unmap-all iova-ranges translate; do
   grep -q -- "$sub" "$work/out" || fail "help does not list '$sub'"
 done
@@ -99,6 +99,36 @@ run 0 detach "$group" "$domain"
 run 0 free "$domain"
 run 0 release-ownership "$group"
 
+# Per-device attach in a two-device group (0x880 and 0x888 share the alias 0x87f): the first device
+# attaches the group, the second joins; a second domain is refused; detach-device one by one.
+run 0 probe smmu0 0000:08:10.0 0x880 --alias 0x87f
+run 0 probe smmu0 0000:08:11.0 0x888 --alias 0x87f
+run 0 --json device 0000:08:10.0
+pair="$(json_field group_id)"
+run 0 claim "$pair"
+run 0 --json alloc smmu0
+pair_domain="$(json_field id)"
+run 0 --json alloc smmu0
+other_domain="$(json_field id)"
+run 0 attach-device 0000:08:10.0 "$pair_domain"
+run 1 attach-device 0000:08:11.0 "$other_domain"
+grep -q "^iommuctl: FAILED_PRECONDITION GROUP_ATTACHED_ELSEWHERE: " "$work/err" ||
+  fail "attach-device elsewhere: $(cat "$work/err")"
+run 0 --json attach-device 0000:08:11.0 "$pair_domain"
+python3 -c 'import json,sys; g=json.load(open(sys.argv[1])); assert g["attached_devices"] == ["0000:08:10.0", "0000:08:11.0"], g' "$work/out" ||
+  fail "attach-device join: $(cat "$work/out")"
+run 0 -o wide groups
+grep -Eq "^$pair .*0000:08:10.0,0000:08:11.0 .*0000:08:10.0,0000:08:11.0 " "$work/out" || fail "groups -o wide: $(cat "$work/out")"
+run 0 --json detach-device 0000:08:10.0 "$pair_domain"
+[ "$(json_field domain_id)" = "$pair_domain" ] || fail "detach-device of one: $(cat "$work/out")"
+run 1 detach-device 0000:08:10.0 "$pair_domain"
+grep -q "^iommuctl: FAILED_PRECONDITION DEVICE_NOT_ATTACHED: " "$work/err" || fail "detach-device twice: $(cat "$work/err")"
+run 0 --json detach-device 0000:08:11.0 "$pair_domain"
+[ "$(json_field domain_id)" = "$(json_field blocking_domain_id)" ] || fail "detach-device of the last: $(cat "$work/out")"
+run 0 free "$pair_domain"
+run 0 free "$other_domain"
+run 0 release-ownership "$pair"
+
 # Ownership leases: claim with one, renew it with a new TTL; an unleased claim has none to renew.
 run 0 --json claim "$group" --lease 1m
 [ "$(json_field lease_ttl_millis)" = "60000" ] || fail "claim --lease: $(cat "$work/out")"
@@ -129,6 +159,32 @@ run 2 claim "$group" --lease soon
 run 2 claim "$group" --lease -5s
 run 1 claim "$group" --lease 100ms
 grep -q "LEASE_TTL_OUT_OF_RANGE" "$work/err" || fail "claim --lease 100ms: $(cat "$work/err")"
+# claim --hold: the ownership is bound to iommuctl's KeepLease stream; killing iommuctl (SIGKILL:
+# nothing of it runs) releases the group at once, long before its 10-minute lease; --for ends it
+# cleanly, with the same effect.
+"$iommuctl" --owner vmm-1 claim "$group" --hold --lease 10m --interval 1s >"$work/hold.out" 2>"$work/hold.err" &  # not ctl: $! must be iommuctl itself
+holder=$!
+for _ in $(seq 100); do grep -q "bound to this stream" "$work/hold.out" && break; sleep 0.1; done
+grep -q "bound to this stream" "$work/hold.out" || fail "claim --hold: $(cat "$work/hold.out" "$work/hold.err")"
+run 0 --json group "$group"
+[ "$(json_field lease_bound)" = "True" ] || fail "claim --hold: not bound: $(cat "$work/out")"
+kill -9 "$holder"; wait "$holder" 2>/dev/null || true
+for _ in $(seq 100); do
+  run 0 --json group "$group"
+  grep -q "vmm-1" "$work/out" || break
+  sleep 0.1
+done
+grep -q "vmm-1" "$work/out" && fail "the group stayed owned after its holder was killed: $(cat "$work/out")"
+run 0 claim "$group" --hold --lease 10m --interval 200ms --for 600ms
+grep -q "bound to this stream" "$work/out" || fail "claim --hold --for: $(cat "$work/out")"
+for _ in $(seq 100); do
+  run 0 --json group "$group"
+  grep -q "vmm-1" "$work/out" || break
+  sleep 0.1
+done
+grep -q "vmm-1" "$work/out" && fail "claim --hold --for did not release the group: $(cat "$work/out")"
+run 1 keep-lease "$group" --bind --interval 1s
+grep -q "GROUP_NOT_OWNED" "$work/err" || fail "keep-lease --bind of an unowned group: $(cat "$work/err")"
 # Request ids: a retried alloc with the same --request-id is answered with the first domain and
 # allocates nothing more; the id reused for other fields is refused; a bad id is refused.
 run 0 --json --request-id alloc-7 alloc smmu0 --type UNMANAGED

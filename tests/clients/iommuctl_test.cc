@@ -157,8 +157,8 @@ TEST_F(IommuctlTest, OutputFormats) {
   options_.output = OutputFormat::kWide;
   const std::string wide = Ok("groups");
   EXPECT_THAT(table, Not(HasSubstr("CLAIMED")));
-  EXPECT_THAT(wide, HasSubstr("LEASE  CLAIMED  LEASE_EXPIRY"));
-  // The same rows, each with two more cells ("-" for an unclaimed, unleased group).
+  EXPECT_THAT(wide, HasSubstr("LEASE  CLAIMED  ATTACHED  LEASE_EXPIRY"));
+  // The same rows, each with three more cells ("-" for an unclaimed, unleased group).
   EXPECT_EQ(std::count(wide.begin(), wide.end(), '\n'), std::count(table.begin(), table.end(), '\n'));
   EXPECT_THAT(Ok("domains"), HasSubstr("MAPPED  PAGE_SIZES  IOVA_BITS"));
   EXPECT_THAT(Ok("domains"), HasSubstr("4K|2M|1G"));

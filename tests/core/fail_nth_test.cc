@@ -179,7 +179,8 @@ std::string Dump(const Registry& registry) {
     absl::StrAppend(&out, "group ", group.id, " [", absl::StrJoin(group.devices, ","), "] domain=",
                     group.domain, " default=", group.default_domain, " blocking=",
                     group.blocking_domain, " owner=", group.owner, " cnt=", group.owner_cnt,
-                    " claimed=[", absl::StrJoin(group.claimed_devices, ","), "]\n");
+                    " claimed=[", absl::StrJoin(group.claimed_devices, ","), "] attached=[",
+                    absl::StrJoin(group.attached_devices, ","), "]\n");
   }
   for (const DeviceInfo& device : registry.ListDevices()) {
     absl::StrAppend(&out, "device ", device.name, " group=", device.group, " ",

@@ -2,6 +2,7 @@
 // ExpireLeases releasing a lapsed ownership exactly like ReleaseOwnership, durably. Time is a
 // ManualClock: nothing here waits.
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,12 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
+
+// What ReleaseBoundLease did: "released", "kept" (not bound to that stream), or its error.
+std::string Outcome(const absl::StatusOr<bool>& released) {
+  if (!released.ok()) return released.status().ToString();
+  return *released ? "released" : "kept";
+}
 
 class RegistryLeaseTest : public RegistryTest {
  protected:
@@ -368,6 +375,138 @@ TEST_P(RegistryLeaseTest, ALeaseWithoutAnOwnerInTheStoreIsCorrupt) {
   auto registry = Registry::Create(options);
   ASSERT_OK(registry.status());
   EXPECT_ERROR((*registry)->Recover(), kDataLoss, "STATE_CORRUPT");
+}
+
+// --- Ownership bound to a liveness stream (BindLease / ReleaseBoundLease) ---
+
+TEST_P(RegistryLeaseTest, TheEndOfTheBoundStreamReleasesLikeReleaseOwnership) {
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK(registry_->AttachGroup(group_, domain.id, kOwner));
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK_AND_ASSIGN(GroupInfo bound, registry_->BindLease(group_, kOwner, std::nullopt, 7));
+  EXPECT_TRUE(bound.lease_bound);
+  EXPECT_EQ(bound.lease_expiry, clock_.Now() + absl::Seconds(10));  // binding renews
+  EXPECT_TRUE(Group(group_).lease_bound);
+
+  ASSERT_OK_AND_ASSIGN(bool released, registry_->ReleaseBoundLease(group_, 7));
+  EXPECT_TRUE(released);
+  const GroupInfo group = Group(group_);
+  EXPECT_EQ(group.owner, "");
+  EXPECT_EQ(group.owner_cnt, 0u);
+  EXPECT_FALSE(group.lease_bound);
+  EXPECT_EQ(group.lease_ttl, absl::ZeroDuration());
+  EXPECT_EQ(group.domain, group.default_domain);
+  EXPECT_EQ(Hw(0x100), group.default_domain);
+  EXPECT_EQ(registry_->GetDevice("a")->binding, DriverBinding::kNone);
+  EXPECT_EQ(StoredGroup(group_).owner, "");
+  EXPECT_EQ(StoredGroup(group_).lease_ttl_nanos, 0);
+  const std::vector<RegistryEvent> events = EventsOf(RegistryEvent::Kind::kOwnershipReleased);
+  ASSERT_THAT(events, SizeIs(1));
+  EXPECT_EQ(events[0].owner, kOwner);
+  EXPECT_EQ(events[0].detail, "bound stream ended");
+  EXPECT_EQ(events[0].domain, group.default_domain);
+  EXPECT_THAT(EventsOf(RegistryEvent::Kind::kLeaseExpired), IsEmpty());  // not an expiry
+  // Once released, the same stream's end again does nothing, and the domain is free to go.
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 7)), "kept");
+  ASSERT_OK(registry_->FreeDomain(domain.id, kOwner));
+}
+
+TEST_P(RegistryLeaseTest, OnlyOneStreamBindsAnOwnership) {
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 7));
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK_AND_ASSIGN(GroupInfo again, registry_->BindLease(group_, kOwner, absl::Seconds(20), 7));
+  EXPECT_EQ(again.lease_expiry, clock_.Now() + absl::Seconds(20));  // the same stream renews
+  clock_.Advance(absl::Seconds(1));
+  const std::string before = Snapshot();
+  EXPECT_ERROR(registry_->BindLease(group_, kOwner, std::nullopt, 8), kFailedPrecondition,
+               "LEASE_ALREADY_BOUND");
+  EXPECT_EQ(Snapshot(), before);  // not renewed either
+  EXPECT_EQ(Group(group_).lease_expiry, again.lease_expiry);
+  // Another stream's end does not release it; a plain renewal keeps the binding.
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 8)), "kept");
+  ASSERT_OK_AND_ASSIGN(GroupInfo renewed, registry_->RenewLease(group_, kOwner));
+  EXPECT_TRUE(renewed.lease_bound);
+  EXPECT_EQ(Group(group_).owner, kOwner);
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 7)), "released");
+}
+
+TEST_P(RegistryLeaseTest, BindingNeedsTheOwnersLeasedClaim) {
+  EXPECT_ERROR(registry_->BindLease(group_, kOwner, std::nullopt, 7), kFailedPrecondition,
+               "GROUP_NOT_OWNED");
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner));  // no lease
+  EXPECT_ERROR(registry_->BindLease(group_, kOwner, std::nullopt, 7), kFailedPrecondition,
+               "NO_LEASE");
+  ASSERT_OK(registry_->ReleaseOwnership(group_, kOwner));
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));
+  EXPECT_ERROR(registry_->BindLease(group_, kOther, std::nullopt, 7), kPermissionDenied,
+               "NOT_OWNER");
+  EXPECT_ERROR(registry_->BindLease(group_, kOwner, std::nullopt, 0), kInvalidArgument,
+               "INVALID_ARGUMENT");
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_ERROR(registry_->BindLease(group_, kOwner, std::nullopt, 7), kFailedPrecondition,
+               "LEASE_EXPIRED");
+  EXPECT_FALSE(Group(group_).lease_bound);
+}
+
+TEST_P(RegistryLeaseTest, AnOldStreamDoesNotReleaseALaterClaim) {
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 7));
+  ASSERT_OK(registry_->ReleaseOwnership(group_, kOwner));
+  EXPECT_FALSE(Group(group_).lease_bound);
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));  // the same owner
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 7)), "kept");
+  EXPECT_EQ(Group(group_).owner, kOwner);
+  // An expiry ends the binding too.
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 9));
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_THAT(registry_->ExpireLeases().expired, SizeIs(1));
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOther, absl::Seconds(10)));
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 9)), "kept");
+  EXPECT_EQ(Group(group_).owner, kOther);
+}
+
+TEST_P(RegistryLeaseTest, ABoundClaimFallsBackToItsTtlAcrossARestart) {
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(GroupInfo bound, registry_->BindLease(group_, kOwner, std::nullopt, 7));
+  Restart();
+  GroupInfo group = Group(group_);
+  EXPECT_EQ(group.owner, kOwner);  // no stream can exist across a restart: the TTL decides
+  EXPECT_FALSE(group.lease_bound);
+  EXPECT_EQ(group.lease_expiry, bound.lease_expiry);
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 7)), "kept");
+  EXPECT_EQ(Group(group_).owner, kOwner);
+  // A new stream of the owner may bind it again...
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 1));
+  EXPECT_EQ(Outcome(registry_->ReleaseBoundLease(group_, 1)), "released");
+  EXPECT_EQ(Group(group_).owner, "");
+  // ...and one that does not is released at the expiry.
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(30)));
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 2));
+  Restart();
+  clock_.Advance(absl::Seconds(29));
+  EXPECT_THAT(registry_->ExpireLeases().expired, IsEmpty());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_THAT(registry_->ExpireLeases().expired, SizeIs(1));
+  EXPECT_EQ(Group(group_).owner, "");
+}
+
+TEST_P(RegistryLeaseTest, ABoundReleaseTheStoreRefusesLeavesTheLeaseUnbound) {
+  ASSERT_OK(registry_->ClaimOwnership(group_, kOwner, absl::Seconds(10)));
+  ASSERT_OK(registry_->BindLease(group_, kOwner, std::nullopt, 7));
+  store_.set_refuse(true);
+  EXPECT_ERROR(registry_->ReleaseBoundLease(group_, 7), kUnavailable, "STORE_WRITE_FAILED");
+  store_.set_refuse(false);
+  GroupInfo group = Group(group_);
+  EXPECT_EQ(group.owner, kOwner);
+  EXPECT_FALSE(group.lease_bound);
+  EXPECT_EQ(Hw(0x100), group.blocking_domain);
+  EXPECT_THAT(EventsOf(RegistryEvent::Kind::kOwnershipReleased), IsEmpty());
+  clock_.Advance(absl::Seconds(10));
+  EXPECT_THAT(registry_->ExpireLeases().expired, SizeIs(1));
+  EXPECT_EQ(Group(group_).owner, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RegistryLeaseTest, ::testing::ValuesIn(BackendsUnderTest()));

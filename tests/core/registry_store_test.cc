@@ -25,6 +25,7 @@ namespace iommud {
 namespace test {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 // The store under test, refusing commits on demand. Follows whatever store `store` holds now (a
@@ -66,7 +67,8 @@ std::string Dump(const StoreSnapshot& snapshot) {
   for (const GroupRecord& group : snapshot.groups) {
     absl::StrAppend(&out, "group ", group.id, " domain=", group.domain, " owner=", group.owner,
                     " cnt=", group.owner_cnt, " claimed=", group.group_claimed, "/",
-                    absl::StrJoin(group.claimed_devices, ","), "\n");
+                    absl::StrJoin(group.claimed_devices, ","), " attached=",
+                    absl::StrJoin(group.attached_devices, ","), "\n");
   }
   for (const MappingRecord& mapping : snapshot.mappings) {
     absl::StrAppend(&out, "mapping ", mapping.domain, " ", mapping.mapping.iova, " ",
@@ -318,6 +320,61 @@ TEST_P(RegistryStoreTest, AnUnownedGroupRecoverCannotProgramFailsTheStart) {
   registry_.reset();  // refused to start: nothing of it to check against the hardware
 }
 
+// The per-device attachments are durable: a restart keeps which devices of a group are attached,
+// so a recovered registry detaches the group on its last attached device, not before.
+TEST_P(RegistryStoreTest, AttachedDevicesSurviveARestart) {
+  const DeviceInfo a = Probe("a", 0x208, {0x200});
+  Probe("b", 0x210, {0x200});
+  Probe("c", 0x218, {0x200});
+  ASSERT_OK(registry_->ClaimOwnership(a.group, kOwner));
+  ASSERT_OK_AND_ASSIGN(DomainInfo domain,
+                       registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner));
+  ASSERT_OK(registry_->AttachDevice("a", domain.id, kOwner));
+  ASSERT_OK(registry_->AttachDevice("c", domain.id, kOwner));
+  EXPECT_THAT(StoreDump(), ::testing::HasSubstr("attached=a,c\n"));
+  const std::string before = Snapshot();
+  RecoverInto(/*same_hardware=*/false);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_THAT(GroupOf("a").attached_devices, ElementsAre("a", "c"));
+  EXPECT_FALSE(registry_->GetDevice("b")->attached);
+  // A join the store refuses changes nothing.
+  store_.set_refuse(true);
+  EXPECT_ERROR(registry_->AttachDevice("b", domain.id, kOwner), kUnavailable,
+               "STORE_WRITE_FAILED");
+  store_.set_refuse(false);
+  EXPECT_EQ(Snapshot(), before);
+  ASSERT_OK_AND_ASSIGN(GroupInfo group, registry_->DetachDevice("a", domain.id, kOwner));
+  EXPECT_EQ(group.domain, domain.id);
+  EXPECT_ERROR(registry_->DetachDevice("b", domain.id, kOwner), kFailedPrecondition,
+               "DEVICE_NOT_ATTACHED");
+  ASSERT_OK_AND_ASSIGN(group, registry_->DetachDevice("c", domain.id, kOwner));
+  EXPECT_EQ(group.domain, group.blocking_domain);
+  EXPECT_EQ(Hw(0x200), group.blocking_domain);
+  ExpectConsistent();
+  EXPECT_THAT(registry_->Audit(), IsEmpty());
+}
+
+// A store written before per-device attach has an attached group without attached devices:
+// AttachGroup attached them all, and Recover says so.
+TEST_P(RegistryStoreTest, AnAttachedGroupWithoutAttachedDevicesRecoversWithAllOfThem) {
+  const DeviceInfo a = Probe("a", 0x208, {0x200});
+  Probe("b", 0x210, {0x200});
+  const DomainId domain = ClaimAndAttach("a");
+  ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store_.Load());
+  StoreBatch batch;
+  for (GroupRecord group : snapshot.groups) {
+    if (group.id != a.group) continue;
+    group.attached_devices.clear();
+    batch.put_groups.push_back(group);
+  }
+  ASSERT_EQ(batch.put_groups.size(), 1u);
+  ASSERT_OK(store_.Commit(batch));
+  RecoverInto(/*same_hardware=*/true);
+  EXPECT_THAT(GroupOf("a").attached_devices, ElementsAre("a", "b"));
+  EXPECT_EQ(GroupOf("a").domain, domain);
+  ExpectConsistent();
+}
+
 TEST_P(RegistryStoreTest, RefusedCommitsChangeNothing) {
   Probe("a", 0x10);
   Probe("b", 0x20);
@@ -348,6 +405,7 @@ TEST_P(RegistryStoreTest, RefusedCommitsChangeNothing) {
   refused(registry_->UseDefaultDomain("b").status(), "use default");
   refused(registry_->UnuseDefaultDomain("k").status(), "unuse default");
   refused(registry_->DetachGroup(a, domain, kOwner).status(), "detach");
+  refused(registry_->DetachDevice("a", domain, kOwner).status(), "detach device");
   refused(registry_->ReleaseOwnership(a, kOwner).status(), "release ownership");
   refused(registry_->AllocDomain("u0", DomainType::kUnmanaged, kOwner).status(), "alloc");
   refused(registry_->Map(domain, 0x400000, 0x400000, 0x1000, kProtRead, kOwner).status(), "map");

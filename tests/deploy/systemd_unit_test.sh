@@ -8,8 +8,11 @@
 #      --socket_group) and a walk through the RPCs that write the SQLite state (WAL) and chown the
 #      socket; every system call any of its threads made must be allowed by the unit's
 #      SystemCallFilter= lines, evaluated in order the way systemd does (groups expanded by
-#      `systemd-analyze syscall-filter`). Run as root, SQLite's fchown of its -wal/-shm files is
-#      among them (the SIGSYS this filter used to cause).
+#      `systemd-analyze syscall-filter`; tests/deploy/unit_syscall_filter.py). Run as root, SQLite's
+#      fchown of its -wal/-shm files is among them (the SIGSYS this filter used to cause).
+#   3. The same walk with the daemon running under that filter loaded as a real seccomp filter
+#      (python3-seccomp; default action: kill with SIGSYS, as systemd's): it must serve and stop
+#      with status 0.
 # Usage: systemd_unit_test.sh IOMMUD IOMMUCTL [--no-strace]
 #   --no-strace: only step 1 (sanitizer builds: their runtimes make system calls the real daemon
 #   does not).
@@ -59,95 +62,64 @@ fi
 echo "ok: systemd-analyze verify iommud-host.service"
 [ "$strace_step" -eq 1 ] || { echo "PASS (verify only)"; exit 0; }
 
-# 2. The daemon under strace, with the unit's arguments.
+# The unit's ExecStart arguments, with paths moved to a temporary directory, a free metrics port
+# and the caller's group as --socket_group.
 args="$(sed -n 's|^ExecStart=/usr/sbin/iommud ||p' "$unit" | sed 's| \$IOMMUD_OPTS$||')"
 echo "$args" | grep -q '\$' && fail "unexpected variables in ExecStart: $args"
 metrics_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 args="$(echo "$args" | sed -e "s|/run/iommud|$work/run|g" -e "s|/var/lib/iommud|$work/lib|g" \
   -e "s|--socket_group=iommud|--socket_group=$(id -g)|" -e "s|--metrics_port=9464|--metrics_port=$metrics_port|")"
 echo "$args" | grep -q -- "--socket_group=$(id -g)" || fail "the unit has no --socket_group=iommud"
-mkdir -m 0750 "$work/run" "$work/lib"
-# shellcheck disable=SC2086
-timeout 120 strace -f -qq -o "$work/trace" "$iommud" $args 2>"$work/iommud.log" &
-pid=$!
-for _ in $(seq 300); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "serving on" "$work/iommud.log" || fail "iommud did not start under strace"
-ctl() { "$iommuctl" --target "unix:$work/run/iommud.sock" "$@" >/dev/null || fail "iommuctl $*"; }
-ctl groups
-ctl probe smmu0 0000:07:00.0 0x700
-ctl claim 7
-ctl alloc smmu0
-ctl attach 7 17
-ctl map 17 0x100000 0x80000000 2M
-ctl translate 0000:07:00.0 0x100040
-ctl unmap 17 0x100000 2M
-ctl detach 7 17
-ctl free 17
-ctl release-ownership 7
-ctl release 0000:07:00.0
-ctl audit
-python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \
-  "http://127.0.0.1:$metrics_port/metrics" || fail "metrics"
+
+# Starts `"$@" iommud ARGS` on fresh directories, walks through the RPCs that write the SQLite
+# state (WAL) and chown the socket, scrapes /metrics. The caller stops it.
+start_and_walk() {
+  rm -rf "$work/run" "$work/lib" "$work/iommud.log"
+  mkdir -m 0750 "$work/run" "$work/lib"
+  # shellcheck disable=SC2086
+  "$@" "$iommud" $args 2>"$work/iommud.log" &
+  pid=$!
+  for _ in $(seq 300); do grep -q "serving on" "$work/iommud.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "serving on" "$work/iommud.log" || fail "iommud did not start under $1"
+  ctl() { "$iommuctl" --target "unix:$work/run/iommud.sock" "$@" >/dev/null || fail "iommuctl $*"; }
+  ctl groups
+  ctl probe smmu0 0000:07:00.0 0x700
+  ctl claim 7
+  ctl alloc smmu0
+  ctl attach 7 17
+  ctl map 17 0x100000 0x80000000 2M
+  ctl translate 0000:07:00.0 0x100040
+  ctl unmap 17 0x100000 2M
+  ctl detach 7 17
+  ctl free 17
+  ctl release-ownership 7
+  ctl release 0000:07:00.0
+  ctl audit
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' \
+    "http://127.0.0.1:$metrics_port/metrics" || fail "metrics"
+}
+# SIGTERM to `daemon_pid`, then wait for `pid`: status 0 and a clean stop.
+stop_and_check() {
+  kill -TERM "$1"
+  status=0
+  wait "$pid" || status=$?
+  pid=""
+  [ "$status" -eq 0 ] || fail "iommud exited with $status after SIGTERM (159: killed by SIGSYS)"
+  grep -q "stopped" "$work/iommud.log" || fail "iommud did not stop cleanly"
+}
+
+# 2. The daemon under strace: every system call any of its threads made is allowed by the filter.
+start_and_walk timeout 120 strace -f -qq -o "$work/trace"
 strace_pid="$(pgrep -P "$pid" -x strace)" && daemon_pid="$(pgrep -P "$strace_pid" -x iommud)" ||
   fail "no iommud process under strace"
-kill -TERM "$daemon_pid"  # the daemon itself: strace passes nothing on
-status=0
-wait "$pid" || status=$?
-pid=""
-[ "$status" -eq 0 ] || fail "iommud exited with $status after SIGTERM"
-grep -q "stopped" "$work/iommud.log" || fail "iommud did not stop cleanly"
+stop_and_check "$daemon_pid"  # the daemon itself: strace passes nothing on
+python3 "$here/unit_syscall_filter.py" check "$unit" "$work/trace" "$(id -u)"
 
-python3 - "$unit" "$work/trace" "$(id -u)" <<'PY'
-import re, subprocess, sys
-
-unit, trace, uid = sys.argv[1], sys.argv[2], int(sys.argv[3])
-cache = {}
-
-def expand(name):
-    """A system call, or every call of a @group (nested groups expanded)."""
-    if not name.startswith("@"):
-        return {name}
-    if name not in cache:
-        out = subprocess.run(["systemd-analyze", "syscall-filter", name], check=True,
-                             capture_output=True, text=True).stdout
-        members = set()
-        for line in out.splitlines()[1:]:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                members |= expand(line)
-        if not members:
-            sys.exit(f"FAIL: unknown system-call group {name}")
-        cache[name] = members
-    return cache[name]
-
-# systemd's semantics: the first assignment decides allow-list (and brings @default) or deny-list;
-# every later one adds (no ~) or removes (~) in order.
-lines = [l.split("=", 1)[1].strip() for l in open(unit) if l.startswith("SystemCallFilter=")]
-if not lines or lines[0].startswith("~"):
-    sys.exit("FAIL: the unit has no allow-list SystemCallFilter")
-allowed = set(expand("@default"))
-for value in lines:
-    deny = value.startswith("~")
-    names = value.lstrip("~").split()
-    for name in names:
-        if deny:
-            allowed -= expand(name)
-        else:
-            allowed |= expand(name)
-
-called = set()
-for line in open(trace):
-    m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line)
-    if m and m.group(1) != "resumed":
-        called.add(m.group(1))
-if len(called) < 20:
-    sys.exit(f"FAIL: strace saw only {sorted(called)}")
-denied = sorted(called - allowed)
-if denied:
-    sys.exit(f"FAIL: iommud calls {denied}, which the unit's SystemCallFilter forbids (SIGSYS)")
-if uid == 0 and "fchown" not in called:
-    sys.exit("FAIL: as root SQLite should fchown its WAL files; the trace has no fchown")
-print(f"ok: all {len(called)} system calls iommud made are allowed by the unit's filter"
-      + (" (fchown among them)" if "fchown" in called else ""))
-PY
+# 3. The daemon under the unit's filter itself, as a seccomp filter that kills with SIGSYS (and
+# no_new_privs, as NoNewPrivileges=yes): the same walk, then a clean stop.
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null ||
+  fail "Debian's python3-seccomp is not installed (deploy/debian-packages.txt lists it)"
+start_and_walk /usr/bin/python3 "$here/unit_syscall_filter.py" exec "$unit" --
+stop_and_check "$pid"  # the launcher executed iommud: same process
+echo "ok: iommud served the walk and stopped under the unit's seccomp filter"
 echo "PASS"

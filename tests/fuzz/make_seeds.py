@@ -44,7 +44,7 @@ RPC = {name: i for i, name in enumerate([
     "ListMappings", "Translate", "ListTranslationFaults", "InjectFault", "WatchEvents",
     "ListContendedGroups", "Audit", "Reconcile", "RenewLease", "Advance", "RegisterMemory",
     "UnregisterMemory", "ListMemoryRegions", "HandOverGroup", "MapBatch", "ReplaceDomain",
-    "GetIovaRanges"])}
+    "GetIovaRanges", "DetachDevice"])}
 
 
 def calls(*items):
@@ -140,6 +140,21 @@ REQUEST_SEEDS = {
         ("Unmap", (1, 11), (3, 0xFFFFFFFFFFFFFFFF), (4, "vmm")),
         ("GetIovaRanges", (1, 3)),
         ("DetachGroup", (1, 2), (2, 11), (3, "vmm"))),
+    # Group 2 holds d1 and d2: per-device attach (d1 attaches the group, d2 joins, a second domain
+    # is refused), then per-device detach (d1 leaves, d2 the last detaches the group).
+    "per_device_attach": calls(
+        ("ClaimOwnership", (1, 2), (2, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("AllocDomain", (1, "u0"), (3, "vmm")),
+        ("AttachDevice", (1, "d1"), (2, 11), (3, "vmm")),
+        ("AttachDevice", (1, "d2"), (2, 12), (3, "vmm")),
+        ("AttachDevice", (1, "d2"), (2, 11), (3, "vmm")),
+        ("GetGroup", (1, 2)),
+        ("DetachDevice", (1, "d1"), (2, 11), (3, "vmm")),
+        ("DetachDevice", (1, "d1"), (2, 11), (3, "vmm")),
+        ("Translate", (1, "d1"), (2, 0x1000)),
+        ("DetachDevice", (1, "d2"), (2, 11), (3, "vmm")),
+        ("FreeDomain", (1, 11), (2, "vmm"))),
     "service_rpcs": calls(
         ("InjectFault", (1, message((1, "backend.attach"), (2, 1), (3, 3), (7, "UNAVAILABLE")))),
         ("InjectFault", (1, message((1, "*"), (2, 3), (5, 7), (8, 10)))),

@@ -77,7 +77,7 @@ class OpRunner {
 
   // Runs one operation; returns its status and names it in `step`.
   absl::Status RunOne(std::string* step) {
-    switch (in_.ConsumeIntegralInRange<int>(0, 21)) {
+    switch (in_.ConsumeIntegralInRange<int>(0, 23)) {
       case 0: {
         ProbeRequest probe;
         probe.unit = Unit();
@@ -233,6 +233,23 @@ class OpRunner {
           }
         }
         return registry_.Unmap(domain, 0, Registry::kUnmapAll, owner).status();
+      }
+      case 22: {
+        const GroupId group = Id();
+        const std::string owner = Owner();
+        std::optional<absl::Duration> ttl;
+        if (in_.ConsumeBool()) ttl = LeaseTtl();
+        const uint64_t stream = in_.ConsumeIntegralInRange<uint64_t>(0, 3);
+        *step = absl::StrCat("BindLease(", group, ", ", owner, ", ",
+                             ttl.has_value() ? absl::FormatDuration(*ttl) : "same", ", stream ",
+                             stream, ")");
+        return registry_.BindLease(group, owner, ttl, stream).status();
+      }
+      case 23: {
+        const GroupId group = Id();
+        const uint64_t stream = in_.ConsumeIntegralInRange<uint64_t>(0, 3);
+        *step = absl::StrCat("ReleaseBoundLease(", group, ", stream ", stream, ")");
+        return registry_.ReleaseBoundLease(group, stream).status();
       }
       default: {
         const std::string unit = Unit();

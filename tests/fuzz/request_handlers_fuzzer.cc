@@ -199,6 +199,7 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
     IOMMUD_FUZZ_RPC(36, MapBatch)
     IOMMUD_FUZZ_RPC(37, ReplaceDomain)
     IOMMUD_FUZZ_RPC(38, GetIovaRanges)
+    IOMMUD_FUZZ_RPC(39, DetachDevice)
     case 31: {
       // What the daemon's lease reaper does as time passes: the bytes are the milliseconds.
       *name = "Advance+ExpireLeases";
@@ -223,7 +224,7 @@ absl::Status Call(Fixture& fixture, int rpc, absl::string_view bytes, std::strin
       Fail("no RPC", absl::StrCat(rpc));
   }
 }
-constexpr int kRpcs = 39;
+constexpr int kRpcs = 40;
 
 // The wire form of an error keeps its reason (the client reads it back from the ErrorInfo).
 void CheckWireError(const absl::Status& status, absl::string_view step) {

@@ -49,6 +49,7 @@
 #include "tests/host/fd_store_supervisor.h"
 #include "tests/host/vm_daemon.h"
 #include "tests/host/vm_scenario_support.h"
+#include "tests/host/vmm_session.h"
 #include "tests/testing/status_test_macros.h"
 
 namespace iommud {
@@ -91,115 +92,6 @@ std::string DriverOf(const SysfsInventory& inventory, const std::string& device)
   return info.ok() ? info->driver : "<" + info.status().ToString() + ">";
 }
 
-class Vmm {
- public:
-  absl::Status Connect() {
-    ClientOptions options;
-    options.target = absl::StrCat("unix:", kSocket);
-    absl::StatusOr<std::unique_ptr<IommuClient>> client = IommuClient::Connect(options);
-    if (!client.ok()) return client.status();
-    client_ = *std::move(client);
-    absl::StatusOr<std::unique_ptr<FdChannelClient>> fds = FdChannelClient::Connect(kFdSocket);
-    if (!fds.ok()) return fds.status();
-    fds_ = *std::move(fds);
-    return absl::OkStatus();
-  }
-  void Disconnect() {
-    fds_.reset();
-    client_.reset();
-  }
-  IommuClient& client() { return *client_; }
-  FdChannelClient& fds() { return *fds_; }
-
-  absl::Status Claim(uint64_t group, const std::string& owner = kOwner) {
-    iommu::v1::ClaimOwnershipRequest request;
-    request.set_group_id(group);
-    request.set_owner(owner);
-    return client_->ClaimOwnership(request).status();
-  }
-  absl::Status Release(uint64_t group) {
-    iommu::v1::ReleaseOwnershipRequest request;
-    request.set_group_id(group);
-    request.set_owner(kOwner);
-    return client_->ReleaseOwnership(request).status();
-  }
-  absl::StatusOr<uint64_t> AllocAndAttach(uint64_t group) {
-    iommu::v1::AllocDomainRequest alloc;
-    alloc.set_unit("dmar0");
-    alloc.set_type(iommu::v1::DOMAIN_TYPE_UNMANAGED);
-    alloc.set_owner(kOwner);
-    absl::StatusOr<iommu::v1::Domain> domain = client_->AllocDomain(alloc);
-    if (!domain.ok()) return domain.status();
-    iommu::v1::AttachGroupRequest attach;
-    attach.set_group_id(group);
-    attach.set_domain_id(domain->id());
-    attach.set_owner(kOwner);
-    absl::Status attached = client_->AttachGroup(attach).status();
-    if (!attached.ok()) return attached;
-    return domain->id();
-  }
-  absl::Status Map(uint64_t domain, uint64_t iova, uint64_t region, uint64_t offset,
-                   uint32_t prot) {
-    iommu::v1::MapRequest request;
-    request.set_domain_id(domain);
-    request.set_iova(iova);
-    request.set_region_id(region);
-    request.set_region_offset(offset);
-    request.set_size(kPage);
-    request.set_prot(prot);
-    request.set_owner(kOwner);
-    return client_->Map(request).status();
-  }
-  absl::Status Unmap(uint64_t domain, uint64_t iova) {
-    iommu::v1::UnmapRequest request;
-    request.set_domain_id(domain);
-    request.set_iova(iova);
-    request.set_size(kPage);
-    request.set_owner(kOwner);
-    return client_->Unmap(request).status();
-  }
-  absl::Status Detach(uint64_t group, uint64_t domain) {
-    iommu::v1::DetachGroupRequest request;
-    request.set_group_id(group);
-    request.set_domain_id(domain);
-    request.set_owner(kOwner);
-    return client_->DetachGroup(request).status();
-  }
-  absl::Status Free(uint64_t domain) {
-    iommu::v1::FreeDomainRequest request;
-    request.set_domain_id(domain);
-    request.set_owner(kOwner);
-    return client_->FreeDomain(request).status();
-  }
-  absl::Status Unregister(uint64_t region) {
-    iommu::v1::UnregisterMemoryRequest request;
-    request.set_region_id(region);
-    request.set_owner(kOwner);
-    return client_->UnregisterMemory(request).status();
-  }
-  absl::StatusOr<iommu::v1::Group> GetGroup(uint64_t group) {
-    iommu::v1::GetGroupRequest request;
-    request.set_group_id(group);
-    return client_->GetGroup(request);
-  }
-  absl::StatusOr<iommu::v1::AuditResponse> Audit() {
-    return client_->Audit(iommu::v1::AuditRequest());
-  }
-
- private:
-  std::unique_ptr<IommuClient> client_;
-  std::unique_ptr<FdChannelClient> fds_;
-};
-
-struct HeldDevice {
-  std::unique_ptr<VfioDevice> device;
-  std::unique_ptr<EduDevice> edu;
-  void Close() {
-    edu.reset();
-    device.reset();
-  }
-};
-
 class HostFdStoreVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -241,7 +133,7 @@ class HostFdStoreVmTest : public ::testing::Test {
 
   // SIGKILL, restart under the supervisor; the new process's log lines in `log`. A failure is
   // fatal (ASSERT_NO_FATAL_FAILURE at the callers).
-  void KillAndRestart(Vmm& vmm, std::string* log = nullptr) {
+  void KillAndRestart(VmmSession& vmm, std::string* log = nullptr) {
     vmm.Disconnect();
     ASSERT_OK(Kill9VmDaemon(daemon_pid_));
     daemon_pid_ = -1;
@@ -278,7 +170,7 @@ class HostFdStoreVmTest : public ::testing::Test {
     if (names.size() != expected.size()) ++leaks_;
   }
 
-  void ExpectAuditClean(Vmm& vmm) {
+  void ExpectAuditClean(VmmSession& vmm) {
     absl::StatusOr<iommu::v1::AuditResponse> audit = vmm.Audit();
     ASSERT_OK(audit);
     EXPECT_EQ(audit->leaks_size(), 0) << audit->DebugString();
@@ -294,7 +186,7 @@ class HostFdStoreVmTest : public ::testing::Test {
     return memory.ReadFile(kCount, 1) == pattern;
   }
 
-  absl::Status Open(Vmm& vmm, const std::string& edu, HeldDevice& held) {
+  absl::Status Open(VmmSession& vmm, const std::string& edu, HeldDevice& held) {
     absl::StatusOr<UniqueFd> fd = vmm.fds().OpenDevice(edu, kOwner);
     if (!fd.ok()) return fd.status();
     held.device = std::make_unique<VfioDevice>(edu, *std::move(fd));
@@ -306,7 +198,7 @@ class HostFdStoreVmTest : public ::testing::Test {
 
   void Round(int round, const std::string& edu) {
     SCOPED_TRACE(absl::StrCat("round ", round, ": ", edu));
-    Vmm vmm;
+    VmmSession vmm(kSocket, kFdSocket, kOwner);
     ASSERT_OK(vmm.Connect());
     iommu::v1::GetDeviceRequest get_device;
     get_device.set_device(edu);

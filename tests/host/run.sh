@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-[ -n "$timeout_s" ] || { [ "$soak" -eq 1 ] && timeout_s=1200 || timeout_s=480; }
+[ -n "$timeout_s" ] || { [ "$soak" -eq 1 ] && timeout_s=1200 || timeout_s=900; }
 
 log() { printf 'host-vm: %s\n' "$*" >&2; }
 die() {  # die REASON: the run fails as a whole

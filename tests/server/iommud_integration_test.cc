@@ -353,26 +353,57 @@ TEST_F(IommudIntegrationTest, FreeingAnAttachedDomainIsDomainInUse) {
   ASSERT_TRUE(Release(group_id, kOwner).ok());
 }
 
-TEST_F(IommudIntegrationTest, AttachDeviceOfASharedGroupIsRefused) {
+// Per-device attach over the wire: the first device attaches the shared group, the second joins,
+// another domain is GROUP_ATTACHED_ELSEWHERE; DetachDevice takes them off one by one; GetGroup and
+// GetDevice show which devices are attached; a request id retried answers the same group.
+TEST_F(IommudIntegrationTest, PerDeviceAttachOfASharedGroup) {
   const uint64_t group_id = Device(kPairA).group_id();
   ASSERT_TRUE(Claim(group_id, kOwner).ok());
   ASSERT_OK_AND_ASSIGN(iommu::v1::Domain domain, Alloc("u0", kOwner));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Domain other, Alloc("u0", kOwner));
 
-  EXPECT_ERROR(AttachDevice(kPairA, domain.id(), kOwner), kFailedPrecondition,
-               "GROUP_HAS_MULTIPLE_DEVICES");
-  const iommu::v1::Group group = Group(group_id);
-  EXPECT_EQ(group.domain_id(), group.blocking_domain_id());
-  EXPECT_THAT(Domain(domain.id()).attached_group_ids(), IsEmpty());
-
-  // The group-granular call works.
-  iommu::v1::AttachGroupRequest attach;
-  attach.set_group_id(group_id);
-  attach.set_domain_id(domain.id());
-  attach.set_owner(kOwner);
-  ASSERT_OK_AND_ASSIGN(iommu::v1::Group attached, client_->AttachGroup(attach));
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group attached, AttachDevice(kPairA, domain.id(), kOwner));
   EXPECT_EQ(attached.domain_id(), domain.id());
-  ASSERT_TRUE(Detach(group_id, domain.id(), kOwner).ok());
+  EXPECT_THAT(attached.attached_devices(), ElementsAre(kPairA));
+  EXPECT_TRUE(Device(kPairA).attached());
+  EXPECT_FALSE(Device(kPairB).attached());
+  EXPECT_EQ(Device(kPairB).domain_id(), domain.id());  // it translates through the group's domain
+
+  EXPECT_ERROR(AttachDevice(kPairB, other.id(), kOwner), kFailedPrecondition,
+               "GROUP_ATTACHED_ELSEWHERE");
+  EXPECT_THAT(Group(group_id).attached_devices(), ElementsAre(kPairA));
+  EXPECT_THAT(Domain(other.id()).attached_group_ids(), IsEmpty());
+
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group joined, AttachDevice(kPairB, domain.id(), kOwner));
+  EXPECT_THAT(joined.attached_devices(), ElementsAre(kPairA, kPairB));
+
+  iommu::v1::DetachDeviceRequest detach;
+  detach.set_device(kPairA);
+  detach.set_domain_id(domain.id());
+  detach.set_owner(kOwner);
+  detach.set_request_id("detach-pair-a");
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group left, client_->DetachDevice(detach));
+  EXPECT_EQ(left.domain_id(), domain.id());
+  EXPECT_THAT(left.attached_devices(), ElementsAre(kPairB));
+  // The retry answers the recorded reply, not DEVICE_NOT_ATTACHED.
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group retried, client_->DetachDevice(detach));
+  EXPECT_THAT(retried.attached_devices(), ElementsAre(kPairB));
+  detach.clear_request_id();
+  EXPECT_ERROR(client_->DetachDevice(detach), kFailedPrecondition, "DEVICE_NOT_ATTACHED");
+  detach.set_owner(kOther);
+  EXPECT_ERROR(client_->DetachDevice(detach), kPermissionDenied, "NOT_OWNER");
+  detach.set_owner(kOwner);
+  detach.set_domain_id(0);
+  EXPECT_ERROR(client_->DetachDevice(detach), kInvalidArgument, "MISSING_FIELD");
+
+  detach.set_device(kPairB);
+  detach.set_domain_id(domain.id());
+  ASSERT_OK_AND_ASSIGN(iommu::v1::Group last, client_->DetachDevice(detach));
+  EXPECT_EQ(last.domain_id(), last.blocking_domain_id());
+  EXPECT_THAT(last.attached_devices(), IsEmpty());
+  EXPECT_THAT(Domain(domain.id()).attached_group_ids(), IsEmpty());
   ASSERT_TRUE(Free(domain.id(), kOwner).ok());
+  ASSERT_TRUE(Free(other.id(), kOwner).ok());
   ASSERT_TRUE(Release(group_id, kOwner).ok());
 }
 

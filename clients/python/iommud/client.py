@@ -139,10 +139,13 @@ class Client:
         finally:
             stream.cancel()
 
-    def keep_lease(self, group_id, ttl, *, owner="", interval=None, release=False):
+    def keep_lease(self, group_id, ttl, *, owner="", interval=None, release=False, bind=False):
         """A LeaseKeeper (iommud/lease.py): `with client.keep_lease(3, ttl=30.0) as lease:` renews
-        group 3's lease (ttl seconds) every `interval` (ttl/3) seconds until the block ends."""
-        return LeaseKeeper(self, group_id, ttl, owner=owner, interval=interval, release=release)
+        group 3's lease (ttl seconds) every `interval` (ttl/3) seconds until the block ends.
+        bind=True binds the ownership to the stream: its end (the block left, the process dead)
+        releases it at once."""
+        return LeaseKeeper(self, group_id, ttl, owner=owner, interval=interval, release=release,
+                           bind=bind)
 
     # Helpers the scenarios share.
     def device(self, name):

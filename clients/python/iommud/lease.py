@@ -7,6 +7,12 @@
     # Leaving the block ends the stream; that releases nothing: the lease lapses after its TTL
     # (or call release_ownership). release=True releases the ownership on leaving instead.
 
+    with client.keep_lease(3, ttl=30.0, owner="vm-7", bind=True) as lease:
+        run_the_vm()
+    # bind=True ties the ownership to the stream (docs/semantics.md "Ownership bound to a
+    # stream"): the daemon releases it as soon as the stream ends, whether the block is left or
+    # this process dies or loses its connection. Across a daemon restart the TTL decides.
+
 Entering sends the first renewal and waits for its answer, so a refusal (NOT_OWNER, NO_LEASE,
 LEASE_TTL_OUT_OF_RANGE, ...) raises there. A later refusal ends the stream (the daemon ends it
 with its error): `alive` turns False, `error` holds the IommudError, and leaving the block raises
@@ -28,7 +34,7 @@ class LeaseKeeper:
     """A KeepLease stream renewing `group_id`'s lease every `interval` seconds (default ttl/3)."""
 
     def __init__(self, client: Any, group_id: int, ttl: float, *, owner: str = "",
-                 interval: Optional[float] = None, release: bool = False,
+                 interval: Optional[float] = None, release: bool = False, bind: bool = False,
                  first_answer_timeout: Optional[float] = None) -> None:
         if ttl <= 0:
             raise ValueError("ttl is the lease's length in seconds: positive")
@@ -37,7 +43,8 @@ class LeaseKeeper:
             raise ValueError("interval must be positive and shorter than the ttl")
         self._client = client
         self._request = iommu_pb2.KeepLeaseRequest(group_id=group_id, owner=owner,
-                                                   lease_ttl_millis=max(1, int(ttl * 1000)))
+                                                   lease_ttl_millis=max(1, int(ttl * 1000)),
+                                                   bind=bind)
         self._release = release
         self._first_answer_timeout = (client.timeout if first_answer_timeout is None
                                       else first_answer_timeout)
@@ -120,7 +127,7 @@ class LeaseKeeper:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.stop()
-        if self._release:
+        if self._release and not self._request.bind:  # a bound one is released by the daemon
             self._client.release_ownership(group_id=self._request.group_id,
                                            owner=self._request.owner)
         if exc_type is None:

@@ -8,7 +8,8 @@
 - mutating calls carry a request id (a retry with the same id acts once), TLS options are checked,
   watch_events yields the snapshot and ends with an IommudError when the daemon stops;
 - keep_lease (a LeaseKeeper, a context manager) keeps a 1 s lease for 2.5 s over one KeepLease
-  stream, the lease lapses once the block ends, and a refused renewal raises.
+  stream, the lease lapses once the block ends, and a refused renewal raises; with bind=True the
+  ownership is released as soon as the block ends or the process holding it is killed.
 Every test cleans up what it created.
 """
 import os
@@ -61,6 +62,32 @@ def test_methods_are_snake_case_rpcs(client):
     assert client.get_device(device="0000:00:02.0").name == "0000:00:02.0"
     assert "GetDevice" in Client.get_device.__doc__
     assert client.call("GetDevice", device="0000:00:02.0").name == "0000:00:02.0"  # still works
+
+
+def test_per_device_attach_and_detach(client):
+    for name, rid in (("0000:09:10.0", 0x990), ("0000:09:11.0", 0x998)):
+        client.probe_device(unit="smmu0", device=name, rid=rid, alias_rids=[0x98F])
+    group = client.device("0000:09:10.0").group_id
+    client.claim_ownership(group_id=group, owner="vm-pd")
+    domain = client.alloc_domain(unit="smmu0", owner="vm-pd").id
+    other = client.alloc_domain(unit="smmu0", owner="vm-pd").id
+    attached = client.attach_device(device="0000:09:10.0", domain_id=domain, owner="vm-pd")
+    assert list(attached.attached_devices) == ["0000:09:10.0"]
+    with pytest.raises(IommudError) as refused:
+        client.attach_device(device="0000:09:11.0", domain_id=other, owner="vm-pd")
+    assert refused.value.reason == "GROUP_ATTACHED_ELSEWHERE"
+    joined = client.attach_device(device="0000:09:11.0", domain_id=domain, owner="vm-pd")
+    assert list(joined.attached_devices) == ["0000:09:10.0", "0000:09:11.0"]
+    assert client.device("0000:09:11.0").attached
+    left = client.detach_device(device="0000:09:10.0", domain_id=domain, owner="vm-pd")
+    assert left.domain_id == domain and list(left.attached_devices) == ["0000:09:11.0"]
+    last = client.detach_device(device="0000:09:11.0", domain_id=domain, owner="vm-pd")
+    assert last.domain_id == last.blocking_domain_id and not last.attached_devices
+    client.free_domain(domain_id=domain, owner="vm-pd")
+    client.free_domain(domain_id=other, owner="vm-pd")
+    client.release_ownership(group_id=group, owner="vm-pd")
+    for name in ("0000:09:10.0", "0000:09:11.0"):
+        client.release_device(device=name)
 
 
 def test_refusals_are_rpc_errors_with_the_reason(client):
@@ -185,6 +212,54 @@ def test_keep_lease_refusals_raise(client):
     with client.keep_lease(group_id, ttl=5.0, owner="py-lease", release=True):
         assert client.get_group(group_id=group_id).owner.endswith("/py-lease")
     assert client.get_group(group_id=group_id).owner == ""
+
+
+def wait_unowned(client, group_id, seconds=10):
+    deadline = time.monotonic() + seconds
+    while client.get_group(group_id=group_id).owner and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return client.get_group(group_id=group_id).owner == ""
+
+
+def test_a_bound_lease_is_released_when_its_stream_ends(client):
+    group_id = free_group(client)
+    client.claim_ownership(group_id=group_id, owner="py-bound", lease_ttl_millis=600_000)
+    try:
+        with client.keep_lease(group_id, ttl=600.0, owner="py-bound", interval=1.0,
+                               bind=True) as lease:
+            assert lease.group.lease_bound
+            assert client.get_group(group_id=group_id).lease_bound
+        started = time.monotonic()
+        assert wait_unowned(client, group_id)  # at once, not after the 10-minute TTL
+        assert time.monotonic() - started < 10
+    finally:
+        if client.get_group(group_id=group_id).owner:
+            client.release_ownership(group_id=group_id, owner="py-bound")
+
+
+def test_a_bound_lease_is_released_when_its_holder_is_killed(client, daemon):
+    group_id = free_group(client)
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from iommud import Client
+with Client({daemon!r}) as client:
+    client.claim_ownership(group_id={group_id}, owner="py-held", lease_ttl_millis=600_000)
+    with client.keep_lease({group_id}, ttl=600.0, owner="py-held", interval=1.0, bind=True):
+        print("bound", flush=True)
+        time.sleep(600)
+"""], stdout=subprocess.PIPE, text=True, env=os.environ)
+    try:
+        assert holder.stdout.readline().strip() == "bound"
+        group = client.get_group(group_id=group_id)
+        assert group.owner.endswith("/py-held") and group.lease_bound
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel closes the connection
+        holder.wait(timeout=30)
+        assert wait_unowned(client, group_id)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        if client.get_group(group_id=group_id).owner:
+            client.release_ownership(group_id=group_id, owner="py-held", force=True)
 
 
 @pytest.mark.skipif(not (PACKAGE / "pyproject.toml").exists() or

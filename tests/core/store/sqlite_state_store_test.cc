@@ -174,11 +174,52 @@ TEST_F(SqliteStateStoreTest, OverwrittenPagesAreStateCorrupt) {
 
 TEST_F(SqliteStateStoreTest, ANewerSchemaVersionIsStateCorrupt) {
   Create();
-  Sql("UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+  Sql("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
   ExpectOpenFails(Options(), absl::StatusCode::kDataLoss, "STATE_CORRUPT");
   auto store = SqliteStateStore::Open(Options());
-  EXPECT_EQ(GetErrorMetadata(store.status())["schema_version"], "2");
+  EXPECT_EQ(GetErrorMetadata(store.status())["schema_version"], "3");
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("newer iommud"));
+}
+
+// A version-1 file (before per-device attach: no device_groups.attached_devices) is migrated on
+// open: its groups load with no attached devices, and the new column is written from then on.
+TEST_F(SqliteStateStoreTest, ASchemaVersionOneFileIsMigratedToTwo) {
+  {
+    std::unique_ptr<SqliteStateStore> store = Create();
+    ASSERT_NE(store, nullptr);
+    StoreBatch batch;
+    GroupRecord group;
+    group.id = 4;
+    group.unit = "u0";
+    group.domain = 9;
+    group.default_domain = 7;
+    group.blocking_domain = 8;
+    group.owner = "vmm";
+    group.owner_cnt = 1;
+    group.group_claimed = true;
+    batch.put_groups = {group};
+    ASSERT_OK(store->Commit(batch));
+  }
+  Sql("ALTER TABLE device_groups DROP COLUMN attached_devices;"
+      "UPDATE meta SET value = 1 WHERE key = 'schema_version'");
+  {
+    std::unique_ptr<SqliteStateStore> store = Create();
+    ASSERT_NE(store, nullptr);
+    ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store->Load());
+    ASSERT_EQ(snapshot.groups.size(), 1u);
+    EXPECT_EQ(snapshot.groups[0].owner, "vmm");
+    EXPECT_TRUE(snapshot.groups[0].attached_devices.empty());
+    StoreBatch batch;
+    GroupRecord group = snapshot.groups[0];
+    group.attached_devices = {"dev-a", "dev-b"};
+    batch.put_groups = {group};
+    ASSERT_OK(store->Commit(batch));
+  }
+  std::unique_ptr<SqliteStateStore> store = Create();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store->Load());
+  ASSERT_EQ(snapshot.groups.size(), 1u);
+  EXPECT_EQ(snapshot.groups[0].attached_devices, (std::vector<std::string>{"dev-a", "dev-b"}));
 }
 
 TEST_F(SqliteStateStoreTest, AForeignDatabaseIsStateCorrupt) {

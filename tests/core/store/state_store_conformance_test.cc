@@ -56,7 +56,8 @@ std::string Dump(const StoreSnapshot& s) {
     absl::StrAppend(&out, "group ", g.id, " ", g.unit, " domain=", g.domain, " default=",
                     g.default_domain, " blocking=", g.blocking_domain, " owner=", g.owner,
                     " cnt=", g.owner_cnt, " claimed=", g.group_claimed, " devices=[",
-                    absl::StrJoin(g.claimed_devices, "|"), "] lease=", g.lease_expiry_unix_nanos,
+                    absl::StrJoin(g.claimed_devices, "|"), "] attached=[",
+                    absl::StrJoin(g.attached_devices, "|"), "] lease=", g.lease_expiry_unix_nanos,
                     "/", g.lease_ttl_nanos, "\n");
   }
   for (const MappingRecord& m : s.mappings) {
@@ -108,6 +109,7 @@ GroupRecord Group(GroupId id, DomainId domain) {
   group.group_claimed = false;
   // Names with the encoding's separators in them, an empty one, and non-ASCII bytes.
   group.claimed_devices = {"0000:03:00.0", "12:ab", "", "dev\xc3\xa9,x"};
+  group.attached_devices = {"0000:03:00.0", "3:a:b"};
   group.lease_expiry_unix_nanos = 1700000000123456789;
   group.lease_ttl_nanos = 30000000000;
   return group;

@@ -125,7 +125,8 @@ std::string RegistryTest::Snapshot() {
                     absl::StrJoin(group.devices, ","), "] domain=", group.domain,
                     " default=", group.default_domain, " blocking=", group.blocking_domain,
                     " owner=", group.owner, " cnt=", group.owner_cnt, " claimed=[",
-                    absl::StrJoin(group.claimed_devices, ","), "]");
+                    absl::StrJoin(group.claimed_devices, ","), "] attached=[",
+                    absl::StrJoin(group.attached_devices, ","), "]");
     if (group.lease_ttl != absl::ZeroDuration()) {
       absl::StrAppend(&out, " lease=", absl::FormatDuration(group.lease_ttl), "@",
                       absl::ToUnixNanos(group.lease_expiry));
@@ -135,6 +136,7 @@ std::string RegistryTest::Snapshot() {
   for (const DeviceInfo& device : registry_->ListDevices()) {
     absl::StrAppend(&out, "device ", device.name, " group=", device.group,
                     " binding=", DriverBindingName(device.binding), " domain=", device.domain,
+                    device.attached ? " attached" : "",
                     " hw=", Hw(device.rid, device.unit), "\n");
   }
   for (const MemoryRegionInfo& region : registry_->ListMemoryRegions()) {

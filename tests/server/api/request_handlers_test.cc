@@ -122,6 +122,13 @@ TEST_F(RequestHandlersTest, MissingFieldsNeverReachTheRegistry) {
          r.set_group_id(1);
          return handlers_->DetachGroup(r, &group);
        }},
+      {"device", [&] { return handlers_->DetachDevice({}, &group); }},
+      {"domain_id",
+       [&] {
+         iommu::v1::DetachDeviceRequest r;
+         r.set_device("d0");
+         return handlers_->DetachDevice(r, &group);
+       }},
       {"group_id", [&] { return handlers_->ReplaceDomain({}, &group); }},
       {"from_domain_id",
        [&] {

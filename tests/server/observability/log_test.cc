@@ -6,7 +6,12 @@
 #include <memory>
 #include <regex>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/error.h"
 #include "core/error_reasons.h"
 #include "gmock/gmock.h"
@@ -51,10 +56,43 @@ TEST(LogTest, ParsesLevelsByNameAndNumber) {
   }
 }
 
-TEST(LogTest, LineFormat) {
-  const absl::Time time = absl::FromUnixMicros(1796593246123456);  // 2026-12-06T21:40:46.123456Z
-  EXPECT_EQ(FormatLogLine(time, "INFO", "serving on unix:/x"),
-            "2026-12-06T21:40:46.123456Z INFO iommud: serving on unix:/x");
+TEST(LogTest, LinesCarryTheUtcTimeWithMicrosecondsTheTagAndTheMessage) {
+  const absl::Time before = absl::Now();
+  const std::string text =
+      Captured(LogLevel::kInfo, [](Logger& log) { log.Info("serving on unix:/x"); });
+  const absl::Time after = absl::Now();
+  ASSERT_EQ(text.size(), std::string("2026-12-06T21:40:46.123456Z").size() +
+                             std::string(" INFO iommud: serving on unix:/x\n").size())
+      << text;
+  EXPECT_EQ(text.substr(27), " INFO iommud: serving on unix:/x\n");
+  absl::Time time;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E6SZ", text.substr(0, 27), absl::UTCTimeZone(),
+                              &time, &error))
+      << error << ": " << text;
+  // Written between `before` and `after`, to the microsecond (UTC, not local time).
+  EXPECT_GE(time, absl::FromUnixMicros(absl::ToUnixMicros(before)));
+  EXPECT_LE(time, after);
+}
+
+TEST(LogTest, LinesOfManyThreadsNeverInterleave) {
+  const std::string text = Captured(LogLevel::kInfo, [](Logger& log) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&log, t] {
+        for (int i = 0; i < 200; ++i) log.Info(absl::StrCat("thread ", t, " line ", i));
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  });
+  const std::regex line(
+      R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z INFO iommud: thread \d line \d+)");
+  size_t lines = 0;
+  for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    ASSERT_TRUE(std::regex_match(text.substr(start, end - start), line)) << text.substr(start, 200);
+    ++lines;
+  }
+  EXPECT_EQ(lines, 800u);
 }
 
 TEST(LogTest, LinesBelowTheLevelAreDroppedAuditLinesNever) {

@@ -216,7 +216,8 @@ TEST(RequiredRoleTest, ReadsAreViewerMutationsOperatorRepairAndFaultsAdmin) {
   }
   for (const char* method : {"ProbeDevice", "ReleaseDevice", "ClaimOwnership", "AttachGroup",
                              "Map", "Unmap", "AllocDomain", "FreeDomain", "Translate",
-                             "RegisterMemory", "UnregisterMemory", "ReplaceDomain"}) {
+                             "RegisterMemory", "UnregisterMemory", "ReplaceDomain",
+                             "AttachDevice", "DetachDevice"}) {
     EXPECT_EQ(RequiredRole(method), Role::kOperator) << method;
   }
   for (const char* method : {"Reconcile", "InjectFault", "ListFaults", "ClearFaults",

@@ -99,7 +99,7 @@ absl::StatusOr<std::string> DumpState(IommuClient& client) {
   for (const iommu::v1::Device& device : devices) {
     absl::StrAppend(&text, "device ", device.name(), " unit=", device.unit(), " rid=", device.rid(),
                     " group=", group_names[device.group_id()], " binding=", device.binding(),
-                    "\n");
+                    " attached=", device.attached(), "\n");
   }
   for (const iommu::v1::Group& group : groups) {
     std::string domain = "other";
@@ -110,7 +110,8 @@ absl::StatusOr<std::string> DumpState(IommuClient& client) {
                                      group.claimed_devices().end());
     absl::StrAppend(&text, "group ", group_names[group.id()], " domain=", domain,
                     " owner=", group.owner(), " owner_cnt=", group.owner_cnt(),
-                    " claimed=", absl::StrJoin(claimed, ","),
+                    " claimed=", absl::StrJoin(claimed, ","), " attached_devices=",
+                    absl::StrJoin(group.attached_devices(), ","),
                     " lease_ttl_ms=", group.lease_ttl_millis(), "\n");
   }
   for (const iommu::v1::Domain& domain : domains) {
@@ -308,6 +309,63 @@ std::vector<CallCase> CallCases() {
                      request.set_domain_id(ids.domain);
                      request.set_owner(kOwner);
                      return client.AttachDevice(request).status();
+                   }});
+  // The shared-RID group: kDeviceB attaches it (every RID), then kDeviceC joins (a record only).
+  cases.push_back({"AttachDeviceFirstOfSharedGroup",
+                   [](IommuClient& client, Ids* ids) {
+                     RETURN_IF_ERROR(Claim(client, ids->group_bc));
+                     RETURN_IF_ERROR(Alloc(client, ids));
+                     return MapSome(client, ids->domain);
+                   },
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::AttachDeviceRequest request;
+                     request.set_device(kDeviceB);
+                     request.set_domain_id(ids.domain);
+                     request.set_owner(kOwner);
+                     return client.AttachDevice(request).status();
+                   }});
+  cases.push_back({"AttachDeviceJoin",
+                   [](IommuClient& client, Ids* ids) {
+                     RETURN_IF_ERROR(Claim(client, ids->group_bc));
+                     RETURN_IF_ERROR(Alloc(client, ids));
+                     iommu::v1::AttachDeviceRequest request;
+                     request.set_device(kDeviceB);
+                     request.set_domain_id(ids->domain);
+                     request.set_owner(kOwner);
+                     return client.AttachDevice(request).status();
+                   },
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::AttachDeviceRequest request;
+                     request.set_device(kDeviceC);
+                     request.set_domain_id(ids.domain);
+                     request.set_owner(kOwner);
+                     return client.AttachDevice(request).status();
+                   }});
+  // OwnedAttachedMapped attaches both devices (AttachGroup): kDeviceB leaves; then the last one
+  // detaches the group.
+  cases.push_back({"DetachDeviceNotLast", OwnedAttachedMapped,
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::DetachDeviceRequest request;
+                     request.set_device(kDeviceB);
+                     request.set_domain_id(ids.domain);
+                     request.set_owner(kOwner);
+                     return client.DetachDevice(request).status();
+                   }});
+  cases.push_back({"DetachDeviceLast",
+                   [](IommuClient& client, Ids* ids) {
+                     RETURN_IF_ERROR(OwnedAttachedMapped(client, ids));
+                     iommu::v1::DetachDeviceRequest request;
+                     request.set_device(kDeviceB);
+                     request.set_domain_id(ids->domain);
+                     request.set_owner(kOwner);
+                     return client.DetachDevice(request).status();
+                   },
+                   [](IommuClient& client, const Ids& ids) {
+                     iommu::v1::DetachDeviceRequest request;
+                     request.set_device(kDeviceC);
+                     request.set_domain_id(ids.domain);
+                     request.set_owner(kOwner);
+                     return client.DetachDevice(request).status();
                    }});
   cases.push_back({"AttachGroup",
                    [](IommuClient& client, Ids* ids) {
