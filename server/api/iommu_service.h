@@ -21,10 +21,14 @@
 // and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
 //
 // Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
-// registry never holds one across anything slow). With a durable store, mutating calls run on an
-// executor of the service's own instead (RunMutatingCallsOffGrpcThreads): each waits there for the
-// group commit that makes its change durable, and many such waits are what lets one commit carry
-// the changes of many calls. KeepLease renewals run on a small executor of the service's own
+// registry never holds one across anything slow). Once RunMutatingCallsOffGrpcThreads was called
+// (the daemon does), mutating calls run on per-group strands of the service's own instead
+// (key_strands.h): a call is keyed to its group before it runs (the request's group_id, else its
+// device's group, else its domain_id; none: the shared lane, outside every strand), a group's
+// calls run one at a time in arrival order, and a call waiting for its group waits in the group's
+// queue, not on a thread, so one busy group never holds the threads other groups' calls need. With
+// a durable store each call waits there for the group commit that makes its change durable, and
+// the calls of many groups waiting at once are what lets one commit carry many changes. KeepLease renewals run on a small executor of the service's own
 // (blocking_executor.h), off gRPC's reactor threads. Thread-safe.
 #ifndef IOMMUD_SERVER_API_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_API_IOMMU_SERVICE_H_
@@ -34,6 +38,7 @@
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -44,6 +49,7 @@
 #include "core/registry.h"
 #include "iommu/v1/iommu.grpc.pb.h"
 #include "server/api/blocking_executor.h"
+#include "server/api/key_strands.h"
 #include "server/api/idempotency.h"
 #include "server/api/maintenance_handlers.h"
 #include "server/api/request_handlers.h"
@@ -76,10 +82,12 @@ class IommuService final : public grpc::Service {
   // clients did not go away, so their leases' TTLs decide, as across a restart). Thread-safe.
   void SetShuttingDown() { shutting_down_.store(true); }
 
-  // From now on, mutating unary calls run on `threads` threads of the service's own rather than on
-  // gRPC's callback threads (see above): at most `threads` of them wait for a commit at once.
-  // Call once, before the server starts.
-  void RunMutatingCallsOffGrpcThreads(int threads);
+  // From now on, mutating unary calls run on per-group strands over `threads` threads of the
+  // service's own rather than on gRPC's callback threads (see above): at most `threads` groups'
+  // calls run (or wait for a commit) at once. `per_group` false puts every call in the shared
+  // lane (a plain pool, the earlier threading; for measurements). Call once, before the server
+  // starts.
+  void RunMutatingCallsOffGrpcThreads(int threads, bool per_group = true);
 
  private:
   // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
@@ -155,6 +163,10 @@ class IommuService final : public grpc::Service {
 
   // UNAVAILABLE (RECOVERING) while recovering_, else OK; checked first by every call.
   absl::Status CheckReady() const;
+  // The strand of a mutating request (see above); nullopt for the shared lane. Takes no group
+  // mutex (Registry::GroupOfDevice).
+  template <typename Request>
+  std::optional<uint64_t> StrandKeyOf(const Request& request) const;
   // A KeepLease stream that bound `group` ended: unless shutting down, schedules its
   // ReleaseBoundLease on the KeepLease executor (counted in DaemonMetrics, a failure logged).
   // Does not block.
@@ -174,7 +186,8 @@ class IommuService final : public grpc::Service {
   BlockingExecutor keep_lease_executor_{/*threads=*/2};
   // Mutating unary calls when set (RunMutatingCallsOffGrpcThreads); set before the server starts,
   // read by every call after. After handlers_, so that it drains before they go.
-  std::unique_ptr<BlockingExecutor> mutating_executor_;
+  std::unique_ptr<KeyStrands> mutating_strands_;
+  bool per_group_strands_ = true;  // set with mutating_strands_
   std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 
