@@ -154,6 +154,15 @@ absl::StatusOr<DeviceInfo> Registry::GetDevice(absl::string_view name) const {
   return State::SnapshotDevice(group, *device);
 }
 
+std::optional<GroupId> Registry::GroupOfDevice(absl::string_view name) const {
+  MapReaderLock lock(&state_->map_mu, state_->observer());
+  auto it = state_->devices.find(std::string(name));
+  if (it == state_->devices.end() || !it->second->live.load(std::memory_order_acquire)) {
+    return std::nullopt;
+  }
+  return it->second->group->id;
+}
+
 std::vector<DeviceInfo> Registry::ListDevices() const {
   std::vector<std::shared_ptr<DeviceState>> devices;
   {

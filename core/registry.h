@@ -265,6 +265,10 @@ class Registry {
 
   // --- Inventory (sorted by name / id) ---
   absl::StatusOr<DeviceInfo> GetDevice(absl::string_view device) const;  // DEVICE_NOT_FOUND
+  // The group of a live `device`, nullopt for none. Takes no group mutex (only the id maps' lock,
+  // a leaf): for routing a call to its group before it runs (server/api/key_strands.h). The answer
+  // may be stale by the time the call runs; the call checks again under the group's mutex.
+  std::optional<GroupId> GroupOfDevice(absl::string_view device) const;
   std::vector<DeviceInfo> ListDevices() const;
   absl::StatusOr<GroupInfo> GetGroup(GroupId group) const;               // GROUP_NOT_FOUND
   std::vector<GroupInfo> ListGroups() const;

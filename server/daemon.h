@@ -94,6 +94,10 @@ struct DaemonOptions {
   absl::Duration release_request_timeout = absl::Seconds(10);
   // How long a request_id is remembered (server/api/idempotency.h); must be positive.
   absl::Duration request_id_window = kDefaultRequestIdWindow;
+  // Mutating calls run on per-group strands (server/api/key_strands.h). False: on a plain pool
+  // with a durable store and on gRPC's threads with the memory store, as before the strands (for
+  // side-by-side measurements, tests/bench/rpc_bench.sh).
+  bool group_strands = true;
   // Serve the fault-injection RPCs and put the injector in front of the backend (test hosts only).
   bool allow_fault_injection = false;
   // Serve grpc.channelz.v1.Channelz (gRPC's channel and socket introspection; --channelz) to

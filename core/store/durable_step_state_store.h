@@ -29,6 +29,12 @@ class DurableStepStateStore : public ForwardingStateStore {
     before_write_("store request response");
     return ForwardingStateStore::SetRequestResponse(request_id, response);
   }
+  void SetRequestResponseAsync(std::string request_id, std::string response,
+                               std::function<void(absl::Status)> done) override {
+    before_write_("store request response");
+    ForwardingStateStore::SetRequestResponseAsync(std::move(request_id), std::move(response),
+                                                  std::move(done));
+  }
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) override {
     before_write_("store request expiry");
     return ForwardingStateStore::ExpireRequests(cutoff_unix_nanos);

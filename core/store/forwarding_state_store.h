@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "core/store/state_store.h"
 
@@ -26,6 +27,11 @@ class ForwardingStateStore : public StateStore {
   absl::Status SetRequestResponse(absl::string_view request_id,
                                   const std::string& response) override {
     return wrapped()->SetRequestResponse(request_id, response);
+  }
+  void SetRequestResponseAsync(std::string request_id, std::string response,
+                               std::function<void(absl::Status)> done) override {
+    wrapped()->SetRequestResponseAsync(std::move(request_id), std::move(response),
+                                       std::move(done));
   }
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) override {
     return wrapped()->ExpireRequests(cutoff_unix_nanos);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -540,11 +541,34 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
       new SqliteStateStore(options, db.release(), std::move(statements)));
 }
 
+// One queued write: a Commit's batch, or a SetRequestResponse. Lives on the stack of the caller,
+// which waits in Submit until the committer sets `done` -- except a SetRequestResponseAsync, which
+// is owned by the queue (it holds its id and reply) and is deleted after `on_done` ran.
+struct SqliteStateStore::Write {
+  const StoreBatch* batch = nullptr;  // a Commit; null for a SetRequestResponse
+  absl::string_view request_id;       // a SetRequestResponse: the record and its reply
+  const std::string* response = nullptr;
+  std::string owned_request_id, owned_response;  // SetRequestResponseAsync: what the views show
+  std::function<void(absl::Status)> on_done;     // SetRequestResponseAsync only
+  // Written by the committer (with mu_ held) before it sets `done`; read by the caller after.
+  absl::Status status;
+  bool done = false;  // guarded by queue_mu_
+  absl::CondVar done_changed;
+};
+
 SqliteStateStore::SqliteStateStore(const SqliteStateStoreOptions& options, sqlite3* db,
                                    std::unique_ptr<Statements> statements)
-    : options_(options), db_(db), statements_(std::move(statements)) {}
+    : options_(options), db_(db), statements_(std::move(statements)) {
+  committer_ = std::thread([this] { CommitterLoop(); });
+}
 
 SqliteStateStore::~SqliteStateStore() {
+  {
+    MutexLock lock(&queue_mu_);
+    stop_ = true;
+    queue_changed_.SignalAll();
+  }
+  committer_.join();  // it commits what is queued first: every caller gets its answer
   statements_.reset();  // finalize before closing
   sqlite3_close_v2(db_);
 }
@@ -554,18 +578,165 @@ StoreDurability SqliteStateStore::durability() const {
                                             : StoreDurability::kProcessCrash;
 }
 
-absl::Status SqliteStateStore::Commit(const StoreBatch& batch) {
-  if (batch.empty()) return absl::OkStatus();
-  MutexLock lock(&mu_);
-  absl::Status status = CommitLocked(batch);
-  if (!status.ok() && !sqlite3_get_autocommit(db_)) {
-    Query rollback(statements_->rollback);
-    rollback.Run();
-  }
-  return status;
+size_t SqliteStateStore::queued_writes() const {
+  MutexLock lock(&queue_mu_);
+  return queue_.size();
 }
 
-absl::Status SqliteStateStore::CommitLocked(const StoreBatch& batch) {
+absl::Status SqliteStateStore::Commit(const StoreBatch& batch) {
+  if (batch.empty()) return absl::OkStatus();
+  Write write;
+  write.batch = &batch;
+  return Submit(&write);
+}
+
+absl::Status SqliteStateStore::Submit(Write* write) {
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexLock lock(&queue_mu_);
+    if (committing_ || !queue_.empty()) {  // a commit is running: join the next group
+      queue_.push_back(write);
+      queue_changed_.Signal();
+      while (!write->done) {
+        WaitWithDeadline(&write->done_changed, &queue_mu_, absl::InfiniteFuture());
+      }
+      return write->status;
+    }
+    committing_ = true;  // nothing runs or waits: commit on this thread, a group of one
+  }
+  RunGroup({write});
+  return write->status;
+}
+
+void SqliteStateStore::RunGroup(const std::vector<Write*>& group) {
+  if (options_.before_group_for_test) options_.before_group_for_test(group.size());
+  {
+    MutexLock lock(&mu_);
+    CommitGroupLocked(group);
+  }
+  // SetRequestResponseAsync writes are answered (and deleted) before the group is over, so that
+  // a write queued after one of them returns only after its `done` ran.
+  std::vector<Write*> waiting;  // the callers' own writes, woken below
+  for (Write* write : group) {
+    if (!write->on_done) {
+      waiting.push_back(write);
+      continue;
+    }
+    std::unique_ptr<Write> owned(write);
+    owned->on_done(owned->status);
+  }
+  MutexLock lock(&queue_mu_);
+  committing_ = false;
+  for (Write* write : waiting) {
+    write->done = true;
+    write->done_changed.Signal();
+  }
+  if (!queue_.empty()) queue_changed_.Signal();  // what queued meanwhile: the committer's
+}
+
+void SqliteStateStore::CommitterLoop() {
+  std::vector<Write*> group;
+  for (;;) {
+    group.clear();
+    {
+      MutexLock lock(&queue_mu_);
+      while ((queue_.empty() || committing_) && !stop_) {
+        WaitWithDeadline(&queue_changed_, &queue_mu_, absl::InfiniteFuture());
+      }
+      while (committing_) {  // stopping: let a caller's own commit finish first
+        WaitWithDeadline(&queue_changed_, &queue_mu_, absl::InfiniteFuture());
+      }
+      if (queue_.empty()) return;  // stopping, and nothing is left to commit
+      group.swap(queue_);
+      committing_ = true;
+    }
+    RunGroup(group);
+  }
+}
+
+void SqliteStateStore::CommitGroupLocked(const std::vector<Write*>& group) {
+  const std::string& path = options_.path;
+  Statements& s = *statements_;
+  auto rollback = [&] {
+    if (!sqlite3_get_autocommit(db_)) {
+      Query query(s.rollback);
+      query.Run();
+    }
+  };
+  std::vector<Write*> pending = group;  // the writes that may still land
+  std::vector<Write*> applied;
+  while (!pending.empty()) {
+    transactions_.fetch_add(1, std::memory_order_relaxed);
+    applied.clear();
+    absl::Status begun;
+    {
+      Query begin(s.begin);
+      const int rc = begin.Run();
+      if (rc != SQLITE_DONE) begun = WriteFailed(path, absl::StrCat("begin: ", SqliteMessage(db_, rc)));
+    }
+    if (!begun.ok()) {
+      rollback();
+      for (Write* write : pending) write->status = begun;
+      return;
+    }
+    Write* refused = nullptr;
+    for (Write* write : pending) {
+      write->status = ApplyLocked(*write);
+      if (write->status.ok()) {
+        applied.push_back(write);
+      } else if (write->status.code() != absl::StatusCode::kNotFound) {
+        refused = write;  // a statement failed: run the group again without this write
+        break;
+      }  // else a reply for no record: it changed nothing, the transaction goes on
+    }
+    if (refused != nullptr) {
+      rollback();
+      pending.erase(std::find(pending.begin(), pending.end(), refused));
+      continue;
+    }
+    if (applied.empty()) {  // nothing to write (only replies without records)
+      rollback();
+      return;
+    }
+    // The counters only grow (max of old and new): raising them once to the largest value of
+    // the batches that landed is what raising them batch by batch would leave.
+    uint64_t next_group_id = 0, next_domain_id = 0;
+    for (const Write* write : applied) {
+      if (write->batch == nullptr) continue;
+      next_group_id = std::max(next_group_id, write->batch->next_group_id);
+      next_domain_id = std::max(next_domain_id, write->batch->next_domain_id);
+    }
+    absl::Status committed = RaiseCountersLocked(next_group_id, next_domain_id);
+    if (committed.ok()) {
+      Query commit(s.commit);
+      const int rc = commit.Run();
+      if (rc != SQLITE_DONE) {
+        committed = WriteFailed(path, absl::StrCat("commit: ", SqliteMessage(db_, rc)));
+      }
+    }
+    if (!committed.ok()) {  // nothing of the group is in: every write of it fails
+      rollback();
+      for (Write* write : applied) write->status = committed;
+    }
+    return;
+  }
+}
+
+absl::Status SqliteStateStore::ApplyLocked(const Write& write) {
+  if (write.batch != nullptr) return ApplyBatchLocked(*write.batch);
+  Query query(statements_->set_response);
+  const int rc = query.Blob(*write.response).Text(write.request_id).Run();
+  if (rc != SQLITE_DONE) {
+    return WriteFailed(options_.path, absl::StrCat("set response: ", SqliteMessage(db_, rc)));
+  }
+  if (sqlite3_changes(db_) == 0) {
+    return Error(absl::StatusCode::kNotFound, reason::kRequestNotFound,
+                 "no record of this request id", {{"request_id", std::string(write.request_id)}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::ApplyBatchLocked(const StoreBatch& batch) {
   const std::string& path = options_.path;
   Statements& s = *statements_;
   // Runs one statement of the transaction; any failure fails the whole batch.
@@ -574,10 +745,6 @@ absl::Status SqliteStateStore::CommitLocked(const StoreBatch& batch) {
     if (rc == SQLITE_DONE) return absl::OkStatus();
     return WriteFailed(path, absl::StrCat(what, ": ", SqliteMessage(db_, rc)));
   };
-  {
-    Query begin(s.begin);
-    RETURN_IF_ERROR(run(begin, "begin"));
-  }
   for (DomainId id : batch.delete_domains) {
     Query mappings(s.delete_domain_mappings);
     RETURN_IF_ERROR(run(mappings.Int(ToSql(id)), "delete domain mappings"));
@@ -666,14 +833,23 @@ absl::Status SqliteStateStore::CommitLocked(const StoreBatch& batch) {
     query.Int(request.time_unix_nanos);
     RETURN_IF_ERROR(run(query, "put request"));
   }
-  for (const auto& [key, value] : {std::make_pair("next_group_id", batch.next_group_id),
-                                   std::make_pair("next_domain_id", batch.next_domain_id)}) {
+  // The id counters are raised once per transaction, for all its batches (CommitGroupLocked).
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::RaiseCountersLocked(uint64_t next_group_id,
+                                                   uint64_t next_domain_id) {
+  for (const auto& [key, value] : {std::make_pair("next_group_id", next_group_id),
+                                   std::make_pair("next_domain_id", next_domain_id)}) {
     if (value == 0) continue;
-    Query query(s.raise_counter);
-    RETURN_IF_ERROR(run(query.Int(ToSql(value)).Text(key), "raise id counter"));
+    Query query(statements_->raise_counter);
+    const int rc = query.Int(ToSql(value)).Text(key).Run();
+    if (rc != SQLITE_DONE) {
+      return WriteFailed(options_.path,
+                         absl::StrCat("raise id counter: ", SqliteMessage(db_, rc)));
+    }
   }
-  Query commit(s.commit);
-  return run(commit, "commit");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StoreSnapshot> SqliteStateStore::Load() {
@@ -814,17 +990,24 @@ absl::StatusOr<std::optional<RequestRecord>> SqliteStateStore::FindRequest(
 
 absl::Status SqliteStateStore::SetRequestResponse(absl::string_view request_id,
                                                   const std::string& response) {
-  MutexLock lock(&mu_);
-  Query query(statements_->set_response);
-  const int rc = query.Blob(response).Text(request_id).Run();
-  if (rc != SQLITE_DONE) {
-    return WriteFailed(options_.path, absl::StrCat("set response: ", SqliteMessage(db_, rc)));
-  }
-  if (sqlite3_changes(db_) == 0) {
-    return Error(absl::StatusCode::kNotFound, reason::kRequestNotFound,
-                 "no record of this request id", {{"request_id", std::string(request_id)}});
-  }
-  return absl::OkStatus();
+  Write write;
+  write.request_id = request_id;
+  write.response = &response;
+  return Submit(&write);
+}
+
+void SqliteStateStore::SetRequestResponseAsync(std::string request_id, std::string response,
+                                               std::function<void(absl::Status)> done) {
+  auto write = std::make_unique<Write>();
+  write->owned_request_id = std::move(request_id);
+  write->owned_response = std::move(response);
+  write->request_id = write->owned_request_id;
+  write->response = &write->owned_response;
+  write->on_done = std::move(done);
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  MutexLock lock(&queue_mu_);
+  queue_.push_back(write.release());  // the committer's from now on (RunGroup deletes it)
+  queue_changed_.Signal();
 }
 
 absl::StatusOr<uint64_t> SqliteStateStore::ExpireRequests(int64_t cutoff_unix_nanos) {

@@ -5,7 +5,9 @@
 //     store's level (durability() below); on an error nothing of it is (the store is unchanged).
 //   - Every method is thread-safe. Commit is called with the registry's group (and domain) mutex
 //     held, so implementations never call back into the registry and never wait on anything but
-//     their own (leaf) lock and their I/O.
+//     their own (leaf) locks, their I/O and their own committer thread (SqliteStateStore's
+//     group commit: a Commit waits for the transaction that holds it, which never waits on the
+//     registry).
 //   - Errors carry reasons (core/error.h): UNAVAILABLE (STORE_WRITE_FAILED) for a failed write;
 //     DATA_LOSS (STATE_CORRUPT) for a store that cannot be read back; FAILED_PRECONDITION
 //     (STATE_LOCKED) for one another process holds; INVALID_ARGUMENT (REQUEST_ID_REUSED) is not the
@@ -14,6 +16,7 @@
 #define IOMMUD_CORE_STORE_STATE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -49,6 +52,14 @@ class StateStore {
   // Fills in the response of a record Commit stored; NOT_FOUND (REQUEST_NOT_FOUND) if there is none.
   virtual absl::Status SetRequestResponse(absl::string_view request_id,
                                           const std::string& response) = 0;
+  // SetRequestResponse without waiting for it: `done` gets its status once the reply is stored
+  // (durable at the store's level), on any thread, possibly before this returns. `done` must not
+  // call back into the store. A store that cannot do better runs SetRequestResponse, then `done`
+  // (the default). SqliteStateStore queues the write for its committer and returns at once.
+  virtual void SetRequestResponseAsync(std::string request_id, std::string response,
+                                       std::function<void(absl::Status)> done) {
+    done(SetRequestResponse(request_id, response));
+  }
   // Drops the records older than `cutoff_unix_nanos`; returns how many went.
   virtual absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) = 0;
 };

@@ -6,6 +6,8 @@
 #include <openssl/sha.h>
 
 #include <iostream>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
@@ -109,7 +111,13 @@ IdempotencyKeeper::IdempotencyKeeper(StateStore* store, Clock* clock, absl::Dura
                   .Add({});
 }
 
-IdempotencyKeeper::~IdempotencyKeeper() { Stop(); }
+IdempotencyKeeper::~IdempotencyKeeper() {
+  Stop();
+  MutexLock lock(&mu_);  // the replies still being stored call back into this
+  while (!unstored_replies_.empty()) {
+    WaitWithDeadline(&replies_changed_, &mu_, absl::InfiniteFuture());
+  }
+}
 
 absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::string_view principal,
                                            absl::string_view request_id,
@@ -126,37 +134,23 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
     return handler(&none);
   }
   const std::string key = StoreKey(principal, request_id);
+  std::optional<RequestRecord> unstored;  // a request answered whose reply is being stored
   {
     MutexLock lock(&mu_);
-    if (!in_flight_.insert(key).second) {
+    if (auto it = unstored_replies_.find(key); it != unstored_replies_.end()) {
+      unstored = it->second;
+    } else if (!in_flight_.insert(key).second) {
       Count(in_progress_);
       return Error(absl::StatusCode::kAborted, reason::kRequestInProgress,
                    absl::StrCat("request ", request_id, " is still running; retry it"),
                    {{"request_id", std::string(request_id)}, {"method", std::string(method)}});
     }
   }
-  struct Release {
-    IdempotencyKeeper* keeper;
-    const std::string& key;
-    ~Release() {
-      MutexLock lock(&keeper->mu_);
-      keeper->in_flight_.erase(key);
-    }
-  } release{this, key};
-
   RequestRecord record;
   record.request_id = key;
   record.method = std::string(method);
   record.fingerprint = Fingerprint(method, request_without_id);
-
-  const absl::Time now = clock_->Now();
-  record.time_unix_nanos = absl::ToUnixNanos(now);  // the window counts from the first arrival
-
-  absl::StatusOr<std::optional<RequestRecord>> found = store_->FindRequest(key);
-  if (!found.ok()) return found.status();
-  const int64_t cutoff = absl::ToUnixNanos(now - window_);
-  if (found->has_value() && (*found)->time_unix_nanos >= cutoff) {
-    const RequestRecord& earlier = **found;
+  auto answer_retry = [&](const RequestRecord& earlier) -> absl::Status {
     if (earlier.method != record.method || earlier.fingerprint != record.fingerprint) {
       Count(reused_);
       return Error(absl::StatusCode::kInvalidArgument, reason::kRequestIdReused,
@@ -167,7 +161,27 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
                     {"earlier_method", earlier.method}});
     }
     return Replay(earlier, response, rebuild);
-  }
+  };
+  if (unstored.has_value()) return answer_retry(*unstored);  // its reply is there: no store read
+
+  struct Release {
+    IdempotencyKeeper* keeper;
+    const std::string& key;
+    bool handed_off = false;  // Remember moved the key to unstored_replies_
+    ~Release() {
+      if (handed_off) return;
+      MutexLock lock(&keeper->mu_);
+      keeper->in_flight_.erase(key);
+    }
+  } release{this, key};
+
+  const absl::Time now = clock_->Now();
+  record.time_unix_nanos = absl::ToUnixNanos(now);  // the window counts from the first arrival
+
+  absl::StatusOr<std::optional<RequestRecord>> found = store_->FindRequest(key);
+  if (!found.ok()) return found.status();
+  const int64_t cutoff = absl::ToUnixNanos(now - window_);
+  if (found->has_value() && (*found)->time_unix_nanos >= cutoff) return answer_retry(**found);
 
   Count(first_);
   absl::Status status;
@@ -177,7 +191,9 @@ absl::Status IdempotencyKeeper::RunMessage(absl::string_view method, absl::strin
     status = handler(&context);
     committed = context.record_committed();
   }
-  if (status.ok() || committed) Remember(std::move(record), committed, status, *response);
+  if (status.ok() || committed) {
+    release.handed_off = Remember(std::move(record), committed, status, *response);
+  }
   return status;
 }
 
@@ -204,22 +220,42 @@ absl::Status IdempotencyKeeper::Replay(const RequestRecord& record,
   return status;
 }
 
-void IdempotencyKeeper::Remember(RequestRecord record, bool committed, const absl::Status& status,
+bool IdempotencyKeeper::Remember(RequestRecord record, bool committed, const absl::Status& status,
                                  const google::protobuf::Message& response) {
   std::string reply = EncodeReply(status, response);
-  absl::Status stored;
   if (committed) {
-    stored = store_->SetRequestResponse(record.request_id, reply);
-  } else {  // a success that changed nothing durable: its record goes in alone
-    StoreBatch batch;
-    record.response = std::move(reply);
-    batch.request = std::move(record);
-    stored = store_->Commit(batch);
+    // The record is durable with the change; the reply is stored without waiting (one commit per
+    // call, not two; a reply lost to a crash is rebuilt, see Replay). Until it is stored, a retry
+    // is answered from unstored_replies_.
+    std::string key = record.request_id;
+    record.response = reply;
+    {
+      MutexLock lock(&mu_);
+      unstored_replies_[key] = record;
+      in_flight_.erase(key);
+    }
+    store_->SetRequestResponseAsync(
+        std::move(record.request_id), std::move(reply),
+        [this, key = std::move(key)](absl::Status stored) {
+          if (!stored.ok()) {
+            LogToStderr(LogLevel::kWarning, absl::StrCat("cannot store the reply of a request id: ",
+                                                         stored.ToString()));
+          }
+          MutexLock lock(&mu_);
+          unstored_replies_.erase(key);
+          replies_changed_.SignalAll();
+        });
+    return true;
   }
-  if (!stored.ok()) {
+  // A success that changed nothing durable: its record goes in alone, waited for.
+  StoreBatch batch;
+  record.response = std::move(reply);
+  batch.request = std::move(record);
+  if (absl::Status stored = store_->Commit(batch); !stored.ok()) {
     LogToStderr(LogLevel::kWarning,
                 absl::StrCat("cannot store the reply of a request id: ", stored.ToString()));
   }
+  return false;
 }
 
 absl::StatusOr<uint64_t> IdempotencyKeeper::ExpireNow() {

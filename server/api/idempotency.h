@@ -35,6 +35,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -106,8 +107,10 @@ class IdempotencyKeeper {
                       absl::FunctionRef<absl::Status(uint64_t)> rebuild);
   // Stores the reply of a request that ran (its record was committed with its change, or is
   // committed now alone when it changed nothing durable). Failures are logged: a retry then
-  // rebuilds the reply or, for a record that never got in, runs the request again.
-  void Remember(RequestRecord record, bool committed, const absl::Status& status,
+  // rebuilds the reply or, for a record that never got in, runs the request again. With
+  // `committed` the reply is stored without waiting (StateStore::SetRequestResponseAsync): the
+  // key moves from in_flight_ to unstored_replies_ until it is, and Remember returns true.
+  bool Remember(RequestRecord record, bool committed, const absl::Status& status,
                 const google::protobuf::Message& response);
   void Count(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();
@@ -128,6 +131,10 @@ class IdempotencyKeeper {
 
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);  // store keys
+  // Requests answered whose reply Remember is still storing (by store key; the record with its
+  // reply): a retry is answered from here.
+  absl::flat_hash_map<std::string, RequestRecord> unstored_replies_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar replies_changed_;  // an entry of unstored_replies_ went
   absl::CondVar stop_changed_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

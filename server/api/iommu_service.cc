@@ -28,6 +28,26 @@ struct HasOwnerField<T, std::void_t<decltype(std::declval<T&>().set_owner(std::s
 
 constexpr char kReleaseDeviceMethod[] = "ReleaseDevice";
 
+// Which of the fields that name a group (directly, or through a device or a domain) a request has.
+template <typename T, typename = void>
+struct HasGroupIdField : std::false_type {};
+template <typename T>
+struct HasGroupIdField<T, std::void_t<decltype(std::declval<const T&>().group_id())>>
+    : std::true_type {};
+template <typename T, typename = void>
+struct HasDeviceField : std::false_type {};
+template <typename T>
+struct HasDeviceField<T, std::void_t<decltype(std::declval<const T&>().device())>>
+    : std::true_type {};
+template <typename T, typename = void>
+struct HasDomainIdField : std::false_type {};
+template <typename T>
+struct HasDomainIdField<T, std::void_t<decltype(std::declval<const T&>().domain_id())>>
+    : std::true_type {};
+
+// Strand keys: a group's id, or a domain's id with this bit set (ids are far below it).
+constexpr uint64_t kDomainStrandBit = uint64_t{1} << 63;
+
 }  // namespace
 
 IommuService::IommuService(Registry* registry, EventBus* events, DaemonMetrics* metrics,
@@ -79,12 +99,42 @@ void IommuService::AddUnary(const Rpc& rpc) {
                      }));
     return;
   }
-  AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
-               NewUnaryHandler<Request, Response>(
-                   [this, rpc](grpc::CallbackServerContext* context, const Request& request,
-                               Response* response) {
-                     return Serve(*context, rpc, request, response);
-                   }));
+  UnaryFunction<Request, Response> serve = [this, rpc](grpc::CallbackServerContext* context,
+                                                       const Request& request,
+                                                       Response* response) {
+    return Serve(*context, rpc, request, response);
+  };
+  if constexpr (Rpc::kind == RpcKind::kMutating) {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(
+                     std::move(serve), [this] { return mutating_strands_.get(); },
+                     [this](const Request& request) { return StrandKeyOf(request); }));
+  } else {
+    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
+                 NewUnaryHandler<Request, Response>(std::move(serve)));
+  }
+}
+
+void IommuService::RunMutatingCallsOffGrpcThreads(int threads, bool per_group) {
+  per_group_strands_ = per_group;
+  mutating_strands_ = std::make_unique<KeyStrands>(threads);
+}
+
+template <typename Request>
+std::optional<uint64_t> IommuService::StrandKeyOf(const Request& request) const {
+  if (!per_group_strands_) return std::nullopt;
+  if constexpr (HasGroupIdField<Request>::value) {
+    if (request.group_id() != 0) return request.group_id();
+  }
+  if constexpr (HasDeviceField<Request>::value) {
+    if (std::optional<GroupId> group = registry_->GroupOfDevice(request.device())) return *group;
+  }
+  if constexpr (HasDomainIdField<Request>::value) {
+    if (request.domain_id() != 0 && request.domain_id() < kDomainStrandBit) {
+      return kDomainStrandBit | request.domain_id();
+    }
+  }
+  return std::nullopt;  // no single group: the shared lane
 }
 
 void IommuService::AddKeepLease() {

@@ -21,11 +21,19 @@
 // and gets its owner rewritten before anything is renewed (keep_lease_reactor.h).
 //
 // Unary handlers run on gRPC's callback threads; they may block briefly on a group mutex (the
-// registry never holds one across anything slow). KeepLease renewals run on a small executor of
-// the service's own (blocking_executor.h), off gRPC's reactor threads. ReleaseDevice runs whole
-// (admission included) on another executor of its own, since it may wait for the owner of the
-// device (owned_device_release.h): up to kMaxReleaseWait, or until the call is cancelled, its
-// deadline passes or the daemon shuts down. Thread-safe.
+// registry never holds one across anything slow). Once RunMutatingCallsOffGrpcThreads was called
+// (the daemon does), mutating calls run on per-group strands of the service's own instead
+// (key_strands.h): a call is keyed to its group before it runs (the request's group_id, else its
+// device's group, else its domain_id; none: the shared lane, outside every strand), a group's
+// calls run one at a time in arrival order, and a call waiting for its group waits in the group's
+// queue, not on a thread, so one busy group never holds the threads other groups' calls need. With
+// a durable store each call waits there for the group commit that makes its change durable, and
+// the calls of many groups waiting at once are what lets one commit carry many changes.
+// KeepLease renewals run on a small executor of the service's own (blocking_executor.h), off
+// gRPC's reactor threads. ReleaseDevice runs whole (admission included) on another executor of its
+// own, never on a strand, since it may wait for the owner of the device (owned_device_release.h),
+// whose own calls on that group must not queue behind it: up to kMaxReleaseWait, or until the call
+// is cancelled, its deadline passes or the daemon shuts down. Thread-safe.
 #ifndef IOMMUD_SERVER_API_IOMMU_SERVICE_H_
 #define IOMMUD_SERVER_API_IOMMU_SERVICE_H_
 
@@ -33,6 +41,8 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -43,6 +53,7 @@
 #include "core/registry.h"
 #include "iommu/v1/iommu.grpc.pb.h"
 #include "server/api/blocking_executor.h"
+#include "server/api/key_strands.h"
 #include "server/api/idempotency.h"
 #include "server/api/maintenance_handlers.h"
 #include "server/api/owned_device_release.h"
@@ -79,6 +90,13 @@ class IommuService final : public grpc::Service {
   // The wait of a ReleaseDevice of an owned device that sets no wait_millis (the daemon's
   // --release_request_timeout; 10 s unless set). Thread-safe.
   void SetDefaultReleaseWait(absl::Duration wait) { owned_release_.set_default_wait(wait); }
+
+  // From now on, mutating unary calls run on per-group strands over `threads` threads of the
+  // service's own rather than on gRPC's callback threads (see above): at most `threads` groups'
+  // calls run (or wait for a commit) at once. `per_group` false puts every call in the shared
+  // lane (a plain pool, the earlier threading; for measurements). Call once, before the server
+  // starts.
+  void RunMutatingCallsOffGrpcThreads(int threads, bool per_group = true);
 
  private:
   // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its
@@ -159,6 +177,10 @@ class IommuService final : public grpc::Service {
   // deadline passed (DEADLINE_PASSED); OK to go on waiting.
   absl::Status StopWaiting(const grpc::ServerContextBase& context,
                            const iommu::v1::ReleaseDeviceRequest& request) const;
+  // The strand of a mutating request (see above); nullopt for the shared lane. Takes no group
+  // mutex (Registry::GroupOfDevice).
+  template <typename Request>
+  std::optional<uint64_t> StrandKeyOf(const Request& request) const;
   // A KeepLease stream that bound `group` ended: unless shutting down, schedules its
   // ReleaseBoundLease on the KeepLease executor (counted in DaemonMetrics, a failure logged).
   // Does not block.
@@ -182,6 +204,10 @@ class IommuService final : public grpc::Service {
   BlockingExecutor keep_lease_executor_{/*threads=*/2};
   // ReleaseDevice calls (each may wait for an owner); after what they use.
   BlockingExecutor release_executor_{/*threads=*/4};
+  // Mutating unary calls when set (RunMutatingCallsOffGrpcThreads); set before the server starts,
+  // read by every call after. After handlers_, so that it drains before they go.
+  std::unique_ptr<KeyStrands> mutating_strands_;
+  bool per_group_strands_ = true;  // set with mutating_strands_
   std::deque<std::string> method_paths_;  // "/iommu.v1.Iommu/<name>": the methods point into it
 };
 

@@ -19,11 +19,15 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/codegen/server_callback_handlers.h>
 
+#include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "proto/status_codec.h"
+#include "server/api/key_strands.h"
 
 namespace iommud {
 
@@ -74,6 +78,43 @@ grpc::internal::MethodHandler* NewDeferredUnaryHandler(
         start(context, std::move(request), response, [reactor](const absl::Status& status) {
           reactor->Finish(ToGrpcStatus(status));
         });
+        return reactor;
+      });
+}
+
+// Like NewUnaryHandler, but when `strands()` returns some, a parsed request is run there and the
+// call finished from that thread: on the strand of `key_of(request)` (key_strands.h: the calls of
+// one key run one at a time, in arrival order, and a call waiting for its key holds no thread), or
+// outside every strand (the shared lane) when key_of gives nullopt. `run` may then block (a commit
+// waiting for the group commit that holds it, state_store.h) without holding one of gRPC's callback
+// threads, which must never block. `strands()` is asked per call; null runs the call on the gRPC
+// thread as NewUnaryHandler does. `key_of` runs on the gRPC thread and must not block. Request,
+// response and context live until the call is finished (gRPC frees them after OnDone).
+template <typename Request, typename Response>
+grpc::internal::MethodHandler* NewUnaryHandler(
+    UnaryFunction<Request, Response> run, std::function<KeyStrands*()> strands,
+    std::function<std::optional<uint64_t>(const Request&)> key_of) {
+  return new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
+      [run = std::move(run), strands = std::move(strands), key_of = std::move(key_of)](
+          grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+          Response* response) {
+        grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+        auto request = std::make_shared<Request>();
+        absl::Status status = ParseRequest(*bytes, request.get());
+        KeyStrands* on = status.ok() ? strands() : nullptr;
+        if (on == nullptr) {
+          if (status.ok()) status = run(context, *request, response);
+          reactor->Finish(ToGrpcStatus(status));
+          return reactor;
+        }
+        auto work = [&run, context, request, response, reactor] {
+          reactor->Finish(ToGrpcStatus(run(context, *request, response)));
+        };
+        if (std::optional<uint64_t> key = key_of(*request)) {
+          on->Schedule(*key, std::move(work));
+        } else {
+          on->ScheduleUnkeyed(std::move(work));
+        }
         return reactor;
       });
 }

@@ -1,5 +1,7 @@
 #include "server/observability/instrumented_state_store.h"
 
+#include <utility>
+
 namespace iommud {
 
 namespace {
@@ -45,6 +47,15 @@ absl::Status InstrumentedStateStore::SetRequestResponse(absl::string_view reques
                                                         const std::string& response) {
   return Counted(ForwardingStateStore::SetRequestResponse(request_id, response),
                  set_request_response_failures_);
+}
+
+void InstrumentedStateStore::SetRequestResponseAsync(std::string request_id, std::string response,
+                                                     std::function<void(absl::Status)> done) {
+  ForwardingStateStore::SetRequestResponseAsync(
+      std::move(request_id), std::move(response),
+      [this, done = std::move(done)](absl::Status status) {
+        done(Counted(std::move(status), set_request_response_failures_));
+      });
 }
 
 absl::StatusOr<uint64_t> InstrumentedStateStore::ExpireRequests(int64_t cutoff_unix_nanos) {

@@ -25,6 +25,8 @@ class InstrumentedStateStore : public ForwardingStateStore {
   absl::StatusOr<std::optional<RequestRecord>> FindRequest(absl::string_view request_id) override;
   absl::Status SetRequestResponse(absl::string_view request_id,
                                   const std::string& response) override;
+  void SetRequestResponseAsync(std::string request_id, std::string response,
+                               std::function<void(absl::Status)> done) override;
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff_unix_nanos) override;
 
  private:

@@ -3,7 +3,9 @@
 #   rpc_bench.sh BUILD_DIR SECONDS   -> one JSON line per run, for report.py
 # BUILD_DIR holds server/iommud and clients/loadgen/loadgen. Unix socket only. The main daemon keeps
 # its state in memory (--state=memory: the RPC path alone); the durable runs repeat attach+detach
-# against daemons on an SQLite state file (--state_sync=normal, then full).
+# against daemons on an SQLite state file (--state_sync=normal, then full). IOMMUD_BENCH_FLAGS
+# (optional, words) go to every daemon, e.g. IOMMUD_BENCH_FLAGS=--group_strands=false for the
+# threading before the per-group strands, side by side.
 set -euo pipefail
 build="$1"
 seconds="${2:-5}"
@@ -19,7 +21,7 @@ start_daemon() {  # start_daemon NAME iommud-flags... ; sets $target
   mkdir -p "$state"
   "$build/server/iommud" --state_dir="$state" --metrics_port=0 --audit_interval=0 \
     --topology="$work/topology.textpb" \
-    --rate_per_client=0 "$@" 2>"$state/log" &  # no per-client rate: measure gRPC, not the limit
+    --rate_per_client=0 ${IOMMUD_BENCH_FLAGS:-} "$@" 2>"$state/log" &  # no per-client rate: measure gRPC, not the limit
   daemons+=($!)
   for _ in $(seq 200); do grep -q "serving on" "$state/log" && break; sleep 0.05; done
   target="unix:$state/iommud.sock"

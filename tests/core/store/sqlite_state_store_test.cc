@@ -1,15 +1,21 @@
 // SqliteStateStore beyond the shared contract: what Open refuses (missing, corrupt, foreign or
 // newer schema, locked by this process or another), durability levels, a transaction that fails
-// midway in SQLite itself, and a commit surviving a process that died without closing the store.
+// midway in SQLite itself, a commit surviving a process that died without closing the store, and
+// group commit (concurrent writes share one transaction; a refused one fails alone).
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
@@ -357,6 +363,138 @@ TEST_F(SqliteStateStoreTest, AStatementFailingMidTransactionRollsBackTheWholeBat
   ASSERT_OK((*store)->Commit(batch));
   EXPECT_EQ((*store)->Load()->devices.size(), 1u);
   EXPECT_TRUE((*store)->FindRequest("req-1")->has_value());
+}
+
+TEST_F(SqliteStateStoreTest, ConcurrentWritesShareOneTransactionAndARefusedOneFailsAlone) {
+  Create();
+  Sql("CREATE TRIGGER poison BEFORE INSERT ON devices WHEN NEW.name = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned device'); END");
+  // The committer's first group (one write) is held until eight more writes are queued, so those
+  // eight are taken as one group.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::mutex groups_mu;
+  std::vector<size_t> groups;
+  SqliteStateStoreOptions options = Options();
+  options.before_group_for_test = [&](size_t writes) {
+    bool first;
+    {
+      std::lock_guard<std::mutex> lock(groups_mu);
+      groups.push_back(writes);
+      first = groups.size() == 1;
+    }
+    if (first) released.wait();
+  };
+  auto opened = SqliteStateStore::Open(options);
+  ASSERT_OK(opened.status());
+  SqliteStateStore& store = **opened;
+  auto domain_batch = [](DomainId id) {
+    StoreBatch batch;
+    batch.put_domains = {DomainRecord{id, "u0", DomainType::kDma, "x", false}};
+    batch.put_mappings = {{id, Mapping{0x1000, 0x1000, 0x1000, 1}}};
+    batch.next_domain_id = id + 1;
+    return batch;
+  };
+  StoreBatch first = domain_batch(1);
+  first.request = RequestRecord{"req-1", "AllocDomain", "f", 1, std::nullopt, 1};
+  absl::Status first_status;
+  std::thread first_writer([&] { first_status = store.Commit(first); });
+  auto groups_seen = [&] {
+    std::lock_guard<std::mutex> lock(groups_mu);
+    return groups.size();
+  };
+  for (int i = 0; i < 2000 && groups_seen() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(groups_seen(), 1u);  // the committer holds the first write alone
+
+  constexpr int kGood = 6;
+  std::vector<absl::Status> good(kGood);
+  absl::Status poisoned, reply, no_record;
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kGood; ++i) {
+    writers.emplace_back([&, i] { good[i] = store.Commit(domain_batch(2 + i)); });
+  }
+  writers.emplace_back([&] {
+    StoreBatch batch = domain_batch(100);
+    DeviceRecord device;
+    device.name = "poison";
+    batch.put_devices = {device};
+    poisoned = store.Commit(batch);
+  });
+  writers.emplace_back([&] { reply = store.SetRequestResponse("req-1", "the reply"); });
+  // Eight writes queued behind the held group: wait until they all are, then let it go.
+  for (int i = 0; i < 2000 && store.queued_writes() < kGood + 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(store.queued_writes(), static_cast<size_t>(kGood + 2));
+  release.set_value();
+  first_writer.join();
+  for (std::thread& writer : writers) writer.join();
+  // A reply for no record is NOT_FOUND and changes nothing (after the group above: alone).
+  no_record = store.SetRequestResponse("req-none", "lost");
+
+  ASSERT_OK(first_status);
+  for (const absl::Status& status : good) EXPECT_OK(status);
+  EXPECT_EQ(poisoned.code(), absl::StatusCode::kUnavailable) << poisoned;
+  EXPECT_EQ(ErrorReason(poisoned), "STORE_WRITE_FAILED");
+  EXPECT_THAT(std::string(poisoned.message()), HasSubstr("poisoned device"));
+  // The reply waited in the same group as the refused batch: the group was run again without it.
+  EXPECT_OK(reply);
+  EXPECT_EQ(no_record.code(), absl::StatusCode::kNotFound) << no_record;
+  EXPECT_EQ(ErrorReason(no_record), "REQUEST_NOT_FOUND");
+  {
+    std::lock_guard<std::mutex> lock(groups_mu);
+    EXPECT_THAT(groups, ::testing::ElementsAre(1u, static_cast<size_t>(kGood + 2), 1u));
+  }
+  // One transaction for the first group; two for the second (refused, then run without the
+  // poisoned batch); one begun and rolled back for the reply without a record.
+  EXPECT_EQ(store.transactions(), 4u);
+  EXPECT_EQ(store.writes(), static_cast<uint64_t>(kGood + 4));
+
+  ASSERT_OK_AND_ASSIGN(StoreSnapshot snapshot, store.Load());
+  std::vector<DomainId> ids;
+  for (const DomainRecord& domain : snapshot.domains) ids.push_back(domain.id);
+  EXPECT_THAT(ids, ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7));  // not the poisoned batch's 100
+  EXPECT_EQ(snapshot.mappings.size(), 7u);
+  EXPECT_TRUE(snapshot.devices.empty());
+  EXPECT_EQ(snapshot.next_domain_id, 8u);
+  ASSERT_OK_AND_ASSIGN(std::optional<RequestRecord> record, store.FindRequest("req-1"));
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->response, std::optional<std::string>("the reply"));
+  EXPECT_FALSE(store.FindRequest("req-none")->has_value());
+}
+
+// A reply stored without waiting: `done` gets the committer's answer (OK once it is in the file,
+// NOT_FOUND for a request without a record), and a Commit made after it by the same thread lands
+// after it (it queues behind it, never commits ahead on the caller's thread).
+TEST_F(SqliteStateStoreTest, AnAsyncReplyLandsAndReportsToItsCallback) {
+  Create();
+  auto opened = SqliteStateStore::Open(Options());
+  ASSERT_OK(opened.status());
+  SqliteStateStore& store = **opened;
+  StoreBatch with_record;
+  with_record.request = RequestRecord{"req-1", "AllocDomain", "f", 1, std::nullopt, 1};
+  ASSERT_OK(store.Commit(with_record));
+  std::promise<absl::Status> stored, lost;
+  store.SetRequestResponseAsync("req-1", "the reply",
+                                [&](absl::Status status) { stored.set_value(status); });
+  store.SetRequestResponseAsync("req-none", "lost",
+                                [&](absl::Status status) { lost.set_value(status); });
+  StoreBatch after;
+  after.put_domains = {DomainRecord{7, "u0", DomainType::kDma, "x", false}};
+  ASSERT_OK(store.Commit(after));
+  // Both replies were queued before that commit: they were answered before it returned.
+  std::future<absl::Status> stored_status = stored.get_future();
+  std::future<absl::Status> lost_status = lost.get_future();
+  ASSERT_EQ(stored_status.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  ASSERT_EQ(lost_status.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_OK(stored_status.get());
+  absl::Status none = lost_status.get();
+  EXPECT_EQ(none.code(), absl::StatusCode::kNotFound) << none;
+  ASSERT_OK_AND_ASSIGN(std::optional<RequestRecord> record, store.FindRequest("req-1"));
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->response, std::optional<std::string>("the reply"));
 }
 
 TEST_F(SqliteStateStoreTest, AnUnopenablePathIsStateOpenFailed) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,8 +35,9 @@ using iommu::v1::ClaimOwnershipRequest;
 using iommu::v1::Domain;
 using iommu::v1::Group;
 
-// Forwards to a store; can drop SetRequestResponse (the daemon "dies" before storing the reply)
-// and counts what reached it.
+// Forwards to a store; can drop SetRequestResponse (the daemon "dies" before storing the reply),
+// hold the replies the keeper stores without waiting (until ReleaseHeld), and counts what reached
+// it.
 class SpyStore : public StateStore {
  public:
   explicit SpyStore(StateStore* store) : store_(store) {}
@@ -59,7 +61,26 @@ class SpyStore : public StateStore {
   absl::StatusOr<uint64_t> ExpireRequests(int64_t cutoff) override {
     return store_->ExpireRequests(cutoff);
   }
+  void SetRequestResponseAsync(std::string id, std::string response,
+                               std::function<void(absl::Status)> done) override {
+    if (!hold_replies) {
+      StateStore::SetRequestResponseAsync(std::move(id), std::move(response), std::move(done));
+      return;
+    }
+    held.push_back({std::move(id), std::move(response), std::move(done)});
+  }
+  // Stores the held replies and tells the keeper.
+  void ReleaseHeld() {
+    for (Held& reply : held) reply.done(store_->SetRequestResponse(reply.id, reply.response));
+    held.clear();
+  }
 
+  struct Held {
+    std::string id, response;
+    std::function<void(absl::Status)> done;
+  };
+  bool hold_replies = false;
+  std::vector<Held> held;
   bool drop_replies = false;
   int request_commits = 0;
   int request_commits_with_domain = 0;  // the record in the batch of a domain's creation
@@ -391,6 +412,29 @@ TEST_F(IdempotencyTest, AReplyLostBeforeItWasStoredIsRebuiltFromTheState) {
   ASSERT_OK(Alloc("uid:1", AllocRequest("lost"), &again));
   EXPECT_EQ(again.SerializeAsString(), retry.SerializeAsString());
   EXPECT_EQ(Outcome("replayed"), 1);
+}
+
+// The reply is stored after the call is answered, without waiting for its commit (one commit per
+// call, not two): a retry before it is stored gets the reply from the keeper's memory, not a
+// REQUEST_IN_PROGRESS or a rebuild; a retry after it gets the stored one.
+TEST_F(IdempotencyTest, ARetryBeforeTheReplyIsStoredIsAnsweredFromMemory) {
+  spy_->hold_replies = true;
+  Domain first, early, late;
+  ASSERT_OK(Alloc("uid:1", AllocRequest("held"), &first));
+  ASSERT_EQ(spy_->held.size(), 1u);  // answered, its reply not stored yet
+  ASSERT_OK(Alloc("uid:1", AllocRequest("held"), &early));
+  EXPECT_EQ(early.SerializeAsString(), first.SerializeAsString());
+  EXPECT_ERROR(Alloc("uid:1", AllocRequest("held", "other"), &early), kInvalidArgument,
+               "REQUEST_ID_REUSED");
+  EXPECT_EQ(Outcome("replayed"), 1);
+  spy_->ReleaseHeld();
+  ASSERT_OK(Alloc("uid:1", AllocRequest("held"), &late));  // from the store now
+  EXPECT_EQ(late.SerializeAsString(), first.SerializeAsString());
+  EXPECT_EQ(handler_runs_, 1);
+  EXPECT_EQ(UserDomains(), 1u);
+  EXPECT_EQ(Outcome("replayed"), 2);
+  EXPECT_EQ(Outcome("rebuilt"), 0);  // the stored reply was there
+  EXPECT_EQ(Outcome("in_progress"), 0);
 }
 
 TEST_F(IdempotencyTest, ARebuiltReleaseReplyStillTellsOfTheLeakedAttachment) {

@@ -1,0 +1,46 @@
+#include "server/api/key_strands.h"
+
+#include <utility>
+
+#include "absl/time/time.h"
+#include "core/sync.h"
+
+namespace iommud {
+
+KeyStrands::KeyStrands(int threads) : pool_(threads) {}
+
+KeyStrands::~KeyStrands() {
+  MutexLock lock(&mu_);
+  while (!strands_.empty()) WaitWithDeadline(&drained_, &mu_, absl::InfiniteFuture());
+  // pool_'s destructor (after this body) runs the unkeyed work still queued and joins.
+}
+
+void KeyStrands::Schedule(uint64_t key, std::function<void()> work) {
+  MutexLock lock(&mu_);
+  auto [it, idle] = strands_.try_emplace(key);
+  it->second.push_back(std::move(work));
+  if (idle) pool_.Schedule([this, key] { RunNext(key); });
+}
+
+void KeyStrands::ScheduleUnkeyed(std::function<void()> work) { pool_.Schedule(std::move(work)); }
+
+void KeyStrands::RunNext(uint64_t key) {
+  std::function<void()> work;
+  {
+    MutexLock lock(&mu_);
+    std::deque<std::function<void()>>& queue = strands_[key];
+    work = std::move(queue.front());
+    queue.pop_front();
+  }
+  work();
+  MutexLock lock(&mu_);
+  auto it = strands_.find(key);
+  if (it->second.empty()) {
+    strands_.erase(it);
+    if (strands_.empty()) drained_.SignalAll();
+  } else {
+    pool_.Schedule([this, key] { RunNext(key); });
+  }
+}
+
+}  // namespace iommud
