@@ -256,12 +256,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   daemon->service_->SetDefaultReleaseWait(options.release_request_timeout);
   // Mutating calls run on per-group strands: a call waiting for its group holds no thread. With a
   // durable store each waits there for the group commit holding its change (sqlite_state_store.h),
-  // so that many groups' calls can wait at once and share one commit.
-  // (--group_strands=false: the earlier threading, for measurements.)
+  // so that many groups' calls can wait at once and share one commit. With the memory store a call
+  // of an idle group runs at once on gRPC's thread (no hand-off). (--group_strands=false: the earlier threading, for measurements.)
   const bool durable = registry_options.store->durability() != StoreDurability::kNone;
   if (options.group_strands || durable) {
     daemon->service_->RunMutatingCallsOffGrpcThreads(
-        durable ? kMutatingCallThreads : kMutatingCallThreadsInMemory, options.group_strands);
+        durable ? kMutatingCallThreads : kMutatingCallThreadsInMemory, options.group_strands,
+        /*inline_when_idle=*/!durable && options.group_strands);
   }
   grpc::ServerBuilder builder;
   ApplyTransportLimits(options.limits, &builder);

@@ -115,9 +115,10 @@ void IommuService::AddUnary(const Rpc& rpc) {
   }
 }
 
-void IommuService::RunMutatingCallsOffGrpcThreads(int threads, bool per_group) {
+void IommuService::RunMutatingCallsOffGrpcThreads(int threads, bool per_group,
+                                                  bool inline_when_idle) {
   per_group_strands_ = per_group;
-  mutating_strands_ = std::make_unique<KeyStrands>(threads);
+  mutating_strands_ = std::make_unique<KeyStrands>(threads, inline_when_idle);
 }
 
 template <typename Request>

@@ -28,7 +28,8 @@
 // calls run one at a time in arrival order, and a call waiting for its group waits in the group's
 // queue, not on a thread, so one busy group never holds the threads other groups' calls need. With
 // a durable store each call waits there for the group commit that makes its change durable, and
-// the calls of many groups waiting at once are what lets one commit carry many changes.
+// the calls of many groups waiting at once are what lets one commit carry many changes. With the
+// memory store a call whose group is idle runs at once on gRPC's thread (nothing in it waits).
 // KeepLease renewals run on a small executor of the service's own (blocking_executor.h), off
 // gRPC's reactor threads. ReleaseDevice runs whole (admission included) on another executor of its
 // own, never on a strand, since it may wait for the owner of the device (owned_device_release.h),
@@ -94,9 +95,12 @@ class IommuService final : public grpc::Service {
   // From now on, mutating unary calls run on per-group strands over `threads` threads of the
   // service's own rather than on gRPC's callback threads (see above): at most `threads` groups'
   // calls run (or wait for a commit) at once. `per_group` false puts every call in the shared
-  // lane (a plain pool, the earlier threading; for measurements). Call once, before the server
-  // starts.
-  void RunMutatingCallsOffGrpcThreads(int threads, bool per_group = true);
+  // lane (a plain pool, the earlier threading; for measurements). `inline_when_idle` (for a store
+  // whose commits never wait: the memory store) runs a call on gRPC's thread when its group has
+  // nothing running or queued, and shared-lane calls always, saving the hand-off; a call of a busy
+  // group still waits in its queue, not on a thread. Call once, before the server starts.
+  void RunMutatingCallsOffGrpcThreads(int threads, bool per_group = true,
+                                      bool inline_when_idle = false);
 
  private:
   // Registers `handler` (owned by the method) as the method `name` of iommu.v1.Iommu, taking its

@@ -7,7 +7,8 @@
 
 namespace iommud {
 
-KeyStrands::KeyStrands(int threads) : pool_(threads) {}
+KeyStrands::KeyStrands(int threads, bool inline_when_idle)
+    : inline_when_idle_(inline_when_idle), pool_(threads) {}
 
 KeyStrands::~KeyStrands() {
   MutexLock lock(&mu_);
@@ -24,6 +25,29 @@ void KeyStrands::Schedule(uint64_t key, std::function<void()> work) {
 
 void KeyStrands::ScheduleUnkeyed(std::function<void()> work) { pool_.Schedule(std::move(work)); }
 
+void KeyStrands::Run(std::optional<uint64_t> key, std::function<void()> work) {
+  if (!key.has_value()) {
+    if (inline_when_idle_) {
+      work();
+    } else {
+      ScheduleUnkeyed(std::move(work));
+    }
+    return;
+  }
+  {
+    MutexLock lock(&mu_);
+    auto [it, idle] = strands_.try_emplace(*key);
+    if (!idle || !inline_when_idle_) {
+      it->second.push_back(std::move(work));
+      if (idle) pool_.Schedule([this, key = *key] { RunNext(key); });
+      return;
+    }
+    // The key is ours now (present, nothing queued): run here.
+  }
+  work();
+  FinishItem(*key);
+}
+
 void KeyStrands::RunNext(uint64_t key) {
   std::function<void()> work;
   {
@@ -33,6 +57,10 @@ void KeyStrands::RunNext(uint64_t key) {
     queue.pop_front();
   }
   work();
+  FinishItem(key);
+}
+
+void KeyStrands::FinishItem(uint64_t key) {
   MutexLock lock(&mu_);
   auto it = strands_.find(key);
   if (it->second.empty()) {

@@ -17,6 +17,10 @@
 //    pool's queue, so a busy key takes turns with the other keys and the unkeyed work.
 //  - Schedule and ScheduleUnkeyed never block (the queues are unbounded: callers bound what they
 //    schedule, e.g. the per-client call limit) and may be called from the items themselves.
+//  - Run (with inline_when_idle) runs an item on the caller's thread when its key has nothing
+//    running or queued, and unkeyed work always: no hand-off to the pool for work that never
+//    blocks for long (the memory store: a call costs a few microseconds, a hop more than that).
+//    The key is busy meanwhile, so later items of it queue behind the inline one as usual.
 //  - The destructor waits until every key's queue has run, then runs the unkeyed work still queued
 //    and joins the threads. Nothing may be scheduled after it started, except by running items.
 // Thread-safe.
@@ -27,6 +31,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
@@ -37,8 +42,9 @@ namespace iommud {
 
 class KeyStrands {
  public:
-  // Starts `threads` (at least 1) threads.
-  explicit KeyStrands(int threads);
+  // Starts `threads` (at least 1) threads. With `inline_when_idle`, Run may run work on its
+  // caller's thread (see above); without, Run schedules it always.
+  explicit KeyStrands(int threads, bool inline_when_idle = false);
   ~KeyStrands();
   KeyStrands(const KeyStrands&) = delete;
   KeyStrands& operator=(const KeyStrands&) = delete;
@@ -47,11 +53,19 @@ class KeyStrands {
   void Schedule(uint64_t key, std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_);
   // Queues `work` on the pool, outside every strand.
   void ScheduleUnkeyed(std::function<void()> work);
+  // `work` on `key`'s strand, or outside every strand when `key` is nullopt: with
+  // inline_when_idle run at once on this thread if `key` is idle (or absent), else as Schedule or
+  // ScheduleUnkeyed. May block the caller for as long as `work` runs.
+  void Run(std::optional<uint64_t> key, std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // On a pool thread: runs `key`'s first queued item, then hands the key's next one (if any) to
   // the pool or forgets the key.
   void RunNext(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);
+  // After an item of `key` ran: hands the key's next item to the pool, or forgets the key.
+  void FinishItem(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const bool inline_when_idle_;
 
   absl::Mutex mu_;
   absl::CondVar drained_;  // signalled when `strands_` becomes empty

@@ -110,11 +110,7 @@ grpc::internal::MethodHandler* NewUnaryHandler(
         auto work = [&run, context, request, response, reactor] {
           reactor->Finish(ToGrpcStatus(run(context, *request, response)));
         };
-        if (std::optional<uint64_t> key = key_of(*request)) {
-          on->Schedule(*key, std::move(work));
-        } else {
-          on->ScheduleUnkeyed(std::move(work));
-        }
+        on->Run(key_of(*request), std::move(work));
         return reactor;
       });
 }

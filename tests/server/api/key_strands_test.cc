@@ -3,6 +3,7 @@
 #include "server/api/key_strands.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -112,6 +113,54 @@ TEST(KeyStrandsTest, TheDestructorRunsEverythingQueued) {
     release.Notify();
   }
   EXPECT_EQ(ran.load(), 201);
+}
+
+TEST(KeyStrandsTest, RunInlineWhenIdleRunsAnIdleKeysItemOnTheCallersThread) {
+  KeyStrands strands(2, /*inline_when_idle=*/true);
+  std::thread::id ran_on;
+  strands.Run(3, [&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  std::thread::id unkeyed_on;
+  strands.Run(std::nullopt, [&] { unkeyed_on = std::this_thread::get_id(); });
+  EXPECT_EQ(unkeyed_on, std::this_thread::get_id());
+}
+
+TEST(KeyStrandsTest, RunInlineWhenIdleQueuesBehindABusyKeyAndKeepsOrder) {
+  std::vector<int> order;  // written by key 3's items only, one at a time
+  std::thread::id second_on;
+  {
+    KeyStrands strands(2, /*inline_when_idle=*/true);
+    absl::Notification first_started, release;
+    std::thread first([&] {
+      strands.Run(3, [&] {
+        first_started.Notify();
+        release.WaitForNotification();
+        order.push_back(1);
+      });
+    });
+    ASSERT_TRUE(first_started.WaitForNotificationWithTimeout(kWait));
+    // Key 3 is busy inline on `first`: this item must queue (Run returns before it ran).
+    strands.Run(3, [&] {
+      second_on = std::this_thread::get_id();
+      order.push_back(2);
+    });
+    EXPECT_TRUE(order.empty());
+    release.Notify();
+    first.join();
+  }
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_NE(second_on, std::this_thread::get_id());
+}
+
+TEST(KeyStrandsTest, RunWithoutInlineWhenIdleAlwaysHandsToThePool) {
+  std::thread::id keyed_on, unkeyed_on;
+  {
+    KeyStrands strands(1);
+    strands.Run(3, [&] { keyed_on = std::this_thread::get_id(); });
+    strands.Run(std::nullopt, [&] { unkeyed_on = std::this_thread::get_id(); });
+  }
+  EXPECT_NE(keyed_on, std::this_thread::get_id());
+  EXPECT_NE(unkeyed_on, std::this_thread::get_id());
 }
 
 }  // namespace
