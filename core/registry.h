@@ -279,8 +279,14 @@ class Registry {
   // --- Device lifecycle ---
   absl::StatusOr<DeviceInfo> ProbeDevice(const ProbeRequest& request,
                                          CallContext* context = nullptr);
+  // `refuse_if_in_use` (the API's ReleaseDevice without force, after its wait for the owner):
+  // FAILED_PRECONDITION DEVICE_IN_USE (metadata device, group_id, owner), nothing changed, when the
+  // device is bound USER_OWNED at the release itself, checked under the group mutex, so that a
+  // claim that slipped in after the wait ended is refused rather than revoked. Without it an owned
+  // device is released all the same, the leak recorded (the kernel's removal path).
   absl::StatusOr<ReleaseResult> ReleaseDevice(absl::string_view device,
-                                              CallContext* context = nullptr);
+                                              CallContext* context = nullptr,
+                                              bool refuse_if_in_use = false);
 
   // --- DMA ownership (all return the group after the change) ---
   absl::StatusOr<GroupInfo> UseDefaultDomain(absl::string_view device,

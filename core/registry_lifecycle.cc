@@ -331,7 +331,8 @@ absl::StatusOr<DeviceInfo> Registry::ProbeDevice(const ProbeRequest& request,
 }
 
 absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
-                                                      CallContext* context) {
+                                                      CallContext* context,
+                                                      bool refuse_if_in_use) {
   CallContext own_call;  // the caller passed none
   CallContext& call = context != nullptr ? *context : own_call;
   ASSIGN_OR_RETURN(std::shared_ptr<DeviceState> device, state_->FindDevice(name));
@@ -345,6 +346,14 @@ absl::StatusOr<ReleaseResult> Registry::ReleaseDevice(absl::string_view name,
     GroupLock lock(&group.mu, &group.lock_stats, state_->observer());
     FaultScopeGuard fault_scope(call, group.id, device->name);
     RETURN_IF_ERROR(State::LiveDevice(group, *device));
+    if (refuse_if_in_use && device->binding == DriverBinding::kUserOwned) {
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kDeviceInUse,
+                   absl::StrCat("'", name, "' is in use by '", group.owner,
+                                "' (claimed after the wait for its owner ended); nothing changed"),
+                   {{"device", device->name},
+                    {"group_id", absl::StrCat(group.id)},
+                    {"owner", group.owner}});
+    }
     domain_id = group.domain->id;
 
     // 1. Off the group's list. Its kernel driver is unbound by the unplug; a user claim is not.

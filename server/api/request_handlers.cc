@@ -149,7 +149,10 @@ absl::Status RequestHandlers::ReleaseDevice(const iommu::v1::ReleaseDeviceReques
                                             iommu::v1::ReleaseDeviceResponse* response,
                                             CallContext* context) const {
   RETURN_IF_ERROR(RequireField(request.device(), "device"));
-  ASSIGN_OR_RETURN(ReleaseResult result, registry_->ReleaseDevice(request.device(), context));
+  // Unforced: a device claimed again after the wait for its owner ended is refused, not revoked.
+  ASSIGN_OR_RETURN(ReleaseResult result,
+                   registry_->ReleaseDevice(request.device(), context,
+                                            /*refuse_if_in_use=*/!request.force()));
   response->set_leaked_attachment(result.leaked_attachment);
   return absl::OkStatus();
 }

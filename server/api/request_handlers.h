@@ -46,6 +46,8 @@ class RequestHandlers {
 
   absl::Status ProbeDevice(const iommu::v1::ProbeDeviceRequest& request,
                            iommu::v1::Device* response, CallContext* context = nullptr) const;
+  // Without `force`, a device bound USER_OWNED at the release is refused (DEVICE_IN_USE, nothing
+  // changed); the service has waited for its owner before (owned_device_release.h).
   absl::Status ReleaseDevice(const iommu::v1::ReleaseDeviceRequest& request,
                              iommu::v1::ReleaseDeviceResponse* response,
                              CallContext* context = nullptr) const;

@@ -222,6 +222,39 @@ TEST_P(RegistryLifecycleTest, ReleaseWhileOwnedIsALeakedAttachmentButCompletes) 
   EXPECT_TRUE(registry_->FreeDomain(owned, kOwner).ok());
 }
 
+TEST_P(RegistryLifecycleTest, ReleaseRefusingInUseDevicesRefusesAnOwnedOneAndChangesNothing) {
+  Probe("a", 0x100);
+  const DomainId owned = ClaimAndAttach("a");
+  ASSERT_TRUE(registry_->Map(owned, 0, 0x400000, 0x2000, kProtRead | kProtWrite, kOwner).ok());
+  const std::string before = Snapshot();
+  absl::StatusOr<ReleaseResult> refused =
+      registry_->ReleaseDevice("a", nullptr, /*refuse_if_in_use=*/true);
+  EXPECT_ERROR(refused, kFailedPrecondition, "DEVICE_IN_USE");
+  EXPECT_EQ(GetErrorMetadata(refused.status()).at("owner"), kOwner);
+  EXPECT_EQ(GetErrorMetadata(refused.status()).at("device"), "a");
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(Hw(0x100), owned);
+  EXPECT_THAT(observer_.leaks(), IsEmpty());
+  // Once the owner let go, the same release goes through without a leak.
+  ASSERT_TRUE(registry_->ReleaseOwnership(GroupOf("a").id, kOwner).ok());
+  ASSERT_OK_AND_ASSIGN(ReleaseResult released,
+                       registry_->ReleaseDevice("a", nullptr, /*refuse_if_in_use=*/true));
+  EXPECT_FALSE(released.leaked_attachment);
+  EXPECT_THAT(observer_.leaks(), IsEmpty());
+}
+
+TEST_P(RegistryLifecycleTest, ReleaseRefusingInUseDevicesReleasesADeviceItsOwnerDidNotClaim) {
+  Probe("a", 0x100);
+  Probe("b", 0x100);  // same group
+  ASSERT_TRUE(registry_->ClaimDevice("b", kOwner).ok());
+  ASSERT_OK_AND_ASSIGN(ReleaseResult released,
+                       registry_->ReleaseDevice("a", nullptr, /*refuse_if_in_use=*/true));
+  EXPECT_FALSE(released.leaked_attachment);
+  EXPECT_EQ(GroupOf("b").owner, kOwner);
+  EXPECT_ERROR(registry_->ReleaseDevice("b", nullptr, /*refuse_if_in_use=*/true),
+               kFailedPrecondition, "DEVICE_IN_USE");
+}
+
 TEST_P(RegistryLifecycleTest, ReleaseWithAKernelDriverBoundUnbindsItWithoutALeak) {
   Probe("a", 0x100);
   Probe("b", 0x100);

@@ -442,6 +442,7 @@ TEST_F(IdempotencyTest, ARebuiltReleaseReplyStillTellsOfTheLeakedAttachment) {
   iommu::v1::ReleaseDeviceRequest release;
   release.set_device("d0");
   release.set_request_id("unplug-1");
+  release.set_force(true);  // an unforced release of a device in use is refused (DEVICE_IN_USE)
   auto run_release = [&](iommu::v1::ReleaseDeviceResponse* reply) {
     return Run("ReleaseDevice", "uid:1", release, reply, &RequestHandlers::ReleaseDevice);
   };

@@ -499,5 +499,21 @@ TEST_F(RequestHandlersTest, RegionsAreRegisteredListedMappedAndUnregistered) {
   EXPECT_THAT(listed.regions(), SizeIs(0));
 }
 
+TEST_F(RequestHandlersTest, AnUnforcedReleaseOfAClaimedDeviceIsRefusedAndAForcedOneProceeds) {
+  // The service waits for the owner first (owned_device_release.h); the handler's own check closes
+  // the window between that wait and the release: a device claimed by then is refused.
+  ASSERT_TRUE(registry_->ClaimOwnership(GroupOf("d0"), kOwner).ok());
+  const std::string before = Snapshot();
+  iommu::v1::ReleaseDeviceRequest release;
+  release.set_device("d0");
+  iommu::v1::ReleaseDeviceResponse response;
+  EXPECT_ERROR(handlers_->ReleaseDevice(release, &response), kFailedPrecondition, "DEVICE_IN_USE");
+  EXPECT_EQ(Snapshot(), before);
+  release.set_force(true);
+  ASSERT_OK(handlers_->ReleaseDevice(release, &response));
+  EXPECT_TRUE(response.leaked_attachment());
+  EXPECT_FALSE(registry_->GetDevice("d0").ok());
+}
+
 }  // namespace
 }  // namespace iommud
