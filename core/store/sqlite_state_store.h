@@ -6,12 +6,12 @@
 //
 // Group commit: Commit and SetRequestResponse put their write on a queue and wait until a
 // committer thread (one per store) has made it durable; a write that finds no commit running and
-// nothing queued is committed at once on its caller's thread (a group of one, no hand-off). The committer takes every write queued
-// while it was busy and applies them, in queue order, in one BEGIN IMMEDIATE ... COMMIT
-// transaction: one WAL commit (and with kFull one fsync) for all of them. A call returns only
-// after the transaction that holds its write has committed. A write that fails (a statement
-// refused) fails alone: the transaction is rolled back and run again without it, so the others
-// still land and the failed one leaves nothing. A failed COMMIT fails every write of the group
+// nothing queued is committed at once on its caller's thread (a group of one, no hand-off). The
+// committer takes every write queued while it was busy and applies them, in queue order, in one
+// BEGIN IMMEDIATE ... COMMIT transaction: one WAL commit (and with kFull one fsync) for all of
+// them. A call returns only after the transaction that holds its write has committed. A write
+// that fails (a statement refused) fails alone: the transaction is rolled back and run again
+// without it, so the others still land and the failed one leaves nothing. A failed COMMIT fails every write of the group
 // (UNAVAILABLE STORE_WRITE_FAILED), and none of them is in the store. Writes from one thread land
 // in the order it made them (each call waits for its own), which is what keeps a group's changes
 // in order: the registry commits with the group's mutex held.

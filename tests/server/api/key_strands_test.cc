@@ -48,9 +48,9 @@ TEST(KeyStrandsTest, RunsEachKeysItemsOneAtATimeInOrder) {
 }
 
 TEST(KeyStrandsTest, RunsDifferentKeysInParallel) {
-  KeyStrands strands(2);
   absl::Notification a_started, b_ran;
   absl::Notification a_saw_b;
+  KeyStrands strands(2);  // after what its items use
   strands.Schedule(1, [&] {
     a_started.Notify();
     // Finishes only if key 2's item runs while this one still runs.
@@ -65,15 +65,16 @@ TEST(KeyStrandsTest, RunsDifferentKeysInParallel) {
 // items (which, on a plain pool, would each take a thread and wait there for key 1); then key 2
 // and the shared lane get one each. With two threads, those must still run while key 1 waits.
 TEST(KeyStrandsTest, ItemsWaitingForTheirKeyHoldNoThread) {
-  KeyStrands strands(2);
   absl::Notification release_first;
   std::atomic<int> key1_ran{0};
+  absl::Notification key2_ran, unkeyed_ran;
+  // Declared after what its items use: its destructor runs key 1's remaining items.
+  KeyStrands strands(2);
   strands.Schedule(1, [&] {
     release_first.WaitForNotification();
     key1_ran.fetch_add(1);
   });
   for (int i = 0; i < 50; ++i) strands.Schedule(1, [&] { key1_ran.fetch_add(1); });
-  absl::Notification key2_ran, unkeyed_ran;
   strands.Schedule(2, [&] { key2_ran.Notify(); });
   strands.ScheduleUnkeyed([&] { unkeyed_ran.Notify(); });
   EXPECT_TRUE(key2_ran.WaitForNotificationWithTimeout(kWait));
@@ -88,8 +89,8 @@ TEST(KeyStrandsTest, ABusyKeyTakesTurnsWithOtherKeys) {
   std::atomic<int> key1_ran{0};
   std::atomic<int> key1_ran_when_key2_ran{-1};
   {
-    KeyStrands strands(1);
     absl::Notification release;
+    KeyStrands strands(1);  // after what its items use
     strands.ScheduleUnkeyed([&] { release.WaitForNotification(); });  // holds the one thread
     for (int i = 0; i < 100; ++i) strands.Schedule(1, [&] { key1_ran.fetch_add(1); });
     strands.Schedule(2, [&] { key1_ran_when_key2_ran = key1_ran.load(); });
@@ -103,8 +104,8 @@ TEST(KeyStrandsTest, ABusyKeyTakesTurnsWithOtherKeys) {
 TEST(KeyStrandsTest, TheDestructorRunsEverythingQueued) {
   std::atomic<int> ran{0};
   {
-    KeyStrands strands(2);
     absl::Notification release;
+    KeyStrands strands(2);  // after what its items use
     strands.Schedule(7, [&] { release.WaitForNotification(); });
     for (int i = 0; i < 100; ++i) strands.Schedule(i % 5, [&] { ran.fetch_add(1); });
     for (int i = 0; i < 100; ++i) strands.ScheduleUnkeyed([&] { ran.fetch_add(1); });
@@ -129,8 +130,8 @@ TEST(KeyStrandsTest, RunInlineWhenIdleQueuesBehindABusyKeyAndKeepsOrder) {
   std::vector<int> order;  // written by key 3's items only, one at a time
   std::thread::id second_on;
   {
-    KeyStrands strands(2, /*inline_when_idle=*/true);
     absl::Notification first_started, release;
+    KeyStrands strands(2, /*inline_when_idle=*/true);  // after what its items use
     std::thread first([&] {
       strands.Run(3, [&] {
         first_started.Notify();
