@@ -84,35 +84,32 @@ template <typename Rpc>
 void IommuService::AddUnary(const Rpc& rpc) {
   using Request = typename Rpc::RequestType;
   using Response = typename Rpc::ResponseType;
-  if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
-    // May wait for the device's owner: off gRPC's callback threads.
-    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
-                 NewDeferredUnaryHandler<Request, Response>(
-                     [this, rpc](grpc::CallbackServerContext* context, Request request,
-                                 Response* response,
-                                 std::function<void(const absl::Status&)> finish) {
-                       release_executor_.Schedule([this, rpc, context,
-                                                   request = std::move(request), response,
-                                                   finish = std::move(finish)] {
-                         finish(Serve(*context, rpc, request, response));
-                       });
-                     }));
-    return;
-  }
   UnaryFunction<Request, Response> serve = [this, rpc](grpc::CallbackServerContext* context,
                                                        const Request& request,
                                                        Response* response) {
     return Serve(*context, rpc, request, response);
   };
-  if constexpr (Rpc::kind == RpcKind::kMutating) {
-    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
-                 NewUnaryHandler<Request, Response>(
-                     std::move(serve), [this] { return mutating_strands_.get(); },
-                     [this](const Request& request) { return StrandKeyOf(request); }));
+  grpc::internal::MethodHandler* handler;
+  if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
+    // May wait for the device's owner: off gRPC's callback threads, and never on a strand (the
+    // owner's own calls on the group would queue behind it).
+    handler = NewUnaryHandler<Request, Response>(
+        std::move(serve), [this](const Request&, std::function<void()> work) {
+          release_executor_.Schedule(std::move(work));
+        });
+  } else if constexpr (Rpc::kind == RpcKind::kMutating) {
+    handler = NewUnaryHandler<Request, Response>(
+        std::move(serve), [this](const Request& request, std::function<void()> work) {
+          if (KeyStrands* strands = mutating_strands_.get(); strands != nullptr) {
+            strands->Run(StrandKeyOf(request), std::move(work));
+          } else {
+            work();
+          }
+        });
   } else {
-    AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC,
-                 NewUnaryHandler<Request, Response>(std::move(serve)));
+    handler = NewUnaryHandler<Request, Response>(std::move(serve));
   }
+  AddRawMethod(rpc.name, grpc::internal::RpcMethod::NORMAL_RPC, handler);
 }
 
 void IommuService::RunMutatingCallsOffGrpcThreads(int threads, bool per_group,

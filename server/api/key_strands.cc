@@ -34,18 +34,17 @@ void KeyStrands::Run(std::optional<uint64_t> key, std::function<void()> work) {
     }
     return;
   }
-  {
-    MutexLock lock(&mu_);
-    auto [it, idle] = strands_.try_emplace(*key);
-    if (!idle || !inline_when_idle_) {
-      it->second.push_back(std::move(work));
-      if (idle) pool_.Schedule([this, key = *key] { RunNext(key); });
-      return;
-    }
-    // The key is ours now (present, nothing queued): run here.
+  if (!inline_when_idle_ || !ClaimIfIdle(*key)) {
+    Schedule(*key, std::move(work));
+    return;
   }
   work();
   FinishItem(*key);
+}
+
+bool KeyStrands::ClaimIfIdle(uint64_t key) {
+  MutexLock lock(&mu_);
+  return strands_.try_emplace(key).second;
 }
 
 void KeyStrands::RunNext(uint64_t key) {

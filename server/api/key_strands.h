@@ -59,6 +59,9 @@ class KeyStrands {
   void Run(std::optional<uint64_t> key, std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Makes `key` busy (present, nothing queued) and returns true when it was idle; false, and
+  // nothing changed, when it has an item running or queued.
+  bool ClaimIfIdle(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);
   // On a pool thread: runs `key`'s first queued item, then hands the key's next one (if any) to
   // the pool or forgets the key.
   void RunNext(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);

@@ -19,15 +19,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/codegen/server_callback_handlers.h>
 
-#include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "proto/status_codec.h"
-#include "server/api/key_strands.h"
 
 namespace iommud {
 
@@ -55,62 +52,35 @@ grpc::internal::MethodHandler* NewUnaryHandler(UnaryFunction<Request, Response> 
       });
 }
 
-// A unary call whose handler finishes later, possibly on another thread (one that may block): the
-// request is parsed, then `start` gets it (its own copy), the response (valid until `finish` is
-// called) and `finish`, which it must call exactly once with the call's status (the response is
-// sent when OK). A malformed request is finished at once.
-template <typename Request, typename Response>
-using DeferredUnaryFunction = std::function<void(grpc::CallbackServerContext*, Request, Response*,
-                                                 std::function<void(const absl::Status&)>)>;
+// Where a unary call runs: `dispatch` gets the parsed request and the work that runs the call and
+// finishes it; it runs the work exactly once, on its own thread (at once) or on any other (later),
+// e.g. on a group's strand (key_strands.h) or on an executor whose threads may block.
+template <typename Request>
+using UnaryDispatch = std::function<void(const Request&, std::function<void()> work)>;
 
+// Like NewUnaryHandler, but a parsed request runs where `dispatch` puts it and the call is
+// finished from that thread. `run` may then block (a commit waiting for the group commit that
+// holds it, state_store.h; a release waiting for the device's owner) without holding one of gRPC's
+// callback threads, which must never block. `dispatch` itself runs on the gRPC thread and must not
+// block unless it runs the work there. Request, response and context live until the call is
+// finished (gRPC frees them after OnDone). A malformed request is finished at once.
 template <typename Request, typename Response>
-grpc::internal::MethodHandler* NewDeferredUnaryHandler(
-    DeferredUnaryFunction<Request, Response> start) {
+grpc::internal::MethodHandler* NewUnaryHandler(UnaryFunction<Request, Response> run,
+                                               UnaryDispatch<Request> dispatch) {
   return new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
-      [start = std::move(start)](grpc::CallbackServerContext* context,
-                                 const grpc::ByteBuffer* bytes, Response* response) {
-        grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-        Request request;
-        if (absl::Status parsed = ParseRequest(*bytes, &request); !parsed.ok()) {
-          reactor->Finish(ToGrpcStatus(parsed));
-          return reactor;
-        }
-        start(context, std::move(request), response, [reactor](const absl::Status& status) {
-          reactor->Finish(ToGrpcStatus(status));
-        });
-        return reactor;
-      });
-}
-
-// Like NewUnaryHandler, but when `strands()` returns some, a parsed request is run there and the
-// call finished from that thread: on the strand of `key_of(request)` (key_strands.h: the calls of
-// one key run one at a time, in arrival order, and a call waiting for its key holds no thread), or
-// outside every strand (the shared lane) when key_of gives nullopt. `run` may then block (a commit
-// waiting for the group commit that holds it, state_store.h) without holding one of gRPC's callback
-// threads, which must never block. `strands()` is asked per call; null runs the call on the gRPC
-// thread as NewUnaryHandler does. `key_of` runs on the gRPC thread and must not block. Request,
-// response and context live until the call is finished (gRPC frees them after OnDone).
-template <typename Request, typename Response>
-grpc::internal::MethodHandler* NewUnaryHandler(
-    UnaryFunction<Request, Response> run, std::function<KeyStrands*()> strands,
-    std::function<std::optional<uint64_t>(const Request&)> key_of) {
-  return new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, Response>(
-      [run = std::move(run), strands = std::move(strands), key_of = std::move(key_of)](
+      [run = std::move(run), dispatch = std::move(dispatch)](
           grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
           Response* response) {
         grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
         auto request = std::make_shared<Request>();
-        absl::Status status = ParseRequest(*bytes, request.get());
-        KeyStrands* on = status.ok() ? strands() : nullptr;
-        if (on == nullptr) {
-          if (status.ok()) status = run(context, *request, response);
-          reactor->Finish(ToGrpcStatus(status));
+        if (absl::Status parsed = ParseRequest(*bytes, request.get()); !parsed.ok()) {
+          reactor->Finish(ToGrpcStatus(parsed));
           return reactor;
         }
-        auto work = [&run, context, request, response, reactor] {
+        const Request& parsed_request = *request;
+        dispatch(parsed_request, [&run, context, request = std::move(request), response, reactor] {
           reactor->Finish(ToGrpcStatus(run(context, *request, response)));
-        };
-        on->Run(key_of(*request), std::move(work));
+        });
         return reactor;
       });
 }
