@@ -461,6 +461,24 @@ absl::Status WithEntryIndex(const absl::Status& status, size_t entry) {
                absl::StrCat("entry ", entry, ": ", status.message()), metadata);
 }
 
+// INVALID_ARGUMENT RESERVED_REGION: `mapping` overlaps `reserved`, a `what` ("reserved region",
+// "msi region", ...) described further by `extra` metadata and the message's `whose` suffix.
+absl::Status ReservedRegionError(const DomainState& domain, const Mapping& mapping,
+                                 const IovaRange& reserved, absl::string_view what,
+                                 const ErrorMetadata& extra, absl::string_view whose = "") {
+  ErrorMetadata metadata = DomainMetadata(domain);
+  metadata["iova"] = Hex(mapping.iova);
+  metadata["size"] = Hex(mapping.size);
+  metadata["reserved_start"] = Hex(reserved.start);
+  metadata["reserved_size"] = Hex(reserved.size);
+  for (const auto& [key, value] : extra) metadata[key] = value;
+  return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
+               absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size), ") overlaps the ",
+                            what, " [", Hex(reserved.start), ", +", Hex(reserved.size), ")",
+                            whose),
+               metadata);
+}
+
 // The checks of one mapping that need no lock: prot, range, the unit's reserved regions.
 absl::Status CheckNewMapping(const DomainState& domain, const Mapping& mapping) {
   if (mapping.prot == 0 || (mapping.prot & ~uint32_t{kProtRead | kProtWrite}) != 0) {
@@ -474,16 +492,8 @@ absl::Status CheckNewMapping(const DomainState& domain, const Mapping& mapping) 
   const IovaRange range{mapping.iova, mapping.size};
   for (const IovaRange& reserved : domain.unit->caps.reserved_regions) {
     if (!range.Overlaps(reserved.start, reserved.size)) continue;
-    ErrorMetadata metadata = DomainMetadata(domain);
-    metadata["iova"] = Hex(mapping.iova);
-    metadata["size"] = Hex(mapping.size);
-    metadata["reserved_start"] = Hex(reserved.start);
-    metadata["reserved_size"] = Hex(reserved.size);
-    return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
-                 absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size),
-                              ") overlaps the reserved region [", Hex(reserved.start), ", +",
-                              Hex(reserved.size), ")"),
-                 metadata);
+    return ReservedRegionError(domain, mapping, IovaRange{reserved.start, reserved.size},
+                               "reserved region", ErrorMetadata{});
   }
   return absl::OkStatus();
 }
@@ -498,19 +508,12 @@ absl::Status CheckDeviceReserved(const DomainState& domain, const Mapping& mappi
     if (it == domain.device_reserved.end()) continue;
     for (const ReservedRegion& reserved : it->second) {
       if (!range.Overlaps(reserved.start, reserved.length)) continue;
-      ErrorMetadata metadata = DomainMetadata(domain);
-      metadata["iova"] = Hex(mapping.iova);
-      metadata["size"] = Hex(mapping.size);
-      metadata["reserved_start"] = Hex(reserved.start);
-      metadata["reserved_size"] = Hex(reserved.length);
-      metadata["region_type"] = std::string(ReservedRegionTypeName(reserved.type));
-      metadata["group_id"] = absl::StrCat(group);
-      return Error(absl::StatusCode::kInvalidArgument, reason::kReservedRegion,
-                   absl::StrCat("[", Hex(mapping.iova), ", +", Hex(mapping.size),
-                                ") overlaps the ", ReservedRegionTypeName(reserved.type),
-                                " region [", Hex(reserved.start), ", +", Hex(reserved.length),
-                                ") of a device of attached group ", group),
-                   metadata);
+      return ReservedRegionError(
+          domain, mapping, IovaRange{reserved.start, reserved.length},
+          absl::StrCat(ReservedRegionTypeName(reserved.type), " region"),
+          {{"region_type", std::string(ReservedRegionTypeName(reserved.type))},
+           {"group_id", absl::StrCat(group)}},
+          absl::StrCat(" of a device of attached group ", group));
     }
   }
   return absl::OkStatus();
