@@ -112,10 +112,10 @@ IommuClient::IommuClient(std::shared_ptr<grpc::Channel> channel, const ClientOpt
   retry_backoff_ = options.retry_backoff;
 }
 
-std::unique_ptr<grpc::ClientContext> IommuClient::NewContext() const {
+std::unique_ptr<grpc::ClientContext> IommuClient::NewContext(absl::Duration asked_wait) const {
   auto context = std::make_unique<grpc::ClientContext>();
   if (rpc_timeout_ != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_));
+    context->set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_ + asked_wait));
   }
   return context;
 }
@@ -136,6 +136,19 @@ std::string RandomRequestId() {
                       absl::Hex(random(), absl::kZeroPad16));
 }
 
+// How long the daemon may wait on purpose before answering `request`: ReleaseDevice waits for
+// the device's owner for its wait_millis, or the daemon's default when 0, both at most
+// kMaxReleaseDeviceWait.
+template <typename Request>
+absl::Duration AskedWait(const Request& request) {
+  if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
+    if (request.wait_millis() == 0) return kMaxReleaseDeviceWait;
+    return std::min(absl::Milliseconds(request.wait_millis()), kMaxReleaseDeviceWait);
+  } else {
+    return absl::ZeroDuration();
+  }
+}
+
 bool Retryable(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable ||
          (status.code() == absl::StatusCode::kAborted &&
@@ -150,7 +163,7 @@ absl::StatusOr<Response> IommuClient::Unary(
                                                    Response*),
     const Request& request) {
   auto call = [&](const Request& sent) -> absl::StatusOr<Response> {
-    std::unique_ptr<grpc::ClientContext> context = NewContext();
+    std::unique_ptr<grpc::ClientContext> context = NewContext(AskedWait(sent));
     Response response;
     const grpc::Status status = (stub_.get()->*method)(context.get(), sent, &response);
     if (!status.ok()) return FromGrpcStatus(status);

@@ -1,7 +1,11 @@
 // IommuClient: a small synchronous C++ client of iommud (iommu.v1.Iommu), the library iommuctl,
 // the load generator and the integration tests are built on.
 //
-// Every call has a deadline (ClientOptions::rpc_timeout). Errors come back as absl::Status built
+// Every call has a deadline (ClientOptions::rpc_timeout), which a call that asks the daemon to wait
+// gets on top of that wait: ReleaseDevice of an owned device waits for the owner (its wait_millis,
+// else the daemon's --release_request_timeout; at most kMaxReleaseDeviceWait), so its deadline is
+// rpc_timeout plus wait_millis (plus kMaxReleaseDeviceWait when wait_millis is 0), and a release
+// the owner does not let go of ends with the daemon's DEVICE_IN_USE, not DEADLINE_EXCEEDED. Errors come back as absl::Status built
 // by FromGrpcStatus (proto/status_codec.h), so iommud::ErrorReason(status) is the
 // google.rpc.ErrorInfo reason the daemon sent (e.g. "GROUP_IN_USE"). Thread-safe: one client may
 // be shared by threads (gRPC channels and stubs are).
@@ -22,6 +26,9 @@
 #include "iommu/v1/iommu.grpc.pb.h"
 
 namespace iommud {
+
+// The daemon's cap on ReleaseDevice's wait for the device's owner (docs/semantics.md).
+inline constexpr absl::Duration kMaxReleaseDeviceWait = absl::Seconds(60);
 
 struct ClientOptions {
   std::string target;                              // "unix:/path/iommud.sock" or "host:port"
@@ -112,8 +119,10 @@ class IommuClient {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
 
  private:
-  // A context with this client's deadline.
-  std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // A context with this client's deadline, `asked_wait` later for a call that asks the daemon to
+  // wait that long.
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      absl::Duration asked_wait = absl::ZeroDuration()) const;
   // One unary call; a mutating one gets its request id and retries (ClientOptions).
   template <typename Request, typename Response>
   absl::StatusOr<Response> Unary(

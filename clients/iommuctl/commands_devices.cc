@@ -44,7 +44,7 @@ void AddDeviceCommands(CommandTable& commands) {
   add("release", "NAME [--wait 10s] [--force]",
       "hot-unplug a device; one whose group is owned is released once its owner lets go: the "
       "owner is asked (RELEASE_REQUESTED) and waited for (--wait, else the daemon's "
-      "--release_request_timeout; at most 60s; give a --timeout longer than the wait), else "
+      "--release_request_timeout; at most 60s; --timeout counts from its end), else "
       "DEVICE_IN_USE and nothing changed; --force (admins) then revokes the owner's mappings and "
       "releases it anyway",
       1, 1, {"wait", "force"}, [](Context& ctx, const Args& a) {

@@ -21,6 +21,7 @@
 #include "core/event_bus.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/api/owned_device_release.h"
 #include "server/daemon.h"
 #include "tests/server/daemon_fixture.h"
 #include "tests/testing/status_test_macros.h"
@@ -252,8 +253,13 @@ TEST_F(OwnedDeviceReleaseTest, ADeadlineShorterThanTheWaitStopsItAndChangesNothi
       Connect("unix:" + daemon_->socket_path(), absl::Milliseconds(500));
   ASSERT_NE(hasty, nullptr);
   const absl::Time start = absl::Now();
-  EXPECT_EQ(hasty->ReleaseDevice(Release(kDevice, 20000)).status().code(),
-            absl::StatusCode::kDeadlineExceeded);
+  // IommuClient's deadline covers the wait a release asks for (see the next test): a raw stub's
+  // call with a deadline of its own.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(start + absl::Milliseconds(500)));
+  iommu::v1::ReleaseDeviceResponse response;
+  EXPECT_EQ(hasty->stub()->ReleaseDevice(&context, Release(kDevice, 20000), &response).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   // The daemon stops waiting too (RELEASE_RESOLVED cancelled), and nothing changed.
   ASSERT_EQ(NextEvent().first, "requested");
@@ -267,6 +273,24 @@ TEST_F(OwnedDeviceReleaseTest, ADeadlineShorterThanTheWaitStopsItAndChangesNothi
   let_go.set_owner("vm");
   ASSERT_OK(owner_->ReleaseOwnership(let_go));
   EXPECT_TRUE(daemon_->registry()->GetDevice(kDevice).ok());
+}
+
+TEST_F(OwnedDeviceReleaseTest, TheClientsDeadlineCoversTheWaitTheReleaseAsksFor) {
+  // The client library's cap on the wait is the daemon's.
+  EXPECT_EQ(kMaxReleaseDeviceWait, kMaxReleaseWait);
+  Claim();
+  const std::string before = Snapshot(daemon_->registry());
+  // A client whose calls have 300 ms asks for a wait of 1 s: the daemon's answer, not a deadline.
+  std::unique_ptr<IommuClient> hasty =
+      Connect("unix:" + daemon_->socket_path(), absl::Milliseconds(300));
+  ASSERT_NE(hasty, nullptr);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<iommu::v1::ReleaseDeviceResponse> refused =
+      hasty->ReleaseDevice(Release(kDevice, 1000));
+  EXPECT_ERROR(refused, kFailedPrecondition, "DEVICE_IN_USE");
+  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(GetErrorMetadata(refused.status()).at("waited_millis"), "1000");
+  EXPECT_EQ(Snapshot(daemon_->registry()), before);
 }
 
 TEST_F(OwnedDeviceReleaseTest, AnUnownedDeviceIsReleasedAtOnce) {
