@@ -30,7 +30,7 @@ done
 
 if [ "$build" -eq 1 ]; then
   CC=clang CXX=clang++ cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DIOMMUD_BUILD_FUZZERS=ON -DIOMMUD_BUILD_BENCHMARKS=OFF \
+    -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O1" -DIOMMUD_BUILD_FUZZERS=ON -DIOMMUD_BUILD_BENCHMARKS=OFF \
     >/dev/null
   cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}"
 fi
