@@ -2,6 +2,9 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -132,13 +135,25 @@ CallerIdentity IdentifyPeer(const PeerFacts& facts, const IdentityOptions& optio
 }
 
 PeerFacts PeerFactsOf(const grpc::ServerContextBase& context) {
+  // The properties IdentifyPeer reads; the others (a TLS peer's PEM certificate, its subject
+  // alternative names, ...) are not copied: this runs for every call.
+  static constexpr absl::string_view kRead[] = {
+      kPeerUidProperty,
+      kPeerGidProperty,
+      kPeerPidProperty,
+      GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME,
+      GRPC_X509_SUBJECT_PROPERTY_NAME,
+      GRPC_X509_CN_PROPERTY_NAME,
+  };
   PeerFacts facts;
   facts.peer = context.peer();
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr) return facts;
   for (const grpc::AuthProperty& property : *auth) {
-    // Keep the first value of a repeated property (e.g. several subject alternative names).
-    facts.properties.emplace(std::string(property.first.data(), property.first.size()),
+    const absl::string_view name(property.first.data(), property.first.size());
+    if (std::find(std::begin(kRead), std::end(kRead), name) == std::end(kRead)) continue;
+    // Keep the first value of a repeated property.
+    facts.properties.emplace(std::string(name),
                              std::string(property.second.data(), property.second.size()));
   }
   return facts;

@@ -69,14 +69,16 @@ struct CallerIdentity {
 // What the transport says about a peer, decoupled from grpc::ServerContextBase for tests.
 struct PeerFacts {
   std::string peer;  // ServerContextBase::peer(): "unix:...", "ipv4:127.0.0.1:5555", "ipv6:[::1]:5"
-  // The first value of each auth-context property (transport_security_type, x509_*, iommud.*).
+  // The first value of each auth-context property IdentifyPeer reads (transport_security_type,
+  // x509_subject, x509_common_name, iommud.peer_*).
   std::map<std::string, std::string> properties;
 };
 
 // Pure: the identity `facts` establish under `options`.
 CallerIdentity IdentifyPeer(const PeerFacts& facts, const IdentityOptions& options);
 
-// The facts of `context` (its peer and auth context).
+// The facts of `context`: its peer and the auth-context properties IdentifyPeer reads (the
+// iommud.peer_* ones, transport_security_type, x509_subject, x509_common_name).
 PeerFacts PeerFactsOf(const grpc::ServerContextBase& context);
 
 // IdentifyPeer(PeerFactsOf(context), options).
