@@ -137,12 +137,12 @@ std::string RandomRequestId() {
 }
 
 // How long the daemon may wait on purpose before answering `request`: ReleaseDevice waits for
-// the device's owner for its wait_millis, or the daemon's default when 0, both at most
+// the device's owner for its wait_millis, or the daemon's default when unset, both at most
 // kMaxReleaseDeviceWait.
 template <typename Request>
 absl::Duration AskedWait(const Request& request) {
   if constexpr (std::is_same_v<Request, iommu::v1::ReleaseDeviceRequest>) {
-    if (request.wait_millis() == 0) return kMaxReleaseDeviceWait;
+    if (!request.has_wait_millis()) return kMaxReleaseDeviceWait;
     return std::min(absl::Milliseconds(request.wait_millis()), kMaxReleaseDeviceWait);
   } else {
     return absl::ZeroDuration();

@@ -4,11 +4,12 @@
 // Every call has a deadline (ClientOptions::rpc_timeout), which a call that asks the daemon to wait
 // gets on top of that wait: ReleaseDevice of an owned device waits for the owner (its wait_millis,
 // else the daemon's --release_request_timeout; at most kMaxReleaseDeviceWait), so its deadline is
-// rpc_timeout plus wait_millis (plus kMaxReleaseDeviceWait when wait_millis is 0), and a release
-// the owner does not let go of ends with the daemon's DEVICE_IN_USE, not DEADLINE_EXCEEDED. Errors come back as absl::Status built
-// by FromGrpcStatus (proto/status_codec.h), so iommud::ErrorReason(status) is the
-// google.rpc.ErrorInfo reason the daemon sent (e.g. "GROUP_IN_USE"). Thread-safe: one client may
-// be shared by threads (gRPC channels and stubs are).
+// rpc_timeout plus wait_millis (plus kMaxReleaseDeviceWait when wait_millis is unset), and a
+// release the owner does not let go of ends with the daemon's DEVICE_IN_USE, not
+// DEADLINE_EXCEEDED. Errors come back as absl::Status built by FromGrpcStatus
+// (proto/status_codec.h), so iommud::ErrorReason(status) is the google.rpc.ErrorInfo reason the
+// daemon sent (e.g. "GROUP_IN_USE"). Thread-safe: one client may be shared by threads (gRPC
+// channels and stubs are).
 #ifndef IOMMUD_CLIENTS_CPP_IOMMUD_CLIENT_H_
 #define IOMMUD_CLIENTS_CPP_IOMMUD_CLIENT_H_
 
