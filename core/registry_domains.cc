@@ -492,8 +492,7 @@ absl::Status CheckNewMapping(const DomainState& domain, const Mapping& mapping) 
   const IovaRange range{mapping.iova, mapping.size};
   for (const IovaRange& reserved : domain.unit->caps.reserved_regions) {
     if (!range.Overlaps(reserved.start, reserved.size)) continue;
-    return ReservedRegionError(domain, mapping, IovaRange{reserved.start, reserved.size},
-                               "reserved region", ErrorMetadata{});
+    return ReservedRegionError(domain, mapping, reserved, "reserved region", ErrorMetadata{});
   }
   return absl::OkStatus();
 }
